@@ -1,0 +1,12 @@
+//! quorumsign: a DNSSEC signer that runs as a high-availability cluster.
+//!
+//! The offline engine: [`zone`] (model and parser), [`keys`] (DNSKEY material and key
+//! files), [`hsm`] (keystores), [`signer`] (RRSIGs, NSEC/NSEC3, signature cache) and
+//! [`validate`] (the independent checker every version passes before publication).
+
+pub mod cli;
+pub mod hsm;
+pub mod keys;
+pub mod signer;
+pub mod validate;
+pub mod zone;

@@ -1,0 +1,224 @@
+//! The zone model: RRsets grouped by owner, in canonical order, with each name's role.
+//!
+//! # Background
+//! ```text
+//!  apex (SOA, NS, ...)            authoritative, signed
+//!  ├── www                        authoritative, signed
+//!  ├── sub  (NS [+ DS])           delegation: only DS (and NSEC) signed
+//!  │   └── ns.sub (A)             below the cut: glue or occluded, kept, never signed
+//!  └── d    (DNAME)               authoritative; names below it are occluded (RFC 6672 §2.3)
+//! ```
+//! Names are kept lower-cased in wire form; nodes are in RFC 4034 §6.1 order and the
+//! records of an RRset in §6.3 order, so signing and NSEC chains need no further sorting.
+
+pub mod name;
+pub mod parse;
+pub mod rdata;
+pub mod rtype;
+pub mod write;
+
+use rayon::prelude::*;
+
+pub use name::Name;
+pub use parse::{Limits, ParseOptions, Parsed, Record, Warning, ZoneError};
+
+/// All records of one owner and type, sharing one TTL, rdata in canonical order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rrset {
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdatas: Vec<Box<[u8]>>,
+}
+
+/// What a name is to the zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Apex,
+    /// Authoritative data, signed.
+    Auth,
+    /// A zone cut (NS below the apex): only DS and NSEC are authoritative here.
+    Delegation,
+    /// At or below a cut or below a DNAME: glue or occluded data, never signed.
+    BelowCut,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: Name,
+    pub kind: NodeKind,
+    /// Sorted by type.
+    pub rrsets: Vec<Rrset>,
+}
+
+impl Node {
+    pub fn rrset(&self, t: u16) -> Option<&Rrset> {
+        self.rrsets.iter().find(|r| r.rtype == t)
+    }
+    pub fn has(&self, t: u16) -> bool {
+        self.rrset(t).is_some()
+    }
+    /// True when this delegation has a DS RRset (a secure delegation).
+    pub fn is_secure_delegation(&self) -> bool {
+        self.kind == NodeKind::Delegation && self.has(rtype::DS)
+    }
+}
+
+/// A zone: its origin and its nodes in canonical order (the apex first).
+#[derive(Debug, Clone)]
+pub struct Zone {
+    pub origin: Name,
+    pub nodes: Vec<Node>,
+}
+
+impl Zone {
+    /// Reads and builds a zone from a master file.
+    pub fn load(path: &std::path::Path, opts: &ParseOptions) -> Result<(Zone, Vec<Warning>), ZoneError> {
+        let parsed = parse::parse_file(path, opts)?;
+        Zone::build(parsed, &opts.origin, &path.display().to_string(), &opts.limits)
+    }
+
+    /// Groups records into RRsets and nodes and checks the zone-level rules.
+    pub fn build(parsed: Parsed, origin: &Name, file: &str, limits: &Limits) -> Result<(Zone, Vec<Warning>), ZoneError> {
+        let Parsed { records, mut warnings } = parsed;
+        let fail = |line: u32, msg: String| ZoneError { file: file.into(), line, msg };
+        // Sort by (canonical name, type, rdata) through precomputed keys.
+        let mut keyed: Vec<(Vec<u8>, u32)> = records
+            .par_iter()
+            .enumerate()
+            .map(|(i, r)| (r.owner.canonical_key(), i as u32))
+            .collect();
+        keyed.par_sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                let (ra, rb) = (&records[a.1 as usize], &records[b.1 as usize]);
+                ra.rtype.cmp(&rb.rtype).then_with(|| ra.rdata.cmp(&rb.rdata))
+            })
+        });
+        let mut slots: Vec<Option<Record>> = records.into_iter().map(Some).collect();
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut last_key: Option<&[u8]> = None;
+        for (key, idx) in &keyed {
+            let rec = slots[*idx as usize].take().expect("each record once");
+            if last_key != Some(key.as_slice()) {
+                nodes.push(Node { name: rec.owner.clone(), kind: NodeKind::Auth, rrsets: Vec::new() });
+                last_key = Some(key.as_slice());
+            }
+            let node = nodes.last_mut().unwrap();
+            match node.rrsets.last_mut() {
+                Some(set) if set.rtype == rec.rtype => {
+                    if set.rdatas.last().map(|d| **d == *rec.rdata) == Some(true) {
+                        continue; // RFC 2181 §5: duplicate records are one record
+                    }
+                    if set.ttl != rec.ttl {
+                        let ttl = set.ttl.min(rec.ttl);
+                        warnings.push(Warning {
+                            file: file.into(),
+                            line: rec.line,
+                            msg: format!(
+                                "{} {} has records with TTLs {} and {}; using {ttl} for the RRset (RFC 2181 §5.2)",
+                                rec.owner, rtype::to_text(rec.rtype), set.ttl, rec.ttl
+                            ),
+                        });
+                        set.ttl = ttl;
+                    }
+                    if set.rdatas.len() >= limits.rrset_records_max {
+                        return Err(fail(rec.line, format!(
+                            "{} {} has more than rrset_records_max = {} records",
+                            rec.owner, rtype::to_text(rec.rtype), limits.rrset_records_max
+                        )));
+                    }
+                    set.rdatas.push(rec.rdata);
+                }
+                _ => node.rrsets.push(Rrset { rtype: rec.rtype, ttl: rec.ttl, rdatas: vec![rec.rdata] }),
+            }
+            if rec.rtype == rtype::CNAME && node.rrsets.iter().any(|s| !matches!(s.rtype, rtype::CNAME | rtype::RRSIG | rtype::NSEC)) {
+                return Err(fail(rec.line, format!("{} has a CNAME beside other data (RFC 1034 §3.6.2)", rec.owner)));
+            }
+            if rec.rtype != rtype::CNAME && !rtype::is_dnssec_output(rec.rtype) && node.has(rtype::CNAME) {
+                return Err(fail(rec.line, format!("{} has {} beside a CNAME (RFC 1034 §3.6.2)", rec.owner, rtype::to_text(rec.rtype))));
+            }
+            if rec.rtype == rtype::CNAME && node.rrset(rtype::CNAME).unwrap().rdatas.len() > 1 {
+                return Err(fail(rec.line, format!("{} has more than one CNAME (RFC 2181 §10.1)", rec.owner)));
+            }
+        }
+        let apex = nodes.first().filter(|n| &n.name == origin && n.has(rtype::SOA));
+        let Some(apex) = apex else {
+            return Err(fail(1, format!("no SOA record at the zone apex {origin}")));
+        };
+        if apex.rrset(rtype::SOA).unwrap().rdatas.len() != 1 {
+            return Err(fail(1, format!("{origin} has more than one SOA record")));
+        }
+        classify(&mut nodes);
+        Ok((Zone { origin: origin.clone(), nodes }, warnings))
+    }
+
+    pub fn apex(&self) -> &Node {
+        &self.nodes[0]
+    }
+
+    pub fn apex_mut(&mut self) -> &mut Node {
+        &mut self.nodes[0]
+    }
+
+    /// SOA rdata fields: (serial, minimum) and the SOA TTL.
+    pub fn soa(&self) -> (u32, u32, u32) {
+        let set = self.apex().rrset(rtype::SOA).expect("zone has a SOA");
+        let d = &set.rdatas[0];
+        let n = d.len();
+        let serial = u32::from_be_bytes(d[n - 20..n - 16].try_into().unwrap());
+        let minimum = u32::from_be_bytes(d[n - 4..].try_into().unwrap());
+        (serial, minimum, set.ttl)
+    }
+
+    /// TTL for NSEC/NSEC3 records: min(SOA MINIMUM, SOA TTL) (RFC 9077).
+    pub fn denial_ttl(&self) -> u32 {
+        let (_, minimum, ttl) = self.soa();
+        minimum.min(ttl)
+    }
+
+    /// Replaces (or removes, when `rdatas` is empty) one RRset at the apex.
+    pub fn set_apex_rrset(&mut self, rtype: u16, ttl: u32, mut rdatas: Vec<Box<[u8]>>) {
+        rdatas.sort();
+        rdatas.dedup();
+        let apex = self.apex_mut();
+        apex.rrsets.retain(|r| r.rtype != rtype);
+        if !rdatas.is_empty() {
+            apex.rrsets.push(Rrset { rtype, ttl, rdatas });
+            apex.rrsets.sort_by_key(|r| r.rtype);
+        }
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.nodes.iter().flat_map(|n| &n.rrsets).map(|r| r.rdatas.len()).sum()
+    }
+}
+
+/// Marks the apex, delegations and everything below cuts and DNAMEs.
+/// Relies on canonical order: a name's descendants directly follow it.
+fn classify(nodes: &mut [Node]) {
+    let mut cut: Option<Name> = None;
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if let Some(c) = &cut {
+            if node.name.is_subdomain_of(c) {
+                node.kind = NodeKind::BelowCut;
+                continue;
+            }
+            cut = None;
+        }
+        if i == 0 {
+            node.kind = NodeKind::Apex;
+            if node.has(rtype::DNAME) {
+                cut = Some(node.name.clone());
+            }
+        } else if node.has(rtype::NS) {
+            node.kind = NodeKind::Delegation;
+            cut = Some(node.name.clone());
+        } else {
+            node.kind = NodeKind::Auth;
+            if node.has(rtype::DNAME) {
+                cut = Some(node.name.clone());
+            }
+        }
+    }
+    // The apex never lies below a cut of its own; names below an apex DNAME are occluded
+    // but `cut` was set for them above. Nothing else to do.
+}

@@ -1,0 +1,334 @@
+//! RFC 1035 §5 master files.
+//!
+//! # Usage
+//! [`parse_file`] / [`parse_bytes`] turn a master file into a flat list of [`Record`]s in
+//! canonical form; [`super::Zone::build`] then groups and checks them.
+//!
+//! # Background
+//! Supported: `$ORIGIN`, `$TTL`, `$INCLUDE`, `@`, relative names, a blank owner meaning
+//! "the previous owner", TTL and class in either order, BIND's `1h30m` periods, escapes
+//! (`\.`, `\065`), quoted strings (where `;` is not a comment), multi-line parentheses and
+//! RFC 3597 generic types and rdata.
+//!
+//! # Limitations
+//! Classes other than IN are refused. `$GENERATE` is not supported.
+
+use std::path::{Path, PathBuf};
+
+use super::name::Name;
+use super::rdata::{self, Tok};
+use super::rtype;
+
+/// Named limits on input; exceeding one is an error that names the limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub zone_records_max: usize,
+    pub rrset_records_max: usize,
+    pub include_depth_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { zone_records_max: 100_000_000, rrset_records_max: 4096, include_depth_max: 8 }
+    }
+}
+
+/// One resource record in canonical form, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub owner: Name,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: Box<[u8]>,
+    pub line: u32,
+}
+
+/// An error in the input, naming the file and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {msg}")]
+pub struct ZoneError {
+    pub file: String,
+    pub line: u32,
+    pub msg: String,
+}
+
+/// A warning about the input: the data was accepted after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub file: String,
+    pub line: u32,
+    pub msg: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.msg)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ParseOptions {
+    pub origin: Name,
+    pub limits: Limits,
+    /// Keep RRSIG/NSEC/NSEC3/NSEC3PARAM (the validator) instead of dropping them (the signer).
+    pub keep_dnssec: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub records: Vec<Record>,
+    pub warnings: Vec<Warning>,
+}
+
+pub fn parse_file(path: &Path, opts: &ParseOptions) -> Result<Parsed, ZoneError> {
+    let mut out = Parsed::default();
+    let mut st = State { origin: opts.origin.clone(), default_ttl: None, last_ttl: None, last_owner: None };
+    parse_file_into(path, opts, &mut st, &mut out, 0)?;
+    Ok(out)
+}
+
+pub fn parse_bytes(input: &[u8], file: &str, opts: &ParseOptions) -> Result<Parsed, ZoneError> {
+    let mut out = Parsed::default();
+    let mut st = State { origin: opts.origin.clone(), default_ttl: None, last_ttl: None, last_owner: None };
+    parse_into(input, file, None, opts, &mut st, &mut out, 0)?;
+    Ok(out)
+}
+
+struct State {
+    origin: Name,
+    default_ttl: Option<u32>,
+    last_ttl: Option<u32>,
+    last_owner: Option<Name>,
+}
+
+fn parse_file_into(path: &Path, opts: &ParseOptions, st: &mut State, out: &mut Parsed, depth: usize) -> Result<(), ZoneError> {
+    let file = path.display().to_string();
+    let input = std::fs::read(path).map_err(|e| ZoneError { file: file.clone(), line: 0, msg: format!("cannot read: {e}") })?;
+    parse_into(&input, &file, path.parent(), opts, st, out, depth)
+}
+
+fn parse_into(
+    input: &[u8],
+    file: &str,
+    dir: Option<&Path>,
+    opts: &ParseOptions,
+    st: &mut State,
+    out: &mut Parsed,
+    depth: usize,
+) -> Result<(), ZoneError> {
+    let mut lx = Lexer { input, pos: 0, line: 1 };
+    let mut toks: Vec<Tok<'_>> = Vec::with_capacity(16);
+    loop {
+        let entry = lx.entry(&mut toks).map_err(|(line, msg)| ZoneError { file: file.into(), line, msg })?;
+        let Some((line, blank_owner)) = entry else { break };
+        let fail = |msg: String| ZoneError { file: file.into(), line, msg };
+        if !blank_owner && toks[0].text.first() == Some(&b'$') && !toks[0].quoted {
+            directive(&toks, file, line, dir, opts, st, out, depth)?;
+            continue;
+        }
+        let (owner, rest) = if blank_owner {
+            let owner = st.last_owner.clone().ok_or_else(|| fail("record with a blank owner but no previous owner".into()))?;
+            (owner, &toks[..])
+        } else {
+            let owner = Name::parse(toks[0].text, Some(&st.origin))
+                .map_err(|e| fail(format!("bad owner name {:?}: {e}", String::from_utf8_lossy(toks[0].text))))?;
+            (owner, &toks[1..])
+        };
+        st.last_owner = Some(owner.clone());
+        let mut ttl = None;
+        let mut i = 0;
+        while i < rest.len() && i < 2 {
+            let t = rest[i].text;
+            if t.eq_ignore_ascii_case(b"IN") {
+                i += 1;
+            } else if t.eq_ignore_ascii_case(b"CH") || t.eq_ignore_ascii_case(b"HS") || (t.len() > 5 && t[..5].eq_ignore_ascii_case(b"CLASS")) {
+                return Err(fail(format!("class {} is not supported; only IN", String::from_utf8_lossy(t))));
+            } else if ttl.is_none() && t.first().is_some_and(u8::is_ascii_digit) {
+                ttl = Some(rdata::parse_period(t).ok_or_else(|| fail(format!("bad TTL {:?}", String::from_utf8_lossy(t))))?);
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        let Some(type_tok) = rest.get(i) else {
+            return Err(fail("record has no type".into()));
+        };
+        let rtype = rtype::from_text(type_tok.text)
+            .ok_or_else(|| fail(format!("unknown record type {:?}", String::from_utf8_lossy(type_tok.text))))?;
+        if !owner.is_subdomain_of(&opts.origin) {
+            return Err(fail(format!("{} is out of zone: not at or below {}", owner, opts.origin)));
+        }
+        if rtype::is_dnssec_output(rtype) && !opts.keep_dnssec {
+            out.warnings.push(Warning {
+                file: file.into(),
+                line,
+                msg: format!("dropped {} {} from the input: the signer makes its own", owner, rtype::to_text(rtype)),
+            });
+            continue;
+        }
+        if rtype == rtype::OPT || (251..=255).contains(&rtype) {
+            return Err(fail(format!("{} is a meta type and cannot appear in a zone", rtype::to_text(rtype))));
+        }
+        let data = rdata::parse(rtype, &rest[i + 1..], Some(&st.origin)).map_err(|e| fail(e.0))?;
+        let ttl = match ttl {
+            Some(t) => {
+                st.last_ttl = Some(t);
+                t
+            }
+            None => match (st.default_ttl, st.last_ttl, rtype) {
+                (Some(t), _, _) | (None, Some(t), _) => t,
+                (None, None, rtype::SOA) => {
+                    // RFC 2308 §4 fallback: the SOA's MINIMUM field.
+                    let t = u32::from_be_bytes(data[data.len() - 4..].try_into().unwrap());
+                    st.last_ttl = Some(t);
+                    t
+                }
+                _ => return Err(fail("record has no TTL and no $TTL is in effect".into())),
+            },
+        };
+        if out.records.len() >= opts.limits.zone_records_max {
+            return Err(fail(format!("zone has more than zone_records_max = {} records", opts.limits.zone_records_max)));
+        }
+        out.records.push(Record { owner, rtype, ttl, rdata: data.into_boxed_slice(), line });
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn directive(
+    toks: &[Tok<'_>],
+    file: &str,
+    line: u32,
+    dir: Option<&Path>,
+    opts: &ParseOptions,
+    st: &mut State,
+    out: &mut Parsed,
+    depth: usize,
+) -> Result<(), ZoneError> {
+    let fail = |msg: String| ZoneError { file: file.into(), line, msg };
+    let d = toks[0].text;
+    let arg = toks.get(1).map(|t| t.text);
+    if d.eq_ignore_ascii_case(b"$ORIGIN") {
+        let a = arg.ok_or_else(|| fail("$ORIGIN needs a name".into()))?;
+        st.origin = Name::parse(a, Some(&st.origin)).map_err(|e| fail(format!("bad $ORIGIN: {e}")))?;
+    } else if d.eq_ignore_ascii_case(b"$TTL") {
+        let a = arg.ok_or_else(|| fail("$TTL needs a value".into()))?;
+        st.default_ttl = Some(rdata::parse_period(a).ok_or_else(|| fail(format!("bad $TTL {:?}", String::from_utf8_lossy(a))))?);
+    } else if d.eq_ignore_ascii_case(b"$INCLUDE") {
+        if depth + 1 > opts.limits.include_depth_max {
+            return Err(fail(format!("$INCLUDE nested deeper than include_depth_max = {}", opts.limits.include_depth_max)));
+        }
+        let a = arg.ok_or_else(|| fail("$INCLUDE needs a file name".into()))?;
+        let p = PathBuf::from(String::from_utf8_lossy(a).into_owned());
+        let p = match dir {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p,
+        };
+        let saved = st.origin.clone();
+        if let Some(o) = toks.get(2) {
+            st.origin = Name::parse(o.text, Some(&st.origin)).map_err(|e| fail(format!("bad $INCLUDE origin: {e}")))?;
+        }
+        parse_file_into(&p, opts, st, out, depth + 1)?;
+        st.origin = saved;
+    } else {
+        return Err(fail(format!("unsupported directive {}", String::from_utf8_lossy(d))));
+    }
+    Ok(())
+}
+
+struct Lexer<'a> {
+    input: &'a [u8],
+    pos: usize,
+    line: u32,
+}
+
+impl<'a> Lexer<'a> {
+    /// Reads the next logical entry (a record or directive, parentheses joined).
+    /// Returns its first line and whether it began with blank space (no owner).
+    fn entry(&mut self, toks: &mut Vec<Tok<'a>>) -> Result<Option<(u32, bool)>, (u32, String)> {
+        toks.clear();
+        let input = self.input;
+        let mut depth = 0u32;
+        let mut start_line = self.line;
+        let mut blank = false;
+        let mut at_line_start = true;
+        loop {
+            if self.pos >= input.len() {
+                if depth > 0 {
+                    return Err((start_line, "unbalanced '(': end of file inside parentheses".into()));
+                }
+                return Ok(if toks.is_empty() { None } else { Some((start_line, blank)) });
+            }
+            let c = input[self.pos];
+            match c {
+                b' ' | b'\t' | b'\r' => {
+                    if at_line_start && toks.is_empty() && depth == 0 {
+                        blank = true;
+                    }
+                    self.pos += 1;
+                }
+                b'\n' => {
+                    self.pos += 1;
+                    self.line += 1;
+                    if depth == 0 {
+                        if !toks.is_empty() {
+                            return Ok(Some((start_line, blank)));
+                        }
+                        start_line = self.line;
+                        blank = false;
+                        at_line_start = true;
+                        continue;
+                    }
+                }
+                b';' => {
+                    while self.pos < input.len() && input[self.pos] != b'\n' {
+                        self.pos += 1;
+                    }
+                }
+                b'(' => {
+                    depth += 1;
+                    self.pos += 1;
+                }
+                b')' => {
+                    if depth == 0 {
+                        return Err((self.line, "unbalanced ')'".into()));
+                    }
+                    depth -= 1;
+                    self.pos += 1;
+                }
+                b'"' => {
+                    let start = self.pos + 1;
+                    let mut p = start;
+                    while p < input.len() && input[p] != b'"' {
+                        if input[p] == b'\n' {
+                            return Err((self.line, "newline inside a quoted string".into()));
+                        }
+                        p += if input[p] == b'\\' { 2 } else { 1 };
+                    }
+                    if p >= input.len() {
+                        return Err((self.line, "unterminated quoted string".into()));
+                    }
+                    toks.push(Tok { text: &input[start..p], quoted: true });
+                    self.pos = p + 1;
+                }
+                _ => {
+                    let start = self.pos;
+                    let mut p = start;
+                    while p < input.len() {
+                        match input[p] {
+                            b' ' | b'\t' | b'\r' | b'\n' | b';' | b'(' | b')' | b'"' => break,
+                            b'\\' => p += 2,
+                            _ => p += 1,
+                        }
+                    }
+                    let p = p.min(input.len());
+                    toks.push(Tok { text: &input[start..p], quoted: false });
+                    self.pos = p;
+                }
+            }
+            if c != b' ' && c != b'\t' && c != b'\r' {
+                at_line_start = false;
+            }
+        }
+    }
+}
