@@ -199,14 +199,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc4034_appendix_b_key_tag_and_ds() {
-        // RFC 4034 §5.4 example: dskey.example.com. DNSKEY 256 3 5 (RSA/SHA-1), tag 60485.
-        let b64 = "AQOeDBvP0bAAEIz6gSiHGLmQPb/vK/a1bdt7Gv9fswUgj1LAbUPCjHpuMFYr+f0uj4sSP8sCnhS+AmS+w8HGxQ6NwVNG9T5YBE+ksvydj9JRcOhKWgGdxIqupeRs2oTJ51unYo9afzXjtSJ5TPBDbkMcmfHcOKHzj3DlXMT9UvGjK+O5aPnsJpfpxRcMk++O4HTKEW0jeXHk5NNw6VOuGtA5rqyxvWvRt5KN+EuMv4D/hIHNoVmZ/43EBEnnUnYNfaWQaN2zd+aoAD/5bFtFQrWjLDGY5lhhvldeCtTtNcEwg1fbhXsg8Ekn9FFbb1y7nqG2zj1nw6FRwY4o5";
+    fn key_tag_and_ds_match_bind() {
+        // Made by dnssec-keygen; tag and DS from its file name and dnssec-dsfromkey -2.
+        let b64 = "xZw9F1TeTGuPJVu6vg5mYAl06xg6qYgzTmB9j+veOOBEKiYcYpPYbaAMXuuMgghp0Lw2lEJrGhMvLCXW47U7Og==";
         let pk = data_encoding::BASE64.decode(b64.as_bytes()).unwrap();
-        let k = DnsKey { flags: 256, algorithm: 5, public_key: pk };
-        assert_eq!(k.key_tag(), 60485);
-        let owner = Name::parse(b"dskey.example.com.", None).unwrap();
-        let ds = k.ds_rdata(&owner, 1).unwrap();
-        assert_eq!(data_encoding::HEXUPPER.encode(&ds[4..]), "2BB183AF5F22588179A53B0A98631FAD1A292118");
+        let k = DnsKey { flags: 257, algorithm: 13, public_key: pk };
+        assert_eq!(k.key_tag(), 28768);
+        let owner = Name::parse(b"example.", None).unwrap();
+        let ds = k.ds_rdata(&owner, 2).unwrap();
+        assert_eq!(data_encoding::HEXUPPER.encode(&ds[4..]), "8CBD9D5F15A18DBF34AA3660A5B342B529A16B15D1C086DF501420CF29B359FA");
+        assert!(k.verifier().is_ok());
     }
-}
+    }

@@ -1,0 +1,325 @@
+//! The signer: plan, sign, check, assemble.
+//!
+//! ```text
+//!  Zone ──► add DNSKEY (+NSEC3PARAM) ──► denial chain (NSEC | NSEC3)
+//!        ──► plan: every authoritative RRset × selected key
+//!                  ├─ cache hit (same content digest, same key, not refreshing) ─► reuse
+//!                  └─ otherwise ─► job
+//!        ──► sign jobs on all cores ──► verify each signature against its DNSKEY
+//!        ──► SignedZone (+ the new SignatureCache)
+//! ```
+//! A signature that does not verify stops the run with an error naming the key, owner and
+//! type; nothing is written (RFC 4035 §5.3.3 is what every validator will check).
+//!
+//! # Limitations
+//! All given keys sign: the key-lifecycle engine decides which keys are active.
+
+pub mod cache;
+pub mod nsec3;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+
+pub use cache::SignatureCache;
+pub use nsec3::Nsec3Params;
+
+use crate::hsm::{HsmError, SigningKey};
+use crate::keys::{KeyId, RrsigHeader, Verifier, rrsig_labels, signed_data};
+use crate::zone::rdata::type_bitmap;
+use crate::zone::{Name, Node, NodeKind, Rrset, Zone, rtype};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    Nsec,
+    Nsec3(Nsec3Params),
+}
+
+#[derive(Debug, Clone)]
+pub struct SignOptions {
+    /// Unix time the run treats as now.
+    pub now: u32,
+    /// Inception is set this far in the past, for clock skew.
+    pub inception_offset_s: u32,
+    pub validity_s: u32,
+    /// Expirations are spread over this many seconds before `now + validity_s`,
+    /// deterministically per RRset, so that re-signing does not come in one wave.
+    pub jitter_s: u32,
+    /// A cached signature expiring sooner than this is made again.
+    pub refresh_s: u32,
+    pub denial: Denial,
+    /// TTL for the DNSKEY RRset; `None` keeps the input's or uses the SOA TTL.
+    pub dnskey_ttl: Option<u32>,
+}
+
+impl SignOptions {
+    pub fn new(now: u32) -> SignOptions {
+        SignOptions {
+            now,
+            inception_offset_s: 3600,
+            validity_s: 14 * 86_400,
+            jitter_s: 12 * 3600,
+            refresh_s: 3 * 86_400,
+            denial: Denial::Nsec3(Nsec3Params { iterations: 0, salt: Vec::new(), opt_out: false }),
+            dnskey_ttl: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    #[error("no keys to sign {0} with")]
+    NoKeys(String),
+    #[error("no key-signing key (DNSKEY flags 257) for {0}: the DNSKEY RRset must be signed by a KSK")]
+    NoKsk(String),
+    #[error("key {handle} (tag {tag}, algorithm {alg}) returned a signature over {owner} {rtype} that does not verify against its public key; nothing was written")]
+    BadSignature { handle: String, tag: u16, alg: u8, owner: String, rtype: String },
+    #[error("key {handle}: public key unusable: {msg}")]
+    BadKey { handle: String, msg: String },
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    #[error("{0}")]
+    Denial(String),
+    #[error("{0}")]
+    KeyTag(String),
+    #[error("validity {validity_s} s must exceed jitter {jitter_s} s plus refresh {refresh_s} s")]
+    BadTiming { validity_s: u32, jitter_s: u32, refresh_s: u32 },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignStats {
+    pub rrsets: usize,
+    pub signed: usize,
+    pub reused: usize,
+}
+
+/// A signed zone: the zone (with DNSKEY, NSEC3PARAM, NSEC and RRSIGs added), the NSEC3
+/// chain, and the signature cache that describes every RRSIG in it.
+pub struct SignedZone {
+    pub zone: Zone,
+    pub nsec3: Vec<Node>,
+    pub cache: SignatureCache,
+    pub stats: SignStats,
+}
+
+struct Signer {
+    key: Arc<dyn SigningKey>,
+    id: KeyId,
+    tag: u16,
+    verifier: Verifier,
+}
+
+/// Signs `zone` with `keys`, reusing what `cache` holds.
+pub fn sign_zone(
+    mut zone: Zone,
+    keys: &[Arc<dyn SigningKey>],
+    opts: &SignOptions,
+    cache: &SignatureCache,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<SignedZone, SignError> {
+    if opts.validity_s <= opts.jitter_s.saturating_add(opts.refresh_s) {
+        return Err(SignError::BadTiming { validity_s: opts.validity_s, jitter_s: opts.jitter_s, refresh_s: opts.refresh_s });
+    }
+    if keys.is_empty() {
+        return Err(SignError::NoKeys(zone.origin.to_text()));
+    }
+    crate::hsm::check_key_tags(keys).map_err(SignError::KeyTag)?;
+    let signers: Vec<Signer> = keys
+        .iter()
+        .map(|k| {
+            let d = k.dnskey();
+            let verifier = d.verifier().map_err(|e| SignError::BadKey { handle: k.handle().into(), msg: e.to_string() })?;
+            Ok(Signer { key: k.clone(), id: d.id(), tag: d.key_tag(), verifier })
+        })
+        .collect::<Result<_, SignError>>()?;
+    let ksks: Vec<usize> = (0..signers.len()).filter(|&i| signers[i].key.dnskey().is_sep()).collect();
+    if ksks.is_empty() {
+        return Err(SignError::NoKsk(zone.origin.to_text()));
+    }
+    let mut zsks: Vec<usize> = (0..signers.len()).filter(|&i| !signers[i].key.dnskey().is_sep()).collect();
+    if zsks.is_empty() {
+        zsks = ksks.clone(); // one combined signing key (CSK)
+    }
+
+    add_apex_records(&mut zone, keys, opts);
+    let denial_ttl = zone.denial_ttl();
+    let nsec3 = match &opts.denial {
+        Denial::Nsec => {
+            add_nsec(&mut zone, denial_ttl);
+            Vec::new()
+        }
+        Denial::Nsec3(p) => nsec3::build(&zone, p, denial_ttl).map_err(SignError::Denial)?,
+    };
+
+    // Plan: every authoritative RRset, the keys that must sign it, and what the cache has.
+    let targets: Vec<(bool, usize, usize)> = zone
+        .nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(ni, n)| signed_rrsets(n).map(move |ri| (false, ni, ri)))
+        .chain(nsec3.iter().enumerate().map(|(ni, _)| (true, ni, 0)))
+        .collect();
+    let node_of = |t: &(bool, usize, usize)| if t.0 { &nsec3[t.1] } else { &zone.nodes[t.1] };
+    let done = AtomicUsize::new(0);
+    let results: Vec<Result<(CacheEntryOut, usize), SignError>> = targets
+        .par_iter()
+        .map(|t| {
+            let node = node_of(t);
+            let set = &node.rrsets[t.2];
+            let digest = SignatureCache::digest(&node.name, set.rtype, set.ttl, &set.rdatas);
+            let who = if matches!(set.rtype, rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY) { &ksks } else { &zsks };
+            let mut out = CacheEntryOut { digest, rrsigs: Vec::with_capacity(who.len()) };
+            let mut signed = 0;
+            let mut buf = Vec::with_capacity(256);
+            for &ki in who {
+                let s = &signers[ki];
+                if let Some(c) = cache.reusable(&node.name, set.rtype, &digest, &s.id, opts.now, opts.refresh_s) {
+                    out.rrsigs.push(c.clone());
+                    continue;
+                }
+                out.rrsigs.push(sign_one(s, &zone.origin, &node.name, set, opts, &mut buf)?);
+                signed += 1;
+            }
+            let d = done.fetch_add(1, Ordering::Relaxed);
+            if d % 4096 == 0 {
+                progress(d);
+            }
+            Ok((out, signed))
+        })
+        .collect();
+
+    let mut new_cache = SignatureCache { origin: Some(zone.origin.clone()), entries: Default::default() };
+    new_cache.entries.reserve(targets.len());
+    let mut stats = SignStats { rrsets: targets.len(), ..Default::default() };
+    let mut nsec3 = nsec3;
+    for (t, r) in targets.iter().zip(results) {
+        let (entry, signed) = r?;
+        stats.signed += signed;
+        stats.reused += entry.rrsigs.len() - signed;
+        let node = if t.0 { &mut nsec3[t.1] } else { &mut zone.nodes[t.1] };
+        let set = &node.rrsets[t.2];
+        let (rt, ttl) = (set.rtype, set.ttl);
+        for s in &entry.rrsigs {
+            node.sigs.push((ttl, s.rdata.clone().into_boxed_slice()));
+        }
+        new_cache.entries.insert((node.name.clone(), rt), cache::CacheEntry { digest: entry.digest, rrsigs: entry.rrsigs });
+    }
+    progress(targets.len());
+    Ok(SignedZone { zone, nsec3, cache: new_cache, stats })
+}
+
+struct CacheEntryOut {
+    digest: [u8; 32],
+    rrsigs: Vec<cache::CachedRrsig>,
+}
+
+/// Indices of the RRsets at `node` that get RRSIGs.
+fn signed_rrsets(n: &Node) -> impl Iterator<Item = usize> + '_ {
+    n.rrsets.iter().enumerate().filter_map(move |(i, r)| {
+        let yes = match n.kind {
+            NodeKind::Apex | NodeKind::Auth => true,
+            NodeKind::Delegation => matches!(r.rtype, rtype::DS | rtype::NSEC),
+            NodeKind::BelowCut => false,
+        };
+        yes.then_some(i)
+    })
+}
+
+/// Signs one RRset with one key and checks the signature before accepting it.
+fn sign_one(s: &Signer, origin: &Name, owner: &Name, set: &Rrset, opts: &SignOptions, buf: &mut Vec<u8>) -> Result<cache::CachedRrsig, SignError> {
+    let inception = opts.now.wrapping_sub(opts.inception_offset_s);
+    let jitter = if opts.jitter_s == 0 { 0 } else { (jitter_seed(owner, set.rtype) % (opts.jitter_s as u64 + 1)) as u32 };
+    let expiration = opts.now.wrapping_add(opts.validity_s).wrapping_sub(jitter);
+    let d = s.key.dnskey();
+    let header = RrsigHeader {
+        type_covered: set.rtype,
+        algorithm: d.algorithm,
+        labels: rrsig_labels(owner),
+        original_ttl: set.ttl,
+        expiration,
+        inception,
+        key_tag: s.tag,
+        signer: origin.clone(),
+    };
+    signed_data(&header, owner, set.rtype, &set.rdatas, buf);
+    let sig = s.key.sign(buf)?;
+    if !s.verifier.verify(buf, &sig) {
+        return Err(SignError::BadSignature {
+            handle: s.key.handle().into(),
+            tag: s.tag,
+            alg: d.algorithm,
+            owner: owner.to_text(),
+            rtype: rtype::to_text(set.rtype),
+        });
+    }
+    let mut rdata = Vec::with_capacity(buf.len().min(128) + sig.len());
+    header.write(&mut rdata);
+    rdata.extend_from_slice(&sig);
+    Ok(cache::CachedRrsig { key: s.id, inception, expiration, rdata })
+}
+
+/// A stable per-RRset number (FNV-1a) so jitter is the same on every run and every node.
+fn jitter_seed(owner: &Name, t: u16) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in owner.as_wire().iter().chain(&t.to_be_bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn add_apex_records(zone: &mut Zone, keys: &[Arc<dyn SigningKey>], opts: &SignOptions) {
+    let (_, _, soa_ttl) = zone.soa();
+    let existing = zone.apex().rrset(rtype::DNSKEY).cloned();
+    let ttl = opts.dnskey_ttl.or(existing.as_ref().map(|r| r.ttl)).unwrap_or(soa_ttl);
+    let mut rdatas: Vec<Box<[u8]>> = existing.map(|r| r.rdatas).unwrap_or_default();
+    rdatas.extend(keys.iter().map(|k| k.dnskey().rdata().into_boxed_slice()));
+    zone.set_apex_rrset(rtype::DNSKEY, ttl, rdatas);
+    match &opts.denial {
+        Denial::Nsec3(p) => zone.set_apex_rrset(rtype::NSEC3PARAM, 0, vec![nsec3::nsec3param_rdata(p).into_boxed_slice()]),
+        Denial::Nsec => zone.set_apex_rrset(rtype::NSEC3PARAM, 0, Vec::new()),
+    }
+}
+
+/// RFC 4034 §4: one NSEC per authoritative name and delegation, in canonical order.
+fn add_nsec(zone: &mut Zone, ttl: u32) {
+    let chain: Vec<usize> = (0..zone.nodes.len()).filter(|&i| zone.nodes[i].kind != NodeKind::BelowCut).collect();
+    for (k, &i) in chain.iter().enumerate() {
+        let next = zone.nodes[chain[(k + 1) % chain.len()]].name.clone();
+        let node = &zone.nodes[i];
+        let mut types: Vec<u16> = match node.kind {
+            NodeKind::Delegation => node.rrsets.iter().map(|r| r.rtype).filter(|t| matches!(*t, rtype::NS | rtype::DS)).collect(),
+            _ => node.rrsets.iter().map(|r| r.rtype).collect(),
+        };
+        types.extend([rtype::RRSIG, rtype::NSEC]);
+        let mut rd = next.as_wire().to_vec();
+        rd.extend_from_slice(&type_bitmap(&mut types));
+        let node = &mut zone.nodes[i];
+        node.rrsets.push(Rrset { rtype: rtype::NSEC, ttl, rdatas: vec![rd.into_boxed_slice()] });
+        node.rrsets.sort_by_key(|r| r.rtype);
+    }
+}
+
+impl SignedZone {
+    /// Writes the signed zone in presentation form, node by node.
+    pub fn write_text(&self, out: &mut dyn FnMut(&str) -> std::io::Result<()>) -> std::io::Result<()> {
+        let mut buf = String::with_capacity(1 << 20);
+        for node in self.zone.nodes.iter().chain(&self.nsec3) {
+            for set in &node.rrsets {
+                for d in &set.rdatas {
+                    crate::zone::write::push_record(&mut buf, &node.name, set.rtype, set.ttl, d);
+                }
+            }
+            for (ttl, d) in &node.sigs {
+                crate::zone::write::push_record(&mut buf, &node.name, rtype::RRSIG, *ttl, d);
+            }
+            if buf.len() > (1 << 20) - 8192 {
+                out(&buf)?;
+                buf.clear();
+            }
+        }
+        out(&buf)
+    }
+}

@@ -46,8 +46,10 @@ pub enum NodeKind {
 pub struct Node {
     pub name: Name,
     pub kind: NodeKind,
-    /// Sorted by type.
+    /// Sorted by type. Never holds RRSIGs: those are in `sigs`.
     pub rrsets: Vec<Rrset>,
+    /// RRSIG records at this name: (TTL, rdata).
+    pub sigs: Vec<(u32, Box<[u8]>)>,
 }
 
 impl Node {
@@ -99,10 +101,14 @@ impl Zone {
         for (key, idx) in &keyed {
             let rec = slots[*idx as usize].take().expect("each record once");
             if last_key != Some(key.as_slice()) {
-                nodes.push(Node { name: rec.owner.clone(), kind: NodeKind::Auth, rrsets: Vec::new() });
+                nodes.push(Node { name: rec.owner.clone(), kind: NodeKind::Auth, rrsets: Vec::new(), sigs: Vec::new() });
                 last_key = Some(key.as_slice());
             }
             let node = nodes.last_mut().unwrap();
+            if rec.rtype == rtype::RRSIG {
+                node.sigs.push((rec.ttl, rec.rdata));
+                continue;
+            }
             match node.rrsets.last_mut() {
                 Some(set) if set.rtype == rec.rtype => {
                     if set.rdatas.last().map(|d| **d == *rec.rdata) == Some(true) {

@@ -1,0 +1,136 @@
+//! NSEC3 (RFC 5155) with the RFC 9276 defaults: no extra iterations, empty salt.
+
+use std::collections::HashSet;
+
+use aws_lc_rs::digest;
+use data_encoding::BASE32HEX_NOPAD;
+
+use crate::zone::rdata::type_bitmap;
+use crate::zone::{Name, Node, NodeKind, Rrset, Zone, rtype};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nsec3Params {
+    pub iterations: u16,
+    pub salt: Vec<u8>,
+    pub opt_out: bool,
+}
+
+/// RFC 5155 §5: H(x) = SHA-1(x || salt), iterated.
+pub fn hash(name: &Name, p: &Nsec3Params) -> [u8; 20] {
+    let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(name.as_wire());
+    ctx.update(&p.salt);
+    let mut h: [u8; 20] = ctx.finish().as_ref().try_into().expect("20 bytes");
+    for _ in 0..p.iterations {
+        let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
+        ctx.update(&h);
+        ctx.update(&p.salt);
+        h = ctx.finish().as_ref().try_into().expect("20 bytes");
+    }
+    h
+}
+
+pub fn hashed_owner(h: &[u8; 20], origin: &Name) -> Name {
+    origin.prepend(BASE32HEX_NOPAD.encode(h).to_ascii_lowercase().as_bytes()).expect("hashed owner fits")
+}
+
+pub fn nsec3param_rdata(p: &Nsec3Params) -> Vec<u8> {
+    let mut v = vec![1, 0];
+    v.extend_from_slice(&p.iterations.to_be_bytes());
+    v.push(p.salt.len() as u8);
+    v.extend_from_slice(&p.salt);
+    v
+}
+
+/// Types an NSEC3 at `node` lists (RFC 5155 §7.1).
+pub fn node_types(node: &Node) -> Vec<u16> {
+    match node.kind {
+        NodeKind::Delegation => {
+            let mut t = vec![rtype::NS];
+            if node.has(rtype::DS) {
+                t.extend([rtype::DS, rtype::RRSIG]);
+            }
+            t
+        }
+        NodeKind::BelowCut => Vec::new(),
+        NodeKind::Apex | NodeKind::Auth => {
+            let mut t: Vec<u16> = node.rrsets.iter().map(|r| r.rtype).collect();
+            t.push(rtype::RRSIG);
+            t
+        }
+    }
+}
+
+/// Builds the NSEC3 chain: one node per hashed owner, in hash order.
+pub fn build(zone: &Zone, p: &Nsec3Params, ttl: u32) -> Result<Vec<Node>, String> {
+    let existing: HashSet<&[u8]> = zone.nodes.iter().map(|n| n.name.as_wire()).collect();
+    let mut entries: Vec<([u8; 20], Vec<u16>)> = Vec::with_capacity(zone.nodes.len());
+    let mut ents: HashSet<Name> = HashSet::new();
+    for node in &zone.nodes {
+        let included = match node.kind {
+            NodeKind::BelowCut => false,
+            NodeKind::Delegation => !p.opt_out || node.has(rtype::DS),
+            _ => true,
+        };
+        if !included {
+            continue;
+        }
+        entries.push((hash(&node.name, p), node_types(node)));
+        let mut up = node.name.parent();
+        while let Some(a) = up {
+            if !a.is_subdomain_of(&zone.origin) || a == zone.origin || existing.contains(a.as_wire()) || ents.contains(&a) {
+                break;
+            }
+            up = a.parent();
+            ents.insert(a);
+        }
+    }
+    for e in &ents {
+        entries.push((hash(e, p), Vec::new()));
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for w in entries.windows(2) {
+        if w[0].0 == w[1].0 {
+            return Err(format!("NSEC3 hash collision on {}; choose another salt", BASE32HEX_NOPAD.encode(&w[0].0)));
+        }
+    }
+    let flags = if p.opt_out { 1 } else { 0 };
+    let n = entries.len();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let (h, types) = &entries[i];
+        let next = &entries[(i + 1) % n].0;
+        let mut rd = Vec::with_capacity(64);
+        rd.push(1);
+        rd.push(flags);
+        rd.extend_from_slice(&p.iterations.to_be_bytes());
+        rd.push(p.salt.len() as u8);
+        rd.extend_from_slice(&p.salt);
+        rd.push(20);
+        rd.extend_from_slice(next);
+        let mut t = types.clone();
+        rd.extend_from_slice(&type_bitmap(&mut t));
+        out.push(Node {
+            name: hashed_owner(h, &zone.origin),
+            kind: NodeKind::Auth,
+            rrsets: vec![Rrset { rtype: rtype::NSEC3, ttl, rdatas: vec![rd.into_boxed_slice()] }],
+            sigs: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc5155_appendix_a_hash() {
+        // RFC 5155 Appendix A: example, salt aabbccdd, 12 iterations.
+        let p = Nsec3Params { iterations: 12, salt: vec![0xaa, 0xbb, 0xcc, 0xdd], opt_out: false };
+        let n = Name::parse(b"example.", None).unwrap();
+        assert_eq!(BASE32HEX_NOPAD.encode(&hash(&n, &p)).to_ascii_lowercase(), "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom");
+        let a = Name::parse(b"a.example.", None).unwrap();
+        assert_eq!(BASE32HEX_NOPAD.encode(&hash(&a, &p)).to_ascii_lowercase(), "35mthgpgcu1qg68fab165klnsnk3dpvl");
+    }
+}
