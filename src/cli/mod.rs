@@ -1,1 +1,74 @@
-pub fn main() -> i32 { 0 }
+//! The `quorumsign` command line.
+
+mod keys_cmd;
+mod sign_cmd;
+mod verify_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "quorumsign", version, about = "DNSSEC signer that runs as a high-availability cluster")]
+struct Cli {
+    /// Log filter (error, warn, info, debug, trace), also QUORUMSIGN_LOG.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Key management.
+    Keys {
+        #[command(subcommand)]
+        cmd: keys_cmd::KeysCmd,
+    },
+    /// Sign a zone file.
+    Sign(sign_cmd::SignArgs),
+    /// Validate a signed zone file (exit 0 valid, 1 invalid, 2 unusable input).
+    Verify(verify_cmd::VerifyArgs),
+    /// Print the DS records of a zone's key-signing keys.
+    Ds(keys_cmd::DsArgs),
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let filter = std::env::var("QUORUMSIGN_LOG").unwrap_or(cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let r = match cli.cmd {
+        Cmd::Keys { cmd } => keys_cmd::run(cmd),
+        Cmd::Sign(a) => sign_cmd::run(a),
+        Cmd::Verify(a) => return verify_cmd::run(a),
+        Cmd::Ds(a) => keys_cmd::ds(a),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Parses a duration: seconds or `1w2d3h4m5s`.
+pub(crate) fn parse_duration(s: &str) -> Result<u32, String> {
+    crate::zone::rdata::parse_period(s.as_bytes()).ok_or_else(|| format!("bad duration {s:?}: use seconds or e.g. 14d, 12h, 1h30m"))
+}
+
+/// Parses `now`: unix seconds or `YYYYMMDDHHmmSS`; default the clock.
+pub(crate) fn parse_now(s: Option<&str>) -> Result<u32, String> {
+    match s {
+        None => Ok(crate::hsm::soft::now_u32()),
+        Some(s) => crate::zone::rdata::parse_rrsig_time(s.as_bytes()).ok_or_else(|| format!("bad time {s:?}: use unix seconds or YYYYMMDDHHmmSS")),
+    }
+}
+
+pub(crate) fn parse_zone_name(s: &str) -> Result<crate::zone::Name, String> {
+    let abs = if s.ends_with('.') { s.to_string() } else { format!("{s}.") };
+    crate::zone::Name::parse(abs.as_bytes(), None).map_err(|e| format!("bad zone name {s:?}: {e}"))
+}

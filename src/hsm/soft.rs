@@ -234,8 +234,9 @@ impl Keystore for SoftKeystore {
         let field_refs: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
         let private = keyfile::format_private(alg.number(), alg.mnemonic(), &field_refs, &created);
         let public = keyfile::format_public(zone, &key.dnskey, &created);
-        write_new(&base.with_extension("private"), private.as_bytes(), 0o600).map_err(|e| self.err(e))?;
-        write_new(&base.with_extension("key"), public.as_bytes(), 0o644).map_err(|e| self.err(e))?;
+        let with_ext = |ext: &str| PathBuf::from(format!("{}.{ext}", base.display()));
+        write_new(&with_ext("private"), private.as_bytes(), 0o600).map_err(|e| self.err(e))?;
+        write_new(&with_ext("key"), public.as_bytes(), 0o644).map_err(|e| self.err(e))?;
         Ok(Arc::new(key))
     }
 }

@@ -1,0 +1,250 @@
+//! The validator: an independent full check of a signed zone.
+//!
+//! # Background
+//! What every validator in the world will check, checked before anyone else sees the zone:
+//! - every RRSIG verifies with a DNSKEY of the apex and is inside its validity window
+//!   (RFC 4035 §5.3);
+//! - every authoritative RRset is signed, by every algorithm in the DNSKEY RRset
+//!   (RFC 4035 §2.2), and nothing non-authoritative is (delegation NS, glue, occluded data);
+//! - the DNSKEY RRset is signed by a key-signing key, and optionally chains to a trust
+//!   anchor (a DS or DNSKEY record);
+//! - the NSEC chain (RFC 4034 §4) or NSEC3 chain (RFC 5155 §7.1) is complete and closed,
+//!   with the right type bit maps and opt-out only where RFC 5155 §6 allows it.
+//!
+//! It shares only the zone model and canonical form with the signer; external validators
+//! (dnssec-verify, ldns-verify-zone, kzonecheck) referee both in the tests.
+
+pub mod denial;
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::keys::{DnsKey, RrsigHeader, Verifier, signed_data};
+use crate::signer::cache::serial_le;
+use crate::zone::{Name, Node, NodeKind, Zone, rtype};
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    pub now: u32,
+    /// DS or DNSKEY rdata the zone must chain to: (type, rdata).
+    pub trust_anchors: Vec<(u16, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub owner: String,
+    #[serde(rename = "type")]
+    pub rtype: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub zone: String,
+    pub valid: bool,
+    pub denial: String,
+    pub rrsets_checked: usize,
+    pub rrsigs_checked: usize,
+    pub failures: Vec<Failure>,
+}
+
+pub(crate) fn failure(owner: &Name, t: u16, message: impl Into<String>) -> Failure {
+    Failure { owner: owner.to_text(), rtype: rtype::to_text(t), message: message.into() }
+}
+
+/// The apex keys, by (key tag, algorithm).
+pub(crate) struct Keys {
+    by_tag: HashMap<(u16, u8), Vec<(DnsKey, Verifier)>>,
+    algorithms: Vec<u8>,
+}
+
+impl Keys {
+    fn from_apex(apex: &Node, failures: &mut Vec<Failure>) -> Keys {
+        let mut by_tag: HashMap<(u16, u8), Vec<(DnsKey, Verifier)>> = HashMap::new();
+        let mut algorithms = Vec::new();
+        if let Some(set) = apex.rrset(rtype::DNSKEY) {
+            for d in &set.rdatas {
+                let Some(k) = DnsKey::from_rdata(d) else {
+                    failures.push(failure(&apex.name, rtype::DNSKEY, "malformed DNSKEY record"));
+                    continue;
+                };
+                if k.flags & crate::keys::FLAG_ZONE == 0 {
+                    continue;
+                }
+                match k.verifier() {
+                    Ok(v) => {
+                        if !algorithms.contains(&k.algorithm) {
+                            algorithms.push(k.algorithm);
+                        }
+                        by_tag.entry((k.key_tag(), k.algorithm)).or_default().push((k, v));
+                    }
+                    Err(e) => failures.push(failure(&apex.name, rtype::DNSKEY, format!("DNSKEY with tag {}: {e}", k.key_tag()))),
+                }
+            }
+        }
+        Keys { by_tag, algorithms }
+    }
+}
+
+/// Checks a whole signed zone. `zone` must have been parsed with DNSSEC records kept.
+pub fn verify_zone(zone: &Zone, opts: &VerifyOptions) -> Report {
+    let mut report = Report { zone: zone.origin.to_text(), ..Default::default() };
+    let mut failures = Vec::new();
+    let apex = zone.apex();
+    let keys = Keys::from_apex(apex, &mut failures);
+    if apex.rrset(rtype::DNSKEY).is_none() {
+        failures.push(failure(&apex.name, rtype::DNSKEY, "no DNSKEY RRset at the apex"));
+    }
+    let (real, hashed): (Vec<&Node>, Vec<&Node>) = zone.nodes.iter().partition(|n| !is_nsec3_node(n));
+
+    let per_node: Vec<(usize, usize, Vec<Failure>)> = real
+        .par_iter()
+        .chain(hashed.par_iter())
+        .map(|n| check_node(zone, n, &keys, opts))
+        .collect();
+    for (sets, sigs, f) in per_node {
+        report.rrsets_checked += sets;
+        report.rrsigs_checked += sigs;
+        failures.extend(f);
+    }
+    check_ksk(zone, &keys, opts, &mut failures);
+    report.denial = denial::check(zone, &real, &hashed, &mut failures);
+    report.valid = failures.is_empty();
+    report.failures = failures;
+    report
+}
+
+fn is_nsec3_node(n: &Node) -> bool {
+    !n.rrsets.is_empty() && n.rrsets.iter().all(|r| r.rtype == rtype::NSEC3)
+}
+
+/// Whether an RRset at this node is authoritative and so must be signed.
+fn authoritative(kind: NodeKind, t: u16) -> bool {
+    match kind {
+        NodeKind::Apex | NodeKind::Auth => true,
+        NodeKind::Delegation => matches!(t, rtype::DS | rtype::NSEC),
+        NodeKind::BelowCut => false,
+    }
+}
+
+fn check_node(zone: &Zone, node: &Node, keys: &Keys, opts: &VerifyOptions) -> (usize, usize, Vec<Failure>) {
+    let mut failures = Vec::new();
+    let mut sigs_checked = 0;
+    let mut parsed: Vec<(RrsigHeader, &[u8])> = Vec::with_capacity(node.sigs.len());
+    for (_, d) in &node.sigs {
+        match RrsigHeader::parse(d) {
+            Some(p) => parsed.push(p),
+            None => failures.push(failure(&node.name, rtype::RRSIG, "malformed RRSIG record")),
+        }
+    }
+    let mut buf = Vec::with_capacity(512);
+    for set in &node.rrsets {
+        let sigs: Vec<&(RrsigHeader, &[u8])> = parsed.iter().filter(|(h, _)| h.type_covered == set.rtype).collect();
+        if !authoritative(node.kind, set.rtype) {
+            if !sigs.is_empty() {
+                failures.push(failure(&node.name, set.rtype, "non-authoritative data (delegation NS, glue or occluded) is signed"));
+            }
+            continue;
+        }
+        if sigs.is_empty() {
+            failures.push(failure(&node.name, set.rtype, "RRset is not signed"));
+            continue;
+        }
+        let mut good_algs: Vec<u8> = Vec::new();
+        for (h, sig) in sigs {
+            sigs_checked += 1;
+            match check_rrsig(zone, node, set, h, sig, keys, opts, &mut buf) {
+                Ok(()) => {
+                    if !good_algs.contains(&h.algorithm) {
+                        good_algs.push(h.algorithm);
+                    }
+                }
+                Err(msg) => failures.push(failure(&node.name, set.rtype, msg)),
+            }
+        }
+        for a in &keys.algorithms {
+            if !good_algs.contains(a) {
+                failures.push(failure(&node.name, set.rtype, format!("no valid RRSIG of algorithm {a}, which the DNSKEY RRset has (RFC 4035 §2.2)")));
+            }
+        }
+    }
+    for (h, _) in &parsed {
+        if node.rrset(h.type_covered).is_none() {
+            failures.push(failure(&node.name, h.type_covered, "RRSIG covers a type with no RRset here"));
+        }
+    }
+    (node.rrsets.len(), sigs_checked, failures)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_rrsig(
+    zone: &Zone,
+    node: &Node,
+    set: &crate::zone::Rrset,
+    h: &RrsigHeader,
+    sig: &[u8],
+    keys: &Keys,
+    opts: &VerifyOptions,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
+    let tag = h.key_tag;
+    if h.signer != zone.origin {
+        return Err(format!("RRSIG (tag {tag}) has signer {} instead of the zone {}", h.signer, zone.origin));
+    }
+    if h.labels as usize > node.name.label_count() || (h.labels as usize) < crate::keys::rrsig_labels(&node.name) as usize {
+        return Err(format!("RRSIG (tag {tag}) has label count {} for a name of {} labels", h.labels, node.name.label_count()));
+    }
+    if h.original_ttl != set.ttl {
+        return Err(format!("RRSIG (tag {tag}) original TTL {} differs from the RRset TTL {}", h.original_ttl, set.ttl));
+    }
+    if !serial_le(h.inception, opts.now) {
+        return Err(format!("RRSIG (tag {tag}) is not yet valid: inception {}", crate::zone::rdata::format_rrsig_time(h.inception)));
+    }
+    if !serial_le(opts.now, h.expiration) {
+        return Err(format!("RRSIG (tag {tag}) has expired: expiration {}", crate::zone::rdata::format_rrsig_time(h.expiration)));
+    }
+    let Some(candidates) = keys.by_tag.get(&(tag, h.algorithm)) else {
+        return Err(format!("RRSIG (tag {tag}, algorithm {}) matches no DNSKEY at the apex", h.algorithm));
+    };
+    signed_data(h, &node.name, set.rtype, &set.rdatas, buf);
+    if candidates.iter().any(|(_, v)| v.verify(buf, sig)) {
+        Ok(())
+    } else {
+        Err(format!("RRSIG (tag {tag}, algorithm {}) does not verify", h.algorithm))
+    }
+}
+
+/// The DNSKEY RRset must be signed by a KSK, and by a trust anchor's key when one is given.
+fn check_ksk(zone: &Zone, keys: &Keys, opts: &VerifyOptions, failures: &mut Vec<Failure>) {
+    let apex = zone.apex();
+    let Some(set) = apex.rrset(rtype::DNSKEY) else { return };
+    let mut buf = Vec::new();
+    let signers: Vec<&DnsKey> = apex
+        .sigs
+        .iter()
+        .filter_map(|(_, d)| RrsigHeader::parse(d))
+        .filter(|(h, _)| h.type_covered == rtype::DNSKEY && serial_le(h.inception, opts.now) && serial_le(opts.now, h.expiration))
+        .filter_map(|(h, sig)| {
+            signed_data(&h, &apex.name, rtype::DNSKEY, &set.rdatas, &mut buf);
+            keys.by_tag.get(&(h.key_tag, h.algorithm))?.iter().find(|(_, v)| v.verify(&buf, sig)).map(|(k, _)| k)
+        })
+        .collect();
+    if !signers.iter().any(|k| k.is_sep()) {
+        failures.push(failure(&apex.name, rtype::DNSKEY, "DNSKEY RRset is not signed by a key-signing key (SEP flag)"));
+    }
+    if opts.trust_anchors.is_empty() {
+        return;
+    }
+    let anchored = signers.iter().any(|k| {
+        opts.trust_anchors.iter().any(|(t, rd)| match *t {
+            rtype::DNSKEY => DnsKey::from_rdata(rd).is_some_and(|a| a.algorithm == k.algorithm && a.public_key == k.public_key),
+            rtype::DS => rd.len() > 4 && k.ds_rdata(&zone.origin, rd[3]).is_some_and(|d| d == *rd),
+            _ => false,
+        })
+    });
+    if !anchored {
+        failures.push(failure(&apex.name, rtype::DNSKEY, "DNSKEY RRset is not signed by any key of the trust anchor"));
+    }
+}
