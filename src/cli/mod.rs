@@ -29,6 +29,19 @@ enum Cmd {
     Verify(verify_cmd::VerifyArgs),
     /// Print the DS records of a zone's key-signing keys.
     Ds(keys_cmd::DsArgs),
+    /// Write a deterministic synthetic zone (tests and benchmarks).
+    #[command(hide = true)]
+    GenerateZone {
+        /// tld or flat.
+        #[arg(long, default_value = "tld")]
+        shape: String,
+        #[arg(long)]
+        zone: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -45,6 +58,7 @@ pub fn main() -> i32 {
         Cmd::Sign(a) => sign_cmd::run(a),
         Cmd::Verify(a) => return verify_cmd::run(a),
         Cmd::Ds(a) => keys_cmd::ds(a),
+        Cmd::GenerateZone { shape, zone, count, seed } => generate_zone(&shape, &zone, count, seed),
     };
     match r {
         Ok(()) => 0,
@@ -71,4 +85,17 @@ pub(crate) fn parse_now(s: Option<&str>) -> Result<u32, String> {
 pub(crate) fn parse_zone_name(s: &str) -> Result<crate::zone::Name, String> {
     let abs = if s.ends_with('.') { s.to_string() } else { format!("{s}.") };
     crate::zone::Name::parse(abs.as_bytes(), None).map_err(|e| format!("bad zone name {s:?}: {e}"))
+}
+
+fn generate_zone(shape: &str, zone: &str, count: usize, seed: u64) -> anyhow::Result<()> {
+    use crate::zone::generate::{Shape, zone_text};
+    use std::io::Write;
+    let shape = match shape {
+        "tld" => Shape::Tld,
+        "flat" => Shape::Flat,
+        s => anyhow::bail!("unknown shape {s:?}: tld or flat"),
+    };
+    let origin = parse_zone_name(zone).map_err(anyhow::Error::msg)?;
+    std::io::stdout().lock().write_all(zone_text(shape, &origin.to_text(), count, seed).as_bytes())?;
+    Ok(())
 }

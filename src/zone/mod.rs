@@ -15,6 +15,7 @@ pub mod name;
 pub mod parse;
 pub mod rdata;
 pub mod rtype;
+pub mod generate;
 pub mod write;
 
 use rayon::prelude::*;

@@ -1,0 +1,85 @@
+//! Helpers shared by the integration tests: run the real binary and the real peer tools.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn qs_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_quorumsign"))
+}
+
+/// Runs quorumsign with `args`; returns (exit code, stdout, stderr).
+pub fn qs(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(qs_bin()).args(args).env("NO_COLOR", "1").output().expect("run quorumsign");
+    split(out)
+}
+
+pub fn split(out: Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs quorumsign and panics with its output unless it exits 0.
+pub fn qs_ok(args: &[&str]) -> String {
+    let (code, out, err) = qs(args);
+    assert_eq!(code, 0, "quorumsign {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+/// Runs an external tool; the tools are installed by the README's test command, so a
+/// missing tool is a failure, not a skip.
+pub fn tool(name: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(name)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {name} ({e}); install the test tools with `bash tests/run.sh`"));
+    split(out)
+}
+
+pub fn example_zone() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.zone")
+}
+
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Makes a KSK and a ZSK (or one CSK) for `zone` in `dir:<dir>`.
+pub fn make_keys(dir: &Path, zone: &str, alg: &str, csk: bool) -> String {
+    let ks = format!("dir:{}", dir.display());
+    if csk {
+        qs_ok(&["keys", "generate", "--zone", zone, "--keystore", &ks, "--algorithm", alg, "--role", "csk"]);
+    } else {
+        qs_ok(&["keys", "generate", "--zone", zone, "--keystore", &ks, "--algorithm", alg, "--role", "ksk"]);
+        qs_ok(&["keys", "generate", "--zone", zone, "--keystore", &ks, "--algorithm", alg, "--role", "zsk"]);
+    }
+    ks
+}
+
+/// Asserts that quorumsign verify, dnssec-verify, ldns-verify-zone and kzonecheck all
+/// accept the signed zone.
+pub fn assert_all_validators_accept(zone: &str, signed: &Path) {
+    let (code, out, err) = qs(&["verify", "--zone", zone, p(signed)]);
+    assert_eq!(code, 0, "quorumsign verify rejected {}:\n{out}\n{err}", signed.display());
+    let origin = if zone.ends_with('.') { zone.to_string() } else { format!("{zone}.") };
+    let (code, out, err) = tool("dnssec-verify", &["-o", &origin, p(signed)]);
+    assert_eq!(code, 0, "dnssec-verify rejected {}:\n{out}\n{err}", signed.display());
+    let (code, out, err) = tool("ldns-verify-zone", &[p(signed)]);
+    assert_eq!(code, 0, "ldns-verify-zone rejected {}:\n{out}\n{err}", signed.display());
+    let (code, out, err) = tool("kzonecheck", &["-o", &origin, "-d", "on", p(signed)]);
+    assert_eq!(code, 0, "kzonecheck rejected {}:\n{out}\n{err}", signed.display());
+}
+
+pub fn generated_zone(dir: &Path, shape: &str, zone: &str, count: usize) -> PathBuf {
+    let text = qs_ok(&["generate-zone", "--shape", shape, "--zone", zone, "--count", &count.to_string()]);
+    let path = dir.join(format!("{shape}-{count}.zone"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
