@@ -15,17 +15,59 @@ fn every_corrupted_signature_is_caught_and_nothing_is_written() {
     for every in [1u32, 2, 7, 97, 500] {
         std::fs::write(&out, "previous version\n").unwrap();
         let ks = format!("fault:every={every}:dir:{}", keydir.display());
-        let (code, o, e) = qs(&["sign", "--zone", "tld", "--input", p(&input), "--output", p(&out), "--keystore", &ks]);
-        assert_ne!(code, 0, "a corrupted signature slipped through with every={every}:\n{o}\n{e}");
-        assert!(e.contains("does not verify against its public key"), "every={every}: {e}");
-        assert!(e.contains(keydir.to_str().unwrap()), "the error must name the key: {e}");
-        assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous version\n", "output was touched with every={every}");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp")).collect();
+        let (code, o, e) = qs(&[
+            "sign",
+            "--zone",
+            "tld",
+            "--input",
+            p(&input),
+            "--output",
+            p(&out),
+            "--keystore",
+            &ks,
+        ]);
+        assert_ne!(
+            code, 0,
+            "a corrupted signature slipped through with every={every}:\n{o}\n{e}"
+        );
+        assert!(
+            e.contains("does not verify against its public key"),
+            "every={every}: {e}"
+        );
+        assert!(
+            e.contains(keydir.to_str().unwrap()),
+            "the error must name the key: {e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "previous version\n",
+            "output was touched with every={every}"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".tmp")
+            })
+            .collect();
         assert!(leftovers.is_empty(), "temporary files left behind");
     }
     // The same keystore with no fault signs fine: the check does not reject good signatures.
     let ks = format!("dir:{}", keydir.display());
-    qs_ok(&["sign", "--zone", "tld", "--input", p(&input), "--output", p(&out), "--keystore", &ks]);
+    qs_ok(&[
+        "sign",
+        "--zone",
+        "tld",
+        "--input",
+        p(&input),
+        "--output",
+        p(&out),
+        "--keystore",
+        &ks,
+    ]);
     let (code, o, _) = qs(&["verify", "--zone", "tld", p(&out)]);
     assert_eq!(code, 0, "{o}");
 }

@@ -10,16 +10,22 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use quorumsign::zone::{Limits, Name, NodeKind, ParseOptions, Zone, rtype};
 
 fn opts(origin: &str) -> ParseOptions {
-    ParseOptions { origin: Name::parse(origin.as_bytes(), None).unwrap(), limits: Limits::default(), keep_dnssec: false }
+    ParseOptions {
+        origin: Name::parse(origin.as_bytes(), None).unwrap(),
+        limits: Limits::default(),
+        keep_dnssec: false,
+    }
 }
 
 fn load(text: &str) -> Result<(Zone, Vec<quorumsign::zone::Warning>), String> {
     let o = opts("example.");
-    let parsed = quorumsign::zone::parse::parse_bytes(text.as_bytes(), "test.zone", &o).map_err(|e| e.to_string())?;
+    let parsed = quorumsign::zone::parse::parse_bytes(text.as_bytes(), "test.zone", &o)
+        .map_err(|e| e.to_string())?;
     Zone::build(parsed, &o.origin, "test.zone", &o.limits).map_err(|e| e.to_string())
 }
 
-const HEAD: &str = "$ORIGIN example.\n$TTL 300\n@ IN SOA ns hostmaster 1 2 3 4 5\n@ IN NS ns\nns IN A 192.0.2.1\n";
+const HEAD: &str =
+    "$ORIGIN example.\n$TTL 300\n@ IN SOA ns hostmaster 1 2 3 4 5\n@ IN NS ns\nns IN A 192.0.2.1\n";
 
 fn err_of(body: &str) -> String {
     match load(&format!("{HEAD}{body}")) {
@@ -30,18 +36,31 @@ fn err_of(body: &str) -> String {
 
 #[test]
 fn refusals_name_file_and_line() {
-    assert!(err_of("www IN A 192.0.2.1\nwww IN CNAME ns\n").starts_with("test.zone:7: "), "{}", err_of("www IN A 192.0.2.1\nwww IN CNAME ns\n"));
+    assert!(
+        err_of("www IN A 192.0.2.1\nwww IN CNAME ns\n").starts_with("test.zone:7: "),
+        "{}",
+        err_of("www IN A 192.0.2.1\nwww IN CNAME ns\n")
+    );
     assert!(err_of("www IN A 192.0.2.1\nwww IN CNAME ns\n").contains("beside"));
     let e = err_of("www.example.org. IN A 192.0.2.1\n");
-    assert!(e.starts_with("test.zone:6: ") && e.contains("out of zone"), "{e}");
+    assert!(
+        e.starts_with("test.zone:6: ") && e.contains("out of zone"),
+        "{e}"
+    );
     let e = err_of("bad IN A 300.1.2.3\n");
     assert!(e.starts_with("test.zone:6: ") && e.contains("IPv4"), "{e}");
     let e = err_of("x IN A (\n192.0.2.1\n");
-    assert!(e.starts_with("test.zone:6: ") && e.contains("parentheses"), "{e}");
+    assert!(
+        e.starts_with("test.zone:6: ") && e.contains("parentheses"),
+        "{e}"
+    );
     let e = err_of("x IN BOGUS 1\n");
     assert!(e.contains("unknown record type"), "{e}");
     let e = err_of("x IN TXT \"unterminated\n");
-    assert!(e.starts_with("test.zone:6: ") && e.contains("quoted"), "{e}");
+    assert!(
+        e.starts_with("test.zone:6: ") && e.contains("quoted"),
+        "{e}"
+    );
     let e = err_of("x IN CH A 192.0.2.1\n");
     assert!(e.contains("class CH"), "{e}");
     let e = load("$ORIGIN example.\n$TTL 300\nwww IN A 192.0.2.1\n").unwrap_err();
@@ -50,11 +69,23 @@ fn refusals_name_file_and_line() {
 
 #[test]
 fn rrset_over_the_limit_is_refused_by_name() {
-    let o = ParseOptions { limits: Limits { rrset_records_max: 3, ..Limits::default() }, ..opts("example.") };
-    let body = format!("{HEAD}m IN A 192.0.2.1\nm IN A 192.0.2.2\nm IN A 192.0.2.3\nm IN A 192.0.2.4\n");
+    let o = ParseOptions {
+        limits: Limits {
+            rrset_records_max: 3,
+            ..Limits::default()
+        },
+        ..opts("example.")
+    };
+    let body =
+        format!("{HEAD}m IN A 192.0.2.1\nm IN A 192.0.2.2\nm IN A 192.0.2.3\nm IN A 192.0.2.4\n");
     let parsed = quorumsign::zone::parse::parse_bytes(body.as_bytes(), "big.zone", &o).unwrap();
-    let e = Zone::build(parsed, &o.origin, "big.zone", &o.limits).unwrap_err().to_string();
-    assert!(e.contains("rrset_records_max = 3") && e.starts_with("big.zone:"), "{e}");
+    let e = Zone::build(parsed, &o.origin, "big.zone", &o.limits)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("rrset_records_max = 3") && e.starts_with("big.zone:"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -75,21 +106,52 @@ fn presentation_features() {
          later IN A 192.0.2.9\n"
     );
     let (zone, warnings) = load(&text).unwrap();
-    let node = |n: &str| zone.nodes.iter().find(|x| x.name == Name::parse(n.as_bytes(), None).unwrap()).unwrap_or_else(|| panic!("{n} missing"));
+    let node = |n: &str| {
+        zone.nodes
+            .iter()
+            .find(|x| x.name == Name::parse(n.as_bytes(), None).unwrap())
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
     assert!(node("mixed.example.").has(rtype::A));
     assert!(node("a\\.b.example.").has(rtype::A));
     let txt = &node("abc.example.").rrset(rtype::TXT).unwrap().rdatas[0];
     assert_eq!(&txt[..], b"\x16quoted ; not a comment\x05plain");
     let m = node("multi.example.");
     assert_eq!(m.rrset(rtype::A).unwrap().ttl, 600);
-    assert!(m.has(rtype::AAAA), "blank owner continues the previous owner");
-    assert_eq!(&node("unk.example.").rrset(65280).unwrap().rdatas[0][..], &[10, 0, 0, 1]);
-    assert_eq!(&node("known.example.").rrset(rtype::A).unwrap().rdatas[0][..], &[192, 0, 2, 5]);
+    assert!(
+        m.has(rtype::AAAA),
+        "blank owner continues the previous owner"
+    );
+    assert_eq!(
+        &node("unk.example.").rrset(65280).unwrap().rdatas[0][..],
+        &[10, 0, 0, 1]
+    );
+    assert_eq!(
+        &node("known.example.").rrset(rtype::A).unwrap().rdatas[0][..],
+        &[192, 0, 2, 5]
+    );
     let t = node("ttl1.example.").rrset(rtype::A).unwrap();
-    assert_eq!((t.ttl, t.rdatas.len()), (100, 2), "mixed TTLs are normalised to the lowest");
-    assert!(warnings.iter().any(|w| w.msg.contains("TTLs 100 and 200")), "{warnings:?}");
-    assert!(warnings.iter().any(|w| w.msg.contains("dropped sig.example. RRSIG")), "{warnings:?}");
-    assert!(zone.nodes.iter().all(|n| n.name.to_text() != "sig.example."), "the dropped RRSIG left nothing behind");
+    assert_eq!(
+        (t.ttl, t.rdatas.len()),
+        (100, 2),
+        "mixed TTLs are normalised to the lowest"
+    );
+    assert!(
+        warnings.iter().any(|w| w.msg.contains("TTLs 100 and 200")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.msg.contains("dropped sig.example. RRSIG")),
+        "{warnings:?}"
+    );
+    assert!(
+        zone.nodes
+            .iter()
+            .all(|n| n.name.to_text() != "sig.example."),
+        "the dropped RRSIG left nothing behind"
+    );
     assert_eq!(node("later.example.").rrset(rtype::A).unwrap().ttl, 3600);
 }
 
@@ -107,7 +169,12 @@ fn zone_structure_cuts_glue_occlusion_wildcards() {
          a.b.c IN A 192.0.2.57\n"
     );
     let (zone, _) = load(&text).unwrap();
-    let kind = |n: &str| zone.nodes.iter().find(|x| x.name.to_text() == n).map(|x| x.kind);
+    let kind = |n: &str| {
+        zone.nodes
+            .iter()
+            .find(|x| x.name.to_text() == n)
+            .map(|x| x.kind)
+    };
     assert_eq!(kind("example."), Some(NodeKind::Apex));
     assert_eq!(kind("sub.example."), Some(NodeKind::Delegation));
     assert_eq!(kind("ns.sub.example."), Some(NodeKind::BelowCut));
@@ -115,7 +182,11 @@ fn zone_structure_cuts_glue_occlusion_wildcards() {
     assert_eq!(kind("d.example."), Some(NodeKind::Auth));
     assert_eq!(kind("x.d.example."), Some(NodeKind::BelowCut));
     assert_eq!(kind("*.w.example."), Some(NodeKind::Auth));
-    assert_eq!(kind("c.example."), None, "empty non-terminals are not nodes");
+    assert_eq!(
+        kind("c.example."),
+        None,
+        "empty non-terminals are not nodes"
+    );
     // Canonical order holds for the whole node list.
     assert!(zone.nodes.windows(2).all(|w| w[0].name < w[1].name));
 }
@@ -124,11 +195,19 @@ fn zone_structure_cuts_glue_occlusion_wildcards() {
 fn include_directive() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("inc.zone"), "www IN A 192.0.2.80\n").unwrap();
-    std::fs::write(dir.path().join("main.zone"), format!("{HEAD}$INCLUDE inc.zone sub\nafter IN A 192.0.2.81\n")).unwrap();
+    std::fs::write(
+        dir.path().join("main.zone"),
+        format!("{HEAD}$INCLUDE inc.zone sub\nafter IN A 192.0.2.81\n"),
+    )
+    .unwrap();
     let o = opts("example.");
     let (zone, _) = Zone::load(&dir.path().join("main.zone"), &o).unwrap();
     let names: Vec<String> = zone.nodes.iter().map(|n| n.name.to_text()).collect();
-    assert!(names.contains(&"www.sub.example.".to_string()) && names.contains(&"after.example.".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"www.sub.example.".to_string())
+            && names.contains(&"after.example.".to_string()),
+        "{names:?}"
+    );
 }
 
 /// Record sets from our parser and from hickory's must be the same.
@@ -137,12 +216,27 @@ fn compare_with_hickory(text: &str, origin: &str) {
     // hickory's parser refuses DS ("DS should be dynamically generated") and DNAME, and has no
     // RFC 3597 generic rdata; it reads the owner `\065bc` as `5bc` where RFC 1035 §5.1 says
     // `\DDD` is one decimal octet (`Abc`). Leave those lines out of the comparison.
-    let text: String = text.lines().filter(|l| !l.contains(" DS ") && !l.contains(" DNAME ") && !l.contains("\\#") && !l.contains("\\0")).map(|l| format!("{l}\n")).collect();
+    let text: String = text
+        .lines()
+        .filter(|l| {
+            !l.contains(" DS ")
+                && !l.contains(" DNAME ")
+                && !l.contains("\\#")
+                && !l.contains("\\0")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
     let text = text.as_str();
     let ours = quorumsign::zone::parse::parse_bytes(text.as_bytes(), "ref.zone", &o).unwrap();
-    let ours: BTreeSet<(Vec<u8>, u16, u32, Vec<u8>)> = ours.records.iter().map(|r| (r.owner.as_wire().to_vec(), r.rtype, r.ttl, r.rdata.to_vec())).collect();
+    let ours: BTreeSet<(Vec<u8>, u16, u32, Vec<u8>)> = ours
+        .records
+        .iter()
+        .map(|r| (r.owner.as_wire().to_vec(), r.rtype, r.ttl, r.rdata.to_vec()))
+        .collect();
     let hname = hickory_proto::rr::Name::from_ascii(origin).unwrap();
-    let (_, sets) = hickory_proto::serialize::txt::Parser::new(text, None, Some(hname)).parse().expect("hickory parses");
+    let (_, sets) = hickory_proto::serialize::txt::Parser::new(text, None, Some(hname))
+        .parse()
+        .expect("hickory parses");
     let mut theirs = BTreeSet::new();
     for set in sets.values() {
         for r in set.records_without_rrsigs() {
@@ -159,7 +253,10 @@ fn compare_with_hickory(text: &str, origin: &str) {
     }
     let only_ours: Vec<_> = ours.difference(&theirs).take(3).collect();
     let only_theirs: Vec<_> = theirs.difference(&ours).take(3).collect();
-    assert!(only_ours.is_empty() && only_theirs.is_empty(), "differ: ours only {only_ours:?}, hickory only {only_theirs:?}");
+    assert!(
+        only_ours.is_empty() && only_theirs.is_empty(),
+        "differ: ours only {only_ours:?}, hickory only {only_theirs:?}"
+    );
     assert!(ours.len() > 5);
 }
 
@@ -167,8 +264,14 @@ fn compare_with_hickory(text: &str, origin: &str) {
 fn agrees_with_hickory_reference_parser() {
     let example = std::fs::read_to_string(example_zone()).unwrap();
     compare_with_hickory(&example, "example.");
-    for shape in [quorumsign::zone::generate::Shape::Tld, quorumsign::zone::generate::Shape::Flat] {
-        compare_with_hickory(&quorumsign::zone::generate::zone_text(shape, "gen.", 2000, 7), "gen.");
+    for shape in [
+        quorumsign::zone::generate::Shape::Tld,
+        quorumsign::zone::generate::Shape::Flat,
+    ] {
+        compare_with_hickory(
+            &quorumsign::zone::generate::zone_text(shape, "gen.", 2000, 7),
+            "gen.",
+        );
     }
 }
 
@@ -180,8 +283,21 @@ fn cli_sign_reports_file_and_line_and_leaves_output_alone() {
     std::fs::write(&bad, format!("{HEAD}www IN A 192.0.2.1\nwww IN CNAME ns\n")).unwrap();
     let out = dir.path().join("out");
     std::fs::write(&out, "old\n").unwrap();
-    let (code, _, err) = qs(&["sign", "--zone", "example", "--input", p(&bad), "--output", p(&out), "--keystore", &ks]);
+    let (code, _, err) = qs(&[
+        "sign",
+        "--zone",
+        "example",
+        "--input",
+        p(&bad),
+        "--output",
+        p(&out),
+        "--keystore",
+        &ks,
+    ]);
     assert_ne!(code, 0);
-    assert!(err.contains("bad.zone:7:") && err.contains("CNAME"), "{err}");
+    assert!(
+        err.contains("bad.zone:7:") && err.contains("CNAME"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "old\n");
 }

@@ -18,9 +18,26 @@ fn signed_example(denial: &str) -> Signed {
     let dir = tempfile::tempdir().unwrap();
     let ks = make_keys(&dir.path().join("keys"), "example", "13", false);
     let out = dir.path().join("signed");
-    qs_ok(&["sign", "--zone", "example", "--input", p(&example_zone()), "--output", p(&out), "--keystore", &ks, "--denial", denial]);
+    qs_ok(&[
+        "sign",
+        "--zone",
+        "example",
+        "--input",
+        p(&example_zone()),
+        "--output",
+        p(&out),
+        "--keystore",
+        &ks,
+        "--denial",
+        denial,
+    ]);
     let text = std::fs::read_to_string(&out).unwrap();
-    Signed { dir: dir.path().to_path_buf(), _dir: dir, ks, text }
+    Signed {
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        ks,
+        text,
+    }
 }
 
 /// Writes `text`, verifies it, and returns (exit code, stdout).
@@ -73,7 +90,10 @@ fn flipped_byte_in_one_rrsig() {
     assert!(done);
     let (code, out) = verify_text(&s, &text, &[]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("mail.example. A: RRSIG") && out.contains("does not verify"), "{out}");
+    assert!(
+        out.contains("mail.example. A: RRSIG") && out.contains("does not verify"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -93,17 +113,38 @@ fn expired_signatures() {
 fn missing_nsec3_record() {
     let s = signed_example("nsec3");
     // Remove the NSEC3 of one name (and its RRSIG): the chain no longer closes.
-    let victim = s.text.lines().find(|l| l.split_whitespace().nth(3) == Some("NSEC3")).unwrap().split_whitespace().next().unwrap().to_string();
-    let text: String = s.text.lines().filter(|l| !l.starts_with(&victim)).map(|l| format!("{l}\n")).collect();
+    let victim = s
+        .text
+        .lines()
+        .find(|l| l.split_whitespace().nth(3) == Some("NSEC3"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let text: String = s
+        .text
+        .lines()
+        .filter(|l| !l.starts_with(&victim))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let (code, out) = verify_text(&s, &text, &[]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("no NSEC3 record") && out.contains("next hashed owner"), "{out}");
+    assert!(
+        out.contains("no NSEC3 record") && out.contains("next hashed owner"),
+        "{out}"
+    );
 }
 
 #[test]
 fn unsigned_rrset() {
     let s = signed_example("nsec");
-    let text: String = s.text.lines().filter(|l| !is_rrsig_for(l, "example.", "MX")).map(|l| format!("{l}\n")).collect();
+    let text: String = s
+        .text
+        .lines()
+        .filter(|l| !is_rrsig_for(l, "example.", "MX"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let (code, out) = verify_text(&s, &text, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("example. MX: RRset is not signed"), "{out}");
@@ -116,7 +157,10 @@ fn dnskey_set_not_signed_by_ksk() {
     let origin = Name::parse(b"example.", None).unwrap();
     let keys = quorumsign::hsm::open(&s.ks).unwrap().load(&origin).unwrap();
     let zsk = keys.iter().find(|k| !k.dnskey().is_sep()).unwrap();
-    let mut rdatas: Vec<Box<[u8]>> = keys.iter().map(|k| k.dnskey().rdata().into_boxed_slice()).collect();
+    let mut rdatas: Vec<Box<[u8]>> = keys
+        .iter()
+        .map(|k| k.dnskey().rdata().into_boxed_slice())
+        .collect();
     rdatas.sort();
     let now = quorumsign::hsm::soft::now_u32();
     let h = RrsigHeader {
@@ -136,7 +180,12 @@ fn dnskey_set_not_signed_by_ksk() {
     rd.extend(zsk.sign(&data).unwrap());
     let mut line = String::new();
     quorumsign::zone::write::push_record(&mut line, &origin, rtype::RRSIG, 3600, &rd);
-    let mut text: String = s.text.lines().filter(|l| !is_rrsig_for(l, "example.", "DNSKEY")).map(|l| format!("{l}\n")).collect();
+    let mut text: String = s
+        .text
+        .lines()
+        .filter(|l| !is_rrsig_for(l, "example.", "DNSKEY"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     text.push_str(&line);
     let (code, out) = verify_text(&s, &text, &[]);
     assert_eq!(code, 1, "{out}");

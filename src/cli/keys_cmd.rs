@@ -52,7 +52,12 @@ pub fn run(cmd: KeysCmd) -> Result<()> {
     match cmd {
         KeysCmd::Generate(a) => {
             let zone = super::parse_zone_name(&a.zone).map_err(anyhow::Error::msg)?;
-            let alg = Algorithm::parse(&a.algorithm).map_err(|_| anyhow::anyhow!("unsupported algorithm {:?}: use 8, 13, 14 or 15", a.algorithm))?;
+            let alg = Algorithm::parse(&a.algorithm).map_err(|_| {
+                anyhow::anyhow!(
+                    "unsupported algorithm {:?}: use 8, 13, 14 or 15",
+                    a.algorithm
+                )
+            })?;
             let ksk = match a.role.to_ascii_lowercase().as_str() {
                 "ksk" | "csk" => true,
                 "zsk" => false,
@@ -70,7 +75,14 @@ pub fn run(cmd: KeysCmd) -> Result<()> {
             let store = hsm::open(&a.keystore)?;
             for k in store.load(&zone)? {
                 let d = k.dnskey();
-                println!("{}\t{}\t{}\t{}\t{}", d.key_tag(), d.algorithm, d.role(), d.id(), k.handle());
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    d.key_tag(),
+                    d.algorithm,
+                    d.role(),
+                    d.id(),
+                    k.handle()
+                );
             }
             Ok(())
         }
@@ -83,7 +95,10 @@ pub fn ds(a: DsArgs) -> Result<()> {
     let keys = store.load(&zone).context("loading keys")?;
     let mut n = 0;
     for k in keys.iter().filter(|k| k.dnskey().is_sep()) {
-        let rd = k.dnskey().ds_rdata(&zone, a.digest).ok_or_else(|| anyhow::anyhow!("unsupported digest type {}", a.digest))?;
+        let rd = k
+            .dnskey()
+            .ds_rdata(&zone, a.digest)
+            .ok_or_else(|| anyhow::anyhow!("unsupported digest type {}", a.digest))?;
         let mut s = String::new();
         crate::zone::write::push_record(&mut s, &zone, rtype::DS, 3600, &rd);
         print!("{s}");

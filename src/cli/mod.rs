@@ -7,7 +7,11 @@ mod verify_cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "quorumsign", version, about = "DNSSEC signer that runs as a high-availability cluster")]
+#[command(
+    name = "quorumsign",
+    version,
+    about = "DNSSEC signer that runs as a high-availability cluster"
+)]
 struct Cli {
     /// Log filter (error, warn, info, debug, trace), also QUORUMSIGN_LOG.
     #[arg(long, global = true, default_value = "info")]
@@ -58,7 +62,12 @@ pub fn main() -> i32 {
         Cmd::Sign(a) => sign_cmd::run(a),
         Cmd::Verify(a) => return verify_cmd::run(a),
         Cmd::Ds(a) => keys_cmd::ds(a),
-        Cmd::GenerateZone { shape, zone, count, seed } => generate_zone(&shape, &zone, count, seed),
+        Cmd::GenerateZone {
+            shape,
+            zone,
+            count,
+            seed,
+        } => generate_zone(&shape, &zone, count, seed),
     };
     match r {
         Ok(()) => 0,
@@ -71,19 +80,25 @@ pub fn main() -> i32 {
 
 /// Parses a duration: seconds or `1w2d3h4m5s`.
 pub(crate) fn parse_duration(s: &str) -> Result<u32, String> {
-    crate::zone::rdata::parse_period(s.as_bytes()).ok_or_else(|| format!("bad duration {s:?}: use seconds or e.g. 14d, 12h, 1h30m"))
+    crate::zone::rdata::parse_period(s.as_bytes())
+        .ok_or_else(|| format!("bad duration {s:?}: use seconds or e.g. 14d, 12h, 1h30m"))
 }
 
 /// Parses `now`: unix seconds or `YYYYMMDDHHmmSS`; default the clock.
 pub(crate) fn parse_now(s: Option<&str>) -> Result<u32, String> {
     match s {
         None => Ok(crate::hsm::soft::now_u32()),
-        Some(s) => crate::zone::rdata::parse_rrsig_time(s.as_bytes()).ok_or_else(|| format!("bad time {s:?}: use unix seconds or YYYYMMDDHHmmSS")),
+        Some(s) => crate::zone::rdata::parse_rrsig_time(s.as_bytes())
+            .ok_or_else(|| format!("bad time {s:?}: use unix seconds or YYYYMMDDHHmmSS")),
     }
 }
 
 pub(crate) fn parse_zone_name(s: &str) -> Result<crate::zone::Name, String> {
-    let abs = if s.ends_with('.') { s.to_string() } else { format!("{s}.") };
+    let abs = if s.ends_with('.') {
+        s.to_string()
+    } else {
+        format!("{s}.")
+    };
     crate::zone::Name::parse(abs.as_bytes(), None).map_err(|e| format!("bad zone name {s:?}: {e}"))
 }
 
@@ -96,6 +111,8 @@ fn generate_zone(shape: &str, zone: &str, count: usize, seed: u64) -> anyhow::Re
         s => anyhow::bail!("unknown shape {s:?}: tld or flat"),
     };
     let origin = parse_zone_name(zone).map_err(anyhow::Error::msg)?;
-    std::io::stdout().lock().write_all(zone_text(shape, &origin.to_text(), count, seed).as_bytes())?;
+    std::io::stdout()
+        .lock()
+        .write_all(zone_text(shape, &origin.to_text(), count, seed).as_bytes())?;
     Ok(())
 }

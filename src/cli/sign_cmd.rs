@@ -67,10 +67,14 @@ pub struct SignArgs {
 
 pub fn run(a: SignArgs) -> Result<()> {
     if let Some(t) = a.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().ok();
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .ok();
     }
     let origin = super::parse_zone_name(&a.zone).map_err(anyhow::Error::msg)?;
-    let mut opts = SignOptions::new(super::parse_now(a.now.as_deref()).map_err(anyhow::Error::msg)?);
+    let mut opts =
+        SignOptions::new(super::parse_now(a.now.as_deref()).map_err(anyhow::Error::msg)?);
     let d = |s: &str| super::parse_duration(s).map_err(anyhow::Error::msg);
     opts.validity_s = d(&a.validity)?;
     opts.jitter_s = d(&a.jitter)?;
@@ -88,15 +92,28 @@ pub fn run(a: SignArgs) -> Result<()> {
             let salt = if a.salt == "-" {
                 Vec::new()
             } else {
-                data_encoding::HEXLOWER_PERMISSIVE.decode(a.salt.as_bytes()).map_err(|_| anyhow::anyhow!("bad --salt {:?}: hex or -", a.salt))?
+                data_encoding::HEXLOWER_PERMISSIVE
+                    .decode(a.salt.as_bytes())
+                    .map_err(|_| anyhow::anyhow!("bad --salt {:?}: hex or -", a.salt))?
             };
-            Denial::Nsec3(Nsec3Params { iterations: a.iterations, salt, opt_out: a.opt_out })
+            Denial::Nsec3(Nsec3Params {
+                iterations: a.iterations,
+                salt,
+                opt_out: a.opt_out,
+            })
         }
         o => bail!("unknown --denial {o:?}: use nsec or nsec3"),
     };
 
     let t0 = Instant::now();
-    let popts = ParseOptions { origin: origin.clone(), limits: Limits { rrset_records_max: a.rrset_records_max, ..Limits::default() }, keep_dnssec: false };
+    let popts = ParseOptions {
+        origin: origin.clone(),
+        limits: Limits {
+            rrset_records_max: a.rrset_records_max,
+            ..Limits::default()
+        },
+        keep_dnssec: false,
+    };
     let (zone, warnings) = Zone::load(&a.input, &popts)?;
     for w in &warnings {
         tracing::warn!("{w}");
@@ -105,7 +122,10 @@ pub fn run(a: SignArgs) -> Result<()> {
     let store = hsm::open(&a.keystore)?;
     let keys = store.load(&origin)?;
     if keys.is_empty() {
-        bail!("no keys for {origin} in {}: create some with `quorumsign keys generate`", store.describe());
+        bail!(
+            "no keys for {origin} in {}: create some with `quorumsign keys generate`",
+            store.describe()
+        );
     }
     let cache = match &a.cache {
         Some(p) => SignatureCache::load(p, &origin)?,
@@ -113,14 +133,19 @@ pub fn run(a: SignArgs) -> Result<()> {
     };
     let bar = progress_bar(zone.nodes.len() as u64);
     let t1 = Instant::now();
-    let signed = signer::sign_zone(zone, &keys, &opts, &cache, &|n| bar.set_position(n as u64)).context("signing")?;
+    let signed = signer::sign_zone(zone, &keys, &opts, &cache, &|n| bar.set_position(n as u64))
+        .context("signing")?;
     bar.finish_and_clear();
     let t_sign = t1.elapsed();
 
     let t2 = Instant::now();
-    let mut out = AtomicFile::create(&a.output).with_context(|| format!("creating {}", a.output.display()))?;
-    signed.write_text(&mut |s| out.write_all(s.as_bytes())).with_context(|| format!("writing {}", a.output.display()))?;
-    out.commit().with_context(|| format!("writing {}", a.output.display()))?;
+    let mut out = AtomicFile::create(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    signed
+        .write_text(&mut |s| out.write_all(s.as_bytes()))
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    out.commit()
+        .with_context(|| format!("writing {}", a.output.display()))?;
     if let Some(p) = &a.cache {
         signed.cache.save(p)?;
     }
@@ -144,6 +169,9 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let b = indicatif::ProgressBar::new(len);
-    b.set_style(indicatif::ProgressStyle::with_template("signing {bar:40} {pos}/{len} RRsets {eta}").expect("template"));
+    b.set_style(
+        indicatif::ProgressStyle::with_template("signing {bar:40} {pos}/{len} RRsets {eta}")
+            .expect("template"),
+    );
     b
 }

@@ -28,7 +28,10 @@ pub fn run(a: VerifyArgs) -> i32 {
     match run_inner(&a) {
         Ok(report) => {
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serialises")
+                );
             } else {
                 for f in &report.failures {
                     println!("{} {}: {}", f.owner, f.rtype, f.message);
@@ -55,19 +58,36 @@ pub fn run(a: VerifyArgs) -> i32 {
 fn run_inner(a: &VerifyArgs) -> Result<validate::Report, String> {
     let origin = super::parse_zone_name(&a.zone)?;
     let now = super::parse_now(a.now.as_deref())?;
-    let popts = ParseOptions { origin: origin.clone(), limits: Limits::default(), keep_dnssec: true };
+    let popts = ParseOptions {
+        origin: origin.clone(),
+        limits: Limits::default(),
+        keep_dnssec: true,
+    };
     let (zone, _) = Zone::load(&a.file, &popts).map_err(|e| e.to_string())?;
     let mut trust_anchors = Vec::new();
     if let Some(p) = &a.trust_anchor {
-        let parsed = crate::zone::parse::parse_file(p, &ParseOptions { keep_dnssec: true, ..popts.clone() }).map_err(|e| e.to_string())?;
+        let parsed = crate::zone::parse::parse_file(
+            p,
+            &ParseOptions {
+                keep_dnssec: true,
+                ..popts.clone()
+            },
+        )
+        .map_err(|e| e.to_string())?;
         for r in parsed.records {
             if matches!(r.rtype, rtype::DS | rtype::DNSKEY) && r.owner == origin {
                 trust_anchors.push((r.rtype, r.rdata.to_vec()));
             }
         }
         if trust_anchors.is_empty() {
-            return Err(format!("{}: no DS or DNSKEY record for {origin}", p.display()));
+            return Err(format!(
+                "{}: no DS or DNSKEY record for {origin}",
+                p.display()
+            ));
         }
     }
-    Ok(validate::verify_zone(&zone, &VerifyOptions { now, trust_anchors }))
+    Ok(validate::verify_zone(
+        &zone,
+        &VerifyOptions { now, trust_anchors },
+    ))
 }

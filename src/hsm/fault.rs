@@ -17,11 +17,19 @@ pub struct FaultKeystore {
 
 impl FaultKeystore {
     pub fn new(inner: Box<dyn Keystore>, every: u64) -> FaultKeystore {
-        FaultKeystore { inner, every, counter: Arc::new(AtomicU64::new(0)) }
+        FaultKeystore {
+            inner,
+            every,
+            counter: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     fn wrap(&self, k: Arc<dyn SigningKey>) -> Arc<dyn SigningKey> {
-        Arc::new(FaultKey { inner: k, every: self.every, counter: self.counter.clone() })
+        Arc::new(FaultKey {
+            inner: k,
+            every: self.every,
+            counter: self.counter.clone(),
+        })
     }
 }
 
@@ -30,9 +38,19 @@ impl Keystore for FaultKeystore {
         format!("fault:every={}:{}", self.every, self.inner.describe())
     }
     fn load(&self, zone: &Name) -> Result<Vec<Arc<dyn SigningKey>>, HsmError> {
-        Ok(self.inner.load(zone)?.into_iter().map(|k| self.wrap(k)).collect())
+        Ok(self
+            .inner
+            .load(zone)?
+            .into_iter()
+            .map(|k| self.wrap(k))
+            .collect())
     }
-    fn generate(&self, zone: &Name, alg: Algorithm, ksk: bool) -> Result<Arc<dyn SigningKey>, HsmError> {
+    fn generate(
+        &self,
+        zone: &Name,
+        alg: Algorithm,
+        ksk: bool,
+    ) -> Result<Arc<dyn SigningKey>, HsmError> {
         Ok(self.wrap(self.inner.generate(zone, alg, ksk)?))
     }
 }

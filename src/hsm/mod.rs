@@ -44,12 +44,19 @@ pub trait Keystore: Send + Sync {
     fn describe(&self) -> String;
     /// All usable keys of `zone`.
     fn load(&self, zone: &Name) -> Result<Vec<Arc<dyn SigningKey>>, HsmError>;
-    fn generate(&self, zone: &Name, alg: Algorithm, ksk: bool) -> Result<Arc<dyn SigningKey>, HsmError>;
+    fn generate(
+        &self,
+        zone: &Name,
+        alg: Algorithm,
+        ksk: bool,
+    ) -> Result<Arc<dyn SigningKey>, HsmError>;
 }
 
 pub fn open(uri: &str) -> Result<Box<dyn Keystore>, HsmError> {
     if let Some(rest) = uri.strip_prefix("fault:") {
-        let (every, inner) = rest.split_once(':').ok_or_else(|| HsmError::BadUri(uri.into()))?;
+        let (every, inner) = rest
+            .split_once(':')
+            .ok_or_else(|| HsmError::BadUri(uri.into()))?;
         let every: u64 = every
             .strip_prefix("every=")
             .and_then(|n| n.parse().ok())
@@ -75,7 +82,10 @@ pub fn check_key_tags(keys: &[Arc<dyn SigningKey>]) -> Result<(), String> {
             if ka.id() != kb.id() && ka.key_tag() == kb.key_tag() && ka.algorithm == kb.algorithm {
                 return Err(format!(
                     "key tag collision: {} and {} both have tag {} (algorithm {}); remove or regenerate one",
-                    a.handle(), b.handle(), ka.key_tag(), ka.algorithm
+                    a.handle(),
+                    b.handle(),
+                    ka.key_tag(),
+                    ka.algorithm
                 ));
             }
         }

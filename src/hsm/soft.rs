@@ -29,59 +29,115 @@ pub struct SoftKey {
 }
 
 impl SoftKey {
-    pub fn generate(alg: Algorithm, ksk: bool) -> Result<(SoftKey, Vec<(&'static str, Vec<u8>)>), String> {
+    pub fn generate(
+        alg: Algorithm,
+        ksk: bool,
+    ) -> Result<(SoftKey, Vec<(&'static str, Vec<u8>)>), String> {
         let flags = FLAG_ZONE | if ksk { FLAG_SEP } else { 0 };
         let e = |_| "key generation failed".to_string();
-        let (private, public_key, fields): (Private, Vec<u8>, Vec<(&'static str, Vec<u8>)>) = match alg {
-            Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaP384Sha384 => {
-                let salg = ecdsa_alg(alg);
-                let kp = EcdsaKeyPair::generate(salg).map_err(e)?;
-                let public = kp.public_key().as_ref()[1..].to_vec();
-                let d = kp.private_key().as_be_bytes().map_err(e)?.as_ref().to_vec();
-                (Private::Ecdsa(kp), public, vec![("PrivateKey", d)])
-            }
-            Algorithm::Ed25519 => {
-                let kp = Ed25519KeyPair::generate().map_err(e)?;
-                let public = kp.public_key().as_ref().to_vec();
-                let seed = kp.seed().map_err(e)?.as_be_bytes().map_err(e)?.as_ref().to_vec();
-                (Private::Ed25519(kp), public, vec![("PrivateKey", seed)])
-            }
-            Algorithm::RsaSha256 => {
-                let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(e)?;
-                let der = kp.as_der().map_err(e)?;
-                let c = rsa_components_from_pkcs8(der.as_ref()).ok_or("cannot read generated RSA key")?;
-                let public = join_rsa_public_key(&c[1], &c[0]);
-                let names = ["Modulus", "PublicExponent", "PrivateExponent", "Prime1", "Prime2", "Exponent1", "Exponent2", "Coefficient"];
-                let fields = names.iter().zip(c).map(|(n, v)| (*n, v)).collect();
-                (Private::Rsa(kp), public, fields)
-            }
+        let (private, public_key, fields): (Private, Vec<u8>, Vec<(&'static str, Vec<u8>)>) =
+            match alg {
+                Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaP384Sha384 => {
+                    let salg = ecdsa_alg(alg);
+                    let kp = EcdsaKeyPair::generate(salg).map_err(e)?;
+                    let public = kp.public_key().as_ref()[1..].to_vec();
+                    let d = kp.private_key().as_be_bytes().map_err(e)?.as_ref().to_vec();
+                    (Private::Ecdsa(kp), public, vec![("PrivateKey", d)])
+                }
+                Algorithm::Ed25519 => {
+                    let kp = Ed25519KeyPair::generate().map_err(e)?;
+                    let public = kp.public_key().as_ref().to_vec();
+                    let seed = kp
+                        .seed()
+                        .map_err(e)?
+                        .as_be_bytes()
+                        .map_err(e)?
+                        .as_ref()
+                        .to_vec();
+                    (Private::Ed25519(kp), public, vec![("PrivateKey", seed)])
+                }
+                Algorithm::RsaSha256 => {
+                    let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(e)?;
+                    let der = kp.as_der().map_err(e)?;
+                    let c = rsa_components_from_pkcs8(der.as_ref())
+                        .ok_or("cannot read generated RSA key")?;
+                    let public = join_rsa_public_key(&c[1], &c[0]);
+                    let names = [
+                        "Modulus",
+                        "PublicExponent",
+                        "PrivateExponent",
+                        "Prime1",
+                        "Prime2",
+                        "Exponent1",
+                        "Exponent2",
+                        "Coefficient",
+                    ];
+                    let fields = names.iter().zip(c).map(|(n, v)| (*n, v)).collect();
+                    (Private::Rsa(kp), public, fields)
+                }
+            };
+        let dnskey = DnsKey {
+            flags,
+            algorithm: alg.number(),
+            public_key,
         };
-        let dnskey = DnsKey { flags, algorithm: alg.number(), public_key };
-        Ok((SoftKey { dnskey, handle: String::new(), private, rng: SystemRandom::new() }, fields))
+        Ok((
+            SoftKey {
+                dnskey,
+                handle: String::new(),
+                private,
+                rng: SystemRandom::new(),
+            },
+            fields,
+        ))
     }
 
     /// Builds a key from a `.private` file's fields and the `.key` file's DNSKEY.
-    pub fn from_fields(dnskey: DnsKey, f: &keyfile::PrivateFields, handle: String) -> Result<SoftKey, String> {
+    pub fn from_fields(
+        dnskey: DnsKey,
+        f: &keyfile::PrivateFields,
+        handle: String,
+    ) -> Result<SoftKey, String> {
         let alg = Algorithm::from_number(f.algorithm).map_err(|e| e.to_string())?;
         if dnskey.algorithm != f.algorithm {
-            return Err(format!("algorithm {} in .private differs from {} in .key", f.algorithm, dnskey.algorithm));
+            return Err(format!(
+                "algorithm {} in .private differs from {} in .key",
+                f.algorithm, dnskey.algorithm
+            ));
         }
-        let get = |k: &str| f.fields.get(k).map(Vec::as_slice).ok_or(format!("missing field {k}"));
+        let get = |k: &str| {
+            f.fields
+                .get(k)
+                .map(Vec::as_slice)
+                .ok_or(format!("missing field {k}"))
+        };
         let private = match alg {
             Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaP384Sha384 => {
                 let d = get("PrivateKey")?;
-                let curve = if alg == Algorithm::EcdsaP256Sha256 { &agreement::ECDH_P256 } else { &agreement::ECDH_P384 };
-                let pk = agreement::PrivateKey::from_private_key(curve, d).map_err(|_| "bad ECDSA private key")?;
-                let point = pk.compute_public_key().map_err(|_| "bad ECDSA private key")?;
+                let curve = if alg == Algorithm::EcdsaP256Sha256 {
+                    &agreement::ECDH_P256
+                } else {
+                    &agreement::ECDH_P384
+                };
+                let pk = agreement::PrivateKey::from_private_key(curve, d)
+                    .map_err(|_| "bad ECDSA private key")?;
+                let point = pk
+                    .compute_public_key()
+                    .map_err(|_| "bad ECDSA private key")?;
                 if point.as_ref()[1..] != dnskey.public_key[..] {
                     return Err("private key does not match the DNSKEY public key".into());
                 }
-                let kp = EcdsaKeyPair::from_private_key_and_public_key(ecdsa_alg(alg), d, point.as_ref())
-                    .map_err(|e| format!("bad ECDSA key: {e}"))?;
+                let kp = EcdsaKeyPair::from_private_key_and_public_key(
+                    ecdsa_alg(alg),
+                    d,
+                    point.as_ref(),
+                )
+                .map_err(|e| format!("bad ECDSA key: {e}"))?;
                 Private::Ecdsa(kp)
             }
             Algorithm::Ed25519 => {
-                let kp = Ed25519KeyPair::from_seed_unchecked(get("PrivateKey")?).map_err(|e| format!("bad Ed25519 key: {e}"))?;
+                let kp = Ed25519KeyPair::from_seed_unchecked(get("PrivateKey")?)
+                    .map_err(|e| format!("bad Ed25519 key: {e}"))?;
                 if kp.public_key().as_ref() != &dnskey.public_key[..] {
                     return Err("private key does not match the DNSKEY public key".into());
                 }
@@ -89,7 +145,10 @@ impl SoftKey {
             }
             Algorithm::RsaSha256 => {
                 let c = KeyPairComponents {
-                    public_key: PublicKeyComponents { n: strip_zeros(get("Modulus")?), e: strip_zeros(get("PublicExponent")?) },
+                    public_key: PublicKeyComponents {
+                        n: strip_zeros(get("Modulus")?),
+                        e: strip_zeros(get("PublicExponent")?),
+                    },
                     d: get("PrivateExponent")?,
                     p: get("Prime1")?,
                     q: get("Prime2")?,
@@ -101,10 +160,17 @@ impl SoftKey {
                 if e != c.public_key.e || n != c.public_key.n {
                     return Err("private key does not match the DNSKEY public key".into());
                 }
-                Private::Rsa(RsaKeyPair::from_components(&c).map_err(|e| format!("bad RSA key: {e}"))?)
+                Private::Rsa(
+                    RsaKeyPair::from_components(&c).map_err(|e| format!("bad RSA key: {e}"))?,
+                )
             }
         };
-        Ok(SoftKey { dnskey, handle, private, rng: SystemRandom::new() })
+        Ok(SoftKey {
+            dnskey,
+            handle,
+            private,
+            rng: SystemRandom::new(),
+        })
     }
 }
 
@@ -126,13 +192,17 @@ impl SigningKey for SoftKey {
     }
 
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, HsmError> {
-        let fail = |_| HsmError::Sign { key: self.handle.clone(), msg: "crypto library refused".into() };
+        let fail = |_| HsmError::Sign {
+            key: self.handle.clone(),
+            msg: "crypto library refused".into(),
+        };
         Ok(match &self.private {
             Private::Ecdsa(kp) => kp.sign(&self.rng, data).map_err(fail)?.as_ref().to_vec(),
             Private::Ed25519(kp) => kp.sign(data).as_ref().to_vec(),
             Private::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public_modulus_len()];
-                kp.sign(&signature::RSA_PKCS1_SHA256, &self.rng, data, &mut sig).map_err(fail)?;
+                kp.sign(&signature::RSA_PKCS1_SHA256, &self.rng, data, &mut sig)
+                    .map_err(fail)?;
                 sig
             }
         })
@@ -189,7 +259,10 @@ impl SoftKeystore {
     }
 
     fn err(&self, msg: impl Into<String>) -> HsmError {
-        HsmError::Store { store: self.describe(), msg: msg.into() }
+        HsmError::Store {
+            store: self.describe(),
+            msg: msg.into(),
+        }
     }
 }
 
@@ -199,39 +272,60 @@ impl Keystore for SoftKeystore {
     }
 
     fn load(&self, zone: &Name) -> Result<Vec<Arc<dyn SigningKey>>, HsmError> {
-        let rd = std::fs::read_dir(&self.dir).map_err(|e| self.err(format!("cannot read directory: {e}")))?;
+        let rd = std::fs::read_dir(&self.dir)
+            .map_err(|e| self.err(format!("cannot read directory: {e}")))?;
         let mut paths: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "key") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('K')))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "key")
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('K'))
+            })
             .collect();
         paths.sort();
         let mut keys: Vec<Arc<dyn SigningKey>> = Vec::new();
         for p in paths {
-            let text = std::fs::read_to_string(&p).map_err(|e| self.err(format!("{}: {e}", p.display())))?;
-            let (owner, dnskey) = keyfile::parse_public(&text).map_err(|e| self.err(format!("{}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| self.err(format!("{}: {e}", p.display())))?;
+            let (owner, dnskey) = keyfile::parse_public(&text)
+                .map_err(|e| self.err(format!("{}: {e}", p.display())))?;
             if &owner != zone {
                 continue;
             }
             let priv_path = p.with_extension("private");
             let ptext = match std::fs::read_to_string(&priv_path) {
                 Ok(t) => t,
-                Err(e) => return Err(self.err(format!("{}: {e} (a .key without its .private cannot sign)", priv_path.display()))),
+                Err(e) => {
+                    return Err(self.err(format!(
+                        "{}: {e} (a .key without its .private cannot sign)",
+                        priv_path.display()
+                    )));
+                }
             };
-            let fields = keyfile::parse_private(&ptext).map_err(|e| self.err(format!("{}: {e}", priv_path.display())))?;
+            let fields = keyfile::parse_private(&ptext)
+                .map_err(|e| self.err(format!("{}: {e}", priv_path.display())))?;
             let handle = p.with_extension("").display().to_string();
-            let key = SoftKey::from_fields(dnskey, &fields, handle).map_err(|e| self.err(format!("{}: {e}", priv_path.display())))?;
+            let key = SoftKey::from_fields(dnskey, &fields, handle)
+                .map_err(|e| self.err(format!("{}: {e}", priv_path.display())))?;
             keys.push(Arc::new(key));
         }
         Ok(keys)
     }
 
-    fn generate(&self, zone: &Name, alg: Algorithm, ksk: bool) -> Result<Arc<dyn SigningKey>, HsmError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| self.err(format!("cannot create directory: {e}")))?;
+    fn generate(
+        &self,
+        zone: &Name,
+        alg: Algorithm,
+        ksk: bool,
+    ) -> Result<Arc<dyn SigningKey>, HsmError> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| self.err(format!("cannot create directory: {e}")))?;
         let (mut key, fields) = SoftKey::generate(alg, ksk).map_err(|e| self.err(e))?;
         let base = self.dir.join(keyfile::basename(zone, &key.dnskey));
         key.handle = base.display().to_string();
         let created = crate::zone::rdata::format_rrsig_time(now_u32());
-        let field_refs: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        let field_refs: Vec<(&str, &[u8])> =
+            fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
         let private = keyfile::format_private(alg.number(), alg.mnemonic(), &field_refs, &created);
         let public = keyfile::format_public(zone, &key.dnskey, &created);
         let with_ext = |ext: &str| PathBuf::from(format!("{}.{ext}", base.display()));
@@ -250,11 +344,16 @@ fn write_new(path: &std::path::Path, data: &[u8], mode: u32) -> Result<(), Strin
         .mode(mode)
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| format!("{}: {e}", path.display()))
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn now_u32() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
 }
 
 #[allow(unused_imports)]

@@ -55,7 +55,12 @@ impl Algorithm {
         if let Ok(n) = s.parse::<u8>() {
             return Algorithm::from_number(n);
         }
-        for a in [Algorithm::RsaSha256, Algorithm::EcdsaP256Sha256, Algorithm::EcdsaP384Sha384, Algorithm::Ed25519] {
+        for a in [
+            Algorithm::RsaSha256,
+            Algorithm::EcdsaP256Sha256,
+            Algorithm::EcdsaP384Sha384,
+            Algorithm::Ed25519,
+        ] {
             if a.mnemonic().eq_ignore_ascii_case(s) {
                 return Ok(a);
             }
@@ -74,11 +79,12 @@ impl Verifier {
         let bad = || AlgorithmError::BadPublicKey(alg);
         let key = match Algorithm::from_number(alg)? {
             Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaP384Sha384 => {
-                let (valg, len): (&'static dyn signature::VerificationAlgorithm, usize) = if alg == 13 {
-                    (&signature::ECDSA_P256_SHA256_FIXED, 64)
-                } else {
-                    (&signature::ECDSA_P384_SHA384_FIXED, 96)
-                };
+                let (valg, len): (&'static dyn signature::VerificationAlgorithm, usize) =
+                    if alg == 13 {
+                        (&signature::ECDSA_P256_SHA256_FIXED, 64)
+                    } else {
+                        (&signature::ECDSA_P384_SHA384_FIXED, 96)
+                    };
                 if public_key.len() != len {
                     return Err(bad());
                 }
@@ -87,11 +93,15 @@ impl Verifier {
                 point.extend_from_slice(public_key);
                 ParsedPublicKey::new(valg, point).map_err(|_| bad())?
             }
-            Algorithm::Ed25519 => ParsedPublicKey::new(&signature::ED25519, public_key).map_err(|_| bad())?,
+            Algorithm::Ed25519 => {
+                ParsedPublicKey::new(&signature::ED25519, public_key).map_err(|_| bad())?
+            }
             Algorithm::RsaSha256 => {
                 let (e, n) = split_rsa_public_key(public_key).ok_or_else(bad)?;
                 PublicKeyComponents { n, e }
-                    .to_parsed_public_key(&signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY)
+                    .to_parsed_public_key(
+                        &signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+                    )
                     .map_err(|_| bad())?
             }
         };

@@ -25,11 +25,25 @@ impl std::fmt::Debug for PrivateFields {
     }
 }
 
-const TIMING: &[&str] = &["Created", "Publish", "Activate", "Inactive", "Delete", "Revoke", "SyncPublish", "SyncDelete"];
+const TIMING: &[&str] = &[
+    "Created",
+    "Publish",
+    "Activate",
+    "Inactive",
+    "Delete",
+    "Revoke",
+    "SyncPublish",
+    "SyncDelete",
+];
 
 /// Basename `K<zone>+<alg>+<tag>` as BIND names it.
 pub fn basename(zone: &Name, key: &DnsKey) -> String {
-    format!("K{}+{:03}+{:05}", zone.to_text(), key.algorithm, key.key_tag())
+    format!(
+        "K{}+{:03}+{:05}",
+        zone.to_text(),
+        key.algorithm,
+        key.key_tag()
+    )
 }
 
 /// Parses a `.key` file: comments, then `owner [ttl] [IN] DNSKEY flags 3 alg key`.
@@ -42,7 +56,10 @@ pub fn parse_public(text: &str) -> Result<(Name, DnsKey), String> {
         let toks: Vec<&str> = line.split_whitespace().collect();
         let owner = Name::parse(toks[0].as_bytes(), None).map_err(|e| format!("bad owner: {e}"))?;
         let mut i = 1;
-        while i < toks.len() && (toks[i].eq_ignore_ascii_case("IN") || toks[i].bytes().all(|b| b.is_ascii_digit())) && !toks[i].eq_ignore_ascii_case("DNSKEY") {
+        while i < toks.len()
+            && (toks[i].eq_ignore_ascii_case("IN") || toks[i].bytes().all(|b| b.is_ascii_digit()))
+            && !toks[i].eq_ignore_ascii_case("DNSKEY")
+        {
             i += 1;
             if i >= 3 {
                 break;
@@ -51,7 +68,13 @@ pub fn parse_public(text: &str) -> Result<(Name, DnsKey), String> {
         if toks.get(i).map(|t| t.eq_ignore_ascii_case("DNSKEY")) != Some(true) {
             return Err("no DNSKEY record in key file".into());
         }
-        let rd: Vec<Tok<'_>> = toks[i + 1..].iter().map(|t| Tok { text: t.as_bytes(), quoted: false }).collect();
+        let rd: Vec<Tok<'_>> = toks[i + 1..]
+            .iter()
+            .map(|t| Tok {
+                text: t.as_bytes(),
+                quoted: false,
+            })
+            .collect();
         let wire = rdata::parse(rtype::DNSKEY, &rd, None).map_err(|e| e.0)?;
         let key = DnsKey::from_rdata(&wire).ok_or("malformed DNSKEY rdata")?;
         return Ok((owner, key));
@@ -60,7 +83,11 @@ pub fn parse_public(text: &str) -> Result<(Name, DnsKey), String> {
 }
 
 pub fn format_public(zone: &Name, key: &DnsKey, created: &str) -> String {
-    let kind = if key.is_sep() { "key-signing" } else { "zone-signing" };
+    let kind = if key.is_sep() {
+        "key-signing"
+    } else {
+        "zone-signing"
+    };
     format!(
         "; This is a {kind} key, keyid {}, for {}\n; Created: {created}\n{} IN DNSKEY {} 3 {} {}\n",
         key.key_tag(),
@@ -79,23 +106,32 @@ pub fn parse_private(text: &str) -> Result<PrivateFields, String> {
         if line.is_empty() {
             continue;
         }
-        let (k, v) = line.split_once(':').ok_or_else(|| format!("line {}: expected `Field: value`", n + 1))?;
+        let (k, v) = line
+            .split_once(':')
+            .ok_or_else(|| format!("line {}: expected `Field: value`", n + 1))?;
         let (k, v) = (k.trim(), v.trim());
         match k {
             "Private-key-format" => {
                 if !v.starts_with("v1.") {
-                    return Err(format!("line {}: unsupported Private-key-format {v}", n + 1));
+                    return Err(format!(
+                        "line {}: unsupported Private-key-format {v}",
+                        n + 1
+                    ));
                 }
             }
             "Algorithm" => {
                 let num = v.split_whitespace().next().unwrap_or("");
-                out.algorithm = num.parse().map_err(|_| format!("line {}: bad Algorithm {num:?}", n + 1))?;
+                out.algorithm = num
+                    .parse()
+                    .map_err(|_| format!("line {}: bad Algorithm {num:?}", n + 1))?;
             }
             _ if TIMING.contains(&k) => {
                 out.timing.insert(k.to_string(), v.to_string());
             }
             _ => {
-                let b = BASE64.decode(v.as_bytes()).map_err(|_| format!("line {}: field {k} is not base64", n + 1))?;
+                let b = BASE64
+                    .decode(v.as_bytes())
+                    .map_err(|_| format!("line {}: field {k} is not base64", n + 1))?;
                 out.fields.insert(k.to_string(), b);
             }
         }
@@ -111,6 +147,8 @@ pub fn format_private(alg: u8, mnemonic: &str, fields: &[(&str, &[u8])], created
     for (k, v) in fields {
         s.push_str(&format!("{k}: {}\n", BASE64.encode(v)));
     }
-    s.push_str(&format!("Created: {created}\nPublish: {created}\nActivate: {created}\n"));
+    s.push_str(&format!(
+        "Created: {created}\nPublish: {created}\nActivate: {created}\n"
+    ));
     s
 }

@@ -50,7 +50,11 @@ impl DnsKey {
         if d.len() < 5 || d[2] != 3 {
             return None;
         }
-        Some(DnsKey { flags: u16::from_be_bytes([d[0], d[1]]), algorithm: d[3], public_key: d[4..].to_vec() })
+        Some(DnsKey {
+            flags: u16::from_be_bytes([d[0], d[1]]),
+            algorithm: d[3],
+            public_key: d[4..].to_vec(),
+        })
     }
 
     pub fn rdata(&self) -> Vec<u8> {
@@ -72,7 +76,12 @@ impl DnsKey {
     }
 
     pub fn id(&self) -> KeyId {
-        KeyId(digest::digest(&digest::SHA256, &self.public_key).as_ref().try_into().expect("32 bytes"))
+        KeyId(
+            digest::digest(&digest::SHA256, &self.public_key)
+                .as_ref()
+                .try_into()
+                .expect("32 bytes"),
+        )
     }
 
     /// DS rdata for this key at `owner` (RFC 4034 §5.1.4): digest type 2 (SHA-256) or 4 (SHA-384).
@@ -107,7 +116,11 @@ impl DnsKey {
 pub fn key_tag_of_rdata(rdata: &[u8]) -> u16 {
     let mut ac: u32 = 0;
     for (i, b) in rdata.iter().enumerate() {
-        ac += if i & 1 == 1 { *b as u32 } else { (*b as u32) << 8 };
+        ac += if i & 1 == 1 {
+            *b as u32
+        } else {
+            (*b as u32) << 8
+        };
     }
     ac += (ac >> 16) & 0xffff;
     (ac & 0xffff) as u16
@@ -163,7 +176,13 @@ impl RrsigHeader {
 /// RRset in canonical form and order. `rdatas` must already be in canonical order. When the
 /// header's label count is below the owner's (a wildcard expansion, RFC 4035 §5.3.2) the
 /// owner is rewritten to `*.` and the rightmost `labels` labels.
-pub fn signed_data(header: &RrsigHeader, owner: &Name, rtype: u16, rdatas: &[Box<[u8]>], out: &mut Vec<u8>) {
+pub fn signed_data(
+    header: &RrsigHeader,
+    owner: &Name,
+    rtype: u16,
+    rdatas: &[Box<[u8]>],
+    out: &mut Vec<u8>,
+) {
     out.clear();
     header.write(out);
     let mut owner_wire: Vec<u8>;
@@ -203,11 +222,18 @@ mod tests {
         // Made by dnssec-keygen; tag and DS from its file name and dnssec-dsfromkey -2.
         let b64 = "xZw9F1TeTGuPJVu6vg5mYAl06xg6qYgzTmB9j+veOOBEKiYcYpPYbaAMXuuMgghp0Lw2lEJrGhMvLCXW47U7Og==";
         let pk = data_encoding::BASE64.decode(b64.as_bytes()).unwrap();
-        let k = DnsKey { flags: 257, algorithm: 13, public_key: pk };
+        let k = DnsKey {
+            flags: 257,
+            algorithm: 13,
+            public_key: pk,
+        };
         assert_eq!(k.key_tag(), 28768);
         let owner = Name::parse(b"example.", None).unwrap();
         let ds = k.ds_rdata(&owner, 2).unwrap();
-        assert_eq!(data_encoding::HEXUPPER.encode(&ds[4..]), "8CBD9D5F15A18DBF34AA3660A5B342B529A16B15D1C086DF501420CF29B359FA");
+        assert_eq!(
+            data_encoding::HEXUPPER.encode(&ds[4..]),
+            "8CBD9D5F15A18DBF34AA3660A5B342B529A16B15D1C086DF501420CF29B359FA"
+        );
         assert!(k.verifier().is_ok());
     }
-    }
+}

@@ -43,7 +43,11 @@ pub enum CacheError {
     #[error("signature cache {path}: {msg}")]
     Io { path: String, msg: String },
     #[error("signature cache {path} is for zone {found}, not {expected}")]
-    WrongZone { path: String, found: String, expected: String },
+    WrongZone {
+        path: String,
+        found: String,
+        expected: String,
+    },
 }
 
 const MAGIC: &[u8; 8] = b"QSCACHE1";
@@ -63,13 +67,23 @@ impl SignatureCache {
     }
 
     /// A cached RRSIG by `key` over content `digest` still good at `now` for `refresh_s` more seconds.
-    pub fn reusable(&self, owner: &Name, rtype: u16, digest: &[u8; 32], key: &KeyId, now: u32, refresh_s: u32) -> Option<&CachedRrsig> {
+    pub fn reusable(
+        &self,
+        owner: &Name,
+        rtype: u16,
+        digest: &[u8; 32],
+        key: &KeyId,
+        now: u32,
+        refresh_s: u32,
+    ) -> Option<&CachedRrsig> {
         let e = self.entries.get(&(owner.clone(), rtype))?;
         if &e.digest != digest {
             return None;
         }
         e.rrsigs.iter().find(|s| {
-            &s.key == key && serial_le(s.inception, now) && serial_le(now.wrapping_add(refresh_s), s.expiration)
+            &s.key == key
+                && serial_le(s.inception, now)
+                && serial_le(now.wrapping_add(refresh_s), s.expiration)
         })
     }
 
@@ -83,7 +97,10 @@ impl SignatureCache {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = MAGIC.to_vec();
-        v.extend(bincode::serde::encode_to_vec(self, bincode::config::standard()).expect("cache encodes"));
+        v.extend(
+            bincode::serde::encode_to_vec(self, bincode::config::standard())
+                .expect("cache encodes"),
+        );
         v
     }
 
@@ -91,7 +108,9 @@ impl SignatureCache {
         if b.len() < MAGIC.len() || &b[..MAGIC.len()] != MAGIC {
             return Err("not a quorumsign signature cache".into());
         }
-        let (c, used) = bincode::serde::decode_from_slice(&b[MAGIC.len()..], bincode::config::standard()).map_err(|e| e.to_string())?;
+        let (c, used) =
+            bincode::serde::decode_from_slice(&b[MAGIC.len()..], bincode::config::standard())
+                .map_err(|e| e.to_string())?;
         if used != b.len() - MAGIC.len() {
             return Err("trailing bytes after the cache".into());
         }
@@ -103,24 +122,44 @@ impl SignatureCache {
         let p = path.display().to_string();
         let b = match std::fs::read(path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SignatureCache::default()),
-            Err(e) => return Err(CacheError::Io { path: p, msg: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(SignatureCache::default());
+            }
+            Err(e) => {
+                return Err(CacheError::Io {
+                    path: p,
+                    msg: e.to_string(),
+                });
+            }
         };
-        let c = SignatureCache::from_bytes(&b).map_err(|msg| CacheError::Io { path: p.clone(), msg })?;
+        let c = SignatureCache::from_bytes(&b).map_err(|msg| CacheError::Io {
+            path: p.clone(),
+            msg,
+        })?;
         if let Some(o) = &c.origin
             && o != origin
         {
-            return Err(CacheError::WrongZone { path: p, found: o.to_text(), expected: origin.to_text() });
+            return Err(CacheError::WrongZone {
+                path: p,
+                found: o.to_text(),
+                expected: origin.to_text(),
+            });
         }
         Ok(c)
     }
 
     /// Writes the cache atomically.
     pub fn save(&self, path: &Path) -> Result<(), CacheError> {
-        let mut f = crate::zone::write::AtomicFile::create(path).map_err(|e| CacheError::Io { path: path.display().to_string(), msg: e.to_string() })?;
+        let mut f = crate::zone::write::AtomicFile::create(path).map_err(|e| CacheError::Io {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
         f.write_all(&self.to_bytes())
             .and_then(|_| f.commit())
-            .map_err(|e| CacheError::Io { path: path.display().to_string(), msg: e.to_string() })
+            .map_err(|e| CacheError::Io {
+                path: path.display().to_string(),
+                msg: e.to_string(),
+            })
     }
 }
 

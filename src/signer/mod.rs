@@ -61,7 +61,11 @@ impl SignOptions {
             validity_s: 14 * 86_400,
             jitter_s: 12 * 3600,
             refresh_s: 3 * 86_400,
-            denial: Denial::Nsec3(Nsec3Params { iterations: 0, salt: Vec::new(), opt_out: false }),
+            denial: Denial::Nsec3(Nsec3Params {
+                iterations: 0,
+                salt: Vec::new(),
+                opt_out: false,
+            }),
             dnskey_ttl: None,
         }
     }
@@ -72,10 +76,20 @@ impl SignOptions {
 pub enum SignError {
     #[error("no keys to sign {0} with")]
     NoKeys(String),
-    #[error("no key-signing key (DNSKEY flags 257) for {0}: the DNSKEY RRset must be signed by a KSK")]
+    #[error(
+        "no key-signing key (DNSKEY flags 257) for {0}: the DNSKEY RRset must be signed by a KSK"
+    )]
     NoKsk(String),
-    #[error("key {handle} (tag {tag}, algorithm {alg}) returned a signature over {owner} {rtype} that does not verify against its public key; nothing was written")]
-    BadSignature { handle: String, tag: u16, alg: u8, owner: String, rtype: String },
+    #[error(
+        "key {handle} (tag {tag}, algorithm {alg}) returned a signature over {owner} {rtype} that does not verify against its public key; nothing was written"
+    )]
+    BadSignature {
+        handle: String,
+        tag: u16,
+        alg: u8,
+        owner: String,
+        rtype: String,
+    },
     #[error("key {handle}: public key unusable: {msg}")]
     BadKey { handle: String, msg: String },
     #[error(transparent)]
@@ -85,7 +99,11 @@ pub enum SignError {
     #[error("{0}")]
     KeyTag(String),
     #[error("validity {validity_s} s must exceed jitter {jitter_s} s plus refresh {refresh_s} s")]
-    BadTiming { validity_s: u32, jitter_s: u32, refresh_s: u32 },
+    BadTiming {
+        validity_s: u32,
+        jitter_s: u32,
+        refresh_s: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,7 +138,11 @@ pub fn sign_zone(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<SignedZone, SignError> {
     if opts.validity_s <= opts.jitter_s.saturating_add(opts.refresh_s) {
-        return Err(SignError::BadTiming { validity_s: opts.validity_s, jitter_s: opts.jitter_s, refresh_s: opts.refresh_s });
+        return Err(SignError::BadTiming {
+            validity_s: opts.validity_s,
+            jitter_s: opts.jitter_s,
+            refresh_s: opts.refresh_s,
+        });
     }
     if keys.is_empty() {
         return Err(SignError::NoKeys(zone.origin.to_text()));
@@ -130,15 +152,27 @@ pub fn sign_zone(
         .iter()
         .map(|k| {
             let d = k.dnskey();
-            let verifier = d.verifier().map_err(|e| SignError::BadKey { handle: k.handle().into(), msg: e.to_string() })?;
-            Ok(Signer { key: k.clone(), id: d.id(), tag: d.key_tag(), verifier })
+            let verifier = d.verifier().map_err(|e| SignError::BadKey {
+                handle: k.handle().into(),
+                msg: e.to_string(),
+            })?;
+            Ok(Signer {
+                key: k.clone(),
+                id: d.id(),
+                tag: d.key_tag(),
+                verifier,
+            })
         })
         .collect::<Result<_, SignError>>()?;
-    let ksks: Vec<usize> = (0..signers.len()).filter(|&i| signers[i].key.dnskey().is_sep()).collect();
+    let ksks: Vec<usize> = (0..signers.len())
+        .filter(|&i| signers[i].key.dnskey().is_sep())
+        .collect();
     if ksks.is_empty() {
         return Err(SignError::NoKsk(zone.origin.to_text()));
     }
-    let mut zsks: Vec<usize> = (0..signers.len()).filter(|&i| !signers[i].key.dnskey().is_sep()).collect();
+    let mut zsks: Vec<usize> = (0..signers.len())
+        .filter(|&i| !signers[i].key.dnskey().is_sep())
+        .collect();
     if zsks.is_empty() {
         zsks = ksks.clone(); // one combined signing key (CSK)
     }
@@ -169,17 +203,32 @@ pub fn sign_zone(
             let node = node_of(t);
             let set = &node.rrsets[t.2];
             let digest = SignatureCache::digest(&node.name, set.rtype, set.ttl, &set.rdatas);
-            let who = if matches!(set.rtype, rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY) { &ksks } else { &zsks };
-            let mut out = CacheEntryOut { digest, rrsigs: Vec::with_capacity(who.len()) };
+            let who = if matches!(set.rtype, rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY) {
+                &ksks
+            } else {
+                &zsks
+            };
+            let mut out = CacheEntryOut {
+                digest,
+                rrsigs: Vec::with_capacity(who.len()),
+            };
             let mut signed = 0;
             let mut buf = Vec::with_capacity(256);
             for &ki in who {
                 let s = &signers[ki];
-                if let Some(c) = cache.reusable(&node.name, set.rtype, &digest, &s.id, opts.now, opts.refresh_s) {
+                if let Some(c) = cache.reusable(
+                    &node.name,
+                    set.rtype,
+                    &digest,
+                    &s.id,
+                    opts.now,
+                    opts.refresh_s,
+                ) {
                     out.rrsigs.push(c.clone());
                     continue;
                 }
-                out.rrsigs.push(sign_one(s, &zone.origin, &node.name, set, opts, &mut buf)?);
+                out.rrsigs
+                    .push(sign_one(s, &zone.origin, &node.name, set, opts, &mut buf)?);
                 signed += 1;
             }
             let d = done.fetch_add(1, Ordering::Relaxed);
@@ -190,24 +239,45 @@ pub fn sign_zone(
         })
         .collect();
 
-    let mut new_cache = SignatureCache { origin: Some(zone.origin.clone()), entries: Default::default() };
+    let mut new_cache = SignatureCache {
+        origin: Some(zone.origin.clone()),
+        entries: Default::default(),
+    };
     new_cache.entries.reserve(targets.len());
-    let mut stats = SignStats { rrsets: targets.len(), ..Default::default() };
+    let mut stats = SignStats {
+        rrsets: targets.len(),
+        ..Default::default()
+    };
     let mut nsec3 = nsec3;
     for (t, r) in targets.iter().zip(results) {
         let (entry, signed) = r?;
         stats.signed += signed;
         stats.reused += entry.rrsigs.len() - signed;
-        let node = if t.0 { &mut nsec3[t.1] } else { &mut zone.nodes[t.1] };
+        let node = if t.0 {
+            &mut nsec3[t.1]
+        } else {
+            &mut zone.nodes[t.1]
+        };
         let set = &node.rrsets[t.2];
         let (rt, ttl) = (set.rtype, set.ttl);
         for s in &entry.rrsigs {
             node.sigs.push((ttl, s.rdata.clone().into_boxed_slice()));
         }
-        new_cache.entries.insert((node.name.clone(), rt), cache::CacheEntry { digest: entry.digest, rrsigs: entry.rrsigs });
+        new_cache.entries.insert(
+            (node.name.clone(), rt),
+            cache::CacheEntry {
+                digest: entry.digest,
+                rrsigs: entry.rrsigs,
+            },
+        );
     }
     progress(targets.len());
-    Ok(SignedZone { zone, nsec3, cache: new_cache, stats })
+    Ok(SignedZone {
+        zone,
+        nsec3,
+        cache: new_cache,
+        stats,
+    })
 }
 
 struct CacheEntryOut {
@@ -228,9 +298,20 @@ fn signed_rrsets(n: &Node) -> impl Iterator<Item = usize> + '_ {
 }
 
 /// Signs one RRset with one key and checks the signature before accepting it.
-fn sign_one(s: &Signer, origin: &Name, owner: &Name, set: &Rrset, opts: &SignOptions, buf: &mut Vec<u8>) -> Result<cache::CachedRrsig, SignError> {
+fn sign_one(
+    s: &Signer,
+    origin: &Name,
+    owner: &Name,
+    set: &Rrset,
+    opts: &SignOptions,
+    buf: &mut Vec<u8>,
+) -> Result<cache::CachedRrsig, SignError> {
     let inception = opts.now.wrapping_sub(opts.inception_offset_s);
-    let jitter = if opts.jitter_s == 0 { 0 } else { (jitter_seed(owner, set.rtype) % (opts.jitter_s as u64 + 1)) as u32 };
+    let jitter = if opts.jitter_s == 0 {
+        0
+    } else {
+        (jitter_seed(owner, set.rtype) % (opts.jitter_s as u64 + 1)) as u32
+    };
     let expiration = opts.now.wrapping_add(opts.validity_s).wrapping_sub(jitter);
     let d = s.key.dnskey();
     let header = RrsigHeader {
@@ -257,7 +338,12 @@ fn sign_one(s: &Signer, origin: &Name, owner: &Name, set: &Rrset, opts: &SignOpt
     let mut rdata = Vec::with_capacity(buf.len().min(128) + sig.len());
     header.write(&mut rdata);
     rdata.extend_from_slice(&sig);
-    Ok(cache::CachedRrsig { key: s.id, inception, expiration, rdata })
+    Ok(cache::CachedRrsig {
+        key: s.id,
+        inception,
+        expiration,
+        rdata,
+    })
 }
 
 /// A stable per-RRset number (FNV-1a) so jitter is the same on every run and every node.
@@ -273,38 +359,59 @@ fn jitter_seed(owner: &Name, t: u16) -> u64 {
 fn add_apex_records(zone: &mut Zone, keys: &[Arc<dyn SigningKey>], opts: &SignOptions) {
     let (_, _, soa_ttl) = zone.soa();
     let existing = zone.apex().rrset(rtype::DNSKEY).cloned();
-    let ttl = opts.dnskey_ttl.or(existing.as_ref().map(|r| r.ttl)).unwrap_or(soa_ttl);
+    let ttl = opts
+        .dnskey_ttl
+        .or(existing.as_ref().map(|r| r.ttl))
+        .unwrap_or(soa_ttl);
     let mut rdatas: Vec<Box<[u8]>> = existing.map(|r| r.rdatas).unwrap_or_default();
     rdatas.extend(keys.iter().map(|k| k.dnskey().rdata().into_boxed_slice()));
     zone.set_apex_rrset(rtype::DNSKEY, ttl, rdatas);
     match &opts.denial {
-        Denial::Nsec3(p) => zone.set_apex_rrset(rtype::NSEC3PARAM, 0, vec![nsec3::nsec3param_rdata(p).into_boxed_slice()]),
+        Denial::Nsec3(p) => zone.set_apex_rrset(
+            rtype::NSEC3PARAM,
+            0,
+            vec![nsec3::nsec3param_rdata(p).into_boxed_slice()],
+        ),
         Denial::Nsec => zone.set_apex_rrset(rtype::NSEC3PARAM, 0, Vec::new()),
     }
 }
 
 /// RFC 4034 §4: one NSEC per authoritative name and delegation, in canonical order.
 fn add_nsec(zone: &mut Zone, ttl: u32) {
-    let chain: Vec<usize> = (0..zone.nodes.len()).filter(|&i| zone.nodes[i].kind != NodeKind::BelowCut).collect();
+    let chain: Vec<usize> = (0..zone.nodes.len())
+        .filter(|&i| zone.nodes[i].kind != NodeKind::BelowCut)
+        .collect();
     for (k, &i) in chain.iter().enumerate() {
         let next = zone.nodes[chain[(k + 1) % chain.len()]].name.clone();
         let node = &zone.nodes[i];
         let mut types: Vec<u16> = match node.kind {
-            NodeKind::Delegation => node.rrsets.iter().map(|r| r.rtype).filter(|t| matches!(*t, rtype::NS | rtype::DS)).collect(),
+            NodeKind::Delegation => node
+                .rrsets
+                .iter()
+                .map(|r| r.rtype)
+                .filter(|t| matches!(*t, rtype::NS | rtype::DS))
+                .collect(),
             _ => node.rrsets.iter().map(|r| r.rtype).collect(),
         };
         types.extend([rtype::RRSIG, rtype::NSEC]);
         let mut rd = next.as_wire().to_vec();
         rd.extend_from_slice(&type_bitmap(&mut types));
         let node = &mut zone.nodes[i];
-        node.rrsets.push(Rrset { rtype: rtype::NSEC, ttl, rdatas: vec![rd.into_boxed_slice()] });
+        node.rrsets.push(Rrset {
+            rtype: rtype::NSEC,
+            ttl,
+            rdatas: vec![rd.into_boxed_slice()],
+        });
         node.rrsets.sort_by_key(|r| r.rtype);
     }
 }
 
 impl SignedZone {
     /// Writes the signed zone in presentation form, node by node.
-    pub fn write_text(&self, out: &mut dyn FnMut(&str) -> std::io::Result<()>) -> std::io::Result<()> {
+    pub fn write_text(
+        &self,
+        out: &mut dyn FnMut(&str) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         let mut buf = String::with_capacity(1 << 20);
         for node in self.zone.nodes.iter().chain(&self.nsec3) {
             for set in &node.rrsets {

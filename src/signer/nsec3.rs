@@ -31,7 +31,9 @@ pub fn hash(name: &Name, p: &Nsec3Params) -> [u8; 20] {
 }
 
 pub fn hashed_owner(h: &[u8; 20], origin: &Name) -> Name {
-    origin.prepend(BASE32HEX_NOPAD.encode(h).to_ascii_lowercase().as_bytes()).expect("hashed owner fits")
+    origin
+        .prepend(BASE32HEX_NOPAD.encode(h).to_ascii_lowercase().as_bytes())
+        .expect("hashed owner fits")
 }
 
 pub fn nsec3param_rdata(p: &Nsec3Params) -> Vec<u8> {
@@ -78,7 +80,11 @@ pub fn build(zone: &Zone, p: &Nsec3Params, ttl: u32) -> Result<Vec<Node>, String
         entries.push((hash(&node.name, p), node_types(node)));
         let mut up = node.name.parent();
         while let Some(a) = up {
-            if !a.is_subdomain_of(&zone.origin) || a == zone.origin || existing.contains(a.as_wire()) || ents.contains(&a) {
+            if !a.is_subdomain_of(&zone.origin)
+                || a == zone.origin
+                || existing.contains(a.as_wire())
+                || ents.contains(&a)
+            {
                 break;
             }
             up = a.parent();
@@ -91,7 +97,10 @@ pub fn build(zone: &Zone, p: &Nsec3Params, ttl: u32) -> Result<Vec<Node>, String
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for w in entries.windows(2) {
         if w[0].0 == w[1].0 {
-            return Err(format!("NSEC3 hash collision on {}; choose another salt", BASE32HEX_NOPAD.encode(&w[0].0)));
+            return Err(format!(
+                "NSEC3 hash collision on {}; choose another salt",
+                BASE32HEX_NOPAD.encode(&w[0].0)
+            ));
         }
     }
     let flags = if p.opt_out { 1 } else { 0 };
@@ -113,7 +122,11 @@ pub fn build(zone: &Zone, p: &Nsec3Params, ttl: u32) -> Result<Vec<Node>, String
         out.push(Node {
             name: hashed_owner(h, &zone.origin),
             kind: NodeKind::Auth,
-            rrsets: vec![Rrset { rtype: rtype::NSEC3, ttl, rdatas: vec![rd.into_boxed_slice()] }],
+            rrsets: vec![Rrset {
+                rtype: rtype::NSEC3,
+                ttl,
+                rdatas: vec![rd.into_boxed_slice()],
+            }],
             sigs: Vec::new(),
         });
     }
@@ -127,10 +140,20 @@ mod tests {
     #[test]
     fn rfc5155_appendix_a_hash() {
         // RFC 5155 Appendix A: example, salt aabbccdd, 12 iterations.
-        let p = Nsec3Params { iterations: 12, salt: vec![0xaa, 0xbb, 0xcc, 0xdd], opt_out: false };
+        let p = Nsec3Params {
+            iterations: 12,
+            salt: vec![0xaa, 0xbb, 0xcc, 0xdd],
+            opt_out: false,
+        };
         let n = Name::parse(b"example.", None).unwrap();
-        assert_eq!(BASE32HEX_NOPAD.encode(&hash(&n, &p)).to_ascii_lowercase(), "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom");
+        assert_eq!(
+            BASE32HEX_NOPAD.encode(&hash(&n, &p)).to_ascii_lowercase(),
+            "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom"
+        );
         let a = Name::parse(b"a.example.", None).unwrap();
-        assert_eq!(BASE32HEX_NOPAD.encode(&hash(&a, &p)).to_ascii_lowercase(), "35mthgpgcu1qg68fab165klnsnk3dpvl");
+        assert_eq!(
+            BASE32HEX_NOPAD.encode(&hash(&a, &p)).to_ascii_lowercase(),
+            "35mthgpgcu1qg68fab165klnsnk3dpvl"
+        );
     }
 }

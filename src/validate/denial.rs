@@ -12,10 +12,21 @@ use crate::zone::{Name, Node, NodeKind, rtype};
 /// Types an NSEC or NSEC3 at `node` must list.
 fn expected_types(node: &Node, nsec: bool) -> Vec<u16> {
     let mut t: Vec<u16> = match node.kind {
-        NodeKind::Delegation => node.rrsets.iter().map(|r| r.rtype).filter(|t| matches!(*t, rtype::NS | rtype::DS)).collect(),
-        _ => node.rrsets.iter().map(|r| r.rtype).filter(|t| *t != rtype::NSEC).collect(),
+        NodeKind::Delegation => node
+            .rrsets
+            .iter()
+            .map(|r| r.rtype)
+            .filter(|t| matches!(*t, rtype::NS | rtype::DS))
+            .collect(),
+        _ => node
+            .rrsets
+            .iter()
+            .map(|r| r.rtype)
+            .filter(|t| *t != rtype::NSEC)
+            .collect(),
     };
-    let signed = !node.sigs.is_empty() && (node.kind != NodeKind::Delegation || nsec || node.has(rtype::DS));
+    let signed =
+        !node.sigs.is_empty() && (node.kind != NodeKind::Delegation || nsec || node.has(rtype::DS));
     if signed {
         t.push(rtype::RRSIG);
     }
@@ -28,11 +39,19 @@ fn expected_types(node: &Node, nsec: bool) -> Vec<u16> {
 }
 
 fn type_list(t: &[u16]) -> String {
-    t.iter().map(|x| rtype::to_text(*x)).collect::<Vec<_>>().join(" ")
+    t.iter()
+        .map(|x| rtype::to_text(*x))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Checks whichever chain the zone has; returns its name.
-pub fn check(zone: &crate::zone::Zone, real: &[&Node], hashed: &[&Node], failures: &mut Vec<Failure>) -> String {
+pub fn check(
+    zone: &crate::zone::Zone,
+    real: &[&Node],
+    hashed: &[&Node],
+    failures: &mut Vec<Failure>,
+) -> String {
     let apex = zone.apex();
     let has_nsec = real.iter().any(|n| n.has(rtype::NSEC));
     let param = apex.rrset(rtype::NSEC3PARAM).map(|s| s.rdatas[0].clone());
@@ -46,24 +65,43 @@ pub fn check(zone: &crate::zone::Zone, real: &[&Node], hashed: &[&Node], failure
             "NSEC3".into()
         }
         (true, Some(_)) => {
-            failures.push(failure(&apex.name, rtype::NSEC3PARAM, "zone has both NSEC records and an NSEC3PARAM"));
+            failures.push(failure(
+                &apex.name,
+                rtype::NSEC3PARAM,
+                "zone has both NSEC records and an NSEC3PARAM",
+            ));
             "mixed".into()
         }
         (false, None) => {
-            failures.push(failure(&apex.name, rtype::NSEC, "zone has no NSEC chain and no NSEC3PARAM: no authenticated denial of existence"));
+            failures.push(failure(
+                &apex.name,
+                rtype::NSEC,
+                "zone has no NSEC chain and no NSEC3PARAM: no authenticated denial of existence",
+            ));
             "none".into()
         }
     }
 }
 
 fn check_nsec(real: &[&Node], failures: &mut Vec<Failure>) {
-    let chain: Vec<&Node> = real.iter().copied().filter(|n| n.kind != NodeKind::BelowCut).collect();
-    for n in real.iter().filter(|n| n.kind == NodeKind::BelowCut && n.has(rtype::NSEC)) {
+    let chain: Vec<&Node> = real
+        .iter()
+        .copied()
+        .filter(|n| n.kind != NodeKind::BelowCut)
+        .collect();
+    for n in real
+        .iter()
+        .filter(|n| n.kind == NodeKind::BelowCut && n.has(rtype::NSEC))
+    {
         failures.push(failure(&n.name, rtype::NSEC, "NSEC below a zone cut"));
     }
     for (i, n) in chain.iter().enumerate() {
         let Some(set) = n.rrset(rtype::NSEC) else {
-            failures.push(failure(&n.name, rtype::NSEC, "name has no NSEC record: the chain is broken"));
+            failures.push(failure(
+                &n.name,
+                rtype::NSEC,
+                "name has no NSEC record: the chain is broken",
+            ));
             continue;
         };
         if set.rdatas.len() != 1 {
@@ -78,12 +116,24 @@ fn check_nsec(real: &[&Node], failures: &mut Vec<Failure>) {
         let next = Name::from_wire(&d[..len]).expect("checked");
         let want = &chain[(i + 1) % chain.len()].name;
         if &next != want {
-            failures.push(failure(&n.name, rtype::NSEC, format!("NSEC points to {next}, but the next name in the zone is {want}")));
+            failures.push(failure(
+                &n.name,
+                rtype::NSEC,
+                format!("NSEC points to {next}, but the next name in the zone is {want}"),
+            ));
         }
         let have = bitmap_types(&d[len..]).unwrap_or_default();
         let want = expected_types(n, true);
         if have != want {
-            failures.push(failure(&n.name, rtype::NSEC, format!("NSEC type bit map is [{}], expected [{}]", type_list(&have), type_list(&want))));
+            failures.push(failure(
+                &n.name,
+                rtype::NSEC,
+                format!(
+                    "NSEC type bit map is [{}], expected [{}]",
+                    type_list(&have),
+                    type_list(&want)
+                ),
+            ));
         }
     }
 }
@@ -96,12 +146,21 @@ struct Nsec3Rec<'a> {
     types: Vec<u16>,
 }
 
-fn parse_nsec3<'a>(node: &'a Node, origin: &Name, p: &Nsec3Params, failures: &mut Vec<Failure>) -> Option<Nsec3Rec<'a>> {
-    let bad = |f: &mut Vec<Failure>, m: &str| f.push(failure(&node.name, rtype::NSEC3, m.to_string()));
+fn parse_nsec3<'a>(
+    node: &'a Node,
+    origin: &Name,
+    p: &Nsec3Params,
+    failures: &mut Vec<Failure>,
+) -> Option<Nsec3Rec<'a>> {
+    let bad =
+        |f: &mut Vec<Failure>, m: &str| f.push(failure(&node.name, rtype::NSEC3, m.to_string()));
     let set = node.rrset(rtype::NSEC3)?;
     let d = &set.rdatas[0];
     if set.rdatas.len() != 1 || node.name.parent().as_ref() != Some(origin) {
-        bad(failures, "NSEC3 owner must be one hashed label below the apex, with one record");
+        bad(
+            failures,
+            "NSEC3 owner must be one hashed label below the apex, with one record",
+        );
         return None;
     }
     let label = node.name.labels().next()?.to_ascii_uppercase();
@@ -117,7 +176,10 @@ fn parse_nsec3<'a>(node: &'a Node, origin: &Name, p: &Nsec3Params, failures: &mu
     let (alg, flags, iter) = (d[0], d[1], u16::from_be_bytes([d[2], d[3]]));
     let salt = d.get(5..5 + salt_len)?;
     if alg != 1 || iter != p.iterations || salt != p.salt.as_slice() {
-        bad(failures, "NSEC3 parameters differ from the NSEC3PARAM record");
+        bad(
+            failures,
+            "NSEC3 parameters differ from the NSEC3PARAM record",
+        );
         return None;
     }
     let hl = *d.get(5 + salt_len)? as usize;
@@ -126,29 +188,61 @@ fn parse_nsec3<'a>(node: &'a Node, origin: &Name, p: &Nsec3Params, failures: &mu
         bad(failures, "malformed NSEC3 type bit map");
         return None;
     };
-    Some(Nsec3Rec { node, hash, flags, next, types })
+    Some(Nsec3Rec {
+        node,
+        hash,
+        flags,
+        next,
+        types,
+    })
 }
 
-fn check_nsec3(zone: &crate::zone::Zone, real: &[&Node], hashed: &[&Node], param: &[u8], failures: &mut Vec<Failure>) {
+fn check_nsec3(
+    zone: &crate::zone::Zone,
+    real: &[&Node],
+    hashed: &[&Node],
+    param: &[u8],
+    failures: &mut Vec<Failure>,
+) {
     let apex = zone.apex();
     if param.len() < 5 || param[0] != 1 || param.len() != 5 + param[4] as usize {
-        failures.push(failure(&apex.name, rtype::NSEC3PARAM, "malformed or unsupported NSEC3PARAM"));
+        failures.push(failure(
+            &apex.name,
+            rtype::NSEC3PARAM,
+            "malformed or unsupported NSEC3PARAM",
+        ));
         return;
     }
-    let p = Nsec3Params { iterations: u16::from_be_bytes([param[2], param[3]]), salt: param[5..].to_vec(), opt_out: false };
-    let mut recs: Vec<Nsec3Rec<'_>> = hashed.iter().filter_map(|n| parse_nsec3(n, &zone.origin, &p, failures)).collect();
+    let p = Nsec3Params {
+        iterations: u16::from_be_bytes([param[2], param[3]]),
+        salt: param[5..].to_vec(),
+        opt_out: false,
+    };
+    let mut recs: Vec<Nsec3Rec<'_>> = hashed
+        .iter()
+        .filter_map(|n| parse_nsec3(n, &zone.origin, &p, failures))
+        .collect();
     recs.sort_by(|a, b| a.hash.cmp(&b.hash));
     if recs.is_empty() {
-        failures.push(failure(&apex.name, rtype::NSEC3, "NSEC3PARAM present but no NSEC3 records"));
+        failures.push(failure(
+            &apex.name,
+            rtype::NSEC3,
+            "NSEC3PARAM present but no NSEC3 records",
+        ));
         return;
     }
     for (i, r) in recs.iter().enumerate() {
         let want = &recs[(i + 1) % recs.len()].hash;
         if &r.next != want {
-            failures.push(failure(&r.node.name, rtype::NSEC3, format!(
-                "NSEC3 next hashed owner is {}, but the next NSEC3 in the zone is {}",
-                BASE32HEX_NOPAD.encode(&r.next).to_ascii_lowercase(), BASE32HEX_NOPAD.encode(want).to_ascii_lowercase()
-            )));
+            failures.push(failure(
+                &r.node.name,
+                rtype::NSEC3,
+                format!(
+                    "NSEC3 next hashed owner is {}, but the next NSEC3 in the zone is {}",
+                    BASE32HEX_NOPAD.encode(&r.next).to_ascii_lowercase(),
+                    BASE32HEX_NOPAD.encode(want).to_ascii_lowercase()
+                ),
+            ));
         }
     }
     // Which names need an NSEC3 (Some(types)), which may go without one under opt-out (None).
@@ -156,12 +250,22 @@ fn check_nsec3(zone: &crate::zone::Zone, real: &[&Node], hashed: &[&Node], param
     let mut need: HashMap<Vec<u8>, (Name, Option<Vec<u16>>)> = HashMap::new();
     for n in real.iter().filter(|n| n.kind != NodeKind::BelowCut) {
         let insecure = n.kind == NodeKind::Delegation && !n.has(rtype::DS);
-        let types = if insecure { None } else { Some(expected_types(n, false)) };
-        need.insert(nsec3::hash(&n.name, &p).to_vec(), (n.name.clone(), types.clone()));
+        let types = if insecure {
+            None
+        } else {
+            Some(expected_types(n, false))
+        };
+        need.insert(
+            nsec3::hash(&n.name, &p).to_vec(),
+            (n.name.clone(), types.clone()),
+        );
         // Empty non-terminals above it: required when something required lies below.
         let mut up = n.name.parent();
         while let Some(a) = up {
-            if a == zone.origin || !a.is_subdomain_of(&zone.origin) || existing.contains(a.as_wire()) {
+            if a == zone.origin
+                || !a.is_subdomain_of(&zone.origin)
+                || existing.contains(a.as_wire())
+            {
                 break;
             }
             let h = nsec3::hash(&a, &p).to_vec();
@@ -172,16 +276,29 @@ fn check_nsec3(zone: &crate::zone::Zone, real: &[&Node], hashed: &[&Node], param
             up = a.parent();
         }
     }
-    let by_hash: HashMap<&[u8], &Nsec3Rec<'_>> = recs.iter().map(|r| (r.hash.as_slice(), r)).collect();
+    let by_hash: HashMap<&[u8], &Nsec3Rec<'_>> =
+        recs.iter().map(|r| (r.hash.as_slice(), r)).collect();
     for (h, (name, types)) in &need {
         match (by_hash.get(h.as_slice()), types) {
             (Some(r), Some(want)) => {
                 if &r.types != want {
-                    failures.push(failure(name, rtype::NSEC3, format!("NSEC3 type bit map is [{}], expected [{}]", type_list(&r.types), type_list(want))));
+                    failures.push(failure(
+                        name,
+                        rtype::NSEC3,
+                        format!(
+                            "NSEC3 type bit map is [{}], expected [{}]",
+                            type_list(&r.types),
+                            type_list(want)
+                        ),
+                    ));
                 }
             }
             (Some(_), None) => {}
-            (None, Some(_)) => failures.push(failure(name, rtype::NSEC3, "name has no NSEC3 record: the chain is incomplete")),
+            (None, Some(_)) => failures.push(failure(
+                name,
+                rtype::NSEC3,
+                "name has no NSEC3 record: the chain is incomplete",
+            )),
             (None, None) => {
                 // Opt-out: the NSEC3 that covers this hash must have the opt-out flag.
                 let i = recs.partition_point(|r| r.hash.as_slice() < h.as_slice());
@@ -194,7 +311,11 @@ fn check_nsec3(zone: &crate::zone::Zone, real: &[&Node], hashed: &[&Node], param
     }
     for r in &recs {
         if !need.contains_key(&r.hash) {
-            failures.push(failure(&r.node.name, rtype::NSEC3, "NSEC3 matches no name in the zone"));
+            failures.push(failure(
+                &r.node.name,
+                rtype::NSEC3,
+                "NSEC3 matches no name in the zone",
+            ));
         }
     }
 }

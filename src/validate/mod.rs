@@ -51,7 +51,11 @@ pub struct Report {
 }
 
 pub(crate) fn failure(owner: &Name, t: u16, message: impl Into<String>) -> Failure {
-    Failure { owner: owner.to_text(), rtype: rtype::to_text(t), message: message.into() }
+    Failure {
+        owner: owner.to_text(),
+        rtype: rtype::to_text(t),
+        message: message.into(),
+    }
 }
 
 /// The apex keys, by (key tag, algorithm).
@@ -67,7 +71,11 @@ impl Keys {
         if let Some(set) = apex.rrset(rtype::DNSKEY) {
             for d in &set.rdatas {
                 let Some(k) = DnsKey::from_rdata(d) else {
-                    failures.push(failure(&apex.name, rtype::DNSKEY, "malformed DNSKEY record"));
+                    failures.push(failure(
+                        &apex.name,
+                        rtype::DNSKEY,
+                        "malformed DNSKEY record",
+                    ));
                     continue;
                 };
                 if k.flags & crate::keys::FLAG_ZONE == 0 {
@@ -78,9 +86,16 @@ impl Keys {
                         if !algorithms.contains(&k.algorithm) {
                             algorithms.push(k.algorithm);
                         }
-                        by_tag.entry((k.key_tag(), k.algorithm)).or_default().push((k, v));
+                        by_tag
+                            .entry((k.key_tag(), k.algorithm))
+                            .or_default()
+                            .push((k, v));
                     }
-                    Err(e) => failures.push(failure(&apex.name, rtype::DNSKEY, format!("DNSKEY with tag {}: {e}", k.key_tag()))),
+                    Err(e) => failures.push(failure(
+                        &apex.name,
+                        rtype::DNSKEY,
+                        format!("DNSKEY with tag {}: {e}", k.key_tag()),
+                    )),
                 }
             }
         }
@@ -90,14 +105,22 @@ impl Keys {
 
 /// Checks a whole signed zone. `zone` must have been parsed with DNSSEC records kept.
 pub fn verify_zone(zone: &Zone, opts: &VerifyOptions) -> Report {
-    let mut report = Report { zone: zone.origin.to_text(), ..Default::default() };
+    let mut report = Report {
+        zone: zone.origin.to_text(),
+        ..Default::default()
+    };
     let mut failures = Vec::new();
     let apex = zone.apex();
     let keys = Keys::from_apex(apex, &mut failures);
     if apex.rrset(rtype::DNSKEY).is_none() {
-        failures.push(failure(&apex.name, rtype::DNSKEY, "no DNSKEY RRset at the apex"));
+        failures.push(failure(
+            &apex.name,
+            rtype::DNSKEY,
+            "no DNSKEY RRset at the apex",
+        ));
     }
-    let (real, hashed): (Vec<&Node>, Vec<&Node>) = zone.nodes.iter().partition(|n| !is_nsec3_node(n));
+    let (real, hashed): (Vec<&Node>, Vec<&Node>) =
+        zone.nodes.iter().partition(|n| !is_nsec3_node(n));
 
     let per_node: Vec<(usize, usize, Vec<Failure>)> = real
         .par_iter()
@@ -129,7 +152,12 @@ fn authoritative(kind: NodeKind, t: u16) -> bool {
     }
 }
 
-fn check_node(zone: &Zone, node: &Node, keys: &Keys, opts: &VerifyOptions) -> (usize, usize, Vec<Failure>) {
+fn check_node(
+    zone: &Zone,
+    node: &Node,
+    keys: &Keys,
+    opts: &VerifyOptions,
+) -> (usize, usize, Vec<Failure>) {
     let mut failures = Vec::new();
     let mut sigs_checked = 0;
     let mut parsed: Vec<(RrsigHeader, &[u8])> = Vec::with_capacity(node.sigs.len());
@@ -141,10 +169,17 @@ fn check_node(zone: &Zone, node: &Node, keys: &Keys, opts: &VerifyOptions) -> (u
     }
     let mut buf = Vec::with_capacity(512);
     for set in &node.rrsets {
-        let sigs: Vec<&(RrsigHeader, &[u8])> = parsed.iter().filter(|(h, _)| h.type_covered == set.rtype).collect();
+        let sigs: Vec<&(RrsigHeader, &[u8])> = parsed
+            .iter()
+            .filter(|(h, _)| h.type_covered == set.rtype)
+            .collect();
         if !authoritative(node.kind, set.rtype) {
             if !sigs.is_empty() {
-                failures.push(failure(&node.name, set.rtype, "non-authoritative data (delegation NS, glue or occluded) is signed"));
+                failures.push(failure(
+                    &node.name,
+                    set.rtype,
+                    "non-authoritative data (delegation NS, glue or occluded) is signed",
+                ));
             }
             continue;
         }
@@ -172,7 +207,11 @@ fn check_node(zone: &Zone, node: &Node, keys: &Keys, opts: &VerifyOptions) -> (u
     }
     for (h, _) in &parsed {
         if node.rrset(h.type_covered).is_none() {
-            failures.push(failure(&node.name, h.type_covered, "RRSIG covers a type with no RRset here"));
+            failures.push(failure(
+                &node.name,
+                h.type_covered,
+                "RRSIG covers a type with no RRset here",
+            ));
         }
     }
     (node.rrsets.len(), sigs_checked, failures)
@@ -191,60 +230,103 @@ fn check_rrsig(
 ) -> Result<(), String> {
     let tag = h.key_tag;
     if h.signer != zone.origin {
-        return Err(format!("RRSIG (tag {tag}) has signer {} instead of the zone {}", h.signer, zone.origin));
+        return Err(format!(
+            "RRSIG (tag {tag}) has signer {} instead of the zone {}",
+            h.signer, zone.origin
+        ));
     }
-    if h.labels as usize > node.name.label_count() || (h.labels as usize) < crate::keys::rrsig_labels(&node.name) as usize {
-        return Err(format!("RRSIG (tag {tag}) has label count {} for a name of {} labels", h.labels, node.name.label_count()));
+    if h.labels as usize > node.name.label_count()
+        || (h.labels as usize) < crate::keys::rrsig_labels(&node.name) as usize
+    {
+        return Err(format!(
+            "RRSIG (tag {tag}) has label count {} for a name of {} labels",
+            h.labels,
+            node.name.label_count()
+        ));
     }
     if h.original_ttl != set.ttl {
-        return Err(format!("RRSIG (tag {tag}) original TTL {} differs from the RRset TTL {}", h.original_ttl, set.ttl));
+        return Err(format!(
+            "RRSIG (tag {tag}) original TTL {} differs from the RRset TTL {}",
+            h.original_ttl, set.ttl
+        ));
     }
     if !serial_le(h.inception, opts.now) {
-        return Err(format!("RRSIG (tag {tag}) is not yet valid: inception {}", crate::zone::rdata::format_rrsig_time(h.inception)));
+        return Err(format!(
+            "RRSIG (tag {tag}) is not yet valid: inception {}",
+            crate::zone::rdata::format_rrsig_time(h.inception)
+        ));
     }
     if !serial_le(opts.now, h.expiration) {
-        return Err(format!("RRSIG (tag {tag}) has expired: expiration {}", crate::zone::rdata::format_rrsig_time(h.expiration)));
+        return Err(format!(
+            "RRSIG (tag {tag}) has expired: expiration {}",
+            crate::zone::rdata::format_rrsig_time(h.expiration)
+        ));
     }
     let Some(candidates) = keys.by_tag.get(&(tag, h.algorithm)) else {
-        return Err(format!("RRSIG (tag {tag}, algorithm {}) matches no DNSKEY at the apex", h.algorithm));
+        return Err(format!(
+            "RRSIG (tag {tag}, algorithm {}) matches no DNSKEY at the apex",
+            h.algorithm
+        ));
     };
     signed_data(h, &node.name, set.rtype, &set.rdatas, buf);
     if candidates.iter().any(|(_, v)| v.verify(buf, sig)) {
         Ok(())
     } else {
-        Err(format!("RRSIG (tag {tag}, algorithm {}) does not verify", h.algorithm))
+        Err(format!(
+            "RRSIG (tag {tag}, algorithm {}) does not verify",
+            h.algorithm
+        ))
     }
 }
 
 /// The DNSKEY RRset must be signed by a KSK, and by a trust anchor's key when one is given.
 fn check_ksk(zone: &Zone, keys: &Keys, opts: &VerifyOptions, failures: &mut Vec<Failure>) {
     let apex = zone.apex();
-    let Some(set) = apex.rrset(rtype::DNSKEY) else { return };
+    let Some(set) = apex.rrset(rtype::DNSKEY) else {
+        return;
+    };
     let mut buf = Vec::new();
     let signers: Vec<&DnsKey> = apex
         .sigs
         .iter()
         .filter_map(|(_, d)| RrsigHeader::parse(d))
-        .filter(|(h, _)| h.type_covered == rtype::DNSKEY && serial_le(h.inception, opts.now) && serial_le(opts.now, h.expiration))
+        .filter(|(h, _)| {
+            h.type_covered == rtype::DNSKEY
+                && serial_le(h.inception, opts.now)
+                && serial_le(opts.now, h.expiration)
+        })
         .filter_map(|(h, sig)| {
             signed_data(&h, &apex.name, rtype::DNSKEY, &set.rdatas, &mut buf);
-            keys.by_tag.get(&(h.key_tag, h.algorithm))?.iter().find(|(_, v)| v.verify(&buf, sig)).map(|(k, _)| k)
+            keys.by_tag
+                .get(&(h.key_tag, h.algorithm))?
+                .iter()
+                .find(|(_, v)| v.verify(&buf, sig))
+                .map(|(k, _)| k)
         })
         .collect();
     if !signers.iter().any(|k| k.is_sep()) {
-        failures.push(failure(&apex.name, rtype::DNSKEY, "DNSKEY RRset is not signed by a key-signing key (SEP flag)"));
+        failures.push(failure(
+            &apex.name,
+            rtype::DNSKEY,
+            "DNSKEY RRset is not signed by a key-signing key (SEP flag)",
+        ));
     }
     if opts.trust_anchors.is_empty() {
         return;
     }
     let anchored = signers.iter().any(|k| {
         opts.trust_anchors.iter().any(|(t, rd)| match *t {
-            rtype::DNSKEY => DnsKey::from_rdata(rd).is_some_and(|a| a.algorithm == k.algorithm && a.public_key == k.public_key),
+            rtype::DNSKEY => DnsKey::from_rdata(rd)
+                .is_some_and(|a| a.algorithm == k.algorithm && a.public_key == k.public_key),
             rtype::DS => rd.len() > 4 && k.ds_rdata(&zone.origin, rd[3]).is_some_and(|d| d == *rd),
             _ => false,
         })
     });
     if !anchored {
-        failures.push(failure(&apex.name, rtype::DNSKEY, "DNSKEY RRset is not signed by any key of the trust anchor"));
+        failures.push(failure(
+            &apex.name,
+            rtype::DNSKEY,
+            "DNSKEY RRset is not signed by any key of the trust anchor",
+        ));
     }
 }

@@ -32,8 +32,16 @@ pub fn zone_text(shape: Shape, origin: &str, n: usize, seed: u64) -> String {
     let mut s = String::with_capacity(n * 120 + 512);
     let mut rng = Rng(seed);
     writeln!(s, "$ORIGIN {origin}\n$TTL 86400").unwrap();
-    writeln!(s, "@ 3600 IN SOA ns1.nic.{origin} hostmaster.nic.{origin} 2026112201 1800 900 604800 3600").unwrap();
-    writeln!(s, "@ IN NS ns1.nic\n@ IN NS ns2.nic\nns1.nic IN A 192.0.2.1\nns2.nic IN AAAA 2001:db8::1").unwrap();
+    writeln!(
+        s,
+        "@ 3600 IN SOA ns1.nic.{origin} hostmaster.nic.{origin} 2026112201 1800 900 604800 3600"
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "@ IN NS ns1.nic\n@ IN NS ns2.nic\nns1.nic IN A 192.0.2.1\nns2.nic IN AAAA 2001:db8::1"
+    )
+    .unwrap();
     for i in 0..n {
         let r = rng.next();
         let label = label(i, r);
@@ -41,21 +49,48 @@ pub fn zone_text(shape: Shape, origin: &str, n: usize, seed: u64) -> String {
             Shape::Tld => {
                 if r % 10 == 0 {
                     writeln!(s, "{label} IN NS ns1.{label}\n{label} IN NS ns2.{label}").unwrap();
-                    writeln!(s, "ns1.{label} IN A 198.51.{}.{}\nns2.{label} IN AAAA 2001:db8:{:x}::53", (r >> 8) & 255, (r >> 16) & 255, (r >> 24) & 0xffff).unwrap();
+                    writeln!(
+                        s,
+                        "ns1.{label} IN A 198.51.{}.{}\nns2.{label} IN AAAA 2001:db8:{:x}::53",
+                        (r >> 8) & 255,
+                        (r >> 16) & 255,
+                        (r >> 24) & 0xffff
+                    )
+                    .unwrap();
                 } else {
                     let a = (r >> 32) % 1000;
-                    writeln!(s, "{label} IN NS ns{}.dns-host{}.net.\n{label} IN NS ns{}.dns-host{}.net.", a % 4, a, (a + 1) % 4, a).unwrap();
+                    writeln!(
+                        s,
+                        "{label} IN NS ns{}.dns-host{}.net.\n{label} IN NS ns{}.dns-host{}.net.",
+                        a % 4,
+                        a,
+                        (a + 1) % 4,
+                        a
+                    )
+                    .unwrap();
                 }
                 if (r >> 4) % 10 < 3 {
                     let d1 = rng.next();
                     let d2 = rng.next();
                     let d3 = rng.next();
                     let d4 = rng.next();
-                    writeln!(s, "{label} IN DS {} 13 2 {d1:016X}{d2:016X}{d3:016X}{d4:016X}", r & 0xffff).unwrap();
+                    writeln!(
+                        s,
+                        "{label} IN DS {} 13 2 {d1:016X}{d2:016X}{d3:016X}{d4:016X}",
+                        r & 0xffff
+                    )
+                    .unwrap();
                 }
             }
             Shape::Flat => {
-                writeln!(s, "{label} IN A 10.{}.{}.{}", (r >> 8) & 255, (r >> 16) & 255, (r >> 24) & 255).unwrap();
+                writeln!(
+                    s,
+                    "{label} IN A 10.{}.{}.{}",
+                    (r >> 8) & 255,
+                    (r >> 16) & 255,
+                    (r >> 24) & 255
+                )
+                .unwrap();
                 writeln!(s, "{label} IN TXT \"host {i} token {:x}\"", r >> 32).unwrap();
             }
         }

@@ -11,11 +11,11 @@
 //! Names are kept lower-cased in wire form; nodes are in RFC 4034 §6.1 order and the
 //! records of an RRset in §6.3 order, so signing and NSEC chains need no further sorting.
 
+pub mod generate;
 pub mod name;
 pub mod parse;
 pub mod rdata;
 pub mod rtype;
-pub mod generate;
 pub mod write;
 
 use rayon::prelude::*;
@@ -75,15 +75,35 @@ pub struct Zone {
 
 impl Zone {
     /// Reads and builds a zone from a master file.
-    pub fn load(path: &std::path::Path, opts: &ParseOptions) -> Result<(Zone, Vec<Warning>), ZoneError> {
+    pub fn load(
+        path: &std::path::Path,
+        opts: &ParseOptions,
+    ) -> Result<(Zone, Vec<Warning>), ZoneError> {
         let parsed = parse::parse_file(path, opts)?;
-        Zone::build(parsed, &opts.origin, &path.display().to_string(), &opts.limits)
+        Zone::build(
+            parsed,
+            &opts.origin,
+            &path.display().to_string(),
+            &opts.limits,
+        )
     }
 
     /// Groups records into RRsets and nodes and checks the zone-level rules.
-    pub fn build(parsed: Parsed, origin: &Name, file: &str, limits: &Limits) -> Result<(Zone, Vec<Warning>), ZoneError> {
-        let Parsed { records, mut warnings } = parsed;
-        let fail = |line: u32, msg: String| ZoneError { file: file.into(), line, msg };
+    pub fn build(
+        parsed: Parsed,
+        origin: &Name,
+        file: &str,
+        limits: &Limits,
+    ) -> Result<(Zone, Vec<Warning>), ZoneError> {
+        let Parsed {
+            records,
+            mut warnings,
+        } = parsed;
+        let fail = |line: u32, msg: String| ZoneError {
+            file: file.into(),
+            line,
+            msg,
+        };
         // Sort by (canonical name, type, rdata) through precomputed keys.
         let mut keyed: Vec<(Vec<u8>, u32)> = records
             .par_iter()
@@ -93,7 +113,9 @@ impl Zone {
         keyed.par_sort_unstable_by(|a, b| {
             a.0.cmp(&b.0).then_with(|| {
                 let (ra, rb) = (&records[a.1 as usize], &records[b.1 as usize]);
-                ra.rtype.cmp(&rb.rtype).then_with(|| ra.rdata.cmp(&rb.rdata))
+                ra.rtype
+                    .cmp(&rb.rtype)
+                    .then_with(|| ra.rdata.cmp(&rb.rdata))
             })
         });
         let mut slots: Vec<Option<Record>> = records.into_iter().map(Some).collect();
@@ -102,7 +124,12 @@ impl Zone {
         for (key, idx) in &keyed {
             let rec = slots[*idx as usize].take().expect("each record once");
             if last_key != Some(key.as_slice()) {
-                nodes.push(Node { name: rec.owner.clone(), kind: NodeKind::Auth, rrsets: Vec::new(), sigs: Vec::new() });
+                nodes.push(Node {
+                    name: rec.owner.clone(),
+                    kind: NodeKind::Auth,
+                    rrsets: Vec::new(),
+                    sigs: Vec::new(),
+                });
                 last_key = Some(key.as_slice());
             }
             let node = nodes.last_mut().unwrap();
@@ -128,26 +155,61 @@ impl Zone {
                         set.ttl = ttl;
                     }
                     if set.rdatas.len() >= limits.rrset_records_max {
-                        return Err(fail(rec.line, format!(
-                            "{} {} has more than rrset_records_max = {} records",
-                            rec.owner, rtype::to_text(rec.rtype), limits.rrset_records_max
-                        )));
+                        return Err(fail(
+                            rec.line,
+                            format!(
+                                "{} {} has more than rrset_records_max = {} records",
+                                rec.owner,
+                                rtype::to_text(rec.rtype),
+                                limits.rrset_records_max
+                            ),
+                        ));
                     }
                     set.rdatas.push(rec.rdata);
                 }
-                _ => node.rrsets.push(Rrset { rtype: rec.rtype, ttl: rec.ttl, rdatas: vec![rec.rdata] }),
+                _ => node.rrsets.push(Rrset {
+                    rtype: rec.rtype,
+                    ttl: rec.ttl,
+                    rdatas: vec![rec.rdata],
+                }),
             }
-            if rec.rtype == rtype::CNAME && node.rrsets.iter().any(|s| !matches!(s.rtype, rtype::CNAME | rtype::RRSIG | rtype::NSEC)) {
-                return Err(fail(rec.line, format!("{} has a CNAME beside other data (RFC 1034 §3.6.2)", rec.owner)));
+            if rec.rtype == rtype::CNAME
+                && node
+                    .rrsets
+                    .iter()
+                    .any(|s| !matches!(s.rtype, rtype::CNAME | rtype::RRSIG | rtype::NSEC))
+            {
+                return Err(fail(
+                    rec.line,
+                    format!(
+                        "{} has a CNAME beside other data (RFC 1034 §3.6.2)",
+                        rec.owner
+                    ),
+                ));
             }
-            if rec.rtype != rtype::CNAME && !rtype::is_dnssec_output(rec.rtype) && node.has(rtype::CNAME) {
-                return Err(fail(rec.line, format!("{} has {} beside a CNAME (RFC 1034 §3.6.2)", rec.owner, rtype::to_text(rec.rtype))));
+            if rec.rtype != rtype::CNAME
+                && !rtype::is_dnssec_output(rec.rtype)
+                && node.has(rtype::CNAME)
+            {
+                return Err(fail(
+                    rec.line,
+                    format!(
+                        "{} has {} beside a CNAME (RFC 1034 §3.6.2)",
+                        rec.owner,
+                        rtype::to_text(rec.rtype)
+                    ),
+                ));
             }
             if rec.rtype == rtype::CNAME && node.rrset(rtype::CNAME).unwrap().rdatas.len() > 1 {
-                return Err(fail(rec.line, format!("{} has more than one CNAME (RFC 2181 §10.1)", rec.owner)));
+                return Err(fail(
+                    rec.line,
+                    format!("{} has more than one CNAME (RFC 2181 §10.1)", rec.owner),
+                ));
             }
         }
-        let apex = nodes.first().filter(|n| &n.name == origin && n.has(rtype::SOA));
+        let apex = nodes
+            .first()
+            .filter(|n| &n.name == origin && n.has(rtype::SOA));
         let Some(apex) = apex else {
             return Err(fail(1, format!("no SOA record at the zone apex {origin}")));
         };
@@ -155,7 +217,13 @@ impl Zone {
             return Err(fail(1, format!("{origin} has more than one SOA record")));
         }
         classify(&mut nodes);
-        Ok((Zone { origin: origin.clone(), nodes }, warnings))
+        Ok((
+            Zone {
+                origin: origin.clone(),
+                nodes,
+            },
+            warnings,
+        ))
     }
 
     pub fn apex(&self) -> &Node {
@@ -195,7 +263,11 @@ impl Zone {
     }
 
     pub fn record_count(&self) -> usize {
-        self.nodes.iter().flat_map(|n| &n.rrsets).map(|r| r.rdatas.len()).sum()
+        self.nodes
+            .iter()
+            .flat_map(|n| &n.rrsets)
+            .map(|r| r.rdatas.len())
+            .sum()
     }
 }
 

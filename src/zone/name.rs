@@ -54,53 +54,13 @@ impl Name {
     /// Parses a name in presentation form. `@` is the origin; a name without a trailing
     /// dot is relative to `origin`. The result is lower-cased.
     pub fn parse(text: &[u8], origin: Option<&Name>) -> Result<Name, NameError> {
-        if text == b"@" {
-            return origin.cloned().ok_or(NameError::NoOrigin);
-        }
-        if text == b"." {
-            return Ok(Name::root());
-        }
-        let mut wire = Vec::with_capacity(text.len() + 2);
-        let mut label_start = 0usize;
-        wire.push(0);
-        let mut i = 0usize;
-        let mut absolute = false;
-        while i < text.len() {
-            let c = text[i];
-            match c {
-                b'.' => {
-                    close_label(&mut wire, label_start)?;
-                    label_start = wire.len();
-                    wire.push(0);
-                    if i + 1 == text.len() {
-                        absolute = true;
-                    }
-                    i += 1;
-                }
-                b'\\' => {
-                    let (b, used) = unescape(&text[i + 1..])?;
-                    wire.push(b.to_ascii_lowercase());
-                    i += 1 + used;
-                }
-                _ => {
-                    wire.push(c.to_ascii_lowercase());
-                    i += 1;
-                }
-            }
-        }
-        if absolute {
-            // The trailing dot left an open empty label: that is the root label.
-            wire.truncate(label_start);
-            wire.push(0);
-        } else {
-            close_label(&mut wire, label_start)?;
-            let origin = origin.ok_or(NameError::NoOrigin)?;
-            wire.extend_from_slice(&origin.0);
-        }
-        if wire.len() > NAME_BYTES_MAX {
-            return Err(NameError::NameTooLong);
-        }
-        Ok(Name(wire.into_boxed_slice()))
+        parse_wire(text, origin, true).map(|w| Name(w.into_boxed_slice()))
+    }
+
+    /// Parses a name into wire form keeping its case: for the rdata fields that RFC 6840
+    /// §5.1 takes out of RFC 4034 §6.2's lower-casing (the NSEC Next Domain Name).
+    pub fn parse_keep_case(text: &[u8], origin: Option<&Name>) -> Result<Vec<u8>, NameError> {
+        parse_wire(text, origin, false)
     }
 
     pub fn as_wire(&self) -> &[u8] {
@@ -113,7 +73,10 @@ impl Name {
 
     /// Labels from the left, without the root label.
     pub fn labels(&self) -> Labels<'_> {
-        Labels { wire: &self.0, pos: 0 }
+        Labels {
+            wire: &self.0,
+            pos: 0,
+        }
     }
 
     /// Number of labels, not counting the root (the RRSIG Labels field counts this way).
@@ -213,16 +176,21 @@ impl Name {
     }
 
     pub fn write_text(&self, out: &mut String) {
-        if self.is_root() {
-            out.push('.');
-            return;
+        write_wire_text(&self.0, out)
+    }
+}
+
+/// Presentation form of a wire name, case as given.
+pub fn write_wire_text(wire: &[u8], out: &mut String) {
+    if wire.first() == Some(&0) {
+        out.push('.');
+        return;
+    }
+    for label in (Labels { wire, pos: 0 }) {
+        for &b in label {
+            push_escaped(out, b);
         }
-        for label in self.labels() {
-            for &b in label {
-                push_escaped(out, b);
-            }
-            out.push('.');
-        }
+        out.push('.');
     }
 }
 
@@ -282,6 +250,57 @@ impl<'a> Iterator for Labels<'a> {
         self.pos += 1 + len;
         Some(label)
     }
+}
+
+fn parse_wire(text: &[u8], origin: Option<&Name>, lower: bool) -> Result<Vec<u8>, NameError> {
+    let fold = |b: u8| if lower { b.to_ascii_lowercase() } else { b };
+    if text == b"@" {
+        return origin.map(|o| o.0.to_vec()).ok_or(NameError::NoOrigin);
+    }
+    if text == b"." {
+        return Ok(vec![0]);
+    }
+    let mut wire = Vec::with_capacity(text.len() + 2);
+    let mut label_start = 0usize;
+    wire.push(0);
+    let mut i = 0usize;
+    let mut absolute = false;
+    while i < text.len() {
+        let c = text[i];
+        match c {
+            b'.' => {
+                close_label(&mut wire, label_start)?;
+                label_start = wire.len();
+                wire.push(0);
+                if i + 1 == text.len() {
+                    absolute = true;
+                }
+                i += 1;
+            }
+            b'\\' => {
+                let (b, used) = unescape(&text[i + 1..])?;
+                wire.push(fold(b));
+                i += 1 + used;
+            }
+            _ => {
+                wire.push(fold(c));
+                i += 1;
+            }
+        }
+    }
+    if absolute {
+        // The trailing dot left an open empty label: that is the root label.
+        wire.truncate(label_start);
+        wire.push(0);
+    } else {
+        close_label(&mut wire, label_start)?;
+        let origin = origin.ok_or(NameError::NoOrigin)?;
+        wire.extend_from_slice(&origin.0);
+    }
+    if wire.len() > NAME_BYTES_MAX {
+        return Err(NameError::NameTooLong);
+    }
+    Ok(wire)
 }
 
 fn close_label(wire: &mut [u8], start: usize) -> Result<(), NameError> {
@@ -365,8 +384,14 @@ mod tests {
     fn rfc4034_canonical_order() {
         // The example list of RFC 4034 §6.1, in order.
         let names = [
-            "example.", "a.example.", "yljkjljk.a.example.", "Z.a.example.",
-            "zABC.a.EXAMPLE.", "z.example.", "\\001.z.example.", "*.z.example.",
+            "example.",
+            "a.example.",
+            "yljkjljk.a.example.",
+            "Z.a.example.",
+            "zABC.a.EXAMPLE.",
+            "z.example.",
+            "\\001.z.example.",
+            "*.z.example.",
             "\\200.z.example.",
         ];
         let parsed: Vec<Name> = names.iter().map(|s| n(s)).collect();

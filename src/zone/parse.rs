@@ -29,7 +29,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { zone_records_max: 100_000_000, rrset_records_max: 4096, include_depth_max: 8 }
+        Limits {
+            zone_records_max: 100_000_000,
+            rrset_records_max: 4096,
+            include_depth_max: 8,
+        }
     }
 }
 
@@ -82,14 +86,24 @@ pub struct Parsed {
 
 pub fn parse_file(path: &Path, opts: &ParseOptions) -> Result<Parsed, ZoneError> {
     let mut out = Parsed::default();
-    let mut st = State { origin: opts.origin.clone(), default_ttl: None, last_ttl: None, last_owner: None };
+    let mut st = State {
+        origin: opts.origin.clone(),
+        default_ttl: None,
+        last_ttl: None,
+        last_owner: None,
+    };
     parse_file_into(path, opts, &mut st, &mut out, 0)?;
     Ok(out)
 }
 
 pub fn parse_bytes(input: &[u8], file: &str, opts: &ParseOptions) -> Result<Parsed, ZoneError> {
     let mut out = Parsed::default();
-    let mut st = State { origin: opts.origin.clone(), default_ttl: None, last_ttl: None, last_owner: None };
+    let mut st = State {
+        origin: opts.origin.clone(),
+        default_ttl: None,
+        last_ttl: None,
+        last_owner: None,
+    };
     parse_into(input, file, None, opts, &mut st, &mut out, 0)?;
     Ok(out)
 }
@@ -101,9 +115,19 @@ struct State {
     last_owner: Option<Name>,
 }
 
-fn parse_file_into(path: &Path, opts: &ParseOptions, st: &mut State, out: &mut Parsed, depth: usize) -> Result<(), ZoneError> {
+fn parse_file_into(
+    path: &Path,
+    opts: &ParseOptions,
+    st: &mut State,
+    out: &mut Parsed,
+    depth: usize,
+) -> Result<(), ZoneError> {
     let file = path.display().to_string();
-    let input = std::fs::read(path).map_err(|e| ZoneError { file: file.clone(), line: 0, msg: format!("cannot read: {e}") })?;
+    let input = std::fs::read(path).map_err(|e| ZoneError {
+        file: file.clone(),
+        line: 0,
+        msg: format!("cannot read: {e}"),
+    })?;
     parse_into(&input, &file, path.parent(), opts, st, out, depth)
 }
 
@@ -116,22 +140,43 @@ fn parse_into(
     out: &mut Parsed,
     depth: usize,
 ) -> Result<(), ZoneError> {
-    let mut lx = Lexer { input, pos: 0, line: 1 };
+    let mut lx = Lexer {
+        input,
+        pos: 0,
+        line: 1,
+    };
     let mut toks: Vec<Tok<'_>> = Vec::with_capacity(16);
     loop {
-        let entry = lx.entry(&mut toks).map_err(|(line, msg)| ZoneError { file: file.into(), line, msg })?;
-        let Some((line, blank_owner)) = entry else { break };
-        let fail = |msg: String| ZoneError { file: file.into(), line, msg };
+        let entry = lx.entry(&mut toks).map_err(|(line, msg)| ZoneError {
+            file: file.into(),
+            line,
+            msg,
+        })?;
+        let Some((line, blank_owner)) = entry else {
+            break;
+        };
+        let fail = |msg: String| ZoneError {
+            file: file.into(),
+            line,
+            msg,
+        };
         if !blank_owner && toks[0].text.first() == Some(&b'$') && !toks[0].quoted {
             directive(&toks, file, line, dir, opts, st, out, depth)?;
             continue;
         }
         let (owner, rest) = if blank_owner {
-            let owner = st.last_owner.clone().ok_or_else(|| fail("record with a blank owner but no previous owner".into()))?;
+            let owner = st
+                .last_owner
+                .clone()
+                .ok_or_else(|| fail("record with a blank owner but no previous owner".into()))?;
             (owner, &toks[..])
         } else {
-            let owner = Name::parse(toks[0].text, Some(&st.origin))
-                .map_err(|e| fail(format!("bad owner name {:?}: {e}", String::from_utf8_lossy(toks[0].text))))?;
+            let owner = Name::parse(toks[0].text, Some(&st.origin)).map_err(|e| {
+                fail(format!(
+                    "bad owner name {:?}: {e}",
+                    String::from_utf8_lossy(toks[0].text)
+                ))
+            })?;
             (owner, &toks[1..])
         };
         st.last_owner = Some(owner.clone());
@@ -141,10 +186,19 @@ fn parse_into(
             let t = rest[i].text;
             if t.eq_ignore_ascii_case(b"IN") {
                 i += 1;
-            } else if t.eq_ignore_ascii_case(b"CH") || t.eq_ignore_ascii_case(b"HS") || (t.len() > 5 && t[..5].eq_ignore_ascii_case(b"CLASS")) {
-                return Err(fail(format!("class {} is not supported; only IN", String::from_utf8_lossy(t))));
+            } else if t.eq_ignore_ascii_case(b"CH")
+                || t.eq_ignore_ascii_case(b"HS")
+                || (t.len() > 5 && t[..5].eq_ignore_ascii_case(b"CLASS"))
+            {
+                return Err(fail(format!(
+                    "class {} is not supported; only IN",
+                    String::from_utf8_lossy(t)
+                )));
             } else if ttl.is_none() && t.first().is_some_and(u8::is_ascii_digit) {
-                ttl = Some(rdata::parse_period(t).ok_or_else(|| fail(format!("bad TTL {:?}", String::from_utf8_lossy(t))))?);
+                ttl =
+                    Some(rdata::parse_period(t).ok_or_else(|| {
+                        fail(format!("bad TTL {:?}", String::from_utf8_lossy(t)))
+                    })?);
                 i += 1;
             } else {
                 break;
@@ -153,21 +207,35 @@ fn parse_into(
         let Some(type_tok) = rest.get(i) else {
             return Err(fail("record has no type".into()));
         };
-        let rtype = rtype::from_text(type_tok.text)
-            .ok_or_else(|| fail(format!("unknown record type {:?}", String::from_utf8_lossy(type_tok.text))))?;
+        let rtype = rtype::from_text(type_tok.text).ok_or_else(|| {
+            fail(format!(
+                "unknown record type {:?}",
+                String::from_utf8_lossy(type_tok.text)
+            ))
+        })?;
         if !owner.is_subdomain_of(&opts.origin) {
-            return Err(fail(format!("{} is out of zone: not at or below {}", owner, opts.origin)));
+            return Err(fail(format!(
+                "{} is out of zone: not at or below {}",
+                owner, opts.origin
+            )));
         }
         if rtype::is_dnssec_output(rtype) && !opts.keep_dnssec {
             out.warnings.push(Warning {
                 file: file.into(),
                 line,
-                msg: format!("dropped {} {} from the input: the signer makes its own", owner, rtype::to_text(rtype)),
+                msg: format!(
+                    "dropped {} {} from the input: the signer makes its own",
+                    owner,
+                    rtype::to_text(rtype)
+                ),
             });
             continue;
         }
         if rtype == rtype::OPT || (251..=255).contains(&rtype) {
-            return Err(fail(format!("{} is a meta type and cannot appear in a zone", rtype::to_text(rtype))));
+            return Err(fail(format!(
+                "{} is a meta type and cannot appear in a zone",
+                rtype::to_text(rtype)
+            )));
         }
         let data = rdata::parse(rtype, &rest[i + 1..], Some(&st.origin)).map_err(|e| fail(e.0))?;
         let ttl = match ttl {
@@ -187,9 +255,18 @@ fn parse_into(
             },
         };
         if out.records.len() >= opts.limits.zone_records_max {
-            return Err(fail(format!("zone has more than zone_records_max = {} records", opts.limits.zone_records_max)));
+            return Err(fail(format!(
+                "zone has more than zone_records_max = {} records",
+                opts.limits.zone_records_max
+            )));
         }
-        out.records.push(Record { owner, rtype, ttl, rdata: data.into_boxed_slice(), line });
+        out.records.push(Record {
+            owner,
+            rtype,
+            ttl,
+            rdata: data.into_boxed_slice(),
+            line,
+        });
     }
     Ok(())
 }
@@ -205,18 +282,29 @@ fn directive(
     out: &mut Parsed,
     depth: usize,
 ) -> Result<(), ZoneError> {
-    let fail = |msg: String| ZoneError { file: file.into(), line, msg };
+    let fail = |msg: String| ZoneError {
+        file: file.into(),
+        line,
+        msg,
+    };
     let d = toks[0].text;
     let arg = toks.get(1).map(|t| t.text);
     if d.eq_ignore_ascii_case(b"$ORIGIN") {
         let a = arg.ok_or_else(|| fail("$ORIGIN needs a name".into()))?;
-        st.origin = Name::parse(a, Some(&st.origin)).map_err(|e| fail(format!("bad $ORIGIN: {e}")))?;
+        st.origin =
+            Name::parse(a, Some(&st.origin)).map_err(|e| fail(format!("bad $ORIGIN: {e}")))?;
     } else if d.eq_ignore_ascii_case(b"$TTL") {
         let a = arg.ok_or_else(|| fail("$TTL needs a value".into()))?;
-        st.default_ttl = Some(rdata::parse_period(a).ok_or_else(|| fail(format!("bad $TTL {:?}", String::from_utf8_lossy(a))))?);
+        st.default_ttl = Some(
+            rdata::parse_period(a)
+                .ok_or_else(|| fail(format!("bad $TTL {:?}", String::from_utf8_lossy(a))))?,
+        );
     } else if d.eq_ignore_ascii_case(b"$INCLUDE") {
         if depth + 1 > opts.limits.include_depth_max {
-            return Err(fail(format!("$INCLUDE nested deeper than include_depth_max = {}", opts.limits.include_depth_max)));
+            return Err(fail(format!(
+                "$INCLUDE nested deeper than include_depth_max = {}",
+                opts.limits.include_depth_max
+            )));
         }
         let a = arg.ok_or_else(|| fail("$INCLUDE needs a file name".into()))?;
         let p = PathBuf::from(String::from_utf8_lossy(a).into_owned());
@@ -226,12 +314,16 @@ fn directive(
         };
         let saved = st.origin.clone();
         if let Some(o) = toks.get(2) {
-            st.origin = Name::parse(o.text, Some(&st.origin)).map_err(|e| fail(format!("bad $INCLUDE origin: {e}")))?;
+            st.origin = Name::parse(o.text, Some(&st.origin))
+                .map_err(|e| fail(format!("bad $INCLUDE origin: {e}")))?;
         }
         parse_file_into(&p, opts, st, out, depth + 1)?;
         st.origin = saved;
     } else {
-        return Err(fail(format!("unsupported directive {}", String::from_utf8_lossy(d))));
+        return Err(fail(format!(
+            "unsupported directive {}",
+            String::from_utf8_lossy(d)
+        )));
     }
     Ok(())
 }
@@ -255,9 +347,16 @@ impl<'a> Lexer<'a> {
         loop {
             if self.pos >= input.len() {
                 if depth > 0 {
-                    return Err((start_line, "unbalanced '(': end of file inside parentheses".into()));
+                    return Err((
+                        start_line,
+                        "unbalanced '(': end of file inside parentheses".into(),
+                    ));
                 }
-                return Ok(if toks.is_empty() { None } else { Some((start_line, blank)) });
+                return Ok(if toks.is_empty() {
+                    None
+                } else {
+                    Some((start_line, blank))
+                });
             }
             let c = input[self.pos];
             match c {
@@ -308,7 +407,10 @@ impl<'a> Lexer<'a> {
                     if p >= input.len() {
                         return Err((self.line, "unterminated quoted string".into()));
                     }
-                    toks.push(Tok { text: &input[start..p], quoted: true });
+                    toks.push(Tok {
+                        text: &input[start..p],
+                        quoted: true,
+                    });
                     self.pos = p + 1;
                 }
                 _ => {
@@ -322,7 +424,10 @@ impl<'a> Lexer<'a> {
                         }
                     }
                     let p = p.min(input.len());
-                    toks.push(Tok { text: &input[start..p], quoted: false });
+                    toks.push(Tok {
+                        text: &input[start..p],
+                        quoted: false,
+                    });
                     self.pos = p;
                 }
             }

@@ -28,6 +28,8 @@ enum Field {
     /// A TTL-like duration: seconds or BIND's `1h30m` form.
     Period,
     Name,
+    /// A name whose case is kept (RFC 6840 §5.1: the NSEC Next Domain Name).
+    NameKeepCase,
     Ipv4,
     Ipv6,
     /// One `<character-string>`.
@@ -66,7 +68,7 @@ fn fields(t: u16) -> Option<&'static [Field]> {
         TLSA | SMIMEA => &[U8, U8, U8, HexRest],
         DNSKEY | CDNSKEY => &[U16, U8, U8, Base64Rest],
         RRSIG => &[TypeCovered, U8, U8, U32, Time, Time, U16, Name, Base64Rest],
-        NSEC => &[Name, Bitmap],
+        NSEC => &[NameKeepCase, Bitmap],
         NSEC3 => &[U8, U8, U16, Salt, Base32Len, Bitmap],
         NSEC3PARAM => &[U8, U8, U16, Salt],
         DHCID | OPENPGPKEY => &[Base64Rest],
@@ -104,7 +106,13 @@ pub fn parse(t: u16, toks: &[Tok<'_>], origin: Option<&Name>) -> Result<Vec<u8>,
     for (fi, f) in fields.iter().enumerate() {
         let rest = &toks[i.min(toks.len())..];
         let need = |i: usize| -> Result<&Tok<'_>, RdataError> {
-            toks.get(i).ok_or_else(|| RdataError(format!("{} rdata is missing field {}", rtype::to_text(t), fi + 1)))
+            toks.get(i).ok_or_else(|| {
+                RdataError(format!(
+                    "{} rdata is missing field {}",
+                    rtype::to_text(t),
+                    fi + 1
+                ))
+            })
         };
         match f {
             Field::U8 => {
@@ -123,27 +131,49 @@ pub fn parse(t: u16, toks: &[Tok<'_>], origin: Option<&Name>) -> Result<Vec<u8>,
                 i += 1;
             }
             Field::Period => {
-                let v = parse_period(need(i)?.text).ok_or_else(|| bad(t, need(i).unwrap().text, "a number of seconds"))?;
+                let v = parse_period(need(i)?.text)
+                    .ok_or_else(|| bad(t, need(i).unwrap().text, "a number of seconds"))?;
                 out.extend_from_slice(&v.to_be_bytes());
                 i += 1;
             }
             Field::Name => {
                 let tok = need(i)?;
-                let n = Name::parse(tok.text, origin)
-                    .map_err(|e| RdataError(format!("bad name {:?} in {} rdata: {e}", lossy(tok.text), rtype::to_text(t))))?;
+                let n = Name::parse(tok.text, origin).map_err(|e| {
+                    RdataError(format!(
+                        "bad name {:?} in {} rdata: {e}",
+                        lossy(tok.text),
+                        rtype::to_text(t)
+                    ))
+                })?;
                 out.extend_from_slice(n.as_wire());
+                i += 1;
+            }
+            Field::NameKeepCase => {
+                let tok = need(i)?;
+                let w = Name::parse_keep_case(tok.text, origin).map_err(|e| {
+                    RdataError(format!(
+                        "bad name {:?} in {} rdata: {e}",
+                        lossy(tok.text),
+                        rtype::to_text(t)
+                    ))
+                })?;
+                out.extend_from_slice(&w);
                 i += 1;
             }
             Field::Ipv4 => {
                 let tok = need(i)?;
-                let a: Ipv4Addr = std::str::from_utf8(tok.text).ok().and_then(|s| s.parse().ok())
+                let a: Ipv4Addr = std::str::from_utf8(tok.text)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
                     .ok_or_else(|| bad(t, tok.text, "an IPv4 address"))?;
                 out.extend_from_slice(&a.octets());
                 i += 1;
             }
             Field::Ipv6 => {
                 let tok = need(i)?;
-                let a: Ipv6Addr = std::str::from_utf8(tok.text).ok().and_then(|s| s.parse().ok())
+                let a: Ipv6Addr = std::str::from_utf8(tok.text)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
                     .ok_or_else(|| bad(t, tok.text, "an IPv6 address"))?;
                 out.extend_from_slice(&a.octets());
                 i += 1;
@@ -154,7 +184,10 @@ pub fn parse(t: u16, toks: &[Tok<'_>], origin: Option<&Name>) -> Result<Vec<u8>,
             }
             Field::Strs => {
                 if rest.is_empty() {
-                    return err(format!("{} rdata needs at least one string", rtype::to_text(t)));
+                    return err(format!(
+                        "{} rdata needs at least one string",
+                        rtype::to_text(t)
+                    ));
                 }
                 for tok in rest {
                     push_char_string(&mut out, tok.text, t)?;
@@ -172,25 +205,31 @@ pub fn parse(t: u16, toks: &[Tok<'_>], origin: Option<&Name>) -> Result<Vec<u8>,
             }
             Field::Base64Rest => {
                 let joined: Vec<u8> = rest.iter().flat_map(|t| t.text.iter().copied()).collect();
-                let v = BASE64.decode(&joined).map_err(|_| bad(t, &joined, "base64"))?;
+                let v = BASE64
+                    .decode(&joined)
+                    .map_err(|_| bad(t, &joined, "base64"))?;
                 out.extend_from_slice(&v);
                 i = toks.len();
             }
             Field::HexRest => {
                 let joined: Vec<u8> = rest.iter().flat_map(|t| t.text.iter().copied()).collect();
-                let v = HEXUPPER.decode(&joined.to_ascii_uppercase()).map_err(|_| bad(t, &joined, "hex"))?;
+                let v = HEXUPPER
+                    .decode(&joined.to_ascii_uppercase())
+                    .map_err(|_| bad(t, &joined, "hex"))?;
                 out.extend_from_slice(&v);
                 i = toks.len();
             }
             Field::TypeCovered => {
                 let tok = need(i)?;
-                let v = rtype::from_text(tok.text).ok_or_else(|| bad(t, tok.text, "a record type"))?;
+                let v =
+                    rtype::from_text(tok.text).ok_or_else(|| bad(t, tok.text, "a record type"))?;
                 out.extend_from_slice(&v.to_be_bytes());
                 i += 1;
             }
             Field::Time => {
                 let tok = need(i)?;
-                let v = parse_rrsig_time(tok.text).ok_or_else(|| bad(t, tok.text, "a YYYYMMDDHHmmSS time"))?;
+                let v = parse_rrsig_time(tok.text)
+                    .ok_or_else(|| bad(t, tok.text, "a YYYYMMDDHHmmSS time"))?;
                 out.extend_from_slice(&v.to_be_bytes());
                 i += 1;
             }
@@ -199,7 +238,9 @@ pub fn parse(t: u16, toks: &[Tok<'_>], origin: Option<&Name>) -> Result<Vec<u8>,
                 if tok.text == b"-" {
                     out.push(0);
                 } else {
-                    let v = HEXUPPER.decode(&tok.text.to_ascii_uppercase()).map_err(|_| bad(t, tok.text, "hex salt"))?;
+                    let v = HEXUPPER
+                        .decode(&tok.text.to_ascii_uppercase())
+                        .map_err(|_| bad(t, tok.text, "hex salt"))?;
                     if v.len() > 255 {
                         return err("NSEC3 salt longer than 255 octets");
                     }
@@ -210,7 +251,9 @@ pub fn parse(t: u16, toks: &[Tok<'_>], origin: Option<&Name>) -> Result<Vec<u8>,
             }
             Field::Base32Len => {
                 let tok = need(i)?;
-                let v = BASE32HEX_NOPAD.decode(&tok.text.to_ascii_uppercase()).map_err(|_| bad(t, tok.text, "base32hex"))?;
+                let v = BASE32HEX_NOPAD
+                    .decode(&tok.text.to_ascii_uppercase())
+                    .map_err(|_| bad(t, tok.text, "base32hex"))?;
                 out.push(v.len() as u8);
                 out.extend_from_slice(&v);
                 i += 1;
@@ -218,7 +261,10 @@ pub fn parse(t: u16, toks: &[Tok<'_>], origin: Option<&Name>) -> Result<Vec<u8>,
             Field::Bitmap => {
                 let mut types = Vec::with_capacity(rest.len());
                 for tok in rest {
-                    types.push(rtype::from_text(tok.text).ok_or_else(|| bad(t, tok.text, "a record type"))?);
+                    types.push(
+                        rtype::from_text(tok.text)
+                            .ok_or_else(|| bad(t, tok.text, "a record type"))?,
+                    );
                 }
                 out.extend_from_slice(&type_bitmap(&mut types));
                 i = toks.len();
@@ -226,7 +272,12 @@ pub fn parse(t: u16, toks: &[Tok<'_>], origin: Option<&Name>) -> Result<Vec<u8>,
         }
     }
     if i < toks.len() {
-        return err(format!("{} rdata has {} unexpected trailing token(s), starting at {:?}", rtype::to_text(t), toks.len() - i, lossy(toks[i].text)));
+        return err(format!(
+            "{} rdata has {} unexpected trailing token(s), starting at {:?}",
+            rtype::to_text(t),
+            toks.len() - i,
+            lossy(toks[i].text)
+        ));
     }
     if out.len() > u16::MAX as usize {
         return err("rdata longer than 65535 octets");
@@ -239,15 +290,31 @@ fn parse_generic(t: u16, toks: &[Tok<'_>]) -> Result<Vec<u8>, RdataError> {
         return err("RFC 3597 generic rdata needs a length");
     };
     let len = parse_num(len_tok.text, t, u16::MAX as u64)? as usize;
-    let joined: Vec<u8> = toks[1..].iter().flat_map(|t| t.text.iter().copied()).collect();
-    let v = HEXUPPER.decode(&joined.to_ascii_uppercase()).map_err(|_| bad(t, &joined, "hex"))?;
+    let joined: Vec<u8> = toks[1..]
+        .iter()
+        .flat_map(|t| t.text.iter().copied())
+        .collect();
+    let v = HEXUPPER
+        .decode(&joined.to_ascii_uppercase())
+        .map_err(|_| bad(t, &joined, "hex"))?;
     if v.len() != len {
-        return err(format!("RFC 3597 generic rdata says {len} octets but has {}", v.len()));
+        return err(format!(
+            "RFC 3597 generic rdata says {len} octets but has {}",
+            v.len()
+        ));
     }
     // A known type given generically must still be well formed; re-encode via wire check.
     if fields(t).is_some() {
-        to_text(t, &v).map_err(|e| RdataError(format!("generic rdata is not valid {}: {e}", rtype::to_text(t))))?;
-        if matches!(t, NS | CNAME | PTR | DNAME | SOA | MX | AFSDB | KX | RP | SRV | NAPTR | RRSIG | NSEC) {
+        to_text(t, &v).map_err(|e| {
+            RdataError(format!(
+                "generic rdata is not valid {}: {e}",
+                rtype::to_text(t)
+            ))
+        })?;
+        if matches!(
+            t,
+            NS | CNAME | PTR | DNAME | SOA | MX | AFSDB | KX | RP | SRV | NAPTR | RRSIG
+        ) {
             return lowercase_rdata_names(t, &v);
         }
     }
@@ -260,9 +327,14 @@ fn lowercase_rdata_names(t: u16, wire: &[u8]) -> Result<Vec<u8>, RdataError> {
     let mut out = wire.to_vec();
     let mut pos = 0usize;
     for f in fields {
-        let step = field_wire_len(*f, &wire[pos..]).ok_or_else(|| RdataError("truncated rdata".into()))?;
+        let step =
+            field_wire_len(*f, &wire[pos..]).ok_or_else(|| RdataError("truncated rdata".into()))?;
         if *f == Field::Name {
-            out[pos..pos + step].copy_from_slice(Name::from_wire(&wire[pos..]).map_err(|e| RdataError(e.to_string()))?.as_wire());
+            out[pos..pos + step].copy_from_slice(
+                Name::from_wire(&wire[pos..])
+                    .map_err(|e| RdataError(e.to_string()))?
+                    .as_wire(),
+            );
         }
         pos += step;
         if pos >= wire.len() {
@@ -278,14 +350,18 @@ fn field_wire_len(f: Field, w: &[u8]) -> Option<usize> {
         Field::U16 | Field::TypeCovered => 2,
         Field::U32 | Field::Period | Field::Time | Field::Ipv4 => 4,
         Field::Ipv6 => 16,
-        Field::Name => wire_name_len(w).ok()?,
+        Field::Name | Field::NameKeepCase => wire_name_len(w).ok()?,
         Field::Str | Field::Salt | Field::Base32Len => 1 + *w.first()? as usize,
         _ => w.len(),
     })
 }
 
 fn bad(t: u16, text: &[u8], what: &str) -> RdataError {
-    RdataError(format!("{:?} in {} rdata is not {what}", lossy(text), rtype::to_text(t)))
+    RdataError(format!(
+        "{:?} in {} rdata is not {what}",
+        lossy(text),
+        rtype::to_text(t)
+    ))
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -296,7 +372,10 @@ fn parse_num(text: &[u8], t: u16, max: u64) -> Result<u64, RdataError> {
     let s = std::str::from_utf8(text).map_err(|_| bad(t, text, "a number"))?;
     let v: u64 = s.parse().map_err(|_| bad(t, text, "a number"))?;
     if v > max {
-        return err(format!("{v} in {} rdata is larger than {max}", rtype::to_text(t)));
+        return err(format!(
+            "{v} in {} rdata is larger than {max}",
+            rtype::to_text(t)
+        ));
     }
     Ok(v)
 }
@@ -345,7 +424,10 @@ fn push_char_string(out: &mut Vec<u8>, text: &[u8], t: u16) -> Result<(), RdataE
     unescape_string(text, out, t)?;
     let len = out.len() - at - 1;
     if len > 255 {
-        return err(format!("character-string in {} rdata is {len} octets; the limit is 255 (RFC 1035 §3.3)", rtype::to_text(t)));
+        return err(format!(
+            "character-string in {} rdata is {len} octets; the limit is 255 (RFC 1035 §3.3)",
+            rtype::to_text(t)
+        ));
     }
     out[at] = len as u8;
     Ok(())
@@ -355,7 +437,8 @@ fn unescape_string(text: &[u8], out: &mut Vec<u8>, t: u16) -> Result<(), RdataEr
     let mut i = 0;
     while i < text.len() {
         if text[i] == b'\\' {
-            let (b, used) = unescape(&text[i + 1..]).map_err(|_| bad(t, text, "a valid escaped string"))?;
+            let (b, used) =
+                unescape(&text[i + 1..]).map_err(|_| bad(t, text, "a valid escaped string"))?;
             out.push(b);
             i += 1 + used;
         } else {
@@ -434,10 +517,15 @@ pub fn to_text(t: u16, w: &[u8]) -> Result<String, RdataError> {
         match f {
             Field::U8 => write!(s, "{}", v[0]).unwrap(),
             Field::U16 => write!(s, "{}", u16::from_be_bytes([v[0], v[1]])).unwrap(),
-            Field::U32 | Field::Period => write!(s, "{}", u32::from_be_bytes([v[0], v[1], v[2], v[3]])).unwrap(),
+            Field::U32 | Field::Period => {
+                write!(s, "{}", u32::from_be_bytes([v[0], v[1], v[2], v[3]])).unwrap()
+            }
             Field::Name => Name::from_wire(v).map_err(|_| trunc())?.write_text(&mut s),
+            Field::NameKeepCase => super::name::write_wire_text(v, &mut s),
             Field::Ipv4 => write!(s, "{}", Ipv4Addr::new(v[0], v[1], v[2], v[3])).unwrap(),
-            Field::Ipv6 => write!(s, "{}", Ipv6Addr::from(<[u8; 16]>::try_from(v).unwrap())).unwrap(),
+            Field::Ipv6 => {
+                write!(s, "{}", Ipv6Addr::from(<[u8; 16]>::try_from(v).unwrap())).unwrap()
+            }
             Field::Str => write_char_string(&mut s, &v[1..]),
             Field::Strs => {
                 let mut p = 0;
@@ -459,7 +547,9 @@ pub fn to_text(t: u16, w: &[u8]) -> Result<String, RdataError> {
             Field::Base64Rest => s.push_str(&BASE64.encode(v)),
             Field::HexRest => s.push_str(&HEXUPPER.encode(v)),
             Field::TypeCovered => s.push_str(&rtype::to_text(u16::from_be_bytes([v[0], v[1]]))),
-            Field::Time => s.push_str(&format_rrsig_time(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))),
+            Field::Time => s.push_str(&format_rrsig_time(u32::from_be_bytes([
+                v[0], v[1], v[2], v[3],
+            ]))),
             Field::Salt => {
                 if v.len() == 1 {
                     s.push('-');
@@ -481,7 +571,11 @@ pub fn to_text(t: u16, w: &[u8]) -> Result<String, RdataError> {
         pos += step;
     }
     if pos != w.len() {
-        return Err(RdataError(format!("{} rdata has {} trailing octets", rtype::to_text(t), w.len() - pos)));
+        return Err(RdataError(format!(
+            "{} rdata has {} trailing octets",
+            rtype::to_text(t),
+            w.len() - pos
+        )));
     }
     Ok(s)
 }
@@ -530,7 +624,12 @@ pub fn format_rrsig_time(t: u32) -> String {
     let secs = t as i64;
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let r = secs.rem_euclid(86_400);
-    format!("{y:04}{mo:02}{d:02}{:02}{:02}{:02}", r / 3600, (r / 60) % 60, r % 60)
+    format!(
+        "{y:04}{mo:02}{d:02}{:02}{:02}{:02}",
+        r / 3600,
+        (r / 60) % 60,
+        r % 60
+    )
 }
 
 // Howard Hinnant's civil-date algorithms.
@@ -562,7 +661,12 @@ mod tests {
     use super::*;
 
     fn toks(s: &str) -> Vec<Tok<'_>> {
-        s.split_whitespace().map(|t| Tok { text: t.as_bytes(), quoted: false }).collect()
+        s.split_whitespace()
+            .map(|t| Tok {
+                text: t.as_bytes(),
+                quoted: false,
+            })
+            .collect()
     }
 
     #[test]
@@ -577,7 +681,10 @@ mod tests {
             (NSEC, "a.example. A NS SOA RRSIG NSEC DNSKEY TYPE65280"),
             (NSEC3, "1 1 0 - 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A RRSIG"),
             (NSEC3PARAM, "1 0 0 AABB"),
-            (RRSIG, "A 13 2 3600 20260101000000 20251201000000 12345 example. AAAA"),
+            (
+                RRSIG,
+                "A 13 2 3600 20260101000000 20251201000000 12345 example. AAAA",
+            ),
         ] {
             let w = parse(t, &toks(text), Some(&origin)).unwrap();
             assert_eq!(to_text(t, &w).unwrap(), text, "type {t}");
@@ -589,7 +696,10 @@ mod tests {
         let w = parse(65280, &toks("\\# 4 0a000001"), None).unwrap();
         assert_eq!(w, [10, 0, 0, 1]);
         assert_eq!(to_text(65280, &w).unwrap(), "\\# 4 0A000001");
-        assert_eq!(parse(A, &toks("\\# 4 0a000001"), None).unwrap(), [10, 0, 0, 1]);
+        assert_eq!(
+            parse(A, &toks("\\# 4 0a000001"), None).unwrap(),
+            [10, 0, 0, 1]
+        );
         assert!(parse(65280, &toks("\\# 5 0a000001"), None).is_err());
         assert_eq!(parse_period(b"1h30m"), Some(5400));
         assert_eq!(parse_period(b"1W"), Some(604_800));

@@ -35,14 +35,48 @@ pub const URI: u16 = 256;
 pub const CAA: u16 = 257;
 
 const TABLE: &[(u16, &str)] = &[
-    (A, "A"), (NS, "NS"), (CNAME, "CNAME"), (SOA, "SOA"), (PTR, "PTR"), (HINFO, "HINFO"),
-    (MX, "MX"), (TXT, "TXT"), (RP, "RP"), (AFSDB, "AFSDB"), (AAAA, "AAAA"), (SRV, "SRV"),
-    (NAPTR, "NAPTR"), (KX, "KX"), (DNAME, "DNAME"), (OPT, "OPT"), (DS, "DS"), (SSHFP, "SSHFP"),
-    (RRSIG, "RRSIG"), (NSEC, "NSEC"), (DNSKEY, "DNSKEY"), (DHCID, "DHCID"), (NSEC3, "NSEC3"),
-    (NSEC3PARAM, "NSEC3PARAM"), (TLSA, "TLSA"), (SMIMEA, "SMIMEA"), (CDS, "CDS"),
-    (CDNSKEY, "CDNSKEY"), (OPENPGPKEY, "OPENPGPKEY"), (ZONEMD, "ZONEMD"), (SPF, "SPF"),
-    (URI, "URI"), (CAA, "CAA"), (29, "LOC"), (37, "CERT"), (45, "IPSECKEY"), (55, "HIP"),
-    (62, "CSYNC"), (64, "SVCB"), (65, "HTTPS"), (108, "EUI48"), (109, "EUI64"),
+    (A, "A"),
+    (NS, "NS"),
+    (CNAME, "CNAME"),
+    (SOA, "SOA"),
+    (PTR, "PTR"),
+    (HINFO, "HINFO"),
+    (MX, "MX"),
+    (TXT, "TXT"),
+    (RP, "RP"),
+    (AFSDB, "AFSDB"),
+    (AAAA, "AAAA"),
+    (SRV, "SRV"),
+    (NAPTR, "NAPTR"),
+    (KX, "KX"),
+    (DNAME, "DNAME"),
+    (OPT, "OPT"),
+    (DS, "DS"),
+    (SSHFP, "SSHFP"),
+    (RRSIG, "RRSIG"),
+    (NSEC, "NSEC"),
+    (DNSKEY, "DNSKEY"),
+    (DHCID, "DHCID"),
+    (NSEC3, "NSEC3"),
+    (NSEC3PARAM, "NSEC3PARAM"),
+    (TLSA, "TLSA"),
+    (SMIMEA, "SMIMEA"),
+    (CDS, "CDS"),
+    (CDNSKEY, "CDNSKEY"),
+    (OPENPGPKEY, "OPENPGPKEY"),
+    (ZONEMD, "ZONEMD"),
+    (SPF, "SPF"),
+    (URI, "URI"),
+    (CAA, "CAA"),
+    (29, "LOC"),
+    (37, "CERT"),
+    (45, "IPSECKEY"),
+    (55, "HIP"),
+    (62, "CSYNC"),
+    (64, "SVCB"),
+    (65, "HTTPS"),
+    (108, "EUI48"),
+    (109, "EUI64"),
 ];
 
 /// Parses a type mnemonic or RFC 3597 `TYPEnnn`, case-insensitively.
@@ -50,7 +84,10 @@ pub fn from_text(s: &[u8]) -> Option<u16> {
     if s.len() > 4 && s[..4].eq_ignore_ascii_case(b"TYPE") {
         return std::str::from_utf8(&s[4..]).ok()?.parse().ok();
     }
-    TABLE.iter().find(|(_, m)| m.as_bytes().eq_ignore_ascii_case(s)).map(|(t, _)| *t)
+    TABLE
+        .iter()
+        .find(|(_, m)| m.as_bytes().eq_ignore_ascii_case(s))
+        .map(|(t, _)| *t)
 }
 
 /// The mnemonic of a type, or `TYPEnnn`.

@@ -19,7 +19,11 @@ pub fn push_record(out: &mut String, owner: &Name, rtype: u16, ttl: u32, data: &
         Ok(s) => out.push_str(&s),
         Err(_) => {
             // Not expected for data we parsed ourselves; never lose it: write it generically.
-            out.push_str(&format!("\\# {} {}", data.len(), data_encoding::HEXUPPER.encode(data)));
+            out.push_str(&format!(
+                "\\# {} {}",
+                data.len(),
+                data_encoding::HEXUPPER.encode(data)
+            ));
         }
     }
     out.push('\n');
@@ -39,10 +43,17 @@ pub struct AtomicFile {
 
 impl AtomicFile {
     pub fn create(target: &Path) -> io::Result<AtomicFile> {
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
         let tmp = target.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
         let f = File::create(&tmp)?;
-        Ok(AtomicFile { tmp, target: target.to_path_buf(), writer: Some(BufWriter::with_capacity(1 << 20, f)) })
+        Ok(AtomicFile {
+            tmp,
+            target: target.to_path_buf(),
+            writer: Some(BufWriter::with_capacity(1 << 20, f)),
+        })
     }
 
     pub fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
