@@ -54,6 +54,8 @@ fn refusals_name_file_and_line() {
         e.starts_with("test.zone:6: ") && e.contains("parentheses"),
         "{e}"
     );
+    let e = err_of("x IN DS 1 13 2 00AA\n");
+    assert!(e.starts_with("test.zone:6: ") && e.contains("needs 32 octets"), "{e}");
     let e = err_of("x IN BOGUS 1\n");
     assert!(e.contains("unknown record type"), "{e}");
     let e = err_of("x IN TXT \"unterminated\n");
@@ -160,7 +162,7 @@ fn zone_structure_cuts_glue_occlusion_wildcards() {
     let text = format!(
         "{HEAD}\
          sub IN NS ns.sub\n\
-         sub IN DS 1 13 2 00\n\
+         sub IN DS 1 13 2 0011223344556677889900112233445566778899001122334455667788990011\n\
          ns.sub IN A 192.0.2.53\n\
          deep.below.sub IN A 192.0.2.54\n\
          d IN DNAME example.net.\n\

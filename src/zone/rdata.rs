@@ -282,7 +282,24 @@ pub fn parse(t: u16, toks: &[Tok<'_>], origin: Option<&Name>) -> Result<Vec<u8>,
     if out.len() > u16::MAX as usize {
         return err("rdata longer than 65535 octets");
     }
+    if matches!(t, DS | CDS) {
+        check_ds_digest(t, &out)?;
+    }
     Ok(out)
+}
+
+/// RFC 4509 / RFC 6605: a DS digest has the length of its digest type.
+fn check_ds_digest(t: u16, rd: &[u8]) -> Result<(), RdataError> {
+    let want = match rd[3] {
+        1 => 20,
+        2 => 32,
+        4 => 48,
+        _ => return Ok(()),
+    };
+    if rd.len() - 4 != want {
+        return err(format!("{} digest type {} needs {want} octets of digest, found {}", rtype::to_text(t), rd[3], rd.len() - 4));
+    }
+    Ok(())
 }
 
 fn parse_generic(t: u16, toks: &[Tok<'_>]) -> Result<Vec<u8>, RdataError> {
