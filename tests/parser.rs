@@ -55,7 +55,10 @@ fn refusals_name_file_and_line() {
         "{e}"
     );
     let e = err_of("x IN DS 1 13 2 00AA\n");
-    assert!(e.starts_with("test.zone:6: ") && e.contains("needs 32 octets"), "{e}");
+    assert!(
+        e.starts_with("test.zone:6: ") && e.contains("needs 32 octets"),
+        "{e}"
+    );
     let e = err_of("x IN BOGUS 1\n");
     assert!(e.contains("unknown record type"), "{e}");
     let e = err_of("x IN TXT \"unterminated\n");
@@ -302,4 +305,56 @@ fn cli_sign_reports_file_and_line_and_leaves_output_alone() {
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "old\n");
+}
+
+/// Parses `text` twice, in parallel chunks and sequentially.
+fn both_ways(text: &str) -> (Result<Vec<String>, String>, Result<Vec<String>, String>) {
+    let run = |min: usize| {
+        let o = ParseOptions {
+            limits: Limits {
+                parallel_parse_bytes_min: min,
+                ..Limits::default()
+            },
+            ..opts("gen.")
+        };
+        quorumsign::zone::parse::parse_bytes(text.as_bytes(), "big.zone", &o)
+            .map(|p| {
+                p.records
+                    .iter()
+                    .map(|r| format!("{} {} {} {:?} {}", r.owner, r.rtype, r.ttl, r.rdata, r.line))
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
+    };
+    (run(0), run(usize::MAX))
+}
+
+#[test]
+fn parallel_chunks_parse_like_one_pass() {
+    let base = quorumsign::zone::generate::zone_text(
+        quorumsign::zone::generate::Shape::Tld,
+        "gen.",
+        20_000,
+        3,
+    );
+    // Directives and multi-line records in the middle of the file.
+    let mid = base.len() / 2;
+    let cut = mid + base[mid..].find('\n').unwrap() + 1;
+    let text = format!(
+        "{}$TTL 77\n$ORIGIN sub.gen.\nx IN TXT ( \"a\" \n \"b;c\" )\n\t IN A 192.0.2.1\ny IN A 192.0.2.2\n$ORIGIN gen.\n{}",
+        &base[..cut],
+        &base[cut..]
+    );
+    let (par, seq) = both_ways(&text);
+    let (par, seq) = (par.unwrap(), seq.unwrap());
+    assert!(par.len() > 40_000);
+    assert_eq!(par, seq);
+    // An error late in the file is reported at the same line either way.
+    let bad = format!("{text}zz IN A 300.0.0.1\n");
+    let (par, seq) = both_ways(&bad);
+    assert_eq!(par.unwrap_err(), seq.clone().unwrap_err());
+    assert!(
+        seq.unwrap_err()
+            .starts_with(&format!("big.zone:{}:", bad.lines().count()))
+    );
 }

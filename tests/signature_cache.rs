@@ -10,8 +10,15 @@ fn sign(args: &[&str]) -> (usize, usize) {
     let (code, out, err) = qs(args);
     assert_eq!(code, 0, "{out}\n{err}");
     let field = |k: &str| -> usize {
-        let at = err.find(&format!(" {k}=")).unwrap_or_else(|| panic!("no {k}= in {err}"));
-        err[at + k.len() + 2..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+        let at = err
+            .find(&format!(" {k}="))
+            .unwrap_or_else(|| panic!("no {k}= in {err}"));
+        err[at + k.len() + 2..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     (field("signed"), field("reused"))
 }
@@ -26,10 +33,26 @@ fn only_changed_and_expiring_rrsets_are_signed_again() {
     let now = quorumsign::hsm::soft::now_u32();
     let now_s = now.to_string();
     let base = |input: &std::path::Path, now: &str| -> Vec<String> {
-        ["sign", "--zone", "tld", "--input", p(input), "--output", p(&out), "--keystore", &ks, "--denial", "nsec", "--cache", p(&cache), "--now", now]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "sign",
+            "--zone",
+            "tld",
+            "--input",
+            p(input),
+            "--output",
+            p(&out),
+            "--keystore",
+            &ks,
+            "--denial",
+            "nsec",
+            "--cache",
+            p(&cache),
+            "--now",
+            now,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let run = |input: &std::path::Path, now: &str| {
         let a = base(input, now);
@@ -38,7 +61,10 @@ fn only_changed_and_expiring_rrsets_are_signed_again() {
 
     tracing_phase("first run signs everything");
     let (signed, reused) = run(&input, &now_s);
-    assert!(signed > 1000 && reused == 0, "signed {signed} reused {reused}");
+    assert!(
+        signed > 1000 && reused == 0,
+        "signed {signed} reused {reused}"
+    );
     let total = signed;
 
     tracing_phase("unchanged input: nothing is signed again");
@@ -72,11 +98,32 @@ fn a_different_key_set_re_signs() {
     let out = dir.path().join("signed");
     let cache = dir.path().join("cache");
     let input = example_zone();
-    let args = ["sign", "--zone", "example", "--input", p(&input), "--output", p(&out), "--keystore", &ks, "--cache", p(&cache)];
+    let args = [
+        "sign",
+        "--zone",
+        "example",
+        "--input",
+        p(&input),
+        "--output",
+        p(&out),
+        "--keystore",
+        &ks,
+        "--cache",
+        p(&cache),
+    ];
     let (signed, _) = sign(&args);
     // A new ZSK: every RRset gains a signature by it; the KSK's DNSKEY signature is redone
     // because the DNSKEY RRset itself changed.
-    qs_ok(&["keys", "generate", "--zone", "example", "--keystore", &ks, "--algorithm", "13"]);
+    qs_ok(&[
+        "keys",
+        "generate",
+        "--zone",
+        "example",
+        "--keystore",
+        &ks,
+        "--algorithm",
+        "13",
+    ]);
     let (signed2, reused2) = sign(&args);
     assert!(signed2 >= signed, "signed {signed2}");
     assert!(reused2 > 0, "the old ZSK's unchanged signatures are kept");
@@ -84,7 +131,19 @@ fn a_different_key_set_re_signs() {
     // The cache is tied to its zone.
     let other = generated_zone(dir.path(), "flat", "other", 10);
     make_keys(&keydir, "other", "13", true);
-    let (code, _, err) = qs(&["sign", "--zone", "other", "--input", p(&other), "--output", p(&out), "--keystore", &ks, "--cache", p(&cache)]);
+    let (code, _, err) = qs(&[
+        "sign",
+        "--zone",
+        "other",
+        "--input",
+        p(&other),
+        "--output",
+        p(&out),
+        "--keystore",
+        &ks,
+        "--cache",
+        p(&cache),
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("is for zone example."), "{err}");
 }

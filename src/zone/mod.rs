@@ -79,13 +79,22 @@ impl Zone {
         path: &std::path::Path,
         opts: &ParseOptions,
     ) -> Result<(Zone, Vec<Warning>), ZoneError> {
+        let t0 = std::time::Instant::now();
         let parsed = parse::parse_file(path, opts)?;
-        Zone::build(
+        let t1 = std::time::Instant::now();
+        let built = Zone::build(
             parsed,
             &opts.origin,
             &path.display().to_string(),
             &opts.limits,
-        )
+        )?;
+        tracing::debug!(
+            parse_ms = (t1 - t0).as_millis() as u64,
+            build_ms = t1.elapsed().as_millis() as u64,
+            "loaded {}",
+            path.display()
+        );
+        Ok(built)
     }
 
     /// Groups records into RRsets and nodes and checks the zone-level rules.
@@ -104,33 +113,29 @@ impl Zone {
             line,
             msg,
         };
-        // Sort by (canonical name, type, rdata) through precomputed keys.
-        let mut keyed: Vec<(Vec<u8>, u32)> = records
-            .par_iter()
-            .enumerate()
-            .map(|(i, r)| (r.owner.canonical_key(), i as u32))
+        // Sort by (canonical name, type, rdata): a 16-byte key prefix first, the full
+        // canonical comparison only on ties.
+        let mut sorted: Vec<(u128, Record)> = records
+            .into_par_iter()
+            .map(|r| (r.owner.canonical_prefix(), r))
             .collect();
-        keyed.par_sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0).then_with(|| {
-                let (ra, rb) = (&records[a.1 as usize], &records[b.1 as usize]);
-                ra.rtype
-                    .cmp(&rb.rtype)
+        sorted.par_sort_unstable_by(|(ka, ra), (kb, rb)| {
+            ka.cmp(kb).then_with(|| {
+                ra.owner
+                    .cmp_canonical(&rb.owner)
+                    .then(ra.rtype.cmp(&rb.rtype))
                     .then_with(|| ra.rdata.cmp(&rb.rdata))
             })
         });
-        let mut slots: Vec<Option<Record>> = records.into_iter().map(Some).collect();
         let mut nodes: Vec<Node> = Vec::new();
-        let mut last_key: Option<&[u8]> = None;
-        for (key, idx) in &keyed {
-            let rec = slots[*idx as usize].take().expect("each record once");
-            if last_key != Some(key.as_slice()) {
+        for (_, rec) in sorted {
+            if nodes.last().is_none_or(|n| n.name != rec.owner) {
                 nodes.push(Node {
                     name: rec.owner.clone(),
                     kind: NodeKind::Auth,
                     rrsets: Vec::new(),
                     sigs: Vec::new(),
                 });
-                last_key = Some(key.as_slice());
             }
             let node = nodes.last_mut().unwrap();
             if rec.rtype == rtype::RRSIG {

@@ -9,6 +9,7 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +20,7 @@ pub const LABEL_BYTES_MAX: usize = 63;
 
 /// An absolute domain name in lower-cased wire form (RFC 4034 §6.2).
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Name(Box<[u8]>);
+pub struct Name(Arc<[u8]>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -40,7 +41,7 @@ pub enum NameError {
 
 impl Name {
     pub fn root() -> Name {
-        Name(Box::new([0u8]))
+        Name(Arc::from(&[0u8][..]))
     }
 
     /// Wraps wire bytes, lower-casing them. Checks the wire structure.
@@ -48,13 +49,13 @@ impl Name {
         let len = wire_name_len(wire)?;
         let mut v = wire[..len].to_vec();
         lowercase_wire(&mut v);
-        Ok(Name(v.into_boxed_slice()))
+        Ok(Name(Arc::from(v)))
     }
 
     /// Parses a name in presentation form. `@` is the origin; a name without a trailing
     /// dot is relative to `origin`. The result is lower-cased.
     pub fn parse(text: &[u8], origin: Option<&Name>) -> Result<Name, NameError> {
-        parse_wire(text, origin, true).map(|w| Name(w.into_boxed_slice()))
+        parse_wire(text, origin, true).map(|w| Name(Arc::from(w)))
     }
 
     /// Parses a name into wire form keeping its case: for the rdata fields that RFC 6840
@@ -127,7 +128,7 @@ impl Name {
         if v.len() > NAME_BYTES_MAX {
             return Err(NameError::NameTooLong);
         }
-        Ok(Name(v.into_boxed_slice()))
+        Ok(Name(Arc::from(v)))
     }
 
     /// Appends an order-preserving key: comparing keys bytewise gives RFC 4034 §6.1 order.
@@ -163,9 +164,56 @@ impl Name {
         v
     }
 
-    /// RFC 4034 §6.1 canonical ordering.
+    /// RFC 4034 §6.1 canonical ordering: labels compared from the right, each as an
+    /// octet string (names are stored lower-cased), a shorter label first.
     pub fn cmp_canonical(&self, other: &Name) -> Ordering {
-        self.canonical_key().cmp(&other.canonical_key())
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return Ordering::Equal;
+        }
+        let (mut a, mut b) = ([0u8; 128], [0u8; 128]);
+        let na = label_starts(&self.0, &mut a);
+        let nb = label_starts(&other.0, &mut b);
+        for (&sa, &sb) in a[..na].iter().rev().zip(b[..nb].iter().rev()) {
+            let la = &self.0[sa as usize + 1..sa as usize + 1 + self.0[sa as usize] as usize];
+            let lb = &other.0[sb as usize + 1..sb as usize + 1 + other.0[sb as usize] as usize];
+            match la.cmp(lb) {
+                Ordering::Equal => continue,
+                o => return o,
+            }
+        }
+        na.cmp(&nb)
+    }
+
+    /// The first 16 bytes of [`Name::canonical_key`] as a number: sorting by it and then by
+    /// [`Name::cmp_canonical`] gives canonical order without building keys.
+    pub fn canonical_prefix(&self) -> u128 {
+        let mut starts = [0u8; 128];
+        let n = label_starts(&self.0, &mut starts);
+        let mut out = [0u8; 16];
+        let mut k = 0;
+        'labels: for &s in starts[..n].iter().rev() {
+            let s = s as usize;
+            for &b in &self.0[s + 1..s + 1 + self.0[s] as usize] {
+                let enc: &[u8] = if b <= 1 {
+                    &[1, b + 1]
+                } else {
+                    std::slice::from_ref(&b)
+                };
+                for &e in enc {
+                    if k == 16 {
+                        break 'labels;
+                    }
+                    out[k] = e;
+                    k += 1;
+                }
+            }
+            if k == 16 {
+                break;
+            }
+            out[k] = 0;
+            k += 1;
+        }
+        u128::from_be_bytes(out)
     }
 
     /// Presentation form, absolute, with a trailing dot.
@@ -303,6 +351,18 @@ fn parse_wire(text: &[u8], origin: Option<&Name>, lower: bool) -> Result<Vec<u8>
     Ok(wire)
 }
 
+/// Offsets of each label's length octet, left to right; returns how many.
+fn label_starts(wire: &[u8], out: &mut [u8; 128]) -> usize {
+    let mut n = 0;
+    let mut pos = 0usize;
+    while wire[pos] != 0 {
+        out[n] = pos as u8;
+        n += 1;
+        pos += 1 + wire[pos] as usize;
+    }
+    n
+}
+
 fn close_label(wire: &mut [u8], start: usize) -> Result<(), NameError> {
     let len = wire.len() - start - 1;
     if len == 0 {
@@ -398,6 +458,10 @@ mod tests {
         let mut sorted = parsed.clone();
         sorted.sort();
         assert_eq!(parsed, sorted);
+        for w in parsed.windows(2) {
+            assert!(w[0].canonical_key() < w[1].canonical_key());
+            assert!(w[0].canonical_prefix() <= w[1].canonical_prefix());
+        }
     }
 
     #[test]

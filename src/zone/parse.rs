@@ -25,6 +25,8 @@ pub struct Limits {
     pub zone_records_max: usize,
     pub rrset_records_max: usize,
     pub include_depth_max: usize,
+    /// Inputs at least this large are parsed in parallel chunks.
+    pub parallel_parse_bytes_min: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +35,7 @@ impl Default for Limits {
             zone_records_max: 100_000_000,
             rrset_records_max: 4096,
             include_depth_max: 8,
+            parallel_parse_bytes_min: 4 << 20,
         }
     }
 }
@@ -140,12 +143,100 @@ fn parse_into(
     out: &mut Parsed,
     depth: usize,
 ) -> Result<(), ZoneError> {
+    let threads = rayon::current_num_threads();
+    if depth == 0
+        && threads > 1
+        && input.len() >= opts.limits.parallel_parse_bytes_min
+        && out.records.is_empty()
+        && let Some(chunks) = split::plan(input, &st.origin, st.default_ttl, threads * 4)
+        && let Some(parsed) = parse_chunks(input, &chunks, file, dir, opts)
+    {
+        *out = parsed;
+        tracing::debug!(chunks = chunks.len(), "parsed {file} in parallel");
+        if out.records.len() > opts.limits.zone_records_max {
+            let line = out.records[opts.limits.zone_records_max].line;
+            return Err(ZoneError {
+                file: file.into(),
+                line,
+                msg: format!(
+                    "zone has more than zone_records_max = {} records",
+                    opts.limits.zone_records_max
+                ),
+            });
+        }
+        return Ok(());
+    }
+    parse_chunk(input, 1, file, dir, opts, st, out, depth)
+}
+
+/// Parses the chunks on all cores; `None` when any chunk fails, so that the caller parses
+/// sequentially and reports exactly the first error in file order.
+fn parse_chunks(
+    input: &[u8],
+    chunks: &[split::Chunk],
+    file: &str,
+    dir: Option<&Path>,
+    opts: &ParseOptions,
+) -> Option<Parsed> {
+    use rayon::prelude::*;
+    let parts: Vec<Result<Parsed, ZoneError>> = chunks
+        .par_iter()
+        .map(|c| {
+            let mut st = State {
+                origin: c.origin.clone(),
+                default_ttl: c.default_ttl,
+                last_ttl: None,
+                last_owner: None,
+            };
+            let mut out = Parsed::default();
+            parse_chunk(
+                &input[c.start..c.end],
+                c.line,
+                file,
+                dir,
+                opts,
+                &mut st,
+                &mut out,
+                0,
+            )
+            .map(|_| out)
+        })
+        .collect();
+    let mut all = Parsed::default();
+    all.records.reserve(
+        parts
+            .iter()
+            .map(|p| p.as_ref().map_or(0, |p| p.records.len()))
+            .sum(),
+    );
+    for p in parts {
+        let p = p.ok()?;
+        all.records.extend(p.records);
+        all.warnings.extend(p.warnings);
+    }
+    Some(all)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn parse_chunk(
+    input: &[u8],
+    start_line: u32,
+    file: &str,
+    dir: Option<&Path>,
+    opts: &ParseOptions,
+    st: &mut State,
+    out: &mut Parsed,
+    depth: usize,
+) -> Result<(), ZoneError> {
     let mut lx = Lexer {
         input,
         pos: 0,
-        line: 1,
+        line: start_line,
     };
     let mut toks: Vec<Tok<'_>> = Vec::with_capacity(16);
+    // The owner text of the previous record and the origin it was read under, so that a
+    // repeated owner shares one allocation.
+    let mut last_owner_text: Vec<u8> = Vec::new();
     loop {
         let entry = lx.entry(&mut toks).map_err(|(line, msg)| ZoneError {
             file: file.into(),
@@ -162,6 +253,7 @@ fn parse_into(
         };
         if !blank_owner && toks[0].text.first() == Some(&b'$') && !toks[0].quoted {
             directive(&toks, file, line, dir, opts, st, out, depth)?;
+            last_owner_text.clear(); // $ORIGIN may have changed what a relative owner means
             continue;
         }
         let (owner, rest) = if blank_owner {
@@ -171,12 +263,17 @@ fn parse_into(
                 .ok_or_else(|| fail("record with a blank owner but no previous owner".into()))?;
             (owner, &toks[..])
         } else {
-            let owner = Name::parse(toks[0].text, Some(&st.origin)).map_err(|e| {
-                fail(format!(
-                    "bad owner name {:?}: {e}",
-                    String::from_utf8_lossy(toks[0].text)
-                ))
-            })?;
+            let owner = match &st.last_owner {
+                Some(o) if toks[0].text == last_owner_text.as_slice() => o.clone(),
+                _ => Name::parse(toks[0].text, Some(&st.origin)).map_err(|e| {
+                    fail(format!(
+                        "bad owner name {:?}: {e}",
+                        String::from_utf8_lossy(toks[0].text)
+                    ))
+                })?,
+            };
+            last_owner_text.clear();
+            last_owner_text.extend_from_slice(toks[0].text);
             (owner, &toks[1..])
         };
         st.last_owner = Some(owner.clone());
@@ -326,6 +423,108 @@ fn directive(
         )));
     }
     Ok(())
+}
+
+mod split {
+    //! Finds places where a master file can be cut so that each piece parses on its own:
+    //! the start of a line, outside parentheses and quotes, that names its owner. Tracks
+    //! `$ORIGIN` and `$TTL` so each piece starts with the state in force there; gives up
+    //! (sequential parsing) on `$INCLUDE`.
+
+    use super::{Name, rdata};
+
+    pub struct Chunk {
+        pub start: usize,
+        pub end: usize,
+        pub line: u32,
+        pub origin: Name,
+        pub default_ttl: Option<u32>,
+    }
+
+    pub fn plan(
+        input: &[u8],
+        origin: &Name,
+        default_ttl: Option<u32>,
+        pieces: usize,
+    ) -> Option<Vec<Chunk>> {
+        let step = input.len() / pieces + 1;
+        let mut chunks = vec![Chunk {
+            start: 0,
+            end: input.len(),
+            line: 1,
+            origin: origin.clone(),
+            default_ttl,
+        }];
+        let (mut origin, mut ttl) = (origin.clone(), default_ttl);
+        let (mut pos, mut line, mut depth) = (0usize, 1u32, 0u32);
+        let mut next_cut = step;
+        while pos < input.len() {
+            let end = input[pos..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(input.len(), |i| pos + i);
+            let text = &input[pos..end];
+            if depth == 0 {
+                if text.first() == Some(&b'$') {
+                    let mut w = text
+                        .split(|b| b.is_ascii_whitespace())
+                        .filter(|t| !t.is_empty());
+                    let d = w.next()?;
+                    let arg = w.next();
+                    if d.eq_ignore_ascii_case(b"$ORIGIN") {
+                        origin = Name::parse(arg?, Some(&origin)).ok()?;
+                    } else if d.eq_ignore_ascii_case(b"$TTL") {
+                        ttl = Some(rdata::parse_period(arg?)?);
+                    } else {
+                        return None;
+                    }
+                } else if pos >= next_cut && text.first().is_some_and(|b| !b" \t\r;(".contains(b)) {
+                    chunks.last_mut().expect("one").end = pos;
+                    chunks.push(Chunk {
+                        start: pos,
+                        end: input.len(),
+                        line,
+                        origin: origin.clone(),
+                        default_ttl: ttl,
+                    });
+                    next_cut = pos + step;
+                }
+            }
+            depth = scan_depth(text, depth)?;
+            pos = end + 1;
+            line += 1;
+        }
+        Some(chunks)
+    }
+
+    /// Parenthesis depth after `line`, skipping quoted strings, escapes and comments.
+    /// `None` for a quote left open (the sequential parser reports it).
+    fn scan_depth(line: &[u8], mut depth: u32) -> Option<u32> {
+        let mut i = 0;
+        while i < line.len() {
+            match line[i] {
+                b'\\' => i += 1,
+                b';' => break,
+                b'(' => depth += 1,
+                b')' => depth = depth.checked_sub(1)?,
+                b'"' => {
+                    i += 1;
+                    while i < line.len() && line[i] != b'"' {
+                        if line[i] == b'\\' {
+                            i += 1;
+                        }
+                        i += 1;
+                    }
+                    if i >= line.len() {
+                        return None;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        Some(depth)
+    }
 }
 
 struct Lexer<'a> {

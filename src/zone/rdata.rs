@@ -297,7 +297,12 @@ fn check_ds_digest(t: u16, rd: &[u8]) -> Result<(), RdataError> {
         _ => return Ok(()),
     };
     if rd.len() - 4 != want {
-        return err(format!("{} digest type {} needs {want} octets of digest, found {}", rtype::to_text(t), rd[3], rd.len() - 4));
+        return err(format!(
+            "{} digest type {} needs {want} octets of digest, found {}",
+            rtype::to_text(t),
+            rd[3],
+            rd.len() - 4
+        ));
     }
     Ok(())
 }
