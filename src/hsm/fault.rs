@@ -68,6 +68,9 @@ impl SigningKey for FaultKey {
     fn handle(&self) -> &str {
         self.inner.handle()
     }
+    fn private_scalar(&self) -> Option<Vec<u8>> {
+        self.inner.private_scalar()
+    }
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, HsmError> {
         let mut sig = self.inner.sign(data)?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;

@@ -38,6 +38,12 @@ pub trait SigningKey: Send + Sync {
     fn handle(&self) -> &str;
     /// Signs `data` (the full RRSIG input; the key hashes it as its algorithm says).
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, HsmError>;
+    /// The ECDSA private scalar, for keystores that hold it in this process, so that the
+    /// signer can check each signature at the cost of one generator multiplication
+    /// ([`crate::keys::ecdsa_check`]). `None` (the default) means full public-key checks.
+    fn private_scalar(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 pub trait Keystore: Send + Sync {

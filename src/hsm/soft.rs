@@ -191,6 +191,17 @@ impl SigningKey for SoftKey {
         &self.handle
     }
 
+    fn private_scalar(&self) -> Option<Vec<u8>> {
+        match &self.private {
+            Private::Ecdsa(kp) => kp
+                .private_key()
+                .as_be_bytes()
+                .ok()
+                .map(|b| b.as_ref().to_vec()),
+            _ => None,
+        }
+    }
+
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, HsmError> {
         let fail = |_| HsmError::Sign {
             key: self.handle.clone(),

@@ -6,6 +6,7 @@
 //! with the same tag are refused, because validators try them in turn and some give up.
 
 pub mod algorithm;
+pub mod ecdsa_check;
 pub mod keyfile;
 
 use std::fmt;

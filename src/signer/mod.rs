@@ -26,6 +26,7 @@ pub use cache::SignatureCache;
 pub use nsec3::Nsec3Params;
 
 use crate::hsm::{HsmError, SigningKey};
+use crate::keys::ecdsa_check::ScalarVerifier;
 use crate::keys::{KeyId, RrsigHeader, Verifier, rrsig_labels, signed_data};
 use crate::zone::rdata::type_bitmap;
 use crate::zone::{Name, Node, NodeKind, Rrset, Zone, rtype};
@@ -126,7 +127,40 @@ struct Signer {
     key: Arc<dyn SigningKey>,
     id: KeyId,
     tag: u16,
-    verifier: Verifier,
+    check: Check,
+}
+
+/// How a fresh signature is checked before it is used.
+enum Check {
+    /// Public-key verification.
+    PublicKey(Verifier),
+    /// The ECDSA verification equation through the private scalar (soft keys).
+    Scalar(ScalarVerifier),
+}
+
+impl Check {
+    fn for_key(k: &dyn SigningKey) -> Result<Check, SignError> {
+        let d = k.dnskey();
+        let bad = |msg: String| SignError::BadKey {
+            handle: k.handle().into(),
+            msg,
+        };
+        if let Some(scalar) = k.private_scalar() {
+            return ScalarVerifier::new(d.algorithm, &d.public_key, &scalar)
+                .map(Check::Scalar)
+                .map_err(bad);
+        }
+        d.verifier()
+            .map(Check::PublicKey)
+            .map_err(|e| bad(e.to_string()))
+    }
+
+    fn verify(&self, data: &[u8], sig: &[u8]) -> bool {
+        match self {
+            Check::PublicKey(v) => v.verify(data, sig),
+            Check::Scalar(v) => v.verify(data, sig),
+        }
+    }
 }
 
 /// Signs `zone` with `keys`, reusing what `cache` holds.
@@ -152,15 +186,11 @@ pub fn sign_zone(
         .iter()
         .map(|k| {
             let d = k.dnskey();
-            let verifier = d.verifier().map_err(|e| SignError::BadKey {
-                handle: k.handle().into(),
-                msg: e.to_string(),
-            })?;
             Ok(Signer {
                 key: k.clone(),
                 id: d.id(),
                 tag: d.key_tag(),
-                verifier,
+                check: Check::for_key(k.as_ref())?,
             })
         })
         .collect::<Result<_, SignError>>()?;
@@ -326,7 +356,7 @@ fn sign_one(
     };
     signed_data(&header, owner, set.rtype, &set.rdatas, buf);
     let sig = s.key.sign(buf)?;
-    if !s.verifier.verify(buf, &sig) {
+    if !s.check.verify(buf, &sig) {
         return Err(SignError::BadSignature {
             handle: s.key.handle().into(),
             tag: s.tag,
