@@ -154,13 +154,6 @@ impl Check {
             .map(Check::PublicKey)
             .map_err(|e| bad(e.to_string()))
     }
-
-    fn verify(&self, data: &[u8], sig: &[u8]) -> bool {
-        match self {
-            Check::PublicKey(v) => v.verify(data, sig),
-            Check::Scalar(v) => v.verify(data, sig),
-        }
-    }
 }
 
 /// Signs `zone` with `keys`, reusing what `cache` holds.
@@ -227,47 +220,33 @@ pub fn sign_zone(
         .collect();
     let node_of = |t: &(bool, usize, usize)| if t.0 { &nsec3[t.1] } else { &zone.nodes[t.1] };
     let done = AtomicUsize::new(0);
-    let results: Vec<Result<(CacheEntryOut, usize), SignError>> = targets
-        .par_iter()
-        .map(|t| {
-            let node = node_of(t);
-            let set = &node.rrsets[t.2];
-            let digest = SignatureCache::digest(&node.name, set.rtype, set.ttl, &set.rdatas);
-            let who = if matches!(set.rtype, rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY) {
-                &ksks
-            } else {
-                &zsks
-            };
-            let mut out = CacheEntryOut {
-                digest,
-                rrsigs: Vec::with_capacity(who.len()),
-            };
-            let mut signed = 0;
-            let mut buf = Vec::with_capacity(256);
-            for &ki in who {
-                let s = &signers[ki];
-                if let Some(c) = cache.reusable(
-                    &node.name,
-                    set.rtype,
-                    &digest,
-                    &s.id,
-                    opts.now,
-                    opts.refresh_s,
-                ) {
-                    out.rrsigs.push(c.clone());
-                    continue;
-                }
-                out.rrsigs
-                    .push(sign_one(s, &zone.origin, &node.name, set, opts, &mut buf)?);
-                signed += 1;
-            }
-            let d = done.fetch_add(1, Ordering::Relaxed);
-            if d % 4096 == 0 {
-                progress(d);
-            }
-            Ok((out, signed))
+    let plan = Plan {
+        origin: &zone.origin,
+        signers: &signers,
+        ksks: &ksks,
+        zsks: &zsks,
+        cache,
+        opts,
+    };
+    let chunks: Vec<Result<Vec<(CacheEntryOut, usize)>, SignError>> = targets
+        .par_chunks(CHECK_BATCH)
+        .map(|chunk| {
+            let items: Vec<(&Name, &Rrset)> = chunk
+                .iter()
+                .map(|t| {
+                    let node = node_of(t);
+                    (&node.name, &node.rrsets[t.2])
+                })
+                .collect();
+            let r = sign_chunk(&plan, &items);
+            progress(done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len());
+            r
         })
         .collect();
+    let mut results = Vec::with_capacity(targets.len());
+    for c in chunks {
+        results.extend(c?);
+    }
 
     let mut new_cache = SignatureCache {
         origin: Some(zone.origin.clone()),
@@ -279,8 +258,7 @@ pub fn sign_zone(
         ..Default::default()
     };
     let mut nsec3 = nsec3;
-    for (t, r) in targets.iter().zip(results) {
-        let (entry, signed) = r?;
+    for (t, (entry, signed)) in targets.iter().zip(results) {
         stats.signed += signed;
         stats.reused += entry.rrsigs.len() - signed;
         let node = if t.0 {
@@ -327,15 +305,111 @@ fn signed_rrsets(n: &Node) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
-/// Signs one RRset with one key and checks the signature before accepting it.
+/// RRsets signed together; the soft-key checks of a batch share one modular inversion.
+const CHECK_BATCH: usize = 512;
+
+/// What every chunk of signing work needs to see.
+struct Plan<'a> {
+    origin: &'a Name,
+    signers: &'a [Signer],
+    ksks: &'a [usize],
+    zsks: &'a [usize],
+    cache: &'a SignatureCache,
+    opts: &'a SignOptions,
+}
+
+/// A fresh signature waiting for its batched check.
+struct Pending {
+    item: usize,
+    signer: usize,
+    data: Vec<u8>,
+    sig: Vec<u8>,
+}
+
+/// Signs (or reuses from the cache) every RRSIG of `items`; checks every fresh signature
+/// before returning it. Returns per item its cache entry and how many RRSIGs were made.
+fn sign_chunk(
+    plan: &Plan<'_>,
+    items: &[(&Name, &Rrset)],
+) -> Result<Vec<(CacheEntryOut, usize)>, SignError> {
+    let mut outs = Vec::with_capacity(items.len());
+    let mut pending: Vec<Pending> = Vec::new();
+    for (ii, (owner, set)) in items.iter().enumerate() {
+        let digest = SignatureCache::digest(owner, set.rtype, set.ttl, &set.rdatas);
+        let who = if matches!(set.rtype, rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY) {
+            plan.ksks
+        } else {
+            plan.zsks
+        };
+        let mut out = CacheEntryOut {
+            digest,
+            rrsigs: Vec::with_capacity(who.len()),
+        };
+        let mut signed = 0;
+        for &ki in who {
+            let s = &plan.signers[ki];
+            if let Some(c) = plan.cache.reusable(
+                owner,
+                set.rtype,
+                &digest,
+                &s.id,
+                plan.opts.now,
+                plan.opts.refresh_s,
+            ) {
+                out.rrsigs.push(c.clone());
+                continue;
+            }
+            let (rrsig, data, sig) = sign_one(s, plan.origin, owner, set, plan.opts)?;
+            match &s.check {
+                Check::PublicKey(v) if !v.verify(&data, &sig) => {
+                    return Err(bad_signature(s, owner, set.rtype));
+                }
+                Check::PublicKey(_) => {}
+                Check::Scalar(_) => pending.push(Pending {
+                    item: ii,
+                    signer: ki,
+                    data,
+                    sig,
+                }),
+            }
+            out.rrsigs.push(rrsig);
+            signed += 1;
+        }
+        outs.push((out, signed));
+    }
+    for (ki, s) in plan.signers.iter().enumerate() {
+        let Check::Scalar(v) = &s.check else { continue };
+        let mine: Vec<&Pending> = pending.iter().filter(|p| p.signer == ki).collect();
+        let checks: Vec<(&[u8], &[u8])> = mine
+            .iter()
+            .map(|p| (p.data.as_slice(), p.sig.as_slice()))
+            .collect();
+        if let Some(bad) = v.verify_batch(&checks).iter().position(|ok| !ok) {
+            let (owner, set) = items[mine[bad].item];
+            return Err(bad_signature(s, owner, set.rtype));
+        }
+    }
+    Ok(outs)
+}
+
+fn bad_signature(s: &Signer, owner: &Name, t: u16) -> SignError {
+    SignError::BadSignature {
+        handle: s.key.handle().into(),
+        tag: s.tag,
+        alg: s.key.dnskey().algorithm,
+        owner: owner.to_text(),
+        rtype: rtype::to_text(t),
+    }
+}
+
+/// Makes one RRSIG; returns it with the signed data and the raw signature for the check.
 fn sign_one(
     s: &Signer,
     origin: &Name,
     owner: &Name,
     set: &Rrset,
     opts: &SignOptions,
-    buf: &mut Vec<u8>,
-) -> Result<cache::CachedRrsig, SignError> {
+) -> Result<(cache::CachedRrsig, Vec<u8>, Vec<u8>), SignError> {
     let inception = opts.now.wrapping_sub(opts.inception_offset_s);
     let jitter = if opts.jitter_s == 0 {
         0
@@ -343,10 +417,9 @@ fn sign_one(
         (jitter_seed(owner, set.rtype) % (opts.jitter_s as u64 + 1)) as u32
     };
     let expiration = opts.now.wrapping_add(opts.validity_s).wrapping_sub(jitter);
-    let d = s.key.dnskey();
     let header = RrsigHeader {
         type_covered: set.rtype,
-        algorithm: d.algorithm,
+        algorithm: s.key.dnskey().algorithm,
         labels: rrsig_labels(owner),
         original_ttl: set.ttl,
         expiration,
@@ -354,26 +427,22 @@ fn sign_one(
         key_tag: s.tag,
         signer: origin.clone(),
     };
-    signed_data(&header, owner, set.rtype, &set.rdatas, buf);
-    let sig = s.key.sign(buf)?;
-    if !s.check.verify(buf, &sig) {
-        return Err(SignError::BadSignature {
-            handle: s.key.handle().into(),
-            tag: s.tag,
-            alg: d.algorithm,
-            owner: owner.to_text(),
-            rtype: rtype::to_text(set.rtype),
-        });
-    }
-    let mut rdata = Vec::with_capacity(buf.len().min(128) + sig.len());
+    let mut data = Vec::with_capacity(256);
+    signed_data(&header, owner, set.rtype, &set.rdatas, &mut data);
+    let sig = s.key.sign(&data)?;
+    let mut rdata = Vec::with_capacity(128 + sig.len());
     header.write(&mut rdata);
     rdata.extend_from_slice(&sig);
-    Ok(cache::CachedRrsig {
-        key: s.id,
-        inception,
-        expiration,
-        rdata,
-    })
+    Ok((
+        cache::CachedRrsig {
+            key: s.id,
+            inception,
+            expiration,
+            rdata,
+        },
+        data,
+        sig,
+    ))
 }
 
 /// A stable per-RRset number (FNV-1a) so jitter is the same on every run and every node.
