@@ -699,7 +699,10 @@ mod tests {
             (AAAA, "2001:db8::1"),
             (MX, "10 mail.example."),
             (SOA, "ns.example. admin.example. 1 7200 3600 1209600 3600"),
-            (DS, "12345 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF"),
+            (
+                DS,
+                "12345 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF",
+            ),
             (NSEC, "a.example. A NS SOA RRSIG NSEC DNSKEY TYPE65280"),
             (NSEC3, "1 1 0 - 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A RRSIG"),
             (NSEC3PARAM, "1 0 0 AABB"),

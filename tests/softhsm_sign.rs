@@ -1,0 +1,180 @@
+//! Signing with keys in SoftHSM2 over PKCS#11, through the real binary: the output is
+//! accepted by quorumsign verify, dnssec-verify, ldns-verify-zone and kzonecheck for NSEC,
+//! NSEC3 and NSEC3 opt-out, for algorithms 13 and 15; a wrong PIN is a clear error.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+struct Hsm {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+impl Hsm {
+    fn new(label: &str) -> Hsm {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::create_dir(dir.path().join("tokens")).unwrap();
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\n",
+                dir.path().join("tokens").display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--pin",
+                "1234",
+                "--so-pin",
+                "5678",
+            ])
+            .output()
+            .expect("softhsm2-util (install with tests/run.sh)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
+        std::fs::write(dir.path().join("badpin"), "0000\n").unwrap();
+        Hsm {
+            dir: dir.path().to_path_buf(),
+            _dir: dir,
+            conf,
+        }
+    }
+
+    fn uri(&self, label: &str, pin_file: &str) -> String {
+        format!(
+            "pkcs11:token={label}?module-path={MODULE}&pin-source={}",
+            self.dir.join(pin_file).display()
+        )
+    }
+
+    /// Runs quorumsign with this token's SOFTHSM2_CONF.
+    fn qs(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(qs_bin())
+            .args(args)
+            .env("SOFTHSM2_CONF", &self.conf)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        split(out)
+    }
+
+    fn qs_ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.qs(args);
+        assert_eq!(code, 0, "quorumsign {args:?}:\n{out}\n{err}");
+        out
+    }
+}
+
+fn sign_with_hsm(alg: &str) {
+    let hsm = Hsm::new("qs");
+    let uri = hsm.uri("qs", "pin");
+    hsm.qs_ok(&[
+        "keys",
+        "generate",
+        "--zone",
+        "tld",
+        "--keystore",
+        &uri,
+        "--algorithm",
+        alg,
+        "--role",
+        "ksk",
+    ]);
+    hsm.qs_ok(&[
+        "keys",
+        "generate",
+        "--zone",
+        "tld",
+        "--keystore",
+        &uri,
+        "--algorithm",
+        alg,
+        "--role",
+        "zsk",
+    ]);
+    let listed = hsm.qs_ok(&["keys", "list", "--zone", "tld", "--keystore", &uri]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains("KSK") && listed.contains("ZSK") && listed.contains("pkcs11:token=qs"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("1234"),
+        "the PIN must never be printed: {listed}"
+    );
+    let input = generated_zone(&hsm.dir, "tld", "tld", 800);
+    for (name, extra) in [
+        ("nsec", &["--denial", "nsec"][..]),
+        ("nsec3", &["--denial", "nsec3"][..]),
+        ("optout", &["--denial", "nsec3", "--opt-out"][..]),
+    ] {
+        let out = hsm.dir.join(format!("{name}.signed"));
+        let mut args = vec![
+            "sign",
+            "--zone",
+            "tld",
+            "--input",
+            p(&input),
+            "--output",
+            p(&out),
+            "--keystore",
+            &uri,
+        ];
+        args.extend_from_slice(extra);
+        hsm.qs_ok(&args);
+        assert_all_validators_accept("tld", &out);
+    }
+}
+
+#[test]
+fn ecdsa_p256_keys_in_softhsm() {
+    sign_with_hsm("13");
+}
+
+#[test]
+fn ed25519_keys_in_softhsm() {
+    sign_with_hsm("15");
+}
+
+#[test]
+fn wrong_pin_is_a_clear_error_and_never_printed() {
+    let hsm = Hsm::new("pins");
+    let bad = hsm.uri("pins", "badpin");
+    let (code, out, err) = hsm.qs(&[
+        "keys",
+        "generate",
+        "--zone",
+        "example",
+        "--keystore",
+        &bad,
+        "--role",
+        "ksk",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("wrong PIN") && err.contains("pins"), "{err}");
+    assert!(!format!("{out}{err}").contains("0000"), "PIN leaked: {err}");
+    let inline = format!("pkcs11:token=pins?module-path={MODULE}&pin-value=0000");
+    let (code, out, err) = hsm.qs(&["keys", "list", "--zone", "example", "--keystore", &inline]);
+    assert_ne!(code, 0);
+    assert!(err.contains("wrong PIN"), "{err}");
+    assert!(!format!("{out}{err}").contains("0000"), "PIN leaked: {err}");
+    assert!(Path::new(MODULE).exists());
+}
