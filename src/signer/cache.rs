@@ -20,8 +20,8 @@ pub struct CachedRrsig {
     pub key: KeyId,
     pub inception: u32,
     pub expiration: u32,
-    /// The full RRSIG rdata.
-    pub rdata: Vec<u8>,
+    /// The full RRSIG rdata, shared with the signed zone.
+    pub rdata: std::sync::Arc<[u8]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

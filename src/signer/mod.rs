@@ -269,7 +269,7 @@ pub fn sign_zone(
         let set = &node.rrsets[t.2];
         let (rt, ttl) = (set.rtype, set.ttl);
         for s in &entry.rrsigs {
-            node.sigs.push((ttl, s.rdata.clone().into_boxed_slice()));
+            node.sigs.push((ttl, s.rdata.clone()));
         }
         new_cache.entries.insert(
             (node.name.clone(), rt),
@@ -438,7 +438,7 @@ fn sign_one(
             key: s.id,
             inception,
             expiration,
-            rdata,
+            rdata: rdata.into(),
         },
         data,
         sig,
@@ -511,21 +511,34 @@ impl SignedZone {
         &self,
         out: &mut dyn FnMut(&str) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        let mut buf = String::with_capacity(1 << 20);
-        for node in self.zone.nodes.iter().chain(&self.nsec3) {
-            for set in &node.rrsets {
-                for d in &set.rdatas {
-                    crate::zone::write::push_record(&mut buf, &node.name, set.rtype, set.ttl, d);
-                }
-            }
-            for (ttl, d) in &node.sigs {
-                crate::zone::write::push_record(&mut buf, &node.name, rtype::RRSIG, *ttl, d);
-            }
-            if buf.len() > (1 << 20) - 8192 {
-                out(&buf)?;
-                buf.clear();
+        // Format windows of nodes on all cores, write each window in order: bounded memory.
+        const NODES_PER_PIECE: usize = 2048;
+        const PIECES_PER_WINDOW: usize = 64;
+        let nodes: Vec<&Node> = self.zone.nodes.iter().chain(&self.nsec3).collect();
+        for window in nodes.chunks(NODES_PER_PIECE * PIECES_PER_WINDOW) {
+            let texts: Vec<String> = window
+                .par_chunks(NODES_PER_PIECE)
+                .map(|piece| format_nodes(piece))
+                .collect();
+            for t in &texts {
+                out(t)?;
             }
         }
-        out(&buf)
+        Ok(())
     }
+}
+
+fn format_nodes(nodes: &[&Node]) -> String {
+    let mut buf = String::with_capacity(nodes.len() * 256);
+    for node in nodes {
+        for set in &node.rrsets {
+            for d in &set.rdatas {
+                crate::zone::write::push_record(&mut buf, &node.name, set.rtype, set.ttl, d);
+            }
+        }
+        for (ttl, d) in &node.sigs {
+            crate::zone::write::push_record(&mut buf, &node.name, rtype::RRSIG, *ttl, d);
+        }
+    }
+    buf
 }

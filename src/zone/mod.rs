@@ -50,7 +50,7 @@ pub struct Node {
     /// Sorted by type. Never holds RRSIGs: those are in `sigs`.
     pub rrsets: Vec<Rrset>,
     /// RRSIG records at this name: (TTL, rdata).
-    pub sigs: Vec<(u32, Box<[u8]>)>,
+    pub sigs: Vec<(u32, std::sync::Arc<[u8]>)>,
 }
 
 impl Node {
@@ -139,7 +139,7 @@ impl Zone {
             }
             let node = nodes.last_mut().unwrap();
             if rec.rtype == rtype::RRSIG {
-                node.sigs.push((rec.ttl, rec.rdata));
+                node.sigs.push((rec.ttl, rec.rdata.into()));
                 continue;
             }
             match node.rrsets.last_mut() {
