@@ -71,3 +71,37 @@ fn every_corrupted_signature_is_caught_and_nothing_is_written() {
     let (code, o, _) = qs(&["verify", "--zone", "tld", p(&out)]);
     assert_eq!(code, 0, "{o}");
 }
+
+#[test]
+fn two_keys_with_one_key_tag_are_refused() {
+    use quorumsign::hsm::SigningKey;
+    use quorumsign::hsm::soft::SoftKey;
+    use quorumsign::keys::Algorithm;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    // Key tags are 16 bits: among a few thousand keys two share a tag (birthday bound).
+    let mut by_tag: HashMap<u16, SoftKey> = HashMap::new();
+    let (a, b) = loop {
+        let (k, _) = SoftKey::generate(Algorithm::EcdsaP256Sha256, true).unwrap();
+        let tag = k.dnskey().key_tag();
+        if let Some(first) = by_tag.remove(&tag) {
+            break (first, k);
+        }
+        by_tag.insert(tag, k);
+        assert!(by_tag.len() < 20_000, "no collision among 20000 keys");
+    };
+    assert_ne!(a.dnskey().id(), b.dnskey().id());
+    let keys: Vec<Arc<dyn SigningKey>> = vec![Arc::new(a), Arc::new(b)];
+    let origin = quorumsign::zone::Name::parse(b"example.", None).unwrap();
+    let opts = quorumsign::zone::ParseOptions {
+        origin: origin.clone(),
+        limits: Default::default(),
+        keep_dnssec: false,
+    };
+    let (zone, _) = quorumsign::zone::Zone::load(&example_zone(), &opts).unwrap();
+    let so = quorumsign::signer::SignOptions::new(quorumsign::hsm::soft::now_u32());
+    let err = quorumsign::signer::sign_zone(zone, &keys, &so, &Default::default(), &|_| {})
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("key tag collision"), "{err}");
+}

@@ -125,3 +125,110 @@ fn our_keys_are_read_by_ldns_signzone() {
     let (code, o, e) = qs(&["verify", "--zone", "example", p(&out)]);
     assert_eq!(code, 0, "we reject ldns-signzone's output:\n{o}\n{e}");
 }
+
+#[test]
+fn keys_from_ldns_keygen_sign() {
+    let dir = tempfile::tempdir().unwrap();
+    for extra in [&["-k"][..], &[][..]] {
+        let mut args = vec!["-a", "ECDSAP256SHA256"];
+        args.extend_from_slice(extra);
+        args.push("example.");
+        let out = std::process::Command::new("ldns-keygen")
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .expect("ldns-keygen");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // ldns-keygen also writes a .ds file; the keystore reads the .key/.private pairs.
+    let ks = format!("dir:{}", dir.path().display());
+    let listed = qs_ok(&["keys", "list", "--zone", "example", "--keystore", &ks]);
+    assert!(listed.contains("KSK") && listed.contains("ZSK"), "{listed}");
+    let out = dir.path().join("signed");
+    qs_ok(&[
+        "sign",
+        "--zone",
+        "example",
+        "--input",
+        p(&example_zone()),
+        "--output",
+        p(&out),
+        "--keystore",
+        &ks,
+    ]);
+    assert_all_validators_accept("example", &out);
+}
+
+#[test]
+fn our_keys_are_imported_by_knot_keymgr_and_kzonesign_output_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let kd = d.join("keys");
+    make_keys(&kd, "example", "13", false);
+    for sub in ["run", "db", "keys"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    std::fs::copy(example_zone(), d.join("zone.db")).unwrap();
+    let conf = d.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n    rundir: \"{0}/run\"\ndatabase:\n    storage: \"{0}/db\"\n    kasp-db: \"{0}/db/keys\"\n\
+             keystore:\n  - id: pem\n    backend: pem\n    config: \"{0}/keys\"\n\
+             policy:\n  - id: p\n    keystore: pem\n    manual: on\n    algorithm: ecdsap256sha256\n    nsec3: on\n    nsec3-iterations: 0\n    nsec3-salt-length: 0\n\
+             zone:\n  - domain: example.\n    storage: \"{0}\"\n    file: \"zone.db\"\n    dnssec-signing: on\n    dnssec-policy: p\n    zonefile-load: whole\n    journal-content: none\n    semantic-checks: off\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    for e in std::fs::read_dir(&kd).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "private") {
+            let (code, o, err) = tool(
+                "keymgr",
+                &["-c", p(&conf), "example.", "import-bind", p(&path)],
+            );
+            assert_eq!(
+                code,
+                0,
+                "keymgr import-bind refused our key {}:\n{o}\n{err}",
+                path.display()
+            );
+        }
+    }
+    let outdir = d.join("out");
+    std::fs::create_dir_all(&outdir).unwrap();
+    let (code, o, err) = tool("kzonesign", &["-c", p(&conf), "-o", p(&outdir), "example."]);
+    assert_eq!(code, 0, "kzonesign failed with our keys:\n{o}\n{err}");
+    let signed = std::fs::read_dir(&outdir)
+        .unwrap()
+        .next()
+        .expect("kzonesign wrote a zone")
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&signed).unwrap();
+    // Knot signed with exactly our two keys.
+    let tags: Vec<String> = qs_ok(&[
+        "keys",
+        "list",
+        "--zone",
+        "example",
+        "--keystore",
+        &format!("dir:{}", kd.display()),
+    ])
+    .lines()
+    .map(|l| l.split('\t').next().unwrap().to_string())
+    .collect();
+    for t in &tags {
+        assert!(
+            text.contains(&format!(" {t} example.")),
+            "no RRSIG by key {t} in Knot's output"
+        );
+    }
+    let (code, o, err) = qs(&["verify", "--zone", "example", p(&signed)]);
+    assert_eq!(code, 0, "we reject kzonesign's output:\n{o}\n{err}");
+}

@@ -2,6 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rayon::prelude::*;
+
 use data_encoding::BASE32HEX_NOPAD;
 
 use super::{Failure, failure};
@@ -95,47 +97,54 @@ fn check_nsec(real: &[&Node], failures: &mut Vec<Failure>) {
     {
         failures.push(failure(&n.name, rtype::NSEC, "NSEC below a zone cut"));
     }
-    for (i, n) in chain.iter().enumerate() {
-        let Some(set) = n.rrset(rtype::NSEC) else {
-            failures.push(failure(
-                &n.name,
-                rtype::NSEC,
-                "name has no NSEC record: the chain is broken",
-            ));
-            continue;
-        };
-        if set.rdatas.len() != 1 {
-            failures.push(failure(&n.name, rtype::NSEC, "more than one NSEC record"));
-            continue;
-        }
-        let d = &set.rdatas[0];
-        let Ok(len) = crate::zone::name::wire_name_len(d) else {
-            failures.push(failure(&n.name, rtype::NSEC, "malformed NSEC record"));
-            continue;
-        };
-        let next = Name::from_wire(&d[..len]).expect("checked");
-        let want = &chain[(i + 1) % chain.len()].name;
-        if &next != want {
-            failures.push(failure(
-                &n.name,
-                rtype::NSEC,
-                format!("NSEC points to {next}, but the next name in the zone is {want}"),
-            ));
-        }
-        let have = bitmap_types(&d[len..]).unwrap_or_default();
-        let want = expected_types(n, true);
-        if have != want {
-            failures.push(failure(
-                &n.name,
-                rtype::NSEC,
-                format!(
-                    "NSEC type bit map is [{}], expected [{}]",
-                    type_list(&have),
-                    type_list(&want)
-                ),
-            ));
-        }
+    let links: Vec<Failure> = (0..chain.len())
+        .into_par_iter()
+        .flat_map_iter(|i| check_nsec_link(&chain, i))
+        .collect();
+    failures.extend(links);
+}
+
+/// The NSEC at `chain[i]`: present, one record, pointing to the next name, right bit map.
+fn check_nsec_link(chain: &[&Node], i: usize) -> Vec<Failure> {
+    let n = chain[i];
+    let mut failures = Vec::new();
+    let Some(set) = n.rrset(rtype::NSEC) else {
+        return vec![failure(
+            &n.name,
+            rtype::NSEC,
+            "name has no NSEC record: the chain is broken",
+        )];
+    };
+    if set.rdatas.len() != 1 {
+        return vec![failure(&n.name, rtype::NSEC, "more than one NSEC record")];
     }
+    let d = &set.rdatas[0];
+    let Ok(len) = crate::zone::name::wire_name_len(d) else {
+        return vec![failure(&n.name, rtype::NSEC, "malformed NSEC record")];
+    };
+    let want = &chain[(i + 1) % chain.len()].name;
+    if !d[..len].eq_ignore_ascii_case(want.as_wire()) {
+        let next = Name::from_wire(&d[..len]).expect("checked");
+        failures.push(failure(
+            &n.name,
+            rtype::NSEC,
+            format!("NSEC points to {next}, but the next name in the zone is {want}"),
+        ));
+    }
+    let have = bitmap_types(&d[len..]).unwrap_or_default();
+    let want = expected_types(n, true);
+    if have != want {
+        failures.push(failure(
+            &n.name,
+            rtype::NSEC,
+            format!(
+                "NSEC type bit map is [{}], expected [{}]",
+                type_list(&have),
+                type_list(&want)
+            ),
+        ));
+    }
+    failures
 }
 
 struct Nsec3Rec<'a> {
@@ -218,11 +227,19 @@ fn check_nsec3(
         salt: param[5..].to_vec(),
         opt_out: false,
     };
-    let mut recs: Vec<Nsec3Rec<'_>> = hashed
-        .iter()
-        .filter_map(|n| parse_nsec3(n, &zone.origin, &p, failures))
+    let parsed: Vec<(Option<Nsec3Rec<'_>>, Vec<Failure>)> = hashed
+        .par_iter()
+        .map(|n| {
+            let mut f = Vec::new();
+            (parse_nsec3(n, &zone.origin, &p, &mut f), f)
+        })
         .collect();
-    recs.sort_by(|a, b| a.hash.cmp(&b.hash));
+    let mut recs = Vec::with_capacity(parsed.len());
+    for (r, f) in parsed {
+        recs.extend(r);
+        failures.extend(f);
+    }
+    recs.par_sort_unstable_by(|a, b| a.hash.cmp(&b.hash));
     if recs.is_empty() {
         failures.push(failure(
             &apex.name,
@@ -245,21 +262,74 @@ fn check_nsec3(
             ));
         }
     }
-    // Which names need an NSEC3 (Some(types)), which may go without one under opt-out (None).
+    let need = needed_nsec3(zone, real, &p);
+    let found: Vec<Failure> = need
+        .par_iter()
+        .filter_map(|(h, (name, types))| {
+            let at = recs.binary_search_by(|r| r.hash.as_slice().cmp(h.as_slice()));
+            match (at, types) {
+                (Ok(i), Some(want)) if &recs[i].types != want => Some(failure(
+                    name,
+                    rtype::NSEC3,
+                    format!("NSEC3 type bit map is [{}], expected [{}]", type_list(&recs[i].types), type_list(want)),
+                )),
+                (Ok(_), _) => None,
+                (Err(_), Some(_)) => Some(failure(name, rtype::NSEC3, "name has no NSEC3 record: the chain is incomplete")),
+                (Err(i), None) => {
+                    // Opt-out: the NSEC3 that covers this hash must have the opt-out flag.
+                    let cover = &recs[(i + recs.len() - 1) % recs.len()];
+                    (cover.flags & 1 == 0).then(|| {
+                        failure(name, rtype::NSEC3, "insecure delegation has no NSEC3 and the covering NSEC3 does not have the opt-out flag")
+                    })
+                }
+            }
+        })
+        .collect();
+    failures.extend(found);
+    let orphans: Vec<Failure> = recs
+        .par_iter()
+        .filter(|r| {
+            <[u8; 20]>::try_from(r.hash.as_slice()).map_or(true, |h| !need.contains_key(&h))
+        })
+        .map(|r| {
+            failure(
+                &r.node.name,
+                rtype::NSEC3,
+                "NSEC3 matches no name in the zone",
+            )
+        })
+        .collect();
+    failures.extend(orphans);
+}
+
+/// Which names need an NSEC3 (`Some(types)`) and which may go without one under opt-out
+/// (`None`: insecure delegations, and empty non-terminals with nothing required below).
+fn needed_nsec3(
+    zone: &crate::zone::Zone,
+    real: &[&Node],
+    p: &Nsec3Params,
+) -> HashMap<[u8; 20], (Name, Option<Vec<u16>>)> {
+    let names: Vec<&Node> = real
+        .iter()
+        .copied()
+        .filter(|n| n.kind != NodeKind::BelowCut)
+        .collect();
+    let mut need: HashMap<[u8; 20], (Name, Option<Vec<u16>>)> = names
+        .par_iter()
+        .map(|n| {
+            let insecure = n.kind == NodeKind::Delegation && !n.has(rtype::DS);
+            let types = if insecure {
+                None
+            } else {
+                Some(expected_types(n, false))
+            };
+            (nsec3::hash(&n.name, p), (n.name.clone(), types))
+        })
+        .collect();
+    // Empty non-terminals: every ancestor up to the apex that is not a name of its own.
     let existing: HashSet<&[u8]> = real.iter().map(|n| n.name.as_wire()).collect();
-    let mut need: HashMap<Vec<u8>, (Name, Option<Vec<u16>>)> = HashMap::new();
-    for n in real.iter().filter(|n| n.kind != NodeKind::BelowCut) {
-        let insecure = n.kind == NodeKind::Delegation && !n.has(rtype::DS);
-        let types = if insecure {
-            None
-        } else {
-            Some(expected_types(n, false))
-        };
-        need.insert(
-            nsec3::hash(&n.name, &p).to_vec(),
-            (n.name.clone(), types.clone()),
-        );
-        // Empty non-terminals above it: required when something required lies below.
+    for n in &names {
+        let required = !(n.kind == NodeKind::Delegation && !n.has(rtype::DS));
         let mut up = n.name.parent();
         while let Some(a) = up {
             if a == zone.origin
@@ -268,54 +338,14 @@ fn check_nsec3(
             {
                 break;
             }
-            let h = nsec3::hash(&a, &p).to_vec();
-            let e = need.entry(h).or_insert_with(|| (a.clone(), None));
-            if types.is_some() {
+            let e = need
+                .entry(nsec3::hash(&a, p))
+                .or_insert_with(|| (a.clone(), None));
+            if required {
                 e.1 = Some(Vec::new());
             }
             up = a.parent();
         }
     }
-    let by_hash: HashMap<&[u8], &Nsec3Rec<'_>> =
-        recs.iter().map(|r| (r.hash.as_slice(), r)).collect();
-    for (h, (name, types)) in &need {
-        match (by_hash.get(h.as_slice()), types) {
-            (Some(r), Some(want)) => {
-                if &r.types != want {
-                    failures.push(failure(
-                        name,
-                        rtype::NSEC3,
-                        format!(
-                            "NSEC3 type bit map is [{}], expected [{}]",
-                            type_list(&r.types),
-                            type_list(want)
-                        ),
-                    ));
-                }
-            }
-            (Some(_), None) => {}
-            (None, Some(_)) => failures.push(failure(
-                name,
-                rtype::NSEC3,
-                "name has no NSEC3 record: the chain is incomplete",
-            )),
-            (None, None) => {
-                // Opt-out: the NSEC3 that covers this hash must have the opt-out flag.
-                let i = recs.partition_point(|r| r.hash.as_slice() < h.as_slice());
-                let cover = &recs[(i + recs.len() - 1) % recs.len()];
-                if cover.flags & 1 == 0 {
-                    failures.push(failure(name, rtype::NSEC3, "insecure delegation has no NSEC3 and the covering NSEC3 does not have the opt-out flag"));
-                }
-            }
-        }
-    }
-    for r in &recs {
-        if !need.contains_key(&r.hash) {
-            failures.push(failure(
-                &r.node.name,
-                rtype::NSEC3,
-                "NSEC3 matches no name in the zone",
-            ));
-        }
-    }
+    need
 }

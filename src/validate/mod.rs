@@ -122,6 +122,7 @@ pub fn verify_zone(zone: &Zone, opts: &VerifyOptions) -> Report {
     let (real, hashed): (Vec<&Node>, Vec<&Node>) =
         zone.nodes.iter().partition(|n| !is_nsec3_node(n));
 
+    let t0 = std::time::Instant::now();
     let per_node: Vec<(usize, usize, Vec<Failure>)> = real
         .par_iter()
         .chain(hashed.par_iter())
@@ -132,8 +133,15 @@ pub fn verify_zone(zone: &Zone, opts: &VerifyOptions) -> Report {
         report.rrsigs_checked += sigs;
         failures.extend(f);
     }
+    let t1 = std::time::Instant::now();
     check_ksk(zone, &keys, opts, &mut failures);
     report.denial = denial::check(zone, &real, &hashed, &mut failures);
+    tracing::debug!(
+        rrsigs_ms = (t1 - t0).as_millis() as u64,
+        denial_ms = t1.elapsed().as_millis() as u64,
+        "checked {}",
+        zone.origin
+    );
     report.valid = failures.is_empty();
     report.failures = failures;
     report
