@@ -32,42 +32,6 @@ impl Drop for ScalarVerifier {
     }
 }
 
-/// Owned aws-lc objects, freed on drop.
-struct Ctx {
-    ctx: *mut sys::BN_CTX,
-    bns: Vec<*mut sys::BIGNUM>,
-    point: *mut sys::EC_POINT,
-}
-
-impl Ctx {
-    fn new(group: *const sys::EC_GROUP, n: usize) -> Option<Ctx> {
-        // SAFETY: plain allocations; every pointer is checked and freed in Drop.
-        unsafe {
-            let ctx = sys::BN_CTX_new();
-            let point = sys::EC_POINT_new(group);
-            let bns: Vec<*mut sys::BIGNUM> = (0..n).map(|_| sys::BN_new()).collect();
-            let c = Ctx { ctx, bns, point };
-            if ctx.is_null() || point.is_null() || c.bns.iter().any(|b| b.is_null()) {
-                return None;
-            }
-            Some(c)
-        }
-    }
-}
-
-impl Drop for Ctx {
-    fn drop(&mut self) {
-        // SAFETY: each pointer came from the matching *_new and is freed once; free(NULL) is a no-op.
-        unsafe {
-            for b in &self.bns {
-                sys::BN_clear_free(*b);
-            }
-            sys::EC_POINT_free(self.point);
-            sys::BN_CTX_free(self.ctx);
-        }
-    }
-}
-
 impl ScalarVerifier {
     /// `alg` 13 or 14; `public_key` the DNSKEY public key field (x‖y); `d` the private scalar.
     /// Fails unless `d·G` is exactly the public key.
@@ -98,9 +62,8 @@ impl ScalarVerifier {
         // SAFETY: the group is a static built-in curve; all objects are owned by `c`.
         unsafe {
             let group = sys::EC_GROUP_new_by_curve_name(self.nid);
-            let c = Ctx::new(group, 3)?;
-            let (kb, x, y) = (c.bns[0], c.bns[1], c.bns[2]);
-            sys::BN_bin2bn(k.as_ptr(), k.len(), kb);
+            let mut c = Arena::new(group)?;
+            let (kb, x, y) = (c.bn_from(k), c.bn(), c.bn());
             if sys::EC_POINT_mul(
                 group,
                 c.point,
