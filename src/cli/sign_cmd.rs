@@ -138,6 +138,20 @@ pub fn run(a: SignArgs) -> Result<()> {
     bar.finish_and_clear();
     let t_sign = t1.elapsed();
 
+    // The publish gate: nothing is written unless the whole signed zone validates.
+    let tv = Instant::now();
+    let report = crate::validate::verify_signed(&signed, opts.now);
+    if !report.valid {
+        for f in report.failures.iter().take(20) {
+            tracing::error!("{} {}: {}", f.owner, f.rtype, f.message);
+        }
+        bail!(
+            "the signed zone failed validation ({} failure(s)); nothing was written",
+            report.failures.len()
+        );
+    }
+    let t_validate = tv.elapsed();
+
     let t2 = Instant::now();
     let mut out = AtomicFile::create(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
@@ -157,6 +171,7 @@ pub fn run(a: SignArgs) -> Result<()> {
         reused = s.reused,
         parse_ms = t_parse.as_millis() as u64,
         sign_ms = t_sign.as_millis() as u64,
+        validate_ms = t_validate.as_millis() as u64,
         write_ms = t2.elapsed().as_millis() as u64,
         "signed {}",
         a.output.display()

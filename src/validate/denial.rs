@@ -265,21 +265,26 @@ fn check_nsec3(
     let need = needed_nsec3(zone, real, &p);
     let found: Vec<Failure> = need
         .par_iter()
-        .filter_map(|(h, (name, types))| {
-            let at = recs.binary_search_by(|r| r.hash.as_slice().cmp(h.as_slice()));
-            match (at, types) {
-                (Ok(i), Some(want)) if &recs[i].types != want => Some(failure(
-                    name,
-                    rtype::NSEC3,
-                    format!("NSEC3 type bit map is [{}], expected [{}]", type_list(&recs[i].types), type_list(want)),
-                )),
-                (Ok(_), _) => None,
-                (Err(_), Some(_)) => Some(failure(name, rtype::NSEC3, "name has no NSEC3 record: the chain is incomplete")),
-                (Err(i), None) => {
+        .filter_map(|w| {
+            let at = recs.binary_search_by(|r| r.hash.as_slice().cmp(w.hash.as_slice()));
+            match (at, w.required) {
+                (Ok(i), true) => {
+                    let want = w.node.map(|n| expected_types(n, false)).unwrap_or_default();
+                    (recs[i].types != want).then(|| {
+                        failure(
+                            &w.name,
+                            rtype::NSEC3,
+                            format!("NSEC3 type bit map is [{}], expected [{}]", type_list(&recs[i].types), type_list(&want)),
+                        )
+                    })
+                }
+                (Ok(_), false) => None,
+                (Err(_), true) => Some(failure(&w.name, rtype::NSEC3, "name has no NSEC3 record: the chain is incomplete")),
+                (Err(i), false) => {
                     // Opt-out: the NSEC3 that covers this hash must have the opt-out flag.
                     let cover = &recs[(i + recs.len() - 1) % recs.len()];
                     (cover.flags & 1 == 0).then(|| {
-                        failure(name, rtype::NSEC3, "insecure delegation has no NSEC3 and the covering NSEC3 does not have the opt-out flag")
+                        failure(&w.name, rtype::NSEC3, "insecure delegation has no NSEC3 and the covering NSEC3 does not have the opt-out flag")
                     })
                 }
             }
@@ -289,7 +294,8 @@ fn check_nsec3(
     let orphans: Vec<Failure> = recs
         .par_iter()
         .filter(|r| {
-            <[u8; 20]>::try_from(r.hash.as_slice()).map_or(true, |h| !need.contains_key(&h))
+            need.binary_search_by(|w| w.hash.as_slice().cmp(r.hash.as_slice()))
+                .is_err()
         })
         .map(|r| {
             failure(
@@ -302,50 +308,63 @@ fn check_nsec3(
     failures.extend(orphans);
 }
 
-/// Which names need an NSEC3 (`Some(types)`) and which may go without one under opt-out
-/// (`None`: insecure delegations, and empty non-terminals with nothing required below).
-fn needed_nsec3(
+/// A name the NSEC3 chain must (or, under opt-out, may) cover.
+struct Wanted<'a> {
+    hash: [u8; 20],
+    name: Name,
+    /// The name's node; `None` for an empty non-terminal.
+    node: Option<&'a Node>,
+    /// False for insecure delegations and for empty non-terminals with nothing required below.
+    required: bool,
+}
+
+/// Every name the NSEC3 chain covers, sorted by hash.
+fn needed_nsec3<'a>(
     zone: &crate::zone::Zone,
-    real: &[&Node],
+    real: &[&'a Node],
     p: &Nsec3Params,
-) -> HashMap<[u8; 20], (Name, Option<Vec<u16>>)> {
-    let names: Vec<&Node> = real
-        .iter()
-        .copied()
-        .filter(|n| n.kind != NodeKind::BelowCut)
-        .collect();
-    let mut need: HashMap<[u8; 20], (Name, Option<Vec<u16>>)> = names
+) -> Vec<Wanted<'a>> {
+    let depth = zone.origin.label_count() + 1;
+    let mut wanted: Vec<Wanted<'a>> = real
         .par_iter()
-        .map(|n| {
-            let insecure = n.kind == NodeKind::Delegation && !n.has(rtype::DS);
-            let types = if insecure {
-                None
-            } else {
-                Some(expected_types(n, false))
-            };
-            (nsec3::hash(&n.name, p), (n.name.clone(), types))
+        .filter(|n| n.kind != NodeKind::BelowCut)
+        .map(|n| Wanted {
+            hash: nsec3::hash(&n.name, p),
+            name: n.name.clone(),
+            node: Some(*n),
+            required: !(n.kind == NodeKind::Delegation && !n.has(rtype::DS)),
         })
         .collect();
-    // Empty non-terminals: every ancestor up to the apex that is not a name of its own.
-    let existing: HashSet<&[u8]> = real.iter().map(|n| n.name.as_wire()).collect();
-    for n in &names {
-        let required = !(n.kind == NodeKind::Delegation && !n.has(rtype::DS));
-        let mut up = n.name.parent();
-        while let Some(a) = up {
-            if a == zone.origin
-                || !a.is_subdomain_of(&zone.origin)
-                || existing.contains(a.as_wire())
-            {
-                break;
+    // Empty non-terminals: ancestors up to the apex that are not names of their own. Only
+    // names more than one label below the apex have any.
+    let deep: Vec<(Name, bool)> = wanted
+        .iter()
+        .filter(|w| w.name.label_count() > depth)
+        .map(|w| (w.name.clone(), w.required))
+        .collect();
+    if !deep.is_empty() {
+        let existing: HashSet<&[u8]> = real.iter().map(|n| n.name.as_wire()).collect();
+        let mut ents: HashMap<Name, bool> = HashMap::new();
+        for (name, required) in deep {
+            let mut up = name.parent();
+            while let Some(a) = up {
+                if a == zone.origin
+                    || !a.is_subdomain_of(&zone.origin)
+                    || existing.contains(a.as_wire())
+                {
+                    break;
+                }
+                up = a.parent();
+                *ents.entry(a).or_insert(false) |= required;
             }
-            let e = need
-                .entry(nsec3::hash(&a, p))
-                .or_insert_with(|| (a.clone(), None));
-            if required {
-                e.1 = Some(Vec::new());
-            }
-            up = a.parent();
         }
+        wanted.extend(ents.into_iter().map(|(name, required)| Wanted {
+            hash: nsec3::hash(&name, p),
+            name,
+            node: None,
+            required,
+        }));
     }
-    need
+    wanted.par_sort_unstable_by(|a, b| a.hash.cmp(&b.hash));
+    wanted
 }
