@@ -74,7 +74,7 @@ impl SigningKey for FaultKey {
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, HsmError> {
         let mut sig = self.inner.sign(data)?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % self.every == 0 {
+        if n.is_multiple_of(self.every) {
             let i = (n as usize) % sig.len();
             sig[i] ^= 0x5a;
         }

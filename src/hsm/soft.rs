@@ -3,16 +3,19 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use aws_lc_rs::agreement;
 use aws_lc_rs::encoding::{AsBigEndian, AsDer};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPairComponents, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
-use aws_lc_rs::{agreement, rsa};
 
 use super::{HsmError, Keystore, SigningKey};
 use crate::keys::algorithm::{join_rsa_public_key, split_rsa_public_key, strip_zeros};
 use crate::keys::{Algorithm, DnsKey, FLAG_SEP, FLAG_ZONE, keyfile};
 use crate::zone::Name;
+
+/// The fields of a BIND `.private` file for a new key: (name, value) pairs.
+pub type KeyFields = Vec<(&'static str, Vec<u8>)>;
 
 enum Private {
     Ecdsa(EcdsaKeyPair),
@@ -29,53 +32,49 @@ pub struct SoftKey {
 }
 
 impl SoftKey {
-    pub fn generate(
-        alg: Algorithm,
-        ksk: bool,
-    ) -> Result<(SoftKey, Vec<(&'static str, Vec<u8>)>), String> {
+    pub fn generate(alg: Algorithm, ksk: bool) -> Result<(SoftKey, KeyFields), String> {
         let flags = FLAG_ZONE | if ksk { FLAG_SEP } else { 0 };
         let e = |_| "key generation failed".to_string();
-        let (private, public_key, fields): (Private, Vec<u8>, Vec<(&'static str, Vec<u8>)>) =
-            match alg {
-                Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaP384Sha384 => {
-                    let salg = ecdsa_alg(alg);
-                    let kp = EcdsaKeyPair::generate(salg).map_err(e)?;
-                    let public = kp.public_key().as_ref()[1..].to_vec();
-                    let d = kp.private_key().as_be_bytes().map_err(e)?.as_ref().to_vec();
-                    (Private::Ecdsa(kp), public, vec![("PrivateKey", d)])
-                }
-                Algorithm::Ed25519 => {
-                    let kp = Ed25519KeyPair::generate().map_err(e)?;
-                    let public = kp.public_key().as_ref().to_vec();
-                    let seed = kp
-                        .seed()
-                        .map_err(e)?
-                        .as_be_bytes()
-                        .map_err(e)?
-                        .as_ref()
-                        .to_vec();
-                    (Private::Ed25519(kp), public, vec![("PrivateKey", seed)])
-                }
-                Algorithm::RsaSha256 => {
-                    let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(e)?;
-                    let der = kp.as_der().map_err(e)?;
-                    let c = rsa_components_from_pkcs8(der.as_ref())
-                        .ok_or("cannot read generated RSA key")?;
-                    let public = join_rsa_public_key(&c[1], &c[0]);
-                    let names = [
-                        "Modulus",
-                        "PublicExponent",
-                        "PrivateExponent",
-                        "Prime1",
-                        "Prime2",
-                        "Exponent1",
-                        "Exponent2",
-                        "Coefficient",
-                    ];
-                    let fields = names.iter().zip(c).map(|(n, v)| (*n, v)).collect();
-                    (Private::Rsa(kp), public, fields)
-                }
-            };
+        let (private, public_key, fields): (Private, Vec<u8>, KeyFields) = match alg {
+            Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaP384Sha384 => {
+                let salg = ecdsa_alg(alg);
+                let kp = EcdsaKeyPair::generate(salg).map_err(e)?;
+                let public = kp.public_key().as_ref()[1..].to_vec();
+                let d = kp.private_key().as_be_bytes().map_err(e)?.as_ref().to_vec();
+                (Private::Ecdsa(kp), public, vec![("PrivateKey", d)])
+            }
+            Algorithm::Ed25519 => {
+                let kp = Ed25519KeyPair::generate().map_err(e)?;
+                let public = kp.public_key().as_ref().to_vec();
+                let seed = kp
+                    .seed()
+                    .map_err(e)?
+                    .as_be_bytes()
+                    .map_err(e)?
+                    .as_ref()
+                    .to_vec();
+                (Private::Ed25519(kp), public, vec![("PrivateKey", seed)])
+            }
+            Algorithm::RsaSha256 => {
+                let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(e)?;
+                let der = kp.as_der().map_err(e)?;
+                let c = rsa_components_from_pkcs8(der.as_ref())
+                    .ok_or("cannot read generated RSA key")?;
+                let public = join_rsa_public_key(&c[1], &c[0]);
+                let names = [
+                    "Modulus",
+                    "PublicExponent",
+                    "PrivateExponent",
+                    "Prime1",
+                    "Prime2",
+                    "Exponent1",
+                    "Exponent2",
+                    "Coefficient",
+                ];
+                let fields = names.iter().zip(c).map(|(n, v)| (*n, v)).collect();
+                (Private::Rsa(kp), public, fields)
+            }
+        };
         let dnskey = DnsKey {
             flags,
             algorithm: alg.number(),
@@ -366,6 +365,3 @@ pub fn now_u32() -> u32 {
         .map(|d| d.as_secs() as u32)
         .unwrap_or(0)
 }
-
-#[allow(unused_imports)]
-use rsa as _;

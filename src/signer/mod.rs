@@ -518,7 +518,7 @@ impl SignedZone {
         for window in nodes.chunks(NODES_PER_PIECE * PIECES_PER_WINDOW) {
             let texts: Vec<String> = window
                 .par_chunks(NODES_PER_PIECE)
-                .map(|piece| format_nodes(piece))
+                .map(format_nodes)
                 .collect();
             for t in &texts {
                 out(t)?;

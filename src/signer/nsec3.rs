@@ -94,7 +94,7 @@ pub fn build(zone: &Zone, p: &Nsec3Params, ttl: u32) -> Result<Vec<Node>, String
     for e in &ents {
         entries.push((hash(e, p), Vec::new()));
     }
-    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_unstable_by_key(|a| a.0);
     for w in entries.windows(2) {
         if w[0].0 == w[1].0 {
             return Err(format!(

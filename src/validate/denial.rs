@@ -332,7 +332,7 @@ fn needed_nsec3<'a>(
             hash: nsec3::hash(&n.name, p),
             name: n.name.clone(),
             node: Some(*n),
-            required: !(n.kind == NodeKind::Delegation && !n.has(rtype::DS)),
+            required: n.kind != NodeKind::Delegation || n.has(rtype::DS),
         })
         .collect();
     // Empty non-terminals: ancestors up to the apex that are not names of their own. Only

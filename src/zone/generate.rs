@@ -47,7 +47,7 @@ pub fn zone_text(shape: Shape, origin: &str, n: usize, seed: u64) -> String {
         let label = label(i, r);
         match shape {
             Shape::Tld => {
-                if r % 10 == 0 {
+                if r.is_multiple_of(10) {
                     writeln!(s, "{label} IN NS ns1.{label}\n{label} IN NS ns2.{label}").unwrap();
                     writeln!(
                         s,

@@ -1,5 +1,6 @@
 //! Writes records in presentation form, one per line, atomically where asked.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use super::{rdata, rtype};
 pub fn push_record(out: &mut String, owner: &Name, rtype: u16, ttl: u32, data: &[u8]) {
     owner.write_text(out);
     out.push('\t');
-    out.push_str(itoa_u32(ttl).as_str());
+    write!(out, "{ttl}").expect("writing to a String");
     out.push_str("\tIN\t");
     out.push_str(&rtype::to_text(rtype));
     out.push('\t');
@@ -27,10 +28,6 @@ pub fn push_record(out: &mut String, owner: &Name, rtype: u16, ttl: u32, data: &
         }
     }
     out.push('\n');
-}
-
-fn itoa_u32(v: u32) -> String {
-    v.to_string()
 }
 
 /// A file written to a temporary name beside its target and renamed into place on
