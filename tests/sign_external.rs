@@ -232,3 +232,50 @@ fn our_keys_are_imported_by_knot_keymgr_and_kzonesign_output_verifies() {
     let (code, o, err) = qs(&["verify", "--zone", "example", p(&signed)]);
     assert_eq!(code, 0, "we reject kzonesign's output:\n{o}\n{err}");
 }
+
+#[test]
+fn output_is_deterministic_apart_from_ecdsa_randomness() {
+    // Ed25519 signatures are deterministic, so two runs at the same time give the same bytes
+    // (jitter included); with ECDSA only the signature fields differ.
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated_zone(dir.path(), "tld", "tld", 500);
+    for (alg, deterministic) in [("15", true), ("13", false)] {
+        let ks = make_keys(&dir.path().join(format!("k{alg}")), "tld", alg, false);
+        let now = quorumsign::hsm::soft::now_u32().to_string();
+        let run = |n: u32| {
+            let out = dir.path().join(format!("{alg}-{n}.signed"));
+            qs_ok(&[
+                "sign",
+                "--zone",
+                "tld",
+                "--input",
+                p(&input),
+                "--output",
+                p(&out),
+                "--keystore",
+                &ks,
+                "--now",
+                &now,
+            ]);
+            std::fs::read_to_string(out).unwrap()
+        };
+        let (a, b) = (run(1), run(2));
+        if deterministic {
+            assert_eq!(a, b);
+        } else {
+            let strip = |s: &str| -> Vec<String> {
+                s.lines()
+                    .map(|l| {
+                        if l.contains("\tRRSIG\t") {
+                            l.rsplit_once(' ').unwrap().0.to_string()
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect()
+            };
+            assert_ne!(a, b, "ECDSA signatures are randomised");
+            assert_eq!(strip(&a), strip(&b));
+        }
+    }
+}
