@@ -279,3 +279,35 @@ fn output_is_deterministic_apart_from_ecdsa_randomness() {
         }
     }
 }
+
+#[test]
+fn bind_signs_with_our_keys_and_we_accept_its_nsec3_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let kd = dir.path().join("keys");
+    make_keys(&kd, "example", "13", false);
+    let out = dir.path().join("bind.signed");
+    let (code, o, e) = tool(
+        "dnssec-signzone",
+        &[
+            "-x",
+            "-N",
+            "keep",
+            "-S",
+            "-K",
+            p(&kd),
+            "-3",
+            "-",
+            "-H",
+            "0",
+            "-A",
+            "-o",
+            "example.",
+            "-f",
+            p(&out),
+            p(&example_zone()),
+        ],
+    );
+    assert_eq!(code, 0, "dnssec-signzone failed with our keys:\n{o}\n{e}");
+    let (code, o, e) = qs(&["verify", "--zone", "example", p(&out)]);
+    assert_eq!(code, 0, "we reject dnssec-signzone's output:\n{o}\n{e}");
+}

@@ -268,7 +268,7 @@ fn parse_chunk(
                 _ => Name::parse(toks[0].text, Some(&st.origin)).map_err(|e| {
                     fail(format!(
                         "bad owner name {:?}: {e}",
-                        String::from_utf8_lossy(toks[0].text)
+                        rdata::lossy(toks[0].text)
                     ))
                 })?,
             };
@@ -289,13 +289,13 @@ fn parse_chunk(
             {
                 return Err(fail(format!(
                     "class {} is not supported; only IN",
-                    String::from_utf8_lossy(t)
+                    rdata::lossy(t)
                 )));
             } else if ttl.is_none() && t.first().is_some_and(u8::is_ascii_digit) {
-                ttl =
-                    Some(rdata::parse_period(t).ok_or_else(|| {
-                        fail(format!("bad TTL {:?}", String::from_utf8_lossy(t)))
-                    })?);
+                ttl = Some(
+                    rdata::parse_period(t)
+                        .ok_or_else(|| fail(format!("bad TTL {:?}", rdata::lossy(t))))?,
+                );
                 i += 1;
             } else {
                 break;
@@ -307,7 +307,7 @@ fn parse_chunk(
         let rtype = rtype::from_text(type_tok.text).ok_or_else(|| {
             fail(format!(
                 "unknown record type {:?}",
-                String::from_utf8_lossy(type_tok.text)
+                rdata::lossy(type_tok.text)
             ))
         })?;
         if !owner.is_subdomain_of(&opts.origin) {
@@ -394,7 +394,7 @@ fn directive(
         let a = arg.ok_or_else(|| fail("$TTL needs a value".into()))?;
         st.default_ttl = Some(
             rdata::parse_period(a)
-                .ok_or_else(|| fail(format!("bad $TTL {:?}", String::from_utf8_lossy(a))))?,
+                .ok_or_else(|| fail(format!("bad $TTL {:?}", rdata::lossy(a))))?,
         );
     } else if d.eq_ignore_ascii_case(b"$INCLUDE") {
         if depth + 1 > opts.limits.include_depth_max {
@@ -417,10 +417,7 @@ fn directive(
         parse_file_into(&p, opts, st, out, depth + 1)?;
         st.origin = saved;
     } else {
-        return Err(fail(format!(
-            "unsupported directive {}",
-            String::from_utf8_lossy(d)
-        )));
+        return Err(fail(format!("unsupported directive {}", rdata::lossy(d))));
     }
     Ok(())
 }

@@ -386,8 +386,17 @@ fn bad(t: u16, text: &[u8], what: &str) -> RdataError {
     ))
 }
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// Input text for an error message, cut to `ERROR_TEXT_CHARS_MAX` characters so that a
+/// binary or runaway token cannot flood the log.
+pub fn lossy(b: &[u8]) -> String {
+    const ERROR_TEXT_CHARS_MAX: usize = 64;
+    let s = String::from_utf8_lossy(b);
+    if s.chars().count() <= ERROR_TEXT_CHARS_MAX {
+        return s.into_owned();
+    }
+    let mut t: String = s.chars().take(ERROR_TEXT_CHARS_MAX).collect();
+    t.push('…');
+    t
 }
 
 fn parse_num(text: &[u8], t: u16, max: u64) -> Result<u64, RdataError> {
