@@ -4,6 +4,8 @@
 //! Everything runs in one test function: the module reads `SOFTHSM2_CONF` once, when it is
 //! initialized, and stays initialized for the whole process.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -11,29 +13,9 @@ use quorumsign::hsm::{self, Keystore};
 use quorumsign::keys::Algorithm;
 use quorumsign::zone::Name;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+use common::init_softhsm_token;
 
-fn init_token(conf: &Path, label: &str) {
-    let out = Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", conf)
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--pin",
-            "1234",
-            "--so-pin",
-            "5678",
-        ])
-        .output()
-        .expect("softhsm2-util runs");
-    assert!(
-        out.status.success(),
-        "softhsm2-util: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 fn generate_load_sign(store: &dyn Keystore, zone: &Name) {
     let algs = [
@@ -146,7 +128,7 @@ fn softhsm_keystore() {
     .unwrap();
     // SAFETY: the only test in this binary; no other thread reads the environment yet.
     unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
-    init_token(&conf, "t");
+    init_softhsm_token(&conf, "t");
     let pin = dir.path().join("pin");
     std::fs::write(&pin, "1234\n").unwrap();
     let bad_pin = dir.path().join("badpin");

@@ -30,25 +30,7 @@ impl Hsm {
             ),
         )
         .unwrap();
-        let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &conf)
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                label,
-                "--pin",
-                "1234",
-                "--so-pin",
-                "5678",
-            ])
-            .output()
-            .expect("softhsm2-util (install with tests/run.sh)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        init_softhsm_token(&conf, label);
         std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
         std::fs::write(dir.path().join("badpin"), "0000\n").unwrap();
         Hsm {

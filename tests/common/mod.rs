@@ -59,7 +59,8 @@ pub fn p(path: &Path) -> &str {
 /// Makes a KSK and a ZSK (or one CSK) for `zone` in `dir:<dir>`.
 pub fn make_keys(dir: &Path, zone: &str, alg: &str, csk: bool) -> String {
     let ks = format!("dir:{}", dir.display());
-    if csk {
+    let roles: &[&str] = if csk { &["csk"] } else { &["ksk", "zsk"] };
+    for role in roles {
         qs_ok(&[
             "keys",
             "generate",
@@ -70,35 +71,33 @@ pub fn make_keys(dir: &Path, zone: &str, alg: &str, csk: bool) -> String {
             "--algorithm",
             alg,
             "--role",
-            "csk",
-        ]);
-    } else {
-        qs_ok(&[
-            "keys",
-            "generate",
-            "--zone",
-            zone,
-            "--keystore",
-            &ks,
-            "--algorithm",
-            alg,
-            "--role",
-            "ksk",
-        ]);
-        qs_ok(&[
-            "keys",
-            "generate",
-            "--zone",
-            zone,
-            "--keystore",
-            &ks,
-            "--algorithm",
-            alg,
-            "--role",
-            "zsk",
+            role,
         ]);
     }
     ks
+}
+
+/// Creates a SoftHSM2 token `label` (user PIN 1234) in the token directory of `conf`.
+pub fn init_softhsm_token(conf: &Path, label: &str) {
+    let out = std::process::Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ])
+        .output()
+        .expect("softhsm2-util (install the test tools with `bash tests/run.sh`)");
+    assert!(
+        out.status.success(),
+        "softhsm2-util: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Asserts that quorumsign verify, dnssec-verify, ldns-verify-zone and kzonecheck all
