@@ -100,7 +100,7 @@ fn two_keys_with_one_key_tag_are_refused() {
     };
     let (zone, _) = quorumsign::zone::Zone::load(&example_zone(), &opts).unwrap();
     let so = quorumsign::signer::SignOptions::new(quorumsign::hsm::soft::now_u32());
-    let err = quorumsign::signer::sign_zone(zone, &keys, &so, &Default::default(), &|_| {})
+    let err = quorumsign::signer::sign_zone(zone, &keys, &so, &Default::default(), &|_, _| {})
         .err()
         .expect("refused");
     assert!(err.to_string().contains("key tag collision"), "{err}");

@@ -20,7 +20,7 @@ fn signed(denial: Denial) -> (tempfile::TempDir, quorumsign::signer::SignedZone)
     let (zone, _) = Zone::load(&example_zone(), &opts).unwrap();
     let mut so = SignOptions::new(quorumsign::hsm::soft::now_u32());
     so.denial = denial;
-    let s = sign_zone(zone, &keys, &so, &SignatureCache::default(), &|_| {}).unwrap();
+    let s = sign_zone(zone, &keys, &so, &SignatureCache::default(), &|_, _| {}).unwrap();
     (dir, s)
 }
 

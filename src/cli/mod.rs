@@ -117,3 +117,20 @@ fn generate_zone(shape: &str, zone: &str, count: usize, seed: u64) -> anyhow::Re
         .write_all(zone_text(shape, &origin.to_text(), count, seed).as_bytes())?;
     Ok(())
 }
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise.
+pub(crate) fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(0);
+    let template = format!("{what} {{bar:40}} {{pos}}/{{len}} {{eta}}");
+    b.set_style(indicatif::ProgressStyle::with_template(&template).expect("template"));
+    b
+}
+
+/// Moves `bar` to `done` of `total`.
+pub(crate) fn advance(bar: &indicatif::ProgressBar, done: usize, total: usize) {
+    bar.set_length(total as u64);
+    bar.set_position(done as u64);
+}

@@ -1,4 +1,3 @@
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -131,10 +130,12 @@ pub fn run(a: SignArgs) -> Result<()> {
         Some(p) => SignatureCache::load(p, &origin)?,
         None => SignatureCache::default(),
     };
-    let bar = progress_bar(zone.nodes.len() as u64);
+    let bar = super::progress_bar("signing");
     let t1 = Instant::now();
-    let signed = signer::sign_zone(zone, &keys, &opts, &cache, &|n| bar.set_position(n as u64))
-        .context("signing")?;
+    let signed = signer::sign_zone(zone, &keys, &opts, &cache, &|n, total| {
+        super::advance(&bar, n, total)
+    })
+    .context("signing")?;
     bar.finish_and_clear();
     let t_sign = t1.elapsed();
 
@@ -180,16 +181,4 @@ pub fn run(a: SignArgs) -> Result<()> {
     // only delay the exit.
     std::mem::forget(signed);
     Ok(())
-}
-
-fn progress_bar(len: u64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let b = indicatif::ProgressBar::new(len);
-    b.set_style(
-        indicatif::ProgressStyle::with_template("signing {bar:40} {pos}/{len} RRsets {eta}")
-            .expect("template"),
-    );
-    b
 }

@@ -86,14 +86,17 @@ fn run_inner(a: &VerifyArgs) -> Result<validate::Report, String> {
             ));
         }
     }
-    let report = validate::verify_zone(
+    let bar = super::progress_bar("verifying");
+    let report = validate::verify_zone_with_progress(
         &zone,
         &VerifyOptions {
             now,
             trust_anchors,
             signatures_prechecked: false,
         },
+        &|n, total| super::advance(&bar, n, total),
     );
+    bar.finish_and_clear();
     // The process ends right after the report: skip freeing millions of records.
     std::mem::forget(zone);
     Ok(report)

@@ -156,13 +156,13 @@ impl Check {
     }
 }
 
-/// Signs `zone` with `keys`, reusing what `cache` holds.
+/// Signs `zone` with `keys`, reusing what `cache` holds. `progress` hears (RRsets done, RRsets).
 pub fn sign_zone(
     mut zone: Zone,
     keys: &[Arc<dyn SigningKey>],
     opts: &SignOptions,
     cache: &SignatureCache,
-    progress: &(dyn Fn(usize) + Sync),
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<SignedZone, SignError> {
     if opts.validity_s <= opts.jitter_s.saturating_add(opts.refresh_s) {
         return Err(SignError::BadTiming {
@@ -239,7 +239,10 @@ pub fn sign_zone(
                 })
                 .collect();
             let r = sign_chunk(&plan, &items);
-            progress(done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len());
+            progress(
+                done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len(),
+                targets.len(),
+            );
             r
         })
         .collect();
@@ -279,7 +282,7 @@ pub fn sign_zone(
             },
         );
     }
-    progress(targets.len());
+    progress(targets.len(), targets.len());
     Ok(SignedZone {
         zone,
         nsec3,

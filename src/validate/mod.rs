@@ -109,7 +109,16 @@ impl Keys {
 
 /// Checks a whole signed zone. `zone` must have been parsed with DNSSEC records kept.
 pub fn verify_zone(zone: &Zone, opts: &VerifyOptions) -> Report {
-    verify_parts(zone, &[], opts)
+    verify_parts(zone, &[], opts, &|_, _| {})
+}
+
+/// As [`verify_zone`]; `progress` hears (names checked, names).
+pub fn verify_zone_with_progress(
+    zone: &Zone,
+    opts: &VerifyOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Report {
+    verify_parts(zone, &[], opts, progress)
 }
 
 /// Checks a freshly signed zone before it is written: the signer's publish gate.
@@ -121,11 +130,16 @@ pub fn verify_signed(signed: &crate::signer::SignedZone, now: u32) -> Report {
         trust_anchors: Vec::new(),
         signatures_prechecked: true,
     };
-    verify_parts(&signed.zone, &signed.nsec3, &opts)
+    verify_parts(&signed.zone, &signed.nsec3, &opts, &|_, _| {})
 }
 
 /// As [`verify_zone`], with `extra` nodes (an NSEC3 chain kept apart) counted as the zone's.
-fn verify_parts(zone: &Zone, extra: &[Node], opts: &VerifyOptions) -> Report {
+fn verify_parts(
+    zone: &Zone,
+    extra: &[Node],
+    opts: &VerifyOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Report {
     let mut report = Report {
         zone: zone.origin.to_text(),
         ..Default::default()
@@ -147,10 +161,20 @@ fn verify_parts(zone: &Zone, extra: &[Node], opts: &VerifyOptions) -> Report {
         .partition(|n| !is_nsec3_node(n));
 
     let t0 = std::time::Instant::now();
+    let (done, total) = (
+        std::sync::atomic::AtomicUsize::new(0),
+        real.len() + hashed.len(),
+    );
     let per_node: Vec<(usize, usize, Vec<Failure>)> = real
         .par_iter()
         .chain(hashed.par_iter())
-        .map(|n| check_node(zone, n, &keys, opts))
+        .map(|n| {
+            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if d % 4096 == 0 || d == total {
+                progress(d, total);
+            }
+            check_node(zone, n, &keys, opts)
+        })
         .collect();
     for (sets, sigs, f) in per_node {
         report.rrsets_checked += sets;
