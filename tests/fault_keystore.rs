@@ -57,17 +57,7 @@ fn every_corrupted_signature_is_caught_and_nothing_is_written() {
     }
     // The same keystore with no fault signs fine: the check does not reject good signatures.
     let ks = format!("dir:{}", keydir.display());
-    qs_ok(&[
-        "sign",
-        "--zone",
-        "tld",
-        "--input",
-        p(&input),
-        "--output",
-        p(&out),
-        "--keystore",
-        &ks,
-    ]);
+    sign_ok("tld", p(&input), p(&out), &ks, &[]);
     let (code, o, _) = qs(&["verify", "--zone", "tld", p(&out)]);
     assert_eq!(code, 0, "{o}");
 }

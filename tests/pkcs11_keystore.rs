@@ -13,7 +13,7 @@ use quorumsign::hsm::{self, Keystore};
 use quorumsign::keys::Algorithm;
 use quorumsign::zone::Name;
 
-use common::init_softhsm_token;
+use common::{init_softhsm_token, softhsm_conf};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
@@ -116,16 +116,7 @@ fn softhsm_keystore() {
         panic!("SoftHSM2 is not installed: run the tests through `bash tests/run.sh`");
     }
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::create_dir(dir.path().join("tokens")).unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\n",
-            dir.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
+    let conf = softhsm_conf(dir.path());
     // SAFETY: the only test in this binary; no other thread reads the environment yet.
     unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
     init_softhsm_token(&conf, "t");

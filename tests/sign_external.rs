@@ -75,17 +75,7 @@ fn keys_from_dnssec_keygen_sign_and_ds_matches() {
     }
     let ks = format!("dir:{}", kd.display());
     let out = kd.join("signed");
-    qs_ok(&[
-        "sign",
-        "--zone",
-        "example",
-        "--input",
-        p(&example_zone()),
-        "--output",
-        p(&out),
-        "--keystore",
-        &ks,
-    ]);
+    sign_ok("example", p(&example_zone()), p(&out), &ks, &[]);
     assert_all_validators_accept("example", &out);
     // Our DS equals BIND's for the same key.
     let ours = qs_ok(&["ds", "--zone", "example", "--keystore", &ks]);
@@ -149,17 +139,7 @@ fn keys_from_ldns_keygen_sign() {
     let listed = qs_ok(&["keys", "list", "--zone", "example", "--keystore", &ks]);
     assert!(listed.contains("KSK") && listed.contains("ZSK"), "{listed}");
     let out = dir.path().join("signed");
-    qs_ok(&[
-        "sign",
-        "--zone",
-        "example",
-        "--input",
-        p(&example_zone()),
-        "--output",
-        p(&out),
-        "--keystore",
-        &ks,
-    ]);
+    sign_ok("example", p(&example_zone()), p(&out), &ks, &[]);
     assert_all_validators_accept("example", &out);
 }
 
@@ -244,19 +224,7 @@ fn output_is_deterministic_apart_from_ecdsa_randomness() {
         let now = quorumsign::hsm::soft::now_u32().to_string();
         let run = |n: u32| {
             let out = dir.path().join(format!("{alg}-{n}.signed"));
-            qs_ok(&[
-                "sign",
-                "--zone",
-                "tld",
-                "--input",
-                p(&input),
-                "--output",
-                p(&out),
-                "--keystore",
-                &ks,
-                "--now",
-                &now,
-            ]);
+            sign_ok("tld", p(&input), p(&out), &ks, &["--now", &now]);
             std::fs::read_to_string(out).unwrap()
         };
         let (a, b) = (run(1), run(2));

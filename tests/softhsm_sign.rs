@@ -20,16 +20,7 @@ struct Hsm {
 impl Hsm {
     fn new(label: &str) -> Hsm {
         let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::create_dir(dir.path().join("tokens")).unwrap();
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
+        let conf = softhsm_conf(dir.path());
         init_softhsm_token(&conf, label);
         std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
         std::fs::write(dir.path().join("badpin"), "0000\n").unwrap();

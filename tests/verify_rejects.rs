@@ -18,19 +18,13 @@ fn signed_example(denial: &str) -> Signed {
     let dir = tempfile::tempdir().unwrap();
     let ks = make_keys(&dir.path().join("keys"), "example", "13", false);
     let out = dir.path().join("signed");
-    qs_ok(&[
-        "sign",
-        "--zone",
+    sign_ok(
         "example",
-        "--input",
         p(&example_zone()),
-        "--output",
         p(&out),
-        "--keystore",
         &ks,
-        "--denial",
-        denial,
-    ]);
+        &["--denial", denial],
+    );
     let text = std::fs::read_to_string(&out).unwrap();
     Signed {
         dir: dir.path().to_path_buf(),

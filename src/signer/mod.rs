@@ -478,6 +478,18 @@ fn add_apex_records(zone: &mut Zone, keys: &[Arc<dyn SigningKey>], opts: &SignOp
     }
 }
 
+/// The types a denial record at `node` lists before RRSIG/NSEC: at a zone cut only NS and
+/// DS (RFC 4035 §2.3), elsewhere every type present.
+pub(crate) fn authoritative_types(node: &Node) -> Vec<u16> {
+    let types = node.rrsets.iter().map(|r| r.rtype);
+    match node.kind {
+        NodeKind::Delegation => types
+            .filter(|t| matches!(*t, rtype::NS | rtype::DS))
+            .collect(),
+        _ => types.collect(),
+    }
+}
+
 /// RFC 4034 §4: one NSEC per authoritative name and delegation, in canonical order.
 fn add_nsec(zone: &mut Zone, ttl: u32) {
     let chain: Vec<usize> = (0..zone.nodes.len())
@@ -486,15 +498,7 @@ fn add_nsec(zone: &mut Zone, ttl: u32) {
     for (k, &i) in chain.iter().enumerate() {
         let next = zone.nodes[chain[(k + 1) % chain.len()]].name.clone();
         let node = &zone.nodes[i];
-        let mut types: Vec<u16> = match node.kind {
-            NodeKind::Delegation => node
-                .rrsets
-                .iter()
-                .map(|r| r.rtype)
-                .filter(|t| matches!(*t, rtype::NS | rtype::DS))
-                .collect(),
-            _ => node.rrsets.iter().map(|r| r.rtype).collect(),
-        };
+        let mut types = authoritative_types(node);
         types.extend([rtype::RRSIG, rtype::NSEC]);
         let mut rd = next.as_wire().to_vec();
         rd.extend_from_slice(&type_bitmap(&mut types));

@@ -46,21 +46,15 @@ pub fn nsec3param_rdata(p: &Nsec3Params) -> Vec<u8> {
 
 /// Types an NSEC3 at `node` lists (RFC 5155 §7.1).
 pub fn node_types(node: &Node) -> Vec<u16> {
-    match node.kind {
-        NodeKind::Delegation => {
-            let mut t = vec![rtype::NS];
-            if node.has(rtype::DS) {
-                t.extend([rtype::DS, rtype::RRSIG]);
-            }
-            t
-        }
-        NodeKind::BelowCut => Vec::new(),
-        NodeKind::Apex | NodeKind::Auth => {
-            let mut t: Vec<u16> = node.rrsets.iter().map(|r| r.rtype).collect();
-            t.push(rtype::RRSIG);
-            t
-        }
+    if node.kind == NodeKind::BelowCut {
+        return Vec::new();
     }
+    let mut t = super::authoritative_types(node);
+    // An insecure delegation has no RRSIG at its name (its NS RRset is not signed).
+    if node.kind != NodeKind::Delegation || node.has(rtype::DS) {
+        t.push(rtype::RRSIG);
+    }
+    t
 }
 
 /// Builds the NSEC3 chain: one node per hashed owner, in hash order.

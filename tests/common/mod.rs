@@ -33,6 +33,24 @@ pub fn qs_ok(args: &[&str]) -> String {
     out
 }
 
+/// `quorumsign sign` of `input` into `output` with keystore `ks` and `extra` arguments;
+/// panics with the output unless it succeeds.
+pub fn sign_ok(zone: &str, input: &str, output: &str, ks: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "sign",
+        "--zone",
+        zone,
+        "--input",
+        input,
+        "--output",
+        output,
+        "--keystore",
+        ks,
+    ];
+    args.extend_from_slice(extra);
+    qs_ok(&args)
+}
+
 /// Runs an external tool; the tools are installed by the README's test command, so a
 /// missing tool is a failure, not a skip.
 pub fn tool(name: &str, args: &[&str]) -> (i32, String, String) {
@@ -75,6 +93,18 @@ pub fn make_keys(dir: &Path, zone: &str, alg: &str, csk: bool) -> String {
         ]);
     }
     ks
+}
+
+/// Writes a SoftHSM2 configuration with its token directory under `dir`; returns its path.
+pub fn softhsm_conf(dir: &Path) -> PathBuf {
+    let conf = dir.join("softhsm2.conf");
+    std::fs::create_dir_all(dir.join("tokens")).unwrap();
+    std::fs::write(
+        &conf,
+        format!("directories.tokendir = {}\n", dir.join("tokens").display()),
+    )
+    .unwrap();
+    conf
 }
 
 /// Creates a SoftHSM2 token `label` (user PIN 1234) in the token directory of `conf`.
