@@ -7,6 +7,8 @@
 pub mod cli;
 pub mod hsm;
 pub mod keys;
+pub mod replica;
 pub mod signer;
+pub mod store;
 pub mod validate;
 pub mod zone;

@@ -1,0 +1,137 @@
+//! The replicated state: openraft types, the commands a leader proposes, and the state
+//! machine every node applies them to.
+//!
+//! ```text
+//!  leader: AddZone / AddKey ─┐
+//!  leader: Stage × n ────────┼─► Raft log (sled, durable) ─► apply on every node
+//!  leader: Publish ──────────┘        (majority commit)        └─► ClusterState
+//! ```
+//! A signed version travels as `Stage` chunks (bounded RRset changes) and becomes current
+//! only with its `Publish`, which names the version it was built on: a deposed leader's
+//! publish is refused because the base moved.
+
+pub mod machine;
+pub mod state;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use state::{ClusterState, KeyRecord, RrsetChange, RrsetVal, Version, ZoneConfig};
+
+pub type NodeId = u64;
+
+/// Where a node listens: Raft RPC (mutual TLS) and the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddr {
+    pub raft: String,
+    pub admin: String,
+}
+
+impl fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "raft {} admin {}", self.raft, self.admin)
+    }
+}
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+        Node = NodeAddr,
+);
+
+pub type Raft = openraft::Raft<TypeConfig, machine::StateMachine>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+
+/// Fencing token: (term, log index) of the entry that made a version current.
+pub type Token = (u64, u64);
+
+/// What an operator asked for, kept in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub at: u64,
+    pub by: String,
+    pub command: String,
+}
+
+/// The commands of the replicated log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    AddZone {
+        zone: ZoneConfig,
+        origin: Origin,
+    },
+    RemoveZone {
+        name: String,
+        origin: Origin,
+    },
+    /// Asks the leader to re-read a zone's input now.
+    Reload {
+        name: String,
+        origin: Origin,
+    },
+    /// A key that now exists for the cluster (made by the leader).
+    AddKey {
+        key: KeyRecord,
+    },
+    /// Part of a version under construction.
+    Stage {
+        zone: String,
+        upload: u64,
+        part: u32,
+        changes: Vec<RrsetChange>,
+    },
+    /// Makes a staged version current, if `base` is still the current version's hash.
+    Publish {
+        zone: String,
+        upload: u64,
+        parts: u32,
+        base: Option<[u8; 32]>,
+        version: Version,
+    },
+    /// An operator command recorded as such (leader transfer, node add/remove).
+    Audit {
+        origin: Origin,
+    },
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::AddZone { zone, .. } => write!(f, "add zone {}", zone.name),
+            Command::RemoveZone { name, .. } => write!(f, "remove zone {name}"),
+            Command::Reload { name, .. } => write!(f, "reload zone {name}"),
+            Command::AddKey { key } => write!(f, "add key {} of {}", key.tag, key.zone),
+            Command::Stage {
+                zone, upload, part, changes,
+            } => write!(f, "stage {zone} upload {upload} part {part} ({} changes)", changes.len()),
+            Command::Publish { zone, version, .. } => {
+                write!(f, "publish {zone} serial {}", version.serial)
+            }
+            Command::Audit { origin } => write!(f, "audit {}", origin.command),
+        }
+    }
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    #[default]
+    Done,
+    Published {
+        serial: u32,
+        token: Token,
+    },
+    Refused(String),
+}
+
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("encodable")
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> std::io::Result<T> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}

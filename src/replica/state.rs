@@ -1,0 +1,397 @@
+//! `ClusterState`: what every node holds after applying the log, and how commands change it.
+//!
+//! Applying is deterministic and does no I/O: the same log gives the same state on every
+//! node (invariant K). Signed content is kept per zone as RRsets in canonical order with
+//! their RRSIGs; the content hash is a sum of per-RRset SHA-256 digests, so a version that
+//! changes a few RRsets is hashed in time proportional to the change.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, VecDeque};
+
+use aws_lc_rs::digest;
+use serde::{Deserialize, Serialize};
+
+use super::{Command, LogId, NodeId, Origin, Outcome, Token, TypeConfig};
+use crate::keys::KeyId;
+use crate::zone::Name;
+
+/// How many published versions each zone remembers (for status and, later, IXFR).
+const HISTORY_MAX: usize = 32;
+/// How many audit records are kept.
+const AUDIT_MAX: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// Zone name, absolute, lowercase.
+    pub name: String,
+    /// `file:PATH`.
+    pub input: String,
+    /// `nsec`, `nsec3` or `nsec3-optout`.
+    pub denial: String,
+    pub algorithm: u8,
+    /// One combined signing key instead of a KSK and a ZSK.
+    pub csk: bool,
+    pub validity_s: u32,
+    pub refresh_s: u32,
+    pub jitter_s: u32,
+    pub inception_offset_s: u32,
+}
+
+impl ZoneConfig {
+    pub fn new(name: &str, input: &str) -> ZoneConfig {
+        let mut name = name.to_ascii_lowercase();
+        if !name.ends_with('.') {
+            name.push('.');
+        }
+        ZoneConfig {
+            name,
+            input: input.into(),
+            denial: "nsec3".into(),
+            algorithm: 13,
+            csk: false,
+            validity_s: 14 * 86_400,
+            refresh_s: 3 * 86_400,
+            jitter_s: 12 * 3600,
+            inception_offset_s: 3600,
+        }
+    }
+}
+
+/// A key that exists for the cluster. Private material is either in a shared HSM
+/// (`handle` is its PKCS#11 URI) or sealed with the cluster passphrase (`sealed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub zone: String,
+    pub id: KeyId,
+    /// `ksk`, `zsk` or `csk`.
+    pub role: String,
+    pub algorithm: u8,
+    pub tag: u16,
+    /// DNSKEY rdata.
+    pub dnskey: Vec<u8>,
+    /// `active` (signs and is published); the key-lifecycle engine adds the others.
+    pub state: String,
+    pub created: u64,
+    pub handle: String,
+    pub sealed: Option<Vec<u8>>,
+}
+
+/// One RRset of a signed version and its RRSIG rdatas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RrsetVal {
+    pub ttl: u32,
+    pub rdatas: Vec<Box<[u8]>>,
+    pub sigs: Vec<Box<[u8]>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RrsetChange {
+    pub owner: Name,
+    pub rtype: u16,
+    /// `None` removes the RRset.
+    pub val: Option<RrsetVal>,
+}
+
+/// A published version of a zone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub serial: u32,
+    pub hash: [u8; 32],
+    /// Filled in when the version is applied: the term and index of its `Publish`.
+    pub token: Token,
+    pub published_at: u64,
+    pub leader: NodeId,
+    pub rrsets: u64,
+    pub changes: u64,
+    /// RRsets signed for this version / signatures taken from the cache.
+    pub signed: u64,
+    pub reused: u64,
+    /// RRsets whose content did not change but that were signed again before their refresh
+    /// window (should stay 0: a failover must not re-sign what is not due).
+    pub resigned_unchanged: u64,
+    /// SHA-256 of the unsigned input this version was made from.
+    pub input_digest: [u8; 32],
+}
+
+/// An owner name ordered canonically (RFC 4034 §6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner(pub Name);
+
+impl Ord for Owner {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.cmp_canonical(&o.0)
+    }
+}
+
+impl PartialOrd for Owner {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ZoneState {
+    pub config: Option<ZoneConfig>,
+    pub content: BTreeMap<(Owner, u16), RrsetVal>,
+    pub hash: [u8; 32],
+    pub current: Option<Version>,
+    pub history: VecDeque<Version>,
+    /// Versions under construction: upload id → parts.
+    pub staged: BTreeMap<u64, Vec<Vec<RrsetChange>>>,
+    /// Bumped by `zone reload`; the leader re-reads the input when it changes.
+    pub reload_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub index: u64,
+    pub term: u64,
+    pub origin: Origin,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub last_applied: Option<LogId>,
+    pub membership: openraft::alias::StoredMembershipOf<TypeConfig>,
+    pub zones: BTreeMap<String, ZoneState>,
+    pub keys: Vec<KeyRecord>,
+    pub audit: VecDeque<AuditRecord>,
+}
+
+/// SHA-256 of one RRset with its signatures: a term of the content hash.
+pub fn rrset_digest(owner: &Name, rtype: u16, v: &RrsetVal) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(owner.as_wire());
+    ctx.update(&rtype.to_be_bytes());
+    ctx.update(&v.ttl.to_be_bytes());
+    for part in [&v.rdatas, &v.sigs] {
+        ctx.update(&(part.len() as u32).to_be_bytes());
+        for d in part {
+            ctx.update(&(d.len() as u32).to_be_bytes());
+            ctx.update(d);
+        }
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+fn lanes(h: &[u8; 32]) -> [u64; 4] {
+    std::array::from_fn(|i| u64::from_be_bytes(h[i * 8..i * 8 + 8].try_into().unwrap()))
+}
+
+fn from_lanes(l: [u64; 4]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, v) in l.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+/// Adds (or, with `sub`, removes) one RRset digest to a content hash.
+pub fn hash_step(h: &mut [u8; 32], d: &[u8; 32], sub: bool) {
+    let (a, b) = (lanes(h), lanes(d));
+    *h = from_lanes(std::array::from_fn(|i| {
+        if sub {
+            a[i].wrapping_sub(b[i])
+        } else {
+            a[i].wrapping_add(b[i])
+        }
+    }));
+}
+
+pub fn hex(h: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(h)
+}
+
+impl ZoneState {
+    /// The content hash the zone would have after `changes`, without changing anything.
+    pub fn hash_after<'a>(&self, changes: impl Iterator<Item = &'a RrsetChange>) -> [u8; 32] {
+        let mut h = self.hash;
+        for c in changes {
+            if let Some(old) = self.content.get(&(Owner(c.owner.clone()), c.rtype)) {
+                hash_step(&mut h, &rrset_digest(&c.owner, c.rtype, old), true);
+            }
+            if let Some(new) = &c.val {
+                hash_step(&mut h, &rrset_digest(&c.owner, c.rtype, new), false);
+            }
+        }
+        h
+    }
+
+    fn apply_changes(&mut self, changes: Vec<RrsetChange>) {
+        for c in changes {
+            let key = (Owner(c.owner.clone()), c.rtype);
+            if let Some(old) = self.content.remove(&key) {
+                hash_step(&mut self.hash, &rrset_digest(&c.owner, c.rtype, &old), true);
+            }
+            if let Some(new) = c.val {
+                hash_step(&mut self.hash, &rrset_digest(&c.owner, c.rtype, &new), false);
+                self.content.insert(key, new);
+            }
+        }
+    }
+}
+
+impl ClusterState {
+    pub fn zone_keys(&self, zone: &str) -> impl Iterator<Item = &KeyRecord> {
+        self.keys.iter().filter(move |k| k.zone == zone)
+    }
+
+    /// Applies one normal entry. `log_id` gives the fencing token of a publish.
+    pub fn apply(&mut self, log_id: &LogId, cmd: Command) -> Outcome {
+        let token: Token = (log_id.committed_leader_id().term, log_id.index());
+        match cmd {
+            Command::AddZone { zone, origin } => {
+                let out = match self.zones.get(&zone.name) {
+                    Some(z) if z.config.is_some() => {
+                        Outcome::Refused(format!("zone {} already exists", zone.name))
+                    }
+                    _ => {
+                        let name = zone.name.clone();
+                        self.zones.insert(
+                            name,
+                            ZoneState {
+                                config: Some(zone),
+                                ..Default::default()
+                            },
+                        );
+                        Outcome::Done
+                    }
+                };
+                self.audit(token, origin, &out);
+                out
+            }
+            Command::RemoveZone { name, origin } => {
+                let out = if self.zones.remove(&name).is_some() {
+                    self.keys.retain(|k| k.zone != name);
+                    Outcome::Done
+                } else {
+                    Outcome::Refused(format!("no zone {name}"))
+                };
+                self.audit(token, origin, &out);
+                out
+            }
+            Command::Reload { name, origin } => {
+                let out = match self.zones.get_mut(&name) {
+                    Some(z) => {
+                        z.reload_seq += 1;
+                        Outcome::Done
+                    }
+                    None => Outcome::Refused(format!("no zone {name}")),
+                };
+                self.audit(token, origin, &out);
+                out
+            }
+            Command::AddKey { key } => {
+                if !self.zones.contains_key(&key.zone) {
+                    return Outcome::Refused(format!("no zone {}", key.zone));
+                }
+                if self.keys.iter().any(|k| k.id == key.id) {
+                    return Outcome::Refused(format!("key {} exists", key.id));
+                }
+                self.keys.push(key);
+                Outcome::Done
+            }
+            Command::Stage {
+                zone,
+                upload,
+                part,
+                changes,
+            } => {
+                let Some(z) = self.zones.get_mut(&zone) else {
+                    return Outcome::Refused(format!("no zone {zone}"));
+                };
+                // Only the newest upload is kept: a new leader's upload replaces a dead one's.
+                z.staged.retain(|u, _| *u >= upload);
+                let parts = z.staged.entry(upload).or_default();
+                if parts.len() as u32 != part {
+                    return Outcome::Refused(format!(
+                        "upload {upload}: part {part} out of order (have {})",
+                        parts.len()
+                    ));
+                }
+                parts.push(changes);
+                Outcome::Done
+            }
+            Command::Publish {
+                zone,
+                upload,
+                parts,
+                base,
+                mut version,
+            } => {
+                let Some(z) = self.zones.get_mut(&zone) else {
+                    return Outcome::Refused(format!("no zone {zone}"));
+                };
+                let staged = z.staged.remove(&upload).unwrap_or_default();
+                let current = z.current.as_ref().map(|v| v.hash);
+                if current != base {
+                    return Outcome::Refused(format!(
+                        "zone {zone}: version built on {} but the current one is {}",
+                        base.map_or("nothing".into(), |h| hex(&h[..8])),
+                        current.map_or("nothing".into(), |h| hex(&h[..8]))
+                    ));
+                }
+                if staged.len() as u32 != parts {
+                    return Outcome::Refused(format!(
+                        "zone {zone}: upload {upload} has {} of {parts} parts",
+                        staged.len()
+                    ));
+                }
+                if let Some(cur) = &z.current
+                    && !crate::signer::cache::serial_le(cur.serial, version.serial.wrapping_sub(1))
+                {
+                    return Outcome::Refused(format!(
+                        "zone {zone}: serial {} does not follow {}",
+                        version.serial, cur.serial
+                    ));
+                }
+                let after = z.hash_after(staged.iter().flatten());
+                if after != version.hash {
+                    return Outcome::Refused(format!(
+                        "zone {zone}: content hash after applying is {}, the leader announced {}",
+                        hex(&after[..8]),
+                        hex(&version.hash[..8])
+                    ));
+                }
+                for part in staged {
+                    z.apply_changes(part);
+                }
+                debug_assert_eq!(z.hash, version.hash);
+                version.token = token;
+                version.rrsets = z.content.len() as u64;
+                z.history.push_back(version.clone());
+                while z.history.len() > HISTORY_MAX {
+                    z.history.pop_front();
+                }
+                z.current = Some(version.clone());
+                Outcome::Published {
+                    serial: version.serial,
+                    token,
+                }
+            }
+            Command::Audit { origin } => {
+                self.audit(token, origin, &Outcome::Done);
+                Outcome::Done
+            }
+        }
+    }
+
+    fn audit(&mut self, token: Token, origin: Origin, out: &Outcome) {
+        self.audit.push_back(AuditRecord {
+            term: token.0,
+            index: token.1,
+            origin,
+            outcome: match out {
+                Outcome::Refused(m) => format!("refused: {m}"),
+                _ => "ok".into(),
+            },
+        });
+        while self.audit.len() > AUDIT_MAX {
+            self.audit.pop_front();
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The Raft log and vote, in sled.
+//!
+//! Trees: `log` (big-endian index → bincode entry) and `meta` (`vote`, `committed`,
+//! `purged`). A vote is flushed to disk before `save_vote` returns; appended entries are
+//! flushed before openraft is told they are (the `IOFlushed` callback), so nothing is
+//! acknowledged to a leader that a crash could lose. tests/store.rs runs openraft's
+//! conformance suite over this store and a SIGKILL crash test over a real node.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+
+use openraft::alias::{EntryOf, LogIdOf, VoteOf};
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
+
+use crate::replica::{TypeConfig, decode, encode};
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: sled::Db,
+    log: sled::Tree,
+    meta: sled::Tree,
+}
+
+fn err(e: sled::Error) -> io::Error {
+    io::Error::other(format!("sled: {e}"))
+}
+
+impl LogStore {
+    pub fn open(dir: &Path) -> io::Result<LogStore> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(err)?;
+        Ok(LogStore {
+            log: db.open_tree("log").map_err(err)?,
+            meta: db.open_tree("meta").map_err(err)?,
+            db,
+        })
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
+        self.meta
+            .get(key)
+            .map_err(err)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &str, v: &T) -> io::Result<()> {
+        self.meta.insert(key, encode(v)).map_err(err)?;
+        Ok(())
+    }
+
+    async fn flush(&self) -> io::Result<()> {
+        self.db.flush_async().await.map_err(err)?;
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<EntryOf<TypeConfig>>, io::Error> {
+        let start = match range.start_bound() {
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => x + 1,
+            Bound::Unbounded => 0,
+        };
+        let mut out = Vec::new();
+        for item in self.log.range(start.to_be_bytes()..) {
+            let (k, v) = item.map_err(err)?;
+            let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
+            if !range.contains(&idx) {
+                break;
+            }
+            let entry: EntryOf<TypeConfig> = decode(&v)?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
+        self.get_meta("vote")
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let purged: Option<LogIdOf<TypeConfig>> = self.get_meta("purged")?;
+        let last = match self.log.last().map_err(err)? {
+            Some((_, v)) => Some(decode::<EntryOf<TypeConfig>>(&v)?.log_id()),
+            None => purged.clone(),
+        };
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
+        self.put_meta("vote", vote)?;
+        self.flush().await
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogIdOf<TypeConfig>>,
+    ) -> Result<(), io::Error> {
+        self.put_meta("committed", &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
+        Ok(self
+            .get_meta::<Option<LogIdOf<TypeConfig>>>("committed")?
+            .flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        for e in entries {
+            batch.insert(&e.index().to_be_bytes(), encode(&e));
+        }
+        self.log.apply_batch(batch).map_err(err)?;
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            let res = db.flush_async().await.map(|_| ()).map_err(err);
+            callback.io_completed(res);
+        });
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
+        let from = last.map_or(0, |l| l.index() + 1);
+        let keys: Vec<_> = self
+            .log
+            .range(from.to_be_bytes()..)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        for k in keys {
+            self.log.remove(k).map_err(err)?;
+        }
+        self.flush().await
+    }
+
+    async fn purge(&mut self, upto: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
+        self.put_meta("purged", &upto)?;
+        self.flush().await?;
+        let keys: Vec<_> = self
+            .log
+            .range(..=upto.index().to_be_bytes())
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        for k in keys {
+            self.log.remove(k).map_err(err)?;
+        }
+        Ok(())
+    }
+}
