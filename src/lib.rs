@@ -10,5 +10,6 @@ pub mod keys;
 pub mod replica;
 pub mod signer;
 pub mod store;
+pub mod transport;
 pub mod validate;
 pub mod zone;

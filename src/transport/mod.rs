@@ -1,0 +1,445 @@
+//! Node-to-node RPC: TCP, mutual TLS, length-delimited bincode-2 frames.
+//!
+//! ```text
+//!  client                                   server
+//!   ── TLS handshake (both present certs of the cluster CA) ──
+//!   Hello{from: id}  ─────────────────────►  cert valid for node-<id>.quorumsign?
+//!                                            id a member (or a configured peer)?
+//!                    ◄─────────────────────  Welcome | Refused(reason) + close
+//!   Append / Vote / SnapshotPart / Transfer ─►  raft.* ─► reply
+//! ```
+//! A node's certificate binds its id through the DNS name `node-<id>.quorumsign`; a client
+//! verifies the server's the same way, so neither side can be impersonated by another
+//! member.
+
+pub mod certs;
+
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::alias::{SnapshotMetaOf, VoteOf};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::replica::machine::Snapshot;
+use crate::replica::{NodeAddr, NodeId, Raft, TypeConfig, decode, encode};
+
+/// Largest frame accepted: a Raft batch of staged chunks or a snapshot part.
+const FRAME_MAX: usize = 256 << 20;
+/// Snapshots travel in parts of this size.
+const SNAPSHOT_PART: usize = 8 << 20;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn node_dns_name(id: NodeId) -> String {
+    format!("node-{id}.quorumsign")
+}
+
+#[derive(Serialize, Deserialize)]
+pub enum Request {
+    Hello { from: NodeId },
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    SnapshotPart {
+        vote: VoteOf<TypeConfig>,
+        meta: SnapshotMetaOf<TypeConfig>,
+        data: Vec<u8>,
+        done: bool,
+    },
+    Transfer(TransferLeaderRequest<TypeConfig>),
+}
+
+#[derive(Serialize, Deserialize)]
+pub enum Response {
+    Welcome,
+    Refused(String),
+    Append(AppendEntriesResponse<TypeConfig>),
+    Vote(VoteResponse<TypeConfig>),
+    PartReceived,
+    Snapshot(SnapshotResponse<TypeConfig>),
+    Transfer(TransferLeaderResponse<TypeConfig>),
+    Failed(String),
+}
+
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> io::Result<()> {
+    w.write_all(&(body.len() as u32).to_be_bytes()).await?;
+    w.write_all(body).await?;
+    w.flush().await
+}
+
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > FRAME_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes is over the {FRAME_MAX}-byte limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// The files of a node's TLS identity.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Client and server TLS configurations of one node.
+#[derive(Clone)]
+pub struct Tls {
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+fn tls_err(what: &Path, e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", what.display()))
+}
+
+impl Tls {
+    pub fn load(f: &TlsFiles) -> io::Result<Tls> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(&f.ca).map_err(|e| tls_err(&f.ca, e))? {
+            roots
+                .add(c.map_err(|e| tls_err(&f.ca, e))?)
+                .map_err(|e| tls_err(&f.ca, e))?;
+        }
+        let roots = Arc::new(roots);
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&f.cert)
+            .map_err(|e| tls_err(&f.cert, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls_err(&f.cert, e))?;
+        let key = PrivateKeyDer::from_pem_file(&f.key).map_err(|e| tls_err(&f.key, e))?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| tls_err(&f.ca, e))?;
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err(&f.cert, e))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|e| tls_err(&f.cert, e))?;
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err(&f.cert, e))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| tls_err(&f.cert, e))?;
+        Ok(Tls {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        })
+    }
+}
+
+/// True when the peer's certificate is valid for `node-<id>.quorumsign`.
+fn cert_names(cert: &CertificateDer<'_>, id: NodeId) -> bool {
+    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
+        return false;
+    };
+    let Ok(name) = ServerName::try_from(node_dns_name(id)) else {
+        return false;
+    };
+    ee.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
+/// Who may talk to this node: decided per connection.
+pub type Admit = Arc<dyn Fn(NodeId) -> bool + Send + Sync>;
+
+/// Accepts Raft RPC connections until the listener fails.
+pub async fn serve(listener: TcpListener, tls: Tls, raft: Raft, admit: Admit) {
+    let acceptor = TlsAcceptor::from(tls.server);
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("raft listener: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (acceptor, raft, admit) = (acceptor.clone(), raft.clone(), admit.clone());
+        tokio::spawn(async move {
+            if let Err(e) = connection(sock, acceptor, raft, admit).await
+                && e.kind() != io::ErrorKind::UnexpectedEof
+            {
+                tracing::info!(%peer, "raft connection closed: {e}");
+            }
+        });
+    }
+}
+
+async fn connection(sock: TcpStream, acceptor: TlsAcceptor, raft: Raft, admit: Admit) -> io::Result<()> {
+    sock.set_nodelay(true)?;
+    let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    let hello: Request = decode(&read_frame(&mut tls).await?)?;
+    let Request::Hello { from } = hello else {
+        return Err(io::Error::other("first frame is not Hello"));
+    };
+    let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first().cloned());
+    let refusal = match cert {
+        None => Some("no client certificate".to_string()),
+        Some(c) if !cert_names(&c, from) => Some(format!(
+            "certificate is not valid for {}",
+            node_dns_name(from)
+        )),
+        Some(_) if !admit(from) => Some(format!("node {from} is not a member of this cluster")),
+        Some(_) => None,
+    };
+    if let Some(why) = refusal {
+        tracing::warn!("refused RPC connection claiming node {from}: {why}");
+        write_frame(&mut tls, &encode(&Response::Refused(why.clone()))).await?;
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+    }
+    write_frame(&mut tls, &encode(&Response::Welcome)).await?;
+    let mut snapshot_buf: Vec<u8> = Vec::new();
+    loop {
+        let req: Request = decode(&read_frame(&mut tls).await?)?;
+        let resp = match req {
+            Request::Hello { .. } => Response::Failed("Hello twice".into()),
+            Request::Append(r) => match raft.append_entries(r).await {
+                Ok(x) => Response::Append(x),
+                Err(e) => Response::Failed(e.to_string()),
+            },
+            Request::Vote(r) => match raft.vote(r).await {
+                Ok(x) => Response::Vote(x),
+                Err(e) => Response::Failed(e.to_string()),
+            },
+            Request::SnapshotPart {
+                vote,
+                meta,
+                data,
+                done,
+            } => {
+                snapshot_buf.extend_from_slice(&data);
+                if !done {
+                    Response::PartReceived
+                } else {
+                    let snap = Snapshot {
+                        meta,
+                        snapshot: io::Cursor::new(std::mem::take(&mut snapshot_buf)),
+                    };
+                    match raft.install_full_snapshot(vote, snap).await {
+                        Ok(x) => Response::Snapshot(x),
+                        Err(e) => Response::Failed(e.to_string()),
+                    }
+                }
+            }
+            Request::Transfer(r) => match raft.handle_transfer_leader(r).await {
+                Ok(x) => Response::Transfer(x),
+                Err(e) => Response::Failed(e.to_string()),
+            },
+        };
+        write_frame(&mut tls, &encode(&resp)).await?;
+    }
+}
+
+type Stream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Opens an authenticated RPC connection to node `to` as node `me`.
+pub async fn dial(tls: &Arc<rustls::ClientConfig>, me: NodeId, to: NodeId, addr: &str) -> io::Result<Stream> {
+    let sock = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    sock.set_nodelay(true)?;
+    let name = ServerName::try_from(node_dns_name(to)).map_err(io::Error::other)?;
+    let mut s = tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsConnector::from(tls.clone()).connect(name, sock))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    write_frame(&mut s, &encode(&Request::Hello { from: me })).await?;
+    match decode::<Response>(&read_frame(&mut s).await?)? {
+        Response::Welcome => Ok(s),
+        Response::Refused(why) => Err(io::Error::new(io::ErrorKind::PermissionDenied, why)),
+        _ => Err(io::Error::other("unexpected reply to Hello")),
+    }
+}
+
+/// Makes one [`Peer`] per target.
+#[derive(Clone)]
+pub struct Network {
+    pub me: NodeId,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> Peer {
+        Peer {
+            me: self.me,
+            target,
+            addr: node.raft.clone(),
+            tls: self.tls.clone(),
+            conn: None,
+        }
+    }
+}
+
+pub struct Peer {
+    me: NodeId,
+    target: NodeId,
+    addr: String,
+    tls: Arc<rustls::ClientConfig>,
+    conn: Option<Stream>,
+}
+
+enum CallError {
+    Unreachable(io::Error),
+    Network(io::Error),
+    Remote(String),
+}
+
+impl CallError {
+    fn rpc(self) -> RPCError<TypeConfig> {
+        match self {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+            CallError::Remote(m) => RPCError::Network(NetworkError::from_string(m)),
+        }
+    }
+    fn streaming(self) -> StreamingError<TypeConfig> {
+        match self {
+            CallError::Unreachable(e) => StreamingError::Unreachable(Unreachable::new(&e)),
+            CallError::Network(e) => StreamingError::Network(NetworkError::new(&e)),
+            CallError::Remote(m) => StreamingError::Network(NetworkError::from_string(m)),
+        }
+    }
+}
+
+impl Peer {
+    async fn call(&mut self, req: &Request, ttl: Duration) -> Result<Response, CallError> {
+        if self.conn.is_none() {
+            let c = dial(&self.tls, self.me, self.target, &self.addr)
+                .await
+                .map_err(CallError::Unreachable)?;
+            self.conn = Some(c);
+        }
+        let conn = self.conn.as_mut().expect("connected");
+        let body = encode(req);
+        let res = tokio::time::timeout(ttl, async {
+            write_frame(conn, &body).await?;
+            read_frame(conn).await
+        })
+        .await;
+        let frame = match res {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                self.conn = None;
+                return Err(CallError::Network(e));
+            }
+            Err(_) => {
+                self.conn = None;
+                return Err(CallError::Network(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no reply from node {} in {ttl:?}", self.target),
+                )));
+            }
+        };
+        match decode::<Response>(&frame).map_err(CallError::Network)? {
+            Response::Failed(m) | Response::Refused(m) => Err(CallError::Remote(m)),
+            r => Ok(r),
+        }
+    }
+}
+
+fn unexpected() -> CallError {
+    CallError::Remote("unexpected reply".into())
+}
+
+impl RaftNetworkV2<TypeConfig> for Peer {
+    type SnapshotData = io::Cursor<Vec<u8>>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(&Request::Append(rpc), option.hard_ttl()).await {
+            Ok(Response::Append(r)) => Ok(r),
+            Ok(_) => Err(unexpected().rpc()),
+            Err(e) => Err(e.rpc()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(&Request::Vote(rpc), option.hard_ttl()).await {
+            Ok(Response::Vote(r)) => Ok(r),
+            Ok(_) => Err(unexpected().rpc()),
+            Err(e) => Err(e.rpc()),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let data = snapshot.snapshot.into_inner();
+        let send = async {
+            let parts: Vec<&[u8]> = if data.is_empty() {
+                vec![&[]]
+            } else {
+                data.chunks(SNAPSHOT_PART).collect()
+            };
+            for (i, part) in parts.iter().enumerate() {
+                let done = i + 1 == parts.len();
+                let req = Request::SnapshotPart {
+                    vote: vote.clone(),
+                    meta: snapshot.meta.clone(),
+                    data: part.to_vec(),
+                    done,
+                };
+                match self.call(&req, Duration::from_secs(120)).await {
+                    Ok(Response::PartReceived) if !done => {}
+                    Ok(Response::Snapshot(r)) if done => return Ok(r),
+                    Ok(_) => return Err(unexpected().streaming()),
+                    Err(e) => return Err(e.streaming()),
+                }
+            }
+            Err(unexpected().streaming())
+        };
+        tokio::select! {
+            r = send => r,
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(&Request::Transfer(req), option.hard_ttl()).await {
+            Ok(Response::Transfer(r)) => Ok(r),
+            Ok(_) => Err(unexpected().rpc()),
+            Err(e) => Err(e.rpc()),
+        }
+    }
+}
