@@ -4,9 +4,12 @@
 //! files), [`hsm`] (keystores), [`signer`] (RRSIGs, NSEC/NSEC3, signature cache) and
 //! [`validate`] (the independent checker every version passes before publication).
 
+pub mod admin;
 pub mod cli;
+pub mod config;
 pub mod hsm;
 pub mod keys;
+pub mod node;
 pub mod replica;
 pub mod signer;
 pub mod store;

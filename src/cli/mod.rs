@@ -1,5 +1,7 @@
 //! The `quorumsign` command line.
 
+mod cluster_cmd;
+mod demo_cmd;
 mod keys_cmd;
 mod sign_cmd;
 mod verify_cmd;
@@ -33,6 +35,28 @@ enum Cmd {
     Verify(verify_cmd::VerifyArgs),
     /// Print the DS records of a zone's key-signing keys.
     Ds(keys_cmd::DsArgs),
+    /// Signer nodes: run one, add or remove one.
+    Node {
+        #[command(subcommand)]
+        cmd: cluster_cmd::NodeCmd,
+    },
+    /// The cluster: certificates, bootstrap, status, audit log.
+    Cluster {
+        #[command(subcommand)]
+        cmd: cluster_cmd::ClusterCmd,
+    },
+    /// Leadership.
+    Leader {
+        #[command(subcommand)]
+        cmd: cluster_cmd::LeaderCmd,
+    },
+    /// Zones of the cluster.
+    Zone {
+        #[command(subcommand)]
+        cmd: cluster_cmd::ZoneCmd,
+    },
+    /// Start a local 3-node cluster with the example zone and show a failover.
+    Demo(demo_cmd::DemoArgs),
     /// Write a deterministic synthetic zone (tests and benchmarks).
     #[command(hide = true)]
     GenerateZone {
@@ -51,18 +75,19 @@ enum Cmd {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let filter = std::env::var("QUORUMSIGN_LOG").unwrap_or(cli.log.clone());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    if !matches!(cli.cmd, Cmd::Node { cmd: cluster_cmd::NodeCmd::Run { .. } }) {
+        init_tracing(&cli.log);
+    }
     let r = match cli.cmd {
         Cmd::Keys { cmd } => keys_cmd::run(cmd),
         Cmd::Sign(a) => sign_cmd::run(a),
         Cmd::Verify(a) => return verify_cmd::run(a),
         Cmd::Ds(a) => keys_cmd::ds(a),
+        Cmd::Node { cmd } => cluster_cmd::node(cmd).map_err(anyhow::Error::msg),
+        Cmd::Cluster { cmd } => cluster_cmd::cluster(cmd).map_err(anyhow::Error::msg),
+        Cmd::Leader { cmd } => cluster_cmd::leader(cmd).map_err(anyhow::Error::msg),
+        Cmd::Zone { cmd } => cluster_cmd::zone(cmd).map_err(anyhow::Error::msg),
+        Cmd::Demo(a) => demo_cmd::run(a).map_err(anyhow::Error::msg),
         Cmd::GenerateZone {
             shape,
             zone,
@@ -77,6 +102,17 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// Logs to stderr; QUORUMSIGN_LOG overrides `level`.
+pub(crate) fn init_tracing(level: &str) {
+    let filter = std::env::var("QUORUMSIGN_LOG").unwrap_or(level.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }
 
 /// Parses a duration: seconds or `1w2d3h4m5s`.

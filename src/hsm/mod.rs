@@ -13,6 +13,7 @@
 
 pub mod fault;
 pub mod pkcs11;
+pub mod sealed;
 pub mod soft;
 
 use std::sync::Arc;

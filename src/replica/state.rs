@@ -17,6 +17,8 @@ use crate::zone::Name;
 
 /// How many published versions each zone remembers (for status and, later, IXFR).
 const HISTORY_MAX: usize = 32;
+/// How many versions' change lists are kept for incremental validation.
+const RECENT_MAX: usize = 8;
 /// How many audit records are kept.
 const AUDIT_MAX: usize = 10_000;
 
@@ -82,7 +84,7 @@ pub struct KeyRecord {
 pub struct RrsetVal {
     pub ttl: u32,
     pub rdatas: Vec<Box<[u8]>>,
-    pub sigs: Vec<Box<[u8]>>,
+    pub sigs: Vec<std::sync::Arc<[u8]>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,10 +114,16 @@ pub struct Version {
     pub resigned_unchanged: u64,
     /// SHA-256 of the unsigned input this version was made from.
     pub input_digest: [u8; 32],
+    /// The zone's `reload_seq` this version answered.
+    pub reload_seq: u64,
+    /// The keys that signed it.
+    pub keys: Vec<KeyId>,
+    /// Earliest RRSIG expiration in the version.
+    pub min_expiration: u32,
 }
 
 /// An owner name ordered canonically (RFC 4034 §6.1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner(pub Name);
 
 impl Ord for Owner {
@@ -141,6 +149,9 @@ pub struct ZoneState {
     pub staged: BTreeMap<u64, Vec<Vec<RrsetChange>>>,
     /// Bumped by `zone reload`; the leader re-reads the input when it changes.
     pub reload_seq: u64,
+    /// The RRsets each recent version changed, by the index of its Publish: what a node
+    /// validates when it applies them.
+    pub recent: VecDeque<(u64, Vec<(Name, u16)>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,8 +177,10 @@ pub fn rrset_digest(owner: &Name, rtype: u16, v: &RrsetVal) -> [u8; 32] {
     ctx.update(owner.as_wire());
     ctx.update(&rtype.to_be_bytes());
     ctx.update(&v.ttl.to_be_bytes());
-    for part in [&v.rdatas, &v.sigs] {
-        ctx.update(&(part.len() as u32).to_be_bytes());
+    let rdatas = v.rdatas.iter().map(|d| &d[..]);
+    let sigs = v.sigs.iter().map(|d| &d[..]);
+    for (n, part) in [(v.rdatas.len(), Box::new(rdatas) as Box<dyn Iterator<Item = &[u8]>>), (v.sigs.len(), Box::new(sigs))] {
+        ctx.update(&(n as u32).to_be_bytes());
         for d in part {
             ctx.update(&(d.len() as u32).to_be_bytes());
             ctx.update(d);
@@ -207,6 +220,43 @@ pub fn hex(h: &[u8]) -> String {
 }
 
 impl ZoneState {
+    /// The zone as the offline engine models it, for full validation and file output.
+    pub fn to_zone(&self, origin: &Name) -> Result<crate::zone::Zone, crate::zone::ZoneError> {
+        use crate::zone::parse::{Parsed, Record};
+        let mut records = Vec::with_capacity(self.content.len() * 2);
+        for ((owner, t), v) in &self.content {
+            for d in &v.rdatas {
+                records.push(Record { owner: owner.0.clone(), rtype: *t, ttl: v.ttl, rdata: d.clone(), line: 0 });
+            }
+            for s in &v.sigs {
+                records.push(Record {
+                    owner: owner.0.clone(),
+                    rtype: crate::zone::rtype::RRSIG,
+                    ttl: v.ttl,
+                    rdata: s.to_vec().into_boxed_slice(),
+                    line: 0,
+                });
+            }
+        }
+        let parsed = Parsed { records, warnings: Vec::new() };
+        let limits = crate::zone::Limits::default();
+        crate::zone::Zone::build(parsed, origin, "replicated state", &limits).map(|(z, _)| z)
+    }
+
+    /// The signed zone in presentation form, in canonical order.
+    pub fn to_text(&self) -> String {
+        let mut out = String::with_capacity(self.content.len() * 200);
+        for ((owner, t), v) in &self.content {
+            for d in &v.rdatas {
+                crate::zone::write::push_record(&mut out, &owner.0, *t, v.ttl, d);
+            }
+            for s in &v.sigs {
+                crate::zone::write::push_record(&mut out, &owner.0, crate::zone::rtype::RRSIG, v.ttl, s);
+            }
+        }
+        out
+    }
+
     /// The content hash the zone would have after `changes`, without changing anything.
     pub fn hash_after<'a>(&self, changes: impl Iterator<Item = &'a RrsetChange>) -> [u8; 32] {
         let mut h = self.hash;
@@ -357,8 +407,17 @@ impl ClusterState {
                         hex(&version.hash[..8])
                     ));
                 }
+                let touched: Vec<(Name, u16)> = staged
+                    .iter()
+                    .flatten()
+                    .map(|c| (c.owner.clone(), c.rtype))
+                    .collect();
                 for part in staged {
                     z.apply_changes(part);
+                }
+                z.recent.push_back((token.1, touched));
+                while z.recent.len() > RECENT_MAX {
+                    z.recent.pop_front();
                 }
                 debug_assert_eq!(z.hash, version.hash);
                 version.token = token;

@@ -1,0 +1,408 @@
+//! The admin API: HTTP/1.1 with JSON bodies, one request per connection.
+//!
+//! | method | path                      | what                                        |
+//! |--------|---------------------------|---------------------------------------------|
+//! | GET    | /status                   | this node: role, term, indexes, readiness, zones |
+//! | POST   | /init                     | bootstrap the cluster with this node and its peers |
+//! | GET    | /zones                    | zones and their current versions            |
+//! | POST   | /zones                    | add a zone `{name, file, denial?, algorithm?, csk?}` |
+//! | DELETE | /zones/NAME               | remove a zone                               |
+//! | POST   | /zones/NAME/reload        | re-read a zone's input now                  |
+//! | GET    | /zones/NAME/signed        | the signed zone as this node validated it   |
+//! | POST   | /nodes                    | add a node `{id, raft, admin}`: learner, then voter |
+//! | DELETE | /nodes/ID                 | remove a node                               |
+//! | POST   | /leader/transfer          | `{to}`                                      |
+//! | GET    | /audit                    | the replicated audit log                    |
+//!
+//! Commands that change the cluster go to the leader; another node answers 421 with the
+//! leader's id and admin address (the CLI follows it). Bind the admin API to loopback or a
+//! management network: it has no authentication of its own.
+
+pub mod client;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use openraft::ServerState;
+use openraft::type_config::async_runtime::WatchReceiver;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::node::{Node, now};
+use crate::replica::state::hex;
+use crate::replica::{Command, NodeAddr, NodeId, Origin, Outcome, ZoneConfig};
+
+const HEAD_MAX: usize = 64 << 10;
+const BODY_MAX: usize = 1 << 20;
+
+pub struct Reply {
+    pub code: u16,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+}
+
+fn json_reply(code: u16, v: Value) -> Reply {
+    Reply {
+        code,
+        body: serde_json::to_vec_pretty(&v).unwrap_or_default(),
+        content_type: "application/json",
+    }
+}
+
+fn error(code: u16, msg: impl Into<String>) -> Reply {
+    json_reply(code, json!({ "error": msg.into() }))
+}
+
+pub async fn serve(listener: TcpListener, node: Arc<Node>) {
+    loop {
+        let Ok((sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(sock, node).await {
+                tracing::debug!("admin connection: {e}");
+            }
+        });
+    }
+}
+
+async fn connection(mut sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 4096];
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        if buf.len() > HEAD_MAX {
+            return respond(&mut sock, error(431, "request head too large")).await;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.lines();
+    let mut first = lines.next().unwrap_or("").split_whitespace();
+    let (method, path) = (first.next().unwrap_or("").to_string(), first.next().unwrap_or("").to_string());
+    let len: usize = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    if len > BODY_MAX {
+        return respond(&mut sock, error(413, "request body too large")).await;
+    }
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let mut chunk = vec![0u8; len - body.len()];
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let reply = handle(&node, &method, &path, &body).await;
+    respond(&mut sock, reply).await
+}
+
+async fn respond(sock: &mut TcpStream, r: Reply) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        r.code,
+        match r.code {
+            200 => "OK",
+            400 => "Bad Request",
+            404 => "Not Found",
+            409 => "Conflict",
+            421 => "Misdirected Request",
+            503 => "Service Unavailable",
+            _ => "Error",
+        },
+        r.content_type,
+        r.body.len()
+    );
+    sock.write_all(head.as_bytes()).await?;
+    sock.write_all(&r.body).await?;
+    sock.shutdown().await
+}
+
+fn not_leader(node: &Node) -> Reply {
+    let m = node.raft.metrics().borrow_watched().clone();
+    let leader = m.current_leader;
+    let admin = leader.and_then(|l| {
+        m.membership_config
+            .membership()
+            .nodes()
+            .find(|(id, _)| **id == l)
+            .map(|(_, n)| n.admin.clone())
+    });
+    json_reply(
+        421,
+        json!({ "error": "this node is not the leader", "leader": leader, "leader_admin": admin }),
+    )
+}
+
+fn origin(command: String) -> Origin {
+    Origin {
+        at: now(),
+        by: "admin-api".into(),
+        command,
+    }
+}
+
+async fn propose(node: &Node, cmd: Command) -> Reply {
+    match node.raft.client_write(cmd).await {
+        Ok(r) => match r.data {
+            Outcome::Refused(m) => error(409, m),
+            Outcome::Published { serial, token } => {
+                json_reply(200, json!({ "ok": true, "serial": serial, "token": token }))
+            }
+            Outcome::Done => json_reply(200, json!({ "ok": true, "index": r.log_id.index() })),
+        },
+        Err(e) => error(503, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZoneAdd {
+    name: String,
+    file: String,
+    denial: Option<String>,
+    algorithm: Option<u8>,
+    csk: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeAdd {
+    id: NodeId,
+    raft: String,
+    admin: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Transfer {
+    to: NodeId,
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Reply> {
+    serde_json::from_slice(body).map_err(|e| error(400, format!("request body: {e}")))
+}
+
+async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Reply {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let writes = method != "GET";
+    if writes && !matches!(parts.as_slice(), ["init"]) && !node.is_leader() {
+        return not_leader(node);
+    }
+    match (method, parts.as_slice()) {
+        ("GET", ["status"]) => json_reply(200, status(node)),
+        ("POST", ["init"]) => {
+            let members: BTreeMap<NodeId, NodeAddr> = node.cfg.members();
+            match node.raft.initialize(members.clone()).await {
+                Ok(()) => json_reply(200, json!({ "ok": true, "members": members.keys().collect::<Vec<_>>() })),
+                Err(e) => error(409, format!("cannot initialize: {e}")),
+            }
+        }
+        ("GET", ["zones"]) => json_reply(200, status(node)["zones"].clone()),
+        ("POST", ["zones"]) => {
+            let req: ZoneAdd = match parse(body) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            let path = std::path::Path::new(&req.file);
+            if !path.is_absolute() || !path.is_file() {
+                return error(400, format!("zone file {:?} must be an absolute path to a file every node can read", req.file));
+            }
+            let mut cfg = ZoneConfig::new(&req.name, &format!("file:{}", req.file));
+            if crate::zone::Name::parse(cfg.name.as_bytes(), None).is_err() {
+                return error(400, format!("bad zone name {:?}", req.name));
+            }
+            if let Some(d) = req.denial {
+                cfg.denial = d;
+            }
+            if let Some(a) = req.algorithm {
+                if crate::keys::Algorithm::from_number(a).is_err() {
+                    return error(400, format!("algorithm {a} is not supported (8, 13, 14, 15)"));
+                }
+                cfg.algorithm = a;
+            }
+            cfg.csk = req.csk.unwrap_or(false);
+            if let Err(e) = crate::node::leader::denial_of(&cfg) {
+                return error(400, e);
+            }
+            let o = origin(format!("zone add {} {}", cfg.name, req.file));
+            propose(node, Command::AddZone { zone: cfg, origin: o }).await
+        }
+        ("DELETE", ["zones", name]) => {
+            let name = absolute(name);
+            propose(node, Command::RemoveZone { name: name.clone(), origin: origin(format!("zone remove {name}")) }).await
+        }
+        ("POST", ["zones", name, "reload"]) => {
+            let name = absolute(name);
+            propose(node, Command::Reload { name: name.clone(), origin: origin(format!("zone reload {name}")) }).await
+        }
+        ("GET", ["zones", name, "signed"]) => {
+            let name = absolute(name);
+            let good = node.local().last_good.get(&name).cloned();
+            let st = node.sm.read();
+            let Some(z) = st.zones.get(&name) else {
+                return error(404, format!("no zone {name}"));
+            };
+            match (&z.current, good) {
+                (Some(cur), Some(g)) if cur.token == g.token => Reply {
+                    code: 200,
+                    body: z.to_text().into_bytes(),
+                    content_type: "text/dns",
+                },
+                (Some(cur), _) => error(503, format!("serial {} is not validated on this node yet", cur.serial)),
+                (None, _) => error(503, format!("zone {name} has no signed version yet")),
+            }
+        }
+        ("POST", ["nodes"]) => {
+            let req: NodeAdd = match parse(body) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            let addr = NodeAddr { raft: req.raft.clone(), admin: req.admin.clone() };
+            if let Err(e) = node.raft.add_learner(req.id, addr, true).await {
+                return error(503, format!("add node {} as learner: {e}", req.id));
+            }
+            let voters: std::collections::BTreeSet<NodeId> = [req.id].into();
+            if let Err(e) = node.raft.change_membership(openraft::ChangeMembers::AddVoterIds(voters), false).await {
+                return error(503, format!("promote node {} to voter: {e}", req.id));
+            }
+            let _ = node.raft.client_write(Command::Audit { origin: origin(format!("node add {} {}", req.id, req.raft)) }).await;
+            json_reply(200, json!({ "ok": true, "added": req.id }))
+        }
+        ("DELETE", ["nodes", id]) => {
+            let Ok(id) = id.parse::<NodeId>() else {
+                return error(400, format!("bad node id {id:?}"));
+            };
+            let ids: std::collections::BTreeSet<NodeId> = [id].into();
+            if let Err(e) = node.raft.change_membership(openraft::ChangeMembers::RemoveVoters(ids.clone()), false).await {
+                return error(503, format!("remove node {id}: {e}"));
+            }
+            let _ = node.raft.change_membership(openraft::ChangeMembers::RemoveNodes(ids), false).await;
+            let _ = node.raft.client_write(Command::Audit { origin: origin(format!("node remove {id}")) }).await;
+            json_reply(200, json!({ "ok": true, "removed": id }))
+        }
+        ("POST", ["leader", "transfer"]) => {
+            let req: Transfer = match parse(body) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            let _ = node.raft.client_write(Command::Audit { origin: origin(format!("leader transfer --to {}", req.to)) }).await;
+            match node.raft.trigger().transfer_leader(req.to).await {
+                Ok(()) => json_reply(200, json!({ "ok": true, "to": req.to })),
+                Err(e) => error(503, e.to_string()),
+            }
+        }
+        ("GET", ["audit"]) => json_reply(200, json!(node.sm.read().audit)),
+        _ => error(404, format!("no such endpoint: {method} {path}")),
+    }
+}
+
+fn absolute(name: &str) -> String {
+    let mut n = name.to_ascii_lowercase();
+    if !n.ends_with('.') {
+        n.push('.');
+    }
+    n
+}
+
+#[derive(Serialize)]
+struct ZoneStatus {
+    name: String,
+    input: String,
+    denial: String,
+    serial: Option<u32>,
+    hash: Option<String>,
+    token: Option<(u64, u64)>,
+    rrsets: u64,
+    signed: u64,
+    reused: u64,
+    resigned_unchanged: u64,
+    published_at: u64,
+    published_by: u64,
+    validated_serial: Option<u32>,
+    alarm: Option<String>,
+    keys: Vec<Value>,
+}
+
+pub fn status(node: &Node) -> Value {
+    let m = node.raft.metrics().borrow_watched().clone();
+    let local = node.local().clone();
+    let st = node.sm.read();
+    let zones: Vec<ZoneStatus> = st
+        .zones
+        .iter()
+        .map(|(name, z)| {
+            let cfg = z.config.clone().unwrap_or_else(|| ZoneConfig::new(name, ""));
+            let v = z.current.clone().unwrap_or_default();
+            ZoneStatus {
+                name: name.clone(),
+                input: cfg.input,
+                denial: cfg.denial,
+                serial: z.current.as_ref().map(|v| v.serial),
+                hash: z.current.as_ref().map(|v| hex(&v.hash)),
+                token: z.current.as_ref().map(|v| v.token),
+                rrsets: v.rrsets,
+                signed: v.signed,
+                reused: v.reused,
+                resigned_unchanged: v.resigned_unchanged,
+                published_at: v.published_at,
+                published_by: v.leader,
+                validated_serial: local.last_good.get(name).map(|g| g.serial),
+                alarm: local.alarms.get(name).cloned(),
+                keys: st
+                    .zone_keys(name)
+                    .map(|k| {
+                        json!({ "tag": k.tag, "role": k.role, "algorithm": k.algorithm,
+                                "state": k.state, "id": k.id.to_string(), "handle": k.handle })
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let membership = m.membership_config.membership();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let learners: Vec<NodeId> = membership.learner_ids().collect();
+    let nodes: BTreeMap<String, NodeAddr> = membership.nodes().map(|(id, n)| (id.to_string(), n.clone())).collect();
+    let replication: Option<BTreeMap<String, Option<u64>>> = m.replication.as_ref().map(|r| {
+        r.iter()
+            .map(|(id, l)| (id.to_string(), l.as_ref().map(|l| l.index())))
+            .collect()
+    });
+    json!({
+        "id": node.id,
+        "role": match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        },
+        "term": m.current_term,
+        "leader": m.current_leader,
+        "last_log_index": m.last_log_index,
+        "last_applied": m.last_applied.as_ref().map(|l| l.index()),
+        "committed": m.local_committed.as_ref().map(|l| l.index()),
+        "snapshot": m.snapshot.as_ref().map(|l| l.index()),
+        "replication": replication,
+        "voters": voters,
+        "learners": learners,
+        "nodes": nodes,
+        "keystore": node.keys.describe(),
+        "readiness": local.readiness,
+        "zones": zones,
+        "last_run": local.last_run,
+    })
+}

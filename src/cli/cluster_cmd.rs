@@ -1,0 +1,381 @@
+//! Cluster commands: `node`, `cluster`, `leader`, `zone`. All but `node run` and
+//! `cluster certs` talk to a node's admin API (`--admin`, or QUORUMSIGN_ADMIN).
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::admin::client::{Answer, call, call_leader};
+use crate::config::NodeConfig;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Args, Clone)]
+pub struct AdminArgs {
+    /// Admin API address of any node.
+    #[arg(long, env = "QUORUMSIGN_ADMIN", default_value = "127.0.0.1:7201")]
+    pub admin: String,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// Run a signer node (until SIGINT/SIGTERM).
+    Run {
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Only check the configuration and explain what is wrong with it.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Add a node: learner until it has caught up, then voter.
+    Add {
+        #[arg(long)]
+        id: u64,
+        /// Its Raft address.
+        #[arg(long)]
+        raft: String,
+        /// Its admin address.
+        #[arg(long = "node-admin")]
+        node_admin: String,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+    /// Remove a node from the cluster.
+    Remove {
+        id: u64,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCmd {
+    /// Make a lab CA and node certificates (node-<id>.quorumsign).
+    Certs {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// Node ids, e.g. 1,2,3.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<u64>,
+    },
+    /// Bootstrap: the node at --admin initialises the cluster with itself and its peers.
+    Init {
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+    /// Every node's role, term, applied index, lag and readiness; every zone's version.
+    Status {
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+    /// The replicated audit log of operator commands.
+    Audit {
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LeaderCmd {
+    /// Hand leadership to another voter.
+    Transfer {
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ZoneCmd {
+    /// Add a zone; the leader makes its keys and signs it.
+    Add {
+        name: String,
+        /// Unsigned zone file (absolute path readable by every node).
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// nsec, nsec3 or nsec3-optout.
+        #[arg(long, default_value = "nsec3")]
+        denial: String,
+        #[arg(long, default_value_t = 13)]
+        algorithm: u8,
+        /// One combined signing key instead of KSK + ZSK.
+        #[arg(long)]
+        csk: bool,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+    Remove {
+        name: String,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+    List {
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+    /// Re-read the zone's input now.
+    Reload {
+        name: String,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+    /// Print the signed zone as the node at --admin validated it.
+    Show {
+        name: String,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+}
+
+fn ok(ans: Answer, a: &AdminArgs, human: impl FnOnce(&Value) -> String) -> Result<(), String> {
+    let v = ans.json();
+    if ans.code != 200 {
+        return Err(ans.message());
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!("{}", human(&v));
+    }
+    Ok(())
+}
+
+pub fn node(cmd: NodeCmd) -> Result<(), String> {
+    match cmd {
+        NodeCmd::Run { config, check } => {
+            let cfg = NodeConfig::load(&config)?;
+            if check {
+                println!(
+                    "{}: ok (node {}, raft {}, admin {}, {} peers, keystore {})",
+                    config.display(),
+                    cfg.id,
+                    cfg.raft_listen,
+                    cfg.admin_listen,
+                    cfg.peers.len(),
+                    cfg.keystore
+                );
+                return Ok(());
+            }
+            super::init_tracing(&cfg.log_level);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(crate::node::run(cfg))
+        }
+        NodeCmd::Add { id, raft, node_admin, a } => {
+            let body = json!({ "id": id, "raft": raft, "admin": node_admin });
+            let ans = call_leader(&a.admin, "POST", "/nodes", Some(&body), Duration::from_secs(600))?;
+            ok(ans, &a, |_| format!("node {id} added (caught up as learner, now a voter)"))
+        }
+        NodeCmd::Remove { id, a } => {
+            let ans = call_leader(&a.admin, "DELETE", &format!("/nodes/{id}"), None, TIMEOUT)?;
+            ok(ans, &a, |_| format!("node {id} removed"))
+        }
+    }
+}
+
+pub fn leader(cmd: LeaderCmd) -> Result<(), String> {
+    let LeaderCmd::Transfer { to, a } = cmd;
+    let ans = call_leader(&a.admin, "POST", "/leader/transfer", Some(&json!({ "to": to })), TIMEOUT)?;
+    ok(ans, &a, |_| format!("leadership handed to node {to}; `cluster status` shows when it has taken over"))
+}
+
+pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
+    match cmd {
+        ZoneCmd::Add { name, file, denial, algorithm, csk, a } => {
+            let file = std::fs::canonicalize(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let body = json!({ "name": name, "file": file.display().to_string(),
+                               "denial": denial, "algorithm": algorithm, "csk": csk });
+            let ans = call_leader(&a.admin, "POST", "/zones", Some(&body), TIMEOUT)?;
+            ok(ans, &a, |_| format!("zone {name} added; the leader signs it now"))
+        }
+        ZoneCmd::Remove { name, a } => {
+            let ans = call_leader(&a.admin, "DELETE", &format!("/zones/{name}"), None, TIMEOUT)?;
+            ok(ans, &a, |_| format!("zone {name} removed"))
+        }
+        ZoneCmd::Reload { name, a } => {
+            let ans = call_leader(&a.admin, "POST", &format!("/zones/{name}/reload"), None, TIMEOUT)?;
+            ok(ans, &a, |_| format!("zone {name}: reload requested"))
+        }
+        ZoneCmd::List { a } => {
+            let ans = call(&a.admin, "GET", "/zones", None, TIMEOUT)?;
+            ok(ans, &a, |v| {
+                let mut s = format!("{:<28} {:>12} {:<18} {:<12} input\n", "zone", "serial", "hash", "denial");
+                for z in v.as_array().into_iter().flatten() {
+                    s.push_str(&format!(
+                        "{:<28} {:>12} {:<18} {:<12} {}\n",
+                        z["name"].as_str().unwrap_or(""),
+                        z["serial"].as_u64().map_or("-".into(), |x| x.to_string()),
+                        z["hash"].as_str().map_or("-", |h| &h[..16]),
+                        z["denial"].as_str().unwrap_or(""),
+                        z["input"].as_str().unwrap_or("")
+                    ));
+                }
+                s.trim_end().to_string()
+            })
+        }
+        ZoneCmd::Show { name, a } => {
+            let ans = call(&a.admin, "GET", &format!("/zones/{name}/signed"), None, TIMEOUT)?;
+            if ans.code != 200 {
+                return Err(ans.message());
+            }
+            use std::io::Write;
+            std::io::stdout().write_all(&ans.body).map_err(|e| e.to_string())
+        }
+    }
+}
+
+pub fn cluster(cmd: ClusterCmd) -> Result<(), String> {
+    match cmd {
+        ClusterCmd::Certs { dir, nodes } => {
+            if nodes.is_empty() {
+                return Err("--nodes: give at least one node id".into());
+            }
+            let files = crate::transport::certs::make(&dir, &nodes)?;
+            for f in files {
+                println!("{f}");
+            }
+            Ok(())
+        }
+        ClusterCmd::Init { a } => {
+            let ans = call(&a.admin, "POST", "/init", None, TIMEOUT)?;
+            ok(ans, &a, |v| format!("cluster initialised with nodes {}", v["members"]))
+        }
+        ClusterCmd::Audit { a } => {
+            let ans = call(&a.admin, "GET", "/audit", None, TIMEOUT)?;
+            ok(ans, &a, |v| {
+                let mut s = String::new();
+                for r in v.as_array().into_iter().flatten() {
+                    s.push_str(&format!(
+                        "{:>8} term {:<4} {}  {}  {}\n",
+                        r["index"], r["term"], r["origin"]["at"], r["origin"]["command"].as_str().unwrap_or(""),
+                        r["outcome"].as_str().unwrap_or("")
+                    ));
+                }
+                s.trim_end().to_string()
+            })
+        }
+        ClusterCmd::Status { a } => {
+            let v = gather_status(&a.admin)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", format_status(&v));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Status of the node at `admin` and of every member it knows.
+pub fn gather_status(admin: &str) -> Result<Value, String> {
+    let first = call(admin, "GET", "/status", None, Duration::from_secs(5))?;
+    if first.code != 200 {
+        return Err(first.message());
+    }
+    let first = first.json();
+    let mut nodes = Vec::new();
+    let members = first["nodes"].as_object().cloned().unwrap_or_default();
+    if members.is_empty() {
+        nodes.push(first.clone());
+    }
+    for (id, addr) in &members {
+        let a = addr["admin"].as_str().unwrap_or("");
+        match call(a, "GET", "/status", None, Duration::from_secs(5)) {
+            Ok(ans) if ans.code == 200 => nodes.push(ans.json()),
+            Ok(ans) => nodes.push(json!({ "id": id.parse::<u64>().unwrap_or(0), "unreachable": ans.message() })),
+            Err(e) => nodes.push(json!({ "id": id.parse::<u64>().unwrap_or(0), "unreachable": e })),
+        }
+    }
+    Ok(json!({ "nodes": nodes }))
+}
+
+fn num(v: &Value) -> String {
+    v.as_u64().map_or("-".into(), |x| x.to_string())
+}
+
+pub fn format_status(v: &Value) -> String {
+    let nodes: Vec<&Value> = v["nodes"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let leader_log = nodes
+        .iter()
+        .find(|n| n["role"] == "leader")
+        .and_then(|n| n["last_log_index"].as_u64());
+    let mut s = format!(
+        "{:<5} {:<10} {:>5} {:>8} {:>5} {:<6} admin\n",
+        "node", "role", "term", "applied", "lag", "ready"
+    );
+    for n in &nodes {
+        if let Some(e) = n["unreachable"].as_str() {
+            s.push_str(&format!("{:<5} {:<10} {e}\n", num(&n["id"]), "DOWN"));
+            continue;
+        }
+        let applied = n["last_applied"].as_u64();
+        let lag = match (leader_log, applied) {
+            (Some(l), Some(a)) => l.saturating_sub(a).to_string(),
+            _ => "-".into(),
+        };
+        let r = &n["readiness"];
+        let ready = if r["checked_at"].as_u64().unwrap_or(0) == 0 {
+            "?".to_string()
+        } else if r["ready"].as_bool().unwrap_or(false) {
+            "yes".to_string()
+        } else {
+            "NO".to_string()
+        };
+        let admin = n["nodes"][n["id"].to_string()]["admin"].as_str().unwrap_or("").to_string();
+        s.push_str(&format!(
+            "{:<5} {:<10} {:>5} {:>8} {:>5} {:<6} {}\n",
+            num(&n["id"]), n["role"].as_str().unwrap_or("?"), num(&n["term"]), applied.map_or("-".into(), |a| a.to_string()), lag, ready, admin
+        ));
+        for p in r["problems"].as_array().into_iter().flatten() {
+            s.push_str(&format!("      readiness: {}\n", p.as_str().unwrap_or("")));
+        }
+    }
+    let Some(any) = nodes.iter().find(|n| n["zones"].is_array()) else {
+        return s;
+    };
+    s.push_str(&format!(
+        "\n{:<24} {:>12} {:<17} {:>7} {:>7} {:>9} {:>8}  validated on\n",
+        "zone", "serial", "hash", "signed", "reused", "re-signed", "rrsets"
+    ));
+    for z in any["zones"].as_array().into_iter().flatten() {
+        let name = z["name"].as_str().unwrap_or("");
+        let mut on = Vec::new();
+        for n in &nodes {
+            for nz in n["zones"].as_array().into_iter().flatten() {
+                if nz["name"] == name {
+                    let mark = if nz["alarm"].is_string() {
+                        "ALARM"
+                    } else if nz["validated_serial"] == z["serial"] && nz["hash"] == z["hash"] {
+                        "ok"
+                    } else {
+                        "pending"
+                    };
+                    on.push(format!("{}:{mark}", n["id"]));
+                }
+            }
+        }
+        s.push_str(&format!(
+            "{:<24} {:>12} {:<17} {:>7} {:>7} {:>9} {:>8}  {}\n",
+            name,
+            z["serial"].as_u64().map_or("-".into(), |x| x.to_string()),
+            z["hash"].as_str().map_or("-", |h| &h[..16]),
+            num(&z["signed"]), num(&z["reused"]), num(&z["resigned_unchanged"]), num(&z["rrsets"]),
+            on.join(" ")
+        ));
+        for n in &nodes {
+            for nz in n["zones"].as_array().into_iter().flatten() {
+                if nz["name"] == name && let Some(a) = nz["alarm"].as_str() {
+                    s.push_str(&format!("  node {} ALARM: {a}\n", n["id"]));
+                }
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,234 @@
+//! Node configuration: `node.toml`.
+//!
+//! ```toml
+//! id = 1
+//! data_dir = "node1"                 # relative paths are relative to this file
+//! raft_listen = "127.0.0.1:7101"     # node-to-node RPC, mutual TLS
+//! admin_listen = "127.0.0.1:7201"    # admin API (HTTP, bind it to loopback)
+//! keystore = "embedded"              # or a pkcs11: URI shared by every node
+//! passphrase_file = "cluster.pass"   # seals embedded keys in the replicated state
+//! log_level = "info"
+//!
+//! [tls]
+//! ca = "certs/ca.pem"
+//! cert = "certs/node-1.pem"
+//! key = "certs/node-1.key"
+//!
+//! [[peers]]                          # every other member, for bootstrap and admission
+//! id = 2
+//! raft = "127.0.0.1:7102"
+//! admin = "127.0.0.1:7202"
+//!
+//! [raft]                             # optional; these are the defaults
+//! heartbeat_ms = 200
+//! election_min_ms = 1000
+//! election_max_ms = 2000
+//! snapshot_every = 500
+//!
+//! [signer]                           # optional; these are the defaults
+//! tick_ms = 500
+//! revalidate_s = 3600
+//! readiness_s = 30
+//! ```
+//! Unknown keys are errors, with the line that holds them.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::replica::{NodeAddr, NodeId};
+use crate::transport::TlsFiles;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub data_dir: PathBuf,
+    pub raft_listen: String,
+    pub admin_listen: String,
+    #[serde(default = "default_keystore")]
+    pub keystore: String,
+    pub passphrase_file: Option<PathBuf>,
+    #[serde(default = "default_log")]
+    pub log_level: String,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    #[serde(default)]
+    pub raft: RaftTiming,
+    #[serde(default)]
+    pub signer: SignerConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub id: NodeId,
+    pub raft: String,
+    pub admin: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTiming {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many log entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            heartbeat_ms: 200,
+            election_min_ms: 1000,
+            election_max_ms: 2000,
+            snapshot_every: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignerConfig {
+    /// How often the leader looks at its zones' inputs and signature expirations.
+    pub tick_ms: u64,
+    /// Full re-validation of every zone's current version, on every node.
+    pub revalidate_s: u64,
+    /// Standby readiness checks (keystore reachable, test-sign with every active key).
+    pub readiness_s: u64,
+}
+
+impl Default for SignerConfig {
+    fn default() -> Self {
+        SignerConfig {
+            tick_ms: 500,
+            revalidate_s: 3600,
+            readiness_s: 30,
+        }
+    }
+}
+
+fn default_keystore() -> String {
+    "embedded".into()
+}
+
+fn default_log() -> String {
+    "info".into()
+}
+
+impl NodeConfig {
+    /// Reads and checks `path`; errors name the file and, for syntax, the line.
+    pub fn load(path: &Path) -> Result<NodeConfig, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut c: NodeConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut c.data_dir);
+        abs(&mut c.tls.ca);
+        abs(&mut c.tls.cert);
+        abs(&mut c.tls.key);
+        if let Some(p) = c.passphrase_file.as_mut() {
+            abs(p);
+        }
+        c.check().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(c)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("id must be 1 or more".into());
+        }
+        for (what, a) in [("raft_listen", &self.raft_listen), ("admin_listen", &self.admin_listen)] {
+            a.parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("{what} {a:?}: {e} (expected IP:PORT)"))?;
+        }
+        for p in &self.peers {
+            if p.id == self.id {
+                return Err(format!("peer {} is this node's own id", p.id));
+            }
+            for a in [&p.raft, &p.admin] {
+                a.parse::<std::net::SocketAddr>()
+                    .map_err(|e| format!("peer {}: address {a:?}: {e}", p.id))?;
+            }
+        }
+        let mut ids: Vec<_> = self.peers.iter().map(|p| p.id).collect();
+        ids.sort();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err("two peers with one id".into());
+        }
+        if self.keystore == "embedded" && self.passphrase_file.is_none() {
+            return Err("keystore \"embedded\" needs passphrase_file (the cluster passphrase that seals keys)".into());
+        }
+        if self.keystore != "embedded" && !self.keystore.starts_with("pkcs11:") {
+            return Err(format!(
+                "keystore {:?}: expected \"embedded\" or a pkcs11: URI",
+                self.keystore
+            ));
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 || r.election_min_ms <= r.heartbeat_ms || r.election_max_ms <= r.election_min_ms {
+            return Err("raft timing: need 0 < heartbeat_ms < election_min_ms < election_max_ms".into());
+        }
+        if let Some(p) = &self.passphrase_file
+            && !p.exists()
+        {
+            return Err(format!("passphrase_file {} does not exist", p.display()));
+        }
+        for (what, p) in [("tls.ca", &self.tls.ca), ("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+            if !p.exists() {
+                return Err(format!("{what} {} does not exist", p.display()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn me(&self) -> NodeAddr {
+        NodeAddr {
+            raft: self.raft_listen.clone(),
+            admin: self.admin_listen.clone(),
+        }
+    }
+
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.tls.ca.clone(),
+            cert: self.tls.cert.clone(),
+            key: self.tls.key.clone(),
+        }
+    }
+
+    /// This node and its peers, for `cluster init`.
+    pub fn members(&self) -> std::collections::BTreeMap<NodeId, NodeAddr> {
+        let mut m: std::collections::BTreeMap<_, _> = self
+            .peers
+            .iter()
+            .map(|p| {
+                (
+                    p.id,
+                    NodeAddr {
+                        raft: p.raft.clone(),
+                        admin: p.admin.clone(),
+                    },
+                )
+            })
+            .collect();
+        m.insert(self.id, self.me());
+        m
+    }
+}

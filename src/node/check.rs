@@ -1,0 +1,288 @@
+//! Every node's own checks: validate each version it applies, re-validate in full on a
+//! schedule, and prove readiness (keystore reachable, test-sign with every active key).
+//!
+//! A version is validated incrementally when this node validated its predecessor and knows
+//! what changed (the state keeps the RRsets each recent version touched): every changed
+//! RRset's RRSIGs are verified, every changed NSEC/NSEC3 link is followed, the DNSKEY RRset
+//! is verified; the rest is unchanged by content hash, which the state machine checked on
+//! apply. A zone's first version, a gap, and the periodic re-validation are full.
+//! A version that fails raises an alarm and the node keeps its last good version.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Node, Readiness, now};
+use crate::keys::{DnsKey, RrsigHeader, Verifier, signed_data};
+use crate::replica::state::{Owner, ZoneState, hex};
+use crate::replica::{KeyRecord, Version};
+use crate::validate::{VerifyOptions, verify_zone};
+use crate::zone::{Name, rtype};
+
+/// Largest zone validated in full on every version; bigger ones incrementally.
+const FULL_EVERY_VERSION_MAX: usize = 20_000;
+
+pub async fn run(node: Arc<Node>) {
+    let mut applied = node.sm.subscribe();
+    let mut last_full: HashMap<String, Instant> = HashMap::new();
+    let mut readiness = tokio::time::interval(Duration::from_secs(node.cfg.signer.readiness_s.max(1)));
+    let revalidate = Duration::from_secs(node.cfg.signer.revalidate_s.max(1));
+    loop {
+        tokio::select! {
+            r = applied.changed() => if r.is_err() { return },
+            _ = readiness.tick() => {
+                let n = node.clone();
+                if let Ok(r) = tokio::task::spawn_blocking(move || check_readiness(&n)).await {
+                    node.local().readiness = r;
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        let zones: Vec<(String, Version)> = {
+            let st = node.sm.read();
+            st.zones
+                .iter()
+                .filter_map(|(n, z)| z.current.clone().map(|v| (n.clone(), v)))
+                .collect()
+        };
+        for (zone, version) in zones {
+            let (good, alarmed) = {
+                let l = node.local();
+                (l.last_good.get(&zone).cloned(), l.alarms.contains_key(&zone))
+            };
+            let stale = last_full.get(&zone).is_none_or(|t| t.elapsed() >= revalidate);
+            if good.as_ref().is_some_and(|g| g.token == version.token) && !stale {
+                continue;
+            }
+            if alarmed && good.as_ref().is_some_and(|g| g.token == version.token) {
+                continue;
+            }
+            let n = node.clone();
+            let (z, v, g) = (zone.clone(), version.clone(), good.clone());
+            let res = tokio::task::spawn_blocking(move || validate(&n, &z, &v, g.as_ref(), stale)).await;
+            let res = res.unwrap_or_else(|e| Err(format!("validator crashed: {e}")));
+            let mut l = node.local();
+            match res {
+                Ok(full) => {
+                    if full {
+                        last_full.insert(zone.clone(), Instant::now());
+                    }
+                    l.alarms.remove(&zone);
+                    l.last_good.insert(zone, version);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        zone,
+                        serial = version.serial,
+                        "ALARM: version does not validate on this node; keeping serial {}: {e}",
+                        good.as_ref().map_or("none".into(), |g| g.serial.to_string())
+                    );
+                    l.alarms.insert(zone, format!("serial {}: {e}", version.serial));
+                }
+            }
+        }
+    }
+}
+
+/// Validates `version` of `zone` as this node holds it. Returns whether it was a full check.
+fn validate(node: &Node, zone: &str, version: &Version, good: Option<&Version>, force_full: bool) -> Result<bool, String> {
+    let st = node.sm.read();
+    let z = st.zones.get(zone).ok_or("zone removed")?;
+    let cur = z.current.as_ref().ok_or("no version")?;
+    if cur.token != version.token {
+        return Err("superseded while validating".into()); // the next round takes the newer one
+    }
+    if z.hash != cur.hash {
+        return Err(format!("content hash {} is not the version's {}", hex(&z.hash[..8]), hex(&cur.hash[..8])));
+    }
+    let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
+    let touched = good.and_then(|g| {
+        let since: Vec<_> = z.recent.iter().filter(|(idx, _)| *idx > g.token.1).collect();
+        let first_known = z.recent.front().map(|(i, _)| *i)?;
+        // Every version after the last good one must be in `recent`.
+        let gap = z.history.iter().any(|v| v.token.1 > g.token.1 && v.token.1 < first_known);
+        (!gap && !since.is_empty()).then(|| {
+            since
+                .iter()
+                .flat_map(|(_, t)| t.iter().cloned())
+                .collect::<BTreeSet<(Name, u16)>>()
+        })
+    });
+    let full = force_full || touched.is_none() || z.content.len() <= FULL_EVERY_VERSION_MAX;
+    let t = now() as u32;
+    if full {
+        let zone_model = z.to_zone(&origin).map_err(|e| e.to_string())?;
+        drop(st);
+        let report = verify_zone(
+            &zone_model,
+            &VerifyOptions {
+                now: t,
+                trust_anchors: Vec::new(),
+                signatures_prechecked: false,
+            },
+        );
+        if !report.valid {
+            let f = &report.failures[0];
+            return Err(format!("{} failure(s), first: {} {}: {}", report.failures.len(), f.owner, f.rtype, f.message));
+        }
+        return Ok(true);
+    }
+    incremental(z, &origin, touched.as_ref().expect("touched"), t)?;
+    Ok(false)
+}
+
+struct Keys(HashMap<(u16, u8), Vec<Verifier>>);
+
+impl Keys {
+    fn of(z: &ZoneState, origin: &Name) -> Result<Keys, String> {
+        let set = z
+            .content
+            .get(&(Owner(origin.clone()), rtype::DNSKEY))
+            .ok_or("no DNSKEY RRset at the apex")?;
+        let mut m: HashMap<(u16, u8), Vec<Verifier>> = HashMap::new();
+        for d in &set.rdatas {
+            let k = DnsKey::from_rdata(d).ok_or("malformed DNSKEY")?;
+            if let Ok(v) = k.verifier() {
+                m.entry((k.key_tag(), k.algorithm)).or_default().push(v);
+            }
+        }
+        Ok(Keys(m))
+    }
+
+    fn check(&self, owner: &Name, t: u16, v: &crate::replica::RrsetVal, now: u32) -> Result<(), String> {
+        if v.sigs.is_empty() {
+            return Err(format!("{} {}: no RRSIG", owner.to_text(), rtype::to_text(t)));
+        }
+        let mut buf = Vec::new();
+        for s in &v.sigs {
+            let (h, sig) = RrsigHeader::parse(s).ok_or_else(|| format!("{} {}: malformed RRSIG", owner.to_text(), rtype::to_text(t)))?;
+            if h.type_covered != t {
+                return Err(format!("{} {}: RRSIG covers another type", owner.to_text(), rtype::to_text(t)));
+            }
+            if !(crate::signer::cache::serial_le(h.inception, now) && crate::signer::cache::serial_le(now, h.expiration)) {
+                return Err(format!("{} {}: RRSIG outside its validity window", owner.to_text(), rtype::to_text(t)));
+            }
+            signed_data(&h, owner, t, &v.rdatas, &mut buf);
+            let ok = self
+                .0
+                .get(&(h.key_tag, h.algorithm))
+                .is_some_and(|vs| vs.iter().any(|k| k.verify(&buf, sig)));
+            if !ok {
+                return Err(format!(
+                    "{} {}: RRSIG by key {} does not verify",
+                    owner.to_text(),
+                    rtype::to_text(t),
+                    h.key_tag
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Below a zone cut (or the NS RRset of a cut): data that is not signed.
+fn unsigned_ok(z: &ZoneState, origin: &Name, owner: &Name, t: u16) -> bool {
+    if owner == origin {
+        return false;
+    }
+    if t == rtype::NS {
+        return true;
+    }
+    let mut n = owner.parent();
+    while let Some(a) = n {
+        if &a == origin || !a.is_subdomain_of(origin) {
+            break;
+        }
+        if z.content.contains_key(&(Owner(a.clone()), rtype::NS)) {
+            return true;
+        }
+        n = a.parent();
+    }
+    false
+}
+
+/// Checks the RRsets in `touched` and the denial links they changed.
+fn incremental(z: &ZoneState, origin: &Name, touched: &BTreeSet<(Name, u16)>, now: u32) -> Result<(), String> {
+    let keys = Keys::of(z, origin)?;
+    let dnskey = &z.content[&(Owner(origin.clone()), rtype::DNSKEY)];
+    keys.check(origin, rtype::DNSKEY, dnskey, now)?;
+    for (owner, t) in touched {
+        let Some(v) = z.content.get(&(Owner(owner.clone()), *t)) else {
+            continue;
+        };
+        if v.sigs.is_empty() && unsigned_ok(z, origin, owner, *t) {
+            continue;
+        }
+        keys.check(owner, *t, v, now)?;
+        if *t == rtype::NSEC {
+            let next = crate::zone::name::wire_name_len(&v.rdatas[0])
+                .ok()
+                .and_then(|n| Name::from_wire(&v.rdatas[0][..n]).ok())
+                .ok_or_else(|| format!("{}: malformed NSEC", owner.to_text()))?;
+            link(z, origin, owner, &next, rtype::NSEC)?;
+        } else if *t == rtype::NSEC3 {
+            let d = &v.rdatas[0];
+            let salt_len = d[4] as usize;
+            let hlen = d[5 + salt_len] as usize;
+            let hash = &d[6 + salt_len..6 + salt_len + hlen];
+            let label = data_encoding::BASE32HEX_NOPAD.encode(hash).to_ascii_lowercase();
+            let next = origin.prepend(label.as_bytes()).map_err(|e| e.to_string())?;
+            link(z, origin, owner, &next, rtype::NSEC3)?;
+        }
+    }
+    Ok(())
+}
+
+/// `from` → `next` is a link of the NSEC (or NSEC3) chain: `next` has one, nothing between.
+fn link(z: &ZoneState, origin: &Name, from: &Name, next: &Name, t: u16) -> Result<(), String> {
+    let what = rtype::to_text(t);
+    if !z.content.contains_key(&(Owner(next.clone()), t)) {
+        return Err(format!("{what} at {} points to {}, which has no {what}", from.to_text(), next.to_text()));
+    }
+    let lo = (Owner(from.clone()), t);
+    let between: Box<dyn Iterator<Item = _>> = if next.cmp_canonical(from).is_gt() {
+        Box::new(z.content.range((std::ops::Bound::Excluded(lo), std::ops::Bound::Excluded((Owner(next.clone()), t)))))
+    } else {
+        // The last link wraps to the start of the chain: nothing may follow `from`.
+        Box::new(z.content.range((std::ops::Bound::Excluded(lo), std::ops::Bound::Unbounded)))
+    };
+    for ((o, ot), _) in between {
+        if *ot == t && (t == rtype::NSEC || o.0 != *origin) {
+            return Err(format!(
+                "{what} chain broken: {} → {} skips {}",
+                from.to_text(),
+                next.to_text(),
+                o.0.to_text()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Can this node sign right now with every active key? Each key signs a probe and the
+/// signature is verified against the key's DNSKEY.
+pub fn check_readiness(node: &Node) -> Readiness {
+    let keys: Vec<KeyRecord> = node.sm.read().keys.iter().filter(|k| k.state == "active").cloned().collect();
+    let mut problems = Vec::new();
+    let probe = format!("quorumsign readiness probe {} {}", node.id, now());
+    for rec in &keys {
+        let r = node.keys.resolve(rec).and_then(|k| {
+            let sig = k.sign(probe.as_bytes()).map_err(|e| e.to_string())?;
+            let v = k.dnskey().verifier().map_err(|e| e.to_string())?;
+            if v.verify(probe.as_bytes(), &sig) {
+                Ok(())
+            } else {
+                Err("test signature does not verify".into())
+            }
+        });
+        if let Err(e) = r {
+            problems.push(format!("key {} of {}: {e}", rec.tag, rec.zone));
+        }
+    }
+    Readiness {
+        ready: problems.is_empty(),
+        checked_at: now(),
+        keys_tested: keys.len(),
+        problems,
+    }
+}

@@ -1,0 +1,125 @@
+//! A local lab cluster on loopback: certificates, passphrase and one `node-<id>.toml` per
+//! node, for `quorumsign demo` and the cluster tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::admin::client::call;
+
+#[derive(Debug, Clone)]
+pub struct LabNode {
+    pub id: u64,
+    pub config: PathBuf,
+    pub raft: String,
+    pub admin: String,
+    pub log: PathBuf,
+}
+
+pub fn raft_addr(base_port: u16, id: u64) -> String {
+    format!("127.0.0.1:{}", base_port as u64 + id)
+}
+
+pub fn admin_addr(base_port: u16, id: u64) -> String {
+    format!("127.0.0.1:{}", base_port as u64 + 100 + id)
+}
+
+/// Writes the layout for nodes `ids` (peers: `peers`, which should include `ids`).
+/// Ports: Raft `base_port + id`, admin `base_port + 100 + id`.
+pub fn write(dir: &Path, ids: &[u64], peers: &[u64], base_port: u16, extra: &str) -> Result<Vec<LabNode>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let certs = dir.join("certs");
+    crate::transport::certs::make(&certs, ids)?;
+    let pass = dir.join("cluster.pass");
+    if !pass.exists() {
+        let mut b = [0u8; 24];
+        aws_lc_rs::rand::fill(&mut b).map_err(|_| "no randomness")?;
+        std::fs::write(&pass, data_encoding::HEXLOWER.encode(&b)).map_err(|e| e.to_string())?;
+    }
+    let mut out = Vec::new();
+    for &id in ids {
+        let mut t = format!(
+            "id = {id}\ndata_dir = \"data-{id}\"\nraft_listen = \"{}\"\nadmin_listen = \"{}\"\n\
+             keystore = \"embedded\"\npassphrase_file = \"cluster.pass\"\nlog_level = \"info\"\n{extra}\n\
+             [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{id}.pem\"\nkey = \"certs/node-{id}.key\"\n",
+            raft_addr(base_port, id),
+            admin_addr(base_port, id)
+        );
+        for &p in peers.iter().filter(|p| **p != id) {
+            t.push_str(&format!(
+                "\n[[peers]]\nid = {p}\nraft = \"{}\"\nadmin = \"{}\"\n",
+                raft_addr(base_port, p),
+                admin_addr(base_port, p)
+            ));
+        }
+        let config = dir.join(format!("node-{id}.toml"));
+        std::fs::write(&config, t).map_err(|e| e.to_string())?;
+        out.push(LabNode {
+            id,
+            config,
+            raft: raft_addr(base_port, id),
+            admin: admin_addr(base_port, id),
+            log: dir.join(format!("node-{id}.log")),
+        });
+    }
+    Ok(out)
+}
+
+/// Starts `exe node run --config …`, logging to the node's log file (appended).
+pub fn spawn(exe: &Path, n: &LabNode) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&n.log)
+        .map_err(|e| format!("{}: {e}", n.log.display()))?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    Command::new(exe)
+        .args(["node", "run", "--config"])
+        .arg(&n.config)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", exe.display()))
+}
+
+/// The node's `/status`, if it answers.
+pub fn status(admin: &str) -> Option<Value> {
+    let a = call(admin, "GET", "/status", None, Duration::from_secs(3)).ok()?;
+    (a.code == 200).then(|| a.json())
+}
+
+/// Polls `f` until it returns `Some`, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The zone's entry in a node status.
+pub fn zone_of<'a>(status: &'a Value, zone: &str) -> Option<&'a Value> {
+    status["zones"].as_array()?.iter().find(|z| z["name"] == zone)
+}
+
+/// The serial of `zone` that the node at `admin` has published and validated.
+pub fn validated_serial(admin: &str, zone: &str) -> Option<(u64, String)> {
+    let s = status(admin)?;
+    let z = zone_of(&s, zone)?;
+    let serial = z["serial"].as_u64()?;
+    (z["validated_serial"].as_u64() == Some(serial) && z["alarm"].is_null())
+        .then(|| (serial, z["hash"].as_str().unwrap_or("").to_string()))
+}
+
+/// Id of the leader as the node at `admin` sees it, if that node is sure.
+pub fn leader_of(admin: &str) -> Option<u64> {
+    status(admin)?["leader"].as_u64()
+}

@@ -1,0 +1,427 @@
+//! The leader's signing loop.
+//!
+//! ```text
+//!  every tick, while leader, per zone:
+//!   keys? ── none ──► generate (KSK+ZSK or CSK) ──► propose AddKey (exists once committed)
+//!   due?  ── new input digest | zone reload | keys changed | a signature inside the refresh
+//!            window | no version yet
+//!   sign  ── parse input, next serial, signature cache from the replicated content,
+//!            sign_zone (reuses every cached signature that is not due), publish gate
+//!   diff  ── RRset changes against the current version, content hash after them
+//!   propose Stage × n (bounded) then Publish{base = current hash}
+//! ```
+//! Only committed keys sign; a node that loses leadership mid-run gets its Publish refused
+//! by Raft (not committed) or by the state machine (base moved).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_lc_rs::digest;
+
+use super::{Node, RunReport, now};
+use crate::keys::{KeyId, RrsigHeader};
+use crate::replica::state::{Owner, ZoneState, hex};
+use crate::replica::{Command, KeyRecord, Outcome, RrsetChange, RrsetVal, Version, ZoneConfig};
+use crate::signer::cache::{CacheEntry, CachedRrsig, serial_le};
+use crate::signer::{Denial, Nsec3Params, SignOptions, SignatureCache, SignedZone, sign_zone};
+use crate::zone::{Limits, Name, ParseOptions, Zone, rtype};
+
+/// Largest encoded size of one `Stage` entry, roughly.
+const STAGE_BYTES: usize = 4 << 20;
+
+#[derive(Default, Clone)]
+struct Memo {
+    stat: Option<(SystemTime, u64)>,
+    digest: [u8; 32],
+    /// An input that failed (parse or sign): not retried until it changes.
+    failed: Option<[u8; 32]>,
+}
+
+pub async fn run(node: Arc<Node>) {
+    let mut memo: HashMap<String, Memo> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(node.cfg.signer.tick_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !node.is_leader() {
+            memo.clear();
+            continue;
+        }
+        let zones: Vec<String> = node.sm.read().zones.keys().cloned().collect();
+        for zone in zones {
+            if !node.is_leader() {
+                break;
+            }
+            let m = memo.entry(zone.clone()).or_default();
+            if let Err(e) = step(&node, &zone, m).await {
+                tracing::warn!(zone, "signing: {e}");
+                node.local().last_run.insert(
+                    zone.clone(),
+                    RunReport {
+                        at: now(),
+                        error: Some(e),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+    }
+}
+
+async fn propose(node: &Node, cmd: Command) -> Result<Outcome, String> {
+    let what = cmd.to_string();
+    match node.raft.client_write(cmd).await {
+        Ok(r) => match r.data {
+            Outcome::Refused(m) => Err(format!("{what}: refused: {m}")),
+            o => Ok(o),
+        },
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+fn input_path(cfg: &ZoneConfig) -> Result<&str, String> {
+    cfg.input
+        .strip_prefix("file:")
+        .ok_or_else(|| format!("zone {}: input {:?} is not file:PATH", cfg.name, cfg.input))
+}
+
+async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), String> {
+    let (cfg, current, reload_seq, keys) = {
+        let st = node.sm.read();
+        let Some(z) = st.zones.get(zone) else {
+            return Ok(());
+        };
+        let Some(cfg) = z.config.clone() else {
+            return Ok(());
+        };
+        let keys: Vec<KeyRecord> = st.zone_keys(zone).filter(|k| k.state == "active").cloned().collect();
+        (cfg, z.current.clone(), z.reload_seq, keys)
+    };
+    if keys.is_empty() {
+        let roles: &[&str] = if cfg.csk { &["csk"] } else { &["ksk", "zsk"] };
+        for role in roles {
+            let n = node.clone();
+            let (alg, z, r) = (cfg.algorithm, zone.to_string(), role.to_string());
+            let rec = tokio::task::spawn_blocking(move || n.keys.generate(&z, alg, &r))
+                .await
+                .map_err(|e| e.to_string())??;
+            tracing::info!(zone, role, tag = rec.tag, "key generated");
+            propose(node, Command::AddKey { key: rec }).await?;
+        }
+        return Ok(());
+    }
+    // Has the input changed? Stat first; hash only when size or mtime moved.
+    let path = input_path(&cfg)?.to_string();
+    let meta = std::fs::metadata(&path).map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
+    let stat = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+    if memo.stat != Some(stat) {
+        let bytes = std::fs::read(&path).map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
+        memo.digest.copy_from_slice(digest::digest(&digest::SHA256, &bytes).as_ref());
+        memo.stat = Some(stat);
+    }
+    let t = now() as u32;
+    let mut key_ids: Vec<KeyId> = keys.iter().map(|k| k.id).collect();
+    key_ids.sort();
+    let due = match &current {
+        None => Some("first version"),
+        Some(v) if v.input_digest != memo.digest => Some("input changed"),
+        Some(v) if v.reload_seq != reload_seq => Some("reload"),
+        Some(v) if v.keys != key_ids => Some("key set changed"),
+        Some(v) if v.min_expiration < t.saturating_add(cfg.refresh_s) => Some("signatures due"),
+        Some(_) => None,
+    };
+    let Some(reason) = due else {
+        return Ok(());
+    };
+    let refresh_due = current
+        .as_ref()
+        .is_some_and(|v| v.min_expiration < t.saturating_add(cfg.refresh_s));
+    if memo.failed == Some(memo.digest) && !refresh_due {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let n = node.clone();
+    let (z, d) = (zone.to_string(), memo.digest);
+    let cur = current.clone();
+    let built = tokio::task::spawn_blocking(move || build_version(&n, &z, &cfg, cur, reload_seq, &keys, key_ids, d))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (changes, version) = match built {
+        Ok(x) => x,
+        Err(e) => {
+            memo.failed = Some(memo.digest);
+            node.local().alarms.insert(zone.into(), format!("last input refused: {e}"));
+            return Err(e);
+        }
+    };
+    memo.failed = None;
+    let base = current.as_ref().map(|v| v.hash);
+    let upload = (now() << 20) ^ (node.id & 0xfffff) ^ started.elapsed().as_nanos() as u64;
+    let mut parts = 0u32;
+    let mut chunk: Vec<RrsetChange> = Vec::new();
+    let mut bytes = 0usize;
+    let n_changes = changes.len() as u64;
+    for c in changes {
+        bytes += c.owner.as_wire().len()
+            + c.val.as_ref().map_or(0, |v| {
+                v.rdatas.iter().map(|d| d.len() + 4).sum::<usize>() + v.sigs.iter().map(|d| d.len() + 4).sum::<usize>()
+            });
+        chunk.push(c);
+        if bytes >= STAGE_BYTES {
+            let changes = std::mem::take(&mut chunk);
+            propose(node, Command::Stage { zone: zone.into(), upload, part: parts, changes }).await?;
+            parts += 1;
+            bytes = 0;
+        }
+    }
+    if !chunk.is_empty() || parts == 0 {
+        propose(node, Command::Stage { zone: zone.into(), upload, part: parts, changes: chunk }).await?;
+        parts += 1;
+    }
+    let (serial, signed, reused) = (version.serial, version.signed, version.reused);
+    let out = propose(
+        node,
+        Command::Publish {
+            zone: zone.into(),
+            upload,
+            parts,
+            base,
+            version,
+        },
+    )
+    .await?;
+    let ms = started.elapsed().as_millis() as u64;
+    if let Outcome::Published { token, .. } = out {
+        tracing::info!(
+            zone, serial, reason, signed, reused, changes = n_changes, ms,
+            token = format!("{}:{}", token.0, token.1),
+            "published"
+        );
+    }
+    node.local().last_run.insert(
+        zone.into(),
+        RunReport {
+            at: now(),
+            serial,
+            ms,
+            signed,
+            reused,
+            changes: n_changes,
+            error: None,
+        },
+    );
+    Ok(())
+}
+
+pub fn denial_of(cfg: &ZoneConfig) -> Result<Denial, String> {
+    Ok(match cfg.denial.as_str() {
+        "nsec" => Denial::Nsec,
+        "nsec3" | "nsec3-optout" => Denial::Nsec3(Nsec3Params {
+            iterations: 0,
+            salt: Vec::new(),
+            opt_out: cfg.denial == "nsec3-optout",
+        }),
+        d => return Err(format!("denial {d:?}: expected nsec, nsec3 or nsec3-optout")),
+    })
+}
+
+/// Sets the SOA serial (the SOA rdata ends with serial, refresh, retry, expire, minimum).
+fn set_serial(zone: &mut Zone, serial: u32) {
+    let soa = zone
+        .apex_mut()
+        .rrsets
+        .iter_mut()
+        .find(|r| r.rtype == rtype::SOA)
+        .expect("zone has a SOA");
+    let d = &mut soa.rdatas[0];
+    let n = d.len();
+    d[n - 20..n - 16].copy_from_slice(&serial.to_be_bytes());
+}
+
+/// The signature cache a new run reuses: every RRSIG of the current version.
+pub fn cache_from(z: &ZoneState, origin: &Name, keys: &[KeyRecord]) -> SignatureCache {
+    let by_tag: HashMap<(u16, u8), KeyId> = keys.iter().map(|k| ((k.tag, k.algorithm), k.id)).collect();
+    let mut cache = SignatureCache {
+        origin: Some(origin.clone()),
+        entries: HashMap::with_capacity(z.content.len()),
+    };
+    for ((owner, t), v) in &z.content {
+        if v.sigs.is_empty() {
+            continue;
+        }
+        let rrsigs = v
+            .sigs
+            .iter()
+            .filter_map(|s| {
+                let (h, _) = RrsigHeader::parse(s)?;
+                Some(CachedRrsig {
+                    key: *by_tag.get(&(h.key_tag, h.algorithm))?,
+                    inception: h.inception,
+                    expiration: h.expiration,
+                    rdata: s.clone(),
+                })
+            })
+            .collect();
+        cache.entries.insert(
+            (owner.0.clone(), *t),
+            CacheEntry {
+                digest: SignatureCache::digest(&owner.0, *t, v.ttl, &v.rdatas),
+                rrsigs,
+            },
+        );
+    }
+    cache
+}
+
+/// The RRsets of a signed zone with their RRSIGs.
+pub fn entries_of(signed: &SignedZone) -> Vec<((Owner, u16), RrsetVal)> {
+    let mut out = Vec::new();
+    for node in signed.zone.nodes.iter().chain(&signed.nsec3) {
+        let covered: Vec<u16> = node
+            .sigs
+            .iter()
+            .map(|(_, s)| RrsigHeader::parse(s).map_or(0, |(h, _)| h.type_covered))
+            .collect();
+        for set in &node.rrsets {
+            let sigs = node
+                .sigs
+                .iter()
+                .zip(&covered)
+                .filter(|(_, t)| **t == set.rtype)
+                .map(|((_, s), _)| s.clone())
+                .collect();
+            out.push((
+                (Owner(node.name.clone()), set.rtype),
+                RrsetVal {
+                    ttl: set.ttl,
+                    rdatas: set.rdatas.clone(),
+                    sigs,
+                },
+            ));
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_version(
+    node: &Node,
+    zone: &str,
+    cfg: &ZoneConfig,
+    current: Option<Version>,
+    reload_seq: u64,
+    keys: &[KeyRecord],
+    key_ids: Vec<KeyId>,
+    input_digest: [u8; 32],
+) -> Result<(Vec<RrsetChange>, Version), String> {
+    let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
+    let path = input_path(cfg)?;
+    let popts = ParseOptions {
+        origin: origin.clone(),
+        limits: Limits::default(),
+        keep_dnssec: false,
+    };
+    let (mut unsigned, warnings) =
+        Zone::load(std::path::Path::new(path), &popts).map_err(|e| format!("zone {zone}: {e}"))?;
+    for w in warnings.iter().take(20) {
+        tracing::warn!(zone, "{w}");
+    }
+    let (input_serial, _, _) = unsigned.soa();
+    let serial = match &current {
+        None => input_serial,
+        Some(v) if serial_le(v.serial, input_serial.wrapping_sub(1)) => input_serial,
+        Some(v) => v.serial.wrapping_add(1),
+    };
+    set_serial(&mut unsigned, serial);
+    let signing: Vec<Arc<dyn crate::hsm::SigningKey>> = keys
+        .iter()
+        .map(|k| node.keys.resolve(k))
+        .collect::<Result<_, _>>()?;
+    let t = now() as u32;
+    let opts = SignOptions {
+        now: t,
+        inception_offset_s: cfg.inception_offset_s,
+        validity_s: cfg.validity_s,
+        jitter_s: cfg.jitter_s,
+        refresh_s: cfg.refresh_s,
+        denial: denial_of(cfg)?,
+        dnskey_ttl: None,
+    };
+    let (cache, base_hash) = {
+        let st = node.sm.read();
+        let z = st.zones.get(zone).ok_or("zone removed")?;
+        (cache_from(z, &origin, keys), z.hash)
+    };
+    let signed = sign_zone(unsigned, &signing, &opts, &cache, &|_, _| {}).map_err(|e| e.to_string())?;
+    drop(cache);
+    let report = crate::validate::verify_signed(&signed, t);
+    if !report.valid {
+        let f = &report.failures[0];
+        return Err(format!(
+            "publish gate: {} failure(s), first: {} {}: {}",
+            report.failures.len(),
+            f.owner,
+            f.rtype,
+            f.message
+        ));
+    }
+    let stats = signed.stats;
+    let entries = entries_of(&signed);
+    drop(signed);
+    let st = node.sm.read();
+    let z = st.zones.get(zone).ok_or("zone removed")?;
+    if z.hash != base_hash {
+        return Err("the current version changed while signing; will retry".into());
+    }
+    let mut changes = Vec::new();
+    let mut seen: HashSet<(Owner, u16)> = HashSet::with_capacity(entries.len());
+    let mut resigned_unchanged = 0u64;
+    let mut min_expiration = u32::MAX;
+    let due_by = t.saturating_add(cfg.refresh_s);
+    let expirations = |v: &RrsetVal| v.sigs.iter().filter_map(|s| RrsigHeader::parse(s).map(|(h, _)| h.expiration)).min();
+    for (key, val) in entries {
+        if let Some(e) = expirations(&val) {
+            min_expiration = min_expiration.min(e);
+        }
+        match z.content.get(&key) {
+            Some(old) if *old == val => {}
+            Some(old) => {
+                if old.ttl == val.ttl
+                    && old.rdatas == val.rdatas
+                    && key.1 != rtype::SOA
+                    && expirations(old).is_some_and(|e| e >= due_by)
+                {
+                    resigned_unchanged += 1;
+                }
+                changes.push(RrsetChange { owner: key.0.0.clone(), rtype: key.1, val: Some(val) });
+            }
+            None => changes.push(RrsetChange { owner: key.0.0.clone(), rtype: key.1, val: Some(val) }),
+        }
+        seen.insert(key);
+    }
+    for key in z.content.keys() {
+        if !seen.contains(key) {
+            changes.push(RrsetChange { owner: key.0.0.clone(), rtype: key.1, val: None });
+        }
+    }
+    let hash = z.hash_after(changes.iter());
+    tracing::debug!(zone, serial, changes = changes.len(), hash = hex(&hash[..8]), "version built");
+    let version = Version {
+        serial,
+        hash,
+        token: (0, 0),
+        published_at: now(),
+        leader: node.id,
+        rrsets: seen.len() as u64,
+        changes: changes.len() as u64,
+        signed: stats.signed as u64,
+        reused: stats.reused as u64,
+        resigned_unchanged,
+        input_digest,
+        reload_seq,
+        keys: key_ids,
+        min_expiration,
+    };
+    Ok((changes, version))
+}

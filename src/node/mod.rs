@@ -1,0 +1,311 @@
+//! A signer node: Raft over the sled store, the mutual-TLS transport, the admin API, the
+//! leader's signing loop and every node's checks.
+//!
+//! ```text
+//!  node run ─► open store + state machine ─► Raft ─┬─► transport::serve (raft_listen)
+//!                                                   ├─► admin::serve (admin_listen)
+//!                                                   ├─► leader::run   (signs only while leader)
+//!                                                   └─► check::run    (validate on apply, readiness)
+//! ```
+
+pub mod check;
+pub mod lab;
+pub mod leader;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::ServerState;
+use openraft::type_config::async_runtime::WatchReceiver;
+use serde::Serialize;
+
+use crate::config::NodeConfig;
+use crate::hsm::sealed::Sealer;
+use crate::hsm::{Keystore, SigningKey};
+use crate::keys::{Algorithm, DnsKey, KeyId};
+use crate::replica::machine::StateMachine;
+use crate::replica::{KeyRecord, NodeId, Raft, Version};
+use crate::store::LogStore;
+use crate::transport::{self, Network, Tls};
+use crate::zone::Name;
+
+/// What one node knows about itself and does not replicate.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Local {
+    /// Zone → the last version this node validated and would serve.
+    pub last_good: BTreeMap<String, Version>,
+    /// Zone → why the newest committed version failed validation here.
+    pub alarms: BTreeMap<String, String>,
+    pub readiness: Readiness,
+    /// Zone → what the last signing run on this node did (leader only).
+    pub last_run: BTreeMap<String, RunReport>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub checked_at: u64,
+    pub keys_tested: usize,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    pub at: u64,
+    pub serial: u32,
+    pub ms: u64,
+    pub signed: u64,
+    pub reused: u64,
+    pub changes: u64,
+    pub error: Option<String>,
+}
+
+/// Private keys of the cluster, as this node can reach them.
+pub struct KeyResolver {
+    sealer: Option<Sealer>,
+    store: Option<Box<dyn Keystore>>,
+    cache: Mutex<HashMap<KeyId, Arc<dyn SigningKey>>>,
+}
+
+impl KeyResolver {
+    pub fn new(cfg: &NodeConfig) -> Result<KeyResolver, String> {
+        let sealer = match &cfg.passphrase_file {
+            Some(p) => Some(Sealer::from_file(p).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let store = if cfg.keystore.starts_with("pkcs11:") {
+            Some(crate::hsm::open(&cfg.keystore).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        Ok(KeyResolver {
+            sealer,
+            store,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.store {
+            Some(s) => s.describe(),
+            None => "embedded (sealed in the replicated state)".into(),
+        }
+    }
+
+    /// The signing key of a committed key record.
+    pub fn resolve(&self, rec: &KeyRecord) -> Result<Arc<dyn SigningKey>, String> {
+        if let Some(k) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&rec.id) {
+            return Ok(k.clone());
+        }
+        let dnskey = DnsKey::from_rdata(&rec.dnskey)
+            .ok_or_else(|| format!("key {}: bad DNSKEY rdata", rec.tag))?;
+        let key = match (&rec.sealed, &self.sealer, &self.store) {
+            (Some(sealed), Some(s), _) => s.open(dnskey, sealed, &rec.handle).map_err(|e| e.to_string())?,
+            (Some(_), None, _) => {
+                return Err(format!(
+                    "key {} of {} is sealed in the cluster state but this node has no passphrase_file",
+                    rec.tag, rec.zone
+                ));
+            }
+            (None, _, Some(store)) => {
+                let zone = Name::parse(rec.zone.as_bytes(), None).map_err(|e| e.to_string())?;
+                store
+                    .load(&zone)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .find(|k| k.dnskey().id() == rec.id)
+                    .ok_or_else(|| {
+                        format!(
+                            "key {} of {} ({}) is not in keystore {}",
+                            rec.tag,
+                            rec.zone,
+                            rec.handle,
+                            store.describe()
+                        )
+                    })?
+            }
+            (None, _, None) => {
+                return Err(format!(
+                    "key {} of {} lives in {} but this node has no PKCS#11 keystore",
+                    rec.tag, rec.zone, rec.handle
+                ));
+            }
+        };
+        if key.dnskey().id() != rec.id {
+            return Err(format!("key {} of {}: private key does not match its record", rec.tag, rec.zone));
+        }
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rec.id, key.clone());
+        Ok(key)
+    }
+
+    /// Makes a new key for `zone` (leader only); it exists for the cluster once committed.
+    pub fn generate(&self, zone: &str, alg: u8, role: &str) -> Result<KeyRecord, String> {
+        let algorithm = Algorithm::from_number(alg).map_err(|e| e.to_string())?;
+        let ksk = role != "zsk";
+        let name = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
+        let (key, sealed, handle) = match &self.store {
+            Some(store) => {
+                let k = store.generate(&name, algorithm, ksk).map_err(|e| e.to_string())?;
+                let h = k.handle().to_string();
+                (k, None, h)
+            }
+            None => {
+                let sealer = self.sealer.as_ref().ok_or("no passphrase_file for the embedded keystore")?;
+                let (k, sealed) = sealer
+                    .generate(algorithm, ksk, "embedded")
+                    .map_err(|e| e.to_string())?;
+                (k, Some(sealed), "embedded".to_string())
+            }
+        };
+        let d = key.dnskey();
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(d.id(), key.clone());
+        Ok(KeyRecord {
+            zone: zone.into(),
+            id: d.id(),
+            role: role.into(),
+            algorithm: alg,
+            tag: d.key_tag(),
+            dnskey: d.rdata(),
+            state: "active".into(),
+            created: now(),
+            handle,
+            sealed,
+        })
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A running node.
+pub struct Node {
+    pub id: NodeId,
+    pub cfg: NodeConfig,
+    pub raft: Raft,
+    pub sm: StateMachine,
+    pub keys: KeyResolver,
+    pub local: Mutex<Local>,
+}
+
+impl Node {
+    pub fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// Is `id` allowed to open an RPC connection: a configured peer or a member.
+    fn admits(&self, id: NodeId) -> bool {
+        if id == self.id || self.cfg.peers.iter().any(|p| p.id == id) {
+            return true;
+        }
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.membership_config.membership().nodes().any(|(n, _)| *n == id)
+    }
+}
+
+/// Starts a node and runs until SIGINT or SIGTERM.
+pub async fn run(cfg: NodeConfig) -> Result<(), String> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+    let _lock = lock_data_dir(&cfg.data_dir)?;
+    let tls = Tls::load(&cfg.tls_files()).map_err(|e| e.to_string())?;
+    let log = LogStore::open(&cfg.data_dir.join("raft")).map_err(|e| format!("raft log: {e}"))?;
+    let sm = StateMachine::open(&cfg.data_dir.join("state")).map_err(|e| format!("state: {e}"))?;
+    let keys = KeyResolver::new(&cfg)?;
+    let r = &cfg.raft;
+    let config = openraft::Config {
+        cluster_name: "quorumsign".into(),
+        heartbeat_interval: r.heartbeat_ms,
+        election_timeout_min: r.election_min_ms,
+        election_timeout_max: r.election_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_every),
+        max_in_snapshot_log_to_keep: 64,
+        install_snapshot_timeout: 120_000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| format!("raft config: {e}"))?;
+    let network = Network {
+        me: cfg.id,
+        tls: tls.client.clone(),
+    };
+    let raft = Raft::new(cfg.id, Arc::new(config), network, log, sm.clone())
+        .await
+        .map_err(|e| format!("raft: {e}"))?;
+    let raft_listener = tokio::net::TcpListener::bind(&cfg.raft_listen)
+        .await
+        .map_err(|e| format!("raft_listen {}: {e}", cfg.raft_listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(&cfg.admin_listen)
+        .await
+        .map_err(|e| format!("admin_listen {}: {e}", cfg.admin_listen))?;
+    let node = Arc::new(Node {
+        id: cfg.id,
+        cfg: cfg.clone(),
+        raft: raft.clone(),
+        sm,
+        keys,
+        local: Mutex::new(Local::default()),
+    });
+    let admit_node = node.clone();
+    let admit: transport::Admit = Arc::new(move |id| admit_node.admits(id));
+    tokio::spawn(transport::serve(raft_listener, tls, raft.clone(), admit));
+    tokio::spawn(crate::admin::serve(admin_listener, node.clone()));
+    tokio::spawn(leader::run(node.clone()));
+    tokio::spawn(check::run(node.clone()));
+    tracing::info!(
+        id = cfg.id,
+        raft = %cfg.raft_listen,
+        admin = %cfg.admin_listen,
+        keystore = %node.keys.describe(),
+        "node started"
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(5), raft.shutdown()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// One process per data directory: a second `node run` on it is refused.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("LOCK");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!(
+            "{} is in use by another quorumsign node",
+            dir.display()
+        ));
+    }
+    Ok(f)
+}
