@@ -24,6 +24,7 @@
 //! election_min_ms = 1000
 //! election_max_ms = 2000
 //! snapshot_every = 500
+//! keep_logs = 64
 //!
 //! [signer]                           # optional; these are the defaults
 //! tick_ms = 500
@@ -84,6 +85,8 @@ pub struct RaftTiming {
     pub election_max_ms: u64,
     /// Build a snapshot after this many log entries.
     pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot (a lagging node further behind gets the snapshot).
+    pub keep_logs: u64,
 }
 
 impl Default for RaftTiming {
@@ -93,6 +96,7 @@ impl Default for RaftTiming {
             election_min_ms: 1000,
             election_max_ms: 2000,
             snapshot_every: 500,
+            keep_logs: 64,
         }
     }
 }

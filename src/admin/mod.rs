@@ -396,6 +396,7 @@ pub fn status(node: &Node) -> Value {
         "last_applied": m.last_applied.as_ref().map(|l| l.index()),
         "committed": m.local_committed.as_ref().map(|l| l.index()),
         "snapshot": m.snapshot.as_ref().map(|l| l.index()),
+        "purged": m.purged.as_ref().map(|l| l.index()),
         "replication": replication,
         "voters": voters,
         "learners": learners,

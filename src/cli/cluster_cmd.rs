@@ -72,6 +72,30 @@ pub enum ClusterCmd {
         #[command(flatten)]
         a: AdminArgs,
     },
+    /// Try an RPC connection with a given certificate (checks admission; for tests).
+    #[command(hide = true)]
+    Probe {
+        #[arg(long)]
+        ca: std::path::PathBuf,
+        #[arg(long)]
+        cert: std::path::PathBuf,
+        #[arg(long)]
+        key: std::path::PathBuf,
+        /// The node id to claim.
+        #[arg(long = "as")]
+        as_id: u64,
+        /// The node to reach and its Raft address.
+        #[arg(long)]
+        to: u64,
+        #[arg(long)]
+        addr: String,
+    },
+    /// Append to a Raft log store until killed, printing each acknowledged index (crash tests).
+    #[command(hide = true)]
+    StoreTorture {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
     /// The replicated audit log of operator commands.
     Audit {
         #[command(flatten)]
@@ -243,6 +267,15 @@ pub fn cluster(cmd: ClusterCmd) -> Result<(), String> {
             }
             Ok(())
         }
+        ClusterCmd::Probe { ca, cert, key, as_id, to, addr } => {
+            let tls = crate::transport::Tls::load(&crate::transport::TlsFiles { ca, cert, key })
+                .map_err(|e| e.to_string())?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            rt.block_on(crate::transport::dial(&tls.client, as_id, to, &addr))
+                .map(|_| println!("welcomed by node {to} as node {as_id}"))
+                .map_err(|e| format!("refused: {e}"))
+        }
+        ClusterCmd::StoreTorture { dir } => store_torture(&dir),
         ClusterCmd::Init { a } => {
             let ans = call(&a.admin, "POST", "/init", None, TIMEOUT)?;
             ok(ans, &a, |v| format!("cluster initialised with nodes {}", v["members"]))
@@ -378,4 +411,40 @@ pub fn format_status(v: &Value) -> String {
         }
     }
     s
+}
+
+/// Appends batches of entries and prints `acked N` once each batch is reported durable.
+fn store_torture(dir: &std::path::Path) -> Result<(), String> {
+    use openraft::alias::{EntryOf, LogIdOf, VoteOf};
+    use openraft::entry::RaftEntry;
+    use openraft::storage::{IOFlushed, RaftLogStorage};
+    use openraft::type_config::TypeConfigExt;
+    use std::io::Write;
+    use crate::replica::{Command, Origin, TypeConfig};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let mut log = crate::store::LogStore::open(dir).map_err(|e| e.to_string())?;
+        let mut next = log.get_log_state().await.map_err(|e| e.to_string())?.last_log_id.map_or(1, |l| l.index() + 1);
+        let mut term = 1;
+        loop {
+            term += 1;
+            log.save_vote(&VoteOf::<TypeConfig>::new(term, 1)).await.map_err(|e| e.to_string())?;
+            println!("vote {term}");
+            for _ in 0..50 {
+                let batch: Vec<EntryOf<TypeConfig>> = (next..next + 20)
+                    .map(|i| {
+                        let lid = LogIdOf::<TypeConfig>::new(openraft::impls::leader_id_adv::LeaderId { term: 1, node_id: 1 }, i);
+                        let cmd = Command::Audit { origin: Origin { at: i, by: "torture".into(), command: "x".repeat(512) } };
+                        EntryOf::<TypeConfig>::new_normal(lid, cmd)
+                    })
+                    .collect();
+                let (tx, rx) = TypeConfig::oneshot();
+                log.append(batch, IOFlushed::signal(tx)).await.map_err(|e| e.to_string())?;
+                rx.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                next += 20;
+                println!("acked {}", next - 1);
+                std::io::stdout().flush().ok();
+            }
+        }
+    })
 }

@@ -235,7 +235,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         election_timeout_min: r.election_min_ms,
         election_timeout_max: r.election_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_every),
-        max_in_snapshot_log_to_keep: 64,
+        max_in_snapshot_log_to_keep: r.keep_logs,
         install_snapshot_timeout: 120_000,
         ..Default::default()
     }

@@ -1,0 +1,336 @@
+//! The cluster with real node processes on 127.0.0.1: bootstrap, replicate, validate with
+//! external validators, failover by SIGKILL and by SIGSTOP, restart and catch-up, a fourth
+//! node joining from a snapshot, and admission by certificate.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+
+use common::{assert_validators_accept, p, qs};
+use quorumsign::node::lab::{self, LabNode};
+use serde_json::Value;
+
+const ZONE: &str = "example.";
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    nodes: Vec<LabNode>,
+    children: Vec<Option<Child>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            for n in &self.nodes {
+                let log = std::fs::read_to_string(&n.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- node {} log (last lines, newest first):\n{}", n.id, tail.join("\n"));
+            }
+        }
+    }
+}
+
+fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_quorumsign"))
+}
+
+impl Cluster {
+    /// Starts nodes 1..=n (peers of each other), initialises them and adds the example zone.
+    fn start(n: u64, port: u16, extra: &str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<u64> = (1..=n).collect();
+        let nodes = lab::write(dir.path(), &ids, &ids, port, extra).unwrap();
+        let mut c = Cluster { dir, port, nodes, children: Vec::new() };
+        for i in 0..c.nodes.len() {
+            c.children.push(Some(lab::spawn(&exe(), &c.nodes[i]).unwrap()));
+        }
+        for node in &c.nodes {
+            lab::wait_for(Duration::from_secs(20), || lab::status(&node.admin)).expect("node answers");
+        }
+        let (code, out, err) = qs(&["cluster", "init", "--admin", &c.nodes[0].admin]);
+        assert_eq!(code, 0, "cluster init: {out}{err}");
+        c.leader();
+        let zone = c.zone_file();
+        std::fs::copy(common::example_zone(), &zone).unwrap();
+        let (code, out, err) = qs(&["zone", "add", ZONE, "--file", p(&zone), "--admin", &c.nodes[0].admin]);
+        assert_eq!(code, 0, "zone add: {out}{err}");
+        c
+    }
+
+    fn zone_file(&self) -> PathBuf {
+        self.dir.path().join("example.zone")
+    }
+
+    fn node(&self, id: u64) -> &LabNode {
+        self.nodes.iter().find(|n| n.id == id).unwrap()
+    }
+
+    fn running(&self) -> Vec<&LabNode> {
+        self.nodes
+            .iter()
+            .zip(&self.children)
+            .filter(|(_, c)| c.is_some())
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// The leader every running node agrees on.
+    fn leader(&self) -> u64 {
+        lab::wait_for(Duration::from_secs(30), || {
+            let seen: Vec<Option<u64>> = self
+                .running()
+                .iter()
+                .map(|n| lab::status(&n.admin).and_then(|s| s["leader"].as_u64()))
+                .collect();
+            let first = seen[0]?;
+            let leader_running = self.running().iter().any(|n| n.id == first);
+            (leader_running && seen.iter().all(|s| *s == Some(first))).then_some(first)
+        })
+        .expect("one leader all running nodes agree on")
+    }
+
+    /// Waits until every running node has validated one serial above `after`; returns it
+    /// with its hash, after checking all nodes hold the same hash.
+    fn converged(&self, after: u64) -> (u64, String) {
+        let got = lab::wait_for(Duration::from_secs(60), || {
+            let v: Vec<(u64, String)> = self
+                .running()
+                .iter()
+                .map(|n| lab::validated_serial(&n.admin, ZONE))
+                .collect::<Option<_>>()?;
+            (v[0].0 > after && v.iter().all(|x| x.0 == v[0].0)).then(|| v)
+        })
+        .unwrap_or_else(|| panic!("nodes did not converge on a serial above {after}"));
+        for (s, h) in &got {
+            assert_eq!((s, h), (&got[0].0, &got[0].1), "same serial, same content hash on every node");
+        }
+        got[0].clone()
+    }
+
+    fn zone_status(&self, id: u64) -> Value {
+        let s = lab::status(&self.node(id).admin).unwrap();
+        lab::zone_of(&s, ZONE).unwrap().clone()
+    }
+
+    /// The signed zone as node `id` holds it.
+    fn signed(&self, id: u64) -> String {
+        let (code, out, err) = qs(&["zone", "show", ZONE, "--admin", &self.node(id).admin]);
+        assert_eq!(code, 0, "zone show on node {id}: {err}");
+        out
+    }
+
+    fn kill(&mut self, id: u64, sig: i32) {
+        let i = self.nodes.iter().position(|n| n.id == id).unwrap();
+        let c = self.children[i].as_mut().unwrap();
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(c.id() as i32, sig) };
+        if sig == libc::SIGKILL {
+            c.wait().unwrap();
+            self.children[i] = None;
+        }
+    }
+
+    fn restart(&mut self, id: u64) {
+        let i = self.nodes.iter().position(|n| n.id == id).unwrap();
+        self.children[i] = Some(lab::spawn(&exe(), &self.nodes[i]).unwrap());
+    }
+
+    fn append_record(&self, line: &str) {
+        let mut t = std::fs::read_to_string(self.zone_file()).unwrap();
+        t.push_str(line);
+        t.push('\n');
+        std::fs::write(self.zone_file(), t).unwrap();
+    }
+}
+
+fn dnskey_lines(zone_text: &str) -> Vec<String> {
+    let mut v: Vec<String> = zone_text
+        .lines()
+        .filter(|l| l.split_whitespace().nth(3) == Some("DNSKEY"))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let f = dir.join(name);
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+#[test]
+fn three_nodes_replicate_validate_fail_over_and_catch_up() {
+    let mut c = Cluster::start(3, 17100, "");
+    let (serial, hash) = c.converged(0);
+    // Each node's copy passes our validator, dnssec-verify and ldns-verify-zone.
+    for id in 1..=3 {
+        let f = write(c.dir.path(), &format!("signed-{id}.zone"), &c.signed(id));
+        assert_validators_accept(ZONE, &f, false);
+    }
+    let keys_before = dnskey_lines(&c.signed(1));
+    assert_eq!(keys_before.len(), 2, "a KSK and a ZSK");
+
+    // SIGKILL the leader; change one RRset; the new leader publishes the next serial.
+    let old = c.leader();
+    let before = c.zone_status(old);
+    c.kill(old, libc::SIGKILL);
+    c.append_record("added IN TXT \"after the failover\"");
+    let new = c.leader();
+    assert_ne!(new, old);
+    let (serial2, hash2) = c.converged(serial);
+    assert!(serial2 > serial && hash2 != hash);
+    let z = c.zone_status(new);
+    assert_eq!(z["published_by"].as_u64(), Some(new));
+    assert_eq!(z["resigned_unchanged"].as_u64(), Some(0), "no unchanged RRset re-signed: {z}");
+    let signed = z["signed"].as_u64().unwrap();
+    let reused = z["reused"].as_u64().unwrap();
+    assert!(signed > 0 && signed <= 8, "only the new RRset, SOA and denial neighbours are signed: {z}");
+    assert!(reused >= before["rrsets"].as_u64().unwrap() / 2, "the rest is reused: {z}");
+    let text = c.signed(new);
+    assert_eq!(dnskey_lines(&text), keys_before, "identical DNSKEY RRset after failover");
+    let f = write(c.dir.path(), "after-failover.zone", &text);
+    assert_validators_accept(ZONE, &f, false);
+
+    // The killed node restarts and catches up to the same version.
+    c.restart(old);
+    let got = lab::wait_for(Duration::from_secs(60), || {
+        lab::validated_serial(&c.node(old).admin, ZONE).filter(|(s, _)| *s == serial2)
+    })
+    .expect("restarted node catches up");
+    assert_eq!(got.1, hash2, "restarted node holds the same content hash");
+    let audit = qs(&["cluster", "audit", "--admin", &c.node(new).admin]).1;
+    assert!(audit.contains("zone add example."), "audit log: {audit}");
+}
+
+#[test]
+fn stopped_leader_steps_down_and_never_publishes_a_conflicting_version() {
+    let mut c = Cluster::start(3, 17300, "");
+    let (serial, _) = c.converged(0);
+    let old = c.leader();
+    let old_term = lab::status(&c.node(old).admin).unwrap()["term"].as_u64().unwrap();
+    c.kill(old, libc::SIGSTOP);
+    // The others elect a new leader and publish a change while the old one is frozen.
+    let others: Vec<u64> = (1..=3).filter(|i| *i != old).collect();
+    let new = lab::wait_for(Duration::from_secs(20), || {
+        others.iter().find_map(|i| lab::leader_of(&c.node(*i).admin).filter(|l| *l != old))
+    })
+    .expect("new leader while the old one is stopped");
+    c.append_record("frozen IN TXT \"written while the old leader was stopped\"");
+    let next = lab::wait_for(Duration::from_secs(30), || {
+        let v: Vec<(u64, String)> =
+            others.iter().map(|i| lab::validated_serial(&c.node(*i).admin, ZONE)).collect::<Option<_>>()?;
+        (v[0].0 > serial && v[0] == v[1]).then(|| v[0].clone())
+    })
+    .expect("the new leader publishes");
+    // Resume the old leader: it must become a follower and converge on the same version.
+    c.kill(old, libc::SIGCONT);
+    let s = lab::wait_for(Duration::from_secs(20), || {
+        lab::status(&c.node(old).admin).filter(|s| s["role"] == "follower" && s["leader"].as_u64() == Some(new))
+    })
+    .expect("old leader steps down");
+    assert!(s["term"].as_u64().unwrap() > old_term);
+    let (serial3, hash3) = c.converged(serial);
+    assert!(serial3 >= next.0);
+    if serial3 == next.0 {
+        assert_eq!(hash3, next.1);
+    }
+    // No version was published by the old leader in its old term after it was stopped.
+    let z = c.zone_status(old);
+    assert!(
+        z["token"][0].as_u64().unwrap() > old_term,
+        "current version comes from a later term: {z}"
+    );
+}
+
+#[test]
+fn fourth_node_joins_from_a_snapshot_and_foreign_certificates_are_refused() {
+    let extra = "[raft]\nsnapshot_every = 10\nkeep_logs = 0\n";
+    let mut c = Cluster::start(3, 17500, extra);
+    let (mut serial, _) = c.converged(0);
+    // Enough versions that the log is purged behind a snapshot.
+    for i in 0..6 {
+        c.append_record(&format!("v{i} IN A 192.0.2.{}", 100 + i));
+        serial = c.converged(serial).0;
+    }
+    let leader = c.leader();
+    let purged = lab::wait_for(Duration::from_secs(20), || {
+        lab::status(&c.node(leader).admin)?["purged"].as_u64().filter(|p| *p > 5)
+    })
+    .expect("leader purged its log behind a snapshot");
+    // Node 4: certificates from the same CA, peers 1-3.
+    let n4 = lab::write(c.dir.path(), &[4], &[1, 2, 3, 4], c.port, extra).unwrap().remove(0);
+    c.nodes.push(n4.clone());
+    c.children.push(Some(lab::spawn(&exe(), &n4).unwrap()));
+    lab::wait_for(Duration::from_secs(20), || lab::status(&n4.admin)).expect("node 4 answers");
+    let (code, out, err) = qs(&[
+        "node", "add", "--id", "4", "--raft", &n4.raft, "--node-admin", &n4.admin, "--admin", &c.node(1).admin,
+    ]);
+    assert_eq!(code, 0, "node add: {out}{err}");
+    let (s4, h4) = lab::wait_for(Duration::from_secs(60), || {
+        lab::validated_serial(&n4.admin, ZONE).filter(|(s, _)| *s == serial)
+    })
+    .expect("node 4 serves the current version");
+    let (_, h1) = lab::validated_serial(&c.node(1).admin, ZONE).unwrap();
+    assert_eq!((s4, h4), (serial, h1), "node 4 holds the same content hash");
+    let st4 = lab::status(&n4.admin).unwrap();
+    assert!(st4["voters"].as_array().unwrap().iter().any(|v| v == 4), "node 4 is a voter: {st4}");
+    assert!(
+        st4["snapshot"].as_u64().unwrap_or(0) >= purged,
+        "node 4 started from a snapshot at or after the purged index {purged}: {st4}"
+    );
+    let log4 = std::fs::read_to_string(&n4.log).unwrap();
+    assert!(!log4.contains("ALARM"), "{log4}");
+
+    // Admission: a certificate of another CA, and a member-CA certificate for a non-member.
+    let other = c.dir.path().join("other-ca");
+    quorumsign::transport::certs::make(&other, &[1]).unwrap();
+    let certs = c.dir.path().join("certs");
+    quorumsign::transport::certs::make(&certs, &[9]).unwrap();
+    let probe = |dir: &Path, cert_id: u64, as_id: u64| {
+        qs(&[
+            "cluster", "probe",
+            "--ca", p(&certs.join("ca.pem")),
+            "--cert", p(&dir.join(format!("node-{cert_id}.pem"))),
+            "--key", p(&dir.join(format!("node-{cert_id}.key"))),
+            "--as", &as_id.to_string(), "--to", "1", "--addr", &c.node(1).raft,
+        ])
+    };
+    let (code, out, _) = probe(&certs, 2, 2);
+    assert_eq!(code, 0, "a member's own certificate is welcome: {out}");
+    let (code, _, err) = probe(&other, 1, 1);
+    assert_ne!(code, 0, "another CA's certificate must be refused");
+    assert!(err.contains("refused"), "{err}");
+    let (code, _, err) = probe(&certs, 9, 9);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a member"), "{err}");
+    let (code, _, err) = probe(&certs, 2, 3);
+    assert_ne!(code, 0, "node 2's certificate cannot claim node 3");
+    assert!(err.contains("not valid for node-3"), "{err}");
+}
+
+#[test]
+fn config_check_names_the_bad_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = lab::write(dir.path(), &[1], &[1], 17700, "").unwrap();
+    let (code, out, err) = qs(&["node", "run", "--check", "--config", p(&nodes[0].config)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok"), "{out}");
+    let mut text = std::fs::read_to_string(&nodes[0].config).unwrap();
+    text = text.replace("log_level = \"info\"", "log_level = \"info\"\nsigning_threads = 4");
+    std::fs::write(&nodes[0].config, text).unwrap();
+    let (code, _, err) = qs(&["node", "run", "--check", "--config", p(&nodes[0].config)]);
+    assert_ne!(code, 0);
+    assert!(err.contains("signing_threads") && err.contains("line 8"), "{err}");
+    let bad = write(dir.path(), "bad.toml", "id = 1\ndata_dir = \"d\"\nraft_listen = \"nowhere\"\nadmin_listen = \"127.0.0.1:1\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n");
+    let (code, _, err) = qs(&["node", "run", "--check", "--config", p(&bad)]);
+    assert_ne!(code, 0);
+    assert!(err.contains("raft_listen") && err.contains("nowhere"), "{err}");
+}
