@@ -57,14 +57,35 @@ pub fn call(addr: &str, method: &str, path: &str, body: Option<&Value>, timeout:
     })
 }
 
-/// As [`call`], following a "not the leader" answer to the leader once.
+/// As [`call`], sent on to the leader when the node is not the leader. While there is no
+/// leader (an election), it retries for up to 15 s.
 pub fn call_leader(addr: &str, method: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<Answer, String> {
-    let a = call(addr, method, path, body, timeout)?;
-    if a.code == 421 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut target = addr.to_string();
+    loop {
+        let a = match call(&target, method, path, body, timeout) {
+            Ok(a) => a,
+            // The leader we were sent to may have just died: start over from `addr`.
+            Err(e) if target != addr && std::time::Instant::now() < deadline => {
+                tracing::debug!("{e}; retrying");
+                target = addr.to_string();
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if a.code != 421 {
+            return Ok(a);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err("no leader (election in progress or no quorum); try again".into());
+        }
         match a.json().get("leader_admin").and_then(Value::as_str) {
-            Some(leader) => return call(leader, method, path, body, timeout),
-            None => return Err("no leader at the moment (election in progress or no quorum); try again".into()),
+            Some(leader) if leader != target => target = leader.to_string(),
+            _ => {
+                target = addr.to_string();
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
     }
-    Ok(a)
 }

@@ -164,7 +164,14 @@ async fn propose(node: &Node, cmd: Command) -> Reply {
             }
             Outcome::Done => json_reply(200, json!({ "ok": true, "index": r.log_id.index() })),
         },
-        Err(e) => error(503, e.to_string()),
+        Err(e) => match e.forward_to_leader() {
+            Some(f) => json_reply(
+                421,
+                json!({ "error": "this node is no longer the leader",
+                        "leader": f.leader_id, "leader_admin": f.leader_node.as_ref().map(|n| n.admin.clone()) }),
+            ),
+            None => error(503, e.to_string()),
+        },
     }
 }
 
