@@ -4,7 +4,8 @@
 //! qs-bench-cluster [--count 1000000] [--changes 11] [--work DIR]
 //! ```
 //! Prints: initial sign + replicate + validate on all nodes (ratio to `sign` then `verify`),
-//! the median time from a one-RRset change to the new serial validated on all three nodes,
+//! the median time from a one-RRset change (a DS record's key tag, the file replaced
+//! atomically) to the new serial validated on all three nodes,
 //! the time from SIGKILL of the leader to the next serial published by the new leader and
 //! validated, the unchanged RRsets it re-signed, and peak RSS per node.
 
@@ -60,10 +61,16 @@ fn all_validated(nodes: &[&lab::LabNode], above: u64, timeout: Duration) -> Opti
     })
 }
 
-fn append(zone: &Path, line: &str) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).open(zone).unwrap();
-    writeln!(f, "{line}").unwrap();
+/// Changes the key tag of the first DS record (one signed RRset changes content), writing
+/// the file atomically.
+fn change_ds(zone: &Path, tag: u32) {
+    let text = std::fs::read_to_string(zone).unwrap();
+    let at = text.find(" IN DS ").expect("a DS record") + " IN DS ".len();
+    let end = at + text[at..].find(' ').unwrap();
+    let new = format!("{}{}{}", &text[..at], tag, &text[end..]);
+    let tmp = zone.with_extension("tmp");
+    std::fs::write(&tmp, new).unwrap();
+    std::fs::rename(&tmp, zone).unwrap();
 }
 
 fn main() {
@@ -125,8 +132,8 @@ fn main() {
     // One-RRset changes.
     let mut times = Vec::new();
     for i in 0..o.changes {
+        change_ds(&zone, 1000 + i as u32);
         let t = Instant::now();
-        append(&zone, &format!("bench-change-{i} 3600 IN TXT \"change {i}\""));
         let (s, done) = all_validated(&all, serial, Duration::from_secs(600)).expect("change applied");
         serial = s;
         times.push((done - t).as_secs_f64() * 1000.0);
@@ -152,7 +159,7 @@ fn main() {
     let mut c = children[li].take().unwrap();
     c.kill().unwrap();
     c.wait().unwrap();
-    append(&zone, "bench-failover 3600 IN TXT \"after failover\"");
+    change_ds(&zone, 999);
     let survivors: Vec<&lab::LabNode> = nodes.iter().filter(|n| n.id != leader).collect();
     let (_, done) = all_validated(&survivors, serial, Duration::from_secs(600)).expect("new leader publishes");
     let t_fail = done - t;

@@ -206,6 +206,19 @@ fn three_nodes_replicate_validate_fail_over_and_catch_up() {
     })
     .expect("restarted node catches up");
     assert_eq!(got.1, hash2, "restarted node holds the same content hash");
+
+    // A same-shape change (one RRset's content): only it and the SOA are signed.
+    let t = std::fs::read_to_string(c.zone_file()).unwrap().replace("192.0.2.25", "192.0.2.26");
+    std::fs::write(c.zone_file(), t).unwrap();
+    let (serial3, _) = c.converged(serial2);
+    let z = c.zone_status(c.leader());
+    assert_eq!(z["signed"].as_u64(), Some(2), "mail A and the SOA: {z}");
+    let text = c.signed(old);
+    assert!(text.contains("192.0.2.26") && !text.contains("192.0.2.25"));
+    let f = write(c.dir.path(), "same-shape.zone", &text);
+    assert_validators_accept(ZONE, &f, false);
+    assert!(serial3 > serial2);
+
     let audit = qs(&["cluster", "audit", "--admin", &c.node(new).admin]).1;
     assert!(audit.contains("zone add example."), "audit log: {audit}");
 }

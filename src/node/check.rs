@@ -131,10 +131,10 @@ fn validate(node: &Node, zone: &str, version: &Version, good: Option<&Version>, 
     Ok(false)
 }
 
-struct Keys(HashMap<(u16, u8), Vec<Verifier>>);
+pub(crate) struct Keys(HashMap<(u16, u8), Vec<Verifier>>);
 
 impl Keys {
-    fn of(z: &ZoneState, origin: &Name) -> Result<Keys, String> {
+    pub(crate) fn of(z: &ZoneState, origin: &Name) -> Result<Keys, String> {
         let set = z
             .content
             .get(&(Owner(origin.clone()), rtype::DNSKEY))
@@ -149,7 +149,7 @@ impl Keys {
         Ok(Keys(m))
     }
 
-    fn check(&self, owner: &Name, t: u16, v: &crate::replica::RrsetVal, now: u32) -> Result<(), String> {
+    pub(crate) fn check(&self, owner: &Name, t: u16, v: &crate::replica::RrsetVal, now: u32) -> Result<(), String> {
         if v.sigs.is_empty() {
             return Err(format!("{} {}: no RRSIG", owner.to_text(), rtype::to_text(t)));
         }

@@ -144,7 +144,8 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     let n = node.clone();
     let (z, d) = (zone.to_string(), memo.digest);
     let cur = current.clone();
-    let built = tokio::task::spawn_blocking(move || build_version(&n, &z, &cfg, cur, reload_seq, &keys, key_ids, d))
+    let quick_ok = !refresh_due && current.as_ref().is_some_and(|v| v.keys == key_ids);
+    let built = tokio::task::spawn_blocking(move || build_version(&n, &z, &cfg, cur, reload_seq, &keys, key_ids, d, quick_ok))
         .await
         .map_err(|e| e.to_string())?;
     let (changes, version) = match built {
@@ -241,12 +242,30 @@ fn set_serial(zone: &mut Zone, serial: u32) {
 
 /// The signature cache a new run reuses: every RRSIG of the current version.
 pub fn cache_from(z: &ZoneState, origin: &Name, keys: &[KeyRecord]) -> SignatureCache {
+    cache_of(z.content.iter(), z.content.len(), origin, keys)
+}
+
+/// The signature cache of the RRsets at `owners` only.
+fn cache_at(z: &ZoneState, owners: &HashSet<&Name>, origin: &Name, keys: &[KeyRecord]) -> SignatureCache {
+    let sets = owners.iter().flat_map(|o| {
+        z.content
+            .range((Owner((*o).clone()), 0)..=(Owner((*o).clone()), u16::MAX))
+    });
+    cache_of(sets, owners.len() * 4, origin, keys)
+}
+
+fn cache_of<'a>(
+    sets: impl Iterator<Item = (&'a (Owner, u16), &'a RrsetVal)>,
+    n: usize,
+    origin: &Name,
+    keys: &[KeyRecord],
+) -> SignatureCache {
     let by_tag: HashMap<(u16, u8), KeyId> = keys.iter().map(|k| ((k.tag, k.algorithm), k.id)).collect();
     let mut cache = SignatureCache {
         origin: Some(origin.clone()),
-        entries: HashMap::with_capacity(z.content.len()),
+        entries: HashMap::with_capacity(n),
     };
-    for ((owner, t), v) in &z.content {
+    for ((owner, t), v) in sets {
         if v.sigs.is_empty() {
             continue;
         }
@@ -314,6 +333,7 @@ fn build_version(
     keys: &[KeyRecord],
     key_ids: Vec<KeyId>,
     input_digest: [u8; 32],
+    quick_ok: bool,
 ) -> Result<(Vec<RrsetChange>, Version), String> {
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
     let path = input_path(cfg)?;
@@ -322,6 +342,7 @@ fn build_version(
         limits: Limits::default(),
         keep_dnssec: false,
     };
+    let t_start = Instant::now();
     let (mut unsigned, warnings) =
         Zone::load(std::path::Path::new(path), &popts).map_err(|e| format!("zone {zone}: {e}"))?;
     for w in warnings.iter().take(20) {
@@ -348,13 +369,55 @@ fn build_version(
         denial: denial_of(cfg)?,
         dnskey_ttl: None,
     };
+    if quick_ok && let Some(cur) = &current {
+        let t_parsed = Instant::now();
+        let st = node.sm.read();
+        let z = st.zones.get(zone).ok_or("zone removed")?;
+        let quick = match same_shape_changes(z, &unsigned) {
+            Some(found) => quick_sign(z, &origin, &unsigned, found, &signing, &opts, keys)?,
+            None => None,
+        };
+        if let Some((changes, signed)) = quick {
+            let hash = z.hash_after(changes.iter());
+            let min_expiration = changes
+                .iter()
+                .flat_map(|c| c.val.iter().flat_map(|v| v.sigs.iter()))
+                .filter_map(|s| RrsigHeader::parse(s).map(|(h, _)| h.expiration))
+                .fold(cur.min_expiration, u32::min);
+            tracing::info!(
+                zone, serial, changes = changes.len(), signed,
+                load_ms = (t_parsed - t_start).as_millis() as u64,
+                quick_ms = t_parsed.elapsed().as_millis() as u64,
+                "version built (same shape: only changed RRsets signed)"
+            );
+            let version = Version {
+                serial,
+                hash,
+                token: (0, 0),
+                published_at: now(),
+                leader: node.id,
+                rrsets: z.content.len() as u64,
+                changes: changes.len() as u64,
+                signed,
+                reused: (z.content.len() as u64).saturating_sub(signed),
+                resigned_unchanged: 0,
+                input_digest,
+                reload_seq,
+                keys: key_ids,
+                min_expiration,
+            };
+            return Ok((changes, version));
+        }
+    }
     let (cache, base_hash) = {
         let st = node.sm.read();
         let z = st.zones.get(zone).ok_or("zone removed")?;
         (cache_from(z, &origin, keys), z.hash)
     };
+    let t_cache = Instant::now();
     let signed = sign_zone(unsigned, &signing, &opts, &cache, &|_, _| {}).map_err(|e| e.to_string())?;
     drop(cache);
+    let t_signed = Instant::now();
     let report = crate::validate::verify_signed(&signed, t);
     if !report.valid {
         let f = &report.failures[0];
@@ -367,6 +430,7 @@ fn build_version(
         ));
     }
     let stats = signed.stats;
+    let t_gate = Instant::now();
     let entries = entries_of(&signed);
     drop(signed);
     let st = node.sm.read();
@@ -406,7 +470,14 @@ fn build_version(
         }
     }
     let hash = z.hash_after(changes.iter());
-    tracing::debug!(zone, serial, changes = changes.len(), hash = hex(&hash[..8]), "version built");
+    let ms = |a: Instant, b: Instant| (b - a).as_millis() as u64;
+    let t_end = Instant::now();
+    tracing::info!(
+        zone, serial, changes = changes.len(), hash = hex(&hash[..8]),
+        load_and_cache_ms = ms(t_start, t_cache), sign_ms = ms(t_cache, t_signed),
+        gate_ms = ms(t_signed, t_gate), diff_ms = ms(t_gate, t_end),
+        "version built"
+    );
     let version = Version {
         serial,
         hash,
@@ -424,4 +495,84 @@ fn build_version(
         min_expiration,
     };
     Ok((changes, version))
+}
+
+/// Types the signer makes: not part of the unsigned input.
+fn made_by_signer(t: u16) -> bool {
+    matches!(t, rtype::DNSKEY | rtype::NSEC | rtype::NSEC3 | rtype::NSEC3PARAM | rtype::RRSIG)
+}
+
+/// When `unsigned` has exactly the names and types of the current version and only the
+/// content of some RRsets differs, those RRsets (owner, type); otherwise `None` and the
+/// full path runs. Same shape means the NSEC/NSEC3 chain and every type bitmap stay.
+fn same_shape_changes(z: &ZoneState, unsigned: &Zone) -> Option<Vec<(Name, u16)>> {
+    let mut current = z.content.iter().filter(|((_, t), _)| !made_by_signer(*t));
+    let mut changed = Vec::new();
+    for node in &unsigned.nodes {
+        for set in node.rrsets.iter().filter(|s| !made_by_signer(s.rtype)) {
+            let ((owner, t), v) = current.next()?;
+            if owner.0 != node.name || *t != set.rtype {
+                return None;
+            }
+            if v.ttl != set.ttl || v.rdatas != set.rdatas {
+                changed.push((node.name.clone(), set.rtype));
+            }
+        }
+    }
+    if current.next().is_some() {
+        return None;
+    }
+    Some(changed)
+}
+
+/// Signs only the changed RRsets: a small zone of the apex and the changed names goes
+/// through the signer with the current signatures as its cache; the new RRSIGs of the
+/// changed RRsets are taken, each checked against the DNSKEY RRset before use.
+#[allow(clippy::too_many_arguments)]
+fn quick_sign(
+    z: &ZoneState,
+    origin: &Name,
+    unsigned: &Zone,
+    changed: Vec<(Name, u16)>,
+    signing: &[Arc<dyn crate::hsm::SigningKey>],
+    opts: &SignOptions,
+    keys: &[KeyRecord],
+) -> Result<Option<(Vec<RrsetChange>, u64)>, String> {
+    use crate::zone::{Parsed, Record};
+    let owners: HashSet<&Name> = changed.iter().map(|(o, _)| o).chain([origin]).collect();
+    let mut records = Vec::new();
+    for node in unsigned.nodes.iter().filter(|n| owners.contains(&n.name)) {
+        for set in &node.rrsets {
+            for d in &set.rdatas {
+                records.push(Record { owner: node.name.clone(), rtype: set.rtype, ttl: set.ttl, rdata: d.clone(), line: 0 });
+            }
+        }
+    }
+    let (mini, _) = Zone::build(Parsed { records, warnings: Vec::new() }, origin, "changed RRsets", &Limits::default())
+        .map_err(|e| e.to_string())?;
+    let cache = cache_at(z, &owners, origin, keys);
+    let signed = sign_zone(mini, signing, opts, &cache, &|_, _| {}).map_err(|e| e.to_string())?;
+    let fresh: HashMap<(Owner, u16), RrsetVal> = entries_of(&signed).into_iter().collect();
+    let apex_keys = (Owner(origin.clone()), rtype::DNSKEY);
+    if fresh.get(&apex_keys) != z.content.get(&apex_keys) {
+        return Ok(None); // the DNSKEY RRset would change: the full path runs
+    }
+    let verifier = crate::node::check::Keys::of(z, origin)?;
+    let t = opts.now;
+    let mut out = Vec::with_capacity(changed.len());
+    let mut signed_n = 0;
+    for (owner, rt) in changed {
+        let key = (Owner(owner.clone()), rt);
+        let old = z.content.get(&key).ok_or("changed RRset vanished")?;
+        let new = fresh.get(&key).ok_or_else(|| format!("{} {}: not in the signed subset", owner.to_text(), rtype::to_text(rt)))?;
+        let val = if old.sigs.is_empty() {
+            RrsetVal { ttl: new.ttl, rdatas: new.rdatas.clone(), sigs: Vec::new() }
+        } else {
+            verifier.check(&owner, rt, new, t)?;
+            signed_n += 1;
+            new.clone()
+        };
+        out.push(RrsetChange { owner, rtype: rt, val: Some(val) });
+    }
+    Ok(Some((out, signed_n)))
 }
