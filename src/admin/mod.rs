@@ -210,7 +210,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
         return not_leader(node);
     }
     match (method, parts.as_slice()) {
-        ("GET", ["status"]) => json_reply(200, status(node)),
+        ("GET", ["status"]) => json_reply(200, tokio::task::block_in_place(|| status(node))),
         ("POST", ["init"]) => {
             let members: BTreeMap<NodeId, NodeAddr> = node.cfg.members();
             match node.raft.initialize(members.clone()).await {
@@ -218,7 +218,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 Err(e) => error(409, format!("cannot initialize: {e}")),
             }
         }
-        ("GET", ["zones"]) => json_reply(200, status(node)["zones"].clone()),
+        ("GET", ["zones"]) => json_reply(200, tokio::task::block_in_place(|| status(node))["zones"].clone()),
         ("POST", ["zones"]) => {
             let req: ZoneAdd = match parse(body) {
                 Ok(r) => r,
@@ -259,19 +259,20 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
         ("GET", ["zones", name, "signed"]) => {
             let name = absolute(name);
             let good = node.local().last_good.get(&name).cloned();
-            let st = node.sm.read();
-            let Some(z) = st.zones.get(&name) else {
-                return error(404, format!("no zone {name}"));
-            };
-            match (&z.current, good) {
-                (Some(cur), Some(g)) if cur.token == g.token => Reply {
-                    code: 200,
-                    body: z.to_text().into_bytes(),
-                    content_type: "text/dns",
-                },
-                (Some(cur), _) => error(503, format!("serial {} is not validated on this node yet", cur.serial)),
-                (None, _) => error(503, format!("zone {name} has no signed version yet")),
-            }
+            node.sm.with(|st| {
+                let Some(z) = st.zones.get(&name) else {
+                    return error(404, format!("no zone {name}"));
+                };
+                match (&z.current, good) {
+                    (Some(cur), Some(g)) if cur.token == g.token => Reply {
+                        code: 200,
+                        body: z.to_text().into_bytes(),
+                        content_type: "text/dns",
+                    },
+                    (Some(cur), _) => error(503, format!("serial {} is not validated on this node yet", cur.serial)),
+                    (None, _) => error(503, format!("zone {name} has no signed version yet")),
+                }
+            })
         }
         ("POST", ["nodes"]) => {
             let req: NodeAdd = match parse(body) {
@@ -312,7 +313,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 Err(e) => error(503, e.to_string()),
             }
         }
-        ("GET", ["audit"]) => json_reply(200, json!(node.sm.read().audit)),
+        ("GET", ["audit"]) => json_reply(200, node.sm.with(|st| json!(st.audit))),
         _ => error(404, format!("no such endpoint: {method} {path}")),
     }
 }

@@ -38,13 +38,12 @@ pub async fn run(node: Arc<Node>) {
             }
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
-        let zones: Vec<(String, Version)> = {
-            let st = node.sm.read();
+        let zones: Vec<(String, Version)> = node.sm.with(|st| {
             st.zones
                 .iter()
                 .filter_map(|(n, z)| z.current.clone().map(|v| (n.clone(), v)))
                 .collect()
-        };
+        });
         for (zone, version) in zones {
             let (good, alarmed) = {
                 let l = node.local();
@@ -113,14 +112,12 @@ fn validate(node: &Node, zone: &str, version: &Version, good: Option<&Version>, 
     if full {
         let zone_model = z.to_zone(&origin).map_err(|e| e.to_string())?;
         drop(st);
-        let report = verify_zone(
-            &zone_model,
-            &VerifyOptions {
-                now: t,
-                trust_anchors: Vec::new(),
-                signatures_prechecked: false,
-            },
-        );
+        let opts = VerifyOptions {
+            now: t,
+            trust_anchors: Vec::new(),
+            signatures_prechecked: false,
+        };
+        let report = validator_pool().install(|| verify_zone(&zone_model, &opts));
         if !report.valid {
             let f = &report.failures[0];
             return Err(format!("{} failure(s), first: {} {}: {}", report.failures.len(), f.owner, f.rtype, f.message));
@@ -129,6 +126,22 @@ fn validate(node: &Node, zone: &str, version: &Version, good: Option<&Version>, 
     }
     incremental(z, &origin, touched.as_ref().expect("touched"), t)?;
     Ok(false)
+}
+
+/// Threads for full validation, at a lower CPU priority (nice 10) than the Raft runtime
+/// and the leader's signing: re-checking a large zone must not delay heartbeats.
+fn validator_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("validate-{i}"))
+            .start_handler(|_| {
+                // SAFETY: setpriority on the calling thread (Linux: per-thread nice value).
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            })
+            .build()
+            .expect("validator threads")
+    })
 }
 
 pub(crate) struct Keys(HashMap<(u16, u8), Vec<Verifier>>);
@@ -284,5 +297,93 @@ pub fn check_readiness(node: &Node) -> Readiness {
         checked_at: now(),
         keys_tested: keys.len(),
         problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hsm::SigningKey;
+    use crate::hsm::soft::SoftKey;
+    use crate::keys::Algorithm;
+    use crate::replica::state::{hash_step, rrset_digest};
+    use crate::signer::{Denial, SignOptions, SignatureCache, sign_zone};
+    use crate::zone::{Limits, ParseOptions, Zone};
+
+    fn signed_state(denial: Denial) -> (ZoneState, Name, u32) {
+        let origin = Name::parse(b"example.", None).unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.zone");
+        let popts = ParseOptions { origin: origin.clone(), limits: Limits::default(), keep_dnssec: false };
+        let (zone, _) = Zone::load(&path, &popts).unwrap();
+        let keys: Vec<Arc<dyn SigningKey>> = [true, false]
+            .iter()
+            .map(|ksk| Arc::new(SoftKey::generate(Algorithm::EcdsaP256Sha256, *ksk).unwrap().0) as Arc<dyn SigningKey>)
+            .collect();
+        let t = now() as u32;
+        let mut opts = SignOptions::new(t);
+        opts.denial = denial;
+        let signed = sign_zone(zone, &keys, &opts, &SignatureCache::default(), &|_, _| {}).unwrap();
+        let mut z = ZoneState::default();
+        for ((o, ty), v) in crate::node::leader::entries_of(&signed) {
+            hash_step(&mut z.hash, &rrset_digest(&o.0, ty, &v), false);
+            z.content.insert((o, ty), v);
+        }
+        (z, origin, t)
+    }
+
+    fn all(z: &ZoneState) -> BTreeSet<(Name, u16)> {
+        z.content.keys().map(|(o, t)| (o.0.clone(), *t)).collect()
+    }
+
+    fn name(s: &str) -> Name {
+        Name::parse(s.as_bytes(), None).unwrap()
+    }
+
+    #[test]
+    fn incremental_accepts_a_good_version_and_catches_planted_faults() {
+        for denial in [Denial::Nsec, Denial::Nsec3(crate::signer::Nsec3Params { iterations: 0, salt: Vec::new(), opt_out: false })] {
+            let (z, origin, t) = signed_state(denial.clone());
+            incremental(&z, &origin, &all(&z), t).unwrap();
+
+            // A flipped bit in one RRSIG.
+            let mut bad = z.clone();
+            let key = (Owner(name("mail.example.")), rtype::A);
+            let v = bad.content.get_mut(&key).unwrap();
+            let mut sig = v.sigs[0].to_vec();
+            *sig.last_mut().unwrap() ^= 1;
+            v.sigs[0] = sig.into();
+            let e = incremental(&bad, &origin, &all(&bad), t).unwrap_err();
+            assert!(e.contains("mail.example.") && e.contains("does not verify"), "{e}");
+
+            // An authoritative RRset without signatures.
+            let mut bad = z.clone();
+            bad.content.get_mut(&key).unwrap().sigs.clear();
+            let e = incremental(&bad, &origin, &all(&bad), t).unwrap_err();
+            assert!(e.contains("no RRSIG"), "{e}");
+
+            // A denial record removed: the link that pointed to it is broken.
+            let mut bad = z.clone();
+            let dt = if denial == Denial::Nsec { rtype::NSEC } else { rtype::NSEC3 };
+            let victim = bad
+                .content
+                .keys()
+                .filter(|(o, ty)| *ty == dt && o.0 != origin)
+                .nth(2)
+                .cloned()
+                .unwrap();
+            bad.content.remove(&victim);
+            let e = incremental(&bad, &origin, &all(&bad), t).unwrap_err();
+            assert!(e.contains("has no") || e.contains("skips"), "{e}");
+        }
+    }
+
+    #[test]
+    fn glue_and_delegation_ns_need_no_signatures() {
+        let (z, origin, t) = signed_state(Denial::Nsec);
+        let only: BTreeSet<(Name, u16)> =
+            [(name("sub.example."), rtype::NS), (name("ns.sub.example."), rtype::A)].into();
+        incremental(&z, &origin, &only, t).unwrap();
+        assert!(unsigned_ok(&z, &origin, &name("ns.sub.example."), rtype::A));
+        assert!(!unsigned_ok(&z, &origin, &name("mail.example."), rtype::A));
     }
 }

@@ -48,7 +48,7 @@ pub async fn run(node: Arc<Node>) {
             memo.clear();
             continue;
         }
-        let zones: Vec<String> = node.sm.read().zones.keys().cloned().collect();
+        let zones: Vec<String> = node.sm.with(|st| st.zones.keys().cloned().collect());
         for zone in zones {
             if !node.is_leader() {
                 break;
@@ -87,16 +87,14 @@ fn input_path(cfg: &ZoneConfig) -> Result<&str, String> {
 }
 
 async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), String> {
-    let (cfg, current, reload_seq, keys) = {
-        let st = node.sm.read();
-        let Some(z) = st.zones.get(zone) else {
-            return Ok(());
-        };
-        let Some(cfg) = z.config.clone() else {
-            return Ok(());
-        };
+    let found = node.sm.with(|st| {
+        let z = st.zones.get(zone)?;
+        let cfg = z.config.clone()?;
         let keys: Vec<KeyRecord> = st.zone_keys(zone).filter(|k| k.state == "active").cloned().collect();
-        (cfg, z.current.clone(), z.reload_seq, keys)
+        Some((cfg, z.current.clone(), z.reload_seq, keys))
+    });
+    let Some((cfg, current, reload_seq, keys)) = found else {
+        return Ok(());
     };
     if keys.is_empty() {
         let roles: &[&str] = if cfg.csk { &["csk"] } else { &["ksk", "zsk"] };
@@ -438,36 +436,42 @@ fn build_version(
     if z.hash != base_hash {
         return Err("the current version changed while signing; will retry".into());
     }
+    // Merge-join in canonical order: the zone's nodes and the NSEC3 chain are two sorted
+    // runs, which a stable sort merges in linear time.
+    let mut entries = entries;
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut changes = Vec::new();
-    let mut seen: HashSet<(Owner, u16)> = HashSet::with_capacity(entries.len());
     let mut resigned_unchanged = 0u64;
     let mut min_expiration = u32::MAX;
     let due_by = t.saturating_add(cfg.refresh_s);
     let expirations = |v: &RrsetVal| v.sigs.iter().filter_map(|s| RrsigHeader::parse(s).map(|(h, _)| h.expiration)).min();
+    let rrsets = entries.len() as u64;
+    let mut old = z.content.iter().peekable();
+    let gone = |k: &(Owner, u16)| RrsetChange { owner: k.0.0.clone(), rtype: k.1, val: None };
     for (key, val) in entries {
         if let Some(e) = expirations(&val) {
             min_expiration = min_expiration.min(e);
         }
-        match z.content.get(&key) {
-            Some(old) if *old == val => {}
-            Some(old) => {
-                if old.ttl == val.ttl
-                    && old.rdatas == val.rdatas
+        while let Some((ok, _)) = old.next_if(|(ok, _)| **ok < key) {
+            changes.push(gone(ok));
+        }
+        match old.next_if(|(ok, _)| **ok == key) {
+            Some((_, o)) if *o == val => {}
+            Some((_, o)) => {
+                if o.ttl == val.ttl
+                    && o.rdatas == val.rdatas
                     && key.1 != rtype::SOA
-                    && expirations(old).is_some_and(|e| e >= due_by)
+                    && expirations(o).is_some_and(|e| e >= due_by)
                 {
                     resigned_unchanged += 1;
                 }
-                changes.push(RrsetChange { owner: key.0.0.clone(), rtype: key.1, val: Some(val) });
+                changes.push(RrsetChange { owner: key.0.0, rtype: key.1, val: Some(val) });
             }
-            None => changes.push(RrsetChange { owner: key.0.0.clone(), rtype: key.1, val: Some(val) }),
+            None => changes.push(RrsetChange { owner: key.0.0, rtype: key.1, val: Some(val) }),
         }
-        seen.insert(key);
     }
-    for key in z.content.keys() {
-        if !seen.contains(key) {
-            changes.push(RrsetChange { owner: key.0.0.clone(), rtype: key.1, val: None });
-        }
+    for (ok, _) in old {
+        changes.push(gone(ok));
     }
     let hash = z.hash_after(changes.iter());
     let ms = |a: Instant, b: Instant| (b - a).as_millis() as u64;
@@ -484,7 +488,7 @@ fn build_version(
         token: (0, 0),
         published_at: now(),
         leader: node.id,
-        rrsets: seen.len() as u64,
+        rrsets,
         changes: changes.len() as u64,
         signed: stats.signed as u64,
         reused: stats.reused as u64,

@@ -63,6 +63,12 @@ impl StateMachine {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Reads the state from async code: the wait for the lock (a large apply may hold it
+    /// for seconds) must not stall a runtime worker thread.
+    pub fn with<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        tokio::task::block_in_place(|| f(&self.read()))
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, ClusterState> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
@@ -129,7 +135,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut last = None;
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
-            let out = {
+            // Applying a large version takes seconds and may wait for a reader (the leader
+            // diffing, a validator): keep that off the runtime's worker threads, or
+            // heartbeats stall and elections follow.
+            let out = tokio::task::block_in_place(|| {
                 let mut st = self.write();
                 st.last_applied = Some(log_id.clone());
                 match entry.payload {
@@ -140,7 +149,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         Outcome::Done
                     }
                 }
-            };
+            });
             last = Some(log_id.index());
             if let Some(r) = responder {
                 r.send(out);
@@ -162,10 +171,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
-        let state: ClusterState = decode(&data)?;
-        self.save(meta, &data)?;
-        let idx = state.last_applied.as_ref().map_or(0, |l| l.index());
-        *self.write() = state;
+        let idx = tokio::task::block_in_place(|| -> io::Result<u64> {
+            let state: ClusterState = decode(&data)?;
+            self.save(meta, &data)?;
+            let idx = state.last_applied.as_ref().map_or(0, |l| l.index());
+            *self.write() = state;
+            Ok(idx)
+        })?;
         self.applied.send_replace(idx);
         Ok(())
     }
