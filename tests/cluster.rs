@@ -44,9 +44,15 @@ fn exe() -> PathBuf {
 impl Cluster {
     /// Starts nodes 1..=n (peers of each other), initialises them and adds the example zone.
     fn start(n: u64, port: u16, extra: &str) -> Cluster {
+        Cluster::start_with(n, port, extra, |_| ())
+    }
+
+    /// As `start`, with `adjust` applied to the node layout before the nodes start.
+    fn start_with(n: u64, port: u16, extra: &str, adjust: impl Fn(&mut LabNode)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let ids: Vec<u64> = (1..=n).collect();
-        let nodes = lab::write(dir.path(), &ids, &ids, port, extra).unwrap();
+        let mut nodes = lab::write(dir.path(), &ids, &ids, port, extra).unwrap();
+        nodes.iter_mut().for_each(adjust);
         let mut c = Cluster { dir, port, nodes, children: Vec::new() };
         for i in 0..c.nodes.len() {
             c.children.push(Some(lab::spawn(&exe(), &c.nodes[i]).unwrap()));
@@ -346,4 +352,53 @@ fn config_check_names_the_bad_key_and_line() {
     let (code, _, err) = qs(&["node", "run", "--check", "--config", p(&bad)]);
     assert_ne!(code, 0);
     assert!(err.contains("raft_listen") && err.contains("nowhere"), "{err}");
+}
+
+/// Keys in a shared PKCS#11 token (SoftHSM2): the leader generates them in the token, every
+/// node finds them there by public key, test-signs with them (readiness), and a new leader
+/// signs with the same keys.
+#[test]
+fn nodes_share_keys_in_a_pkcs11_token() {
+    let hsm = tempfile::tempdir().unwrap();
+    let conf = common::softhsm_conf(hsm.path());
+    common::init_softhsm_token(&conf, "signers");
+    let uri = "pkcs11:token=signers?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234";
+    let conf_s = conf.display().to_string();
+    let mut c = Cluster::start_with(3, 17900, "", |n| {
+        let text = std::fs::read_to_string(&n.config).unwrap();
+        let text = text
+            .replace("keystore = \"embedded\"", &format!("keystore = \"{uri}\""))
+            .replace("passphrase_file = \"cluster.pass\"\n", "");
+        std::fs::write(&n.config, text).unwrap();
+        n.env.push(("SOFTHSM2_CONF".into(), conf_s.clone()));
+    });
+    let (serial, _) = c.converged(0);
+    let st = lab::status(&c.node(1).admin).unwrap();
+    let keys = lab::zone_of(&st, ZONE).unwrap()["keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 2);
+    for k in &keys {
+        assert!(k["handle"].as_str().unwrap().starts_with("pkcs11:token=signers"), "{k}");
+    }
+    // Every node reaches every key in the token and test-signs with it.
+    for id in 1..=3 {
+        let r = lab::wait_for(Duration::from_secs(60), || {
+            let s = lab::status(&c.node(id).admin)?;
+            (s["readiness"]["keys_tested"].as_u64() == Some(2)).then(|| s["readiness"].clone())
+        })
+        .expect("readiness checked with both keys");
+        assert_eq!(r["ready"], true, "node {id}: {r}");
+    }
+    let f = write(c.dir.path(), "pkcs11.zone", &c.signed(2));
+    assert_validators_accept(ZONE, &f, false);
+    let keys_before = dnskey_lines(&c.signed(2));
+    let old = c.leader();
+    c.kill(old, libc::SIGKILL);
+    c.append_record("hsm IN TXT \"signed by the next leader through the token\"");
+    let (serial2, _) = c.converged(serial);
+    assert!(serial2 > serial);
+    let new = c.leader();
+    let text = c.signed(new);
+    assert_eq!(dnskey_lines(&text), keys_before, "same keys from the token");
+    let f = write(c.dir.path(), "pkcs11-after.zone", &text);
+    assert_validators_accept(ZONE, &f, false);
 }

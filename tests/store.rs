@@ -43,7 +43,13 @@ async fn vote_and_entries_survive_reopen() {
         log.append(entries, IOFlushed::signal(tx)).await.unwrap();
         rx.await.unwrap().unwrap();
     }
-    let mut log = LogStore::open(&path).unwrap();
+    // The flush task may still hold the database for a moment after it has signalled.
+    let mut log = (0..100)
+        .find_map(|_| LogStore::open(&path).ok().or_else(|| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            None
+        }))
+        .expect("store reopens");
     let vote = log.read_vote().await.unwrap().expect("vote kept");
     assert_eq!(vote, VoteOf::<TypeConfig>::new(3, 2));
     let got = log.try_get_log_entries(1..=100).await.unwrap();

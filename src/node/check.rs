@@ -44,6 +44,14 @@ pub async fn run(node: Arc<Node>) {
                 .filter_map(|(n, z)| z.current.clone().map(|v| (n.clone(), v)))
                 .collect()
         });
+        // A changed key set is checked at once, not at the next readiness tick.
+        let active = node.sm.with(|st| st.keys.iter().filter(|k| k.state == "active").count());
+        if active != node.local().readiness.keys_tested {
+            let n = node.clone();
+            if let Ok(r) = tokio::task::spawn_blocking(move || check_readiness(&n)).await {
+                node.local().readiness = r;
+            }
+        }
         for (zone, version) in zones {
             let (good, alarmed) = {
                 let l = node.local();

@@ -16,6 +16,8 @@ pub struct LabNode {
     pub raft: String,
     pub admin: String,
     pub log: PathBuf,
+    /// Extra environment for the node process (e.g. SOFTHSM2_CONF).
+    pub env: Vec<(String, String)>,
 }
 
 pub fn raft_addr(base_port: u16, id: u64) -> String {
@@ -62,6 +64,7 @@ pub fn write(dir: &Path, ids: &[u64], peers: &[u64], base_port: u16, extra: &str
             raft: raft_addr(base_port, id),
             admin: admin_addr(base_port, id),
             log: dir.join(format!("node-{id}.log")),
+            env: Vec::new(),
         });
     }
     Ok(out)
@@ -78,6 +81,7 @@ pub fn spawn(exe: &Path, n: &LabNode) -> Result<Child, String> {
     Command::new(exe)
         .args(["node", "run", "--config"])
         .arg(&n.config)
+        .envs(n.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)

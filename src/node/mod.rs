@@ -75,7 +75,20 @@ impl KeyResolver {
             None => None,
         };
         let store = if cfg.keystore.starts_with("pkcs11:") {
-            Some(crate::hsm::open(&cfg.keystore).map_err(|e| e.to_string())?)
+            // Several nodes (or a restarting HSM client) may open a shared token at once;
+            // give it a few attempts before giving up.
+            let mut tries = 0;
+            loop {
+                match crate::hsm::open(&cfg.keystore) {
+                    Ok(s) => break Some(s),
+                    Err(e) if tries < 10 => {
+                        tries += 1;
+                        tracing::warn!("keystore: {e}; retrying");
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
         } else {
             None
         };

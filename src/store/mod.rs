@@ -34,6 +34,9 @@ impl LogStore {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            // The log is read back only to replicate recent entries: a small page cache
+            // (sled's default is 1 GiB per node).
+            .cache_capacity(64 << 20)
             .open()
             .map_err(err)?;
         Ok(LogStore {
