@@ -80,6 +80,29 @@ async fn propose(node: &Node, cmd: Command) -> Result<Outcome, String> {
     }
 }
 
+/// Proposes `cmds` as one batch; the outcome of the last, or the first refusal.
+async fn propose_all(node: &Node, cmds: Vec<Command>) -> Result<Outcome, String> {
+    use futures::StreamExt;
+    let n = cmds.len();
+    let mut results = node.raft.client_write_many(cmds).await.map_err(|e| format!("propose: {e}"))?;
+    let mut last = Outcome::Done;
+    let mut seen = 0;
+    while let Some(r) = results.next().await {
+        seen += 1;
+        match r.map_err(|e| format!("propose: {e}"))? {
+            Ok(resp) => match resp.response {
+                Outcome::Refused(m) => return Err(format!("refused: {m}")),
+                o => last = o,
+            },
+            Err(e) => return Err(format!("propose: {e}")),
+        }
+    }
+    if seen != n {
+        return Err(format!("propose: {seen} of {n} entries answered"));
+    }
+    Ok(last)
+}
+
 fn input_path(cfg: &ZoneConfig) -> Result<&str, String> {
     cfg.input
         .strip_prefix("file:")
@@ -157,7 +180,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     memo.failed = None;
     let base = current.as_ref().map(|v| v.hash);
     let upload = (now() << 20) ^ (node.id & 0xfffff) ^ started.elapsed().as_nanos() as u64;
-    let mut parts = 0u32;
+    let mut cmds = Vec::new();
     let mut chunk: Vec<RrsetChange> = Vec::new();
     let mut bytes = 0usize;
     let n_changes = changes.len() as u64;
@@ -168,28 +191,26 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             });
         chunk.push(c);
         if bytes >= STAGE_BYTES {
-            let changes = std::mem::take(&mut chunk);
-            propose(node, Command::Stage { zone: zone.into(), upload, part: parts, changes }).await?;
-            parts += 1;
+            let part = cmds.len() as u32;
+            cmds.push(Command::Stage { zone: zone.into(), upload, part, changes: std::mem::take(&mut chunk) });
             bytes = 0;
         }
     }
-    if !chunk.is_empty() || parts == 0 {
-        propose(node, Command::Stage { zone: zone.into(), upload, part: parts, changes: chunk }).await?;
-        parts += 1;
+    if !chunk.is_empty() || cmds.is_empty() {
+        let part = cmds.len() as u32;
+        cmds.push(Command::Stage { zone: zone.into(), upload, part, changes: chunk });
     }
+    let parts = cmds.len() as u32;
     let (serial, signed, reused) = (version.serial, version.signed, version.reused);
-    let out = propose(
-        node,
-        Command::Publish {
-            zone: zone.into(),
-            upload,
-            parts,
-            base,
-            version,
-        },
-    )
-    .await?;
+    cmds.push(Command::Publish {
+        zone: zone.into(),
+        upload,
+        parts,
+        base,
+        version,
+    });
+    // One batch: the parts and the publish are appended in order and replicated pipelined.
+    let out = propose_all(node, cmds).await?;
     let ms = started.elapsed().as_millis() as u64;
     if let Outcome::Published { token, .. } = out {
         tracing::info!(

@@ -271,17 +271,34 @@ impl ZoneState {
         h
     }
 
-    fn apply_changes(&mut self, changes: Vec<RrsetChange>) {
+    /// Applies `changes`, recording in `undo` what each replaced.
+    fn apply_changes(&mut self, changes: Vec<RrsetChange>, undo: &mut Vec<((Owner, u16), Option<RrsetVal>)>) {
         for c in changes {
             let key = (Owner(c.owner.clone()), c.rtype);
-            if let Some(old) = self.content.remove(&key) {
-                hash_step(&mut self.hash, &rrset_digest(&c.owner, c.rtype, &old), true);
+            let old = self.content.remove(&key);
+            if let Some(old) = &old {
+                hash_step(&mut self.hash, &rrset_digest(&c.owner, c.rtype, old), true);
             }
             if let Some(new) = c.val {
                 hash_step(&mut self.hash, &rrset_digest(&c.owner, c.rtype, &new), false);
-                self.content.insert(key, new);
+                self.content.insert(key.clone(), new);
+            }
+            undo.push((key, old));
+        }
+    }
+
+    fn undo(&mut self, undo: Vec<((Owner, u16), Option<RrsetVal>)>, hash: [u8; 32]) {
+        for (key, old) in undo.into_iter().rev() {
+            match old {
+                Some(v) => {
+                    self.content.insert(key, v);
+                }
+                None => {
+                    self.content.remove(&key);
+                }
             }
         }
+        self.hash = hash;
     }
 }
 
@@ -399,22 +416,26 @@ impl ClusterState {
                         version.serial, cur.serial
                     ));
                 }
-                let after = z.hash_after(staged.iter().flatten());
-                if after != version.hash {
+                let touched: Vec<(Name, u16)> = staged
+                    .iter()
+                    .flatten()
+                    .map(|c| (c.owner.clone(), c.rtype))
+                    .collect();
+                let before = z.hash;
+                let mut undo = Vec::with_capacity(touched.len());
+                for part in staged {
+                    z.apply_changes(part, &mut undo);
+                }
+                if z.hash != version.hash {
+                    let after = z.hash;
+                    z.undo(undo, before);
                     return Outcome::Refused(format!(
                         "zone {zone}: content hash after applying is {}, the leader announced {}",
                         hex(&after[..8]),
                         hex(&version.hash[..8])
                     ));
                 }
-                let touched: Vec<(Name, u16)> = staged
-                    .iter()
-                    .flatten()
-                    .map(|c| (c.owner.clone(), c.rtype))
-                    .collect();
-                for part in staged {
-                    z.apply_changes(part);
-                }
+                drop(undo);
                 z.recent.push_back((token.1, touched));
                 while z.recent.len() > RECENT_MAX {
                     z.recent.pop_front();
@@ -452,5 +473,92 @@ impl ClusterState {
         while self.audit.len() > AUDIT_MAX {
             self.audit.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lid(index: u64) -> LogId {
+        LogId::new(openraft::impls::leader_id_adv::LeaderId { term: 2, node_id: 1 }, index)
+    }
+
+    fn name(s: &str) -> Name {
+        Name::parse(s.as_bytes(), None).unwrap()
+    }
+
+    fn change(owner: &str, data: u8) -> RrsetChange {
+        RrsetChange {
+            owner: name(owner),
+            rtype: 1,
+            val: Some(RrsetVal { ttl: 60, rdatas: vec![vec![192, 0, 2, data].into()], sigs: Vec::new() }),
+        }
+    }
+
+    fn origin() -> Origin {
+        Origin { at: 0, by: "test".into(), command: "zone add".into() }
+    }
+
+    /// Stages `changes` and publishes them as `serial`, announcing `hash` (or the true one).
+    fn publish(st: &mut ClusterState, idx: &mut u64, changes: Vec<RrsetChange>, serial: u32, hash: Option<[u8; 32]>) -> Outcome {
+        let z = &st.zones["example."];
+        let base = z.current.as_ref().map(|v| v.hash);
+        let hash = hash.unwrap_or_else(|| z.hash_after(changes.iter()));
+        *idx += 1;
+        let upload = *idx;
+        st.apply(&lid(*idx), Command::Stage { zone: "example.".into(), upload, part: 0, changes });
+        *idx += 1;
+        let version = Version { serial, hash, ..Default::default() };
+        st.apply(&lid(*idx), Command::Publish { zone: "example.".into(), upload, parts: 1, base, version })
+    }
+
+    #[test]
+    fn publish_checks_base_hash_serial_and_parts_and_leaves_state_intact_when_refused() {
+        let mut st = ClusterState::default();
+        let mut idx = 1;
+        st.apply(&lid(1), Command::AddZone { zone: ZoneConfig::new("example", "file:/dev/null"), origin: origin() });
+        assert_eq!(
+            publish(&mut st, &mut idx, vec![change("a.example.", 1), change("b.example.", 2)], 10, None),
+            Outcome::Published { serial: 10, token: (2, 3) }
+        );
+        let good = st.zones["example."].clone();
+        assert_eq!(good.content.len(), 2);
+
+        // A hash the content does not have: refused, nothing changed.
+        let out = publish(&mut st, &mut idx, vec![change("a.example.", 9)], 11, Some([7; 32]));
+        assert!(matches!(&out, Outcome::Refused(m) if m.contains("content hash")), "{out:?}");
+        let z = &st.zones["example."];
+        assert_eq!((&z.content, z.hash, &z.current), (&good.content, good.hash, &good.current));
+
+        // A serial that does not move forward.
+        let out = publish(&mut st, &mut idx, vec![change("a.example.", 9)], 10, None);
+        assert!(matches!(&out, Outcome::Refused(m) if m.contains("does not follow")), "{out:?}");
+
+        // Built on a version that is no longer current (a deposed leader).
+        idx += 1;
+        st.apply(&lid(idx), Command::Stage { zone: "example.".into(), upload: 99, part: 0, changes: vec![change("c.example.", 3)] });
+        idx += 1;
+        let stale = Version { serial: 12, hash: [1; 32], ..Default::default() };
+        let out = st.apply(&lid(idx), Command::Publish { zone: "example.".into(), upload: 99, parts: 1, base: None, version: stale });
+        assert!(matches!(&out, Outcome::Refused(m) if m.contains("built on")), "{out:?}");
+
+        // Parts out of order.
+        idx += 1;
+        let out = st.apply(&lid(idx), Command::Stage { zone: "example.".into(), upload: 100, part: 1, changes: vec![] });
+        assert!(matches!(&out, Outcome::Refused(m) if m.contains("out of order")), "{out:?}");
+
+        // A good one after all that, with a removal.
+        let rm = RrsetChange { owner: name("b.example."), rtype: 1, val: None };
+        let out = publish(&mut st, &mut idx, vec![change("a.example.", 5), rm], 13, None);
+        assert!(matches!(out, Outcome::Published { serial: 13, .. }), "{out:?}");
+        let z = &st.zones["example."];
+        assert_eq!(z.content.len(), 1);
+        let mut fresh = [0u8; 32];
+        for ((o, t), v) in &z.content {
+            hash_step(&mut fresh, &rrset_digest(&o.0, *t, v), false);
+        }
+        assert_eq!(fresh, z.hash, "incremental hash equals a fresh one");
+        assert_eq!(st.audit.len(), 1);
     }
 }
