@@ -28,7 +28,7 @@ use crate::signer::{Denial, Nsec3Params, SignOptions, SignatureCache, SignedZone
 use crate::zone::{Limits, Name, ParseOptions, Zone, rtype};
 
 /// Largest encoded size of one `Stage` entry, roughly.
-const STAGE_BYTES: usize = 4 << 20;
+const STAGE_BYTES: usize = 2 << 20;
 
 #[derive(Default, Clone)]
 struct Memo {
@@ -80,25 +80,33 @@ async fn propose(node: &Node, cmd: Command) -> Result<Outcome, String> {
     }
 }
 
-/// Proposes `cmds` as one batch; the outcome of the last, or the first refusal.
+/// Entries proposed together: pipelined, but bounded (8 × ~2 MiB).
+const PROPOSE_WINDOW: usize = 8;
+
+/// Proposes `cmds` in order, in pipelined windows; the outcome of the last, or the first
+/// refusal.
 async fn propose_all(node: &Node, cmds: Vec<Command>) -> Result<Outcome, String> {
     use futures::StreamExt;
-    let n = cmds.len();
-    let mut results = node.raft.client_write_many(cmds).await.map_err(|e| format!("propose: {e}"))?;
     let mut last = Outcome::Done;
-    let mut seen = 0;
-    while let Some(r) = results.next().await {
-        seen += 1;
-        match r.map_err(|e| format!("propose: {e}"))? {
-            Ok(resp) => match resp.response {
-                Outcome::Refused(m) => return Err(format!("refused: {m}")),
-                o => last = o,
-            },
-            Err(e) => return Err(format!("propose: {e}")),
+    let mut cmds = cmds.into_iter().peekable();
+    while cmds.peek().is_some() {
+        let window: Vec<Command> = cmds.by_ref().take(PROPOSE_WINDOW).collect();
+        let n = window.len();
+        let mut results = node.raft.client_write_many(window).await.map_err(|e| format!("propose: {e}"))?;
+        let mut seen = 0;
+        while let Some(r) = results.next().await {
+            seen += 1;
+            match r.map_err(|e| format!("propose: {e}"))? {
+                Ok(resp) => match resp.response {
+                    Outcome::Refused(m) => return Err(format!("refused: {m}")),
+                    o => last = o,
+                },
+                Err(e) => return Err(format!("propose: {e}")),
+            }
         }
-    }
-    if seen != n {
-        return Err(format!("propose: {seen} of {n} entries answered"));
+        if seen != n {
+            return Err(format!("propose: {seen} of {n} entries answered"));
+        }
     }
     Ok(last)
 }
@@ -209,7 +217,9 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         base,
         version,
     });
-    // One batch: the parts and the publish are appended in order and replicated pipelined.
+    // Recorded before proposing: when this node applies the version, its checker knows
+    // the version was built (and gated) here.
+    node.local().last_run.insert(zone.into(), RunReport { at: now(), serial, ..Default::default() });
     let out = propose_all(node, cmds).await?;
     let ms = started.elapsed().as_millis() as u64;
     if let Outcome::Published { token, .. } = out {
@@ -312,16 +322,17 @@ fn cache_of<'a>(
     cache
 }
 
-/// The RRsets of a signed zone with their RRSIGs.
-pub fn entries_of(signed: &SignedZone) -> Vec<((Owner, u16), RrsetVal)> {
-    let mut out = Vec::new();
-    for node in signed.zone.nodes.iter().chain(&signed.nsec3) {
+/// The RRsets of a signed zone with their RRSIGs (consumes it: nothing is copied).
+pub fn entries_of(signed: SignedZone) -> Vec<((Owner, u16), RrsetVal)> {
+    let mut out = Vec::with_capacity(signed.stats.rrsets + signed.nsec3.len());
+    let SignedZone { zone, nsec3, .. } = signed;
+    for node in zone.nodes.into_iter().chain(nsec3) {
         let covered: Vec<u16> = node
             .sigs
             .iter()
             .map(|(_, s)| RrsigHeader::parse(s).map_or(0, |(h, _)| h.type_covered))
             .collect();
-        for set in &node.rrsets {
+        for set in node.rrsets {
             let sigs = node
                 .sigs
                 .iter()
@@ -333,7 +344,7 @@ pub fn entries_of(signed: &SignedZone) -> Vec<((Owner, u16), RrsetVal)> {
                 (Owner(node.name.clone()), set.rtype),
                 RrsetVal {
                     ttl: set.ttl,
-                    rdatas: set.rdatas.clone(),
+                    rdatas: set.rdatas,
                     sigs,
                 },
             ));
@@ -374,6 +385,7 @@ fn build_version(
         Some(v) => v.serial.wrapping_add(1),
     };
     set_serial(&mut unsigned, serial);
+    let made = Made { serial, leader: node.id, input_digest, reload_seq, keys: key_ids };
     let signing: Vec<Arc<dyn crate::hsm::SigningKey>> = keys
         .iter()
         .map(|k| node.keys.resolve(k))
@@ -409,22 +421,8 @@ fn build_version(
                 quick_ms = t_parsed.elapsed().as_millis() as u64,
                 "version built (same shape: only changed RRsets signed)"
             );
-            let version = Version {
-                serial,
-                hash,
-                token: (0, 0),
-                published_at: now(),
-                leader: node.id,
-                rrsets: z.content.len() as u64,
-                changes: changes.len() as u64,
-                signed,
-                reused: (z.content.len() as u64).saturating_sub(signed),
-                resigned_unchanged: 0,
-                input_digest,
-                reload_seq,
-                keys: key_ids,
-                min_expiration,
-            };
+            let reused = (z.content.len() as u64).saturating_sub(signed);
+            let version = made.version(hash, z.content.len() as u64, changes.len() as u64, (signed, reused, 0), min_expiration);
             return Ok((changes, version));
         }
     }
@@ -450,8 +448,7 @@ fn build_version(
     }
     let stats = signed.stats;
     let t_gate = Instant::now();
-    let entries = entries_of(&signed);
-    drop(signed);
+    let entries = entries_of(signed);
     let st = node.sm.read();
     let z = st.zones.get(zone).ok_or("zone removed")?;
     if z.hash != base_hash {
@@ -503,23 +500,40 @@ fn build_version(
         gate_ms = ms(t_signed, t_gate), diff_ms = ms(t_gate, t_end),
         "version built"
     );
-    let version = Version {
-        serial,
-        hash,
-        token: (0, 0),
-        published_at: now(),
-        leader: node.id,
-        rrsets,
-        changes: changes.len() as u64,
-        signed: stats.signed as u64,
-        reused: stats.reused as u64,
-        resigned_unchanged,
-        input_digest,
-        reload_seq,
-        keys: key_ids,
-        min_expiration,
-    };
+    let counts = (stats.signed as u64, stats.reused as u64, resigned_unchanged);
+    let version = made.version(hash, rrsets, changes.len() as u64, counts, min_expiration);
     Ok((changes, version))
+}
+
+/// What every version built in one run shares.
+struct Made {
+    serial: u32,
+    leader: u64,
+    input_digest: [u8; 32],
+    reload_seq: u64,
+    keys: Vec<KeyId>,
+}
+
+impl Made {
+    /// `counts`: RRsets signed, signatures reused, unchanged RRsets re-signed.
+    fn version(self, hash: [u8; 32], rrsets: u64, changes: u64, counts: (u64, u64, u64), min_expiration: u32) -> Version {
+        Version {
+            serial: self.serial,
+            hash,
+            token: (0, 0),
+            published_at: now(),
+            leader: self.leader,
+            rrsets,
+            changes,
+            signed: counts.0,
+            reused: counts.1,
+            resigned_unchanged: counts.2,
+            input_digest: self.input_digest,
+            reload_seq: self.reload_seq,
+            keys: self.keys,
+            min_expiration,
+        }
+    }
 }
 
 /// Types the signer makes: not part of the unsigned input.
@@ -577,7 +591,7 @@ fn quick_sign(
         .map_err(|e| e.to_string())?;
     let cache = cache_at(z, &owners, origin, keys);
     let signed = sign_zone(mini, signing, opts, &cache, &|_, _| {}).map_err(|e| e.to_string())?;
-    let fresh: HashMap<(Owner, u16), RrsetVal> = entries_of(&signed).into_iter().collect();
+    let fresh: HashMap<(Owner, u16), RrsetVal> = entries_of(signed).into_iter().collect();
     let apex_keys = (Owner(origin.clone()), rtype::DNSKEY);
     if fresh.get(&apex_keys) != z.content.get(&apex_keys) {
         return Ok(None); // the DNSKEY RRset would change: the full path runs

@@ -250,7 +250,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_every),
         max_in_snapshot_log_to_keep: r.keep_logs,
         install_snapshot_timeout: 120_000,
-        // A version travels as entries of up to 4 MiB: keep one append request bounded.
+        // A version travels as entries of about 2 MiB: keep one append request bounded.
         max_payload_entries: 16,
         ..Default::default()
     }

@@ -75,17 +75,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(x) => x + 1,
             Bound::Unbounded => 0,
         };
-        let mut out = Vec::new();
-        for item in self.log.range(start.to_be_bytes()..) {
-            let (k, v) = item.map_err(err)?;
-            let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
-            if !range.contains(&idx) {
-                break;
+        tokio::task::block_in_place(|| {
+            let mut out = Vec::new();
+            for item in self.log.range(start.to_be_bytes()..) {
+                let (k, v) = item.map_err(err)?;
+                let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
+                if !range.contains(&idx) {
+                    break;
+                }
+                let entry: EntryOf<TypeConfig> = decode(&v)?;
+                out.push(entry);
             }
-            let entry: EntryOf<TypeConfig> = decode(&v)?;
-            out.push(entry);
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
@@ -135,11 +137,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for e in entries {
-            batch.insert(&e.index().to_be_bytes(), encode(&e));
-        }
-        self.log.apply_batch(batch).map_err(err)?;
+        // Encoding and inserting megabytes of entries is CPU work: keep it off the runtime
+        // workers so that heartbeats go on meanwhile.
+        tokio::task::block_in_place(|| {
+            let mut batch = sled::Batch::default();
+            for e in entries {
+                batch.insert(&e.index().to_be_bytes(), encode(&e));
+            }
+            self.log.apply_batch(batch).map_err(err)
+        })?;
         let db = self.db.clone();
         tokio::spawn(async move {
             let res = db.flush_async().await.map(|_| ()).map_err(err);

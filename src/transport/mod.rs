@@ -42,6 +42,8 @@ const FRAME_MAX: usize = 256 << 20;
 /// Snapshots travel in parts of this size.
 const SNAPSHOT_PART: usize = 8 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline of an append request that carries entries.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn node_dns_name(id: NodeId) -> String {
     format!("node-{id}.quorumsign")
@@ -215,7 +217,12 @@ async fn connection(sock: TcpStream, acceptor: TlsAcceptor, raft: Raft, admit: A
     write_frame(&mut tls, &encode(&Response::Welcome)).await?;
     let mut snapshot_buf: Vec<u8> = Vec::new();
     loop {
-        let req: Request = decode(&read_frame(&mut tls).await?)?;
+        let frame = read_frame(&mut tls).await?;
+        let req: Request = if frame.len() > 1 << 20 {
+            tokio::task::block_in_place(|| decode(&frame))?
+        } else {
+            decode(&frame)?
+        };
         let resp = match req {
             Request::Hello { .. } => Response::Failed("Hello twice".into()),
             Request::Append(r) => match raft.append_entries(r).await {
@@ -336,7 +343,7 @@ impl Peer {
             self.conn = Some(c);
         }
         let conn = self.conn.as_mut().expect("connected");
-        let body = encode(req);
+        let body = tokio::task::block_in_place(|| encode(req));
         let res = tokio::time::timeout(ttl, async {
             write_frame(conn, &body).await?;
             read_frame(conn).await
@@ -375,7 +382,14 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.call(&Request::Append(rpc), option.hard_ttl()).await {
+        // openraft's deadline suits heartbeats; a request carrying entries of a large
+        // version needs time to travel and be flushed on the follower.
+        let ttl = if rpc.entries.is_empty() {
+            option.hard_ttl()
+        } else {
+            option.hard_ttl().max(APPEND_TIMEOUT)
+        };
+        match self.call(&Request::Append(rpc), ttl).await {
             Ok(Response::Append(r)) => Ok(r),
             Ok(_) => Err(unexpected().rpc()),
             Err(e) => Err(e.rpc()),
