@@ -402,3 +402,30 @@ fn nodes_share_keys_in_a_pkcs11_token() {
     let f = write(c.dir.path(), "pkcs11-after.zone", &text);
     assert_validators_accept(ZONE, &f, false);
 }
+
+/// A broken input is refused with the file and line, raised on the leader, and every node
+/// keeps serving the last good version until the input is fixed.
+#[test]
+fn bad_input_is_refused_and_the_last_good_version_stays() {
+    let c = Cluster::start(3, 18300, "");
+    let (serial, hash) = c.converged(0);
+    let good = std::fs::read_to_string(c.zone_file()).unwrap();
+    let line = good.lines().count() + 1;
+    c.append_record("mail IN CNAME www");
+    let leader = c.leader();
+    let alarm = lab::wait_for(Duration::from_secs(20), || {
+        c.zone_status(leader)["alarm"].as_str().map(str::to_string)
+    })
+    .expect("the leader raises an alarm");
+    assert!(alarm.contains(&format!("example.zone:{line}")) && alarm.contains("CNAME"), "{alarm}");
+    std::thread::sleep(Duration::from_secs(1));
+    for id in 1..=3 {
+        let z = c.zone_status(id);
+        assert_eq!((z["serial"].as_u64(), z["hash"].as_str()), (Some(serial), Some(hash.as_str())), "node {id}: {z}");
+        assert!(c.signed(id).contains("192.0.2.25"), "node {id} still serves the last good version");
+    }
+    std::fs::write(c.zone_file(), good.replace("192.0.2.25", "192.0.2.27")).unwrap();
+    let (next, _) = c.converged(serial);
+    assert!(next > serial);
+    assert!(c.zone_status(leader)["alarm"].is_null(), "alarm cleared by the next good version");
+}
