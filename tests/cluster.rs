@@ -404,9 +404,10 @@ fn nodes_share_keys_in_a_pkcs11_token() {
 }
 
 /// A broken input is refused with the file and line, raised on the leader, and every node
-/// keeps serving the last good version until the input is fixed.
+/// keeps serving the last good version until the input is fixed; then `zone reload` makes
+/// a new serial and `leader transfer` hands leadership over.
 #[test]
-fn bad_input_is_refused_and_the_last_good_version_stays() {
+fn bad_input_is_refused_then_reload_and_leader_transfer() {
     let c = Cluster::start(3, 18300, "");
     let (serial, hash) = c.converged(0);
     let good = std::fs::read_to_string(c.zone_file()).unwrap();
@@ -428,4 +429,17 @@ fn bad_input_is_refused_and_the_last_good_version_stays() {
     let (next, _) = c.converged(serial);
     assert!(next > serial);
     assert!(c.zone_status(leader)["alarm"].is_null(), "alarm cleared by the next good version");
+
+    let (code, out, err) = qs(&["zone", "reload", ZONE, "--admin", &c.node(1).admin]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (after_reload, _) = c.converged(next);
+    assert!(after_reload > next, "reload publishes a new serial");
+
+    let to = (1..=3).find(|i| *i != c.leader()).unwrap();
+    let (code, out, err) = qs(&["leader", "transfer", "--to", &to.to_string(), "--admin", &c.node(1).admin]);
+    assert_eq!(code, 0, "{out}{err}");
+    lab::wait_for(Duration::from_secs(20), || (c.leader() == to).then_some(()))
+        .unwrap_or_else(|| panic!("node {to} did not take over"));
+    let audit = qs(&["cluster", "audit", "--admin", &c.node(to).admin]).1;
+    assert!(audit.contains("leader transfer --to") && audit.contains("zone reload"), "{audit}");
 }
