@@ -29,6 +29,10 @@ struct Opts {
     work: Option<PathBuf>,
     #[arg(long, default_value_t = 18100)]
     port: u16,
+    /// Raft election timeout minimum for the nodes (max = 2×, heartbeat = 1/5); the nodes'
+    /// defaults when not given.
+    #[arg(long)]
+    election_min_ms: Option<u64>,
 }
 
 fn qs_bin() -> PathBuf {
@@ -107,8 +111,15 @@ fn main() {
 
     // Cluster.
     let dir = work.join("cluster");
-    let extra = "[signer]\ntick_ms = 20\n";
-    let nodes = lab::write(&dir, &[1, 2, 3], &[1, 2, 3], o.port, extra).unwrap();
+    let mut extra = "[signer]\ntick_ms = 20\n".to_string();
+    if let Some(e) = o.election_min_ms {
+        extra.push_str(&format!(
+            "[raft]\nheartbeat_ms = {}\nelection_min_ms = {e}\nelection_max_ms = {}\n",
+            e / 5,
+            e * 2
+        ));
+    }
+    let nodes = lab::write(&dir, &[1, 2, 3], &[1, 2, 3], o.port, &extra).unwrap();
     let mut children: Vec<Option<Child>> = nodes.iter().map(|n| Some(lab::spawn(&qs, n).unwrap())).collect();
     for n in &nodes {
         lab::wait_for(Duration::from_secs(30), || lab::status(&n.admin)).expect("node up");
