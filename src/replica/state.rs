@@ -371,8 +371,11 @@ impl ClusterState {
                 let Some(z) = self.zones.get_mut(&zone) else {
                     return Outcome::Refused(format!("no zone {zone}"));
                 };
-                // Only the newest upload is kept: a new leader's upload replaces a dead one's.
-                z.staged.retain(|u, _| *u >= upload);
+                // One version is under construction at a time: the first part of an upload
+                // drops whatever an earlier (perhaps deposed) leader left half-staged.
+                if part == 0 {
+                    z.staged.clear();
+                }
                 let parts = z.staged.entry(upload).or_default();
                 if parts.len() as u32 != part {
                     return Outcome::Refused(format!(
@@ -559,6 +562,7 @@ mod tests {
             hash_step(&mut fresh, &rrset_digest(&o.0, *t, v), false);
         }
         assert_eq!(fresh, z.hash, "incremental hash equals a fresh one");
+        assert!(z.staged.is_empty(), "nothing left half-staged: {:?}", z.staged.keys());
         assert_eq!(st.audit.len(), 1);
     }
 }
