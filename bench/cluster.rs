@@ -43,7 +43,11 @@ fn qs_bin() -> PathBuf {
 fn run(cmd: &mut Command) -> Duration {
     let t = Instant::now();
     let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     t.elapsed()
 }
 
@@ -79,23 +83,48 @@ fn change_ds(zone: &Path, tag: u32) {
 
 fn main() {
     let o = Opts::parse();
-    let work = o.work.clone().unwrap_or_else(|| std::env::temp_dir().join("qs-bench-cluster"));
+    let work = o
+        .work
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("qs-bench-cluster"));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
     let work = std::fs::canonicalize(&work).unwrap();
     let qs = qs_bin();
     let zone = work.join("tld.zone");
     let out = Command::new(&qs)
-        .args(["generate-zone", "--zone", ZONE, "--count", &o.count.to_string()])
+        .args([
+            "generate-zone",
+            "--zone",
+            ZONE,
+            "--count",
+            &o.count.to_string(),
+        ])
         .output()
         .unwrap();
     std::fs::write(&zone, out.stdout).unwrap();
-    println!("zone: {} delegations, {} MiB", o.count, std::fs::metadata(&zone).unwrap().len() >> 20);
+    println!(
+        "zone: {} delegations, {} MiB",
+        o.count,
+        std::fs::metadata(&zone).unwrap().len() >> 20
+    );
 
     // Single node: keys, sign, verify.
     let keys = work.join("keys");
     for role in ["ksk", "zsk"] {
-        run(Command::new(&qs).args(["keys", "generate", "--zone", ZONE, "--role", role, "--algorithm", "13", "--keystore"]).arg(format!("dir:{}", keys.display())));
+        run(Command::new(&qs)
+            .args([
+                "keys",
+                "generate",
+                "--zone",
+                ZONE,
+                "--role",
+                role,
+                "--algorithm",
+                "13",
+                "--keystore",
+            ])
+            .arg(format!("dir:{}", keys.display())));
     }
     let signed = work.join("tld.signed");
     let t_sign = run(Command::new(&qs)
@@ -105,9 +134,16 @@ fn main() {
         .arg(&signed)
         .arg("--keystore")
         .arg(format!("dir:{}", keys.display())));
-    let t_verify = run(Command::new(&qs).args(["verify", "--zone", ZONE]).arg(&signed));
+    let t_verify = run(Command::new(&qs)
+        .args(["verify", "--zone", ZONE])
+        .arg(&signed));
     let single = t_sign + t_verify;
-    println!("single node: sign {:.1} s + verify {:.1} s = {:.1} s", t_sign.as_secs_f64(), t_verify.as_secs_f64(), single.as_secs_f64());
+    println!(
+        "single node: sign {:.1} s + verify {:.1} s = {:.1} s",
+        t_sign.as_secs_f64(),
+        t_verify.as_secs_f64(),
+        single.as_secs_f64()
+    );
 
     // Cluster.
     let dir = work.join("cluster");
@@ -120,7 +156,10 @@ fn main() {
         ));
     }
     let nodes = lab::write(&dir, &[1, 2, 3], &[1, 2, 3], o.port, &extra).unwrap();
-    let mut children: Vec<Option<Child>> = nodes.iter().map(|n| Some(lab::spawn(&qs, n).unwrap())).collect();
+    let mut children: Vec<Option<Child>> = nodes
+        .iter()
+        .map(|n| Some(lab::spawn(&qs, n).unwrap()))
+        .collect();
     for n in &nodes {
         lab::wait_for(Duration::from_secs(30), || lab::status(&n.admin)).expect("node up");
     }
@@ -128,11 +167,20 @@ fn main() {
     quorumsign::admin::client::call(&a1, "POST", "/init", None, Duration::from_secs(30)).unwrap();
     lab::wait_for(Duration::from_secs(30), || lab::leader_of(&a1)).expect("leader");
     let t0 = Instant::now();
-    let body = serde_json::json!({ "name": ZONE, "file": zone.display().to_string(), "denial": "nsec3" });
-    let ans = quorumsign::admin::client::call_leader(&a1, "POST", "/zones", Some(&body), Duration::from_secs(60)).unwrap();
+    let body =
+        serde_json::json!({ "name": ZONE, "file": zone.display().to_string(), "denial": "nsec3" });
+    let ans = quorumsign::admin::client::call_leader(
+        &a1,
+        "POST",
+        "/zones",
+        Some(&body),
+        Duration::from_secs(60),
+    )
+    .unwrap();
     assert_eq!(ans.code, 200, "{}", ans.message());
     let all: Vec<&lab::LabNode> = nodes.iter().collect();
-    let (mut serial, done) = all_validated(&all, 0, Duration::from_secs(3600)).expect("initial version on all nodes");
+    let (mut serial, done) =
+        all_validated(&all, 0, Duration::from_secs(3600)).expect("initial version on all nodes");
     let t_initial = done - t0;
     println!(
         "cluster initial sign + replicate + validate on 3 nodes: {:.1} s  ratio {:.2} (target <= 1.5)",
@@ -145,7 +193,8 @@ fn main() {
     for i in 0..o.changes {
         change_ds(&zone, 1000 + i as u32);
         let t = Instant::now();
-        let (s, done) = all_validated(&all, serial, Duration::from_secs(600)).expect("change applied");
+        let (s, done) =
+            all_validated(&all, serial, Duration::from_secs(600)).expect("change applied");
         serial = s;
         times.push((done - t).as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_millis(50));
@@ -172,13 +221,18 @@ fn main() {
     c.wait().unwrap();
     change_ds(&zone, 999);
     let survivors: Vec<&lab::LabNode> = nodes.iter().filter(|n| n.id != leader).collect();
-    let (_, done) = all_validated(&survivors, serial, Duration::from_secs(600)).expect("new leader publishes");
+    let (_, done) =
+        all_validated(&survivors, serial, Duration::from_secs(600)).expect("new leader publishes");
     let t_fail = done - t;
     let st = lab::status(&survivors[0].admin).unwrap();
     let z = lab::zone_of(&st, ZONE).unwrap();
     println!(
         "SIGKILL leader -> next serial published by node {} and validated: {:.2} s (target <= 3 s); unchanged RRsets re-signed: {} (target 0); signed {}, reused {}",
-        z["published_by"], t_fail.as_secs_f64(), z["resigned_unchanged"], z["signed"], z["reused"]
+        z["published_by"],
+        t_fail.as_secs_f64(),
+        z["resigned_unchanged"],
+        z["signed"],
+        z["reused"]
     );
     for (id, mib) in rss {
         println!("peak RSS node {id}: {mib:.0} MiB (target <= 1536)");

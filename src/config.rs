@@ -133,8 +133,7 @@ fn default_log() -> String {
 impl NodeConfig {
     /// Reads and checks `path`; errors name the file and, for syntax, the line.
     pub fn load(path: &Path) -> Result<NodeConfig, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut c: NodeConfig =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -158,7 +157,10 @@ impl NodeConfig {
         if self.id == 0 {
             return Err("id must be 1 or more".into());
         }
-        for (what, a) in [("raft_listen", &self.raft_listen), ("admin_listen", &self.admin_listen)] {
+        for (what, a) in [
+            ("raft_listen", &self.raft_listen),
+            ("admin_listen", &self.admin_listen),
+        ] {
             a.parse::<std::net::SocketAddr>()
                 .map_err(|e| format!("{what} {a:?}: {e} (expected IP:PORT)"))?;
         }
@@ -186,15 +188,24 @@ impl NodeConfig {
             ));
         }
         let r = &self.raft;
-        if r.heartbeat_ms == 0 || r.election_min_ms <= r.heartbeat_ms || r.election_max_ms <= r.election_min_ms {
-            return Err("raft timing: need 0 < heartbeat_ms < election_min_ms < election_max_ms".into());
+        if r.heartbeat_ms == 0
+            || r.election_min_ms <= r.heartbeat_ms
+            || r.election_max_ms <= r.election_min_ms
+        {
+            return Err(
+                "raft timing: need 0 < heartbeat_ms < election_min_ms < election_max_ms".into(),
+            );
         }
         if let Some(p) = &self.passphrase_file
             && !p.exists()
         {
             return Err(format!("passphrase_file {} does not exist", p.display()));
         }
-        for (what, p) in [("tls.ca", &self.tls.ca), ("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+        for (what, p) in [
+            ("tls.ca", &self.tls.ca),
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+        ] {
             if !p.exists() {
                 return Err(format!("{what} {} does not exist", p.display()));
             }

@@ -31,7 +31,11 @@ impl Drop for Cluster {
             for n in &self.nodes {
                 let log = std::fs::read_to_string(&n.log).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!("--- node {} log (last lines, newest first):\n{}", n.id, tail.join("\n"));
+                eprintln!(
+                    "--- node {} log (last lines, newest first):\n{}",
+                    n.id,
+                    tail.join("\n")
+                );
             }
         }
     }
@@ -53,19 +57,34 @@ impl Cluster {
         let ids: Vec<u64> = (1..=n).collect();
         let mut nodes = lab::write(dir.path(), &ids, &ids, port, extra).unwrap();
         nodes.iter_mut().for_each(adjust);
-        let mut c = Cluster { dir, port, nodes, children: Vec::new() };
+        let mut c = Cluster {
+            dir,
+            port,
+            nodes,
+            children: Vec::new(),
+        };
         for i in 0..c.nodes.len() {
-            c.children.push(Some(lab::spawn(&exe(), &c.nodes[i]).unwrap()));
+            c.children
+                .push(Some(lab::spawn(&exe(), &c.nodes[i]).unwrap()));
         }
         for node in &c.nodes {
-            lab::wait_for(Duration::from_secs(20), || lab::status(&node.admin)).expect("node answers");
+            lab::wait_for(Duration::from_secs(20), || lab::status(&node.admin))
+                .expect("node answers");
         }
         let (code, out, err) = qs(&["cluster", "init", "--admin", &c.nodes[0].admin]);
         assert_eq!(code, 0, "cluster init: {out}{err}");
         c.leader();
         let zone = c.zone_file();
         std::fs::copy(common::example_zone(), &zone).unwrap();
-        let (code, out, err) = qs(&["zone", "add", ZONE, "--file", p(&zone), "--admin", &c.nodes[0].admin]);
+        let (code, out, err) = qs(&[
+            "zone",
+            "add",
+            ZONE,
+            "--file",
+            p(&zone),
+            "--admin",
+            &c.nodes[0].admin,
+        ]);
         assert_eq!(code, 0, "zone add: {out}{err}");
         c
     }
@@ -115,7 +134,11 @@ impl Cluster {
         })
         .unwrap_or_else(|| panic!("nodes did not converge on a serial above {after}"));
         for (s, h) in &got {
-            assert_eq!((s, h), (&got[0].0, &got[0].1), "same serial, same content hash on every node");
+            assert_eq!(
+                (s, h),
+                (&got[0].0, &got[0].1),
+                "same serial, same content hash on every node"
+            );
         }
         got[0].clone()
     }
@@ -195,13 +218,27 @@ fn three_nodes_replicate_validate_fail_over_and_catch_up() {
     assert!(serial2 > serial && hash2 != hash);
     let z = c.zone_status(new);
     assert_eq!(z["published_by"].as_u64(), Some(new));
-    assert_eq!(z["resigned_unchanged"].as_u64(), Some(0), "no unchanged RRset re-signed: {z}");
+    assert_eq!(
+        z["resigned_unchanged"].as_u64(),
+        Some(0),
+        "no unchanged RRset re-signed: {z}"
+    );
     let signed = z["signed"].as_u64().unwrap();
     let reused = z["reused"].as_u64().unwrap();
-    assert!(signed > 0 && signed <= 8, "only the new RRset, SOA and denial neighbours are signed: {z}");
-    assert!(reused >= before["rrsets"].as_u64().unwrap() / 2, "the rest is reused: {z}");
+    assert!(
+        signed > 0 && signed <= 8,
+        "only the new RRset, SOA and denial neighbours are signed: {z}"
+    );
+    assert!(
+        reused >= before["rrsets"].as_u64().unwrap() / 2,
+        "the rest is reused: {z}"
+    );
     let text = c.signed(new);
-    assert_eq!(dnskey_lines(&text), keys_before, "identical DNSKEY RRset after failover");
+    assert_eq!(
+        dnskey_lines(&text),
+        keys_before,
+        "identical DNSKEY RRset after failover"
+    );
     let f = write(c.dir.path(), "after-failover.zone", &text);
     assert_validators_accept(ZONE, &f, false);
 
@@ -214,7 +251,9 @@ fn three_nodes_replicate_validate_fail_over_and_catch_up() {
     assert_eq!(got.1, hash2, "restarted node holds the same content hash");
 
     // A same-shape change (one RRset's content): only it and the SOA are signed.
-    let t = std::fs::read_to_string(c.zone_file()).unwrap().replace("192.0.2.25", "192.0.2.26");
+    let t = std::fs::read_to_string(c.zone_file())
+        .unwrap()
+        .replace("192.0.2.25", "192.0.2.26");
     std::fs::write(c.zone_file(), t).unwrap();
     let (serial3, _) = c.converged(serial2);
     let z = c.zone_status(c.leader());
@@ -234,25 +273,32 @@ fn stopped_leader_steps_down_and_never_publishes_a_conflicting_version() {
     let mut c = Cluster::start(3, 17300, "");
     let (serial, _) = c.converged(0);
     let old = c.leader();
-    let old_term = lab::status(&c.node(old).admin).unwrap()["term"].as_u64().unwrap();
+    let old_term = lab::status(&c.node(old).admin).unwrap()["term"]
+        .as_u64()
+        .unwrap();
     c.kill(old, libc::SIGSTOP);
     // The others elect a new leader and publish a change while the old one is frozen.
     let others: Vec<u64> = (1..=3).filter(|i| *i != old).collect();
     let new = lab::wait_for(Duration::from_secs(20), || {
-        others.iter().find_map(|i| lab::leader_of(&c.node(*i).admin).filter(|l| *l != old))
+        others
+            .iter()
+            .find_map(|i| lab::leader_of(&c.node(*i).admin).filter(|l| *l != old))
     })
     .expect("new leader while the old one is stopped");
     c.append_record("frozen IN TXT \"written while the old leader was stopped\"");
     let next = lab::wait_for(Duration::from_secs(30), || {
-        let v: Vec<(u64, String)> =
-            others.iter().map(|i| lab::validated_serial(&c.node(*i).admin, ZONE)).collect::<Option<_>>()?;
+        let v: Vec<(u64, String)> = others
+            .iter()
+            .map(|i| lab::validated_serial(&c.node(*i).admin, ZONE))
+            .collect::<Option<_>>()?;
         (v[0].0 > serial && v[0] == v[1]).then(|| v[0].clone())
     })
     .expect("the new leader publishes");
     // Resume the old leader: it must become a follower and converge on the same version.
     c.kill(old, libc::SIGCONT);
     let s = lab::wait_for(Duration::from_secs(20), || {
-        lab::status(&c.node(old).admin).filter(|s| s["role"] == "follower" && s["leader"].as_u64() == Some(new))
+        lab::status(&c.node(old).admin)
+            .filter(|s| s["role"] == "follower" && s["leader"].as_u64() == Some(new))
     })
     .expect("old leader steps down");
     assert!(s["term"].as_u64().unwrap() > old_term);
@@ -281,16 +327,29 @@ fn fourth_node_joins_from_a_snapshot_and_foreign_certificates_are_refused() {
     }
     let leader = c.leader();
     let purged = lab::wait_for(Duration::from_secs(20), || {
-        lab::status(&c.node(leader).admin)?["purged"].as_u64().filter(|p| *p > 5)
+        lab::status(&c.node(leader).admin)?["purged"]
+            .as_u64()
+            .filter(|p| *p > 5)
     })
     .expect("leader purged its log behind a snapshot");
     // Node 4: certificates from the same CA, peers 1-3.
-    let n4 = lab::write(c.dir.path(), &[4], &[1, 2, 3, 4], c.port, extra).unwrap().remove(0);
+    let n4 = lab::write(c.dir.path(), &[4], &[1, 2, 3, 4], c.port, extra)
+        .unwrap()
+        .remove(0);
     c.nodes.push(n4.clone());
     c.children.push(Some(lab::spawn(&exe(), &n4).unwrap()));
     lab::wait_for(Duration::from_secs(20), || lab::status(&n4.admin)).expect("node 4 answers");
     let (code, out, err) = qs(&[
-        "node", "add", "--id", "4", "--raft", &n4.raft, "--node-admin", &n4.admin, "--admin", &c.node(1).admin,
+        "node",
+        "add",
+        "--id",
+        "4",
+        "--raft",
+        &n4.raft,
+        "--node-admin",
+        &n4.admin,
+        "--admin",
+        &c.node(1).admin,
     ]);
     assert_eq!(code, 0, "node add: {out}{err}");
     let (s4, h4) = lab::wait_for(Duration::from_secs(60), || {
@@ -300,7 +359,10 @@ fn fourth_node_joins_from_a_snapshot_and_foreign_certificates_are_refused() {
     let (_, h1) = lab::validated_serial(&c.node(1).admin, ZONE).unwrap();
     assert_eq!((s4, h4), (serial, h1), "node 4 holds the same content hash");
     let st4 = lab::status(&n4.admin).unwrap();
-    assert!(st4["voters"].as_array().unwrap().iter().any(|v| v == 4), "node 4 is a voter: {st4}");
+    assert!(
+        st4["voters"].as_array().unwrap().iter().any(|v| v == 4),
+        "node 4 is a voter: {st4}"
+    );
     assert!(
         st4["snapshot"].as_u64().unwrap_or(0) >= purged,
         "node 4 started from a snapshot at or after the purged index {purged}: {st4}"
@@ -315,11 +377,20 @@ fn fourth_node_joins_from_a_snapshot_and_foreign_certificates_are_refused() {
     quorumsign::transport::certs::make(&certs, &[9]).unwrap();
     let probe = |dir: &Path, cert_id: u64, as_id: u64| {
         qs(&[
-            "cluster", "probe",
-            "--ca", p(&certs.join("ca.pem")),
-            "--cert", p(&dir.join(format!("node-{cert_id}.pem"))),
-            "--key", p(&dir.join(format!("node-{cert_id}.key"))),
-            "--as", &as_id.to_string(), "--to", "1", "--addr", &c.node(1).raft,
+            "cluster",
+            "probe",
+            "--ca",
+            p(&certs.join("ca.pem")),
+            "--cert",
+            p(&dir.join(format!("node-{cert_id}.pem"))),
+            "--key",
+            p(&dir.join(format!("node-{cert_id}.key"))),
+            "--as",
+            &as_id.to_string(),
+            "--to",
+            "1",
+            "--addr",
+            &c.node(1).raft,
         ])
     };
     let (code, out, _) = probe(&certs, 2, 2);
@@ -343,15 +414,28 @@ fn config_check_names_the_bad_key_and_line() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("ok"), "{out}");
     let mut text = std::fs::read_to_string(&nodes[0].config).unwrap();
-    text = text.replace("log_level = \"info\"", "log_level = \"info\"\nsigning_threads = 4");
+    text = text.replace(
+        "log_level = \"info\"",
+        "log_level = \"info\"\nsigning_threads = 4",
+    );
     std::fs::write(&nodes[0].config, text).unwrap();
     let (code, _, err) = qs(&["node", "run", "--check", "--config", p(&nodes[0].config)]);
     assert_ne!(code, 0);
-    assert!(err.contains("signing_threads") && err.contains("line 8"), "{err}");
-    let bad = write(dir.path(), "bad.toml", "id = 1\ndata_dir = \"d\"\nraft_listen = \"nowhere\"\nadmin_listen = \"127.0.0.1:1\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n");
+    assert!(
+        err.contains("signing_threads") && err.contains("line 8"),
+        "{err}"
+    );
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "id = 1\ndata_dir = \"d\"\nraft_listen = \"nowhere\"\nadmin_listen = \"127.0.0.1:1\"\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n",
+    );
     let (code, _, err) = qs(&["node", "run", "--check", "--config", p(&bad)]);
     assert_ne!(code, 0);
-    assert!(err.contains("raft_listen") && err.contains("nowhere"), "{err}");
+    assert!(
+        err.contains("raft_listen") && err.contains("nowhere"),
+        "{err}"
+    );
 }
 
 /// Keys in a shared PKCS#11 token (SoftHSM2): the leader generates them in the token, every
@@ -374,10 +458,19 @@ fn nodes_share_keys_in_a_pkcs11_token() {
     });
     let (serial, _) = c.converged(0);
     let st = lab::status(&c.node(1).admin).unwrap();
-    let keys = lab::zone_of(&st, ZONE).unwrap()["keys"].as_array().unwrap().clone();
+    let keys = lab::zone_of(&st, ZONE).unwrap()["keys"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(keys.len(), 2);
     for k in &keys {
-        assert!(k["handle"].as_str().unwrap().starts_with("pkcs11:token=signers"), "{k}");
+        assert!(
+            k["handle"]
+                .as_str()
+                .unwrap()
+                .starts_with("pkcs11:token=signers"),
+            "{k}"
+        );
     }
     // Every node reaches every key in the token and test-signs with it.
     for id in 1..=3 {
@@ -418,17 +511,30 @@ fn bad_input_is_refused_then_reload_and_leader_transfer() {
         c.zone_status(leader)["alarm"].as_str().map(str::to_string)
     })
     .expect("the leader raises an alarm");
-    assert!(alarm.contains(&format!("example.zone:{line}")) && alarm.contains("CNAME"), "{alarm}");
+    assert!(
+        alarm.contains(&format!("example.zone:{line}")) && alarm.contains("CNAME"),
+        "{alarm}"
+    );
     std::thread::sleep(Duration::from_secs(1));
     for id in 1..=3 {
         let z = c.zone_status(id);
-        assert_eq!((z["serial"].as_u64(), z["hash"].as_str()), (Some(serial), Some(hash.as_str())), "node {id}: {z}");
-        assert!(c.signed(id).contains("192.0.2.25"), "node {id} still serves the last good version");
+        assert_eq!(
+            (z["serial"].as_u64(), z["hash"].as_str()),
+            (Some(serial), Some(hash.as_str())),
+            "node {id}: {z}"
+        );
+        assert!(
+            c.signed(id).contains("192.0.2.25"),
+            "node {id} still serves the last good version"
+        );
     }
     std::fs::write(c.zone_file(), good.replace("192.0.2.25", "192.0.2.27")).unwrap();
     let (next, _) = c.converged(serial);
     assert!(next > serial);
-    assert!(c.zone_status(leader)["alarm"].is_null(), "alarm cleared by the next good version");
+    assert!(
+        c.zone_status(leader)["alarm"].is_null(),
+        "alarm cleared by the next good version"
+    );
 
     let (code, out, err) = qs(&["zone", "reload", ZONE, "--admin", &c.node(1).admin]);
     assert_eq!(code, 0, "{out}{err}");
@@ -436,10 +542,20 @@ fn bad_input_is_refused_then_reload_and_leader_transfer() {
     assert!(after_reload > next, "reload publishes a new serial");
 
     let to = (1..=3).find(|i| *i != c.leader()).unwrap();
-    let (code, out, err) = qs(&["leader", "transfer", "--to", &to.to_string(), "--admin", &c.node(1).admin]);
+    let (code, out, err) = qs(&[
+        "leader",
+        "transfer",
+        "--to",
+        &to.to_string(),
+        "--admin",
+        &c.node(1).admin,
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     lab::wait_for(Duration::from_secs(20), || (c.leader() == to).then_some(()))
         .unwrap_or_else(|| panic!("node {to} did not take over"));
     let audit = qs(&["cluster", "audit", "--admin", &c.node(to).admin]).1;
-    assert!(audit.contains("leader transfer --to") && audit.contains("zone reload"), "{audit}");
+    assert!(
+        audit.contains("leader transfer --to") && audit.contains("zone reload"),
+        "{audit}"
+    );
 }

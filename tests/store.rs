@@ -35,9 +35,19 @@ async fn vote_and_entries_survive_reopen() {
     let path = dir.path().join("raft");
     {
         let mut log = LogStore::open(&path).unwrap();
-        log.save_vote(&VoteOf::<TypeConfig>::new(3, 2)).await.unwrap();
+        log.save_vote(&VoteOf::<TypeConfig>::new(3, 2))
+            .await
+            .unwrap();
         let entries: Vec<EntryOf<TypeConfig>> = (1..=100)
-            .map(|i| EntryOf::<TypeConfig>::new_blank(openraft::alias::LogIdOf::<TypeConfig>::new(openraft::impls::leader_id_adv::LeaderId { term: 3, node_id: 2 }, i)))
+            .map(|i| {
+                EntryOf::<TypeConfig>::new_blank(openraft::alias::LogIdOf::<TypeConfig>::new(
+                    openraft::impls::leader_id_adv::LeaderId {
+                        term: 3,
+                        node_id: 2,
+                    },
+                    i,
+                ))
+            })
             .collect();
         let (tx, rx) = TypeConfig::oneshot();
         log.append(entries, IOFlushed::signal(tx)).await.unwrap();
@@ -45,10 +55,12 @@ async fn vote_and_entries_survive_reopen() {
     }
     // The flush task may still hold the database for a moment after it has signalled.
     let mut log = (0..100)
-        .find_map(|_| LogStore::open(&path).ok().or_else(|| {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            None
-        }))
+        .find_map(|_| {
+            LogStore::open(&path).ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            })
+        })
         .expect("store reopens");
     let vote = log.read_vote().await.unwrap().expect("vote kept");
     assert_eq!(vote, VoteOf::<TypeConfig>::new(3, 2));
@@ -70,7 +82,11 @@ fn acknowledged_appends_survive_sigkill() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("raft");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut checked = 0;
     for round in 0..5 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_quorumsign"))
@@ -103,14 +119,25 @@ fn acknowledged_appends_survive_sigkill() {
             let mut log = LogStore::open(&store).unwrap();
             let state = log.get_log_state().await.unwrap();
             let last = state.last_log_id.unwrap().index();
-            assert!(last >= acked, "round {round}: acknowledged up to {acked}, store has up to {last}");
+            assert!(
+                last >= acked,
+                "round {round}: acknowledged up to {acked}, store has up to {last}"
+            );
             let got = log.try_get_log_entries(1..=acked).await.unwrap();
-            assert_eq!(got.len() as u64, acked, "round {round}: entries missing below {acked}");
+            assert_eq!(
+                got.len() as u64,
+                acked,
+                "round {round}: entries missing below {acked}"
+            );
             for (i, e) in got.iter().enumerate() {
                 assert_eq!(e.index(), i as u64 + 1, "round {round}: entry out of place");
             }
             let v = log.read_vote().await.unwrap().expect("vote survives");
-            assert!(v.leader_id().term >= vote, "round {round}: vote {} below acknowledged {vote}", v.leader_id().term);
+            assert!(
+                v.leader_id().term >= vote,
+                "round {round}: vote {} below acknowledged {vote}",
+                v.leader_id().term
+            );
         });
         checked = acked;
     }

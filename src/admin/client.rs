@@ -26,12 +26,22 @@ impl Answer {
 }
 
 /// One HTTP request to `addr`; no redirects.
-pub fn call(addr: &str, method: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<Answer, String> {
-    let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("admin address {addr:?}: {e}"))?;
+pub fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> Result<Answer, String> {
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("admin address {addr:?}: {e}"))?;
     let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(3))
         .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
     s.set_read_timeout(Some(timeout)).ok();
-    let body = body.map(|b| serde_json::to_vec(b).unwrap_or_default()).unwrap_or_default();
+    let body = body
+        .map(|b| serde_json::to_vec(b).unwrap_or_default())
+        .unwrap_or_default();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -40,7 +50,8 @@ pub fn call(addr: &str, method: &str, path: &str, body: Option<&Value>, timeout:
         .and_then(|_| s.write_all(&body))
         .map_err(|e| format!("{addr}: {e}"))?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| format!("{addr}: no answer: {e}"))?;
+    s.read_to_end(&mut buf)
+        .map_err(|e| format!("{addr}: no answer: {e}"))?;
     let end = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -59,7 +70,13 @@ pub fn call(addr: &str, method: &str, path: &str, body: Option<&Value>, timeout:
 
 /// As [`call`], sent on to the leader when the node is not the leader. While there is no
 /// leader (an election), it retries for up to 15 s.
-pub fn call_leader(addr: &str, method: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<Answer, String> {
+pub fn call_leader(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> Result<Answer, String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut target = addr.to_string();
     loop {

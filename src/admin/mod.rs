@@ -88,7 +88,10 @@ async fn connection(mut sock: TcpStream, node: Arc<Node>) -> std::io::Result<()>
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     let mut lines = head.lines();
     let mut first = lines.next().unwrap_or("").split_whitespace();
-    let (method, path) = (first.next().unwrap_or("").to_string(), first.next().unwrap_or("").to_string());
+    let (method, path) = (
+        first.next().unwrap_or("").to_string(),
+        first.next().unwrap_or("").to_string(),
+    );
     let len: usize = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
@@ -214,11 +217,17 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
         ("POST", ["init"]) => {
             let members: BTreeMap<NodeId, NodeAddr> = node.cfg.members();
             match node.raft.initialize(members.clone()).await {
-                Ok(()) => json_reply(200, json!({ "ok": true, "members": members.keys().collect::<Vec<_>>() })),
+                Ok(()) => json_reply(
+                    200,
+                    json!({ "ok": true, "members": members.keys().collect::<Vec<_>>() }),
+                ),
                 Err(e) => error(409, format!("cannot initialize: {e}")),
             }
         }
-        ("GET", ["zones"]) => json_reply(200, tokio::task::block_in_place(|| status(node))["zones"].clone()),
+        ("GET", ["zones"]) => json_reply(
+            200,
+            tokio::task::block_in_place(|| status(node))["zones"].clone(),
+        ),
         ("POST", ["zones"]) => {
             let req: ZoneAdd = match parse(body) {
                 Ok(r) => r,
@@ -226,7 +235,13 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             };
             let path = std::path::Path::new(&req.file);
             if !path.is_absolute() || !path.is_file() {
-                return error(400, format!("zone file {:?} must be an absolute path to a file every node can read", req.file));
+                return error(
+                    400,
+                    format!(
+                        "zone file {:?} must be an absolute path to a file every node can read",
+                        req.file
+                    ),
+                );
             }
             let mut cfg = ZoneConfig::new(&req.name, &format!("file:{}", req.file));
             if crate::zone::Name::parse(cfg.name.as_bytes(), None).is_err() {
@@ -237,7 +252,10 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             }
             if let Some(a) = req.algorithm {
                 if crate::keys::Algorithm::from_number(a).is_err() {
-                    return error(400, format!("algorithm {a} is not supported (8, 13, 14, 15)"));
+                    return error(
+                        400,
+                        format!("algorithm {a} is not supported (8, 13, 14, 15)"),
+                    );
                 }
                 cfg.algorithm = a;
             }
@@ -246,15 +264,36 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 return error(400, e);
             }
             let o = origin(format!("zone add {} {}", cfg.name, req.file));
-            propose(node, Command::AddZone { zone: cfg, origin: o }).await
+            propose(
+                node,
+                Command::AddZone {
+                    zone: cfg,
+                    origin: o,
+                },
+            )
+            .await
         }
         ("DELETE", ["zones", name]) => {
             let name = absolute(name);
-            propose(node, Command::RemoveZone { name: name.clone(), origin: origin(format!("zone remove {name}")) }).await
+            propose(
+                node,
+                Command::RemoveZone {
+                    name: name.clone(),
+                    origin: origin(format!("zone remove {name}")),
+                },
+            )
+            .await
         }
         ("POST", ["zones", name, "reload"]) => {
             let name = absolute(name);
-            propose(node, Command::Reload { name: name.clone(), origin: origin(format!("zone reload {name}")) }).await
+            propose(
+                node,
+                Command::Reload {
+                    name: name.clone(),
+                    origin: origin(format!("zone reload {name}")),
+                },
+            )
+            .await
         }
         ("GET", ["zones", name, "signed"]) => {
             let name = absolute(name);
@@ -269,7 +308,10 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                         body: z.to_text().into_bytes(),
                         content_type: "text/dns",
                     },
-                    (Some(cur), _) => error(503, format!("serial {} is not validated on this node yet", cur.serial)),
+                    (Some(cur), _) => error(
+                        503,
+                        format!("serial {} is not validated on this node yet", cur.serial),
+                    ),
                     (None, _) => error(503, format!("zone {name} has no signed version yet")),
                 }
             })
@@ -279,15 +321,27 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 Ok(r) => r,
                 Err(r) => return r,
             };
-            let addr = NodeAddr { raft: req.raft.clone(), admin: req.admin.clone() };
+            let addr = NodeAddr {
+                raft: req.raft.clone(),
+                admin: req.admin.clone(),
+            };
             if let Err(e) = node.raft.add_learner(req.id, addr, true).await {
                 return error(503, format!("add node {} as learner: {e}", req.id));
             }
             let voters: std::collections::BTreeSet<NodeId> = [req.id].into();
-            if let Err(e) = node.raft.change_membership(openraft::ChangeMembers::AddVoterIds(voters), false).await {
+            if let Err(e) = node
+                .raft
+                .change_membership(openraft::ChangeMembers::AddVoterIds(voters), false)
+                .await
+            {
                 return error(503, format!("promote node {} to voter: {e}", req.id));
             }
-            let _ = node.raft.client_write(Command::Audit { origin: origin(format!("node add {} {}", req.id, req.raft)) }).await;
+            let _ = node
+                .raft
+                .client_write(Command::Audit {
+                    origin: origin(format!("node add {} {}", req.id, req.raft)),
+                })
+                .await;
             json_reply(200, json!({ "ok": true, "added": req.id }))
         }
         ("DELETE", ["nodes", id]) => {
@@ -295,11 +349,23 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 return error(400, format!("bad node id {id:?}"));
             };
             let ids: std::collections::BTreeSet<NodeId> = [id].into();
-            if let Err(e) = node.raft.change_membership(openraft::ChangeMembers::RemoveVoters(ids.clone()), false).await {
+            if let Err(e) = node
+                .raft
+                .change_membership(openraft::ChangeMembers::RemoveVoters(ids.clone()), false)
+                .await
+            {
                 return error(503, format!("remove node {id}: {e}"));
             }
-            let _ = node.raft.change_membership(openraft::ChangeMembers::RemoveNodes(ids), false).await;
-            let _ = node.raft.client_write(Command::Audit { origin: origin(format!("node remove {id}")) }).await;
+            let _ = node
+                .raft
+                .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
+                .await;
+            let _ = node
+                .raft
+                .client_write(Command::Audit {
+                    origin: origin(format!("node remove {id}")),
+                })
+                .await;
             json_reply(200, json!({ "ok": true, "removed": id }))
         }
         ("POST", ["leader", "transfer"]) => {
@@ -307,7 +373,12 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 Ok(r) => r,
                 Err(r) => return r,
             };
-            let _ = node.raft.client_write(Command::Audit { origin: origin(format!("leader transfer --to {}", req.to)) }).await;
+            let _ = node
+                .raft
+                .client_write(Command::Audit {
+                    origin: origin(format!("leader transfer --to {}", req.to)),
+                })
+                .await;
             match node.raft.trigger().transfer_leader(req.to).await {
                 Ok(()) => json_reply(200, json!({ "ok": true, "to": req.to })),
                 Err(e) => error(503, e.to_string()),
@@ -353,7 +424,10 @@ pub fn status(node: &Node) -> Value {
         .zones
         .iter()
         .map(|(name, z)| {
-            let cfg = z.config.clone().unwrap_or_else(|| ZoneConfig::new(name, ""));
+            let cfg = z
+                .config
+                .clone()
+                .unwrap_or_else(|| ZoneConfig::new(name, ""));
             let v = z.current.clone().unwrap_or_default();
             ZoneStatus {
                 name: name.clone(),
@@ -383,7 +457,10 @@ pub fn status(node: &Node) -> Value {
     let membership = m.membership_config.membership();
     let voters: Vec<NodeId> = membership.voter_ids().collect();
     let learners: Vec<NodeId> = membership.learner_ids().collect();
-    let nodes: BTreeMap<String, NodeAddr> = membership.nodes().map(|(id, n)| (id.to_string(), n.clone())).collect();
+    let nodes: BTreeMap<String, NodeAddr> = membership
+        .nodes()
+        .map(|(id, n)| (id.to_string(), n.clone()))
+        .collect();
     let replication: Option<BTreeMap<String, Option<u64>>> = m.replication.as_ref().map(|r| {
         r.iter()
             .map(|(id, l)| (id.to_string(), l.as_ref().map(|l| l.index())))

@@ -196,10 +196,23 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             rt.block_on(crate::node::run(cfg))
         }
-        NodeCmd::Add { id, raft, node_admin, a } => {
+        NodeCmd::Add {
+            id,
+            raft,
+            node_admin,
+            a,
+        } => {
             let body = json!({ "id": id, "raft": raft, "admin": node_admin });
-            let ans = call_leader(&a.admin, "POST", "/nodes", Some(&body), Duration::from_secs(600))?;
-            ok(ans, &a, |_| format!("node {id} added (caught up as learner, now a voter)"))
+            let ans = call_leader(
+                &a.admin,
+                "POST",
+                "/nodes",
+                Some(&body),
+                Duration::from_secs(600),
+            )?;
+            ok(ans, &a, |_| {
+                format!("node {id} added (caught up as learner, now a voter)")
+            })
         }
         NodeCmd::Remove { id, a } => {
             let ans = call_leader(&a.admin, "DELETE", &format!("/nodes/{id}"), None, TIMEOUT)?;
@@ -210,31 +223,58 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
 
 pub fn leader(cmd: LeaderCmd) -> Result<(), String> {
     let LeaderCmd::Transfer { to, a } = cmd;
-    let ans = call_leader(&a.admin, "POST", "/leader/transfer", Some(&json!({ "to": to })), TIMEOUT)?;
-    ok(ans, &a, |_| format!("leadership handed to node {to}; `cluster status` shows when it has taken over"))
+    let ans = call_leader(
+        &a.admin,
+        "POST",
+        "/leader/transfer",
+        Some(&json!({ "to": to })),
+        TIMEOUT,
+    )?;
+    ok(ans, &a, |_| {
+        format!("leadership handed to node {to}; `cluster status` shows when it has taken over")
+    })
 }
 
 pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
     match cmd {
-        ZoneCmd::Add { name, file, denial, algorithm, csk, a } => {
-            let file = std::fs::canonicalize(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        ZoneCmd::Add {
+            name,
+            file,
+            denial,
+            algorithm,
+            csk,
+            a,
+        } => {
+            let file =
+                std::fs::canonicalize(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let body = json!({ "name": name, "file": file.display().to_string(),
                                "denial": denial, "algorithm": algorithm, "csk": csk });
             let ans = call_leader(&a.admin, "POST", "/zones", Some(&body), TIMEOUT)?;
-            ok(ans, &a, |_| format!("zone {name} added; the leader signs it now"))
+            ok(ans, &a, |_| {
+                format!("zone {name} added; the leader signs it now")
+            })
         }
         ZoneCmd::Remove { name, a } => {
             let ans = call_leader(&a.admin, "DELETE", &format!("/zones/{name}"), None, TIMEOUT)?;
             ok(ans, &a, |_| format!("zone {name} removed"))
         }
         ZoneCmd::Reload { name, a } => {
-            let ans = call_leader(&a.admin, "POST", &format!("/zones/{name}/reload"), None, TIMEOUT)?;
+            let ans = call_leader(
+                &a.admin,
+                "POST",
+                &format!("/zones/{name}/reload"),
+                None,
+                TIMEOUT,
+            )?;
             ok(ans, &a, |_| format!("zone {name}: reload requested"))
         }
         ZoneCmd::List { a } => {
             let ans = call(&a.admin, "GET", "/zones", None, TIMEOUT)?;
             ok(ans, &a, |v| {
-                let mut s = format!("{:<28} {:>12} {:<18} {:<12} input\n", "zone", "serial", "hash", "denial");
+                let mut s = format!(
+                    "{:<28} {:>12} {:<18} {:<12} input\n",
+                    "zone", "serial", "hash", "denial"
+                );
                 for z in v.as_array().into_iter().flatten() {
                     s.push_str(&format!(
                         "{:<28} {:>12} {:<18} {:<12} {}\n",
@@ -249,12 +289,20 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
             })
         }
         ZoneCmd::Show { name, a } => {
-            let ans = call(&a.admin, "GET", &format!("/zones/{name}/signed"), None, TIMEOUT)?;
+            let ans = call(
+                &a.admin,
+                "GET",
+                &format!("/zones/{name}/signed"),
+                None,
+                TIMEOUT,
+            )?;
             if ans.code != 200 {
                 return Err(ans.message());
             }
             use std::io::Write;
-            std::io::stdout().write_all(&ans.body).map_err(|e| e.to_string())
+            std::io::stdout()
+                .write_all(&ans.body)
+                .map_err(|e| e.to_string())
         }
     }
 }
@@ -271,10 +319,20 @@ pub fn cluster(cmd: ClusterCmd) -> Result<(), String> {
             }
             Ok(())
         }
-        ClusterCmd::Probe { ca, cert, key, as_id, to, addr } => {
+        ClusterCmd::Probe {
+            ca,
+            cert,
+            key,
+            as_id,
+            to,
+            addr,
+        } => {
             let tls = crate::transport::Tls::load(&crate::transport::TlsFiles { ca, cert, key })
                 .map_err(|e| e.to_string())?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
             rt.block_on(crate::transport::dial(&tls.client, as_id, to, &addr))
                 .map(|_| println!("welcomed by node {to} as node {as_id}"))
                 .map_err(|e| format!("refused: {e}"))
@@ -282,7 +340,9 @@ pub fn cluster(cmd: ClusterCmd) -> Result<(), String> {
         ClusterCmd::StoreTorture { dir } => store_torture(&dir),
         ClusterCmd::Init { a } => {
             let ans = call(&a.admin, "POST", "/init", None, TIMEOUT)?;
-            ok(ans, &a, |v| format!("cluster initialised with nodes {}", v["members"]))
+            ok(ans, &a, |v| {
+                format!("cluster initialised with nodes {}", v["members"])
+            })
         }
         ClusterCmd::Audit { a } => {
             let ans = call(&a.admin, "GET", "/audit", None, TIMEOUT)?;
@@ -291,7 +351,10 @@ pub fn cluster(cmd: ClusterCmd) -> Result<(), String> {
                 for r in v.as_array().into_iter().flatten() {
                     s.push_str(&format!(
                         "{:>8} term {:<4} {}  {}  {}\n",
-                        r["index"], r["term"], r["origin"]["at"], r["origin"]["command"].as_str().unwrap_or(""),
+                        r["index"],
+                        r["term"],
+                        r["origin"]["at"],
+                        r["origin"]["command"].as_str().unwrap_or(""),
                         r["outcome"].as_str().unwrap_or("")
                     ));
                 }
@@ -326,7 +389,9 @@ pub fn gather_status(admin: &str) -> Result<Value, String> {
         let a = addr["admin"].as_str().unwrap_or("");
         match call(a, "GET", "/status", None, Duration::from_secs(5)) {
             Ok(ans) if ans.code == 200 => nodes.push(ans.json()),
-            Ok(ans) => nodes.push(json!({ "id": id.parse::<u64>().unwrap_or(0), "unreachable": ans.message() })),
+            Ok(ans) => nodes.push(
+                json!({ "id": id.parse::<u64>().unwrap_or(0), "unreachable": ans.message() }),
+            ),
             Err(e) => nodes.push(json!({ "id": id.parse::<u64>().unwrap_or(0), "unreachable": e })),
         }
     }
@@ -338,7 +403,10 @@ fn num(v: &Value) -> String {
 }
 
 pub fn format_status(v: &Value) -> String {
-    let nodes: Vec<&Value> = v["nodes"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let nodes: Vec<&Value> = v["nodes"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     let leader_log = nodes
         .iter()
         .find(|n| n["role"] == "leader")
@@ -365,10 +433,19 @@ pub fn format_status(v: &Value) -> String {
         } else {
             "NO".to_string()
         };
-        let admin = n["nodes"][n["id"].to_string()]["admin"].as_str().unwrap_or("").to_string();
+        let admin = n["nodes"][n["id"].to_string()]["admin"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         s.push_str(&format!(
             "{:<5} {:<10} {:>5} {:>8} {:>5} {:<6} {}\n",
-            num(&n["id"]), n["role"].as_str().unwrap_or("?"), num(&n["term"]), applied.map_or("-".into(), |a| a.to_string()), lag, ready, admin
+            num(&n["id"]),
+            n["role"].as_str().unwrap_or("?"),
+            num(&n["term"]),
+            applied.map_or("-".into(), |a| a.to_string()),
+            lag,
+            ready,
+            admin
         ));
         for p in r["problems"].as_array().into_iter().flatten() {
             s.push_str(&format!("      readiness: {}\n", p.as_str().unwrap_or("")));
@@ -403,12 +480,17 @@ pub fn format_status(v: &Value) -> String {
             name,
             z["serial"].as_u64().map_or("-".into(), |x| x.to_string()),
             z["hash"].as_str().map_or("-", |h| &h[..16]),
-            num(&z["signed"]), num(&z["reused"]), num(&z["resigned_unchanged"]), num(&z["rrsets"]),
+            num(&z["signed"]),
+            num(&z["reused"]),
+            num(&z["resigned_unchanged"]),
+            num(&z["rrsets"]),
             on.join(" ")
         ));
         for n in &nodes {
             for nz in n["zones"].as_array().into_iter().flatten() {
-                if nz["name"] == name && let Some(a) = nz["alarm"].as_str() {
+                if nz["name"] == name
+                    && let Some(a) = nz["alarm"].as_str()
+                {
                     s.push_str(&format!("  node {} ALARM: {a}\n", n["id"]));
                 }
             }
@@ -419,32 +501,59 @@ pub fn format_status(v: &Value) -> String {
 
 /// Appends batches of entries and prints `acked N` once each batch is reported durable.
 fn store_torture(dir: &std::path::Path) -> Result<(), String> {
+    use crate::replica::{Command, Origin, TypeConfig};
     use openraft::alias::{EntryOf, LogIdOf, VoteOf};
     use openraft::entry::RaftEntry;
     use openraft::storage::{IOFlushed, RaftLogStorage};
     use openraft::type_config::TypeConfigExt;
     use std::io::Write;
-    use crate::replica::{Command, Origin, TypeConfig};
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     rt.block_on(async {
         let mut log = crate::store::LogStore::open(dir).map_err(|e| e.to_string())?;
-        let mut next = log.get_log_state().await.map_err(|e| e.to_string())?.last_log_id.map_or(1, |l| l.index() + 1);
+        let mut next = log
+            .get_log_state()
+            .await
+            .map_err(|e| e.to_string())?
+            .last_log_id
+            .map_or(1, |l| l.index() + 1);
         let mut term = 1;
         loop {
             term += 1;
-            log.save_vote(&VoteOf::<TypeConfig>::new(term, 1)).await.map_err(|e| e.to_string())?;
+            log.save_vote(&VoteOf::<TypeConfig>::new(term, 1))
+                .await
+                .map_err(|e| e.to_string())?;
             println!("vote {term}");
             for _ in 0..50 {
                 let batch: Vec<EntryOf<TypeConfig>> = (next..next + 20)
                     .map(|i| {
-                        let lid = LogIdOf::<TypeConfig>::new(openraft::impls::leader_id_adv::LeaderId { term: 1, node_id: 1 }, i);
-                        let cmd = Command::Audit { origin: Origin { at: i, by: "torture".into(), command: "x".repeat(512) } };
+                        let lid = LogIdOf::<TypeConfig>::new(
+                            openraft::impls::leader_id_adv::LeaderId {
+                                term: 1,
+                                node_id: 1,
+                            },
+                            i,
+                        );
+                        let cmd = Command::Audit {
+                            origin: Origin {
+                                at: i,
+                                by: "torture".into(),
+                                command: "x".repeat(512),
+                            },
+                        };
                         EntryOf::<TypeConfig>::new_normal(lid, cmd)
                     })
                     .collect();
                 let (tx, rx) = TypeConfig::oneshot();
-                log.append(batch, IOFlushed::signal(tx)).await.map_err(|e| e.to_string())?;
-                rx.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                log.append(batch, IOFlushed::signal(tx))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                rx.await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
                 next += 20;
                 println!("acked {}", next - 1);
                 std::io::stdout().flush().ok();

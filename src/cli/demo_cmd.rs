@@ -71,11 +71,17 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     let lab = lab::write(&dir, &[1, 2, 3], &[1, 2, 3], a.port, "")?;
     let zone_file = dir.join("example.zone");
     std::fs::write(&zone_file, EXAMPLE_ZONE).map_err(|e| e.to_string())?;
-    let mut nodes = Nodes { children: Vec::new(), lab: lab.clone() };
+    let mut nodes = Nodes {
+        children: Vec::new(),
+        lab: lab.clone(),
+    };
     for n in &lab {
         nodes.children.push(Some(lab::spawn(&exe, n)?));
     }
-    step(t0, &format!("started 3 nodes in {} (logs: node-N.log)", dir.display()));
+    step(
+        t0,
+        &format!("started 3 nodes in {} (logs: node-N.log)", dir.display()),
+    );
     for n in &lab {
         lab::wait_for(Duration::from_secs(20), || lab::status(&n.admin))
             .ok_or_else(|| format!("node {} did not start; see {}", n.id, n.log.display()))?;
@@ -89,17 +95,28 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         .ok_or("no leader was elected in 20 s")?;
     step(t0, &format!("cluster initialised; node {leader} leads"));
     let body = serde_json::json!({ "name": ZONE, "file": zone_file.display().to_string(), "denial": "nsec3" });
-    let ans = crate::admin::client::call_leader(&admin1, "POST", "/zones", Some(&body), Duration::from_secs(30))?;
+    let ans = crate::admin::client::call_leader(
+        &admin1,
+        "POST",
+        "/zones",
+        Some(&body),
+        Duration::from_secs(30),
+    )?;
     if ans.code != 200 {
         return Err(format!("zone add: {}", ans.message()));
     }
     let mut serial = 0;
     for n in &lab {
-        let (s, _) = lab::wait_for(Duration::from_secs(60), || lab::validated_serial(&n.admin, ZONE))
-            .ok_or_else(|| format!("node {} did not validate a version of {ZONE} in 60 s", n.id))?;
+        let (s, _) = lab::wait_for(Duration::from_secs(60), || {
+            lab::validated_serial(&n.admin, ZONE)
+        })
+        .ok_or_else(|| format!("node {} did not validate a version of {ZONE} in 60 s", n.id))?;
         serial = s;
     }
-    step(t0, &format!("{ZONE} signed, replicated and validated on all 3 nodes: serial {serial}"));
+    step(
+        t0,
+        &format!("{ZONE} signed, replicated and validated on all 3 nodes: serial {serial}"),
+    );
     let status = crate::cli::cluster_cmd::gather_status(&admin1)?;
     print!("{}", crate::cli::cluster_cmd::format_status(&status));
     if !a.failover {
@@ -110,8 +127,12 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
              Press Ctrl-C to stop the cluster.",
             lab[1].admin
         );
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        rt.block_on(async { tokio::signal::ctrl_c().await }).map_err(|e| e.to_string())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async { tokio::signal::ctrl_c().await })
+            .map_err(|e| e.to_string())?;
         println!("stopping");
         return Ok(());
     }
@@ -119,7 +140,13 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
 }
 
 fn dnskeys(admin: &str) -> Result<Vec<String>, String> {
-    let a = crate::admin::client::call(admin, "GET", &format!("/zones/{ZONE}/signed"), None, Duration::from_secs(10))?;
+    let a = crate::admin::client::call(
+        admin,
+        "GET",
+        &format!("/zones/{ZONE}/signed"),
+        None,
+        Duration::from_secs(10),
+    )?;
     if a.code != 200 {
         return Err(a.message());
     }
@@ -133,11 +160,19 @@ fn dnskeys(admin: &str) -> Result<Vec<String>, String> {
     Ok(v)
 }
 
-fn failover(t0: Instant, nodes: &mut Nodes, zone_file: &std::path::Path, serial: u64) -> Result<(), String> {
+fn failover(
+    t0: Instant,
+    nodes: &mut Nodes,
+    zone_file: &std::path::Path,
+    serial: u64,
+) -> Result<(), String> {
     let lab = nodes.lab.clone();
     let leader = lab::leader_of(&lab[0].admin).ok_or("no leader")?;
     let before = dnskeys(&lab[0].admin)?;
-    let idx = lab.iter().position(|n| n.id == leader).ok_or("leader unknown")?;
+    let idx = lab
+        .iter()
+        .position(|n| n.id == leader)
+        .ok_or("leader unknown")?;
     let mut child = nodes.children[idx].take().ok_or("leader not running")?;
     child.kill().map_err(|e| e.to_string())?;
     let _ = child.wait();
@@ -148,7 +183,9 @@ fn failover(t0: Instant, nodes: &mut Nodes, zone_file: &std::path::Path, serial:
     step(t0, "added one RRset to the zone file");
     let survivors: Vec<&LabNode> = lab.iter().filter(|n| n.id != leader).collect();
     let new_leader = lab::wait_for(Duration::from_secs(20), || {
-        survivors.iter().find_map(|n| lab::leader_of(&n.admin).filter(|l| *l != leader))
+        survivors
+            .iter()
+            .find_map(|n| lab::leader_of(&n.admin).filter(|l| *l != leader))
     })
     .ok_or("no new leader in 20 s")?;
     step(t0, &format!("node {new_leader} leads"));
@@ -157,7 +194,12 @@ fn failover(t0: Instant, nodes: &mut Nodes, zone_file: &std::path::Path, serial:
         let (s, _) = lab::wait_for(Duration::from_secs(30), || {
             lab::validated_serial(&n.admin, ZONE).filter(|(s, _)| *s > serial)
         })
-        .ok_or_else(|| format!("node {} did not validate a serial after {serial} in 30 s", n.id))?;
+        .ok_or_else(|| {
+            format!(
+                "node {} did not validate a serial after {serial} in 30 s",
+                n.id
+            )
+        })?;
         next = s;
     }
     let st = lab::status(&survivors[0].admin).ok_or("status")?;
@@ -171,7 +213,17 @@ fn failover(t0: Instant, nodes: &mut Nodes, zone_file: &std::path::Path, serial:
     );
     let after = dnskeys(&survivors[0].admin)?;
     let same = before == after;
-    step(t0, &format!("DNSKEY RRset {}", if same { "identical before and after" } else { "CHANGED" }));
+    step(
+        t0,
+        &format!(
+            "DNSKEY RRset {}",
+            if same {
+                "identical before and after"
+            } else {
+                "CHANGED"
+            }
+        ),
+    );
     if !same || z["resigned_unchanged"].as_u64() != Some(0) {
         return Err("failover drill failed".into());
     }

@@ -75,7 +75,12 @@ enum Cmd {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    if !matches!(cli.cmd, Cmd::Node { cmd: cluster_cmd::NodeCmd::Run { .. } }) {
+    if !matches!(
+        cli.cmd,
+        Cmd::Node {
+            cmd: cluster_cmd::NodeCmd::Run { .. }
+        }
+    ) {
         init_tracing(&cli.log);
     }
     let r = match cli.cmd {

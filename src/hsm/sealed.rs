@@ -74,7 +74,11 @@ impl Sealer {
         rng.fill(&mut nonce).map_err(|_| err("no randomness"))?;
         let mut buf = plain.to_vec();
         self.key(&salt)
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(MAGIC), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(MAGIC),
+                &mut buf,
+            )
             .map_err(|_| err("sealing failed"))?;
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&salt);
@@ -92,7 +96,11 @@ impl Sealer {
         let mut buf = sealed[35..].to_vec();
         let plain = self
             .key(&salt)
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(MAGIC), &mut buf)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(MAGIC),
+                &mut buf,
+            )
             .map_err(|_| err("cannot unseal key: wrong cluster passphrase or damaged key"))?;
         Ok(plain.to_vec())
     }
@@ -139,7 +147,10 @@ mod tests {
         let again = s.open(key.dnskey().clone(), &sealed, "k").unwrap();
         assert_eq!(again.dnskey(), key.dnskey());
         let other = Sealer::new(b"another long passphrase").unwrap();
-        let e = other.open(key.dnskey().clone(), &sealed, "k").err().unwrap();
+        let e = other
+            .open(key.dnskey().clone(), &sealed, "k")
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("wrong cluster passphrase"), "{e}");
         let mut bad = sealed.clone();
         *bad.last_mut().unwrap() ^= 1;

@@ -25,7 +25,8 @@ const FULL_EVERY_VERSION_MAX: usize = 20_000;
 pub async fn run(node: Arc<Node>) {
     let mut applied = node.sm.subscribe();
     let mut last_full: HashMap<String, Instant> = HashMap::new();
-    let mut readiness = tokio::time::interval(Duration::from_secs(node.cfg.signer.readiness_s.max(1)));
+    let mut readiness =
+        tokio::time::interval(Duration::from_secs(node.cfg.signer.readiness_s.max(1)));
     let revalidate = Duration::from_secs(node.cfg.signer.revalidate_s.max(1));
     loop {
         tokio::select! {
@@ -45,7 +46,9 @@ pub async fn run(node: Arc<Node>) {
                 .collect()
         });
         // A changed key set is checked at once, not at the next readiness tick.
-        let active = node.sm.with(|st| st.keys.iter().filter(|k| k.state == "active").count());
+        let active = node
+            .sm
+            .with(|st| st.keys.iter().filter(|k| k.state == "active").count());
         if active != node.local().readiness.keys_tested {
             let n = node.clone();
             if let Ok(r) = tokio::task::spawn_blocking(move || check_readiness(&n)).await {
@@ -55,9 +58,14 @@ pub async fn run(node: Arc<Node>) {
         for (zone, version) in zones {
             let (good, alarmed) = {
                 let l = node.local();
-                (l.last_good.get(&zone).cloned(), l.alarms.contains_key(&zone))
+                (
+                    l.last_good.get(&zone).cloned(),
+                    l.alarms.contains_key(&zone),
+                )
             };
-            let stale = last_full.get(&zone).is_none_or(|t| t.elapsed() >= revalidate);
+            let stale = last_full
+                .get(&zone)
+                .is_none_or(|t| t.elapsed() >= revalidate);
             if good.as_ref().is_some_and(|g| g.token == version.token) && !stale {
                 continue;
             }
@@ -67,7 +75,11 @@ pub async fn run(node: Arc<Node>) {
             // The leader checked a version it built before proposing it (publish gate, or
             // every new RRSIG on the same-shape path); followers validate it again here.
             let built_here = version.leader == node.id
-                && node.local().last_run.get(&zone).is_some_and(|r| r.serial == version.serial && r.error.is_none());
+                && node
+                    .local()
+                    .last_run
+                    .get(&zone)
+                    .is_some_and(|r| r.serial == version.serial && r.error.is_none());
             if built_here && good.as_ref().is_none_or(|g| g.token != version.token) {
                 last_full.entry(zone.clone()).or_insert_with(Instant::now);
                 let mut l = node.local();
@@ -77,7 +89,8 @@ pub async fn run(node: Arc<Node>) {
             }
             let n = node.clone();
             let (z, v, g) = (zone.clone(), version.clone(), good.clone());
-            let res = tokio::task::spawn_blocking(move || validate(&n, &z, &v, g.as_ref(), stale)).await;
+            let res =
+                tokio::task::spawn_blocking(move || validate(&n, &z, &v, g.as_ref(), stale)).await;
             let res = res.unwrap_or_else(|e| Err(format!("validator crashed: {e}")));
             let mut l = node.local();
             match res {
@@ -93,9 +106,11 @@ pub async fn run(node: Arc<Node>) {
                         zone,
                         serial = version.serial,
                         "ALARM: version does not validate on this node; keeping serial {}: {e}",
-                        good.as_ref().map_or("none".into(), |g| g.serial.to_string())
+                        good.as_ref()
+                            .map_or("none".into(), |g| g.serial.to_string())
                     );
-                    l.alarms.insert(zone, format!("serial {}: {e}", version.serial));
+                    l.alarms
+                        .insert(zone, format!("serial {}: {e}", version.serial));
                 }
             }
         }
@@ -103,7 +118,13 @@ pub async fn run(node: Arc<Node>) {
 }
 
 /// Validates `version` of `zone` as this node holds it. Returns whether it was a full check.
-fn validate(node: &Node, zone: &str, version: &Version, good: Option<&Version>, force_full: bool) -> Result<bool, String> {
+fn validate(
+    node: &Node,
+    zone: &str,
+    version: &Version,
+    good: Option<&Version>,
+    force_full: bool,
+) -> Result<bool, String> {
     let st = node.sm.read();
     let z = st.zones.get(zone).ok_or("zone removed")?;
     let cur = z.current.as_ref().ok_or("no version")?;
@@ -111,14 +132,25 @@ fn validate(node: &Node, zone: &str, version: &Version, good: Option<&Version>, 
         return Err("superseded while validating".into()); // the next round takes the newer one
     }
     if z.hash != cur.hash {
-        return Err(format!("content hash {} is not the version's {}", hex(&z.hash[..8]), hex(&cur.hash[..8])));
+        return Err(format!(
+            "content hash {} is not the version's {}",
+            hex(&z.hash[..8]),
+            hex(&cur.hash[..8])
+        ));
     }
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
     let touched = good.and_then(|g| {
-        let since: Vec<_> = z.recent.iter().filter(|(idx, _)| *idx > g.token.1).collect();
+        let since: Vec<_> = z
+            .recent
+            .iter()
+            .filter(|(idx, _)| *idx > g.token.1)
+            .collect();
         let first_known = z.recent.front().map(|(i, _)| *i)?;
         // Every version after the last good one must be in `recent`.
-        let gap = z.history.iter().any(|v| v.token.1 > g.token.1 && v.token.1 < first_known);
+        let gap = z
+            .history
+            .iter()
+            .any(|v| v.token.1 > g.token.1 && v.token.1 < first_known);
         (!gap && !since.is_empty()).then(|| {
             since
                 .iter()
@@ -139,7 +171,13 @@ fn validate(node: &Node, zone: &str, version: &Version, good: Option<&Version>, 
         let report = validator_pool().install(|| verify_zone(&zone_model, &opts));
         if !report.valid {
             let f = &report.failures[0];
-            return Err(format!("{} failure(s), first: {} {}: {}", report.failures.len(), f.owner, f.rtype, f.message));
+            return Err(format!(
+                "{} failure(s), first: {} {}: {}",
+                report.failures.len(),
+                f.owner,
+                f.rtype,
+                f.message
+            ));
         }
         return Ok(true);
     }
@@ -181,18 +219,40 @@ impl Keys {
         Ok(Keys(m))
     }
 
-    pub(crate) fn check(&self, owner: &Name, t: u16, v: &crate::replica::RrsetVal, now: u32) -> Result<(), String> {
+    pub(crate) fn check(
+        &self,
+        owner: &Name,
+        t: u16,
+        v: &crate::replica::RrsetVal,
+        now: u32,
+    ) -> Result<(), String> {
         if v.sigs.is_empty() {
-            return Err(format!("{} {}: no RRSIG", owner.to_text(), rtype::to_text(t)));
+            return Err(format!(
+                "{} {}: no RRSIG",
+                owner.to_text(),
+                rtype::to_text(t)
+            ));
         }
         let mut buf = Vec::new();
         for s in &v.sigs {
-            let (h, sig) = RrsigHeader::parse(s).ok_or_else(|| format!("{} {}: malformed RRSIG", owner.to_text(), rtype::to_text(t)))?;
+            let (h, sig) = RrsigHeader::parse(s).ok_or_else(|| {
+                format!("{} {}: malformed RRSIG", owner.to_text(), rtype::to_text(t))
+            })?;
             if h.type_covered != t {
-                return Err(format!("{} {}: RRSIG covers another type", owner.to_text(), rtype::to_text(t)));
+                return Err(format!(
+                    "{} {}: RRSIG covers another type",
+                    owner.to_text(),
+                    rtype::to_text(t)
+                ));
             }
-            if !(crate::signer::cache::serial_le(h.inception, now) && crate::signer::cache::serial_le(now, h.expiration)) {
-                return Err(format!("{} {}: RRSIG outside its validity window", owner.to_text(), rtype::to_text(t)));
+            if !(crate::signer::cache::serial_le(h.inception, now)
+                && crate::signer::cache::serial_le(now, h.expiration))
+            {
+                return Err(format!(
+                    "{} {}: RRSIG outside its validity window",
+                    owner.to_text(),
+                    rtype::to_text(t)
+                ));
             }
             signed_data(&h, owner, t, &v.rdatas, &mut buf);
             let ok = self
@@ -234,7 +294,12 @@ fn unsigned_ok(z: &ZoneState, origin: &Name, owner: &Name, t: u16) -> bool {
 }
 
 /// Checks the RRsets in `touched` and the denial links they changed.
-fn incremental(z: &ZoneState, origin: &Name, touched: &BTreeSet<(Name, u16)>, now: u32) -> Result<(), String> {
+fn incremental(
+    z: &ZoneState,
+    origin: &Name,
+    touched: &BTreeSet<(Name, u16)>,
+    now: u32,
+) -> Result<(), String> {
     let keys = Keys::of(z, origin)?;
     let dnskey = &z.content[&(Owner(origin.clone()), rtype::DNSKEY)];
     keys.check(origin, rtype::DNSKEY, dnskey, now)?;
@@ -257,8 +322,12 @@ fn incremental(z: &ZoneState, origin: &Name, touched: &BTreeSet<(Name, u16)>, no
             let salt_len = d[4] as usize;
             let hlen = d[5 + salt_len] as usize;
             let hash = &d[6 + salt_len..6 + salt_len + hlen];
-            let label = data_encoding::BASE32HEX_NOPAD.encode(hash).to_ascii_lowercase();
-            let next = origin.prepend(label.as_bytes()).map_err(|e| e.to_string())?;
+            let label = data_encoding::BASE32HEX_NOPAD
+                .encode(hash)
+                .to_ascii_lowercase();
+            let next = origin
+                .prepend(label.as_bytes())
+                .map_err(|e| e.to_string())?;
             link(z, origin, owner, &next, rtype::NSEC3)?;
         }
     }
@@ -269,14 +338,24 @@ fn incremental(z: &ZoneState, origin: &Name, touched: &BTreeSet<(Name, u16)>, no
 fn link(z: &ZoneState, origin: &Name, from: &Name, next: &Name, t: u16) -> Result<(), String> {
     let what = rtype::to_text(t);
     if !z.content.contains_key(&(Owner(next.clone()), t)) {
-        return Err(format!("{what} at {} points to {}, which has no {what}", from.to_text(), next.to_text()));
+        return Err(format!(
+            "{what} at {} points to {}, which has no {what}",
+            from.to_text(),
+            next.to_text()
+        ));
     }
     let lo = (Owner(from.clone()), t);
     let between: Box<dyn Iterator<Item = _>> = if next.cmp_canonical(from).is_gt() {
-        Box::new(z.content.range((std::ops::Bound::Excluded(lo), std::ops::Bound::Excluded((Owner(next.clone()), t)))))
+        Box::new(z.content.range((
+            std::ops::Bound::Excluded(lo),
+            std::ops::Bound::Excluded((Owner(next.clone()), t)),
+        )))
     } else {
         // The last link wraps to the start of the chain: nothing may follow `from`.
-        Box::new(z.content.range((std::ops::Bound::Excluded(lo), std::ops::Bound::Unbounded)))
+        Box::new(
+            z.content
+                .range((std::ops::Bound::Excluded(lo), std::ops::Bound::Unbounded)),
+        )
     };
     for ((o, ot), _) in between {
         if *ot == t && (t == rtype::NSEC || o.0 != *origin) {
@@ -294,7 +373,14 @@ fn link(z: &ZoneState, origin: &Name, from: &Name, next: &Name, t: u16) -> Resul
 /// Can this node sign right now with every active key? Each key signs a probe and the
 /// signature is verified against the key's DNSKEY.
 pub fn check_readiness(node: &Node) -> Readiness {
-    let keys: Vec<KeyRecord> = node.sm.read().keys.iter().filter(|k| k.state == "active").cloned().collect();
+    let keys: Vec<KeyRecord> = node
+        .sm
+        .read()
+        .keys
+        .iter()
+        .filter(|k| k.state == "active")
+        .cloned()
+        .collect();
     let mut problems = Vec::new();
     let probe = format!("quorumsign readiness probe {} {}", node.id, now());
     for rec in &keys {
@@ -332,11 +418,21 @@ mod tests {
     fn signed_state(denial: Denial) -> (ZoneState, Name, u32) {
         let origin = Name::parse(b"example.", None).unwrap();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.zone");
-        let popts = ParseOptions { origin: origin.clone(), limits: Limits::default(), keep_dnssec: false };
+        let popts = ParseOptions {
+            origin: origin.clone(),
+            limits: Limits::default(),
+            keep_dnssec: false,
+        };
         let (zone, _) = Zone::load(&path, &popts).unwrap();
         let keys: Vec<Arc<dyn SigningKey>> = [true, false]
             .iter()
-            .map(|ksk| Arc::new(SoftKey::generate(Algorithm::EcdsaP256Sha256, *ksk).unwrap().0) as Arc<dyn SigningKey>)
+            .map(|ksk| {
+                Arc::new(
+                    SoftKey::generate(Algorithm::EcdsaP256Sha256, *ksk)
+                        .unwrap()
+                        .0,
+                ) as Arc<dyn SigningKey>
+            })
             .collect();
         let t = now() as u32;
         let mut opts = SignOptions::new(t);
@@ -360,7 +456,14 @@ mod tests {
 
     #[test]
     fn incremental_accepts_a_good_version_and_catches_planted_faults() {
-        for denial in [Denial::Nsec, Denial::Nsec3(crate::signer::Nsec3Params { iterations: 0, salt: Vec::new(), opt_out: false })] {
+        for denial in [
+            Denial::Nsec,
+            Denial::Nsec3(crate::signer::Nsec3Params {
+                iterations: 0,
+                salt: Vec::new(),
+                opt_out: false,
+            }),
+        ] {
             let (z, origin, t) = signed_state(denial.clone());
             incremental(&z, &origin, &all(&z), t).unwrap();
 
@@ -372,7 +475,10 @@ mod tests {
             *sig.last_mut().unwrap() ^= 1;
             v.sigs[0] = sig.into();
             let e = incremental(&bad, &origin, &all(&bad), t).unwrap_err();
-            assert!(e.contains("mail.example.") && e.contains("does not verify"), "{e}");
+            assert!(
+                e.contains("mail.example.") && e.contains("does not verify"),
+                "{e}"
+            );
 
             // An authoritative RRset without signatures.
             let mut bad = z.clone();
@@ -382,7 +488,11 @@ mod tests {
 
             // A denial record removed: the link that pointed to it is broken.
             let mut bad = z.clone();
-            let dt = if denial == Denial::Nsec { rtype::NSEC } else { rtype::NSEC3 };
+            let dt = if denial == Denial::Nsec {
+                rtype::NSEC
+            } else {
+                rtype::NSEC3
+            };
             let victim = bad
                 .content
                 .keys()
@@ -399,8 +509,11 @@ mod tests {
     #[test]
     fn glue_and_delegation_ns_need_no_signatures() {
         let (z, origin, t) = signed_state(Denial::Nsec);
-        let only: BTreeSet<(Name, u16)> =
-            [(name("sub.example."), rtype::NS), (name("ns.sub.example."), rtype::A)].into();
+        let only: BTreeSet<(Name, u16)> = [
+            (name("sub.example."), rtype::NS),
+            (name("ns.sub.example."), rtype::A),
+        ]
+        .into();
         incremental(&z, &origin, &only, t).unwrap();
         assert!(unsigned_ok(&z, &origin, &name("ns.sub.example."), rtype::A));
         assert!(!unsigned_ok(&z, &origin, &name("mail.example."), rtype::A));

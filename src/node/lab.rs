@@ -30,7 +30,13 @@ pub fn admin_addr(base_port: u16, id: u64) -> String {
 
 /// Writes the layout for nodes `ids` (peers: `peers`, which should include `ids`).
 /// Ports: Raft `base_port + id`, admin `base_port + 100 + id`.
-pub fn write(dir: &Path, ids: &[u64], peers: &[u64], base_port: u16, extra: &str) -> Result<Vec<LabNode>, String> {
+pub fn write(
+    dir: &Path,
+    ids: &[u64],
+    peers: &[u64],
+    base_port: u16,
+    extra: &str,
+) -> Result<Vec<LabNode>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let certs = dir.join("certs");
     crate::transport::certs::make(&certs, ids)?;
@@ -111,7 +117,10 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 
 /// The zone's entry in a node status.
 pub fn zone_of<'a>(status: &'a Value, zone: &str) -> Option<&'a Value> {
-    status["zones"].as_array()?.iter().find(|z| z["name"] == zone)
+    status["zones"]
+        .as_array()?
+        .iter()
+        .find(|z| z["name"] == zone)
 }
 
 /// The serial of `zone` that the node at `admin` has published and validated.

@@ -92,7 +92,11 @@ async fn propose_all(node: &Node, cmds: Vec<Command>) -> Result<Outcome, String>
     while cmds.peek().is_some() {
         let window: Vec<Command> = cmds.by_ref().take(PROPOSE_WINDOW).collect();
         let n = window.len();
-        let mut results = node.raft.client_write_many(window).await.map_err(|e| format!("propose: {e}"))?;
+        let mut results = node
+            .raft
+            .client_write_many(window)
+            .await
+            .map_err(|e| format!("propose: {e}"))?;
         let mut seen = 0;
         while let Some(r) = results.next().await {
             seen += 1;
@@ -121,7 +125,11 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     let found = node.sm.with(|st| {
         let z = st.zones.get(zone)?;
         let cfg = z.config.clone()?;
-        let keys: Vec<KeyRecord> = st.zone_keys(zone).filter(|k| k.state == "active").cloned().collect();
+        let keys: Vec<KeyRecord> = st
+            .zone_keys(zone)
+            .filter(|k| k.state == "active")
+            .cloned()
+            .collect();
         Some((cfg, z.current.clone(), z.reload_seq, keys))
     });
     let Some((cfg, current, reload_seq, keys)) = found else {
@@ -143,10 +151,14 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     // Has the input changed? Stat first; hash only when size or mtime moved.
     let path = input_path(&cfg)?.to_string();
     let meta = std::fs::metadata(&path).map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
-    let stat = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+    let stat = (
+        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        meta.len(),
+    );
     if memo.stat != Some(stat) {
         let bytes = std::fs::read(&path).map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
-        memo.digest.copy_from_slice(digest::digest(&digest::SHA256, &bytes).as_ref());
+        memo.digest
+            .copy_from_slice(digest::digest(&digest::SHA256, &bytes).as_ref());
         memo.stat = Some(stat);
     }
     let t = now() as u32;
@@ -174,14 +186,18 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     let (z, d) = (zone.to_string(), memo.digest);
     let cur = current.clone();
     let quick_ok = !refresh_due && current.as_ref().is_some_and(|v| v.keys == key_ids);
-    let built = tokio::task::spawn_blocking(move || build_version(&n, &z, &cfg, cur, reload_seq, &keys, key_ids, d, quick_ok))
-        .await
-        .map_err(|e| e.to_string())?;
+    let built = tokio::task::spawn_blocking(move || {
+        build_version(&n, &z, &cfg, cur, reload_seq, &keys, key_ids, d, quick_ok)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     let (changes, version) = match built {
         Ok(x) => x,
         Err(e) => {
             memo.failed = Some(memo.digest);
-            node.local().alarms.insert(zone.into(), format!("last input refused: {e}"));
+            node.local()
+                .alarms
+                .insert(zone.into(), format!("last input refused: {e}"));
             return Err(e);
         }
     };
@@ -195,18 +211,29 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     for c in changes {
         bytes += c.owner.as_wire().len()
             + c.val.as_ref().map_or(0, |v| {
-                v.rdatas.iter().map(|d| d.len() + 4).sum::<usize>() + v.sigs.iter().map(|d| d.len() + 4).sum::<usize>()
+                v.rdatas.iter().map(|d| d.len() + 4).sum::<usize>()
+                    + v.sigs.iter().map(|d| d.len() + 4).sum::<usize>()
             });
         chunk.push(c);
         if bytes >= STAGE_BYTES {
             let part = cmds.len() as u32;
-            cmds.push(Command::Stage { zone: zone.into(), upload, part, changes: std::mem::take(&mut chunk) });
+            cmds.push(Command::Stage {
+                zone: zone.into(),
+                upload,
+                part,
+                changes: std::mem::take(&mut chunk),
+            });
             bytes = 0;
         }
     }
     if !chunk.is_empty() || cmds.is_empty() {
         let part = cmds.len() as u32;
-        cmds.push(Command::Stage { zone: zone.into(), upload, part, changes: chunk });
+        cmds.push(Command::Stage {
+            zone: zone.into(),
+            upload,
+            part,
+            changes: chunk,
+        });
     }
     let parts = cmds.len() as u32;
     let (serial, signed, reused) = (version.serial, version.signed, version.reused);
@@ -219,12 +246,25 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     });
     // Recorded before proposing: when this node applies the version, its checker knows
     // the version was built (and gated) here.
-    node.local().last_run.insert(zone.into(), RunReport { at: now(), serial, ..Default::default() });
+    node.local().last_run.insert(
+        zone.into(),
+        RunReport {
+            at: now(),
+            serial,
+            ..Default::default()
+        },
+    );
     let out = propose_all(node, cmds).await?;
     let ms = started.elapsed().as_millis() as u64;
     if let Outcome::Published { token, .. } = out {
         tracing::info!(
-            zone, serial, reason, signed, reused, changes = n_changes, ms,
+            zone,
+            serial,
+            reason,
+            signed,
+            reused,
+            changes = n_changes,
+            ms,
             token = format!("{}:{}", token.0, token.1),
             "published"
         );
@@ -252,7 +292,11 @@ pub fn denial_of(cfg: &ZoneConfig) -> Result<Denial, String> {
             salt: Vec::new(),
             opt_out: cfg.denial == "nsec3-optout",
         }),
-        d => return Err(format!("denial {d:?}: expected nsec, nsec3 or nsec3-optout")),
+        d => {
+            return Err(format!(
+                "denial {d:?}: expected nsec, nsec3 or nsec3-optout"
+            ));
+        }
     })
 }
 
@@ -275,7 +319,12 @@ pub fn cache_from(z: &ZoneState, origin: &Name, keys: &[KeyRecord]) -> Signature
 }
 
 /// The signature cache of the RRsets at `owners` only.
-fn cache_at(z: &ZoneState, owners: &HashSet<&Name>, origin: &Name, keys: &[KeyRecord]) -> SignatureCache {
+fn cache_at(
+    z: &ZoneState,
+    owners: &HashSet<&Name>,
+    origin: &Name,
+    keys: &[KeyRecord],
+) -> SignatureCache {
     let sets = owners.iter().flat_map(|o| {
         z.content
             .range((Owner((*o).clone()), 0)..=(Owner((*o).clone()), u16::MAX))
@@ -289,7 +338,8 @@ fn cache_of<'a>(
     origin: &Name,
     keys: &[KeyRecord],
 ) -> SignatureCache {
-    let by_tag: HashMap<(u16, u8), KeyId> = keys.iter().map(|k| ((k.tag, k.algorithm), k.id)).collect();
+    let by_tag: HashMap<(u16, u8), KeyId> =
+        keys.iter().map(|k| ((k.tag, k.algorithm), k.id)).collect();
     let mut cache = SignatureCache {
         origin: Some(origin.clone()),
         entries: HashMap::with_capacity(n),
@@ -385,7 +435,13 @@ fn build_version(
         Some(v) => v.serial.wrapping_add(1),
     };
     set_serial(&mut unsigned, serial);
-    let made = Made { serial, leader: node.id, input_digest, reload_seq, keys: key_ids };
+    let made = Made {
+        serial,
+        leader: node.id,
+        input_digest,
+        reload_seq,
+        keys: key_ids,
+    };
     let signing: Vec<Arc<dyn crate::hsm::SigningKey>> = keys
         .iter()
         .map(|k| node.keys.resolve(k))
@@ -416,13 +472,22 @@ fn build_version(
                 .filter_map(|s| RrsigHeader::parse(s).map(|(h, _)| h.expiration))
                 .fold(cur.min_expiration, u32::min);
             tracing::info!(
-                zone, serial, changes = changes.len(), signed,
+                zone,
+                serial,
+                changes = changes.len(),
+                signed,
                 load_ms = (t_parsed - t_start).as_millis() as u64,
                 quick_ms = t_parsed.elapsed().as_millis() as u64,
                 "version built (same shape: only changed RRsets signed)"
             );
             let reused = (z.content.len() as u64).saturating_sub(signed);
-            let version = made.version(hash, z.content.len() as u64, changes.len() as u64, (signed, reused, 0), min_expiration);
+            let version = made.version(
+                hash,
+                z.content.len() as u64,
+                changes.len() as u64,
+                (signed, reused, 0),
+                min_expiration,
+            );
             return Ok((changes, version));
         }
     }
@@ -432,7 +497,8 @@ fn build_version(
         (cache_from(z, &origin, keys), z.hash)
     };
     let t_cache = Instant::now();
-    let signed = sign_zone(unsigned, &signing, &opts, &cache, &|_, _| {}).map_err(|e| e.to_string())?;
+    let signed =
+        sign_zone(unsigned, &signing, &opts, &cache, &|_, _| {}).map_err(|e| e.to_string())?;
     drop(cache);
     let t_signed = Instant::now();
     let report = crate::validate::verify_signed(&signed, t);
@@ -462,10 +528,19 @@ fn build_version(
     let mut resigned_unchanged = 0u64;
     let mut min_expiration = u32::MAX;
     let due_by = t.saturating_add(cfg.refresh_s);
-    let expirations = |v: &RrsetVal| v.sigs.iter().filter_map(|s| RrsigHeader::parse(s).map(|(h, _)| h.expiration)).min();
+    let expirations = |v: &RrsetVal| {
+        v.sigs
+            .iter()
+            .filter_map(|s| RrsigHeader::parse(s).map(|(h, _)| h.expiration))
+            .min()
+    };
     let rrsets = entries.len() as u64;
     let mut old = z.content.iter().peekable();
-    let gone = |k: &(Owner, u16)| RrsetChange { owner: k.0.0.clone(), rtype: k.1, val: None };
+    let gone = |k: &(Owner, u16)| RrsetChange {
+        owner: k.0.0.clone(),
+        rtype: k.1,
+        val: None,
+    };
     for (key, val) in entries {
         if let Some(e) = expirations(&val) {
             min_expiration = min_expiration.min(e);
@@ -483,9 +558,17 @@ fn build_version(
                 {
                     resigned_unchanged += 1;
                 }
-                changes.push(RrsetChange { owner: key.0.0, rtype: key.1, val: Some(val) });
+                changes.push(RrsetChange {
+                    owner: key.0.0,
+                    rtype: key.1,
+                    val: Some(val),
+                });
             }
-            None => changes.push(RrsetChange { owner: key.0.0, rtype: key.1, val: Some(val) }),
+            None => changes.push(RrsetChange {
+                owner: key.0.0,
+                rtype: key.1,
+                val: Some(val),
+            }),
         }
     }
     for (ok, _) in old {
@@ -495,9 +578,14 @@ fn build_version(
     let ms = |a: Instant, b: Instant| (b - a).as_millis() as u64;
     let t_end = Instant::now();
     tracing::info!(
-        zone, serial, changes = changes.len(), hash = hex(&hash[..8]),
-        load_and_cache_ms = ms(t_start, t_cache), sign_ms = ms(t_cache, t_signed),
-        gate_ms = ms(t_signed, t_gate), diff_ms = ms(t_gate, t_end),
+        zone,
+        serial,
+        changes = changes.len(),
+        hash = hex(&hash[..8]),
+        load_and_cache_ms = ms(t_start, t_cache),
+        sign_ms = ms(t_cache, t_signed),
+        gate_ms = ms(t_signed, t_gate),
+        diff_ms = ms(t_gate, t_end),
         "version built"
     );
     let counts = (stats.signed as u64, stats.reused as u64, resigned_unchanged);
@@ -516,7 +604,14 @@ struct Made {
 
 impl Made {
     /// `counts`: RRsets signed, signatures reused, unchanged RRsets re-signed.
-    fn version(self, hash: [u8; 32], rrsets: u64, changes: u64, counts: (u64, u64, u64), min_expiration: u32) -> Version {
+    fn version(
+        self,
+        hash: [u8; 32],
+        rrsets: u64,
+        changes: u64,
+        counts: (u64, u64, u64),
+        min_expiration: u32,
+    ) -> Version {
         Version {
             serial: self.serial,
             hash,
@@ -538,7 +633,10 @@ impl Made {
 
 /// Types the signer makes: not part of the unsigned input.
 fn made_by_signer(t: u16) -> bool {
-    matches!(t, rtype::DNSKEY | rtype::NSEC | rtype::NSEC3 | rtype::NSEC3PARAM | rtype::RRSIG)
+    matches!(
+        t,
+        rtype::DNSKEY | rtype::NSEC | rtype::NSEC3 | rtype::NSEC3PARAM | rtype::RRSIG
+    )
 }
 
 /// When `unsigned` has exactly the names and types of the current version and only the
@@ -583,12 +681,26 @@ fn quick_sign(
     for node in unsigned.nodes.iter().filter(|n| owners.contains(&n.name)) {
         for set in &node.rrsets {
             for d in &set.rdatas {
-                records.push(Record { owner: node.name.clone(), rtype: set.rtype, ttl: set.ttl, rdata: d.clone(), line: 0 });
+                records.push(Record {
+                    owner: node.name.clone(),
+                    rtype: set.rtype,
+                    ttl: set.ttl,
+                    rdata: d.clone(),
+                    line: 0,
+                });
             }
         }
     }
-    let (mini, _) = Zone::build(Parsed { records, warnings: Vec::new() }, origin, "changed RRsets", &Limits::default())
-        .map_err(|e| e.to_string())?;
+    let (mini, _) = Zone::build(
+        Parsed {
+            records,
+            warnings: Vec::new(),
+        },
+        origin,
+        "changed RRsets",
+        &Limits::default(),
+    )
+    .map_err(|e| e.to_string())?;
     let cache = cache_at(z, &owners, origin, keys);
     let signed = sign_zone(mini, signing, opts, &cache, &|_, _| {}).map_err(|e| e.to_string())?;
     let fresh: HashMap<(Owner, u16), RrsetVal> = entries_of(signed).into_iter().collect();
@@ -603,15 +715,29 @@ fn quick_sign(
     for (owner, rt) in changed {
         let key = (Owner(owner.clone()), rt);
         let old = z.content.get(&key).ok_or("changed RRset vanished")?;
-        let new = fresh.get(&key).ok_or_else(|| format!("{} {}: not in the signed subset", owner.to_text(), rtype::to_text(rt)))?;
+        let new = fresh.get(&key).ok_or_else(|| {
+            format!(
+                "{} {}: not in the signed subset",
+                owner.to_text(),
+                rtype::to_text(rt)
+            )
+        })?;
         let val = if old.sigs.is_empty() {
-            RrsetVal { ttl: new.ttl, rdatas: new.rdatas.clone(), sigs: Vec::new() }
+            RrsetVal {
+                ttl: new.ttl,
+                rdatas: new.rdatas.clone(),
+                sigs: Vec::new(),
+            }
         } else {
             verifier.check(&owner, rt, new, t)?;
             signed_n += 1;
             new.clone()
         };
-        out.push(RrsetChange { owner, rtype: rt, val: Some(val) });
+        out.push(RrsetChange {
+            owner,
+            rtype: rt,
+            val: Some(val),
+        });
     }
     Ok(Some((out, signed_n)))
 }

@@ -108,13 +108,20 @@ impl KeyResolver {
 
     /// The signing key of a committed key record.
     pub fn resolve(&self, rec: &KeyRecord) -> Result<Arc<dyn SigningKey>, String> {
-        if let Some(k) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&rec.id) {
+        if let Some(k) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&rec.id)
+        {
             return Ok(k.clone());
         }
         let dnskey = DnsKey::from_rdata(&rec.dnskey)
             .ok_or_else(|| format!("key {}: bad DNSKEY rdata", rec.tag))?;
         let key = match (&rec.sealed, &self.sealer, &self.store) {
-            (Some(sealed), Some(s), _) => s.open(dnskey, sealed, &rec.handle).map_err(|e| e.to_string())?,
+            (Some(sealed), Some(s), _) => s
+                .open(dnskey, sealed, &rec.handle)
+                .map_err(|e| e.to_string())?,
             (Some(_), None, _) => {
                 return Err(format!(
                     "key {} of {} is sealed in the cluster state but this node has no passphrase_file",
@@ -146,7 +153,10 @@ impl KeyResolver {
             }
         };
         if key.dnskey().id() != rec.id {
-            return Err(format!("key {} of {}: private key does not match its record", rec.tag, rec.zone));
+            return Err(format!(
+                "key {} of {}: private key does not match its record",
+                rec.tag, rec.zone
+            ));
         }
         self.cache
             .lock()
@@ -162,12 +172,17 @@ impl KeyResolver {
         let name = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
         let (key, sealed, handle) = match &self.store {
             Some(store) => {
-                let k = store.generate(&name, algorithm, ksk).map_err(|e| e.to_string())?;
+                let k = store
+                    .generate(&name, algorithm, ksk)
+                    .map_err(|e| e.to_string())?;
                 let h = k.handle().to_string();
                 (k, None, h)
             }
             None => {
-                let sealer = self.sealer.as_ref().ok_or("no passphrase_file for the embedded keystore")?;
+                let sealer = self
+                    .sealer
+                    .as_ref()
+                    .ok_or("no passphrase_file for the embedded keystore")?;
                 let (k, sealed) = sealer
                     .generate(algorithm, ksk, "embedded")
                     .map_err(|e| e.to_string())?;
@@ -229,13 +244,17 @@ impl Node {
         }
         let m = self.raft.metrics();
         let m = m.borrow_watched();
-        m.membership_config.membership().nodes().any(|(n, _)| *n == id)
+        m.membership_config
+            .membership()
+            .nodes()
+            .any(|(n, _)| *n == id)
     }
 }
 
 /// Starts a node and runs until SIGINT or SIGTERM.
 pub async fn run(cfg: NodeConfig) -> Result<(), String> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
     let _lock = lock_data_dir(&cfg.data_dir)?;
     let tls = Tls::load(&cfg.tls_files()).map_err(|e| e.to_string())?;
     let log = LogStore::open(&cfg.data_dir.join("raft")).map_err(|e| format!("raft log: {e}"))?;

@@ -145,7 +145,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => Outcome::Done,
                     EntryPayload::Normal(cmd) => st.apply(&log_id, cmd),
                     EntryPayload::Membership(m) => {
-                        st.membership = StoredMembershipOf::<TypeConfig>::new(Some(log_id.clone()), m);
+                        st.membership =
+                            StoredMembershipOf::<TypeConfig>::new(Some(log_id.clone()), m);
                         Outcome::Done
                     }
                 }

@@ -104,8 +104,15 @@ impl fmt::Display for Command {
             Command::Reload { name, .. } => write!(f, "reload zone {name}"),
             Command::AddKey { key } => write!(f, "add key {} of {}", key.tag, key.zone),
             Command::Stage {
-                zone, upload, part, changes,
-            } => write!(f, "stage {zone} upload {upload} part {part} ({} changes)", changes.len()),
+                zone,
+                upload,
+                part,
+                changes,
+            } => write!(
+                f,
+                "stage {zone} upload {upload} part {part} ({} changes)",
+                changes.len()
+            ),
             Command::Publish { zone, version, .. } => {
                 write!(f, "publish {zone} serial {}", version.serial)
             }

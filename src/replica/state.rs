@@ -179,7 +179,13 @@ pub fn rrset_digest(owner: &Name, rtype: u16, v: &RrsetVal) -> [u8; 32] {
     ctx.update(&v.ttl.to_be_bytes());
     let rdatas = v.rdatas.iter().map(|d| &d[..]);
     let sigs = v.sigs.iter().map(|d| &d[..]);
-    for (n, part) in [(v.rdatas.len(), Box::new(rdatas) as Box<dyn Iterator<Item = &[u8]>>), (v.sigs.len(), Box::new(sigs))] {
+    for (n, part) in [
+        (
+            v.rdatas.len(),
+            Box::new(rdatas) as Box<dyn Iterator<Item = &[u8]>>,
+        ),
+        (v.sigs.len(), Box::new(sigs)),
+    ] {
         ctx.update(&(n as u32).to_be_bytes());
         for d in part {
             ctx.update(&(d.len() as u32).to_be_bytes());
@@ -226,7 +232,13 @@ impl ZoneState {
         let mut records = Vec::with_capacity(self.content.len() * 2);
         for ((owner, t), v) in &self.content {
             for d in &v.rdatas {
-                records.push(Record { owner: owner.0.clone(), rtype: *t, ttl: v.ttl, rdata: d.clone(), line: 0 });
+                records.push(Record {
+                    owner: owner.0.clone(),
+                    rtype: *t,
+                    ttl: v.ttl,
+                    rdata: d.clone(),
+                    line: 0,
+                });
             }
             for s in &v.sigs {
                 records.push(Record {
@@ -238,7 +250,10 @@ impl ZoneState {
                 });
             }
         }
-        let parsed = Parsed { records, warnings: Vec::new() };
+        let parsed = Parsed {
+            records,
+            warnings: Vec::new(),
+        };
         let limits = crate::zone::Limits::default();
         crate::zone::Zone::build(parsed, origin, "replicated state", &limits).map(|(z, _)| z)
     }
@@ -251,7 +266,13 @@ impl ZoneState {
                 crate::zone::write::push_record(&mut out, &owner.0, *t, v.ttl, d);
             }
             for s in &v.sigs {
-                crate::zone::write::push_record(&mut out, &owner.0, crate::zone::rtype::RRSIG, v.ttl, s);
+                crate::zone::write::push_record(
+                    &mut out,
+                    &owner.0,
+                    crate::zone::rtype::RRSIG,
+                    v.ttl,
+                    s,
+                );
             }
         }
         out
@@ -272,7 +293,11 @@ impl ZoneState {
     }
 
     /// Applies `changes`, recording in `undo` what each replaced.
-    fn apply_changes(&mut self, changes: Vec<RrsetChange>, undo: &mut Vec<((Owner, u16), Option<RrsetVal>)>) {
+    fn apply_changes(
+        &mut self,
+        changes: Vec<RrsetChange>,
+        undo: &mut Vec<((Owner, u16), Option<RrsetVal>)>,
+    ) {
         for c in changes {
             let key = (Owner(c.owner.clone()), c.rtype);
             let old = self.content.remove(&key);
@@ -280,7 +305,11 @@ impl ZoneState {
                 hash_step(&mut self.hash, &rrset_digest(&c.owner, c.rtype, old), true);
             }
             if let Some(new) = c.val {
-                hash_step(&mut self.hash, &rrset_digest(&c.owner, c.rtype, &new), false);
+                hash_step(
+                    &mut self.hash,
+                    &rrset_digest(&c.owner, c.rtype, &new),
+                    false,
+                );
                 self.content.insert(key.clone(), new);
             }
             undo.push((key, old));
@@ -484,7 +513,13 @@ mod tests {
     use super::*;
 
     fn lid(index: u64) -> LogId {
-        LogId::new(openraft::impls::leader_id_adv::LeaderId { term: 2, node_id: 1 }, index)
+        LogId::new(
+            openraft::impls::leader_id_adv::LeaderId {
+                term: 2,
+                node_id: 1,
+            },
+            index,
+        )
     }
 
     fn name(s: &str) -> Name {
@@ -495,66 +530,179 @@ mod tests {
         RrsetChange {
             owner: name(owner),
             rtype: 1,
-            val: Some(RrsetVal { ttl: 60, rdatas: vec![vec![192, 0, 2, data].into()], sigs: Vec::new() }),
+            val: Some(RrsetVal {
+                ttl: 60,
+                rdatas: vec![vec![192, 0, 2, data].into()],
+                sigs: Vec::new(),
+            }),
         }
     }
 
     fn origin() -> Origin {
-        Origin { at: 0, by: "test".into(), command: "zone add".into() }
+        Origin {
+            at: 0,
+            by: "test".into(),
+            command: "zone add".into(),
+        }
     }
 
     /// Stages `changes` and publishes them as `serial`, announcing `hash` (or the true one).
-    fn publish(st: &mut ClusterState, idx: &mut u64, changes: Vec<RrsetChange>, serial: u32, hash: Option<[u8; 32]>) -> Outcome {
+    fn publish(
+        st: &mut ClusterState,
+        idx: &mut u64,
+        changes: Vec<RrsetChange>,
+        serial: u32,
+        hash: Option<[u8; 32]>,
+    ) -> Outcome {
         let z = &st.zones["example."];
         let base = z.current.as_ref().map(|v| v.hash);
         let hash = hash.unwrap_or_else(|| z.hash_after(changes.iter()));
         *idx += 1;
         let upload = *idx;
-        st.apply(&lid(*idx), Command::Stage { zone: "example.".into(), upload, part: 0, changes });
+        st.apply(
+            &lid(*idx),
+            Command::Stage {
+                zone: "example.".into(),
+                upload,
+                part: 0,
+                changes,
+            },
+        );
         *idx += 1;
-        let version = Version { serial, hash, ..Default::default() };
-        st.apply(&lid(*idx), Command::Publish { zone: "example.".into(), upload, parts: 1, base, version })
+        let version = Version {
+            serial,
+            hash,
+            ..Default::default()
+        };
+        st.apply(
+            &lid(*idx),
+            Command::Publish {
+                zone: "example.".into(),
+                upload,
+                parts: 1,
+                base,
+                version,
+            },
+        )
     }
 
     #[test]
     fn publish_checks_base_hash_serial_and_parts_and_leaves_state_intact_when_refused() {
         let mut st = ClusterState::default();
         let mut idx = 1;
-        st.apply(&lid(1), Command::AddZone { zone: ZoneConfig::new("example", "file:/dev/null"), origin: origin() });
+        st.apply(
+            &lid(1),
+            Command::AddZone {
+                zone: ZoneConfig::new("example", "file:/dev/null"),
+                origin: origin(),
+            },
+        );
         assert_eq!(
-            publish(&mut st, &mut idx, vec![change("a.example.", 1), change("b.example.", 2)], 10, None),
-            Outcome::Published { serial: 10, token: (2, 3) }
+            publish(
+                &mut st,
+                &mut idx,
+                vec![change("a.example.", 1), change("b.example.", 2)],
+                10,
+                None
+            ),
+            Outcome::Published {
+                serial: 10,
+                token: (2, 3)
+            }
         );
         let good = st.zones["example."].clone();
         assert_eq!(good.content.len(), 2);
 
         // A hash the content does not have: refused, nothing changed.
-        let out = publish(&mut st, &mut idx, vec![change("a.example.", 9)], 11, Some([7; 32]));
-        assert!(matches!(&out, Outcome::Refused(m) if m.contains("content hash")), "{out:?}");
+        let out = publish(
+            &mut st,
+            &mut idx,
+            vec![change("a.example.", 9)],
+            11,
+            Some([7; 32]),
+        );
+        assert!(
+            matches!(&out, Outcome::Refused(m) if m.contains("content hash")),
+            "{out:?}"
+        );
         let z = &st.zones["example."];
-        assert_eq!((&z.content, z.hash, &z.current), (&good.content, good.hash, &good.current));
+        assert_eq!(
+            (&z.content, z.hash, &z.current),
+            (&good.content, good.hash, &good.current)
+        );
 
         // A serial that does not move forward.
         let out = publish(&mut st, &mut idx, vec![change("a.example.", 9)], 10, None);
-        assert!(matches!(&out, Outcome::Refused(m) if m.contains("does not follow")), "{out:?}");
+        assert!(
+            matches!(&out, Outcome::Refused(m) if m.contains("does not follow")),
+            "{out:?}"
+        );
 
         // Built on a version that is no longer current (a deposed leader).
         idx += 1;
-        st.apply(&lid(idx), Command::Stage { zone: "example.".into(), upload: 99, part: 0, changes: vec![change("c.example.", 3)] });
+        st.apply(
+            &lid(idx),
+            Command::Stage {
+                zone: "example.".into(),
+                upload: 99,
+                part: 0,
+                changes: vec![change("c.example.", 3)],
+            },
+        );
         idx += 1;
-        let stale = Version { serial: 12, hash: [1; 32], ..Default::default() };
-        let out = st.apply(&lid(idx), Command::Publish { zone: "example.".into(), upload: 99, parts: 1, base: None, version: stale });
-        assert!(matches!(&out, Outcome::Refused(m) if m.contains("built on")), "{out:?}");
+        let stale = Version {
+            serial: 12,
+            hash: [1; 32],
+            ..Default::default()
+        };
+        let out = st.apply(
+            &lid(idx),
+            Command::Publish {
+                zone: "example.".into(),
+                upload: 99,
+                parts: 1,
+                base: None,
+                version: stale,
+            },
+        );
+        assert!(
+            matches!(&out, Outcome::Refused(m) if m.contains("built on")),
+            "{out:?}"
+        );
 
         // Parts out of order.
         idx += 1;
-        let out = st.apply(&lid(idx), Command::Stage { zone: "example.".into(), upload: 100, part: 1, changes: vec![] });
-        assert!(matches!(&out, Outcome::Refused(m) if m.contains("out of order")), "{out:?}");
+        let out = st.apply(
+            &lid(idx),
+            Command::Stage {
+                zone: "example.".into(),
+                upload: 100,
+                part: 1,
+                changes: vec![],
+            },
+        );
+        assert!(
+            matches!(&out, Outcome::Refused(m) if m.contains("out of order")),
+            "{out:?}"
+        );
 
         // A good one after all that, with a removal.
-        let rm = RrsetChange { owner: name("b.example."), rtype: 1, val: None };
-        let out = publish(&mut st, &mut idx, vec![change("a.example.", 5), rm], 13, None);
-        assert!(matches!(out, Outcome::Published { serial: 13, .. }), "{out:?}");
+        let rm = RrsetChange {
+            owner: name("b.example."),
+            rtype: 1,
+            val: None,
+        };
+        let out = publish(
+            &mut st,
+            &mut idx,
+            vec![change("a.example.", 5), rm],
+            13,
+            None,
+        );
+        assert!(
+            matches!(out, Outcome::Published { serial: 13, .. }),
+            "{out:?}"
+        );
         let z = &st.zones["example."];
         assert_eq!(z.content.len(), 1);
         let mut fresh = [0u8; 32];
@@ -562,7 +710,11 @@ mod tests {
             hash_step(&mut fresh, &rrset_digest(&o.0, *t, v), false);
         }
         assert_eq!(fresh, z.hash, "incremental hash equals a fresh one");
-        assert!(z.staged.is_empty(), "nothing left half-staged: {:?}", z.staged.keys());
+        assert!(
+            z.staged.is_empty(),
+            "nothing left half-staged: {:?}",
+            z.staged.keys()
+        );
         assert_eq!(st.audit.len(), 1);
     }
 }

@@ -52,7 +52,10 @@ pub fn make(dir: &Path, ids: &[NodeId]) -> Result<Vec<String>, String> {
         let cert = ca_params().map_err(e)?.self_signed(&key).map_err(e)?;
         std::fs::write(&ca_pem, cert.pem()).map_err(io(&ca_pem))?;
         write_private(&ca_key_path, &key.serialize_pem()).map_err(io(&ca_key_path))?;
-        written.extend([ca_pem.display().to_string(), ca_key_path.display().to_string()]);
+        written.extend([
+            ca_pem.display().to_string(),
+            ca_key_path.display().to_string(),
+        ]);
         key
     };
     // The issuer is the CA's subject and key; both are the same on every run.

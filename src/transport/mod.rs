@@ -51,7 +51,9 @@ pub fn node_dns_name(id: NodeId) -> String {
 
 #[derive(Serialize, Deserialize)]
 pub enum Request {
-    Hello { from: NodeId },
+    Hello {
+        from: NodeId,
+    },
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<TypeConfig>),
     SnapshotPart {
@@ -112,7 +114,10 @@ pub struct Tls {
 }
 
 fn tls_err(what: &Path, e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", what.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: {e}", what.display()),
+    )
 }
 
 impl Tls {
@@ -130,10 +135,12 @@ impl Tls {
             .collect::<Result<_, _>>()
             .map_err(|e| tls_err(&f.cert, e))?;
         let key = PrivateKeyDer::from_pem_file(&f.key).map_err(|e| tls_err(&f.key, e))?;
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .build()
-                .map_err(|e| tls_err(&f.ca, e))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| tls_err(&f.ca, e))?;
         let server = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_err(&f.cert, e))?
@@ -190,7 +197,12 @@ pub async fn serve(listener: TcpListener, tls: Tls, raft: Raft, admit: Admit) {
     }
 }
 
-async fn connection(sock: TcpStream, acceptor: TlsAcceptor, raft: Raft, admit: Admit) -> io::Result<()> {
+async fn connection(
+    sock: TcpStream,
+    acceptor: TlsAcceptor,
+    raft: Raft,
+    admit: Admit,
+) -> io::Result<()> {
     sock.set_nodelay(true)?;
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock))
         .await
@@ -199,7 +211,11 @@ async fn connection(sock: TcpStream, acceptor: TlsAcceptor, raft: Raft, admit: A
     let Request::Hello { from } = hello else {
         return Err(io::Error::other("first frame is not Hello"));
     };
-    let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first().cloned());
+    let cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first().cloned());
     let refusal = match cert {
         None => Some("no client certificate".to_string()),
         Some(c) if !cert_names(&c, from) => Some(format!(
@@ -265,15 +281,23 @@ async fn connection(sock: TcpStream, acceptor: TlsAcceptor, raft: Raft, admit: A
 type Stream = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// Opens an authenticated RPC connection to node `to` as node `me`.
-pub async fn dial(tls: &Arc<rustls::ClientConfig>, me: NodeId, to: NodeId, addr: &str) -> io::Result<Stream> {
+pub async fn dial(
+    tls: &Arc<rustls::ClientConfig>,
+    me: NodeId,
+    to: NodeId,
+    addr: &str,
+) -> io::Result<Stream> {
     let sock = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     sock.set_nodelay(true)?;
     let name = ServerName::try_from(node_dns_name(to)).map_err(io::Error::other)?;
-    let mut s = tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsConnector::from(tls.clone()).connect(name, sock))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    let mut s = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        TlsConnector::from(tls.clone()).connect(name, sock),
+    )
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
     write_frame(&mut s, &encode(&Request::Hello { from: me })).await?;
     match decode::<Response>(&read_frame(&mut s).await?)? {
         Response::Welcome => Ok(s),
