@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Node, Readiness, now};
-use crate::keys::{DnsKey, RrsigHeader, Verifier, signed_data};
+use crate::keys::RrsigHeader;
 use crate::replica::state::{Owner, ZoneState, hex};
 use crate::replica::{KeyRecord, Version};
 use crate::validate::{VerifyOptions, verify_zone};
@@ -201,24 +201,33 @@ fn validator_pool() -> &'static rayon::ThreadPool {
     })
 }
 
-pub(crate) struct Keys(HashMap<(u16, u8), Vec<Verifier>>);
+/// The apex keys of a zone's current content, with the validator's RRSIG checks.
+pub(crate) struct Keys<'a> {
+    origin: &'a Name,
+    keys: crate::validate::Keys,
+}
 
-impl Keys {
-    pub(crate) fn of(z: &ZoneState, origin: &Name) -> Result<Keys, String> {
+fn first(failures: &[crate::validate::Failure]) -> String {
+    let f = &failures[0];
+    format!("{} {}: {}", f.owner, f.rtype, f.message)
+}
+
+impl<'a> Keys<'a> {
+    pub(crate) fn of(z: &ZoneState, origin: &'a Name) -> Result<Keys<'a>, String> {
         let set = z
             .content
             .get(&(Owner(origin.clone()), rtype::DNSKEY))
             .ok_or("no DNSKEY RRset at the apex")?;
-        let mut m: HashMap<(u16, u8), Vec<Verifier>> = HashMap::new();
-        for d in &set.rdatas {
-            let k = DnsKey::from_rdata(d).ok_or("malformed DNSKEY")?;
-            if let Ok(v) = k.verifier() {
-                m.entry((k.key_tag(), k.algorithm)).or_default().push(v);
-            }
+        let mut failures = Vec::new();
+        let keys = crate::validate::Keys::from_dnskeys(origin, &set.rdatas, &mut failures);
+        if !failures.is_empty() {
+            return Err(first(&failures));
         }
-        Ok(Keys(m))
+        Ok(Keys { origin, keys })
     }
 
+    /// Every RRSIG of the authoritative RRset `v` at `owner` (the validator's checks:
+    /// signer, labels, original TTL, validity window, key, signature, algorithms).
     pub(crate) fn check(
         &self,
         owner: &Name,
@@ -233,42 +242,46 @@ impl Keys {
                 rtype::to_text(t)
             ));
         }
-        let mut buf = Vec::new();
+        let mut parsed = Vec::with_capacity(v.sigs.len());
         for s in &v.sigs {
-            let (h, sig) = RrsigHeader::parse(s).ok_or_else(|| {
+            let p = RrsigHeader::parse(s).ok_or_else(|| {
                 format!("{} {}: malformed RRSIG", owner.to_text(), rtype::to_text(t))
             })?;
-            if h.type_covered != t {
+            if p.0.type_covered != t {
                 return Err(format!(
                     "{} {}: RRSIG covers another type",
                     owner.to_text(),
                     rtype::to_text(t)
                 ));
             }
-            if !(crate::signer::cache::serial_le(h.inception, now)
-                && crate::signer::cache::serial_le(now, h.expiration))
-            {
-                return Err(format!(
-                    "{} {}: RRSIG outside its validity window",
-                    owner.to_text(),
-                    rtype::to_text(t)
-                ));
-            }
-            signed_data(&h, owner, t, &v.rdatas, &mut buf);
-            let ok = self
-                .0
-                .get(&(h.key_tag, h.algorithm))
-                .is_some_and(|vs| vs.iter().any(|k| k.verify(&buf, sig)));
-            if !ok {
-                return Err(format!(
-                    "{} {}: RRSIG by key {} does not verify",
-                    owner.to_text(),
-                    rtype::to_text(t),
-                    h.key_tag
-                ));
-            }
+            parsed.push(p);
         }
-        Ok(())
+        let sigs: Vec<_> = parsed.iter().collect();
+        let set = crate::validate::SignedRrset {
+            origin: self.origin,
+            owner,
+            rtype: t,
+            ttl: v.ttl,
+            rdatas: &v.rdatas,
+        };
+        let opts = VerifyOptions {
+            now,
+            ..Default::default()
+        };
+        let mut failures = Vec::new();
+        crate::validate::check_rrset_sigs(
+            &set,
+            &sigs,
+            &self.keys,
+            &opts,
+            &mut Vec::new(),
+            &mut failures,
+        );
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(first(&failures))
+        }
     }
 }
 

@@ -70,41 +70,94 @@ pub(crate) struct Keys {
 
 impl Keys {
     fn from_apex(apex: &Node, failures: &mut Vec<Failure>) -> Keys {
+        match apex.rrset(rtype::DNSKEY) {
+            Some(set) => Keys::from_dnskeys(&apex.name, &set.rdatas, failures),
+            None => Keys {
+                by_tag: HashMap::new(),
+                algorithms: Vec::new(),
+            },
+        }
+    }
+
+    /// The zone keys of a DNSKEY RRset at `apex`.
+    pub(crate) fn from_dnskeys(
+        apex: &Name,
+        rdatas: &[Box<[u8]>],
+        failures: &mut Vec<Failure>,
+    ) -> Keys {
         let mut by_tag: HashMap<(u16, u8), Vec<(DnsKey, Verifier)>> = HashMap::new();
         let mut algorithms = Vec::new();
-        if let Some(set) = apex.rrset(rtype::DNSKEY) {
-            for d in &set.rdatas {
-                let Some(k) = DnsKey::from_rdata(d) else {
-                    failures.push(failure(
-                        &apex.name,
-                        rtype::DNSKEY,
-                        "malformed DNSKEY record",
-                    ));
-                    continue;
-                };
-                if k.flags & crate::keys::FLAG_ZONE == 0 {
-                    continue;
-                }
-                match k.verifier() {
-                    Ok(v) => {
-                        if !algorithms.contains(&k.algorithm) {
-                            algorithms.push(k.algorithm);
-                        }
-                        by_tag
-                            .entry((k.key_tag(), k.algorithm))
-                            .or_default()
-                            .push((k, v));
+        for d in rdatas {
+            let Some(k) = DnsKey::from_rdata(d) else {
+                failures.push(failure(apex, rtype::DNSKEY, "malformed DNSKEY record"));
+                continue;
+            };
+            if k.flags & crate::keys::FLAG_ZONE == 0 {
+                continue;
+            }
+            match k.verifier() {
+                Ok(v) => {
+                    if !algorithms.contains(&k.algorithm) {
+                        algorithms.push(k.algorithm);
                     }
-                    Err(e) => failures.push(failure(
-                        &apex.name,
-                        rtype::DNSKEY,
-                        format!("DNSKEY with tag {}: {e}", k.key_tag()),
-                    )),
+                    by_tag
+                        .entry((k.key_tag(), k.algorithm))
+                        .or_default()
+                        .push((k, v));
                 }
+                Err(e) => failures.push(failure(
+                    apex,
+                    rtype::DNSKEY,
+                    format!("DNSKEY with tag {}: {e}", k.key_tag()),
+                )),
             }
         }
         Keys { by_tag, algorithms }
     }
+}
+
+/// One RRset as the RRSIG checks see it.
+pub(crate) struct SignedRrset<'a> {
+    pub origin: &'a Name,
+    pub owner: &'a Name,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdatas: &'a [Box<[u8]>],
+}
+
+/// Checks every RRSIG in `sigs` over the authoritative RRset `set`, and that each algorithm
+/// of the DNSKEY RRset has a valid one. Returns the number of RRSIGs checked.
+pub(crate) fn check_rrset_sigs(
+    set: &SignedRrset<'_>,
+    sigs: &[&(RrsigHeader, &[u8])],
+    keys: &Keys,
+    opts: &VerifyOptions,
+    buf: &mut Vec<u8>,
+    failures: &mut Vec<Failure>,
+) -> usize {
+    let mut good_algs: Vec<u8> = Vec::new();
+    for (h, sig) in sigs {
+        match check_rrsig(set, h, sig, keys, opts, buf) {
+            Ok(()) => {
+                if !good_algs.contains(&h.algorithm) {
+                    good_algs.push(h.algorithm);
+                }
+            }
+            Err(msg) => failures.push(failure(set.owner, set.rtype, msg)),
+        }
+    }
+    for a in &keys.algorithms {
+        if !good_algs.contains(a) {
+            failures.push(failure(
+                set.owner,
+                set.rtype,
+                format!(
+                    "no valid RRSIG of algorithm {a}, which the DNSKEY RRset has (RFC 4035 §2.2)"
+                ),
+            ));
+        }
+    }
+    sigs.len()
 }
 
 /// Checks a whole signed zone. `zone` must have been parsed with DNSSEC records kept.
@@ -243,23 +296,14 @@ fn check_node(
             failures.push(failure(&node.name, set.rtype, "RRset is not signed"));
             continue;
         }
-        let mut good_algs: Vec<u8> = Vec::new();
-        for (h, sig) in sigs {
-            sigs_checked += 1;
-            match check_rrsig(zone, node, set, h, sig, keys, opts, &mut buf) {
-                Ok(()) => {
-                    if !good_algs.contains(&h.algorithm) {
-                        good_algs.push(h.algorithm);
-                    }
-                }
-                Err(msg) => failures.push(failure(&node.name, set.rtype, msg)),
-            }
-        }
-        for a in &keys.algorithms {
-            if !good_algs.contains(a) {
-                failures.push(failure(&node.name, set.rtype, format!("no valid RRSIG of algorithm {a}, which the DNSKEY RRset has (RFC 4035 §2.2)")));
-            }
-        }
+        let signed = SignedRrset {
+            origin: &zone.origin,
+            owner: &node.name,
+            rtype: set.rtype,
+            ttl: set.ttl,
+            rdatas: &set.rdatas,
+        };
+        sigs_checked += check_rrset_sigs(&signed, &sigs, keys, opts, &mut buf, &mut failures);
     }
     for (h, _) in &parsed {
         if node.rrset(h.type_covered).is_none() {
@@ -273,11 +317,8 @@ fn check_node(
     (node.rrsets.len(), sigs_checked, failures)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn check_rrsig(
-    zone: &Zone,
-    node: &Node,
-    set: &crate::zone::Rrset,
+    set: &SignedRrset<'_>,
     h: &RrsigHeader,
     sig: &[u8],
     keys: &Keys,
@@ -285,19 +326,19 @@ fn check_rrsig(
     buf: &mut Vec<u8>,
 ) -> Result<(), String> {
     let tag = h.key_tag;
-    if h.signer != zone.origin {
+    if &h.signer != set.origin {
         return Err(format!(
             "RRSIG (tag {tag}) has signer {} instead of the zone {}",
-            h.signer, zone.origin
+            h.signer, set.origin
         ));
     }
-    if h.labels as usize > node.name.label_count()
-        || (h.labels as usize) < crate::keys::rrsig_labels(&node.name) as usize
+    if h.labels as usize > set.owner.label_count()
+        || (h.labels as usize) < crate::keys::rrsig_labels(set.owner) as usize
     {
         return Err(format!(
             "RRSIG (tag {tag}) has label count {} for a name of {} labels",
             h.labels,
-            node.name.label_count()
+            set.owner.label_count()
         ));
     }
     if h.original_ttl != set.ttl {
@@ -327,7 +368,7 @@ fn check_rrsig(
     if opts.signatures_prechecked && set.rtype != rtype::DNSKEY {
         return Ok(());
     }
-    signed_data(h, &node.name, set.rtype, &set.rdatas, buf);
+    signed_data(h, set.owner, set.rtype, set.rdatas, buf);
     if candidates.iter().any(|(_, v)| v.verify(buf, sig)) {
         Ok(())
     } else {
