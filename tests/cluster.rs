@@ -9,7 +9,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use common::{assert_validators_accept, p, qs};
-use quorumsign::node::lab::{self, LabNode};
+use quorumsign::node::lab::{self, LabNode, dnskey_lines};
 use serde_json::Value;
 
 const ZONE: &str = "example.";
@@ -177,16 +177,6 @@ impl Cluster {
         t.push('\n');
         std::fs::write(self.zone_file(), t).unwrap();
     }
-}
-
-fn dnskey_lines(zone_text: &str) -> Vec<String> {
-    let mut v: Vec<String> = zone_text
-        .lines()
-        .filter(|l| l.split_whitespace().nth(3) == Some("DNSKEY"))
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -59,30 +59,20 @@ impl Hsm {
 fn sign_with_hsm(alg: &str) {
     let hsm = Hsm::new("qs");
     let uri = hsm.uri("qs", "pin");
-    hsm.qs_ok(&[
-        "keys",
-        "generate",
-        "--zone",
-        "tld",
-        "--keystore",
-        &uri,
-        "--algorithm",
-        alg,
-        "--role",
-        "ksk",
-    ]);
-    hsm.qs_ok(&[
-        "keys",
-        "generate",
-        "--zone",
-        "tld",
-        "--keystore",
-        &uri,
-        "--algorithm",
-        alg,
-        "--role",
-        "zsk",
-    ]);
+    for role in ["ksk", "zsk"] {
+        hsm.qs_ok(&[
+            "keys",
+            "generate",
+            "--zone",
+            "tld",
+            "--keystore",
+            &uri,
+            "--algorithm",
+            alg,
+            "--role",
+            role,
+        ]);
+    }
     let listed = hsm.qs_ok(&["keys", "list", "--zone", "tld", "--keystore", &uri]);
     assert_eq!(listed.lines().count(), 2, "{listed}");
     assert!(

@@ -150,14 +150,7 @@ fn dnskeys(admin: &str) -> Result<Vec<String>, String> {
     if a.code != 200 {
         return Err(a.message());
     }
-    let text = String::from_utf8_lossy(&a.body).to_string();
-    let mut v: Vec<String> = text
-        .lines()
-        .filter(|l| l.split_whitespace().nth(3) == Some("DNSKEY"))
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    Ok(v)
+    Ok(lab::dnskey_lines(&String::from_utf8_lossy(&a.body)))
 }
 
 fn failover(

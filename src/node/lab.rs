@@ -136,3 +136,14 @@ pub fn validated_serial(admin: &str, zone: &str) -> Option<(u64, String)> {
 pub fn leader_of(admin: &str) -> Option<u64> {
     status(admin)?["leader"].as_u64()
 }
+
+/// The DNSKEY records of a zone in presentation form (`owner ttl class DNSKEY …`), sorted.
+pub fn dnskey_lines(zone_text: &str) -> Vec<String> {
+    let mut v: Vec<String> = zone_text
+        .lines()
+        .filter(|l| l.split_whitespace().nth(3) == Some("DNSKEY"))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}

@@ -164,20 +164,20 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     let t = now() as u32;
     let mut key_ids: Vec<KeyId> = keys.iter().map(|k| k.id).collect();
     key_ids.sort();
+    let refresh_due = current
+        .as_ref()
+        .is_some_and(|v| v.min_expiration < t.saturating_add(cfg.refresh_s));
     let due = match &current {
         None => Some("first version"),
         Some(v) if v.input_digest != memo.digest => Some("input changed"),
         Some(v) if v.reload_seq != reload_seq => Some("reload"),
         Some(v) if v.keys != key_ids => Some("key set changed"),
-        Some(v) if v.min_expiration < t.saturating_add(cfg.refresh_s) => Some("signatures due"),
+        Some(_) if refresh_due => Some("signatures due"),
         Some(_) => None,
     };
     let Some(reason) = due else {
         return Ok(());
     };
-    let refresh_due = current
-        .as_ref()
-        .is_some_and(|v| v.min_expiration < t.saturating_add(cfg.refresh_s));
     if memo.failed == Some(memo.digest) && !refresh_due {
         return Ok(());
     }
