@@ -115,6 +115,12 @@ async fn propose_all(node: &Node, cmds: Vec<Command>) -> Result<Outcome, String>
     Ok(last)
 }
 
+fn input_digest(bytes: &[u8]) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    d.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
+    d
+}
+
 fn input_path(cfg: &ZoneConfig) -> Result<&str, String> {
     cfg.input
         .strip_prefix("file:")
@@ -155,11 +161,23 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         meta.len(),
     );
+    // Read (and hashed) here only when it moved; the bytes then go on to the build, which
+    // parses exactly what was hashed.
+    let mut fresh_input = None;
     if memo.stat != Some(stat) {
-        let bytes = std::fs::read(&path).map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
-        memo.digest
-            .copy_from_slice(digest::digest(&digest::SHA256, &bytes).as_ref());
+        let p = path.clone();
+        let (bytes, d) = tokio::task::spawn_blocking(move || {
+            std::fs::read(&p).map(|b| {
+                let d = input_digest(&b);
+                (b, d)
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
+        memo.digest = d;
         memo.stat = Some(stat);
+        fresh_input = Some(bytes);
     }
     let t = now() as u32;
     let mut key_ids: Vec<KeyId> = keys.iter().map(|k| k.id).collect();
@@ -183,11 +201,21 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     }
     let started = Instant::now();
     let n = node.clone();
-    let (z, d) = (zone.to_string(), memo.digest);
+    let z = zone.to_string();
     let cur = current.clone();
     let quick_ok = !refresh_due && current.as_ref().is_some_and(|v| v.keys == key_ids);
     let built = tokio::task::spawn_blocking(move || {
-        build_version(&n, &z, &cfg, cur, reload_seq, &keys, key_ids, d, quick_ok)
+        build_version(
+            &n,
+            &z,
+            &cfg,
+            cur,
+            reload_seq,
+            &keys,
+            key_ids,
+            fresh_input,
+            quick_ok,
+        )
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -412,7 +440,7 @@ fn build_version(
     reload_seq: u64,
     keys: &[KeyRecord],
     key_ids: Vec<KeyId>,
-    input_digest: [u8; 32],
+    input: Option<Vec<u8>>,
     quick_ok: bool,
 ) -> Result<(Vec<RrsetChange>, Version), String> {
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
@@ -423,8 +451,14 @@ fn build_version(
         keep_dnssec: false,
     };
     let t_start = Instant::now();
-    let (mut unsigned, warnings) =
-        Zone::load(std::path::Path::new(path), &popts).map_err(|e| format!("zone {zone}: {e}"))?;
+    let input = match input {
+        Some(b) => b,
+        None => std::fs::read(path).map_err(|e| format!("zone {zone}: input {path}: {e}"))?,
+    };
+    let input_digest = input_digest(&input);
+    let (mut unsigned, warnings) = Zone::load_bytes(&input, std::path::Path::new(path), &popts)
+        .map_err(|e| format!("zone {zone}: {e}"))?;
+    drop(input);
     for w in warnings.iter().take(20) {
         tracing::warn!(zone, "{w}");
     }

@@ -79,8 +79,22 @@ impl Zone {
         path: &std::path::Path,
         opts: &ParseOptions,
     ) -> Result<(Zone, Vec<Warning>), ZoneError> {
+        let input = std::fs::read(path).map_err(|e| ZoneError {
+            file: path.display().to_string(),
+            line: 0,
+            msg: format!("cannot read: {e}"),
+        })?;
+        Zone::load_bytes(&input, path, opts)
+    }
+
+    /// Builds a zone from the bytes of the master file at `path`, already read.
+    pub fn load_bytes(
+        input: &[u8],
+        path: &std::path::Path,
+        opts: &ParseOptions,
+    ) -> Result<(Zone, Vec<Warning>), ZoneError> {
         let t0 = std::time::Instant::now();
-        let parsed = parse::parse_file(path, opts)?;
+        let parsed = parse::parse_file_bytes(input, path, opts)?;
         let t1 = std::time::Instant::now();
         let built = Zone::build(
             parsed,

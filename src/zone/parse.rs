@@ -99,6 +99,25 @@ pub fn parse_file(path: &Path, opts: &ParseOptions) -> Result<Parsed, ZoneError>
     Ok(out)
 }
 
+/// Parses the bytes of the file at `path` (already read); `$INCLUDE` is relative to its
+/// directory, as with [`parse_file`].
+pub fn parse_file_bytes(
+    input: &[u8],
+    path: &Path,
+    opts: &ParseOptions,
+) -> Result<Parsed, ZoneError> {
+    let mut out = Parsed::default();
+    let mut st = State {
+        origin: opts.origin.clone(),
+        default_ttl: None,
+        last_ttl: None,
+        last_owner: None,
+    };
+    let file = path.display().to_string();
+    parse_into(input, &file, path.parent(), opts, &mut st, &mut out, 0)?;
+    Ok(out)
+}
+
 pub fn parse_bytes(input: &[u8], file: &str, opts: &ParseOptions) -> Result<Parsed, ZoneError> {
     let mut out = Parsed::default();
     let mut st = State {
