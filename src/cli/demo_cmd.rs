@@ -58,14 +58,10 @@ fn step(t0: Instant, msg: &str) {
 
 pub fn run(a: DemoArgs) -> Result<(), String> {
     let t0 = Instant::now();
-    let dir = match a.dir {
-        Some(d) => d,
-        None => {
-            let d = std::env::temp_dir().join(format!("quorumsign-demo-{}", std::process::id()));
-            std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
-            d
-        }
-    };
+    let dir = a.dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("quorumsign-demo-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let dir = std::fs::canonicalize(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let lab = lab::write(&dir, &[1, 2, 3], &[1, 2, 3], a.port, "")?;
