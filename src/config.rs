@@ -30,6 +30,14 @@
 //! tick_ms = 500
 //! revalidate_s = 3600
 //! readiness_s = 30
+//!
+//! [dns]                              # optional: serve the zones (UDP and TCP)
+//! listen = "127.0.0.1:5301"
+//!
+//! [[tsig]]                           # keys for transfers, NOTIFY and the hidden primary
+//! name = "xfr-key"
+//! algorithm = "hmac-sha256"          # the default
+//! secret = "base64…"                 # or secret_file = "xfr-key.secret"
 //! ```
 //! Unknown keys are errors, with the line that holds them.
 
@@ -59,6 +67,30 @@ pub struct NodeConfig {
     pub raft: RaftTiming,
     #[serde(default)]
     pub signer: SignerConfig,
+    pub dns: Option<DnsConfig>,
+    #[serde(default)]
+    pub tsig: Vec<TsigConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Address for UDP and TCP.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsigConfig {
+    pub name: String,
+    #[serde(default = "default_tsig_alg")]
+    pub algorithm: String,
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+}
+
+fn default_tsig_alg() -> String {
+    "hmac-sha256".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,14 +181,52 @@ impl NodeConfig {
         if let Some(p) = c.passphrase_file.as_mut() {
             abs(p);
         }
+        for t in &mut c.tsig {
+            if let Some(p) = t.secret_file.as_mut() {
+                abs(p);
+            }
+        }
         c.check().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(c)
+    }
+
+    /// The TSIG keys of `[[tsig]]`, secrets read.
+    pub fn tsig_keys(&self) -> Result<Vec<crate::serve::tsig::TsigKey>, String> {
+        let mut out = Vec::new();
+        for t in &self.tsig {
+            let secret = match (&t.secret, &t.secret_file) {
+                (Some(s), None) => s.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|e| format!("tsig {}: secret_file {}: {e}", t.name, f.display()))?,
+                _ => {
+                    return Err(format!(
+                        "tsig {}: give exactly one of secret and secret_file",
+                        t.name
+                    ));
+                }
+            };
+            let k = crate::serve::tsig::TsigKey::new(&t.name, &t.algorithm, &secret)?;
+            if out
+                .iter()
+                .any(|o: &crate::serve::tsig::TsigKey| o.name == k.name)
+            {
+                return Err(format!("tsig {}: defined twice", t.name));
+            }
+            out.push(k);
+        }
+        Ok(out)
     }
 
     fn check(&self) -> Result<(), String> {
         if self.id == 0 {
             return Err("id must be 1 or more".into());
         }
+        if let Some(d) = &self.dns {
+            d.listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("dns.listen {:?}: {e} (expected IP:PORT)", d.listen))?;
+        }
+        self.tsig_keys()?;
         for (what, a) in [
             ("raft_listen", &self.raft_listen),
             ("admin_listen", &self.admin_listen),

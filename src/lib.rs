@@ -11,6 +11,7 @@ pub mod hsm;
 pub mod keys;
 pub mod node;
 pub mod replica;
+pub mod serve;
 pub mod signer;
 pub mod store;
 pub mod transport;

@@ -40,6 +40,18 @@ pub struct Local {
     pub readiness: Readiness,
     /// Zone → what the last signing run on this node did (leader only).
     pub last_run: BTreeMap<String, RunReport>,
+    /// Zone → (current token, served token, overlay): the way back to the served version.
+    #[serde(skip)]
+    pub overlays: BTreeMap<
+        String,
+        (
+            crate::replica::Token,
+            crate::replica::Token,
+            Arc<crate::serve::view::Overlay>,
+        ),
+    >,
+    /// Zones whose primary sent a NOTIFY that the leader has not acted on yet.
+    pub notified: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -224,6 +236,8 @@ pub struct Node {
     pub sm: StateMachine,
     pub keys: KeyResolver,
     pub local: Mutex<Local>,
+    /// TSIG keys of `[[tsig]]`.
+    pub tsig: Vec<crate::serve::tsig::TsigKey>,
 }
 
 impl Node {
@@ -295,6 +309,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         sm,
         keys,
         local: Mutex::new(Local::default()),
+        tsig: cfg.tsig_keys()?,
     });
     let admit_node = node.clone();
     let admit: transport::Admit = Arc::new(move |id| admit_node.admits(id));
@@ -302,6 +317,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     tokio::spawn(crate::admin::serve(admin_listener, node.clone()));
     tokio::spawn(leader::run(node.clone()));
     tokio::spawn(check::run(node.clone()));
+    if let Some(dns) = &cfg.dns {
+        crate::serve::start(node.clone(), &dns.listen).await?;
+    }
     tracing::info!(
         id = cfg.id,
         raft = %cfg.raft_listen,

@@ -19,6 +19,9 @@ use crate::zone::Name;
 const HISTORY_MAX: usize = 32;
 /// How many versions' change lists are kept for incremental validation.
 const RECENT_MAX: usize = 8;
+/// Most RRsets the IXFR journal of one zone holds; older deltas are dropped first, and a
+/// version that changes more than this has no delta (IXFR falls back to AXFR).
+const JOURNAL_MAX_RRSETS: usize = 200_000;
 /// How many audit records are kept.
 const AUDIT_MAX: usize = 10_000;
 
@@ -38,6 +41,16 @@ pub struct ZoneConfig {
     pub refresh_s: u32,
     pub jitter_s: u32,
     pub inception_offset_s: u32,
+    /// SOA serial policy: `keep`, `increment`, `unixtime` or `datecounter`.
+    pub serial: String,
+    /// Signed zone file the leader writes after each version (absolute path), if any.
+    pub output: Option<String>,
+    /// Secondaries told of each new version: `ADDR:PORT` or `ADDR:PORT key NAME`.
+    pub notify: Vec<String>,
+    /// Who may transfer the signed zone: `PREFIX key NAME` (TSIG always required).
+    pub transfer: Vec<String>,
+    /// Largest input accepted, in records.
+    pub max_records: u64,
 }
 
 impl ZoneConfig {
@@ -56,6 +69,11 @@ impl ZoneConfig {
             refresh_s: 3 * 86_400,
             jitter_s: 12 * 3600,
             inception_offset_s: 3600,
+            serial: "increment".into(),
+            output: None,
+            notify: Vec::new(),
+            transfer: Vec::new(),
+            max_records: 50_000_000,
         }
     }
 }
@@ -152,6 +170,35 @@ pub struct ZoneState {
     /// The RRsets each recent version changed, by the index of its Publish: what a node
     /// validates when it applies them.
     pub recent: VecDeque<(u64, Vec<(Name, u16)>)>,
+    /// What recent versions changed, with the RRsets before and after: IXFR out, and the
+    /// way back to the last version a node validated while it checks a newer one.
+    pub journal: Vec<Delta>,
+}
+
+/// The change from one version to the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    pub from_serial: u32,
+    pub to_serial: u32,
+    /// Tokens of the version it starts from and of the one it leads to.
+    pub from_token: Token,
+    pub token: Token,
+    /// (RRset, before, after), in canonical order.
+    pub changes: Vec<((Owner, u16), Option<RrsetVal>, Option<RrsetVal>)>,
+}
+
+impl ZoneState {
+    /// The deltas from the first one `starts` accepts up to the current version, oldest
+    /// first; `None` when the journal does not reach the current version or has no such
+    /// start (compacted, or too big a change to keep).
+    pub fn deltas_from(&self, starts: impl Fn(&Delta) -> bool) -> Option<&[Delta]> {
+        let cur = self.current.as_ref()?;
+        if self.journal.last().map(|d| d.token) != Some(cur.token) {
+            return None;
+        }
+        let pos = self.journal.iter().position(starts)?;
+        Some(&self.journal[pos..])
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +363,45 @@ impl ZoneState {
         }
     }
 
+    /// Keeps what a version changed (before and after) in the journal, within its bounds.
+    fn record_delta(
+        &mut self,
+        undo: Vec<((Owner, u16), Option<RrsetVal>)>,
+        token: Token,
+        serial: u32,
+    ) {
+        let Some(prev) = &self.current else {
+            self.journal.clear();
+            return;
+        };
+        if undo.len() > JOURNAL_MAX_RRSETS {
+            self.journal.clear();
+            return;
+        }
+        let mut before: BTreeMap<(Owner, u16), Option<RrsetVal>> = BTreeMap::new();
+        for (key, old) in undo {
+            before.entry(key).or_insert(old);
+        }
+        let changes = before
+            .into_iter()
+            .map(|(key, old)| {
+                let new = self.content.get(&key).cloned();
+                (key, old, new)
+            })
+            .collect();
+        self.journal.push(Delta {
+            from_serial: prev.serial,
+            to_serial: serial,
+            from_token: prev.token,
+            token,
+            changes,
+        });
+        let mut total: usize = self.journal.iter().map(|d| d.changes.len()).sum();
+        while self.journal.len() > HISTORY_MAX || total > JOURNAL_MAX_RRSETS {
+            total -= self.journal.remove(0).changes.len();
+        }
+    }
+
     fn undo(&mut self, undo: Vec<((Owner, u16), Option<RrsetVal>)>, hash: [u8; 32]) {
         for (key, old) in undo.into_iter().rev() {
             match old {
@@ -467,7 +553,7 @@ impl ClusterState {
                         hex(&version.hash[..8])
                     ));
                 }
-                drop(undo);
+                z.record_delta(undo, token, version.serial);
                 z.recent.push_back((token.1, touched));
                 while z.recent.len() > RECENT_MAX {
                     z.recent.pop_front();

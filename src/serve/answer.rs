@@ -1,0 +1,414 @@
+//! Authoritative answers from a served version (RFC 1034 §4.3.2, RFC 4035 §3.1, RFC 5155 §7.2).
+//!
+//! ```text
+//!  qname ─► zone cut above it? ── yes ─► referral: NS, DS or proof of no DS, glue
+//!        ─► name exists? ── yes ─► RRset | CNAME | NODATA (SOA + NSEC/NSEC3 of the name)
+//!        ─► empty non-terminal? ─► NODATA (covering NSEC | matching NSEC3)
+//!        ─► wildcard at the closest encloser? ─► synthesised answer + proof the name is absent
+//!        ─► NXDOMAIN: SOA + proofs (name and wildcard absent; NSEC3 closest-encloser proof)
+//! ```
+
+use std::sync::Arc;
+
+use super::view::{Key, View};
+use crate::replica::state::{Owner, RrsetVal};
+use crate::signer::Nsec3Params;
+use crate::signer::nsec3;
+use crate::zone::{Name, rtype};
+
+/// One resource record of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rr {
+    pub owner: Name,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: Arc<[u8]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    NoError,
+    NxDomain,
+}
+
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub nxdomain: bool,
+    /// Authoritative (false for a referral).
+    pub aa: bool,
+    pub answer: Vec<Rr>,
+    pub authority: Vec<Rr>,
+    pub additional: Vec<Rr>,
+}
+
+impl Answer {
+    pub fn rcode(&self) -> Rcode {
+        if self.nxdomain {
+            Rcode::NxDomain
+        } else {
+            Rcode::NoError
+        }
+    }
+}
+
+struct Ctx<'a> {
+    v: &'a View<'a>,
+    origin: &'a Name,
+    dnssec: bool,
+    nsec3: Option<Nsec3Params>,
+}
+
+fn push(out: &mut Vec<Rr>, owner: &Name, t: u16, v: &RrsetVal, dnssec: bool) {
+    for d in &v.rdatas {
+        out.push(Rr {
+            owner: owner.clone(),
+            rtype: t,
+            ttl: v.ttl,
+            rdata: Arc::from(&d[..]),
+        });
+    }
+    if dnssec {
+        for s in &v.sigs {
+            out.push(Rr {
+                owner: owner.clone(),
+                rtype: rtype::RRSIG,
+                ttl: v.ttl,
+                rdata: s.clone(),
+            });
+        }
+    }
+}
+
+/// The NSEC3 parameters of a served version, from its NSEC3PARAM RRset.
+fn nsec3_params(v: &View<'_>, origin: &Name) -> Option<Nsec3Params> {
+    let p = v.get(origin, rtype::NSEC3PARAM)?;
+    let d = p.rdatas.first()?;
+    if d.len() < 5 || d[0] != 1 {
+        return None;
+    }
+    let salt_len = d[4] as usize;
+    Some(Nsec3Params {
+        iterations: u16::from_be_bytes([d[2], d[3]]),
+        salt: d.get(5..5 + salt_len)?.to_vec(),
+        opt_out: false,
+    })
+}
+
+/// Answers `qname`/`qtype` from the version `v` of the zone at `origin`.
+pub fn answer(v: &View<'_>, origin: &Name, qname: &Name, qtype: u16, dnssec: bool) -> Answer {
+    let cx = Ctx {
+        v,
+        origin,
+        dnssec,
+        nsec3: nsec3_params(v, origin),
+    };
+    let mut a = Answer {
+        aa: true,
+        ..Default::default()
+    };
+    let mut qname = qname.clone();
+    // A CNAME chain inside the zone is followed a few steps, as other servers do.
+    for _ in 0..8 {
+        match cx.step(&qname, qtype, &mut a) {
+            Some(target) if target.is_subdomain_of(origin) => qname = target,
+            _ => break,
+        }
+    }
+    a
+}
+
+impl Ctx<'_> {
+    fn exists(&self, name: &Name) -> bool {
+        self.v
+            .from(&(Owner(name.clone()), 0))
+            .next()
+            .is_some_and(|((o, t), _)| o.0 == *name && !self.only_nsec3(name, *t))
+    }
+
+    /// Whether `name` holds NSEC3 records and nothing else (not a name of the zone's data).
+    fn only_nsec3(&self, name: &Name, first: u16) -> bool {
+        if first != rtype::NSEC3 && first != rtype::RRSIG {
+            return false;
+        }
+        self.v
+            .from(&(Owner(name.clone()), 0))
+            .take_while(|((o, _), _)| o.0 == *name)
+            .all(|((_, t), _)| *t == rtype::NSEC3)
+    }
+
+    /// An empty non-terminal: no data here but some below.
+    fn is_ent(&self, name: &Name) -> bool {
+        self.v
+            .after(&(Owner(name.clone()), u16::MAX))
+            .next()
+            .is_some_and(|((o, _), _)| o.0.is_subdomain_of(name) && o.0 != *name)
+    }
+
+    /// The highest zone cut strictly above or at `qname` (below the apex), if any.
+    fn cut(&self, qname: &Name, qtype: u16) -> Option<Name> {
+        let mut below = Vec::new();
+        let mut n = qname.clone();
+        while n != *self.origin {
+            below.push(n.clone());
+            n = n.parent()?;
+        }
+        for n in below.iter().rev() {
+            if n == qname && qtype == rtype::DS {
+                return None;
+            }
+            if self.v.get(n, rtype::NS).is_some() {
+                return Some(n.clone());
+            }
+        }
+        None
+    }
+
+    fn soa_negative(&self, a: &mut Answer) {
+        if let Some(soa) = self.v.get(self.origin, rtype::SOA) {
+            let min = soa
+                .rdatas
+                .first()
+                .filter(|d| d.len() >= 4)
+                .map(|d| u32::from_be_bytes(d[d.len() - 4..].try_into().unwrap()))
+                .unwrap_or(soa.ttl);
+            let neg = RrsetVal {
+                ttl: soa.ttl.min(min),
+                rdatas: soa.rdatas.clone(),
+                sigs: soa.sigs.clone(),
+            };
+            push(&mut a.authority, self.origin, rtype::SOA, &neg, self.dnssec);
+        }
+    }
+
+    /// Adds an RRset of the served version to `out` (with its RRSIGs when DNSSEC is asked).
+    fn add(&self, out: &mut Vec<Rr>, owner: &Name, t: u16) -> bool {
+        match self.v.get(owner, t) {
+            Some(v) => {
+                push(out, owner, t, v, self.dnssec);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The NSEC that covers `name` (the last NSEC owner before it).
+    fn covering_nsec(&self, name: &Name) -> Option<Name> {
+        self.v
+            .before(&(Owner(name.clone()), 0))
+            .find(|((_, t), _)| *t == rtype::NSEC)
+            .map(|((o, _), _)| o.0.clone())
+    }
+
+    fn add_nsec_covering(&self, a: &mut Answer, name: &Name) {
+        if let Some(o) = self.covering_nsec(name)
+            && !a
+                .authority
+                .iter()
+                .any(|r| r.owner == o && r.rtype == rtype::NSEC)
+        {
+            self.add(&mut a.authority, &o, rtype::NSEC);
+        }
+    }
+
+    fn nsec3_owner(&self, name: &Name) -> Option<Name> {
+        let p = self.nsec3.as_ref()?;
+        Some(nsec3::hashed_owner(&nsec3::hash(name, p), self.origin))
+    }
+
+    /// The NSEC3 whose owner is the hash of `name`, if there is one.
+    fn nsec3_matching(&self, name: &Name) -> Option<Name> {
+        let h = self.nsec3_owner(name)?;
+        self.v.get(&h, rtype::NSEC3).map(|_| h)
+    }
+
+    /// The NSEC3 that covers the hash of `name` (wrapping around the end of the chain).
+    fn nsec3_covering(&self, name: &Name) -> Option<Name> {
+        let h = self.nsec3_owner(name)?;
+        let key: Key = (Owner(h), rtype::NSEC3);
+        let is_chain =
+            |o: &Owner, t: u16| t == rtype::NSEC3 && o.0.parent().as_ref() == Some(self.origin);
+        self.v
+            .before(&key)
+            .find(|((o, t), _)| is_chain(o, *t))
+            .or_else(|| self.v.all().filter(|((o, t), _)| is_chain(o, *t)).last())
+            .map(|((o, _), _)| o.0.clone())
+    }
+
+    fn add_nsec3(&self, a: &mut Answer, owner: Option<Name>) {
+        if let Some(o) = owner
+            && !a
+                .authority
+                .iter()
+                .any(|r| r.owner == o && r.rtype == rtype::NSEC3)
+        {
+            self.add(&mut a.authority, &o, rtype::NSEC3);
+        }
+    }
+
+    /// The closest encloser of a name that does not exist, and the next closer name.
+    fn closest_encloser(&self, qname: &Name) -> (Name, Name) {
+        let mut next = qname.clone();
+        let mut n = qname.parent();
+        while let Some(p) = n {
+            if p == *self.origin || self.exists(&p) || self.is_ent(&p) {
+                return (p, next);
+            }
+            next = p.clone();
+            n = p.parent();
+        }
+        (self.origin.clone(), next)
+    }
+
+    /// RFC 5155 §7.2.1: the closest encloser's NSEC3 and the one covering the next closer.
+    fn closest_encloser_proof(&self, a: &mut Answer, ce: &Name, next: &Name) {
+        self.add_nsec3(a, self.nsec3_matching(ce));
+        self.add_nsec3(a, self.nsec3_covering(next));
+    }
+
+    fn referral(&self, a: &mut Answer, cut: &Name) {
+        a.aa = false;
+        self.add(&mut a.authority, cut, rtype::NS);
+        if self.dnssec && !self.add(&mut a.authority, cut, rtype::DS) {
+            if self.nsec3.is_some() {
+                match self.nsec3_matching(cut) {
+                    Some(m) => self.add_nsec3(a, Some(m)),
+                    None => {
+                        // Opt-out: the closest provable encloser and the opt-out span.
+                        let (ce, next) = self.closest_encloser(cut);
+                        self.closest_encloser_proof(a, &ce, &next);
+                    }
+                }
+            } else {
+                self.add(&mut a.authority, cut, rtype::NSEC);
+            }
+        }
+        // Glue for name servers at or below the cut.
+        if let Some(ns) = self.v.get(cut, rtype::NS) {
+            for d in &ns.rdatas {
+                let Ok(target) = Name::from_wire(d) else {
+                    continue;
+                };
+                if target.is_subdomain_of(cut) {
+                    for t in [rtype::A, rtype::AAAA] {
+                        if let Some(g) = self.v.get(&target, t) {
+                            push(&mut a.additional, &target, t, g, false);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One step of the answer; returns a CNAME target to follow.
+    fn step(&self, qname: &Name, qtype: u16, a: &mut Answer) -> Option<Name> {
+        let dnssec = self.dnssec;
+        if let Some(cut) = self.cut(qname, qtype) {
+            if a.answer.is_empty() {
+                self.referral(a, &cut);
+            }
+            return None;
+        }
+        if self.exists(qname) {
+            if qtype == 255 {
+                let all: Vec<(u16, &RrsetVal)> = self
+                    .v
+                    .from(&(Owner(qname.clone()), 0))
+                    .take_while(|((o, _), _)| o.0 == *qname)
+                    .map(|((_, t), v)| (*t, v))
+                    .collect();
+                for (t, v) in all {
+                    push(&mut a.answer, qname, t, v, dnssec);
+                }
+                return None;
+            }
+            if self.add(&mut a.answer, qname, qtype) {
+                return None;
+            }
+            if let Some(c) = self.v.get(qname, rtype::CNAME) {
+                push(&mut a.answer, qname, rtype::CNAME, c, dnssec);
+                return c.rdatas.first().and_then(|d| Name::from_wire(d).ok());
+            }
+            // NODATA.
+            self.soa_negative(a);
+            if dnssec {
+                if self.nsec3.is_some() {
+                    self.add_nsec3(a, self.nsec3_matching(qname));
+                } else {
+                    self.add(&mut a.authority, qname, rtype::NSEC);
+                }
+            }
+            return None;
+        }
+        if self.is_ent(qname) {
+            self.soa_negative(a);
+            if dnssec {
+                if self.nsec3.is_some() {
+                    self.add_nsec3(a, self.nsec3_matching(qname));
+                } else {
+                    self.add_nsec_covering(a, qname);
+                }
+            }
+            return None;
+        }
+        let (ce, next) = self.closest_encloser(qname);
+        let wild = ce.prepend(b"*").ok();
+        if let Some(w) = wild.as_ref().filter(|w| self.exists(w)) {
+            // Wildcard expansion: the records take the query name; the proof shows the
+            // query name itself does not exist.
+            let src = self.v.get(w, qtype).or_else(|| self.v.get(w, rtype::CNAME));
+            let t = if self.v.get(w, qtype).is_some() {
+                qtype
+            } else {
+                rtype::CNAME
+            };
+            match src {
+                Some(v) => {
+                    push(&mut a.answer, qname, t, v, dnssec);
+                    if dnssec {
+                        if self.nsec3.is_some() {
+                            self.add_nsec3(a, self.nsec3_covering(&next));
+                        } else {
+                            self.add_nsec_covering(a, qname);
+                        }
+                    }
+                    if t == rtype::CNAME {
+                        return v.rdatas.first().and_then(|d| Name::from_wire(d).ok());
+                    }
+                }
+                None => {
+                    // Wildcard NODATA.
+                    self.soa_negative(a);
+                    if dnssec {
+                        if self.nsec3.is_some() {
+                            self.closest_encloser_proof(a, &ce, &next);
+                            self.add_nsec3(a, self.nsec3_matching(w));
+                        } else {
+                            self.add_nsec_covering(a, qname);
+                            self.add(&mut a.authority, w, rtype::NSEC);
+                        }
+                    }
+                }
+            }
+            return None;
+        }
+        // The name does not exist.
+        if a.answer.is_empty() {
+            a.nxdomain = true;
+        }
+        self.soa_negative(a);
+        if dnssec {
+            if self.nsec3.is_some() {
+                self.closest_encloser_proof(a, &ce, &next);
+                if let Some(w) = &wild {
+                    self.add_nsec3(a, self.nsec3_covering(w));
+                }
+            } else {
+                self.add_nsec_covering(a, qname);
+                if let Some(w) = &wild {
+                    self.add_nsec_covering(a, w);
+                }
+            }
+        }
+        None
+    }
+}
