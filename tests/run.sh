@@ -8,7 +8,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# Daemons (knotd) are started by the tests themselves on loopback, never by the package:
+# Daemons (named, knotd, unbound) are started by the tests themselves on loopback, never by the package:
 # keep invoke-rc.d from starting services while installing.
 policy=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -16,10 +16,10 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy"
 fi
 $SUDO apt-get install -y -qq --no-install-recommends \
-    softhsm2 bind9-utils bind9-dnsutils ldnsutils knot knot-dnssecutils knot-dnsutils >/dev/null
+    softhsm2 bind9 bind9-utils bind9-dnsutils ldnsutils knot knot-dnssecutils knot-dnsutils unbound >/dev/null
 if [ -n "$policy" ]; then $SUDO rm -f "$policy"; fi
 
-for t in dnssec-verify dnssec-keygen dnssec-dsfromkey ldns-keygen ldns-verify-zone ldns-signzone kzonecheck kzonesign keymgr softhsm2-util; do
+for t in dnssec-verify dnssec-keygen dnssec-dsfromkey ldns-keygen ldns-verify-zone ldns-signzone kzonecheck kzonesign keymgr softhsm2-util named unbound delv dig kdig knotd; do
     command -v "$t" >/dev/null || { echo "missing test tool: $t" >&2; exit 1; }
 done
 

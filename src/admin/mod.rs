@@ -182,10 +182,20 @@ async fn propose(node: &Node, cmd: Command) -> Reply {
 #[serde(deny_unknown_fields)]
 struct ZoneAdd {
     name: String,
-    file: String,
+    /// An absolute zone file path …
+    file: Option<String>,
+    /// … or a hidden primary: `ADDR:PORT [key NAME]`.
+    primary: Option<String>,
     denial: Option<String>,
     algorithm: Option<u8>,
     csk: Option<bool>,
+    serial: Option<String>,
+    output: Option<String>,
+    #[serde(default)]
+    notify: Vec<String>,
+    #[serde(default)]
+    transfer: Vec<String>,
+    max_records: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -233,17 +243,32 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 Ok(r) => r,
                 Err(r) => return r,
             };
-            let path = std::path::Path::new(&req.file);
-            if !path.is_absolute() || !path.is_file() {
-                return error(
-                    400,
-                    format!(
-                        "zone file {:?} must be an absolute path to a file every node can read",
-                        req.file
-                    ),
-                );
-            }
-            let mut cfg = ZoneConfig::new(&req.name, &format!("file:{}", req.file));
+            let input = match (&req.file, &req.primary) {
+                (Some(file), None) => {
+                    let path = std::path::Path::new(file);
+                    if !path.is_absolute() || !path.is_file() {
+                        return error(
+                            400,
+                            format!(
+                                "zone file {file:?} must be an absolute path to a file every node can read"
+                            ),
+                        );
+                    }
+                    format!("file:{file}")
+                }
+                (None, Some(p)) => {
+                    let remote = match crate::serve::notify::Remote::parse(p) {
+                        Ok(r) => r,
+                        Err(e) => return error(400, format!("primary {e}")),
+                    };
+                    if let Err(e) = remote.tsig(&node.tsig) {
+                        return error(400, format!("primary {p}: {e}"));
+                    }
+                    format!("primary:{p}")
+                }
+                _ => return error(400, "give exactly one of file and primary"),
+            };
+            let mut cfg = ZoneConfig::new(&req.name, &input);
             if crate::zone::Name::parse(cfg.name.as_bytes(), None).is_err() {
                 return error(400, format!("bad zone name {:?}", req.name));
             }
@@ -263,7 +288,39 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             if let Err(e) = crate::node::leader::denial_of(&cfg) {
                 return error(400, e);
             }
-            let o = origin(format!("zone add {} {}", cfg.name, req.file));
+            if let Some(p) = req.serial {
+                if let Err(e) = crate::node::leader::next_serial(&p, None, 1, 0) {
+                    return error(400, e);
+                }
+                cfg.serial = p;
+            }
+            if let Some(o) = &req.output
+                && !std::path::Path::new(o).is_absolute()
+            {
+                return error(400, format!("output {o:?} must be an absolute path"));
+            }
+            cfg.output = req.output;
+            for n in &req.notify {
+                match crate::serve::notify::Remote::parse(n) {
+                    Ok(r) => {
+                        if let Err(e) = r.tsig(&node.tsig) {
+                            return error(400, format!("notify {n}: {e}"));
+                        }
+                    }
+                    Err(e) => return error(400, format!("notify {e}")),
+                }
+            }
+            cfg.notify = req.notify;
+            for t in &req.transfer {
+                if let Err(e) = crate::serve::check_acl(t) {
+                    return error(400, e);
+                }
+            }
+            cfg.transfer = req.transfer;
+            if let Some(m) = req.max_records {
+                cfg.max_records = m;
+            }
+            let o = origin(format!("zone add {} {}", cfg.name, cfg.input));
             propose(
                 node,
                 Command::AddZone {

@@ -119,9 +119,27 @@ pub enum ZoneCmd {
     /// Add a zone; the leader makes its keys and signs it.
     Add {
         name: String,
-        /// Unsigned zone file (absolute path readable by every node).
+        /// Unsigned zone file (readable by every node at the same path).
+        #[arg(long, conflicts_with = "primary", required_unless_present = "primary")]
+        file: Option<std::path::PathBuf>,
+        /// Or a hidden primary to transfer the unsigned zone from: `ADDR:PORT [key NAME]`.
         #[arg(long)]
-        file: std::path::PathBuf,
+        primary: Option<String>,
+        /// SOA serial policy: keep, increment, unixtime or datecounter.
+        #[arg(long, default_value = "increment")]
+        serial: String,
+        /// Signed zone file the leader writes after each version (absolute path).
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+        /// Secondary to NOTIFY: `ADDR:PORT [key NAME]` (repeat for several).
+        #[arg(long)]
+        notify: Vec<String>,
+        /// Who may transfer the signed zone: `PREFIX key NAME` (repeat for several).
+        #[arg(long)]
+        transfer: Vec<String>,
+        /// Largest input accepted, in records.
+        #[arg(long)]
+        max_records: Option<u64>,
         /// nsec, nsec3 or nsec3-optout.
         #[arg(long, default_value = "nsec3")]
         denial: String,
@@ -240,14 +258,31 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
         ZoneCmd::Add {
             name,
             file,
+            primary,
+            serial,
+            output,
+            notify,
+            transfer,
+            max_records,
             denial,
             algorithm,
             csk,
             a,
         } => {
-            let file =
-                std::fs::canonicalize(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let body = json!({ "name": name, "file": file.display().to_string(),
+            let file = file
+                .map(|f| std::fs::canonicalize(&f).map_err(|e| format!("{}: {e}", f.display())))
+                .transpose()?
+                .map(|f| f.display().to_string());
+            let output = output.map(|o| {
+                if o.is_absolute() {
+                    o
+                } else {
+                    std::env::current_dir().unwrap_or_default().join(o)
+                }
+            });
+            let body = json!({ "name": name, "file": file, "primary": primary,
+                               "serial": serial, "output": output, "notify": notify,
+                               "transfer": transfer, "max_records": max_records,
                                "denial": denial, "algorithm": algorithm, "csk": csk });
             let ans = call_leader(&a.admin, "POST", "/zones", Some(&body), TIMEOUT)?;
             ok(ans, &a, |_| {

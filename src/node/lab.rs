@@ -15,6 +15,8 @@ pub struct LabNode {
     pub config: PathBuf,
     pub raft: String,
     pub admin: String,
+    /// DNS (UDP and TCP).
+    pub dns: String,
     pub log: PathBuf,
     /// Extra environment for the node process (e.g. SOFTHSM2_CONF).
     pub env: Vec<(String, String)>,
@@ -28,8 +30,21 @@ pub fn admin_addr(base_port: u16, id: u64) -> String {
     format!("127.0.0.1:{}", base_port as u64 + 100 + id)
 }
 
+pub fn dns_addr(base_port: u16, id: u64) -> String {
+    format!("127.0.0.1:{}", base_port as u64 + 150 + id)
+}
+
+/// The lab's TSIG key for transfers and NOTIFY: name and base64 secret.
+pub const LAB_TSIG_KEY: &str = "xfr-key";
+
+pub fn lab_tsig_secret(dir: &Path) -> Result<String, String> {
+    std::fs::read_to_string(dir.join("tsig.secret"))
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{}: {e}", dir.join("tsig.secret").display()))
+}
+
 /// Writes the layout for nodes `ids` (peers: `peers`, which should include `ids`).
-/// Ports: Raft `base_port + id`, admin `base_port + 100 + id`.
+/// Ports: Raft `base_port + id`, admin `base_port + 100 + id`, DNS `base_port + 150 + id`.
 pub fn write(
     dir: &Path,
     ids: &[u64],
@@ -46,14 +61,22 @@ pub fn write(
         aws_lc_rs::rand::fill(&mut b).map_err(|_| "no randomness")?;
         std::fs::write(&pass, data_encoding::HEXLOWER.encode(&b)).map_err(|e| e.to_string())?;
     }
+    let secret = dir.join("tsig.secret");
+    if !secret.exists() {
+        let mut b = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut b).map_err(|_| "no randomness")?;
+        std::fs::write(&secret, data_encoding::BASE64.encode(&b)).map_err(|e| e.to_string())?;
+    }
     let mut out = Vec::new();
     for &id in ids {
         let mut t = format!(
             "id = {id}\ndata_dir = \"data-{id}\"\nraft_listen = \"{}\"\nadmin_listen = \"{}\"\n\
              keystore = \"embedded\"\npassphrase_file = \"cluster.pass\"\nlog_level = \"info\"\n{extra}\n\
-             [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{id}.pem\"\nkey = \"certs/node-{id}.key\"\n",
+             [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{id}.pem\"\nkey = \"certs/node-{id}.key\"\n\
+             \n[dns]\nlisten = \"{}\"\n\n[[tsig]]\nname = \"{LAB_TSIG_KEY}\"\nsecret_file = \"tsig.secret\"\n",
             raft_addr(base_port, id),
-            admin_addr(base_port, id)
+            admin_addr(base_port, id),
+            dns_addr(base_port, id)
         );
         for &p in peers.iter().filter(|p| **p != id) {
             t.push_str(&format!(
@@ -69,6 +92,7 @@ pub fn write(
             config,
             raft: raft_addr(base_port, id),
             admin: admin_addr(base_port, id),
+            dns: dns_addr(base_port, id),
             log: dir.join(format!("node-{id}.log")),
             env: Vec::new(),
         });

@@ -36,6 +36,12 @@ struct Memo {
     digest: [u8; 32],
     /// An input that failed (parse or sign): not retried until it changes.
     failed: Option<[u8; 32]>,
+    /// A primary's zone: the last transfer (master-file text), its serial, when the primary
+    /// was last asked, and how often to ask (its SOA refresh).
+    fetched: Option<Arc<Vec<u8>>>,
+    primary_serial: Option<u32>,
+    polled: Option<Instant>,
+    refresh: Duration,
 }
 
 pub async fn run(node: Arc<Node>) {
@@ -154,31 +160,14 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         }
         return Ok(());
     }
-    // Has the input changed? Stat first; hash only when size or mtime moved.
-    let path = input_path(&cfg)?.to_string();
-    let meta = std::fs::metadata(&path).map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
-    let stat = (
-        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        meta.len(),
-    );
-    // Read (and hashed) here only when it moved; the bytes then go on to the build, which
-    // parses exactly what was hashed.
-    let mut fresh_input = None;
-    if memo.stat != Some(stat) {
-        let p = path.clone();
-        let (bytes, d) = tokio::task::spawn_blocking(move || {
-            std::fs::read(&p).map(|b| {
-                let d = input_digest(&b);
-                (b, d)
-            })
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
-        memo.digest = d;
-        memo.stat = Some(stat);
-        fresh_input = Some(bytes);
-    }
+    let mut fresh_input = match crate::serve::notify::primary_of(&cfg.input) {
+        Some(primary) => {
+            let reload = current.as_ref().is_some_and(|v| v.reload_seq != reload_seq);
+            fetch_from_primary(node, zone, &primary?, current.as_ref(), reload, memo).await?;
+            memo.fetched.as_ref().map(|b| b.to_vec())
+        }
+        None => read_if_changed(zone, &cfg, memo).await?,
+    };
     let t = now() as u32;
     let mut key_ids: Vec<KeyId> = keys.iter().map(|k| k.id).collect();
     key_ids.sort();
@@ -204,6 +193,8 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     let z = zone.to_string();
     let cur = current.clone();
     let quick_ok = !refresh_due && current.as_ref().is_some_and(|v| v.keys == key_ids);
+    let input_serial = memo.primary_serial;
+    let fresh_input = fresh_input.take();
     let built = tokio::task::spawn_blocking(move || {
         build_version(
             &n,
@@ -214,6 +205,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             &keys,
             key_ids,
             fresh_input,
+            input_serial,
             quick_ok,
         )
     })
@@ -296,6 +288,12 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             token = format!("{}:{}", token.0, token.1),
             "published"
         );
+        tokio::spawn(crate::serve::output::after_publish(
+            node.clone(),
+            zone.to_string(),
+            serial,
+            token,
+        ));
     }
     node.local().last_run.insert(
         zone.into(),
@@ -310,6 +308,167 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         },
     );
     Ok(())
+}
+
+/// A file input: read (and hashed) only when its size or mtime moved; the bytes then go
+/// on to the build, which parses exactly what was hashed.
+async fn read_if_changed(
+    zone: &str,
+    cfg: &ZoneConfig,
+    memo: &mut Memo,
+) -> Result<Option<Vec<u8>>, String> {
+    let path = input_path(cfg)?.to_string();
+    let meta = std::fs::metadata(&path).map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
+    let stat = (
+        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        meta.len(),
+    );
+    if memo.stat == Some(stat) {
+        return Ok(None);
+    }
+    let p = path.clone();
+    let (bytes, d) = tokio::task::spawn_blocking(move || {
+        std::fs::read(&p).map(|b| {
+            let d = input_digest(&b);
+            (b, d)
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
+    memo.digest = d;
+    memo.stat = Some(stat);
+    Ok(Some(bytes))
+}
+
+/// A primary's zone: asks for its SOA when notified, when its refresh interval has passed
+/// or on reload, and transfers it when the serial moved (or nothing is held yet). A serial
+/// that goes backwards, or a transfer that fails, is an error and nothing changes.
+async fn fetch_from_primary(
+    node: &Node,
+    zone: &str,
+    primary: &crate::serve::notify::Remote,
+    current: Option<&Version>,
+    reload: bool,
+    memo: &mut Memo,
+) -> Result<(), String> {
+    use crate::serve::client;
+    let notified = node.local().notified.remove(zone);
+    let poll_due = memo.polled.is_none_or(|t| t.elapsed() >= memo.refresh);
+    if memo.fetched.is_some() && !notified && !poll_due && !reload {
+        return Ok(());
+    }
+    memo.polled = Some(Instant::now());
+    if memo.refresh.is_zero() {
+        memo.refresh = Duration::from_secs(60);
+    }
+    let key = primary.tsig(&node.tsig)?.cloned();
+    let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
+    let serial = client::serial(primary, key.as_ref(), &origin).await?;
+    let known = memo
+        .primary_serial
+        .or(current.map(|v| v.input_serial).filter(|s| *s != 0));
+    if let Some(k) = known {
+        if !serial_le(k, serial) {
+            return Err(format!(
+                "zone {zone}: the primary's serial went backwards from {k} to {serial}; \
+                 keeping the last good version"
+            ));
+        }
+        if k == serial && memo.fetched.is_some() && !reload {
+            return Ok(());
+        }
+    }
+    let max = node
+        .sm
+        .with(|st| {
+            st.zones
+                .get(zone)
+                .and_then(|z| z.config.as_ref())
+                .map(|c| c.max_records)
+        })
+        .unwrap_or(u64::MAX);
+    let f = client::axfr(primary, key.as_ref(), &origin, max).await?;
+    if let Some(k) = known
+        && !serial_le(k, f.serial)
+    {
+        return Err(format!(
+            "zone {zone}: the primary's serial went backwards from {k} to {}; keeping the \
+             last good version",
+            f.serial
+        ));
+    }
+    tracing::info!(
+        zone,
+        serial = f.serial,
+        records = f.records,
+        reason = if notified {
+            "NOTIFY"
+        } else if reload {
+            "reload"
+        } else {
+            "refresh"
+        },
+        "transferred from the primary"
+    );
+    memo.refresh = Duration::from_secs(f.refresh.clamp(1, 86_400) as u64);
+    memo.digest = input_digest(&f.text);
+    memo.primary_serial = Some(f.serial);
+    memo.fetched = Some(Arc::new(f.text));
+    Ok(())
+}
+
+/// The serial of the next version under `policy` (`keep`, `increment`, `unixtime`,
+/// `datecounter`), never at or behind the current one.
+pub fn next_serial(
+    policy: &str,
+    current: Option<u32>,
+    input: u32,
+    now: u64,
+) -> Result<u32, String> {
+    let after = |c: Option<u32>, want: u32| match c {
+        Some(c) if !serial_le(want, c) => want,
+        Some(c) => c.wrapping_add(1),
+        None => want,
+    };
+    Ok(match policy {
+        "keep" => match current {
+            Some(c) if serial_le(input, c) => {
+                return Err(format!(
+                    "serial policy keep: the input's serial {input} does not move forward \
+                     from the published {c}"
+                ));
+            }
+            _ => input,
+        },
+        "increment" => after(current, input),
+        "unixtime" => after(current, now as u32),
+        "datecounter" => {
+            let days = (now / 86_400) as i64;
+            let (y, m, d) = civil_from_days(days);
+            let base = (y as u32) * 1_000_000 + m * 10_000 + d * 100;
+            after(current, base)
+        }
+        p => {
+            return Err(format!(
+                "serial policy {p:?}: expected keep, increment, unixtime or datecounter"
+            ));
+        }
+    })
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
 }
 
 pub fn denial_of(cfg: &ZoneConfig) -> Result<Denial, String> {
@@ -441,19 +600,24 @@ fn build_version(
     keys: &[KeyRecord],
     key_ids: Vec<KeyId>,
     input: Option<Vec<u8>>,
+    input_serial: Option<u32>,
     quick_ok: bool,
 ) -> Result<(Vec<RrsetChange>, Version), String> {
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
-    let path = input_path(cfg)?;
+    let path = cfg.input.strip_prefix("file:").unwrap_or(&cfg.input);
     let popts = ParseOptions {
         origin: origin.clone(),
-        limits: Limits::default(),
+        limits: Limits {
+            zone_records_max: cfg.max_records.min(usize::MAX as u64) as usize,
+            ..Limits::default()
+        },
         keep_dnssec: false,
     };
     let t_start = Instant::now();
     let input = match input {
         Some(b) => b,
-        None => std::fs::read(path).map_err(|e| format!("zone {zone}: input {path}: {e}"))?,
+        None => std::fs::read(input_path(cfg)?)
+            .map_err(|e| format!("zone {zone}: input {path}: {e}"))?,
     };
     let input_digest = input_digest(&input);
     let (mut unsigned, warnings) = Zone::load_bytes(&input, std::path::Path::new(path), &popts)
@@ -462,15 +626,19 @@ fn build_version(
     for w in warnings.iter().take(20) {
         tracing::warn!(zone, "{w}");
     }
-    let (input_serial, _, _) = unsigned.soa();
-    let serial = match &current {
-        None => input_serial,
-        Some(v) if serial_le(v.serial, input_serial.wrapping_sub(1)) => input_serial,
-        Some(v) => v.serial.wrapping_add(1),
-    };
+    let (file_serial, _, _) = unsigned.soa();
+    let input_serial = input_serial.unwrap_or(file_serial);
+    let serial = next_serial(
+        &cfg.serial,
+        current.as_ref().map(|v| v.serial),
+        file_serial,
+        now(),
+    )
+    .map_err(|e| format!("zone {zone}: {e}"))?;
     set_serial(&mut unsigned, serial);
     let made = Made {
         serial,
+        input_serial,
         leader: node.id,
         input_digest,
         reload_seq,
@@ -630,6 +798,7 @@ fn build_version(
 /// What every version built in one run shares.
 struct Made {
     serial: u32,
+    input_serial: u32,
     leader: u64,
     input_digest: [u8; 32],
     reload_seq: u64,
@@ -661,6 +830,7 @@ impl Made {
             reload_seq: self.reload_seq,
             keys: self.keys,
             min_expiration,
+            input_serial: self.input_serial,
         }
     }
 }

@@ -138,6 +138,8 @@ pub struct Version {
     pub keys: Vec<KeyId>,
     /// Earliest RRSIG expiration in the version.
     pub min_expiration: u32,
+    /// The input's own serial (a primary's SOA serial, or the file's).
+    pub input_serial: u32,
 }
 
 /// An owner name ordered canonically (RFC 4034 §6.1).

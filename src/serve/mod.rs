@@ -5,7 +5,9 @@
 //! without re-signing anything. Transfers need a TSIG key and an ACL entry of the zone.
 
 pub mod answer;
+pub mod client;
 pub mod notify;
+pub mod output;
 pub mod tsig;
 pub mod view;
 pub mod xfr;
@@ -272,6 +274,25 @@ pub fn in_prefix(ip: IpAddr, prefix: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// Checks the form of a transfer ACL entry.
+pub fn check_acl(entry: &str) -> Result<(), String> {
+    let bad =
+        || format!("transfer {entry:?}: expected PREFIX key NAME, e.g. 127.0.0.0/8 key xfr-key");
+    let parts: Vec<&str> = entry.split_whitespace().collect();
+    let [prefix, "key", _] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let (addr, len) = prefix.split_once('/').unwrap_or((prefix, ""));
+    let ip: IpAddr = addr.parse().map_err(|_| bad())?;
+    if !len.is_empty() {
+        let l: u32 = len.parse().map_err(|_| bad())?;
+        if l > if ip.is_ipv4() { 32 } else { 128 } {
+            return Err(bad());
+        }
+    }
+    Ok(())
 }
 
 /// A transfer ACL entry: `PREFIX key NAME`.

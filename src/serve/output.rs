@@ -1,0 +1,154 @@
+//! What the leader does once a version is committed: write the zone's file output and send
+//! NOTIFY to its secondaries. Both carry the version's fencing token (term, log index) and
+//! are skipped when this node is no longer the leader or the version is no longer current.
+//!
+//! The file's first line holds the token; a writer whose token is lower than the file's
+//! refuses to overwrite it, so a deposed leader that wakes up late cannot replace a newer
+//! version with an older one.
+
+use std::path::Path;
+
+use crate::node::Node;
+use crate::replica::Token;
+use crate::serve::notify::{Remote, send_notify};
+use crate::zone::Name;
+use crate::zone::write::AtomicFile;
+
+const HEADER: &str = "; quorumsign signed zone";
+
+/// The token recorded in the first line of a file output, if it has one.
+pub fn file_token(path: &Path) -> Option<Token> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(f).read_line(&mut line).ok()?;
+    let rest = line.strip_prefix(HEADER)?;
+    let tok = rest
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("token="))?;
+    let (t, i) = tok.split_once(':')?;
+    Some((t.parse().ok()?, i.parse().ok()?))
+}
+
+/// Writes `text` to `path` (temp + fsync + rename) unless the file holds a newer token.
+pub fn write_guarded(
+    path: &Path,
+    zone: &str,
+    serial: u32,
+    token: Token,
+    text: &str,
+) -> Result<(), String> {
+    if let Some(have) = file_token(path)
+        && have > token
+    {
+        return Err(format!(
+            "{}: holds token {}:{}, newer than this writer's {}:{}; not overwritten",
+            path.display(),
+            have.0,
+            have.1,
+            token.0,
+            token.1
+        ));
+    }
+    let mut f = AtomicFile::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let head = format!(
+        "{HEADER} zone={zone} serial={serial} token={}:{}\n",
+        token.0, token.1
+    );
+    f.write_all(head.as_bytes())
+        .and_then(|_| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.commit().map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Is `token` still the zone's current version on this node, which still leads?
+fn still_current(node: &Node, zone: &str, token: Token) -> bool {
+    node.is_leader()
+        && node
+            .sm
+            .read()
+            .zones
+            .get(zone)
+            .and_then(|z| z.current.as_ref())
+            .is_some_and(|v| v.token == token)
+}
+
+/// File output and NOTIFY for the version of `zone` published with `token`.
+pub async fn after_publish(node: std::sync::Arc<Node>, zone: String, serial: u32, token: Token) {
+    let (output, notify) = node.sm.with(|st| {
+        st.zones
+            .get(&zone)
+            .and_then(|z| z.config.as_ref())
+            .map(|c| (c.output.clone(), c.notify.clone()))
+            .unwrap_or_default()
+    });
+    if let Some(path) = output {
+        let n = node.clone();
+        let z = zone.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            if !still_current(&n, &z, token) {
+                return Err("no longer the current version under this leader; skipped".into());
+            }
+            let text = {
+                let st = n.sm.read();
+                st.zones.get(&z).map(|zs| zs.to_text()).unwrap_or_default()
+            };
+            write_guarded(Path::new(&path), &z, serial, token, &text)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match res {
+            Ok(()) => tracing::info!(zone, serial, "file output written"),
+            Err(e) => tracing::warn!(zone, serial, "file output: {e}"),
+        }
+    }
+    let Ok(origin) = Name::parse(zone.as_bytes(), None) else {
+        return;
+    };
+    for target in notify {
+        if !still_current(&node, &zone, token) {
+            tracing::warn!(
+                zone,
+                serial,
+                "NOTIFY stopped: no longer the current version under this leader"
+            );
+            return;
+        }
+        let remote = match Remote::parse(&target) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(zone, "NOTIFY target {e}");
+                continue;
+            }
+        };
+        let key = match remote.tsig(&node.tsig) {
+            Ok(k) => k.cloned(),
+            Err(e) => {
+                tracing::warn!(zone, "NOTIFY to {}: {e}", remote.addr);
+                continue;
+            }
+        };
+        match send_notify(&remote, key.as_ref(), &origin).await {
+            Ok(()) => tracing::info!(zone, serial, to = %remote.addr, "NOTIFY sent"),
+            Err(e) => tracing::warn!(zone, serial, to = %remote.addr, "NOTIFY failed: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lower_token_does_not_overwrite_a_higher_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("example.signed");
+        write_guarded(&p, "example.", 5, (3, 100), "new\n").unwrap();
+        assert_eq!(file_token(&p), Some((3, 100)));
+        let e = write_guarded(&p, "example.", 4, (2, 90), "old\n").unwrap_err();
+        assert!(e.contains("newer than this writer's 2:90"), "{e}");
+        assert!(std::fs::read_to_string(&p).unwrap().ends_with("new\n"));
+        write_guarded(&p, "example.", 6, (3, 120), "newer\n").unwrap();
+        assert_eq!(file_token(&p), Some((3, 120)));
+    }
+}
