@@ -536,3 +536,260 @@ fn qs_ok_args(args: &[&str]) {
     let (code, out, err) = qs(args);
     assert_eq!(code, 0, "quorumsign {args:?}: {out}{err}");
 }
+
+/// What the fake primary does with the next requests.
+#[derive(Clone, Debug)]
+enum Primary {
+    /// A good zone with this serial and this many extra A records.
+    Good(u32, usize),
+    /// The AXFR stops before the closing SOA.
+    Truncated(u32),
+    /// A CNAME beside other data.
+    Malformed(u32),
+}
+
+/// A primary on loopback that answers SOA and AXFR as `mode` says (no TSIG).
+fn fake_primary(port: u16, mode: std::sync::Arc<std::sync::Mutex<Primary>>) {
+    use hickory_proto::op::{Message, MessageType, OpCode};
+    use hickory_proto::rr::rdata::{A, CNAME, NS, SOA};
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(200) {
+            let Ok(mut s) = s else { continue };
+            let mut len = [0u8; 2];
+            if s.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+            if s.read_exact(&mut q).is_err() {
+                continue;
+            }
+            let req = Message::from_vec(&q).unwrap();
+            let zone = Name::from_ascii("fake.").unwrap();
+            let n = |s: &str| Name::from_ascii(s).unwrap();
+            let mode = mode.lock().unwrap().clone();
+            let serial = match mode {
+                Primary::Good(s, _) | Primary::Truncated(s) | Primary::Malformed(s) => s,
+            };
+            let soa = Record::from_rdata(
+                zone.clone(),
+                300,
+                RData::SOA(SOA::new(
+                    n("ns.fake."),
+                    n("host.fake."),
+                    serial,
+                    3600,
+                    600,
+                    86400,
+                    60,
+                )),
+            );
+            let mut recs = vec![soa.clone()];
+            let qtype = req.queries[0].query_type();
+            if qtype == RecordType::AXFR {
+                recs.push(Record::from_rdata(
+                    zone.clone(),
+                    300,
+                    RData::NS(NS(n("ns.fake."))),
+                ));
+                recs.push(Record::from_rdata(
+                    n("ns.fake."),
+                    300,
+                    RData::A(A::new(192, 0, 2, 1)),
+                ));
+                if let Primary::Good(_, extra) = mode {
+                    for i in 0..extra {
+                        let name = n(&format!("h{i}.fake."));
+                        recs.push(Record::from_rdata(
+                            name,
+                            300,
+                            RData::A(A::new(192, 0, 2, 9)),
+                        ));
+                    }
+                }
+                if let Primary::Malformed(_) = mode {
+                    recs.push(Record::from_rdata(
+                        n("x.fake."),
+                        300,
+                        RData::A(A::new(192, 0, 2, 7)),
+                    ));
+                    recs.push(Record::from_rdata(
+                        n("x.fake."),
+                        300,
+                        RData::CNAME(CNAME(n("ns.fake."))),
+                    ));
+                }
+                if !matches!(mode, Primary::Truncated(_)) {
+                    recs.push(soa);
+                }
+            }
+            let mut m = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
+            m.metadata.authoritative = true;
+            m.add_query(req.queries[0].clone());
+            m.add_answers(recs);
+            let b = m.to_vec().unwrap();
+            let _ = s.write_all(&(b.len() as u16).to_be_bytes());
+            let _ = s.write_all(&b);
+        }
+    });
+}
+
+#[test]
+fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
+    let c = Cluster::start(18800);
+    let d = c.dir.path().to_path_buf();
+    let secret = c.secret();
+    let (named_port, fake_port) = ("18960", 18965u16);
+
+    // named as the hidden primary of "hidden.", with TSIG and NOTIFY to every node.
+    let nd = d.join("named");
+    std::fs::create_dir_all(&nd).unwrap();
+    let zone_text = |serial: u32, ip: &str| {
+        format!(
+            "$ORIGIN hidden.\n$TTL 300\n@ SOA ns host {serial} 3600 600 86400 60\n@ NS ns\n\
+             ns A 192.0.2.1\nwww A {ip}\n*.w TXT \"wild\"\n"
+        )
+    };
+    let hidden = write(&nd, "hidden.zone", &zone_text(100, "192.0.2.10"));
+    let also: String = (1..=3)
+        .map(|id| format!("127.0.0.1 port {} key xfr-key; ", c.dns_port(id)))
+        .collect();
+    let conf = write(
+        &nd,
+        "named.conf",
+        &format!(
+            "options {{ directory \"{nd}\"; listen-on port {named_port} {{ 127.0.0.1; }}; \
+             listen-on-v6 {{ none; }}; pid-file \"{nd}/named.pid\"; recursion no; \
+             dnssec-validation no; session-keyfile \"{nd}/session.key\"; \
+             managed-keys-directory \"{nd}\"; }};\n\
+             key \"xfr-key\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n\
+             zone \"hidden.\" {{ type primary; file \"{}\"; notify explicit; \
+             also-notify {{ {also} }}; allow-transfer {{ key xfr-key; }}; }};\n",
+            hidden.display(),
+            nd = nd.display()
+        ),
+    );
+    let named = Daemon::start(
+        "named",
+        Command::new("named").args(["-g", "-c", p(&conf)]),
+        d.join("named.log"),
+    );
+    lab::wait_for(Duration::from_secs(20), || {
+        soa_serial(named_port, "hidden.").map(|_| ())
+    })
+    .expect("named serves hidden.");
+    qs_ok_args(&[
+        "zone",
+        "add",
+        "hidden.",
+        "--primary",
+        &format!("127.0.0.1:{named_port} key xfr-key"),
+        "--transfer",
+        "127.0.0.1/32 key xfr-key",
+        "--admin",
+        c.admin(),
+    ]);
+    let s1 = c.converged("hidden.", 0);
+    assert_eq!(
+        s1, 100,
+        "serial policy increment keeps the primary's serial when it is newer"
+    );
+    let port1 = c.dns_port(1);
+    assert_eq!(
+        dig(&port1, &["+short", "www.hidden.", "A"]).trim(),
+        "192.0.2.10"
+    );
+
+    // A change on the primary: named NOTIFYs the cluster, which transfers and signs it.
+    std::fs::write(&hidden, zone_text(101, "192.0.2.11")).unwrap();
+    named.signal(libc::SIGHUP);
+    let s2 = c.converged("hidden.", s1);
+    assert_eq!(s2, 101);
+    assert_eq!(
+        dig(&port1, &["+short", "www.hidden.", "A"]).trim(),
+        "192.0.2.11"
+    );
+    let logs: String = c
+        .nodes
+        .iter()
+        .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.contains("NOTIFY from the primary"),
+        "the cluster got named's NOTIFY"
+    );
+    assert!(
+        logs.contains("reason=\"NOTIFY\""),
+        "the transfer followed the NOTIFY"
+    );
+    assert!(
+        named.log().contains("sending notifies"),
+        "named sent NOTIFY:\n{}",
+        named.log()
+    );
+
+    // A NOTIFY that does not come with the zone's key is refused (signed NOTIFY needed).
+    let out = dig(&port1, &["+opcode=notify", "+norec", "hidden.", "SOA"]);
+    assert!(out.contains("REFUSED"), "unsigned NOTIFY refused:\n{out}");
+
+    // The fake primary for "fake.": good, then truncated, malformed, backwards, too big.
+    let mode = std::sync::Arc::new(std::sync::Mutex::new(Primary::Good(10, 3)));
+    fake_primary(fake_port, mode.clone());
+    qs_ok_args(&[
+        "zone",
+        "add",
+        "fake.",
+        "--primary",
+        &format!("127.0.0.1:{fake_port}"),
+        "--denial",
+        "nsec",
+        "--max-records",
+        "50",
+        "--admin",
+        c.admin(),
+    ]);
+    let f1 = c.converged("fake.", 0);
+    assert_eq!(f1, 10);
+    let leader = c.leader();
+    let admin = &c.nodes[leader as usize - 1].admin;
+    for (m, expect) in [
+        (Primary::Truncated(11), "truncated transfer"),
+        (Primary::Malformed(12), "CNAME"),
+        (Primary::Good(9, 3), "went backwards from 10 to 9"),
+        (Primary::Good(13, 60), "more than 50 records"),
+    ] {
+        *mode.lock().unwrap() = m.clone();
+        qs_ok_args(&["zone", "reload", "fake.", "--admin", admin]);
+        let why = lab::wait_for(Duration::from_secs(30), || {
+            let s = lab::status(admin)?;
+            let z = lab::zone_of(&s, "fake.")?;
+            let e = z["last_error"]
+                .as_str()
+                .or(z["alarm"].as_str())?
+                .to_string();
+            e.contains(expect).then_some(e)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{m:?}: expected an error with {expect:?}: {:#}",
+                lab::status(admin).unwrap()
+            )
+        });
+        assert!(why.contains("fake."), "the error names the zone: {why}");
+        assert_eq!(
+            soa_serial(&port1, "fake."),
+            Some(f1 as u64),
+            "{m:?}: the last good version stays served"
+        );
+    }
+    *mode.lock().unwrap() = Primary::Good(14, 4);
+    qs_ok_args(&["zone", "reload", "fake.", "--admin", admin]);
+    let f2 = c.converged("fake.", f1);
+    assert_eq!(f2, 14);
+    assert_eq!(
+        dig(&port1, &["+short", "h3.fake.", "A"]).trim(),
+        "192.0.2.9"
+    );
+}

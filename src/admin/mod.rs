@@ -470,6 +470,9 @@ struct ZoneStatus {
     published_by: u64,
     validated_serial: Option<u32>,
     alarm: Option<String>,
+    /// The leader's last signing run on this zone failed (input unreadable, transfer
+    /// refused, …): why. The last good version stays published.
+    last_error: Option<String>,
     keys: Vec<Value>,
 }
 
@@ -501,6 +504,7 @@ pub fn status(node: &Node) -> Value {
                 published_by: v.leader,
                 validated_serial: local.last_good.get(name).map(|g| g.serial),
                 alarm: local.alarms.get(name).cloned(),
+                last_error: local.last_run.get(name).and_then(|r| r.error.clone()),
                 keys: st
                     .zone_keys(name)
                     .map(|k| {

@@ -42,7 +42,14 @@ struct Memo {
     primary_serial: Option<u32>,
     polled: Option<Instant>,
     refresh: Duration,
+    /// The last failed transfer: when, and why (retried after `RETRY_FAILED`).
+    fetch_failed: Option<(Instant, String)>,
+    /// The zone reload the last transfer answered (a new reload fetches at once).
+    reload_tried: u64,
 }
+
+/// How long a failed transfer from a primary waits before the next try (a NOTIFY does not).
+const RETRY_FAILED: Duration = Duration::from_secs(10);
 
 pub async fn run(node: Arc<Node>) {
     let mut memo: HashMap<String, Memo> = HashMap::new();
@@ -163,7 +170,9 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     let mut fresh_input = match crate::serve::notify::primary_of(&cfg.input) {
         Some(primary) => {
             let reload = current.as_ref().is_some_and(|v| v.reload_seq != reload_seq);
-            fetch_from_primary(node, zone, &primary?, current.as_ref(), reload, memo).await?;
+            let fresh_reload = reload && memo.reload_tried != reload_seq;
+            memo.reload_tried = reload_seq;
+            fetch_from_primary(node, zone, &primary?, current.as_ref(), fresh_reload, memo).await?;
             memo.fetched.as_ref().map(|b| b.to_vec())
         }
         None => read_if_changed(zone, &cfg, memo).await?,
@@ -352,8 +361,28 @@ async fn fetch_from_primary(
     reload: bool,
     memo: &mut Memo,
 ) -> Result<(), String> {
-    use crate::serve::client;
+    // A new leader starts from the input the current version was made from (replicated),
+    // so it can re-sign even while the primary is unreachable.
+    if memo.fetched.is_none()
+        && let Some(cur) = current
+    {
+        let text = node
+            .sm
+            .with(|st| st.zones.get(zone).map(|z| z.to_unsigned_text()));
+        if let Some(text) = text {
+            memo.fetched = Some(Arc::new(text.into_bytes()));
+            memo.digest = cur.input_digest;
+            memo.primary_serial = Some(cur.input_serial);
+        }
+    }
     let notified = node.local().notified.remove(zone);
+    if let Some((at, why)) = &memo.fetch_failed
+        && at.elapsed() < RETRY_FAILED
+        && !notified
+        && !reload
+    {
+        return Err(why.clone());
+    }
     let poll_due = memo.polled.is_none_or(|t| t.elapsed() >= memo.refresh);
     if memo.fetched.is_some() && !notified && !poll_due && !reload {
         return Ok(());
@@ -362,22 +391,55 @@ async fn fetch_from_primary(
     if memo.refresh.is_zero() {
         memo.refresh = Duration::from_secs(60);
     }
+    let why = if notified {
+        "NOTIFY"
+    } else if reload {
+        "reload"
+    } else {
+        "refresh"
+    };
+    let published = current.map(|v| v.input_serial);
+    match transfer_if_newer(node, zone, primary, reload, published, memo, why).await {
+        Ok(()) => {
+            memo.fetch_failed = None;
+            Ok(())
+        }
+        Err(e) => {
+            memo.fetch_failed = Some((Instant::now(), e.clone()));
+            Err(e)
+        }
+    }
+}
+
+async fn transfer_if_newer(
+    node: &Node,
+    zone: &str,
+    primary: &crate::serve::notify::Remote,
+    reload: bool,
+    published: Option<u32>,
+    memo: &mut Memo,
+    why: &str,
+) -> Result<(), String> {
+    use crate::serve::client;
     let key = primary.tsig(&node.tsig)?.cloned();
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
     let serial = client::serial(primary, key.as_ref(), &origin).await?;
-    let known = memo
-        .primary_serial
-        .or(current.map(|v| v.input_serial).filter(|s| *s != 0));
+    // Backwards from the input of the published version (or, before one exists, from the
+    // last transfer); "nothing new" against the last transfer.
+    let known = published.or(memo.primary_serial).filter(|s| *s != 0);
+    let backwards = |k: u32, s: u32| {
+        format!(
+            "zone {zone}: the primary's serial went backwards from {k} to {s}; keeping the \
+             last good version"
+        )
+    };
     if let Some(k) = known {
         if !serial_le(k, serial) {
-            return Err(format!(
-                "zone {zone}: the primary's serial went backwards from {k} to {serial}; \
-                 keeping the last good version"
-            ));
+            return Err(backwards(k, serial));
         }
-        if k == serial && memo.fetched.is_some() && !reload {
-            return Ok(());
-        }
+    }
+    if memo.primary_serial == Some(serial) && memo.fetched.is_some() && !reload {
+        return Ok(());
     }
     let max = node
         .sm
@@ -392,23 +454,13 @@ async fn fetch_from_primary(
     if let Some(k) = known
         && !serial_le(k, f.serial)
     {
-        return Err(format!(
-            "zone {zone}: the primary's serial went backwards from {k} to {}; keeping the \
-             last good version",
-            f.serial
-        ));
+        return Err(backwards(k, f.serial));
     }
     tracing::info!(
         zone,
         serial = f.serial,
         records = f.records,
-        reason = if notified {
-            "NOTIFY"
-        } else if reload {
-            "reload"
-        } else {
-            "refresh"
-        },
+        reason = why,
         "transferred from the primary"
     );
     memo.refresh = Duration::from_secs(f.refresh.clamp(1, 86_400) as u64);

@@ -307,6 +307,26 @@ impl ZoneState {
         crate::zone::Zone::build(parsed, origin, "replicated state", &limits).map(|(z, _)| z)
     }
 
+    /// The unsigned zone this version was made from (the content without what the signer
+    /// adds), in presentation form: a new leader's input when the input is a primary it
+    /// has not transferred from yet.
+    pub fn to_unsigned_text(&self) -> String {
+        use crate::zone::rtype;
+        let mut out = String::with_capacity(self.content.len() * 64);
+        for ((owner, t), v) in &self.content {
+            if matches!(
+                *t,
+                rtype::DNSKEY | rtype::NSEC | rtype::NSEC3 | rtype::NSEC3PARAM | rtype::RRSIG
+            ) {
+                continue;
+            }
+            for d in &v.rdatas {
+                crate::zone::write::push_record(&mut out, &owner.0, *t, v.ttl, d);
+            }
+        }
+        out
+    }
+
     /// The signed zone in presentation form, in canonical order.
     pub fn to_text(&self) -> String {
         let mut out = String::with_capacity(self.content.len() * 200);
