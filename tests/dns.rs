@@ -223,8 +223,82 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
         "--admin",
         c.admin(),
     ]);
+    // The same content as example.org., signed with NSEC instead of NSEC3.
+    let org_file = d.join("example.org.zone");
+    let org = std::fs::read_to_string(&zone_file)
+        .unwrap()
+        .replace("$ORIGIN example.", "$ORIGIN example.org.")
+        .replace("ns2.example.", "ns2.example.org.");
+    std::fs::write(&org_file, org).unwrap();
+    qs_ok_args(&[
+        "zone",
+        "add",
+        "example.org.",
+        "--file",
+        p(&org_file),
+        "--denial",
+        "nsec",
+        "--output",
+        p(&d.join("example.org.signed")),
+        "--admin",
+        c.admin(),
+    ]);
     let serial = c.converged(ZONE, 0);
+    c.converged("example.org.", 0);
     let leader = c.leader();
+
+    // Referrals: a secure delegation carries its DS and RRSIG, an insecure one the proof
+    // that it has no DS (NSEC3 in example., NSEC in example.org.); glue in additional.
+    let port = c.dns_port(2);
+    let q = |name: &str, t: &str| {
+        dig(&port, &["+dnssec", "+norec", name, t])
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let out = q("host.sub.example.", "A");
+    assert!(
+        !out.contains("flags: qr aa"),
+        "a referral is not authoritative:\n{out}"
+    );
+    assert!(
+        out.contains("AUTHORITY SECTION: sub.example. 3600 IN NS ns.sub.example.")
+            && out.contains("sub.example. 3600 IN DS 12345 13 2")
+            && out.contains("IN RRSIG DS 13"),
+        "secure referral:\n{out}"
+    );
+    assert!(
+        out.contains("ADDITIONAL SECTION: ns.sub.example. 3600 IN A 192.0.2.53"),
+        "glue:\n{out}"
+    );
+    let out = q("x.insecure.example.", "A");
+    let bitmap: Vec<&str> = out
+        .split("IN NSEC3 1 0 0 - ")
+        .nth(1)
+        .map(|r| {
+            r.split(' ')
+                .skip(1)
+                .take_while(|w| !w.ends_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        bitmap,
+        ["NS"],
+        "insecure referral: NSEC3 of the cut, NS and no DS:\n{out}"
+    );
+    let out = q("x.insecure.example.org.", "A");
+    assert!(
+        out.contains("IN NSEC mail.example.org. NS RRSIG NSEC ")
+            && out.contains("IN RRSIG NSEC 13"),
+        "insecure referral (NSEC):\n{out}"
+    );
+    let out = q("sub.example.", "DS");
+    assert!(
+        out.contains("flags: qr aa")
+            && out.contains("ANSWER SECTION: sub.example. 3600 IN DS 12345"),
+        "DS is answered by the parent:\n{out}"
+    );
 
     // Every node answers, authoritatively, with RRSIGs under +dnssec.
     for id in 1..=3 {
@@ -384,10 +458,44 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
         "anchor.conf",
         &format!("trust-anchors {{ example. static-key {flags} \"{key}\"; }};\n"),
     );
+    let (oflags, okey) =
+        ksk_anchor(&std::fs::read_to_string(d.join("example.org.signed")).unwrap());
+    let org_anchor = write(
+        &d,
+        "org-anchor.conf",
+        &format!("trust-anchors {{ example.org. static-key {oflags} \"{okey}\"; }};\n"),
+    );
+    for (name, t) in [
+        ("www.example.org.", "A"),
+        ("nothere.example.org.", "A"),
+        ("x.wild.example.org.", "A"),
+        ("www.example.org.", "MX"),
+    ] {
+        let (_, out, err) = tool(
+            "delv",
+            &[
+                "@127.0.0.1",
+                "-p",
+                &port1,
+                "-a",
+                p(&org_anchor),
+                "+root=example.org.",
+                name,
+                t,
+            ],
+        );
+        assert!(
+            out.contains("; fully validated")
+                || out.contains("; negative response, fully validated"),
+            "delv {name} {t} (NSEC):\n{out}{err}"
+        );
+    }
     for (name, t) in [
         ("www.example.", "A"),
         ("nothere.example.", "A"),
         ("x.wild.example.", "A"),
+        ("www.example.", "MX"),
+        ("c.example.", "A"),
     ] {
         let (_, out, err) = tool(
             "delv",
@@ -423,10 +531,12 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
              \x20   do-ip6: no\n    chroot: \"\"\n    username: \"\"\n    directory: \"{u}\"\n\
              \x20   pidfile: \"{u}/unbound.pid\"\n    use-syslog: no\n    logfile: \"\"\n\
              \x20   do-not-query-localhost: no\n    module-config: \"validator iterator\"\n\
-             \x20   trust-anchor: \"example. DNSKEY {flags} {key}\"\n    val-log-level: 2\n\
+             \x20   trust-anchor: \"example. DNSKEY {flags} {key}\"\n\
+             \x20   trust-anchor: \"example.org. DNSKEY {oflags} {okey}\"\n    val-log-level: 2\n\
              \x20   verbosity: 1\n\
              remote-control:\n    control-enable: no\n\
-             stub-zone:\n    name: \"example.\"\n{stubs}",
+             stub-zone:\n    name: \"example.\"\n{stubs}\
+             stub-zone:\n    name: \"example.org.\"\n{stubs}",
             u = ud.display()
         ),
     );
@@ -441,14 +551,22 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
             .then_some(())
     })
     .expect("unbound answers");
-    for (name, rcode) in [
-        ("www.example.", "NOERROR"),
-        ("nothere.example.", "NXDOMAIN"),
-        ("anything.wild.example.", "NOERROR"),
-        ("a.b.c.example.", "NOERROR"),
-        ("b.c.example.", "NOERROR"),
+    for (name, t, rcode) in [
+        ("www.example.", "A", "NOERROR"),
+        ("nothere.example.", "A", "NXDOMAIN"),
+        ("anything.wild.example.", "A", "NOERROR"),
+        ("anything.wild.example.", "TXT", "NOERROR"),
+        ("a.b.c.example.", "A", "NOERROR"),
+        ("b.c.example.", "A", "NOERROR"),
+        ("alias.example.", "A", "NOERROR"),
+        ("www.example.org.", "A", "NOERROR"),
+        ("nothere.example.org.", "A", "NXDOMAIN"),
+        ("anything.wild.example.org.", "A", "NOERROR"),
+        ("anything.wild.example.org.", "AAAA", "NOERROR"),
+        ("b.c.example.org.", "A", "NOERROR"),
+        ("mail.example.org.", "TXT", "NOERROR"),
     ] {
-        let out = dig(unbound_port, &["+dnssec", name, "A"]);
+        let out = dig(unbound_port, &["+dnssec", name, t]);
         assert!(
             out.contains(&format!("status: {rcode}")),
             "unbound {name}:\n{out}"

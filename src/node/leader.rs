@@ -997,3 +997,48 @@ fn quick_sign(
     }
     Ok(Some((out, signed_n)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2026-11-23 00:00:00 UTC
+    const NOW: u64 = 1_795_392_000;
+
+    #[test]
+    fn serial_policies_move_forward_and_never_back() {
+        assert_eq!(next_serial("increment", None, 7, NOW), Ok(7));
+        assert_eq!(next_serial("increment", Some(7), 7, NOW), Ok(8));
+        assert_eq!(next_serial("increment", Some(7), 100, NOW), Ok(100));
+        assert_eq!(next_serial("increment", Some(100), 7, NOW), Ok(101));
+        assert_eq!(next_serial("keep", Some(7), 8, NOW), Ok(8));
+        assert!(
+            next_serial("keep", Some(7), 7, NOW)
+                .unwrap_err()
+                .contains("does not move forward")
+        );
+        assert_eq!(next_serial("unixtime", None, 1, NOW), Ok(NOW as u32));
+        assert_eq!(
+            next_serial("unixtime", Some(NOW as u32 + 5), 1, NOW),
+            Ok(NOW as u32 + 6)
+        );
+        assert_eq!(next_serial("datecounter", None, 1, NOW), Ok(2026112300));
+        assert_eq!(
+            next_serial("datecounter", Some(2026112300), 1, NOW),
+            Ok(2026112301)
+        );
+        assert_eq!(
+            next_serial("datecounter", Some(2026112299), 1, NOW + 86_400),
+            Ok(2026112400)
+        );
+        // Serial arithmetic (RFC 1982): past the wrap, still forward.
+        assert_eq!(next_serial("increment", Some(u32::MAX), 3, NOW), Ok(3));
+        assert_eq!(
+            next_serial("increment", Some(u32::MAX), u32::MAX, NOW),
+            Ok(0)
+        );
+        assert!(next_serial("sometimes", None, 1, NOW).is_err());
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}
