@@ -111,7 +111,9 @@ pub fn main() -> i32 {
 
 /// Logs to stderr; QUORUMSIGN_LOG overrides `level`.
 pub(crate) fn init_tracing(level: &str) {
-    let filter = std::env::var("QUORUMSIGN_LOG").unwrap_or(level.to_string());
+    // hickory-server logs every request at info: keep it to warnings unless asked.
+    let filter = std::env::var("QUORUMSIGN_LOG")
+        .unwrap_or_else(|_| format!("{level},hickory_server=warn,hickory_net=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

@@ -69,6 +69,15 @@ impl StateMachine {
         tokio::task::block_in_place(|| f(&self.read()))
     }
 
+    /// As [`with`](Self::with) for short reads (a DNS query): when the lock is free, read
+    /// on this worker at once; only while an apply holds it, wait off the worker.
+    pub fn with_quick<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        if let Ok(g) = self.state.try_read() {
+            return f(&g);
+        }
+        tokio::task::block_in_place(|| f(&self.read()))
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, ClusterState> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }

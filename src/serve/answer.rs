@@ -230,7 +230,7 @@ impl Ctx<'_> {
         self.v
             .before(&key)
             .find(|((o, t), _)| is_chain(o, *t))
-            .or_else(|| self.v.all().filter(|((o, t), _)| is_chain(o, *t)).last())
+            .or_else(|| self.v.all_rev().find(|((o, t), _)| is_chain(o, *t)))
             .map(|((o, _), _)| o.0.clone())
     }
 

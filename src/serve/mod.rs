@@ -424,7 +424,7 @@ impl DnsHandler {
     ) -> ResponseInfo {
         let dnssec = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         let node = &self.node;
-        let built = node.sm.with(|st| {
+        let built = node.sm.with_quick(|st| {
             let (zone, origin) = zone_of(st, qname)?;
             let z = st.zones.get(&zone)?;
             let Some((_, _, overlay)) = served(node, &zone, z) else {

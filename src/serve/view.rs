@@ -66,6 +66,11 @@ impl<'a> View<'a> {
         self.range((Bound::Excluded(start.clone()), Bound::Unbounded), false)
     }
 
+    /// The whole version, last first.
+    pub fn all_rev(&self) -> impl Iterator<Item = (&'a Key, &'a RrsetVal)> + 'a {
+        self.range((Bound::Unbounded, Bound::Unbounded), true)
+    }
+
     /// The whole version, in canonical order.
     pub fn all(&self) -> impl Iterator<Item = (&'a Key, &'a RrsetVal)> + 'a {
         self.range((Bound::Unbounded, Bound::Unbounded), false)

@@ -170,12 +170,29 @@ impl Name {
         if Arc::ptr_eq(&self.0, &other.0) {
             return Ordering::Equal;
         }
+        // Most names have few labels: small arrays first (this runs on every lookup).
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        if let (Some(na), Some(nb)) = (
+            label_starts_small(&self.0, &mut a),
+            label_starts_small(&other.0, &mut b),
+        ) {
+            return cmp_labels(&self.0, &a[..na], &other.0, &b[..nb]);
+        }
         let (mut a, mut b) = ([0u8; 128], [0u8; 128]);
         let na = label_starts(&self.0, &mut a);
         let nb = label_starts(&other.0, &mut b);
-        for (&sa, &sb) in a[..na].iter().rev().zip(b[..nb].iter().rev()) {
-            let la = &self.0[sa as usize + 1..sa as usize + 1 + self.0[sa as usize] as usize];
-            let lb = &other.0[sb as usize + 1..sb as usize + 1 + other.0[sb as usize] as usize];
+        cmp_labels(&self.0, &a[..na], &other.0, &b[..nb])
+    }
+}
+
+/// Compares two names by their label start offsets, labels from the right.
+fn cmp_labels(x: &[u8], a: &[u8], y: &[u8], b: &[u8]) -> Ordering {
+    {
+        let (na, nb) = (a.len(), b.len());
+        let (this, other) = (x, y);
+        for (&sa, &sb) in a.iter().rev().zip(b.iter().rev()) {
+            let la = &this[sa as usize + 1..sa as usize + 1 + this[sa as usize] as usize];
+            let lb = &other[sb as usize + 1..sb as usize + 1 + other[sb as usize] as usize];
             match la.cmp(lb) {
                 Ordering::Equal => continue,
                 o => return o,
@@ -183,7 +200,9 @@ impl Name {
         }
         na.cmp(&nb)
     }
+}
 
+impl Name {
     /// The first 16 bytes of [`Name::canonical_key`] as a number: sorting by it and then by
     /// [`Name::cmp_canonical`] gives canonical order without building keys.
     pub fn canonical_prefix(&self) -> u128 {
@@ -352,6 +371,17 @@ fn parse_wire(text: &[u8], origin: Option<&Name>, lower: bool) -> Result<Vec<u8>
 }
 
 /// Offsets of each label's length octet, left to right; returns how many.
+fn label_starts_small(wire: &[u8], out: &mut [u8; 16]) -> Option<usize> {
+    let mut n = 0;
+    let mut pos = 0usize;
+    while wire[pos] != 0 {
+        *out.get_mut(n)? = pos as u8;
+        n += 1;
+        pos += 1 + wire[pos] as usize;
+    }
+    Some(n)
+}
+
 fn label_starts(wire: &[u8], out: &mut [u8; 128]) -> usize {
     let mut n = 0;
     let mut pos = 0usize;
