@@ -613,6 +613,21 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
         ixfrs >= 2,
         "named and knot were served incremental IXFRs ({ixfrs})"
     );
+    // IXFR from a serial the journal does not hold: the whole zone, in AXFR form.
+    let out = dig(&port1, &["-y", &key_arg, "example.", "IXFR=1"]);
+    assert!(
+        out.contains("NSEC3PARAM") && out.contains("XFR size") && out.contains("192.0.2.26"),
+        "IXFR falls back to the full zone:\n{out}"
+    );
+    // IXFR from the previous serial: only the change, between the SOAs.
+    let out = dig(
+        &port1,
+        &["-y", &key_arg, "example.", &format!("IXFR={serial}")],
+    );
+    assert!(
+        out.contains("192.0.2.25") && out.contains("192.0.2.26") && !out.contains("NSEC3PARAM"),
+        "IXFR from {serial} holds the removed and added record only:\n{out}"
+    );
 
     // The leader dies while the secondaries keep pulling; the new leader's NOTIFY follows.
     c.kill(leader);

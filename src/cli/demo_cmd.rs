@@ -113,15 +113,19 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         t0,
         &format!("{ZONE} signed, replicated and validated on all 3 nodes: serial {serial}"),
     );
+    let served = dns_serials(&lab.iter().collect::<Vec<_>>())?;
+    step(t0, &format!("served over DNS (SOA over TCP): {served}"));
     let status = crate::cli::cluster_cmd::gather_status(&admin1)?;
     print!("{}", crate::cli::cluster_cmd::format_status(&status));
     if !a.failover {
         let q = exe.display();
         println!(
             "\nTry:\n  {q} cluster status --admin {admin1}\n  {q} zone show {ZONE} --admin {}\n  \
-             {q} leader transfer --to 2 --admin {admin1}\n  kill -9 <pid of the leader>, then cluster status again\n\
+             {q} leader transfer --to 2 --admin {admin1}\n  dig @127.0.0.1 -p {} +dnssec www.{ZONE} A\n  \
+             kill -9 <pid of the leader>, then cluster status again\n\
              Press Ctrl-C to stop the cluster.",
-            lab[1].admin
+            lab[1].admin,
+            lab[0].dns.rsplit(':').next().unwrap_or("")
         );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -147,6 +151,22 @@ fn dnskeys(admin: &str) -> Result<Vec<String>, String> {
         return Err(a.message());
     }
     Ok(lab::dnskey_lines(&String::from_utf8_lossy(&a.body)))
+}
+
+/// Each node's SOA serial for the zone, asked over DNS (TCP).
+fn dns_serials(nodes: &[&LabNode]) -> Result<String, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let origin = crate::zone::Name::parse(ZONE.as_bytes(), None).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for n in nodes {
+        let remote = crate::serve::notify::Remote::parse(&n.dns)?;
+        let s = rt.block_on(crate::serve::client::serial(&remote, None, &origin))?;
+        out.push(format!("node {} ({}) serial {s}", n.id, n.dns));
+    }
+    Ok(out.join(", "))
 }
 
 fn failover(
@@ -200,6 +220,8 @@ fn failover(
             z["signed"], z["reused"], z["resigned_unchanged"]
         ),
     );
+    let served = dns_serials(&survivors)?;
+    step(t0, &format!("served over DNS (SOA over TCP): {served}"));
     let after = dnskeys(&survivors[0].admin)?;
     let same = before == after;
     step(

@@ -8,13 +8,13 @@ pub mod answer;
 pub mod client;
 pub mod notify;
 pub mod output;
+pub mod tcp;
 pub mod tsig;
 pub mod view;
 pub mod xfr;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::NULL;
@@ -46,11 +46,10 @@ pub async fn start(node: Arc<Node>, listen: &str) -> Result<(), String> {
     let tcp = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("dns.listen {addr} (TCP): {e}"))?;
-    let mut server = hickory_server::Server::new(DnsHandler { node });
+    let mut server = hickory_server::Server::new(DnsHandler { node: node.clone() });
     server.register_socket(udp);
-    // A transfer is queued whole before the connection task writes it: room for a large
-    // zone's messages, and time for the writing.
-    server.register_listener(tcp, Duration::from_secs(120), 1 << 20);
+    // TCP: our loop (see `tcp`), so zone transfers stream.
+    tokio::spawn(tcp::serve(tcp, Arc::new(DnsHandler { node })));
     tokio::spawn(async move {
         if let Err(e) = server.block_until_done().await {
             tracing::error!("DNS server stopped: {e}");
@@ -374,7 +373,28 @@ impl RequestHandler for DnsHandler {
             return error(&mut rh, request, ResponseCode::Refused, &auth).await;
         }
         if qtype == u16::from(RecordType::AXFR) || qtype == u16::from(RecordType::IXFR) {
-            return xfr::transfer(&self.node, &mut rh, request, &qname, qtype, &auth).await;
+            // Over UDP: ask for TCP, where `tcp` streams the transfer.
+            let mut meta = Metadata::response_from_request(&request.metadata);
+            meta.truncation = true;
+            meta.authoritative = true;
+            let edns = response_edns(request);
+            return match send(
+                &mut rh,
+                request,
+                meta,
+                edns.as_ref(),
+                &[],
+                &[],
+                &[],
+                &auth,
+                None,
+                false,
+            )
+            .await
+            {
+                Ok((i, _)) => i,
+                Err(_) => error(&mut rh, request, ResponseCode::ServFail, &auth).await,
+            };
         }
         self.query(&mut rh, request, &qname, qtype, &auth).await
     }

@@ -5,15 +5,14 @@
 
 use std::sync::Arc;
 
-use hickory_proto::op::{Metadata, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
+use hickory_server::server::Request;
 
 use super::answer::Rr;
+use super::tsig::{self, TsigKey};
 use super::view::View;
-use super::{Auth, XFR_MESSAGE_BYTES, acl_allows, error, response_edns, send, served, to_record};
-use crate::node::Node;
+use super::{Auth, XFR_MESSAGE_BYTES, acl_allows, served};
+use crate::node::{Node, now};
 use crate::replica::state::{Delta, RrsetVal};
 use crate::signer::cache::serial_le;
 use crate::zone::{Name, rtype};
@@ -131,26 +130,6 @@ pub fn ixfr_records(deltas: &[Delta], origin: &Name, new_soa: Rr) -> Option<Vec<
     Some(out)
 }
 
-/// Splits records into messages of at most `XFR_MESSAGE_BYTES` (estimated uncompressed).
-fn chunks(rrs: Vec<Rr>) -> Vec<Vec<Rr>> {
-    let mut out = Vec::new();
-    let mut cur = Vec::new();
-    let mut size = 0;
-    for r in rrs {
-        let s = r.owner.as_wire().len() + 10 + r.rdata.len();
-        if size + s > XFR_MESSAGE_BYTES && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-            size = 0;
-        }
-        size += s;
-        cur.push(r);
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 fn client_serial(request: &Request) -> Option<u32> {
     request.authorities.iter().find_map(|r| match &r.data {
         RData::SOA(soa) => Some(soa.serial),
@@ -158,14 +137,112 @@ fn client_serial(request: &Request) -> Option<u32> {
     })
 }
 
-pub async fn transfer<R: ResponseHandler>(
+/// Builds transfer messages as wire bytes: the question (the zone) at offset 12, so every
+/// owner name is written as its labels below the origin plus a pointer to it.
+pub struct Encoder {
+    id: u16,
+    origin: Name,
+    head: Vec<u8>,
+    cur: Vec<u8>,
+    count: u16,
+}
+
+impl Encoder {
+    pub fn new(id: u16, origin: &Name, qtype: u16) -> Encoder {
+        let mut head = Vec::with_capacity(12 + origin.as_wire().len() + 4);
+        head.extend_from_slice(&id.to_be_bytes());
+        head.extend_from_slice(&0x8400u16.to_be_bytes()); // QR, AA
+        head.extend_from_slice(&1u16.to_be_bytes());
+        head.extend_from_slice(&[0; 6]);
+        head.extend_from_slice(origin.as_wire());
+        head.extend_from_slice(&qtype.to_be_bytes());
+        head.extend_from_slice(&1u16.to_be_bytes());
+        Encoder {
+            id,
+            origin: origin.clone(),
+            cur: head.clone(),
+            head,
+            count: 0,
+        }
+    }
+
+    /// Adds one record; returns a finished message when this one would not fit.
+    pub fn push(&mut self, owner: &Name, t: u16, ttl: u32, rdata: &[u8]) -> Option<Vec<u8>> {
+        let o = owner.as_wire();
+        let below = o.len().saturating_sub(self.origin.as_wire().len());
+        let size = below + 2 + 10 + rdata.len();
+        let full =
+            (self.cur.len() + size > XFR_MESSAGE_BYTES || self.count == u16::MAX) && self.count > 0;
+        let out = if full { self.finish() } else { None };
+        self.cur.extend_from_slice(&o[..below]);
+        self.cur.extend_from_slice(&0xC00Cu16.to_be_bytes());
+        self.cur.extend_from_slice(&t.to_be_bytes());
+        self.cur.extend_from_slice(&1u16.to_be_bytes());
+        self.cur.extend_from_slice(&ttl.to_be_bytes());
+        self.cur
+            .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        self.cur.extend_from_slice(rdata);
+        self.count += 1;
+        out
+    }
+
+    /// The message under construction, if it holds any record.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        if self.count == 0 {
+            return None;
+        }
+        let mut m = std::mem::replace(&mut self.cur, self.head.clone());
+        m[6..8].copy_from_slice(&self.count.to_be_bytes());
+        self.count = 0;
+        Some(m)
+    }
+
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+}
+
+/// Where transfer messages go: a TCP connection.
+#[async_trait::async_trait]
+pub trait Sink: Send {
+    async fn send(&mut self, message: &[u8]) -> Result<(), String>;
+}
+
+/// Signs (when the request was) and sends the messages of a transfer in order.
+struct Sender<'a, S: Sink> {
+    sink: &'a mut S,
+    key: Option<(TsigKey, Vec<u8>)>,
+    first: bool,
+    sent: usize,
+}
+
+impl<S: Sink> Sender<'_, S> {
+    async fn send(&mut self, mut m: Vec<u8>) -> Result<(), String> {
+        if let Some((key, prior)) = &mut self.key {
+            let mac = tsig::sign(&mut m, key, Some(prior), !self.first, now());
+            *prior = mac;
+        }
+        self.first = false;
+        self.sent += 1;
+        self.sink.send(&m).await
+    }
+}
+
+/// Records per read of the state while a zone is transferred: the lock is taken for a
+/// batch, then released while the batch is sent.
+const BATCH_RRSETS: usize = 20_000;
+
+/// An AXFR or IXFR over TCP, after TSIG (already verified into `auth`). Streams the zone in
+/// batches; if the served version changes between batches the transfer is abandoned (the
+/// client sees the connection close without the closing SOA and tries again).
+pub async fn transfer_tcp<S: Sink>(
     node: &Node,
-    rh: &mut R,
+    sink: &mut S,
     request: &Request,
     qname: &Name,
     qtype: u16,
     auth: &Auth,
-) -> ResponseInfo {
+) -> Result<(), String> {
     let src = request.src();
     let what = if qtype == u16::from(RecordType::AXFR) {
         "AXFR"
@@ -173,9 +250,24 @@ pub async fn transfer<R: ResponseHandler>(
         "IXFR"
     };
     let zone = qname.to_text();
+    let id = request.metadata.id;
+    let refuse = |code: u8| {
+        let mut m = Encoder::new(id, qname, qtype).head;
+        m[3] = code;
+        m
+    };
+    let mut out = Sender {
+        sink,
+        key: match auth {
+            Auth::Key(k, mac) => Some((k.clone(), mac.clone())),
+            Auth::None => None,
+        },
+        first: true,
+        sent: 0,
+    };
     let Some(key) = auth.key_name() else {
         tracing::warn!(%src, zone, "refused {what}: the request is not TSIG-signed");
-        return error(rh, request, ResponseCode::Refused, auth).await;
+        return out.send(refuse(5)).await;
     };
     let acl = node.sm.with(|st| {
         st.zones
@@ -185,35 +277,11 @@ pub async fn transfer<R: ResponseHandler>(
     });
     let Some(acl) = acl else {
         tracing::warn!(%src, zone, "refused {what}: not a zone of this cluster");
-        return error(rh, request, ResponseCode::NotAuth, auth).await;
+        return out.send(refuse(9)).await;
     };
     if !acl.iter().any(|e| acl_allows(e, src.ip(), &key)) {
         tracing::warn!(%src, zone, key, "refused {what}: no transfer ACL entry allows this address and key");
-        return error(rh, request, ResponseCode::Refused, auth).await;
-    }
-    if request.protocol() == Protocol::Udp {
-        // Transfers go over TCP (RFC 1995 §2 allows UDP IXFR; we ask the client to retry).
-        let mut meta = Metadata::response_from_request(&request.metadata);
-        meta.truncation = true;
-        meta.authoritative = true;
-        let edns = response_edns(request);
-        return match send(
-            rh,
-            request,
-            meta,
-            edns.as_ref(),
-            &[],
-            &[],
-            &[],
-            auth,
-            None,
-            false,
-        )
-        .await
-        {
-            Ok((i, _)) => i,
-            Err(_) => error(rh, request, ResponseCode::ServFail, auth).await,
-        };
+        return out.send(refuse(5)).await;
     }
     let client = if what == "IXFR" {
         client_serial(request)
@@ -221,7 +289,10 @@ pub async fn transfer<R: ResponseHandler>(
         None
     };
     let origin = qname.clone();
-    let built = node.sm.with(|st| {
+    let mut enc = Encoder::new(id, &origin, qtype);
+    // First read: the served version, the opening SOA, and the whole answer when it is an
+    // incremental one (small by construction).
+    let first = node.sm.with(|st| {
         let z = st.zones.get(&zone)?;
         let (serial, token, overlay) = served(node, &zone, z)?;
         let v = View {
@@ -231,7 +302,7 @@ pub async fn transfer<R: ResponseHandler>(
         let soa = soa_rr(&origin, v.get(&origin, rtype::SOA)?)?;
         if let Some(c) = client {
             if serial_le(serial, c) {
-                return Some((serial, "up to date", vec![soa]));
+                return Some((serial, token, soa.clone(), Some(("up to date", vec![soa]))));
             }
             let deltas = z.deltas_from(|d| d.from_serial == c).map(|ds| {
                 ds.iter()
@@ -243,51 +314,91 @@ pub async fn transfer<R: ResponseHandler>(
                 && ds.last().is_some_and(|d| d.token == token)
                 && let Some(recs) = ixfr_records(&ds, &origin, soa.clone())
             {
-                return Some((serial, "incremental", recs));
+                return Some((serial, token, soa, Some(("incremental", recs))));
             }
         }
-        axfr_records(&v, &origin).map(|r| (serial, "full", r))
+        Some((serial, token, soa, None))
     });
-    let Some((serial, kind, records)) = built else {
+    let Some((serial, token, soa, small)) = first else {
         tracing::warn!(%src, zone, "refused {what}: no validated version to serve yet");
-        return error(rh, request, ResponseCode::ServFail, auth).await;
+        return out.send(refuse(2)).await;
     };
-    let count = records.len();
-    let msgs = chunks(records);
-    let n = msgs.len();
-    let edns = response_edns(request);
-    let mut prior: Option<Vec<u8>> = None;
-    let mut last = None;
-    for (i, m) in msgs.into_iter().enumerate() {
-        let recs: Vec<_> = m.iter().map(to_record).collect();
-        let mut meta = Metadata::response_from_request(&request.metadata);
-        meta.authoritative = true;
-        match send(
-            rh,
-            request,
-            meta,
-            if i == 0 { edns.as_ref() } else { None },
-            &recs,
-            &[],
-            &[],
-            auth,
-            prior.as_deref(),
-            i > 0,
-        )
-        .await
-        {
-            Ok((info, mac)) => {
-                prior = mac;
-                last = Some(info);
+    let mut records = 0usize;
+    let kind = match small {
+        Some((kind, recs)) => {
+            for r in &recs {
+                if let Some(m) = enc.push(&r.owner, r.rtype, r.ttl, &r.rdata) {
+                    out.send(m).await?;
+                }
             }
-            Err(e) => {
-                tracing::warn!(%src, zone, "{what} aborted after {i} of {n} messages: {e}");
-                return error(rh, request, ResponseCode::ServFail, auth).await;
-            }
+            records = recs.len();
+            kind
         }
+        None => {
+            // The whole zone, in batches.
+            if let Some(m) = enc.push(&soa.owner, soa.rtype, soa.ttl, &soa.rdata) {
+                out.send(m).await?;
+            }
+            records += 1;
+            let mut cursor: Option<(crate::replica::state::Owner, u16)> = None;
+            loop {
+                let batch = node.sm.with(|st| {
+                    let z = st.zones.get(&zone)?;
+                    let (_, t, overlay) = served(node, &zone, z)?;
+                    if t != token {
+                        return None;
+                    }
+                    let v = View {
+                        content: &z.content,
+                        overlay: overlay.as_deref(),
+                    };
+                    let it: Box<dyn Iterator<Item = _>> = match &cursor {
+                        None => Box::new(v.all()),
+                        Some(k) => Box::new(v.after(k)),
+                    };
+                    let mut msgs = Vec::new();
+                    let mut last = None;
+                    let mut n = 0;
+                    for ((owner, t), val) in it.take(BATCH_RRSETS) {
+                        if *t != rtype::SOA {
+                            for d in &val.rdatas {
+                                msgs.extend(enc.push(&owner.0, *t, val.ttl, d));
+                                n += 1;
+                            }
+                        }
+                        for sg in &val.sigs {
+                            msgs.extend(enc.push(&owner.0, rtype::RRSIG, val.ttl, sg));
+                            n += 1;
+                        }
+                        last = Some((owner.clone(), *t));
+                    }
+                    Some((msgs, last, n))
+                });
+                let Some((msgs, last, n)) = batch else {
+                    tracing::warn!(%src, zone, serial, "{what} abandoned: the served version changed during the transfer");
+                    return Err("the served version changed".into());
+                };
+                records += n;
+                for m in msgs {
+                    out.send(m).await?;
+                }
+                match last {
+                    Some(k) => cursor = Some(k),
+                    None => break,
+                }
+            }
+            if let Some(m) = enc.push(&soa.owner, soa.rtype, soa.ttl, &soa.rdata) {
+                out.send(m).await?;
+            }
+            records += 1;
+            "full"
+        }
+    };
+    if let Some(m) = enc.finish() {
+        out.send(m).await?;
     }
-    tracing::info!(%src, zone, serial, key, kind, records = count, messages = n, "{what} out");
-    last.expect("at least one message")
+    tracing::info!(%src, zone, serial, key, kind, records, messages = out.sent, "{what} out");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -308,6 +419,43 @@ mod tests {
             rdatas: vec![d.into_boxed_slice()],
             sigs: vec![Arc::from(&format!("sig{serial}").as_bytes()[..])],
         }
+    }
+
+    #[test]
+    fn transfer_messages_parse_and_split_at_the_size_limit() {
+        let origin = name("example.");
+        let mut enc = Encoder::new(7, &origin, 252);
+        let mut msgs = Vec::new();
+        let big = vec![7u8; 1000];
+        for i in 0..130 {
+            let owner = name(&format!("host{i}.example."));
+            msgs.extend(enc.push(&owner, 16, 300, &big));
+        }
+        msgs.extend(enc.push(&origin, rtype::A, 60, &[192, 0, 2, 1]));
+        msgs.extend(enc.finish());
+        assert_eq!(
+            msgs.len(),
+            3,
+            "131 records of ~1 KB make three messages of <= 60 KB"
+        );
+        let mut n = 0;
+        for m in &msgs {
+            assert!(m.len() <= XFR_MESSAGE_BYTES);
+            let p = hickory_proto::op::Message::from_vec(m).unwrap();
+            assert_eq!(p.metadata.id, 7);
+            assert!(p.metadata.authoritative);
+            assert_eq!(p.queries[0].name().to_string(), "example.");
+            for r in &p.answers {
+                let expect = if n == 130 {
+                    "example.".to_string()
+                } else {
+                    format!("host{n}.example.")
+                };
+                assert_eq!(r.name.to_string(), expect);
+                n += 1;
+            }
+        }
+        assert_eq!(n, 131);
     }
 
     #[test]
