@@ -695,6 +695,67 @@ mod tests {
     }
 
     #[test]
+    fn journal_takes_the_content_back_to_an_earlier_version_and_feeds_ixfr() {
+        use crate::serve::view::{View, overlay};
+        let mut st = ClusterState::default();
+        let mut idx = 1;
+        st.apply(
+            &lid(1),
+            Command::AddZone {
+                zone: ZoneConfig::new("example", "file:/dev/null"),
+                origin: origin(),
+            },
+        );
+        let gone = |o: &str| RrsetChange {
+            owner: name(o),
+            rtype: 1,
+            val: None,
+        };
+        publish(
+            &mut st,
+            &mut idx,
+            vec![change("a.example.", 1), change("b.example.", 2)],
+            10,
+            None,
+        );
+        let v1 = st.zones["example."].clone();
+        publish(
+            &mut st,
+            &mut idx,
+            vec![change("a.example.", 3), change("c.example.", 4)],
+            11,
+            None,
+        );
+        publish(
+            &mut st,
+            &mut idx,
+            vec![gone("b.example."), change("d.example.", 5)],
+            12,
+            None,
+        );
+        let z = &st.zones["example."];
+        assert_eq!(z.journal.len(), 2, "no delta for the first version");
+        assert_eq!((z.journal[0].from_serial, z.journal[1].to_serial), (10, 12));
+        // The served view of version 10, rebuilt from the content of version 12.
+        let o = overlay(z, v1.current.as_ref().unwrap().token).expect("journal reaches back");
+        let view = View {
+            content: &z.content,
+            overlay: Some(&o),
+        };
+        let back: Vec<_> = view.all().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let want: Vec<_> = v1
+            .content
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(back, want);
+        // IXFR from 11: only the last delta; from 10: both; from 9: none (AXFR instead).
+        assert_eq!(z.deltas_from(|d| d.from_serial == 11).unwrap().len(), 1);
+        assert_eq!(z.deltas_from(|d| d.from_serial == 10).unwrap().len(), 2);
+        assert!(z.deltas_from(|d| d.from_serial == 9).is_none());
+    }
+
+    #[test]
     fn publish_checks_base_hash_serial_and_parts_and_leaves_state_intact_when_refused() {
         let mut st = ClusterState::default();
         let mut idx = 1;

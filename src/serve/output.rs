@@ -73,6 +73,52 @@ fn still_current(node: &Node, zone: &str, token: Token) -> bool {
             .is_some_and(|v| v.token == token)
 }
 
+/// How long the leader waits for the other members to serve a new version before it
+/// sends NOTIFY anyway.
+const MEMBERS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits until every other member reports (admin API) that it validated `serial` of `zone`.
+/// Members that do not answer are skipped; `Err` names those still behind at the bound.
+fn members_serving(node: &Node, zone: &str, serial: u32) -> Result<(), String> {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let others: Vec<(u64, String)> = {
+        let m = node.raft.metrics();
+        let m = m.borrow_watched();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != node.id)
+            .map(|(id, a)| (*id, a.admin.clone()))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + MEMBERS_WAIT;
+    let mut behind = others;
+    loop {
+        behind.retain(|(_, admin)| {
+            let Ok(ans) =
+                crate::admin::client::call(admin, "GET", "/status", None, MEMBERS_WAIT / 5)
+            else {
+                return false; // unreachable: not waited for
+            };
+            let v = ans.json();
+            let served = v["zones"].as_array().and_then(|zs| {
+                zs.iter()
+                    .find(|z| z["name"] == zone)
+                    .and_then(|z| z["validated_serial"].as_u64())
+            });
+            served.is_none_or(|s| !crate::signer::cache::serial_le(serial, s as u32))
+        });
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            let ids: Vec<String> = behind.iter().map(|(id, _)| format!("node {id}")).collect();
+            return Err(ids.join(", "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// File output and NOTIFY for the version of `zone` published with `token`.
 pub async fn after_publish(node: std::sync::Arc<Node>, zone: String, serial: u32, token: Token) {
     let (output, notify) = node.sm.with(|st| {
@@ -105,6 +151,21 @@ pub async fn after_publish(node: std::sync::Arc<Node>, zone: String, serial: u32
     let Ok(origin) = Name::parse(zone.as_bytes(), None) else {
         return;
     };
+    if notify.is_empty() {
+        return;
+    }
+    // Secondaries may ask any node: NOTIFY once the other members serve this version
+    // (or have not answered within the bound — a dead node does not hold it back).
+    let n = node.clone();
+    let z = zone.clone();
+    let waited = tokio::task::spawn_blocking(move || members_serving(&n, &z, serial)).await;
+    if let Ok(Err(lagging)) = waited {
+        tracing::warn!(
+            zone,
+            serial,
+            "NOTIFY sent while {lagging} did not serve this serial yet"
+        );
+    }
     for target in notify {
         if !still_current(&node, &zone, token) {
             tracing::warn!(
