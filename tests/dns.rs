@@ -798,7 +798,7 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
              dnssec-validation no; session-keyfile \"{nd}/session.key\"; \
              managed-keys-directory \"{nd}\"; }};\n\
              key \"xfr-key\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n\
-             zone \"hidden.\" {{ type primary; file \"{}\"; notify explicit; \
+             zone \"hidden.\" {{ type primary; file \"{}\"; notify explicit; ixfr-from-differences yes; max-ixfr-ratio unlimited; \
              also-notify {{ {also} }}; allow-transfer {{ key xfr-key; }}; }};\n",
             hidden.display(),
             nd = nd.display()
@@ -852,6 +852,10 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
     assert!(
         logs.contains("NOTIFY from the primary"),
         "the cluster got named's NOTIFY"
+    );
+    assert!(
+        logs.contains("kind=\"IXFR\" reason=\"NOTIFY\""),
+        "the change came by IXFR after the NOTIFY"
     );
     assert!(
         logs.contains("reason=\"NOTIFY\""),

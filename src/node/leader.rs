@@ -39,6 +39,8 @@ struct Memo {
     /// A primary's zone: the last transfer (master-file text), its serial, when the primary
     /// was last asked, and how often to ask (its SOA refresh).
     fetched: Option<Arc<Vec<u8>>>,
+    /// The primary's zone as records, which an IXFR updates.
+    input: Option<InputSet>,
     primary_serial: Option<u32>,
     polled: Option<Instant>,
     refresh: Duration,
@@ -46,6 +48,68 @@ struct Memo {
     fetch_failed: Option<(Instant, String)>,
     /// The zone reload the last transfer answered (a new reload fetches at once).
     reload_tried: u64,
+}
+
+/// A primary's zone: (owner, type, rdata) → TTL.
+type InputSet = std::collections::BTreeMap<(Owner, u16, Box<[u8]>), u32>;
+
+fn input_text(set: &InputSet) -> Vec<u8> {
+    crate::serve::client::to_text(set.iter().map(|((o, t, d), ttl)| (&o.0, *t, *ttl, &d[..])))
+}
+
+/// The SOA rdata of an input set with its serial set to `serial` (what an IXFR asks from).
+fn input_soa(set: &InputSet, serial: u32) -> Option<Vec<u8>> {
+    let mut d = set
+        .keys()
+        .find(|(_, t, _)| *t == rtype::SOA)
+        .map(|(_, _, d)| d.to_vec())?;
+    let n = d.len();
+    if n < 20 {
+        return None;
+    }
+    d[n - 20..n - 16].copy_from_slice(&serial.to_be_bytes());
+    Some(d)
+}
+
+/// Applies IXFR deltas to `set`; an error leaves `set` partly changed (the caller drops it).
+fn apply_deltas(
+    set: &mut InputSet,
+    deltas: Vec<(
+        Vec<crate::serve::client::InRr>,
+        Vec<crate::serve::client::InRr>,
+    )>,
+    from: u32,
+) -> Result<(), String> {
+    let serial_of = |d: &[u8]| {
+        (d.len() >= 20)
+            .then(|| u32::from_be_bytes(d[d.len() - 20..d.len() - 16].try_into().unwrap()))
+    };
+    let mut at = from;
+    for (del, add) in deltas {
+        match del.first() {
+            Some((_, t, _, d)) if *t == rtype::SOA && serial_of(d) == Some(at) => {}
+            _ => return Err(format!("IXFR delta does not start from serial {at}")),
+        }
+        for (o, t, _, d) in del {
+            if t == rtype::SOA {
+                set.retain(|(_, tt, _), _| *tt != rtype::SOA);
+                continue;
+            }
+            if set.remove(&(Owner(o.clone()), t, d)).is_none() {
+                return Err(format!(
+                    "IXFR removes a record that is not in the zone ({} type {t})",
+                    o.to_text()
+                ));
+            }
+        }
+        for (o, t, ttl, d) in add {
+            if t == rtype::SOA {
+                at = serial_of(&d).unwrap_or(at);
+            }
+            set.insert((Owner(o), t, d), ttl);
+        }
+    }
+    Ok(())
 }
 
 /// How long a failed transfer from a primary waits before the next try (a NOTIFY does not).
@@ -366,11 +430,40 @@ async fn fetch_from_primary(
     if memo.fetched.is_none()
         && let Some(cur) = current
     {
-        let text = node
-            .sm
-            .with(|st| st.zones.get(zone).map(|z| z.to_unsigned_text()));
-        if let Some(text) = text {
-            memo.fetched = Some(Arc::new(text.into_bytes()));
+        let set: Option<InputSet> = node.sm.with(|st| {
+            st.zones.get(zone).map(|z| {
+                let mut set = InputSet::new();
+                for ((o, t), v) in &z.content {
+                    if made_by_signer(*t) {
+                        continue;
+                    }
+                    for d in &v.rdatas {
+                        set.insert((o.clone(), *t, d.clone()), v.ttl);
+                    }
+                }
+                set
+            })
+        });
+        if let Some(set) = set {
+            // The stored SOA carries the published serial; the input had its own.
+            let soa = input_soa(&set, cur.input_serial);
+            let mut set = set;
+            if let Some(soa) = soa {
+                let ttl = set
+                    .iter()
+                    .find(|((_, t, _), _)| *t == rtype::SOA)
+                    .map_or(0, |(_, ttl)| *ttl);
+                let apex = set
+                    .keys()
+                    .find(|(_, t, _)| *t == rtype::SOA)
+                    .map(|k| k.0.clone());
+                set.retain(|(_, t, _), _| *t != rtype::SOA);
+                if let Some(apex) = apex {
+                    set.insert((apex, rtype::SOA, soa.into_boxed_slice()), ttl);
+                }
+            }
+            memo.fetched = Some(Arc::new(input_text(&set)));
+            memo.input = Some(set);
             memo.digest = cur.input_digest;
             memo.primary_serial = Some(cur.input_serial);
         }
@@ -450,23 +543,67 @@ async fn transfer_if_newer(
                 .map(|c| c.max_records)
         })
         .unwrap_or(u64::MAX);
-    let f = client::axfr(primary, key.as_ref(), &origin, max).await?;
+    // IXFR from what we hold when we hold it; AXFR on reload, or when the IXFR fails.
+    let from = match (&memo.input, memo.primary_serial) {
+        (Some(set), Some(ps)) if !reload => input_soa(set, ps).map(|soa| (ps, soa)),
+        _ => None,
+    };
+    let ixfr = from.as_ref().map(|(ps, soa)| (*ps, &soa[..]));
+    let f = match client::transfer(primary, key.as_ref(), &origin, max, ixfr).await {
+        Ok(f) => f,
+        Err(e) if ixfr.is_some() => {
+            tracing::warn!(zone, "{e}; trying AXFR");
+            client::transfer(primary, key.as_ref(), &origin, max, None).await?
+        }
+        Err(e) => return Err(e),
+    };
     if let Some(k) = known
         && !serial_le(k, f.serial)
     {
         return Err(backwards(k, f.serial));
     }
+    let kind = match f.transfer {
+        client::Transfer::UpToDate => {
+            memo.primary_serial = Some(f.serial);
+            return Ok(());
+        }
+        client::Transfer::Full(recs) => {
+            let mut set = InputSet::new();
+            for (o, t, ttl, d) in recs {
+                set.insert((Owner(o), t, d), ttl);
+            }
+            memo.input = Some(set);
+            "AXFR"
+        }
+        client::Transfer::Incremental(deltas) => {
+            let mut set = memo
+                .input
+                .take()
+                .ok_or("IXFR without a zone to apply it to")?;
+            let from = memo.primary_serial.unwrap_or(0);
+            if let Err(e) = apply_deltas(&mut set, deltas, from) {
+                // Dropped: the next try transfers the whole zone.
+                memo.primary_serial = None;
+                memo.fetched = None;
+                return Err(format!("zone {zone}: {e}; the next transfer is a full one"));
+            }
+            memo.input = Some(set);
+            "IXFR"
+        }
+    };
     tracing::info!(
         zone,
         serial = f.serial,
         records = f.records,
+        kind,
         reason = why,
         "transferred from the primary"
     );
+    let text = input_text(memo.input.as_ref().expect("set above"));
     memo.refresh = Duration::from_secs(f.refresh.clamp(1, 86_400) as u64);
-    memo.digest = input_digest(&f.text);
+    memo.digest = input_digest(&text);
     memo.primary_serial = Some(f.serial);
-    memo.fetched = Some(Arc::new(f.text));
+    memo.fetched = Some(Arc::new(text));
     Ok(())
 }
 
@@ -1004,6 +1141,68 @@ mod tests {
 
     // 2026-11-23 00:00:00 UTC
     const NOW: u64 = 1_795_392_000;
+
+    fn soa(serial: u32) -> Box<[u8]> {
+        let mut d = b"\x02ns\x04test\x00\x04host\x04test\x00".to_vec();
+        d.extend_from_slice(&serial.to_be_bytes());
+        d.extend_from_slice(&[0; 16]);
+        d.into_boxed_slice()
+    }
+
+    #[test]
+    fn ixfr_deltas_apply_in_order_and_a_missing_record_is_refused() {
+        let n = |s: &str| Name::parse(s.as_bytes(), None).unwrap();
+        let a = |ip: u8| vec![192, 0, 2, ip].into_boxed_slice();
+        let mut set = InputSet::new();
+        set.insert((Owner(n("test.")), rtype::SOA, soa(1)), 300);
+        set.insert((Owner(n("www.test.")), rtype::A, a(1)), 300);
+        let rr = |o: &str, t: u16, d: Box<[u8]>| (n(o), t, 300, d);
+        let deltas = vec![
+            (
+                vec![
+                    rr("test.", rtype::SOA, soa(1)),
+                    rr("www.test.", rtype::A, a(1)),
+                ],
+                vec![
+                    rr("test.", rtype::SOA, soa(2)),
+                    rr("www.test.", rtype::A, a(2)),
+                ],
+            ),
+            (
+                vec![rr("test.", rtype::SOA, soa(2))],
+                vec![
+                    rr("test.", rtype::SOA, soa(3)),
+                    rr("new.test.", rtype::A, a(3)),
+                ],
+            ),
+        ];
+        apply_deltas(&mut set, deltas, 1).unwrap();
+        assert_eq!(set.len(), 3);
+        assert!(set.contains_key(&(Owner(n("www.test.")), rtype::A, a(2))));
+        assert_eq!(input_soa(&set, 3).unwrap(), soa(3).to_vec());
+        // A delta from the wrong serial, and one removing what is not there.
+        let wrong = vec![(
+            vec![rr("test.", rtype::SOA, soa(7))],
+            vec![rr("test.", rtype::SOA, soa(8))],
+        )];
+        assert!(
+            apply_deltas(&mut set.clone(), wrong, 3)
+                .unwrap_err()
+                .contains("serial 3")
+        );
+        let missing = vec![(
+            vec![
+                rr("test.", rtype::SOA, soa(3)),
+                rr("gone.test.", rtype::A, a(9)),
+            ],
+            vec![rr("test.", rtype::SOA, soa(4))],
+        )];
+        assert!(
+            apply_deltas(&mut set, missing, 3)
+                .unwrap_err()
+                .contains("not in the zone")
+        );
+    }
 
     #[test]
     fn serial_policies_move_forward_and_never_back() {

@@ -23,12 +23,25 @@ const CONNECT: Duration = Duration::from_secs(10);
 /// Longest wait for one message of a transfer.
 const READ: Duration = Duration::from_secs(30);
 
-/// The signed zone's input as master-file text, and the primary's serial.
+/// One record of a transfer: owner, type, TTL, rdata (names uncompressed).
+pub type InRr = (Name, u16, u32, Box<[u8]>);
+
+/// What a transfer brought.
+pub enum Transfer {
+    /// The whole zone (AXFR, or an IXFR answered in AXFR form).
+    Full(Vec<InRr>),
+    /// IXFR deltas, oldest first: (records removed, records added), SOAs included.
+    Incremental(Vec<(Vec<InRr>, Vec<InRr>)>),
+    /// The primary has nothing newer.
+    UpToDate,
+}
+
 pub struct Fetched {
     pub serial: u32,
     /// The SOA refresh interval, seconds: how often the primary is asked.
     pub refresh: u32,
-    pub text: Vec<u8>,
+    pub transfer: Transfer,
+    /// Records received (SOAs included).
     pub records: u64,
 }
 
@@ -138,75 +151,150 @@ pub async fn serial(remote: &Remote, key: Option<&TsigKey>, zone: &Name) -> Resu
         .ok_or(format!("{what}: no SOA in the answer"))
 }
 
-/// AXFR of `zone` from the primary, as master-file text.
-pub async fn axfr(
+/// AXFR of `zone`, or IXFR from `from` (our serial and SOA rdata) when given.
+pub async fn transfer(
     remote: &Remote,
     key: Option<&TsigKey>,
     zone: &Name,
     max_records: u64,
+    from: Option<(u32, &[u8])>,
 ) -> Result<Fetched, String> {
-    let what = format!("AXFR from {} of {}", remote.addr, zone.to_text());
+    let kind = if from.is_some() { "IXFR" } else { "AXFR" };
+    let what = format!("{kind} from {} of {}", remote.addr, zone.to_text());
     let mut c = Conn::open(remote).await?;
     let id = rand_id();
-    let mut q = message(id, 0, zone, u16::from(RecordType::AXFR), None);
+    let mut q = match from {
+        None => message(id, 0, zone, u16::from(RecordType::AXFR), None),
+        Some((_, soa)) => {
+            let mut rr = zone.as_wire().to_vec();
+            rr.extend_from_slice(&rtype::SOA.to_be_bytes());
+            rr.extend_from_slice(&1u16.to_be_bytes());
+            rr.extend_from_slice(&0u32.to_be_bytes());
+            rr.extend_from_slice(&(soa.len() as u16).to_be_bytes());
+            rr.extend_from_slice(soa);
+            message(id, 0, zone, u16::from(RecordType::IXFR), Some(&rr))
+        }
+    };
     let mut prior = key.map(|k| tsig::sign(&mut q, k, None, false, now()));
     c.send(&q).await?;
-    let mut text = Vec::with_capacity(1 << 16);
-    let mut first_serial: Option<u32> = None;
+    let mut recs: Vec<InRr> = Vec::new();
+    let mut serials: Vec<Option<u32>> = Vec::new();
     let mut refresh = 3600;
-    let mut records: u64 = 0;
     let mut n = 0usize;
+    // Whether the answer is complete once the current message is read.
+    let done = |serials: &[Option<u32>]| -> bool {
+        let Some(Some(new)) = serials.first().copied() else {
+            return false;
+        };
+        match serials.get(1) {
+            // A lone SOA: up to date, or (newer) the primary wants us to use AXFR.
+            None => from.is_some(),
+            // AXFR form: ends with the second SOA.
+            Some(None) => serials.iter().skip(1).any(|s| *s == Some(new)),
+            Some(Some(s)) if *s == new => serials.len() == 2,
+            // IXFR form: SOA(new), then (SOA old, deletions, SOA, additions)*, SOA(new).
+            Some(Some(_)) => {
+                let soas: Vec<u32> = serials[1..].iter().flatten().copied().collect();
+                soas.len() >= 3 && soas.len() % 2 == 1 && soas.last() == Some(&new)
+            }
+        }
+    };
     loop {
         let Some(raw) = c.recv().await? else {
             return Err(format!(
-                "{what}: truncated transfer: the connection closed after {records} records \
-                 without the closing SOA"
+                "{what}: truncated transfer: the connection closed after {} records \
+                 without the closing SOA",
+                recs.len()
             ));
         };
         let m = check(&raw, id, key, &mut prior, n == 0, &what)?;
         n += 1;
-        let count = m.answers.len();
-        for (i, r) in m.answers.iter().enumerate() {
+        for r in &m.answers {
             let serial = soa_serial(r);
-            match (first_serial, serial) {
-                (None, Some(s)) => {
-                    first_serial = Some(s);
-                    if let RData::SOA(soa) = &r.data {
-                        refresh = soa.refresh as u32;
-                    }
+            if recs.is_empty() {
+                match &r.data {
+                    RData::SOA(soa) => refresh = soa.refresh as u32,
+                    _ => return Err(format!("{what}: does not start with the SOA")),
                 }
-                (None, None) => return Err(format!("{what}: does not start with the SOA")),
-                (Some(f), Some(s)) if records > 0 => {
-                    if s != f {
-                        return Err(format!(
-                            "{what}: closing SOA serial {s} differs from the opening {f}"
-                        ));
-                    }
-                    if i + 1 != count {
-                        return Err(format!("{what}: records after the closing SOA"));
-                    }
-                    return Ok(Fetched {
-                        serial: f,
-                        refresh,
-                        text,
-                        records,
-                    });
-                }
-                _ => {}
             }
-            records += 1;
-            if records > max_records {
+            if recs.len() as u64 >= max_records.saturating_mul(2).max(16) {
                 return Err(format!(
                     "{what}: more than {max_records} records (the zone's limit)"
                 ));
             }
-            push_text(&mut text, r).map_err(|e| format!("{what}: record {records}: {e}"))?;
+            recs.push(in_rr(r).map_err(|e| format!("{what}: record {}: {e}", recs.len() + 1))?);
+            serials.push(serial);
+        }
+        if done(&serials) {
+            break;
         }
     }
+    let new = serials[0].expect("starts with the SOA");
+    let records = recs.len() as u64;
+    let transfer = match serials.get(1) {
+        None if from.is_some_and(|(ours, _)| ours == new) => Transfer::UpToDate,
+        None => {
+            return Err(format!(
+                "{what}: answered with the SOA of serial {new} alone"
+            ));
+        }
+        Some(None) => {
+            recs.pop(); // the closing SOA
+            if recs.len() as u64 > max_records {
+                return Err(format!(
+                    "{what}: more than {max_records} records (the zone's limit)"
+                ));
+            }
+            Transfer::Full(recs)
+        }
+        Some(Some(s)) if *s == new => {
+            recs.pop();
+            Transfer::Full(recs)
+        }
+        Some(Some(_)) => {
+            let mut deltas = Vec::new();
+            let mut it = recs.into_iter().zip(serials).skip(1).peekable();
+            while let Some((old_soa, Some(_))) = it.next() {
+                let mut del = vec![old_soa];
+                let mut add = Vec::new();
+                let mut adding = false;
+                while let Some((r, s)) = it.next() {
+                    match (s, adding) {
+                        (Some(_), false) => {
+                            adding = true;
+                            add.push(r);
+                        }
+                        (Some(_), true) => {
+                            // The next delta's old SOA, or the closing SOA(new).
+                            let last = it.peek().is_none();
+                            if last {
+                                break;
+                            }
+                            deltas.push((std::mem::take(&mut del), std::mem::take(&mut add)));
+                            del.push(r);
+                            adding = false;
+                        }
+                        (None, false) => del.push(r),
+                        (None, true) => add.push(r),
+                    }
+                }
+                if !del.is_empty() || !add.is_empty() {
+                    deltas.push((del, add));
+                }
+            }
+            Transfer::Incremental(deltas)
+        }
+    };
+    Ok(Fetched {
+        serial: new,
+        refresh,
+        transfer,
+        records,
+    })
 }
 
-/// Appends one record in master-file form (names uncompressed, rdata through our writer).
-fn push_text(out: &mut Vec<u8>, r: &hickory_proto::rr::Record) -> Result<(), String> {
+/// A received record with its rdata re-encoded without name compression.
+fn in_rr(r: &hickory_proto::rr::Record) -> Result<InRr, String> {
     let owner = our_name(&r.name).ok_or("bad owner name")?;
     let mut rd = Vec::with_capacity(64);
     {
@@ -214,8 +302,19 @@ fn push_text(out: &mut Vec<u8>, r: &hickory_proto::rr::Record) -> Result<(), Str
         let mut enc = enc.with_name_encoding(NameEncoding::Uncompressed);
         r.data.emit(&mut enc).map_err(|e| e.to_string())?;
     }
-    let mut s = String::with_capacity(64 + rd.len() * 2);
-    crate::zone::write::push_record(&mut s, &owner, u16::from(r.record_type()), r.ttl, &rd);
-    out.extend_from_slice(s.as_bytes());
-    Ok(())
+    Ok((
+        owner,
+        u16::from(r.record_type()),
+        r.ttl,
+        rd.into_boxed_slice(),
+    ))
+}
+
+/// Master-file text of received records (rdata through our writer, so our parser reads it).
+pub fn to_text<'a>(recs: impl Iterator<Item = (&'a Name, u16, u32, &'a [u8])>) -> Vec<u8> {
+    let mut s = String::with_capacity(1 << 16);
+    for (owner, t, ttl, rd) in recs {
+        crate::zone::write::push_record(&mut s, owner, t, ttl, rd);
+    }
+    s.into_bytes()
 }
