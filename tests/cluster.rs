@@ -549,3 +549,44 @@ fn bad_input_is_refused_then_reload_and_leader_transfer() {
         "{audit}"
     );
 }
+
+#[test]
+fn leader_cut_off_from_the_majority_self_fences_until_it_hears_from_it_again() {
+    let mut c = Cluster::start(3, 19300, "");
+    let (serial, _) = c.converged(0);
+    let leader = c.leader();
+    let followers: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    // Both followers frozen: the leader still runs but no quorum answers it.
+    for f in &followers {
+        c.kill(*f, libc::SIGSTOP);
+    }
+    c.append_record("cutoff IN TXT \"changed while the leader had no quorum\"");
+    let log = &c.node(leader).log;
+    lab::wait_for(Duration::from_secs(15), || {
+        std::fs::read_to_string(log)
+            .ok()?
+            .contains("self-fenced")
+            .then_some(())
+    })
+    .expect("the isolated leader logs that it self-fenced");
+    std::thread::sleep(Duration::from_secs(2));
+    let st = lab::status(&c.node(leader).admin).unwrap();
+    assert!(
+        st["self_fenced"]
+            .as_str()
+            .is_some_and(|w| w.contains("no quorum")),
+        "status shows the self-fence: {st}"
+    );
+    let z = lab::zone_of(&st, ZONE).unwrap();
+    assert_eq!(
+        z["serial"].as_u64(),
+        Some(serial),
+        "no version while cut off: {z}"
+    );
+    // The followers come back: one leader publishes the change, and every node agrees.
+    for f in &followers {
+        c.kill(*f, libc::SIGCONT);
+    }
+    let (next, _) = c.converged(serial);
+    assert!(next > serial);
+}

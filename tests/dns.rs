@@ -929,4 +929,36 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
         dig(&port1, &["+short", "h3.fake.", "A"]).trim(),
         "192.0.2.9"
     );
+
+    // zone set: a file output and a transfer ACL for a running zone, keys and state kept.
+    let out_file = d.join("fake.signed");
+    qs_ok_args(&[
+        "zone",
+        "set",
+        "fake.",
+        "--output",
+        p(&out_file),
+        "--transfer",
+        "127.0.0.0/8 key xfr-key",
+        "--admin",
+        admin,
+    ]);
+    *mode.lock().unwrap() = Primary::Good(15, 4);
+    qs_ok_args(&["zone", "reload", "fake.", "--admin", admin]);
+    let f3 = c.converged("fake.", f2);
+    assert_eq!(f3, 15);
+    lab::wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(&out_file)
+            .ok()?
+            .contains("serial=15 ")
+            .then_some(())
+    })
+    .expect("file output after zone set");
+    assert_validators_accept("fake.", &out_file, false);
+    let key_arg = format!("hmac-sha256:xfr-key:{secret}");
+    let out = dig(&port1, &["-y", &key_arg, "fake.", "AXFR"]);
+    assert!(
+        out.contains("XFR size"),
+        "transfer allowed after zone set:\n{out}"
+    );
 }

@@ -198,6 +198,91 @@ struct ZoneAdd {
     max_records: Option<u64>,
 }
 
+/// `PATCH /zones/NAME`: what to change; lists replace the zone's lists.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZoneSet {
+    file: Option<String>,
+    primary: Option<String>,
+    serial: Option<String>,
+    output: Option<String>,
+    #[serde(default)]
+    no_output: bool,
+    notify: Option<Vec<String>>,
+    transfer: Option<Vec<String>>,
+    max_records: Option<u64>,
+}
+
+/// Input and publication options of a zone (`zone add`, `zone set`).
+struct ZoneOpts {
+    file: Option<String>,
+    primary: Option<String>,
+    serial: Option<String>,
+    output: Option<Option<String>>,
+    notify: Option<Vec<String>>,
+    transfer: Option<Vec<String>>,
+    max_records: Option<u64>,
+}
+
+/// Checks `o` and applies it to `cfg`. With `need_input`, one of file and primary is required.
+fn apply_opts(
+    node: &Node,
+    cfg: &mut ZoneConfig,
+    o: ZoneOpts,
+    need_input: bool,
+) -> Result<(), String> {
+    match (&o.file, &o.primary) {
+        (Some(file), None) => {
+            let path = std::path::Path::new(file);
+            if !path.is_absolute() || !path.is_file() {
+                return Err(format!(
+                    "zone file {file:?} must be an absolute path to a file every node can read"
+                ));
+            }
+            cfg.input = format!("file:{file}");
+        }
+        (None, Some(p)) => {
+            let remote =
+                crate::serve::notify::Remote::parse(p).map_err(|e| format!("primary {e}"))?;
+            remote
+                .tsig(&node.tsig)
+                .map_err(|e| format!("primary {p}: {e}"))?;
+            cfg.input = format!("primary:{p}");
+        }
+        (None, None) if !need_input => {}
+        _ => return Err("give exactly one of file and primary".into()),
+    }
+    if let Some(p) = o.serial {
+        crate::node::leader::next_serial(&p, None, 1, 0)?;
+        cfg.serial = p;
+    }
+    if let Some(out) = o.output {
+        if let Some(path) = &out
+            && !std::path::Path::new(path).is_absolute()
+        {
+            return Err(format!("output {path:?} must be an absolute path"));
+        }
+        cfg.output = out;
+    }
+    if let Some(notify) = o.notify {
+        for n in &notify {
+            let r = crate::serve::notify::Remote::parse(n).map_err(|e| format!("notify {e}"))?;
+            r.tsig(&node.tsig).map_err(|e| format!("notify {n}: {e}"))?;
+        }
+        cfg.notify = notify;
+    }
+    if let Some(transfer) = o.transfer {
+        for t in &transfer {
+            crate::serve::check_acl(t)?;
+        }
+        cfg.transfer = transfer;
+    }
+    if let Some(m) = o.max_records {
+        cfg.max_records = m;
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NodeAdd {
@@ -243,32 +328,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 Ok(r) => r,
                 Err(r) => return r,
             };
-            let input = match (&req.file, &req.primary) {
-                (Some(file), None) => {
-                    let path = std::path::Path::new(file);
-                    if !path.is_absolute() || !path.is_file() {
-                        return error(
-                            400,
-                            format!(
-                                "zone file {file:?} must be an absolute path to a file every node can read"
-                            ),
-                        );
-                    }
-                    format!("file:{file}")
-                }
-                (None, Some(p)) => {
-                    let remote = match crate::serve::notify::Remote::parse(p) {
-                        Ok(r) => r,
-                        Err(e) => return error(400, format!("primary {e}")),
-                    };
-                    if let Err(e) = remote.tsig(&node.tsig) {
-                        return error(400, format!("primary {p}: {e}"));
-                    }
-                    format!("primary:{p}")
-                }
-                _ => return error(400, "give exactly one of file and primary"),
-            };
-            let mut cfg = ZoneConfig::new(&req.name, &input);
+            let mut cfg = ZoneConfig::new(&req.name, "");
             if crate::zone::Name::parse(cfg.name.as_bytes(), None).is_err() {
                 return error(400, format!("bad zone name {:?}", req.name));
             }
@@ -288,42 +348,60 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             if let Err(e) = crate::node::leader::denial_of(&cfg) {
                 return error(400, e);
             }
-            if let Some(p) = req.serial {
-                if let Err(e) = crate::node::leader::next_serial(&p, None, 1, 0) {
-                    return error(400, e);
-                }
-                cfg.serial = p;
-            }
-            if let Some(o) = &req.output
-                && !std::path::Path::new(o).is_absolute()
-            {
-                return error(400, format!("output {o:?} must be an absolute path"));
-            }
-            cfg.output = req.output;
-            for n in &req.notify {
-                match crate::serve::notify::Remote::parse(n) {
-                    Ok(r) => {
-                        if let Err(e) = r.tsig(&node.tsig) {
-                            return error(400, format!("notify {n}: {e}"));
-                        }
-                    }
-                    Err(e) => return error(400, format!("notify {e}")),
-                }
-            }
-            cfg.notify = req.notify;
-            for t in &req.transfer {
-                if let Err(e) = crate::serve::check_acl(t) {
-                    return error(400, e);
-                }
-            }
-            cfg.transfer = req.transfer;
-            if let Some(m) = req.max_records {
-                cfg.max_records = m;
+            let opts = ZoneOpts {
+                file: req.file,
+                primary: req.primary,
+                serial: req.serial,
+                output: req.output.map(Some),
+                notify: Some(req.notify),
+                transfer: Some(req.transfer),
+                max_records: req.max_records,
+            };
+            if let Err(e) = apply_opts(node, &mut cfg, opts, true) {
+                return error(400, e);
             }
             let o = origin(format!("zone add {} {}", cfg.name, cfg.input));
             propose(
                 node,
                 Command::AddZone {
+                    zone: cfg,
+                    origin: o,
+                },
+            )
+            .await
+        }
+        ("PATCH", ["zones", name]) => {
+            let name = absolute(name);
+            let req: ZoneSet = match parse(body) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            let Some(mut cfg) = node
+                .sm
+                .with(|st| st.zones.get(&name).and_then(|z| z.config.clone()))
+            else {
+                return error(404, format!("no zone {name}"));
+            };
+            let opts = ZoneOpts {
+                file: req.file,
+                primary: req.primary,
+                serial: req.serial,
+                output: if req.no_output {
+                    Some(None)
+                } else {
+                    req.output.map(Some)
+                },
+                notify: req.notify,
+                transfer: req.transfer,
+                max_records: req.max_records,
+            };
+            if let Err(e) = apply_opts(node, &mut cfg, opts, false) {
+                return error(400, e);
+            }
+            let o = origin(format!("zone set {name}"));
+            propose(
+                node,
+                Command::SetZone {
                     zone: cfg,
                     origin: o,
                 },
@@ -549,6 +627,7 @@ pub fn status(node: &Node) -> Value {
         "nodes": nodes,
         "keystore": node.keys.describe(),
         "readiness": local.readiness,
+        "self_fenced": local.self_fenced,
         "zones": zones,
         "last_run": local.last_run,
     })

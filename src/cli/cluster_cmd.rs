@@ -151,6 +151,35 @@ pub enum ZoneCmd {
         #[command(flatten)]
         a: AdminArgs,
     },
+    /// Change a zone's input or publication options; lists given replace the zone's lists.
+    Set {
+        name: String,
+        #[arg(long, conflicts_with = "primary")]
+        file: Option<std::path::PathBuf>,
+        #[arg(long)]
+        primary: Option<String>,
+        #[arg(long)]
+        serial: Option<String>,
+        #[arg(long, conflicts_with = "no_output")]
+        output: Option<std::path::PathBuf>,
+        /// Stop writing the file output.
+        #[arg(long)]
+        no_output: bool,
+        #[arg(long, conflicts_with = "no_notify")]
+        notify: Vec<String>,
+        /// Notify nobody.
+        #[arg(long)]
+        no_notify: bool,
+        #[arg(long, conflicts_with = "no_transfer")]
+        transfer: Vec<String>,
+        /// Allow no transfers.
+        #[arg(long)]
+        no_transfer: bool,
+        #[arg(long)]
+        max_records: Option<u64>,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
     Remove {
         name: String,
         #[command(flatten)]
@@ -288,6 +317,54 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
             ok(ans, &a, |_| {
                 format!("zone {name} added; the leader signs it now")
             })
+        }
+        ZoneCmd::Set {
+            name,
+            file,
+            primary,
+            serial,
+            output,
+            no_output,
+            notify,
+            no_notify,
+            transfer,
+            no_transfer,
+            max_records,
+            a,
+        } => {
+            let file = file
+                .map(|f| std::fs::canonicalize(&f).map_err(|e| format!("{}: {e}", f.display())))
+                .transpose()?
+                .map(|f| f.display().to_string());
+            let abs = |o: std::path::PathBuf| {
+                if o.is_absolute() {
+                    o
+                } else {
+                    std::env::current_dir().unwrap_or_default().join(o)
+                }
+            };
+            let list = |v: Vec<String>, none: bool| {
+                if none {
+                    Some(Vec::new())
+                } else if v.is_empty() {
+                    None
+                } else {
+                    Some(v)
+                }
+            };
+            let body = json!({ "file": file, "primary": primary, "serial": serial,
+                               "output": output.map(abs), "no_output": no_output,
+                               "notify": list(notify, no_notify),
+                               "transfer": list(transfer, no_transfer),
+                               "max_records": max_records });
+            let ans = call_leader(
+                &a.admin,
+                "PATCH",
+                &format!("/zones/{name}"),
+                Some(&body),
+                TIMEOUT,
+            )?;
+            ok(ans, &a, |_| format!("zone {name} changed"))
         }
         ZoneCmd::Remove { name, a } => {
             let ans = call_leader(&a.admin, "DELETE", &format!("/zones/{name}"), None, TIMEOUT)?;

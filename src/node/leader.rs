@@ -48,6 +48,8 @@ struct Memo {
     fetch_failed: Option<(Instant, String)>,
     /// The zone reload the last transfer answered (a new reload fetches at once).
     reload_tried: u64,
+    /// The input this memo is about (`zone set` may change it: then it starts afresh).
+    input_of: String,
 }
 
 /// A primary's zone: (owner, type, rdata) → TTL.
@@ -125,9 +127,13 @@ pub async fn run(node: Arc<Node>) {
             memo.clear();
             continue;
         }
+        // Self-fencing (see `watch_lease`): without recent quorum acknowledgements, no signing.
+        if node.may_publish().is_err() {
+            continue;
+        }
         let zones: Vec<String> = node.sm.with(|st| st.zones.keys().cloned().collect());
         for zone in zones {
-            if !node.is_leader() {
+            if node.may_publish().is_err() {
                 break;
             }
             let m = memo.entry(zone.clone()).or_default();
@@ -218,6 +224,12 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     let Some((cfg, current, reload_seq, keys)) = found else {
         return Ok(());
     };
+    if memo.input_of != cfg.input {
+        *memo = Memo {
+            input_of: cfg.input.clone(),
+            ..Default::default()
+        };
+    }
     if keys.is_empty() {
         let roles: &[&str] = if cfg.csk { &["csk"] } else { &["ksk", "zsk"] };
         for role in roles {

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openraft::Instant as _;
 use openraft::ServerState;
 use openraft::type_config::async_runtime::WatchReceiver;
 use serde::Serialize;
@@ -50,6 +51,9 @@ pub struct Local {
             Arc<crate::serve::view::Overlay>,
         ),
     >,
+    /// Why this leader does not sign or NOTIFY now (no quorum acknowledgement within the
+    /// lease), while that lasts.
+    pub self_fenced: Option<String>,
     /// Zones whose primary sent a NOTIFY that the leader has not acted on yet.
     pub notified: std::collections::BTreeSet<String>,
 }
@@ -251,6 +255,30 @@ impl Node {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
+    /// May this node sign and publish now? Only as leader, and only while a quorum has
+    /// acknowledged it within the lease (the election timeout minimum): a leader cut off
+    /// from the majority stops signing and NOTIFY before another node can be elected
+    /// (self-fencing). Resumes by itself when acknowledgements come back, or as follower.
+    pub fn may_publish(&self) -> Result<(), String> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
+            return Err("not the leader".into());
+        }
+        let lease = Duration::from_millis(self.cfg.raft.election_min_ms);
+        let voters = m.membership_config.membership().voter_ids().count();
+        match &m.last_quorum_acked {
+            _ if voters <= 1 => Ok(()),
+            Some(at) if at.elapsed() < lease => Ok(()),
+            Some(at) => Err(format!(
+                "self-fenced: no quorum acknowledgement for {} ms (lease {} ms)",
+                at.elapsed().as_millis(),
+                lease.as_millis()
+            )),
+            None => Err("self-fenced: not yet acknowledged by a quorum".into()),
+        }
+    }
+
     /// Is `id` allowed to open an RPC connection: a configured peer or a member.
     fn admits(&self, id: NodeId) -> bool {
         if id == self.id || self.cfg.peers.iter().any(|p| p.id == id) {
@@ -317,6 +345,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     tokio::spawn(crate::admin::serve(admin_listener, node.clone()));
     tokio::spawn(leader::run(node.clone()));
     tokio::spawn(check::run(node.clone()));
+    tokio::spawn(watch_lease(node.clone()));
     if let Some(dns) = &cfg.dns {
         crate::serve::start(node.clone(), &dns.listen).await?;
     }
@@ -331,6 +360,30 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), raft.shutdown()).await;
     Ok(())
+}
+
+/// Logs (and shows in status) when this leader self-fences and when it may publish again.
+async fn watch_lease(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(node.cfg.raft.heartbeat_ms.max(20)));
+    loop {
+        tick.tick().await;
+        let now_fenced = if node.is_leader() {
+            node.may_publish().err()
+        } else {
+            None
+        };
+        let was = node.local().self_fenced.clone();
+        match (&was, &now_fenced) {
+            (None, Some(e)) => {
+                tracing::warn!("{e}; signing and NOTIFY stop until a quorum answers")
+            }
+            (Some(_), None) if node.is_leader() => {
+                tracing::info!("quorum acknowledgements are back; signing resumes")
+            }
+            _ => {}
+        }
+        node.local().self_fenced = now_fenced;
+    }
 }
 
 async fn shutdown_signal() {

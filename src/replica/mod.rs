@@ -66,6 +66,12 @@ pub enum Command {
         name: String,
         origin: Origin,
     },
+    /// New input and publication options for an existing zone (its signing policy —
+    /// denial, algorithm, CSK — stays).
+    SetZone {
+        zone: ZoneConfig,
+        origin: Origin,
+    },
     /// Asks the leader to re-read a zone's input now.
     Reload {
         name: String,
@@ -101,6 +107,7 @@ impl fmt::Display for Command {
         match self {
             Command::AddZone { zone, .. } => write!(f, "add zone {}", zone.name),
             Command::RemoveZone { name, .. } => write!(f, "remove zone {name}"),
+            Command::SetZone { zone, .. } => write!(f, "set zone {}", zone.name),
             Command::Reload { name, .. } => write!(f, "reload zone {name}"),
             Command::AddKey { key } => write!(f, "add key {} of {}", key.tag, key.zone),
             Command::Stage {

@@ -478,6 +478,31 @@ impl ClusterState {
                 self.audit(token, origin, &out);
                 out
             }
+            Command::SetZone { zone, origin } => {
+                let out = match self
+                    .zones
+                    .get_mut(&zone.name)
+                    .and_then(|z| z.config.as_mut())
+                {
+                    None => Outcome::Refused(format!("no zone {}", zone.name)),
+                    Some(c)
+                        if (c.denial.as_str(), c.algorithm, c.csk)
+                            != (zone.denial.as_str(), zone.algorithm, zone.csk) =>
+                    {
+                        Outcome::Refused(format!(
+                            "zone {}: denial, algorithm and CSK are changed by the key-lifecycle \
+                             engine, not by zone set",
+                            zone.name
+                        ))
+                    }
+                    Some(c) => {
+                        *c = zone;
+                        Outcome::Done
+                    }
+                };
+                self.audit(token, origin, &out);
+                out
+            }
             Command::Reload { name, origin } => {
                 let out = match self.zones.get_mut(&name) {
                     Some(z) => {

@@ -63,7 +63,7 @@ pub fn write_guarded(
 
 /// Is `token` still the zone's current version on this node, which still leads?
 fn still_current(node: &Node, zone: &str, token: Token) -> bool {
-    node.is_leader()
+    node.may_publish().is_ok()
         && node
             .sm
             .read()
