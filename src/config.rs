@@ -70,6 +70,35 @@ pub struct NodeConfig {
     pub dns: Option<DnsConfig>,
     #[serde(default)]
     pub tsig: Vec<TsigConfig>,
+    pub fence: Option<FenceConfig>,
+}
+
+/// The fence hook: run by a new leader against a predecessor that did not hand over
+/// cleanly, before it signs anything (see `fencing/README.md` for the contract).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FenceConfig {
+    /// Program and its first arguments (no shell); node id, address, term and reason follow.
+    pub command: Vec<String>,
+    #[serde(default = "default_fence_timeout")]
+    pub timeout_s: u64,
+    /// Further tries after a failure.
+    #[serde(default = "default_fence_retries")]
+    pub retries: u32,
+    /// `block` (default): do not sign until a fence succeeds or an operator confirms one
+    /// (`node fence N --manual`); `sign`: record the failure and sign anyway.
+    #[serde(default = "default_on_failure")]
+    pub on_failure: String,
+}
+
+fn default_fence_timeout() -> u64 {
+    30
+}
+fn default_fence_retries() -> u32 {
+    2
+}
+fn default_on_failure() -> String {
+    "block".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +210,13 @@ impl NodeConfig {
         if let Some(p) = c.passphrase_file.as_mut() {
             abs(p);
         }
+        if let Some(f) = c.fence.as_mut()
+            && let Some(p) = f.command.first_mut()
+        {
+            let mut pb = PathBuf::from(&*p);
+            abs(&mut pb);
+            *p = pb.display().to_string();
+        }
         for t in &mut c.tsig {
             if let Some(p) = t.secret_file.as_mut() {
                 abs(p);
@@ -227,6 +263,19 @@ impl NodeConfig {
                 .map_err(|e| format!("dns.listen {:?}: {e} (expected IP:PORT)", d.listen))?;
         }
         self.tsig_keys()?;
+        if let Some(f) = &self.fence {
+            if f.command.is_empty() {
+                return Err(
+                    "fence.command: give the program to run (an argv list, no shell)".into(),
+                );
+            }
+            if !matches!(f.on_failure.as_str(), "block" | "sign") {
+                return Err(format!(
+                    "fence.on_failure {:?}: expected \"block\" or \"sign\"",
+                    f.on_failure
+                ));
+            }
+        }
         for (what, a) in [
             ("raft_listen", &self.raft_listen),
             ("admin_listen", &self.admin_listen),

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod fence;
 pub mod hsm;
 pub mod keys;
 pub mod node;

@@ -590,3 +590,112 @@ fn leader_cut_off_from_the_majority_self_fences_until_it_hears_from_it_again() {
     let (next, _) = c.converged(serial);
     assert!(next > serial);
 }
+
+#[test]
+fn new_leader_fences_its_predecessor_and_a_failing_fence_blocks_signing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fence_dir = dir.path().join("fence");
+    std::fs::create_dir_all(&fence_dir).unwrap();
+    let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("fencing/fence-file.sh");
+    let extra = format!(
+        "[fence]\ncommand = [\"{}\", \"{}\"]\ntimeout_s = 10\nretries = 0\n",
+        hook.display(),
+        fence_dir.display()
+    );
+    let mut c = Cluster::start(3, 19500, &extra);
+    let (serial, _) = c.converged(0);
+    // Every node's readiness shows the hook as executable.
+    let st = lab::status(&c.node(1).admin).unwrap();
+    assert!(
+        st["readiness"]["fence"]
+            .as_str()
+            .unwrap()
+            .contains("(executable)"),
+        "{}",
+        st["readiness"]
+    );
+
+    // The leader dies: the next one fences it before it signs.
+    let first = c.leader();
+    c.kill(first, libc::SIGKILL);
+    c.append_record("f1 IN TXT \"after the first failover\"");
+    let (serial2, _) = c.converged(serial);
+    let record = std::fs::read_to_string(fence_dir.join(format!("fenced-node-{first}")))
+        .expect("the new leader ran the fence hook against the old one");
+    assert!(record.contains("did not hand over"), "{record}");
+    let second = c.leader();
+    let audit = qs(&["cluster", "audit", "--admin", &c.node(second).admin]).1;
+    assert!(
+        audit.contains(&format!("fence node {first}")) && audit.contains("fenced (lab file)"),
+        "the fence is in the audit log:\n{audit}"
+    );
+
+    // A clean handover does not fence.
+    c.restart(first);
+    let (serial3, _) = c.converged(serial2 - 1);
+    let fenced_before = std::fs::read_dir(&fence_dir).unwrap().count();
+    let (code, out, err) = qs(&[
+        "leader",
+        "transfer",
+        "--to",
+        &first.to_string(),
+        "--admin",
+        &c.node(second).admin,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    lab::wait_for(Duration::from_secs(20), || {
+        (lab::leader_of(&c.node(first).admin) == Some(first)).then_some(())
+    })
+    .expect("leadership moved");
+    c.append_record("f2 IN TXT \"after the handover\"");
+    let (serial4, _) = c.converged(serial3);
+    assert_eq!(
+        std::fs::read_dir(&fence_dir).unwrap().count(),
+        fenced_before,
+        "no fence after a clean handover"
+    );
+    assert!(
+        !std::fs::read_to_string(fence_dir.join(format!("fenced-node-{second}")))
+            .unwrap_or_default()
+            .contains(&format!("node={second}")),
+        "node {second} handed over and was not fenced"
+    );
+
+    // The fence fails: the next leader does not sign until an operator confirms a fence.
+    std::fs::write(fence_dir.join("fail"), "the PDU does not answer").unwrap();
+    let leader = c.leader();
+    c.kill(leader, libc::SIGKILL);
+    c.append_record("f3 IN TXT \"while the fence fails\"");
+    let next = c.leader();
+    let blocked = lab::wait_for(Duration::from_secs(30), || {
+        let s = lab::status(&c.node(next).admin)?;
+        s["fence_block"].as_str().map(str::to_string)
+    })
+    .expect("the new leader is blocked by the failed fence");
+    assert!(blocked.contains("the PDU does not answer"), "{blocked}");
+    std::thread::sleep(Duration::from_secs(2));
+    let z = c.zone_status(next);
+    assert_eq!(
+        z["serial"].as_u64(),
+        Some(serial4),
+        "nothing signed while blocked"
+    );
+    let audit = qs(&["cluster", "audit", "--admin", &c.node(next).admin]).1;
+    assert!(
+        audit.contains("refused: fence of node"),
+        "failed fence in the audit:\n{audit}"
+    );
+    let (code, out, err) = qs(&[
+        "node",
+        "fence",
+        &leader.to_string(),
+        "--manual",
+        "--admin",
+        &c.node(next).admin,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (serial5, _) = c.converged(serial4);
+    assert!(serial5 > serial4);
+    let z = c.zone_status(next);
+    assert_eq!(z["published_by"].as_u64(), Some(next));
+}

@@ -514,10 +514,87 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                     origin: origin(format!("leader transfer --to {}", req.to)),
                 })
                 .await;
+            // A clean handover: the next leader does not fence this one.
+            let _ = node
+                .raft
+                .client_write(Command::Handover {
+                    from: node.id,
+                    to: req.to,
+                })
+                .await;
             match node.raft.trigger().transfer_leader(req.to).await {
                 Ok(()) => json_reply(200, json!({ "ok": true, "to": req.to })),
                 Err(e) => error(503, e.to_string()),
             }
+        }
+        ("POST", ["nodes", id, "fence"]) => {
+            let Ok(id) = id.parse::<NodeId>() else {
+                return error(400, format!("bad node id {id:?}"));
+            };
+            let manual = serde_json::from_slice::<Value>(body)
+                .ok()
+                .is_some_and(|v| v["manual"] == true);
+            let (ok, outcome) = if manual {
+                (true, "confirmed fenced by the operator".to_string())
+            } else {
+                let Some(cfg) = node.cfg.fence.clone() else {
+                    return error(
+                        409,
+                        "no fence hook configured on the leader; use --manual after fencing by hand",
+                    );
+                };
+                let addr = {
+                    let m = node.raft.metrics().borrow_watched().clone();
+                    m.membership_config
+                        .membership()
+                        .nodes()
+                        .find(|(n, _)| **n == id)
+                        .map(|(_, a)| a.raft.clone())
+                        .unwrap_or_default()
+                };
+                let term = node.raft.metrics().borrow_watched().current_term;
+                let me = node.id;
+                let o = tokio::task::spawn_blocking(move || {
+                    crate::fence::run_hook(&cfg, me, id, &addr, term, "fenced by the operator")
+                })
+                .await
+                .unwrap_or_else(|e| crate::fence::FenceOutcome {
+                    ok: false,
+                    summary: e.to_string(),
+                });
+                (o.ok, o.summary)
+            };
+            let r = propose(
+                node,
+                Command::Fenced {
+                    target: id,
+                    ok,
+                    outcome: outcome.clone(),
+                    origin: origin(format!(
+                        "node fence {id}{}",
+                        if manual { " --manual" } else { "" }
+                    )),
+                },
+            )
+            .await;
+            if ok {
+                r
+            } else {
+                error(502, format!("fence of node {id} failed: {outcome}"))
+            }
+        }
+        ("POST", ["nodes", id, "unfence"]) => {
+            let Ok(id) = id.parse::<NodeId>() else {
+                return error(400, format!("bad node id {id:?}"));
+            };
+            propose(
+                node,
+                Command::Unfence {
+                    target: id,
+                    origin: origin(format!("node unfence {id}")),
+                },
+            )
+            .await
         }
         ("GET", ["audit"]) => json_reply(200, node.sm.with(|st| json!(st.audit))),
         _ => error(404, format!("no such endpoint: {method} {path}")),
@@ -558,6 +635,23 @@ pub fn status(node: &Node) -> Value {
     let m = node.raft.metrics().borrow_watched().clone();
     let local = node.local().clone();
     let st = node.sm.read();
+    let st_fenced = st.fenced.clone();
+    // Readiness also needs every zone's newest committed version validated here (now).
+    let mut readiness = local.readiness.clone();
+    for (name, z) in &st.zones {
+        if let Some(cur) = &z.current
+            && local
+                .last_good
+                .get(name)
+                .is_none_or(|g| g.token != cur.token)
+        {
+            readiness.problems.push(format!(
+                "zone {name}: serial {} not validated here yet",
+                cur.serial
+            ));
+            readiness.ready = false;
+        }
+    }
     let zones: Vec<ZoneStatus> = st
         .zones
         .iter()
@@ -626,8 +720,10 @@ pub fn status(node: &Node) -> Value {
         "learners": learners,
         "nodes": nodes,
         "keystore": node.keys.describe(),
-        "readiness": local.readiness,
+        "readiness": readiness,
         "self_fenced": local.self_fenced,
+        "fence_block": local.fence_block,
+        "fenced": st_fenced,
         "zones": zones,
         "last_run": local.last_run,
     })

@@ -50,6 +50,22 @@ pub enum NodeCmd {
         #[command(flatten)]
         a: AdminArgs,
     },
+    /// Fence a node: the leader runs the fence hook against it and records the outcome.
+    Fence {
+        id: u64,
+        /// Record that you fenced it yourself (no hook is run): lets a leader blocked by a
+        /// failed fence sign again.
+        #[arg(long)]
+        manual: bool,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
+    /// Let a fenced node back (after you have undone the fence).
+    Unfence {
+        id: u64,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -264,6 +280,33 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
         NodeCmd::Remove { id, a } => {
             let ans = call_leader(&a.admin, "DELETE", &format!("/nodes/{id}"), None, TIMEOUT)?;
             ok(ans, &a, |_| format!("node {id} removed"))
+        }
+        NodeCmd::Fence { id, manual, a } => {
+            let body = json!({ "manual": manual });
+            let ans = call_leader(
+                &a.admin,
+                "POST",
+                &format!("/nodes/{id}/fence"),
+                Some(&body),
+                std::time::Duration::from_secs(300),
+            )?;
+            ok(ans, &a, |_| {
+                if manual {
+                    format!("node {id} recorded as fenced by the operator")
+                } else {
+                    format!("node {id} fenced")
+                }
+            })
+        }
+        NodeCmd::Unfence { id, a } => {
+            let ans = call_leader(
+                &a.admin,
+                "POST",
+                &format!("/nodes/{id}/unfence"),
+                None,
+                TIMEOUT,
+            )?;
+            ok(ans, &a, |_| format!("node {id} unfenced"))
         }
     }
 }

@@ -410,7 +410,18 @@ pub fn check_readiness(node: &Node) -> Readiness {
             problems.push(format!("key {} of {}: {e}", rec.tag, rec.zone));
         }
     }
+    let fence = match &node.cfg.fence {
+        None => "none configured".to_string(),
+        Some(f) => match crate::fence::check_hook(f) {
+            Ok(()) => format!("{} (executable)", f.command[0]),
+            Err(e) => {
+                problems.push(e.clone());
+                e
+            }
+        },
+    };
     Readiness {
+        fence,
         ready: problems.is_empty(),
         checked_at: now(),
         keys_tested: keys.len(),

@@ -119,17 +119,46 @@ const RETRY_FAILED: Duration = Duration::from_secs(10);
 
 pub async fn run(node: Arc<Node>) {
     let mut memo: HashMap<String, Memo> = HashMap::new();
+    let mut started: Option<u64> = None;
+    let mut fence_try: Option<(Instant, String)> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(node.cfg.signer.tick_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if !node.is_leader() {
             memo.clear();
+            started = None;
+            fence_try = None;
             continue;
         }
         // Self-fencing (see `watch_lease`): without recent quorum acknowledgements, no signing.
         if node.may_publish().is_err() {
             continue;
+        }
+        // A new term: fence the predecessor when it did not hand over, then start.
+        let term = {
+            use openraft::type_config::async_runtime::WatchReceiver;
+            node.raft.metrics().borrow_watched().current_term
+        };
+        if started != Some(term) {
+            if let Err(e) = ensure_fenced(&node, term, &mut fence_try).await {
+                node.local().fence_block = Some(e);
+                continue;
+            }
+            if propose(
+                &node,
+                Command::LeaderStart {
+                    node: node.id,
+                    term,
+                },
+            )
+            .await
+            .is_err()
+            {
+                continue;
+            }
+            started = Some(term);
+            node.local().fence_block = None;
         }
         let zones: Vec<String> = node.sm.with(|st| st.zones.keys().cloned().collect());
         for zone in zones {
@@ -150,6 +179,92 @@ pub async fn run(node: Arc<Node>) {
             }
         }
     }
+}
+
+/// How long a leader blocked by a failed fence waits before running the hook again.
+const FENCE_RETRY: Duration = Duration::from_secs(10);
+
+/// Fences the last leader when it is another node that neither handed over to this one nor
+/// has been fenced since its term began. `Err` while signing must wait.
+async fn ensure_fenced(
+    node: &Arc<Node>,
+    term: u64,
+    last_try: &mut Option<(Instant, String)>,
+) -> Result<(), String> {
+    let (last, handover, fenced, addr) = node.sm.with(|st| {
+        let addr = st.last_leader.and_then(|(n, _)| {
+            st.membership
+                .membership()
+                .nodes()
+                .find(|(id, _)| **id == n)
+                .map(|(_, a)| a.raft.clone())
+        });
+        (st.last_leader, st.handover, st.fenced.clone(), addr)
+    });
+    let Some((prev, prev_term)) = last else {
+        return Ok(());
+    };
+    if prev == node.id
+        || handover == Some((prev, node.id))
+        || fenced.get(&prev).is_some_and(|t| *t >= prev_term)
+    {
+        return Ok(());
+    }
+    let Some(cfg) = node.cfg.fence.clone() else {
+        tracing::warn!(
+            prev,
+            "no fence hook configured: node {prev} (leader in term {prev_term}) is not fenced"
+        );
+        return Ok(());
+    };
+    if let Some((at, why)) = last_try
+        && at.elapsed() < FENCE_RETRY
+    {
+        return Err(why.clone());
+    }
+    let reason = format!(
+        "node {} leads term {term}; node {prev} led term {prev_term} and did not hand over",
+        node.id
+    );
+    let address = addr.unwrap_or_default();
+    tracing::warn!(
+        prev,
+        term,
+        "fencing node {prev} ({address}) before signing: {reason}"
+    );
+    let (c, me, a, r) = (cfg.clone(), node.id, address.clone(), reason.clone());
+    let outcome =
+        tokio::task::spawn_blocking(move || crate::fence::run_hook(&c, me, prev, &a, term, &r))
+            .await
+            .map_err(|e| e.to_string())?;
+    let cmd = Command::Fenced {
+        target: prev,
+        ok: outcome.ok,
+        outcome: outcome.summary.clone(),
+        origin: crate::replica::Origin {
+            at: now(),
+            by: format!("node {}", node.id),
+            command: format!("fence node {prev} ({address}) in term {term}"),
+        },
+    };
+    propose(node, cmd).await?;
+    if outcome.ok {
+        tracing::info!(prev, "node {prev} fenced: {}", outcome.summary);
+        *last_try = None;
+        return Ok(());
+    }
+    let why = format!("fence of node {prev} failed: {}", outcome.summary);
+    if cfg.on_failure == "sign" {
+        tracing::error!(prev, "{why}; signing anyway (fence.on_failure = \"sign\")");
+        return Ok(());
+    }
+    tracing::error!(
+        prev,
+        "{why}; not signing until a fence succeeds (retry in {FENCE_RETRY:?}) or an operator \
+         confirms it: quorumsign node fence {prev} --manual"
+    );
+    *last_try = Some((Instant::now(), why.clone()));
+    Err(why)
 }
 
 async fn propose(node: &Node, cmd: Command) -> Result<Outcome, String> {

@@ -54,6 +54,8 @@ pub struct Local {
     /// Why this leader does not sign or NOTIFY now (no quorum acknowledgement within the
     /// lease), while that lasts.
     pub self_fenced: Option<String>,
+    /// Why this new leader does not sign yet (its predecessor's fence failed).
+    pub fence_block: Option<String>,
     /// Zones whose primary sent a NOTIFY that the leader has not acted on yet.
     pub notified: std::collections::BTreeSet<String>,
 }
@@ -61,6 +63,8 @@ pub struct Local {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Readiness {
     pub ready: bool,
+    /// The fence hook: its program (checked executable), or why it is not usable.
+    pub fence: String,
     pub checked_at: u64,
     pub keys_tested: usize,
     pub problems: Vec<String>,

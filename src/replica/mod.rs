@@ -100,6 +100,28 @@ pub enum Command {
     Audit {
         origin: Origin,
     },
+    /// A leader starts signing in `term` (after fencing its predecessor when needed).
+    LeaderStart {
+        node: NodeId,
+        term: u64,
+    },
+    /// The leader is about to hand leadership to `to` cleanly (no fence needed).
+    Handover {
+        from: NodeId,
+        to: NodeId,
+    },
+    /// The outcome of fencing `target` (by the hook, or confirmed by an operator).
+    Fenced {
+        target: NodeId,
+        ok: bool,
+        outcome: String,
+        origin: Origin,
+    },
+    /// An operator lets a fenced node back.
+    Unfence {
+        target: NodeId,
+        origin: Origin,
+    },
 }
 
 impl fmt::Display for Command {
@@ -124,6 +146,10 @@ impl fmt::Display for Command {
                 write!(f, "publish {zone} serial {}", version.serial)
             }
             Command::Audit { origin } => write!(f, "audit {}", origin.command),
+            Command::LeaderStart { node, term } => write!(f, "leader {node} starts term {term}"),
+            Command::Handover { from, to } => write!(f, "handover {from} -> {to}"),
+            Command::Fenced { target, ok, .. } => write!(f, "fenced {target}: {ok}"),
+            Command::Unfence { target, .. } => write!(f, "unfence {target}"),
         }
     }
 }

@@ -218,6 +218,12 @@ pub struct ClusterState {
     pub zones: BTreeMap<String, ZoneState>,
     pub keys: Vec<KeyRecord>,
     pub audit: VecDeque<AuditRecord>,
+    /// The last leader that started signing, and in which term.
+    pub last_leader: Option<(NodeId, u64)>,
+    /// A clean leadership transfer in progress: (from, to).
+    pub handover: Option<(NodeId, NodeId)>,
+    /// Nodes fenced, with the term in which that was done.
+    pub fenced: BTreeMap<NodeId, u64>,
 }
 
 /// SHA-256 of one RRset with its signatures: a term of the content hash.
@@ -621,6 +627,42 @@ impl ClusterState {
             Command::Audit { origin } => {
                 self.audit(token, origin, &Outcome::Done);
                 Outcome::Done
+            }
+            Command::LeaderStart { node, term } => {
+                self.last_leader = Some((node, term));
+                self.handover = None;
+                Outcome::Done
+            }
+            Command::Handover { from, to } => {
+                self.handover = Some((from, to));
+                Outcome::Done
+            }
+            Command::Fenced {
+                target,
+                ok,
+                outcome,
+                mut origin,
+            } => {
+                if ok {
+                    self.fenced.insert(target, token.0);
+                }
+                origin.command = format!("{} — {}", origin.command, outcome);
+                let out = if ok {
+                    Outcome::Done
+                } else {
+                    Outcome::Refused(format!("fence of node {target} failed"))
+                };
+                self.audit(token, origin, &out);
+                Outcome::Done
+            }
+            Command::Unfence { target, origin } => {
+                let out = if self.fenced.remove(&target).is_some() {
+                    Outcome::Done
+                } else {
+                    Outcome::Refused(format!("node {target} is not fenced"))
+                };
+                self.audit(token, origin, &out);
+                out
             }
         }
     }
