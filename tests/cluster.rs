@@ -699,3 +699,79 @@ fn new_leader_fences_its_predecessor_and_a_failing_fence_blocks_signing() {
     let z = c.zone_status(next);
     assert_eq!(z["published_by"].as_u64(), Some(next));
 }
+
+#[test]
+fn drill_failover_checks_first_then_hands_over_with_the_same_keys() {
+    let mut c = Cluster::start(3, 19700, "");
+    let (serial, _) = c.converged(0);
+    let leader = c.leader();
+    let admin = c.node(leader).admin.clone();
+    // Dry run: checks pass, nothing changes.
+    let (code, out, err) = qs(&[
+        "drill",
+        "failover",
+        "--dry-run",
+        "--json",
+        "--admin",
+        &admin,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(out.contains("would hand over"), "{out}");
+    assert_eq!(c.leader(), leader, "a dry run changes nothing");
+    // Refused: the target is the leader itself; a frozen target does not answer.
+    let (code, out, _) = qs(&[
+        "drill",
+        "failover",
+        "--to",
+        &leader.to_string(),
+        "--admin",
+        &admin,
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("FAIL target") && out.contains("nothing changed"),
+        "{out}"
+    );
+    let other = (1..=3).find(|i| *i != leader).unwrap();
+    c.kill(other, libc::SIGSTOP);
+    let (code, out, _) = qs(&[
+        "drill",
+        "failover",
+        "--to",
+        &other.to_string(),
+        "--admin",
+        &admin,
+    ]);
+    c.kill(other, libc::SIGCONT);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("FAIL target answers"), "{out}");
+    // (A node back from a freeze may call an election: let the cluster settle.)
+    std::thread::sleep(Duration::from_secs(3));
+    let leader = c.leader();
+    let admin = c.node(leader).admin.clone();
+    let other = (1..=3).find(|i| *i != leader).unwrap();
+    // The real drill.
+    let (code, out, err) = qs(&[
+        "drill",
+        "failover",
+        "--to",
+        &other.to_string(),
+        "--admin",
+        &admin,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for step in [
+        "ok   new leader: node",
+        "ok   published by the new leader",
+        "ok   nothing re-signed that was not due",
+        "ok   DNSKEY RRset identical",
+        "drill failover passed",
+    ] {
+        assert!(out.contains(step), "missing {step:?} in:\n{out}");
+    }
+    assert_eq!(c.leader(), other);
+    let (next, _) = c.converged(serial);
+    assert!(next > serial);
+}

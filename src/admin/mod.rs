@@ -720,6 +720,7 @@ pub fn status(node: &Node) -> Value {
         "learners": learners,
         "nodes": nodes,
         "keystore": node.keys.describe(),
+        "dns": node.cfg.dns.as_ref().map(|d| d.listen.clone()),
         "readiness": readiness,
         "self_fenced": local.self_fenced,
         "fence_block": local.fence_block,

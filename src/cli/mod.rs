@@ -2,6 +2,7 @@
 
 mod cluster_cmd;
 mod demo_cmd;
+mod drill_cmd;
 mod keys_cmd;
 mod sign_cmd;
 mod verify_cmd;
@@ -55,6 +56,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cluster_cmd::ZoneCmd,
     },
+    /// Failover drills: check, act, report every step with its time.
+    Drill {
+        #[command(subcommand)]
+        cmd: drill_cmd::DrillCmd,
+    },
     /// Start a local 3-node cluster with the example zone and show a failover.
     Demo(demo_cmd::DemoArgs),
     /// Write a deterministic synthetic zone (tests and benchmarks).
@@ -93,6 +99,7 @@ pub fn main() -> i32 {
         Cmd::Leader { cmd } => cluster_cmd::leader(cmd).map_err(anyhow::Error::msg),
         Cmd::Zone { cmd } => cluster_cmd::zone(cmd).map_err(anyhow::Error::msg),
         Cmd::Demo(a) => demo_cmd::run(a).map_err(anyhow::Error::msg),
+        Cmd::Drill { cmd } => drill_cmd::run(cmd).map_err(anyhow::Error::msg),
         Cmd::GenerateZone {
             shape,
             zone,

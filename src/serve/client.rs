@@ -151,6 +151,32 @@ pub async fn serial(remote: &Remote, key: Option<&TsigKey>, zone: &Name) -> Resu
         .ok_or(format!("{what}: no SOA in the answer"))
 }
 
+/// The rdatas of `qtype` at the apex of `zone`, asked over TCP (drills compare DNSKEY sets).
+pub async fn apex_rdatas(remote: &Remote, zone: &Name, qtype: u16) -> Result<Vec<Vec<u8>>, String> {
+    let what = format!(
+        "query to {} for {} type {qtype}",
+        remote.addr,
+        zone.to_text()
+    );
+    let mut c = Conn::open(remote).await?;
+    let id = rand_id();
+    let q = message(id, 0, zone, qtype, None);
+    c.send(&q).await?;
+    let raw = c
+        .recv()
+        .await?
+        .ok_or(format!("{what}: connection closed"))?;
+    let m = check(&raw, id, None, &mut None, true, &what)?;
+    let mut out: Vec<Vec<u8>> = m
+        .answers
+        .iter()
+        .filter(|r| u16::from(r.record_type()) == qtype)
+        .filter_map(|r| in_rr(r).ok().map(|(_, _, _, d)| d.to_vec()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 /// AXFR of `zone`, or IXFR from `from` (our serial and SOA rdata) when given.
 pub async fn transfer(
     remote: &Remote,

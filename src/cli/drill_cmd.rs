@@ -1,0 +1,357 @@
+//! `quorumsign drill failover`: a planned failover that checks before it acts and reports
+//! every step with its time.
+//!
+//! ```text
+//!  pre-flight: leader known · target a voter, ready, caught up, every zone validated
+//!  ─► (dry run stops here) ─► DNSKEY RRsets over DNS ─► leader transfer ─► target leads
+//!  ─► zone reload ─► a new serial validated on every running node
+//!  ─► DNSKEY RRsets identical · no unchanged RRset re-signed
+//! ```
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::cluster_cmd::{AdminArgs, gather_status};
+use crate::admin::client::call;
+use crate::serve::notify::Remote;
+use crate::zone::Name;
+
+#[derive(Subcommand)]
+pub enum DrillCmd {
+    /// Hand leadership to a ready standby and check it publishes with the same keys.
+    Failover(FailoverArgs),
+}
+
+#[derive(Args)]
+pub struct FailoverArgs {
+    /// The node to hand over to (default: the most caught-up ready follower).
+    #[arg(long)]
+    to: Option<u64>,
+    /// Run the checks and print the plan; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    a: AdminArgs,
+}
+
+struct Report {
+    t0: Instant,
+    steps: Vec<Value>,
+    json: bool,
+    ok: bool,
+}
+
+impl Report {
+    fn step(&mut self, ok: bool, what: &str, detail: String) {
+        let ms = self.t0.elapsed().as_millis() as u64;
+        if !self.json {
+            println!(
+                "[{:>7.3}s] {} {what}: {detail}",
+                ms as f64 / 1000.0,
+                if ok { "ok  " } else { "FAIL" }
+            );
+        }
+        self.ok &= ok;
+        self.steps
+            .push(json!({ "at_ms": ms, "ok": ok, "step": what, "detail": detail }));
+    }
+}
+
+fn node_of(status: &Value, id: u64) -> Option<&Value> {
+    status["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["id"].as_u64() == Some(id))
+}
+
+fn wait<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn dnskeys(rt: &tokio::runtime::Runtime, dns: &str, zone: &str) -> Result<Vec<Vec<u8>>, String> {
+    let remote = Remote::parse(dns)?;
+    let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
+    rt.block_on(crate::serve::client::apex_rdatas(
+        &remote,
+        &origin,
+        crate::zone::rtype::DNSKEY,
+    ))
+}
+
+pub fn run(cmd: DrillCmd) -> Result<(), String> {
+    let DrillCmd::Failover(a) = cmd;
+    let mut r = Report {
+        t0: Instant::now(),
+        steps: Vec::new(),
+        json: a.a.json,
+        ok: true,
+    };
+    let res = failover(&a, &mut r);
+    if let Err(e) = &res {
+        r.step(false, "drill", e.clone());
+    }
+    if a.a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "ok": r.ok, "dry_run": a.dry_run, "steps": r.steps })
+            )
+            .unwrap_or_default()
+        );
+    } else {
+        println!("drill failover {}", if r.ok { "passed" } else { "FAILED" });
+    }
+    if r.ok {
+        Ok(())
+    } else {
+        Err("drill failover failed".into())
+    }
+}
+
+fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
+    let st = gather_status(&a.a.admin)?;
+    let leader = st["nodes"]
+        .as_array()
+        .and_then(|ns| ns.iter().find_map(|n| n["leader"].as_u64()))
+        .ok_or("no leader known")?;
+    let lnode = node_of(&st, leader)
+        .ok_or("the leader does not answer")?
+        .clone();
+    r.step(
+        true,
+        "leader",
+        format!("node {leader}, term {}", lnode["term"]),
+    );
+    let applied = lnode["last_applied"].as_u64().unwrap_or(0);
+    let zones: Vec<(String, u64)> = lnode["zones"]
+        .as_array()
+        .map(|zs| {
+            zs.iter()
+                .filter_map(|z| Some((z["name"].as_str()?.to_string(), z["serial"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let voters: Vec<u64> = lnode["voters"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    // The target: given, or the most caught-up ready follower.
+    let ready = |n: &Value| n["readiness"]["ready"] == true && n["unreachable"].is_null();
+    let target = match a.to {
+        Some(t) => t,
+        None => voters
+            .iter()
+            .filter(|id| **id != leader)
+            .filter_map(|id| node_of(&st, *id).filter(|n| ready(n)).map(|n| (*id, n)))
+            .max_by_key(|(_, n)| n["last_applied"].as_u64().unwrap_or(0))
+            .map(|(id, _)| id)
+            .ok_or("no ready follower to hand over to")?,
+    };
+    let t = node_of(&st, target)
+        .ok_or(format!("node {target} is not a member"))?
+        .clone();
+    let checks = [
+        (
+            target != leader,
+            "target",
+            format!("node {target} (not the leader)"),
+        ),
+        (
+            voters.contains(&target),
+            "target is a voter",
+            format!("voters {voters:?}"),
+        ),
+        (
+            t["unreachable"].is_null(),
+            "target answers",
+            format!("{}", t["unreachable"]),
+        ),
+        (
+            ready(&t),
+            "target ready (keystore test-sign, versions validated, fence hook)",
+            format!("{}", t["readiness"]),
+        ),
+        (
+            t["last_applied"].as_u64().unwrap_or(0) >= applied,
+            "target caught up",
+            format!("applied {} of the leader's {applied}", t["last_applied"]),
+        ),
+        (
+            zones.iter().all(|(z, s)| {
+                t["zones"].as_array().is_some_and(|tz| {
+                    tz.iter().any(|x| {
+                        x["name"] == z.as_str() && x["validated_serial"].as_u64() == Some(*s)
+                    })
+                })
+            }),
+            "target validated every zone's current serial",
+            format!("{} zone(s)", zones.len()),
+        ),
+        (
+            t["dns"].is_string() && lnode["dns"].is_string(),
+            "DNS on the leader and the target",
+            format!("{} / {}", lnode["dns"], t["dns"]),
+        ),
+    ];
+    for (ok, what, detail) in checks {
+        r.step(ok, what, detail);
+    }
+    if !r.ok {
+        return Err("pre-flight checks failed; nothing changed".into());
+    }
+    if a.dry_run {
+        r.step(
+            true,
+            "dry run",
+            format!("would hand over from node {leader} to node {target}"),
+        );
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let ldns = lnode["dns"].as_str().unwrap_or_default().to_string();
+    let tdns = t["dns"].as_str().unwrap_or_default().to_string();
+    let mut before = Vec::new();
+    for (z, _) in &zones {
+        before.push(dnskeys(&rt, &ldns, z)?);
+    }
+    r.step(
+        true,
+        "DNSKEY RRsets read",
+        format!("{} zone(s) from node {leader} over DNS", zones.len()),
+    );
+    let ladmin = lnode_admin(&st, leader)?;
+    let tadmin = lnode_admin(&st, target)?;
+    let ans = call(
+        &ladmin,
+        "POST",
+        "/leader/transfer",
+        Some(&json!({ "to": target })),
+        Duration::from_secs(30),
+    )?;
+    if ans.code != 200 {
+        return Err(format!("leader transfer: {}", ans.message()));
+    }
+    r.step(
+        true,
+        "leader transfer requested",
+        format!("node {leader} -> node {target}"),
+    );
+    wait(Duration::from_secs(30), || {
+        let s = call(&tadmin, "GET", "/status", None, Duration::from_secs(2))
+            .ok()?
+            .json();
+        (s["role"] == "leader").then_some(())
+    })
+    .ok_or(format!("node {target} did not become leader in 30 s"))?;
+    r.step(true, "new leader", format!("node {target}"));
+    for (z, serial) in &zones {
+        let ans = call(
+            &tadmin,
+            "POST",
+            &format!("/zones/{z}/reload"),
+            None,
+            Duration::from_secs(30),
+        )?;
+        if ans.code != 200 {
+            return Err(format!("zone reload {z}: {}", ans.message()));
+        }
+        let members: Vec<String> = st["nodes"]
+            .as_array()
+            .map(|ns| {
+                ns.iter()
+                    .filter(|n| n["unreachable"].is_null())
+                    .filter_map(|n| n["id"].as_u64())
+                    .filter_map(|id| lnode_admin(&st, id).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let new = wait(Duration::from_secs(120), || {
+            let mut seen = None;
+            for m in &members {
+                let s = call(m, "GET", "/status", None, Duration::from_secs(2))
+                    .ok()?
+                    .json();
+                let zz = s["zones"]
+                    .as_array()?
+                    .iter()
+                    .find(|x| x["name"] == z.as_str())?
+                    .clone();
+                let v = zz["validated_serial"].as_u64()?;
+                if v <= *serial || seen.is_some_and(|x| x != v) {
+                    return None;
+                }
+                seen = Some(v);
+            }
+            seen
+        })
+        .ok_or(format!(
+            "zone {z}: no new serial validated on every node in 120 s"
+        ))?;
+        r.step(
+            true,
+            "published by the new leader",
+            format!(
+                "{z} serial {serial} -> {new}, validated on {} node(s)",
+                members.len()
+            ),
+        );
+        let s = call(&tadmin, "GET", "/status", None, Duration::from_secs(5))?.json();
+        let zz = s["zones"]
+            .as_array()
+            .and_then(|zs| zs.iter().find(|x| x["name"] == z.as_str()).cloned())
+            .unwrap_or_default();
+        let re = zz["resigned_unchanged"].as_u64().unwrap_or(u64::MAX);
+        r.step(
+            re == 0 && zz["published_by"].as_u64() == Some(target),
+            "nothing re-signed that was not due",
+            format!(
+                "{z}: published by node {}, signed {}, reused {}, unchanged re-signed {re}",
+                zz["published_by"], zz["signed"], zz["reused"]
+            ),
+        );
+    }
+    for ((z, _), b) in zones.iter().zip(&before) {
+        let after = dnskeys(&rt, &tdns, z)?;
+        r.step(
+            &after == b,
+            "DNSKEY RRset identical",
+            format!(
+                "{z}: {} key(s) before, {} after, from node {target} over DNS",
+                b.len(),
+                after.len()
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn lnode_admin(st: &Value, id: u64) -> Result<String, String> {
+    node_of(st, id)
+        .and_then(|n| {
+            n["nodes"][id.to_string()]["admin"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .or_else(|| {
+            st["nodes"].as_array()?.iter().find_map(|n| {
+                n["nodes"][id.to_string()]["admin"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+        })
+        .ok_or(format!("no admin address for node {id}"))
+}
