@@ -9,7 +9,7 @@ qs=target/release/quorumsign
 dir=$(mktemp -d)
 "$qs" demo --dir "$dir" --port 17800 > "$dir/demo.out" 2>&1 &
 demo=$!
-trap 'kill $demo 2>/dev/null; wait $demo 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill -INT $demo 2>/dev/null; wait $demo 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 1 200); do grep -q 'Press Ctrl-C' "$dir/demo.out" 2>/dev/null && break; sleep 0.1; done
 grep -q 'Press Ctrl-C' "$dir/demo.out" || { echo "demo cluster did not start" >&2; cat "$dir/demo.out" >&2; exit 1; }
 times=()

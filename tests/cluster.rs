@@ -262,6 +262,21 @@ fn three_nodes_replicate_validate_fail_over_and_catch_up() {
 fn stopped_leader_steps_down_and_never_publishes_a_conflicting_version() {
     let mut c = Cluster::start(3, 17300, "");
     let (serial, _) = c.converged(0);
+    // File output and a NOTIFY listener: the outputs that carry the fencing token.
+    let notified = notify_listener(17290);
+    let output = c.dir.path().join("example.signed");
+    let (code, out, err) = qs(&[
+        "zone",
+        "set",
+        ZONE,
+        "--output",
+        p(&output),
+        "--notify",
+        "127.0.0.1:17290",
+        "--admin",
+        &c.nodes[0].admin,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
     let old = c.leader();
     let old_term = lab::status(&c.node(old).admin).unwrap()["term"]
         .as_u64()
@@ -303,6 +318,65 @@ fn stopped_leader_steps_down_and_never_publishes_a_conflicting_version() {
         z["token"][0].as_u64().unwrap() > old_term,
         "current version comes from a later term: {z}"
     );
+    // The file output holds the new term's token; the resumed old leader wrote nothing and
+    // sent no NOTIFY after it was stopped.
+    let head = lab::wait_for(Duration::from_secs(20), || {
+        let t = std::fs::read_to_string(&output).ok()?;
+        let first = t.lines().next()?.to_string();
+        first
+            .contains(&format!("serial={serial3} "))
+            .then_some(first)
+    })
+    .expect("file output of the newest version");
+    let term: u64 = head
+        .split("token=")
+        .nth(1)
+        .and_then(|t| t.split(':').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap();
+    assert!(term > old_term, "{head}");
+    let log = std::fs::read_to_string(&c.node(old).log).unwrap();
+    let after_stop: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("NOTIFY sent") || l.contains("file output written"))
+        .filter(|l| {
+            l.contains(&format!("serial={}", next.0)) || l.contains(&format!("serial={serial3}"))
+        })
+        .collect();
+    assert!(
+        after_stop.is_empty(),
+        "the deposed leader published: {after_stop:?}"
+    );
+    assert!(
+        notified.lock().unwrap().len() >= 1,
+        "the new leader's NOTIFY reached the listener"
+    );
+}
+
+/// A UDP listener that answers NOTIFYs and keeps their ids.
+fn notify_listener(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<u16>>> {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    let sock = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        let mut buf = [0u8; 512];
+        while std::time::Instant::now() < deadline {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            if n < 12 || (buf[2] >> 3) & 0x0f != 4 {
+                continue;
+            }
+            g.lock().unwrap().push(u16::from_be_bytes([buf[0], buf[1]]));
+            let mut r = buf[..n].to_vec();
+            r[2] |= 0x80;
+            let _ = sock.send_to(&r, from);
+        }
+    });
+    got
 }
 
 #[test]

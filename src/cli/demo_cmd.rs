@@ -131,8 +131,16 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        rt.block_on(async { tokio::signal::ctrl_c().await })
-            .map_err(|e| e.to_string())?;
+        // Ctrl-C or SIGTERM: stop the nodes (dropping `nodes` kills them) and leave.
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r,
+                _ = term.recv() => Ok(()),
+            }
+        })
+        .map_err(|e| e.to_string())?;
         println!("stopping");
         return Ok(());
     }
