@@ -50,6 +50,8 @@ struct Memo {
     reload_tried: u64,
     /// The input this memo is about (`zone set` may change it: then it starts afresh).
     input_of: String,
+    /// An IXFR could not be applied: the next transfer is a whole one.
+    force_axfr: bool,
 }
 
 /// A primary's zone: (owner, type, rdata) → TTL.
@@ -672,7 +674,9 @@ async fn transfer_if_newer(
         .unwrap_or(u64::MAX);
     // IXFR from what we hold when we hold it; AXFR on reload, or when the IXFR fails.
     let from = match (&memo.input, memo.primary_serial) {
-        (Some(set), Some(ps)) if !reload => input_soa(set, ps).map(|soa| (ps, soa)),
+        (Some(set), Some(ps)) if !reload && !memo.force_axfr => {
+            input_soa(set, ps).map(|soa| (ps, soa))
+        }
         _ => None,
     };
     let ixfr = from.as_ref().map(|(ps, soa)| (*ps, &soa[..]));
@@ -700,6 +704,7 @@ async fn transfer_if_newer(
                 set.insert((Owner(o), t, d), ttl);
             }
             memo.input = Some(set);
+            memo.force_axfr = false;
             "AXFR"
         }
         client::Transfer::Incremental(deltas) => {
@@ -709,9 +714,10 @@ async fn transfer_if_newer(
                 .ok_or("IXFR without a zone to apply it to")?;
             let from = memo.primary_serial.unwrap_or(0);
             if let Err(e) = apply_deltas(&mut set, deltas, from) {
-                // Dropped: the next try transfers the whole zone.
-                memo.primary_serial = None;
-                memo.fetched = None;
+                // The set is dropped; the input last built from stays (`fetched`) so the zone
+                // can still be re-signed, and the next transfer is a whole one.
+                memo.force_axfr = true;
+                memo.polled = None;
                 return Err(format!("zone {zone}: {e}; the next transfer is a full one"));
             }
             memo.input = Some(set);

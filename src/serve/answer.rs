@@ -259,6 +259,33 @@ impl Ctx<'_> {
         (self.origin.clone(), next)
     }
 
+    /// The closest *provable* encloser (RFC 5155 §7.2.1): the nearest ancestor that has an
+    /// NSEC3 (with opt-out, existing names may have none), and the next closer name.
+    fn provable_encloser(&self, qname: &Name) -> (Name, Name) {
+        let mut next = qname.clone();
+        let mut n = qname.parent();
+        while let Some(p) = n {
+            if p == *self.origin || self.nsec3_matching(&p).is_some() {
+                return (p, next);
+            }
+            next = p.clone();
+            n = p.parent();
+        }
+        (self.origin.clone(), next)
+    }
+
+    /// NSEC3 proof for a name without data of the type asked: its own NSEC3, or, when it
+    /// has none (opt-out), the closest provable encloser proof (RFC 5155 §7.2.3–7.2.4).
+    fn nsec3_nodata(&self, a: &mut Answer, qname: &Name) {
+        match self.nsec3_matching(qname) {
+            Some(m) => self.add_nsec3(a, Some(m)),
+            None => {
+                let (ce, next) = self.provable_encloser(qname);
+                self.closest_encloser_proof(a, &ce, &next);
+            }
+        }
+    }
+
     /// RFC 5155 §7.2.1: the closest encloser's NSEC3 and the one covering the next closer.
     fn closest_encloser_proof(&self, a: &mut Answer, ce: &Name, next: &Name) {
         self.add_nsec3(a, self.nsec3_matching(ce));
@@ -274,7 +301,7 @@ impl Ctx<'_> {
                     Some(m) => self.add_nsec3(a, Some(m)),
                     None => {
                         // Opt-out: the closest provable encloser and the opt-out span.
-                        let (ce, next) = self.closest_encloser(cut);
+                        let (ce, next) = self.provable_encloser(cut);
                         self.closest_encloser_proof(a, &ce, &next);
                     }
                 }
@@ -332,7 +359,7 @@ impl Ctx<'_> {
             self.soa_negative(a);
             if dnssec {
                 if self.nsec3.is_some() {
-                    self.add_nsec3(a, self.nsec3_matching(qname));
+                    self.nsec3_nodata(a, qname);
                 } else {
                     self.add(&mut a.authority, qname, rtype::NSEC);
                 }
@@ -343,7 +370,7 @@ impl Ctx<'_> {
             self.soa_negative(a);
             if dnssec {
                 if self.nsec3.is_some() {
-                    self.add_nsec3(a, self.nsec3_matching(qname));
+                    self.nsec3_nodata(a, qname);
                 } else {
                     self.add_nsec_covering(a, qname);
                 }
@@ -398,7 +425,8 @@ impl Ctx<'_> {
         self.soa_negative(a);
         if dnssec {
             if self.nsec3.is_some() {
-                self.closest_encloser_proof(a, &ce, &next);
+                let (pce, pnext) = self.provable_encloser(qname);
+                self.closest_encloser_proof(a, &pce, &pnext);
                 if let Some(w) = &wild {
                     self.add_nsec3(a, self.nsec3_covering(w));
                 }
@@ -410,5 +438,161 @@ impl Ctx<'_> {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::hsm::SigningKey;
+    use crate::hsm::soft::SoftKey;
+    use crate::keys::Algorithm;
+    use crate::replica::state::ZoneState;
+    use crate::signer::{Denial, SignOptions, SignatureCache, sign_zone};
+    use crate::zone::{Limits, ParseOptions, Zone};
+
+    fn signed(denial: Denial) -> (ZoneState, Name) {
+        let origin = Name::parse(b"example.", None).unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.zone");
+        let popts = ParseOptions {
+            origin: origin.clone(),
+            limits: Limits::default(),
+            keep_dnssec: false,
+        };
+        let (zone, _) = Zone::load(&path, &popts).unwrap();
+        let keys: Vec<Arc<dyn SigningKey>> = [true, false]
+            .iter()
+            .map(|ksk| {
+                Arc::new(
+                    SoftKey::generate(Algorithm::EcdsaP256Sha256, *ksk)
+                        .unwrap()
+                        .0,
+                ) as Arc<dyn SigningKey>
+            })
+            .collect();
+        let mut opts = SignOptions::new(1_795_000_000);
+        opts.denial = denial;
+        let s = sign_zone(zone, &keys, &opts, &SignatureCache::default(), &|_, _| {}).unwrap();
+        let mut z = ZoneState::default();
+        for (k, v) in crate::node::leader::entries_of(s) {
+            z.content.insert(k, v);
+        }
+        (z, origin)
+    }
+
+    fn n(s: &str) -> Name {
+        Name::parse(s.as_bytes(), None).unwrap()
+    }
+
+    fn nsec3_flags(a: &Answer) -> Vec<u8> {
+        a.authority
+            .iter()
+            .filter(|r| r.rtype == rtype::NSEC3)
+            .map(|r| r.rdata[1])
+            .collect()
+    }
+
+    #[test]
+    fn opt_out_nodata_and_referral_carry_a_closest_provable_encloser_proof() {
+        let (z, origin) = signed(Denial::Nsec3(Nsec3Params {
+            iterations: 0,
+            salt: Vec::new(),
+            opt_out: true,
+        }));
+        let v = View {
+            content: &z.content,
+            overlay: None,
+        };
+        // The insecure delegation has no NSEC3 of its own under opt-out.
+        let p = Nsec3Params {
+            iterations: 0,
+            salt: Vec::new(),
+            opt_out: true,
+        };
+        let hash_of = |name: &Name| nsec3::hash(name, &p).to_vec();
+        // (owner hash, next hash, flags) of each NSEC3 in an answer.
+        let chain = |a: &Answer| -> Vec<(Vec<u8>, Vec<u8>, u8)> {
+            a.authority
+                .iter()
+                .filter(|r| r.rtype == rtype::NSEC3)
+                .map(|r| {
+                    let label = r.owner.labels().next().unwrap().to_vec();
+                    let own = data_encoding::BASE32HEX_NOPAD
+                        .decode(&label.to_ascii_uppercase())
+                        .unwrap();
+                    let salt = r.rdata[4] as usize;
+                    let hl = r.rdata[5 + salt] as usize;
+                    let next = r.rdata[6 + salt..6 + salt + hl].to_vec();
+                    (own, next, r.rdata[1])
+                })
+                .collect()
+        };
+        let covers = |c: &[(Vec<u8>, Vec<u8>, u8)], h: &[u8]| {
+            c.iter().any(|(o, nx, f)| {
+                *f & 1 == 1
+                    && if o < nx {
+                        o.as_slice() < h && h < nx.as_slice()
+                    } else {
+                        h > o.as_slice() || h < nx.as_slice()
+                    }
+            })
+        };
+        for (q, t) in [
+            ("insecure.example.", rtype::DS),
+            ("x.insecure.example.", rtype::A),
+        ] {
+            let a = answer(&v, &origin, &n(q), t, true);
+            let c = chain(&a);
+            assert!(
+                c.iter().any(|(o, _, _)| *o == hash_of(&origin)),
+                "{q}: the closest provable encloser (the apex) is proven: {a:?}"
+            );
+            assert!(
+                covers(&c, &hash_of(&n("insecure.example."))),
+                "{q}: the next closer name is covered by an opt-out NSEC3: {a:?}"
+            );
+            assert!(a.authority.iter().any(|r| r.rtype == rtype::RRSIG));
+        }
+        // NXDOMAIN: encloser, next closer and wildcard covered; NODATA at a name: its own.
+        let a = answer(&v, &origin, &n("nothere.example."), rtype::A, true);
+        assert!(a.nxdomain && !nsec3_flags(&a).is_empty());
+        let a = answer(&v, &origin, &n("mail.example."), rtype::TXT, true);
+        assert_eq!(nsec3_flags(&a).len(), 1, "NODATA: the name's own NSEC3");
+        // Without DO: no proofs.
+        let a = answer(&v, &origin, &n("nothere.example."), rtype::A, false);
+        assert!(a.authority.iter().all(|r| r.rtype == rtype::SOA));
+    }
+
+    #[test]
+    fn wildcard_and_cname_answers() {
+        let (z, origin) = signed(Denial::Nsec);
+        let v = View {
+            content: &z.content,
+            overlay: None,
+        };
+        let a = answer(&v, &origin, &n("anything.wild.example."), rtype::A, true);
+        assert_eq!(
+            a.answer[0].owner,
+            n("anything.wild.example."),
+            "synthesised owner"
+        );
+        assert!(
+            a.authority.iter().any(|r| r.rtype == rtype::NSEC),
+            "proof the name is absent"
+        );
+        let a = answer(&v, &origin, &n("alias.example."), rtype::A, false);
+        let types: Vec<u16> = a.answer.iter().map(|r| r.rtype).collect();
+        assert_eq!(
+            types,
+            vec![rtype::CNAME, rtype::A],
+            "CNAME followed inside the zone"
+        );
+        let a = answer(&v, &origin, &n("b.c.example."), rtype::A, true);
+        assert!(
+            !a.nxdomain && a.answer.is_empty(),
+            "empty non-terminal: NODATA"
+        );
     }
 }

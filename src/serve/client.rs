@@ -213,8 +213,8 @@ pub async fn transfer(
             return false;
         };
         match serials.get(1) {
-            // A lone SOA: up to date, or (newer) the primary wants us to use AXFR.
-            None => from.is_some(),
+            // A lone SOA ends the answer only when it says we are up to date.
+            None => from.is_some_and(|(ours, _)| ours == new),
             // AXFR form: ends with the second SOA.
             Some(None) => serials.iter().skip(1).any(|s| *s == Some(new)),
             Some(Some(s)) if *s == new => serials.len() == 2,
@@ -226,7 +226,23 @@ pub async fn transfer(
         }
     };
     loop {
-        let Some(raw) = c.recv().await? else {
+        // After a lone newer SOA, a primary that will not send an IXFR stops there (it wants
+        // an AXFR): do not wait the full read timeout for more.
+        let lone = serials.len() == 1 && from.is_some();
+        let next = if lone {
+            match tokio::time::timeout(Duration::from_secs(2), c.recv()).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(format!(
+                        "{what}: answered with the SOA of serial {} alone",
+                        serials[0].unwrap_or(0)
+                    ));
+                }
+            }
+        } else {
+            c.recv().await?
+        };
+        let Some(raw) = next else {
             return Err(format!(
                 "{what}: truncated transfer: the connection closed after {} records \
                  without the closing SOA",

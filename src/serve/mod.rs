@@ -253,6 +253,8 @@ async fn error<R: ResponseHandler>(
 
 /// Is `ip` in `prefix` (`10.0.0.0/8`, `::1/128`, or a bare address)?
 pub fn in_prefix(ip: IpAddr, prefix: &str) -> bool {
+    // An IPv4 client of a dual-stack socket arrives as ::ffff:a.b.c.d.
+    let ip = ip.to_canonical();
     let (addr, len) = match prefix.split_once('/') {
         Some((a, l)) => (a, l.parse::<u32>().ok()),
         None => (prefix, None),

@@ -80,7 +80,7 @@ pub async fn incoming<R: ResponseHandler>(
         tracing::warn!(%src, zone, "NOTIFY ignored: the zone does not take its input from a primary");
         return error(rh, request, ResponseCode::NotAuth, auth).await;
     };
-    if primary.addr.ip() != src.ip() {
+    if primary.addr.ip().to_canonical() != src.ip().to_canonical() {
         tracing::warn!(%src, zone, primary = %primary.addr, "NOTIFY refused: not from the zone's primary");
         return error(rh, request, ResponseCode::Refused, auth).await;
     }

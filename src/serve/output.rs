@@ -61,16 +61,24 @@ pub fn write_guarded(
     f.commit().map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Is `token` still the zone's current version on this node, which still leads?
-fn still_current(node: &Node, zone: &str, token: Token) -> bool {
+/// Is `token` still the zone's current version in `st`, on a node that may publish?
+fn current_in(
+    node: &Node,
+    st: &crate::replica::state::ClusterState,
+    zone: &str,
+    token: Token,
+) -> bool {
     node.may_publish().is_ok()
-        && node
-            .sm
-            .read()
+        && st
             .zones
             .get(zone)
             .and_then(|z| z.current.as_ref())
             .is_some_and(|v| v.token == token)
+}
+
+/// As [`current_in`], from async code (the state lock is waited for off the worker).
+fn still_current(node: &Node, zone: &str, token: Token) -> bool {
+    node.sm.with(|st| current_in(node, st, zone, token))
 }
 
 /// How long the leader waits for the other members to serve a new version before it
@@ -132,11 +140,12 @@ pub async fn after_publish(node: std::sync::Arc<Node>, zone: String, serial: u32
         let n = node.clone();
         let z = zone.clone();
         let res = tokio::task::spawn_blocking(move || {
-            if !still_current(&n, &z, token) {
-                return Err("no longer the current version under this leader; skipped".into());
-            }
+            // The text is taken under the same read as the check, so it is that version.
             let text = {
                 let st = n.sm.read();
+                if !current_in(&n, &st, &z, token) {
+                    return Err("no longer the current version under this leader; skipped".into());
+                }
                 st.zones.get(&z).map(|zs| zs.to_text()).unwrap_or_default()
             };
             write_guarded(Path::new(&path), &z, serial, token, &text)
