@@ -71,6 +71,10 @@ pub struct NodeConfig {
     #[serde(default)]
     pub tsig: Vec<TsigConfig>,
     pub fence: Option<FenceConfig>,
+    /// A voter that never signs (the tie-breaking site of a two-DC deployment): if it is
+    /// elected it hands leadership to a ready signer at once. May use `keystore = "none"`.
+    #[serde(default)]
+    pub witness: bool,
 }
 
 /// The fence hook: run by a new leader against a predecessor that did not hand over
@@ -297,10 +301,16 @@ impl NodeConfig {
         if ids.windows(2).any(|w| w[0] == w[1]) {
             return Err("two peers with one id".into());
         }
+        if self.keystore == "none" && !self.witness {
+            return Err("keystore \"none\" is only for a witness (witness = true)".into());
+        }
         if self.keystore == "embedded" && self.passphrase_file.is_none() {
             return Err("keystore \"embedded\" needs passphrase_file (the cluster passphrase that seals keys)".into());
         }
-        if self.keystore != "embedded" && !self.keystore.starts_with("pkcs11:") {
+        if self.keystore != "embedded"
+            && self.keystore != "none"
+            && !self.keystore.starts_with("pkcs11:")
+        {
             return Err(format!(
                 "keystore {:?}: expected \"embedded\" or a pkcs11: URI",
                 self.keystore

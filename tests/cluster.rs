@@ -849,3 +849,52 @@ fn drill_failover_checks_first_then_hands_over_with_the_same_keys() {
     let (next, _) = c.converged(serial);
     assert!(next > serial);
 }
+
+#[test]
+fn a_witness_votes_but_never_signs_and_hands_leadership_on() {
+    let mut c = Cluster::start_with(3, 19900, "", |n| {
+        if n.id == 3 {
+            let t = std::fs::read_to_string(&n.config).unwrap();
+            std::fs::write(&n.config, format!("witness = true\n{t}")).unwrap();
+        }
+    });
+    let (serial, _) = c.converged(0);
+    let st = lab::status(&c.node(3).admin).unwrap();
+    assert_eq!(st["witness"], true);
+    assert_eq!(
+        st["readiness"]["ready"], false,
+        "a witness is never a ready signer"
+    );
+    assert_ne!(c.zone_status(1)["published_by"].as_u64(), Some(3));
+    // Leadership handed to the witness comes straight back to a signer.
+    let leader = c.leader();
+    let (code, out, err) = qs(&[
+        "leader",
+        "transfer",
+        "--to",
+        "3",
+        "--admin",
+        &c.node(leader).admin,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    lab::wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(&c.node(3).log)
+            .ok()?
+            .contains("witness handed leadership")
+            .then_some(())
+    })
+    .expect("the witness hands leadership on");
+    std::thread::sleep(Duration::from_secs(1));
+    let signer = c.leader();
+    assert_ne!(signer, 3);
+    c.append_record("w1 IN TXT \"after the witness\"");
+    let (serial2, _) = c.converged(serial);
+    assert_eq!(c.zone_status(1)["published_by"].as_u64(), Some(signer));
+    // The signer dies: the other signer takes over (the witness, if elected, hands on).
+    c.kill(signer, libc::SIGKILL);
+    c.append_record("w2 IN TXT \"after the signer died\"");
+    let (_, _) = c.converged(serial2);
+    let other = if signer == 1 { 2 } else { 1 };
+    assert_eq!(c.zone_status(other)["published_by"].as_u64(), Some(other));
+    assert_eq!(c.zone_status(3)["published_by"].as_u64(), Some(other));
+}

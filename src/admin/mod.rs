@@ -721,6 +721,7 @@ pub fn status(node: &Node) -> Value {
         "nodes": nodes,
         "keystore": node.keys.describe(),
         "dns": node.cfg.dns.as_ref().map(|d| d.listen.clone()),
+        "witness": node.cfg.witness,
         "readiness": readiness,
         "self_fenced": local.self_fenced,
         "fence_block": local.fence_block,

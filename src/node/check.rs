@@ -395,8 +395,11 @@ pub fn check_readiness(node: &Node) -> Readiness {
         .cloned()
         .collect();
     let mut problems = Vec::new();
+    if node.cfg.witness {
+        problems.push("witness: votes, never signs".to_string());
+    }
     let probe = format!("quorumsign readiness probe {} {}", node.id, now());
-    for rec in &keys {
+    for rec in keys.iter().filter(|_| !node.cfg.witness) {
         let r = node.keys.resolve(rec).and_then(|k| {
             let sig = k.sign(probe.as_bytes()).map_err(|e| e.to_string())?;
             let v = k.dnskey().verifier().map_err(|e| e.to_string())?;

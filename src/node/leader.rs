@@ -133,6 +133,13 @@ pub async fn run(node: Arc<Node>) {
             fence_try = None;
             continue;
         }
+        // A witness never signs: it hands leadership on at once.
+        if node.cfg.witness {
+            if let Err(e) = hand_over_from_witness(&node).await {
+                tracing::warn!("witness elected leader; hand-over: {e}");
+            }
+            continue;
+        }
         // Self-fencing (see `watch_lease`): without recent quorum acknowledgements, no signing.
         if node.may_publish().is_err() {
             continue;
@@ -181,6 +188,67 @@ pub async fn run(node: Arc<Node>) {
             }
         }
     }
+}
+
+/// A witness that became leader gives leadership to a ready signer (readiness from each
+/// member's admin API), keeping a clean handover that was meant for it.
+async fn hand_over_from_witness(node: &Arc<Node>) -> Result<(), String> {
+    let (members, handover) = node.sm.with(|st| {
+        let m: Vec<(u64, String)> = st
+            .membership
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != node.id)
+            .map(|(id, a)| (*id, a.admin.clone()))
+            .collect();
+        (m, st.handover)
+    });
+    let voters: Vec<u64> = {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        node.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    };
+    let candidates = tokio::task::spawn_blocking(move || {
+        members
+            .into_iter()
+            .filter(|(id, _)| voters.contains(id))
+            .filter_map(|(id, admin)| {
+                let s = crate::admin::client::call(
+                    &admin,
+                    "GET",
+                    "/status",
+                    None,
+                    Duration::from_secs(2),
+                )
+                .ok()?
+                .json();
+                (s["readiness"]["ready"] == true && s["witness"] != true)
+                    .then(|| (id, s["last_applied"].as_u64().unwrap_or(0)))
+            })
+            .max_by_key(|(_, applied)| *applied)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let Some((to, _)) = candidates else {
+        return Err("no ready signer to hand over to; waiting".into());
+    };
+    let from = match handover {
+        Some((f, t)) if t == node.id => f,
+        _ => node.id,
+    };
+    propose(node, Command::Handover { from, to }).await?;
+    node.raft
+        .trigger()
+        .transfer_leader(to)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(to, "witness handed leadership to node {to}");
+    Ok(())
 }
 
 /// How long a leader blocked by a failed fence waits before running the hook again.

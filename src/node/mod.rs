@@ -122,6 +122,7 @@ impl KeyResolver {
     pub fn describe(&self) -> String {
         match &self.store {
             Some(s) => s.describe(),
+            None if self.sealer.is_none() => "none (witness)".into(),
             None => "embedded (sealed in the replicated state)".into(),
         }
     }
