@@ -376,3 +376,30 @@ impl NodeConfig {
         m
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// Every example config under cluster/ parses (unknown keys would be errors); their
+    /// paths are for real hosts, so only the structure is checked here.
+    #[test]
+    fn example_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster");
+        let mut files = vec![root.join("node.toml.example")];
+        for d in ["three-dc", "two-dc-witness"] {
+            for e in std::fs::read_dir(root.join(d)).unwrap() {
+                files.push(e.unwrap().path());
+            }
+        }
+        assert!(files.len() >= 9);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let c: NodeConfig =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            if c.witness {
+                assert_eq!(c.keystore, "none", "{}", f.display());
+            }
+        }
+    }
+}
