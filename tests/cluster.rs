@@ -898,3 +898,93 @@ fn a_witness_votes_but_never_signs_and_hands_leadership_on() {
     assert_eq!(c.zone_status(other)["published_by"].as_u64(), Some(other));
     assert_eq!(c.zone_status(3)["published_by"].as_u64(), Some(other));
 }
+
+#[test]
+fn node_replace_fences_joins_and_removes_and_unsafe_steps_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fence_dir = dir.path().join("fence");
+    std::fs::create_dir_all(&fence_dir).unwrap();
+    let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("fencing/fence-file.sh");
+    let extra = format!(
+        "[fence]\ncommand = [\"{}\", \"{}\"]\nretries = 0\n[raft]\nsnapshot_every = 10\n",
+        hook.display(),
+        fence_dir.display()
+    );
+    let mut c = Cluster::start(3, 20100, &extra);
+    let (serial, _) = c.converged(0);
+    let leader = c.leader();
+    let admin = c.node(leader).admin.clone();
+    let followers: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    let (victim, other) = (followers[0], followers[1]);
+    // Refused: removing the leader; with one follower down, removing or fencing the other.
+    let (code, out, err) = qs(&["node", "remove", &leader.to_string(), "--admin", &admin]);
+    assert_ne!(code, 0);
+    assert!(
+        (out.clone() + &err).contains("it is the leader"),
+        "{out}{err}"
+    );
+    c.kill(victim, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(2));
+    for args in [
+        vec!["node", "remove", &*other.to_string()],
+        vec!["node", "fence", &*other.to_string()],
+    ] {
+        let mut a: Vec<&str> = args.iter().map(|s| s.as_ref()).collect();
+        a.extend(["--admin", &admin]);
+        let (code, out, err) = qs(&a);
+        assert_ne!(code, 0, "{a:?} must be refused");
+        assert!(
+            (out.clone() + &err).contains("would leave"),
+            "{a:?}: {out}{err}"
+        );
+    }
+    assert!(
+        !fence_dir.join(format!("fenced-node-{other}")).exists(),
+        "a refused fence runs no hook"
+    );
+    // The frozen node is replaced by node 4: fenced, joined from a snapshot, removed.
+    c.kill(victim, libc::SIGKILL);
+    let n4 = lab::write(c.dir.path(), &[4], &[1, 2, 3, 4], c.port, &extra)
+        .unwrap()
+        .remove(0);
+    c.nodes.push(n4.clone());
+    c.children.push(Some(lab::spawn(&exe(), &n4).unwrap()));
+    lab::wait_for(Duration::from_secs(20), || lab::status(&n4.admin)).expect("node 4 answers");
+    let (code, out, err) = qs(&[
+        "node",
+        "replace",
+        &victim.to_string(),
+        "--with",
+        "4",
+        "--raft",
+        &n4.raft,
+        "--node-admin",
+        &n4.admin,
+        "--admin",
+        &admin,
+    ]);
+    assert_eq!(code, 0, "node replace: {out}{err}");
+    for s in [
+        "fenced",
+        "joined as a voter",
+        "validated every zone",
+        "removed; node 4 replaces it",
+    ] {
+        assert!(out.contains(s), "missing {s:?}:\n{out}");
+    }
+    assert!(fence_dir.join(format!("fenced-node-{victim}")).exists());
+    let st = lab::status(&admin).unwrap();
+    let mut voters: Vec<u64> = st["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .collect();
+    voters.sort();
+    let mut want = vec![leader, other, 4];
+    want.sort();
+    assert_eq!(voters, want);
+    c.append_record("r1 IN TXT \"after the replacement\"");
+    let (next, _) = c.converged(serial);
+    assert_eq!(lab::validated_serial(&n4.admin, ZONE).unwrap().0, next);
+}

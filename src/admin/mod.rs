@@ -483,6 +483,9 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             let Ok(id) = id.parse::<NodeId>() else {
                 return error(400, format!("bad node id {id:?}"));
             };
+            if let Err(e) = check_majority_without(node, id, "remove") {
+                return error(409, e);
+            }
             let ids: std::collections::BTreeSet<NodeId> = [id].into();
             if let Err(e) = node
                 .raft
@@ -534,6 +537,9 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             let manual = serde_json::from_slice::<Value>(body)
                 .ok()
                 .is_some_and(|v| v["manual"] == true);
+            if let Err(e) = check_majority_without(node, id, "fence") {
+                return error(409, e);
+            }
             let (ok, outcome) = if manual {
                 (true, "confirmed fenced by the operator".to_string())
             } else {
@@ -599,6 +605,56 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
         ("GET", ["audit"]) => json_reply(200, node.sm.with(|st| json!(st.audit))),
         _ => error(404, format!("no such endpoint: {method} {path}")),
     }
+}
+
+/// Voters, and those that acknowledged the leader within the election timeout (the leader
+/// itself included): what a membership step or a fence may not take below a majority.
+fn healthy_voters(node: &Node) -> (Vec<NodeId>, Vec<NodeId>) {
+    use openraft::Instant as _;
+    let m = node.raft.metrics().borrow_watched().clone();
+    let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+    let fresh = std::time::Duration::from_millis(node.cfg.raft.election_min_ms);
+    let healthy = voters
+        .iter()
+        .copied()
+        .filter(|id| {
+            *id == node.id
+                || m.heartbeat
+                    .as_ref()
+                    .and_then(|h| h.get(id).cloned().flatten())
+                    .is_some_and(|at| at.elapsed() < fresh)
+        })
+        .collect();
+    (voters, healthy)
+}
+
+/// Refuses taking `id` out of the working set when that would leave fewer than a majority
+/// of the voters healthy, or when `id` is this leader.
+fn check_majority_without(node: &Node, id: NodeId, what: &str) -> Result<(), String> {
+    if id == node.id {
+        return Err(format!(
+            "{what} node {id}: it is the leader; hand over first (leader transfer or drill failover)"
+        ));
+    }
+    let (voters, healthy) = healthy_voters(node);
+    let left: Vec<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
+    let left_healthy = healthy.iter().filter(|v| **v != id).count();
+    let need = if what == "remove" {
+        left.len() / 2 + 1
+    } else {
+        voters.len() / 2 + 1
+    };
+    if left_healthy < need {
+        return Err(format!(
+            "{what} node {id}: would leave {left_healthy} healthy voter(s) of {} (healthy now: {healthy:?}); a majority needs {need}",
+            if what == "remove" {
+                left.len()
+            } else {
+                voters.len()
+            }
+        ));
+    }
+    Ok(())
 }
 
 fn absolute(name: &str) -> String {

@@ -66,6 +66,25 @@ pub enum NodeCmd {
         #[command(flatten)]
         a: AdminArgs,
     },
+    /// Replace a failed node: fence it, bring in NEW (catches up from a snapshot), wait until
+    /// NEW serves every zone's current version, then remove the old one.
+    Replace {
+        id: u64,
+        /// The new node's id.
+        #[arg(long = "with")]
+        with: u64,
+        /// The new node's Raft address.
+        #[arg(long)]
+        raft: String,
+        /// The new node's admin address.
+        #[arg(long = "node-admin")]
+        node_admin: String,
+        /// The old node was fenced by hand (no hook is run).
+        #[arg(long)]
+        manual: bool,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -298,6 +317,14 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
                 }
             })
         }
+        NodeCmd::Replace {
+            id,
+            with,
+            raft,
+            node_admin,
+            manual,
+            a,
+        } => replace(id, with, &raft, &node_admin, manual, &a),
         NodeCmd::Unfence { id, a } => {
             let ans = call_leader(
                 &a.admin,
@@ -309,6 +336,111 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
             ok(ans, &a, |_| format!("node {id} unfenced"))
         }
     }
+}
+
+fn replace(
+    id: u64,
+    with: u64,
+    raft: &str,
+    node_admin: &str,
+    manual: bool,
+    a: &AdminArgs,
+) -> Result<(), String> {
+    let t0 = std::time::Instant::now();
+    let step = |msg: String| println!("[{:>7.3}s] {msg}", t0.elapsed().as_secs_f64());
+    if id == with {
+        return Err("the new node needs its own id".into());
+    }
+    let st = call(&a.admin, "GET", "/status", None, TIMEOUT)?.json();
+    if st["nodes"][with.to_string()].is_object() {
+        return Err(format!("node {with} is already a member"));
+    }
+    if !st["nodes"][id.to_string()].is_object() {
+        return Err(format!("node {id} is not a member"));
+    }
+    // 1. Fence the old node (unless it already is).
+    let fenced = st["fenced"][id.to_string()].is_u64();
+    if fenced && !manual {
+        step(format!("node {id} is already fenced"));
+    } else {
+        let ans = call_leader(
+            &a.admin,
+            "POST",
+            &format!("/nodes/{id}/fence"),
+            Some(&json!({ "manual": manual })),
+            Duration::from_secs(300),
+        )?;
+        if ans.code != 200 {
+            return Err(format!(
+                "fence node {id}: {}; nothing else changed",
+                ans.message()
+            ));
+        }
+        step(format!(
+            "node {id} fenced{}",
+            if manual { " (by hand)" } else { "" }
+        ));
+    }
+    // 2. The new node joins: learner until caught up (snapshot), then voter.
+    let ans = call_leader(
+        &a.admin,
+        "POST",
+        "/nodes",
+        Some(&json!({ "id": with, "raft": raft, "admin": node_admin })),
+        Duration::from_secs(600),
+    )?;
+    if ans.code != 200 {
+        return Err(format!("add node {with}: {}", ans.message()));
+    }
+    step(format!("node {with} joined as a voter"));
+    // 3. It serves what the leader has.
+    let leader_zones: Vec<(String, u64)> = {
+        let s = call(&a.admin, "GET", "/status", None, TIMEOUT)?.json();
+        s["zones"]
+            .as_array()
+            .map(|zs| {
+                zs.iter()
+                    .filter_map(|z| Some((z["name"].as_str()?.to_string(), z["serial"].as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let ok = call(node_admin, "GET", "/status", None, TIMEOUT)
+            .ok()
+            .map(|ans| ans.json())
+            .is_some_and(|s| {
+                leader_zones.iter().all(|(z, serial)| {
+                    s["zones"].as_array().is_some_and(|zs| {
+                        zs.iter().any(|x| {
+                            x["name"] == z.as_str()
+                                && x["validated_serial"].as_u64().is_some_and(|v| v >= *serial)
+                        })
+                    })
+                })
+            });
+        if ok {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "node {with} did not validate every zone in 600 s; node {id} stays a member"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    step(format!(
+        "node {with} validated every zone ({})",
+        leader_zones.len()
+    ));
+    // 4. The old node leaves.
+    let ans = call_leader(&a.admin, "DELETE", &format!("/nodes/{id}"), None, TIMEOUT)?;
+    if ans.code != 200 {
+        return Err(format!("remove node {id}: {}", ans.message()));
+    }
+    step(format!("node {id} removed; node {with} replaces it"));
+    Ok(())
 }
 
 pub fn leader(cmd: LeaderCmd) -> Result<(), String> {
