@@ -988,3 +988,47 @@ fn node_replace_fences_joins_and_removes_and_unsafe_steps_are_refused() {
     let (next, _) = c.converged(serial);
     assert_eq!(lab::validated_serial(&n4.admin, ZONE).unwrap().0, next);
 }
+
+#[test]
+fn drill_hsm_loss_moves_signing_to_a_ready_standby_and_reports_the_gap() {
+    let c = Cluster::start(3, 20300, "");
+    let (serial, _) = c.converged(0);
+    let leader = c.leader();
+    let admin = c.node(leader).admin.clone();
+    let (code, out, err) = qs(&["drill", "hsm-loss", "--dry-run", "--admin", &admin]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("would take node"), "{out}");
+    assert_eq!(c.leader(), leader, "a dry run changes nothing");
+    let (code, out, err) = qs(&["drill", "hsm-loss", "--json", "--admin", &admin]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    for s in [
+        "keystore taken away",
+        "leader stepped down",
+        "published by the standby",
+        "publication gap",
+        "keystore given back",
+    ] {
+        assert!(steps.contains(&s), "missing {s}: {v}");
+    }
+    let new = c.leader();
+    assert_ne!(new, leader);
+    let (next, _) = c.converged(serial);
+    assert_eq!(c.zone_status(new)["published_by"].as_u64(), Some(new));
+    assert!(next > serial);
+    // The old leader's keystore is back: ready again, and it audited both changes.
+    let st = lab::status(&admin).unwrap();
+    assert_eq!(st["readiness"]["ready"], true, "{}", st["readiness"]);
+    let audit = qs(&["cluster", "audit", "--admin", &admin]).1;
+    assert!(
+        audit.contains("available=false") && audit.contains("available=true"),
+        "{audit}"
+    );
+}

@@ -304,7 +304,7 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Reply> {
 async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Reply {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let writes = method != "GET";
-    if writes && !matches!(parts.as_slice(), ["init"]) && !node.is_leader() {
+    if writes && !matches!(parts.as_slice(), ["init"] | ["keystore"]) && !node.is_leader() {
         return not_leader(node);
     }
     match (method, parts.as_slice()) {
@@ -602,6 +602,63 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             )
             .await
         }
+        ("POST", ["keystore"]) => {
+            // Drills: take this node's keystore away (or give it back), then re-test at once.
+            let available = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v["available"].as_bool());
+            let Some(available) = available else {
+                return error(400, "request body: {\"available\": true|false}");
+            };
+            node.keys
+                .available
+                .store(available, std::sync::atomic::Ordering::SeqCst);
+            let n = node.clone();
+            if let Ok(r) =
+                tokio::task::spawn_blocking(move || crate::node::check::check_readiness(&n)).await
+            {
+                node.local().readiness = r;
+            }
+            // Recorded through the leader (this node may be a follower).
+            let what = format!("keystore of node {} available={available}", node.id);
+            if node.is_leader() {
+                let _ = node
+                    .raft
+                    .client_write(Command::Audit {
+                        origin: origin(what),
+                    })
+                    .await;
+            } else {
+                let admin = own_admin(node);
+                let body = json!({ "command": what });
+                let _ = tokio::task::spawn_blocking(move || {
+                    crate::admin::client::call_leader(
+                        &admin,
+                        "POST",
+                        "/audit",
+                        Some(&body),
+                        std::time::Duration::from_secs(10),
+                    )
+                })
+                .await;
+            }
+            json_reply(200, json!({ "ok": true, "available": available }))
+        }
+        ("POST", ["audit"]) => {
+            let Some(command) = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v["command"].as_str().map(str::to_string))
+            else {
+                return error(400, "request body: {\"command\": \"…\"}");
+            };
+            propose(
+                node,
+                Command::Audit {
+                    origin: origin(command),
+                },
+            )
+            .await
+        }
         ("GET", ["audit"]) => json_reply(200, node.sm.with(|st| json!(st.audit))),
         _ => error(404, format!("no such endpoint: {method} {path}")),
     }
@@ -655,6 +712,11 @@ fn check_majority_without(node: &Node, id: NodeId, what: &str) -> Result<(), Str
         ));
     }
     Ok(())
+}
+
+/// This node's own admin address (for requests it sends on to the leader).
+fn own_admin(node: &Node) -> String {
+    node.cfg.admin_listen.clone()
 }
 
 fn absolute(name: &str) -> String {

@@ -22,6 +22,18 @@ use crate::zone::Name;
 pub enum DrillCmd {
     /// Hand leadership to a ready standby and check it publishes with the same keys.
     Failover(FailoverArgs),
+    /// Take the leader's keystore away: it must step down, a ready standby publish; reports
+    /// the gap in publication, then gives the keystore back.
+    HsmLoss(HsmLossArgs),
+}
+
+#[derive(Args)]
+pub struct HsmLossArgs {
+    /// Run the checks and print the plan; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    a: AdminArgs,
 }
 
 #[derive(Args)]
@@ -90,32 +102,38 @@ fn dnskeys(rt: &tokio::runtime::Runtime, dns: &str, zone: &str) -> Result<Vec<Ve
 }
 
 pub fn run(cmd: DrillCmd) -> Result<(), String> {
-    let DrillCmd::Failover(a) = cmd;
+    let (json_out, dry_run, name) = match &cmd {
+        DrillCmd::Failover(a) => (a.a.json, a.dry_run, "failover"),
+        DrillCmd::HsmLoss(a) => (a.a.json, a.dry_run, "hsm-loss"),
+    };
     let mut r = Report {
         t0: Instant::now(),
         steps: Vec::new(),
-        json: a.a.json,
+        json: json_out,
         ok: true,
     };
-    let res = failover(&a, &mut r);
+    let res = match &cmd {
+        DrillCmd::Failover(a) => failover(a, &mut r),
+        DrillCmd::HsmLoss(a) => hsm_loss(a, &mut r),
+    };
     if let Err(e) = &res {
         r.step(false, "drill", e.clone());
     }
-    if a.a.json {
+    if json_out {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({ "ok": r.ok, "dry_run": a.dry_run, "steps": r.steps })
+                &json!({ "ok": r.ok, "dry_run": dry_run, "steps": r.steps })
             )
             .unwrap_or_default()
         );
     } else {
-        println!("drill failover {}", if r.ok { "passed" } else { "FAILED" });
+        println!("drill {name} {}", if r.ok { "passed" } else { "FAILED" });
     }
     if r.ok {
         Ok(())
     } else {
-        Err("drill failover failed".into())
+        Err(format!("drill {name} failed"))
     }
 }
 
@@ -336,6 +354,169 @@ fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
             ),
         );
     }
+    Ok(())
+}
+
+/// Waits until every answering member validated a serial of `zone` above `serial`.
+fn new_serial_everywhere(st: &Value, zone: &str, serial: u64, timeout: Duration) -> Option<u64> {
+    let members: Vec<String> = st["nodes"]
+        .as_array()?
+        .iter()
+        .filter(|n| n["unreachable"].is_null())
+        .filter_map(|n| n["id"].as_u64())
+        .filter_map(|id| lnode_admin(st, id).ok())
+        .collect();
+    wait(timeout, || {
+        let mut seen = None;
+        for m in &members {
+            let s = call(m, "GET", "/status", None, Duration::from_secs(2))
+                .ok()?
+                .json();
+            let zz = s["zones"]
+                .as_array()?
+                .iter()
+                .find(|x| x["name"] == zone)?
+                .clone();
+            let v = zz["validated_serial"].as_u64()?;
+            if v <= serial || seen.is_some_and(|x| x != v) {
+                return None;
+            }
+            seen = Some(v);
+        }
+        seen
+    })
+}
+
+fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
+    let st = gather_status(&a.a.admin)?;
+    let leader = st["nodes"]
+        .as_array()
+        .and_then(|ns| ns.iter().find_map(|n| n["leader"].as_u64()))
+        .ok_or("no leader known")?;
+    let lnode = node_of(&st, leader)
+        .ok_or("the leader does not answer")?
+        .clone();
+    r.step(
+        true,
+        "leader",
+        format!("node {leader}, keystore {}", lnode["keystore"]),
+    );
+    let standbys: Vec<u64> = st["nodes"]
+        .as_array()
+        .map(|ns| {
+            ns.iter()
+                .filter(|n| n["id"].as_u64() != Some(leader))
+                .filter(|n| n["readiness"]["ready"] == true && n["unreachable"].is_null())
+                .filter_map(|n| n["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default();
+    r.step(
+        !standbys.is_empty(),
+        "a ready standby signer",
+        format!("{standbys:?}"),
+    );
+    let zones: Vec<(String, u64)> = lnode["zones"]
+        .as_array()
+        .map(|zs| {
+            zs.iter()
+                .filter_map(|z| Some((z["name"].as_str()?.to_string(), z["serial"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    r.step(
+        !zones.is_empty(),
+        "zones to publish",
+        format!("{}", zones.len()),
+    );
+    if !r.ok {
+        return Err("pre-flight checks failed; nothing changed".into());
+    }
+    if a.dry_run {
+        r.step(
+            true,
+            "dry run",
+            format!("would take node {leader}'s keystore away"),
+        );
+        return Ok(());
+    }
+    let ladmin = lnode_admin(&st, leader)?;
+    let off = call(
+        &ladmin,
+        "POST",
+        "/keystore",
+        Some(&json!({ "available": false })),
+        Duration::from_secs(30),
+    )?;
+    if off.code != 200 {
+        return Err(format!("keystore off: {}", off.message()));
+    }
+    let t_lost = Instant::now();
+    r.step(true, "keystore taken away", format!("node {leader}"));
+    let restore = || {
+        let _ = call(
+            &ladmin,
+            "POST",
+            "/keystore",
+            Some(&json!({ "available": true })),
+            Duration::from_secs(30),
+        );
+    };
+    let new = wait(Duration::from_secs(60), || {
+        let s = call(&ladmin, "GET", "/status", None, Duration::from_secs(2))
+            .ok()?
+            .json();
+        s["leader"].as_u64().filter(|l| *l != leader)
+    });
+    let Some(new) = new else {
+        restore();
+        return Err(format!("node {leader} did not step down in 60 s"));
+    };
+    r.step(true, "leader stepped down", format!("node {new} leads"));
+    let nadmin = lnode_admin(&st, new)?;
+    let mut worst = Duration::ZERO;
+    for (z, serial) in &zones {
+        let ans = call(
+            &nadmin,
+            "POST",
+            &format!("/zones/{z}/reload"),
+            None,
+            Duration::from_secs(30),
+        )?;
+        if ans.code != 200 {
+            restore();
+            return Err(format!("zone reload {z}: {}", ans.message()));
+        }
+        let Some(v) = new_serial_everywhere(&st, z, *serial, Duration::from_secs(120)) else {
+            restore();
+            return Err(format!(
+                "zone {z}: no new serial validated everywhere in 120 s"
+            ));
+        };
+        let gap = t_lost.elapsed();
+        worst = worst.max(gap);
+        r.step(
+            true,
+            "published by the standby",
+            format!(
+                "{z} serial {serial} -> {v}; {:.3} s after the keystore was lost",
+                gap.as_secs_f64()
+            ),
+        );
+    }
+    r.step(true, "publication gap", format!("{} ms", worst.as_millis()));
+    restore();
+    let back = wait(Duration::from_secs(30), || {
+        let s = call(&ladmin, "GET", "/status", None, Duration::from_secs(2))
+            .ok()?
+            .json();
+        (s["readiness"]["ready"] == true).then_some(())
+    });
+    r.step(
+        back.is_some(),
+        "keystore given back",
+        format!("node {leader} ready again: {}", back.is_some()),
+    );
     Ok(())
 }
 

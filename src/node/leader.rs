@@ -133,10 +133,20 @@ pub async fn run(node: Arc<Node>) {
             fence_try = None;
             continue;
         }
-        // A witness never signs: it hands leadership on at once.
-        if node.cfg.witness {
-            if let Err(e) = hand_over_from_witness(&node).await {
-                tracing::warn!("witness elected leader; hand-over: {e}");
+        // A witness never signs: it hands leadership on at once. A leader whose keystore
+        // fails its readiness test-sign does the same.
+        let keys_lost = {
+            let l = node.local();
+            l.readiness
+                .problems
+                .iter()
+                .find(|p| p.starts_with("key "))
+                .cloned()
+        };
+        if node.cfg.witness || keys_lost.is_some() {
+            let why = keys_lost.unwrap_or_else(|| "witness".into());
+            if let Err(e) = hand_over(&node, &why).await {
+                tracing::warn!("leader cannot sign ({why}); hand-over: {e}");
             }
             continue;
         }
@@ -190,9 +200,10 @@ pub async fn run(node: Arc<Node>) {
     }
 }
 
-/// A witness that became leader gives leadership to a ready signer (readiness from each
-/// member's admin API), keeping a clean handover that was meant for it.
-async fn hand_over_from_witness(node: &Arc<Node>) -> Result<(), String> {
+/// A leader that must not sign (a witness, or one whose keystore is lost) gives leadership
+/// to the most caught-up ready signer (readiness from each member's admin API), keeping a
+/// clean handover that was meant for it.
+async fn hand_over(node: &Arc<Node>, why: &str) -> Result<(), String> {
     let (members, handover) = node.sm.with(|st| {
         let m: Vec<(u64, String)> = st
             .membership
@@ -247,7 +258,10 @@ async fn hand_over_from_witness(node: &Arc<Node>) -> Result<(), String> {
         .transfer_leader(to)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(to, "witness handed leadership to node {to}");
+    tracing::info!(to, "handed leadership to node {to} ({why})");
+    if node.cfg.witness {
+        tracing::info!(to, "witness handed leadership to node {to}");
+    }
     Ok(())
 }
 

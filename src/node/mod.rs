@@ -83,6 +83,8 @@ pub struct RunReport {
 
 /// Private keys of the cluster, as this node can reach them.
 pub struct KeyResolver {
+    /// Off: every key is unreachable (an HSM outage; `drill hsm-loss` turns it off).
+    pub available: std::sync::atomic::AtomicBool,
     sealer: Option<Sealer>,
     store: Option<Box<dyn Keystore>>,
     cache: Mutex<HashMap<KeyId, Arc<dyn SigningKey>>>,
@@ -113,6 +115,7 @@ impl KeyResolver {
             None
         };
         Ok(KeyResolver {
+            available: std::sync::atomic::AtomicBool::new(true),
             sealer,
             store,
             cache: Mutex::new(HashMap::new()),
@@ -129,6 +132,9 @@ impl KeyResolver {
 
     /// The signing key of a committed key record.
     pub fn resolve(&self, rec: &KeyRecord) -> Result<Arc<dyn SigningKey>, String> {
+        if !self.available.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("keystore unavailable (taken away by a drill)".into());
+        }
         if let Some(k) = self
             .cache
             .lock()
