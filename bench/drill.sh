@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drill benchmark: N planned failovers (`quorumsign drill failover`) on a local 3-node cluster;
 # prints each run's time from the command to the new serial validated on every node, and the
-# median. Usage: bash bench/drill.sh [RUNS] (default 10). Needs a release build.
+# median; then three hsm-loss drills and their publication gaps. Usage: bash bench/drill.sh [RUNS] (default 10). Needs a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
@@ -24,4 +24,17 @@ print(next(s["at_ms"] for s in r["steps"] if s["step"]=="published by the new le
     times+=("$ms")
     sleep 1
 done
-printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print "median: " a[int((NR+1)/2)] " ms over " NR " runs (min " a[1] ", max " a[NR] ")"}'
+printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print "drill failover median: " a[int((NR+1)/2)] " ms over " NR " runs (min " a[1] ", max " a[NR] ")"}'
+gaps=()
+for i in 1 2 3; do
+    out=$("$qs" drill hsm-loss --json --admin 127.0.0.1:17901)
+    gap=$(printf '%s' "$out" | python3 -c '
+import json,sys
+r=json.load(sys.stdin)
+assert r["ok"], r
+print(next(s["detail"].split()[0] for s in r["steps"] if s["step"]=="publication gap"))')
+    echo "hsm-loss $i: publication gap $gap ms"
+    gaps+=("$gap")
+    sleep 2
+done
+printf '%s\n' "${gaps[@]}" | sort -n | awk '{a[NR]=$1} END {print "drill hsm-loss median gap: " a[int((NR+1)/2)] " ms over " NR " runs"}'
