@@ -52,6 +52,24 @@ pub fn write(
     base_port: u16,
     extra: &str,
 ) -> Result<Vec<LabNode>, String> {
+    write_hosts(dir, ids, peers, base_port, extra, &|_| {
+        "127.0.0.1".to_string()
+    })
+}
+
+/// As [`write`], each node on its own host address (a network-namespace lab).
+pub fn write_hosts(
+    dir: &Path,
+    ids: &[u64],
+    peers: &[u64],
+    base_port: u16,
+    extra: &str,
+    host: &dyn Fn(u64) -> String,
+) -> Result<Vec<LabNode>, String> {
+    let at = |id: u64, addr: String| addr.replacen("127.0.0.1", &host(id), 1);
+    let raft_addr = |p: u16, id: u64| at(id, raft_addr(p, id));
+    let admin_addr = |p: u16, id: u64| at(id, admin_addr(p, id));
+    let dns_addr = |p: u16, id: u64| at(id, dns_addr(p, id));
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let certs = dir.join("certs");
     crate::transport::certs::make(&certs, ids)?;
