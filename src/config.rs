@@ -110,6 +110,10 @@ fn default_on_failure() -> String {
 pub struct DnsConfig {
     /// Address for UDP and TCP.
     pub listen: String,
+    /// While this node is a self-fenced leader, refuse zone transfers too (queries are
+    /// still answered).
+    #[serde(default)]
+    pub stop_transfers_when_fenced: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -626,9 +626,49 @@ fn bad_input_is_refused_then_reload_and_leader_transfer() {
 
 #[test]
 fn leader_cut_off_from_the_majority_self_fences_until_it_hears_from_it_again() {
-    let mut c = Cluster::start(3, 19300, "");
+    let mut c = Cluster::start_with(3, 19300, "", |n| {
+        let t = std::fs::read_to_string(&n.config).unwrap();
+        let t = t.replace("[dns]\n", "[dns]\nstop_transfers_when_fenced = true\n");
+        std::fs::write(&n.config, t).unwrap();
+    });
     let (serial, _) = c.converged(0);
     let leader = c.leader();
+    let (code, out, err) = qs(&[
+        "zone",
+        "set",
+        ZONE,
+        "--transfer",
+        "127.0.0.0/8 key xfr-key",
+        "--admin",
+        &c.node(leader).admin,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let key = format!(
+        "hmac-sha256:xfr-key:{}",
+        lab::lab_tsig_secret(c.dir.path()).unwrap()
+    );
+    let port = c.node(leader).dns.rsplit(':').next().unwrap().to_string();
+    let axfr = || {
+        common::tool(
+            "dig",
+            &[
+                "@127.0.0.1",
+                "-p",
+                &port,
+                "+time=2",
+                "+tries=1",
+                "-y",
+                &key,
+                ZONE,
+                "AXFR",
+            ],
+        )
+        .1
+    };
+    assert!(
+        axfr().contains("XFR size"),
+        "transfers served before the cut"
+    );
     let followers: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
     // Both followers frozen: the leader still runs but no quorum answers it.
     for f in &followers {
@@ -656,6 +696,11 @@ fn leader_cut_off_from_the_majority_self_fences_until_it_hears_from_it_again() {
         z["serial"].as_u64(),
         Some(serial),
         "no version while cut off: {z}"
+    );
+    let out = axfr();
+    assert!(
+        !out.contains("XFR size"),
+        "a self-fenced leader refuses transfers (stop_transfers_when_fenced):\n{out}"
     );
     // The followers come back: one leader publishes the change, and every node agrees.
     for f in &followers {

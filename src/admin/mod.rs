@@ -593,6 +593,39 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             let Ok(id) = id.parse::<NodeId>() else {
                 return error(400, format!("bad node id {id:?}"));
             };
+            // Letting a node back that still acts as leader would make two active signers.
+            let admin = {
+                let m = node.raft.metrics().borrow_watched().clone();
+                m.membership_config
+                    .membership()
+                    .nodes()
+                    .find(|(n, _)| **n == id)
+                    .map(|(_, a)| a.admin.clone())
+            };
+            if let Some(admin) = admin {
+                let claims = tokio::task::spawn_blocking(move || {
+                    crate::admin::client::call(
+                        &admin,
+                        "GET",
+                        "/status",
+                        None,
+                        std::time::Duration::from_secs(2),
+                    )
+                    .ok()
+                    .map(|a| a.json())
+                    .is_some_and(|s| s["role"] == "leader")
+                })
+                .await
+                .unwrap_or(false);
+                if claims && id != node.id {
+                    return error(
+                        409,
+                        format!(
+                            "unfence node {id}: it still acts as leader; that would make two active signers"
+                        ),
+                    );
+                }
+            }
             propose(
                 node,
                 Command::Unfence {

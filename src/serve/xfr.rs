@@ -269,6 +269,16 @@ pub async fn transfer_tcp<S: Sink>(
         tracing::warn!(%src, zone, "refused {what}: the request is not TSIG-signed");
         return out.send(refuse(5)).await;
     };
+    if node
+        .cfg
+        .dns
+        .as_ref()
+        .is_some_and(|d| d.stop_transfers_when_fenced)
+        && node.local().self_fenced.is_some()
+    {
+        tracing::warn!(%src, zone, "refused {what}: this leader is self-fenced");
+        return out.send(refuse(5)).await;
+    }
     let acl = node.sm.with(|st| {
         st.zones
             .get(&zone)
