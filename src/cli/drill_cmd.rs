@@ -78,17 +78,8 @@ fn node_of(status: &Value, id: u64) -> Option<&Value> {
         .find(|n| n["id"].as_u64() == Some(id))
 }
 
-fn wait<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+fn wait<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    crate::node::lab::wait_for(timeout, f)
 }
 
 fn dnskeys(rt: &tokio::runtime::Runtime, dns: &str, zone: &str) -> Result<Vec<Vec<u8>>, String> {
@@ -287,45 +278,16 @@ fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
         if ans.code != 200 {
             return Err(format!("zone reload {z}: {}", ans.message()));
         }
-        let members: Vec<String> = st["nodes"]
-            .as_array()
-            .map(|ns| {
-                ns.iter()
-                    .filter(|n| n["unreachable"].is_null())
-                    .filter_map(|n| n["id"].as_u64())
-                    .filter_map(|id| lnode_admin(&st, id).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let new = wait(Duration::from_secs(120), || {
-            let mut seen = None;
-            for m in &members {
-                let s = call(m, "GET", "/status", None, Duration::from_secs(2))
-                    .ok()?
-                    .json();
-                let zz = s["zones"]
-                    .as_array()?
-                    .iter()
-                    .find(|x| x["name"] == z.as_str())?
-                    .clone();
-                let v = zz["validated_serial"].as_u64()?;
-                if v <= *serial || seen.is_some_and(|x| x != v) {
-                    return None;
-                }
-                seen = Some(v);
-            }
-            seen
-        })
-        .ok_or(format!(
-            "zone {z}: no new serial validated on every node in 120 s"
-        ))?;
+        let new = new_serial_everywhere(&st, z, *serial, Duration::from_secs(120)).ok_or(
+            format!("zone {z}: no new serial validated on every node in 120 s"),
+        )?;
+        let answering = st["nodes"].as_array().map_or(0, |ns| {
+            ns.iter().filter(|n| n["unreachable"].is_null()).count()
+        });
         r.step(
             true,
             "published by the new leader",
-            format!(
-                "{z} serial {serial} -> {new}, validated on {} node(s)",
-                members.len()
-            ),
+            format!("{z} serial {serial} -> {new}, validated on {answering} node(s)"),
         );
         let s = call(&tadmin, "GET", "/status", None, Duration::from_secs(5))?.json();
         let zz = s["zones"]

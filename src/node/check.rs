@@ -432,17 +432,21 @@ pub fn check_readiness(node: &Node) -> Readiness {
     }
 }
 
+/// Test helpers shared with other modules' tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use super::now;
     use crate::hsm::SigningKey;
     use crate::hsm::soft::SoftKey;
     use crate::keys::Algorithm;
-    use crate::replica::state::{hash_step, rrset_digest};
+    use crate::replica::state::{ZoneState, hash_step, rrset_digest};
     use crate::signer::{Denial, SignOptions, SignatureCache, sign_zone};
-    use crate::zone::{Limits, ParseOptions, Zone};
+    use crate::zone::{Limits, Name, ParseOptions, Zone};
 
-    fn signed_state(denial: Denial) -> (ZoneState, Name, u32) {
+    /// The example zone signed with fresh keys as a replicated zone state.
+    pub(crate) fn signed_example(denial: Denial) -> (ZoneState, Name, u32) {
         let origin = Name::parse(b"example.", None).unwrap();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.zone");
         let popts = ParseOptions {
@@ -471,6 +475,16 @@ mod tests {
             z.content.insert((o, ty), v);
         }
         (z, origin, t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signer::Denial;
+
+    fn signed_state(denial: Denial) -> (ZoneState, Name, u32) {
+        testing::signed_example(denial)
     }
 
     fn all(z: &ZoneState) -> BTreeSet<(Name, u16)> {

@@ -443,42 +443,12 @@ impl Ctx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::hsm::SigningKey;
-    use crate::hsm::soft::SoftKey;
-    use crate::keys::Algorithm;
     use crate::replica::state::ZoneState;
-    use crate::signer::{Denial, SignOptions, SignatureCache, sign_zone};
-    use crate::zone::{Limits, ParseOptions, Zone};
+    use crate::signer::Denial;
 
     fn signed(denial: Denial) -> (ZoneState, Name) {
-        let origin = Name::parse(b"example.", None).unwrap();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.zone");
-        let popts = ParseOptions {
-            origin: origin.clone(),
-            limits: Limits::default(),
-            keep_dnssec: false,
-        };
-        let (zone, _) = Zone::load(&path, &popts).unwrap();
-        let keys: Vec<Arc<dyn SigningKey>> = [true, false]
-            .iter()
-            .map(|ksk| {
-                Arc::new(
-                    SoftKey::generate(Algorithm::EcdsaP256Sha256, *ksk)
-                        .unwrap()
-                        .0,
-                ) as Arc<dyn SigningKey>
-            })
-            .collect();
-        let mut opts = SignOptions::new(1_795_000_000);
-        opts.denial = denial;
-        let s = sign_zone(zone, &keys, &opts, &SignatureCache::default(), &|_, _| {}).unwrap();
-        let mut z = ZoneState::default();
-        for (k, v) in crate::node::leader::entries_of(s) {
-            z.content.insert(k, v);
-        }
+        let (z, origin, _) = crate::node::check::testing::signed_example(denial);
         (z, origin)
     }
 

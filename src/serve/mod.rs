@@ -225,15 +225,29 @@ async fn error<R: ResponseHandler>(
 ) -> ResponseInfo {
     let mut meta = Metadata::response_from_request(&request.metadata);
     meta.response_code = code;
+    reply(rh, request, meta, &[], &[], &[], auth).await
+}
+
+/// Sends a one-message answer (TSIG-signed when the request was); a failure to send is
+/// logged and reported as the header that was meant.
+pub async fn reply<R: ResponseHandler>(
+    rh: &mut R,
+    request: &Request,
+    meta: Metadata,
+    answers: &[Record],
+    authority: &[Record],
+    additional: &[Record],
+    auth: &Auth,
+) -> ResponseInfo {
     let edns = response_edns(request);
     match send(
         rh,
         request,
         meta,
         edns.as_ref(),
-        &[],
-        &[],
-        &[],
+        answers,
+        authority,
+        additional,
         auth,
         None,
         false,
@@ -379,24 +393,7 @@ impl RequestHandler for DnsHandler {
             let mut meta = Metadata::response_from_request(&request.metadata);
             meta.truncation = true;
             meta.authoritative = true;
-            let edns = response_edns(request);
-            return match send(
-                &mut rh,
-                request,
-                meta,
-                edns.as_ref(),
-                &[],
-                &[],
-                &[],
-                &auth,
-                None,
-                false,
-            )
-            .await
-            {
-                Ok((i, _)) => i,
-                Err(_) => error(&mut rh, request, ResponseCode::ServFail, &auth).await,
-            };
+            return reply(&mut rh, request, meta, &[], &[], &[], &auth).await;
         }
         self.query(&mut rh, request, &qname, qtype, &auth).await
     }
@@ -475,30 +472,7 @@ impl DnsHandler {
         };
         let conv = |v: &[Rr]| v.iter().map(to_record).collect::<Vec<_>>();
         let (an, ns, ad) = (conv(&a.answer), conv(&a.authority), conv(&a.additional));
-        let edns = response_edns(request);
-        match send(
-            rh,
-            request,
-            meta,
-            edns.as_ref(),
-            &an,
-            &ns,
-            &ad,
-            auth,
-            None,
-            false,
-        )
-        .await
-        {
-            Ok((i, _)) => i,
-            Err(e) => {
-                tracing::debug!("{e}");
-                ResponseInfo::from(hickory_proto::op::Header {
-                    metadata: meta,
-                    counts: Default::default(),
-                })
-            }
-        }
+        reply(rh, request, meta, &an, &ns, &ad, auth).await
     }
 }
 

@@ -12,7 +12,7 @@ use hickory_proto::op::{Metadata, ResponseCode};
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 
 use super::tsig::{self, TsigKey};
-use super::{Auth, error, response_edns, send};
+use super::{Auth, error, reply};
 use crate::node::{Node, now};
 use crate::zone::Name;
 
@@ -98,24 +98,7 @@ pub async fn incoming<R: ResponseHandler>(
     node.local().notified.insert(zone);
     let mut meta = Metadata::response_from_request(&request.metadata);
     meta.authoritative = true;
-    let edns = response_edns(request);
-    match send(
-        rh,
-        request,
-        meta,
-        edns.as_ref(),
-        &[],
-        &[],
-        &[],
-        auth,
-        None,
-        false,
-    )
-    .await
-    {
-        Ok((i, _)) => i,
-        Err(_) => error(rh, request, ResponseCode::ServFail, auth).await,
-    }
+    reply(rh, request, meta, &[], &[], &[], auth).await
 }
 
 /// A query message: `opcode` 0 (QUERY) or 4 (NOTIFY), one question, optional SOA in the
