@@ -679,11 +679,12 @@ fn leader_cut_off_from_the_majority_self_fences_until_it_hears_from_it_again() {
     lab::wait_for(Duration::from_secs(15), || {
         std::fs::read_to_string(log)
             .ok()?
-            .contains("self-fenced")
+            .contains("self-fenced: no quorum acknowledgement")
             .then_some(())
     })
     .expect("the isolated leader logs that it self-fenced");
-    std::thread::sleep(Duration::from_secs(2));
+    // Past the longest election timeout: it has lost its quorum, not just been slow.
+    std::thread::sleep(Duration::from_secs(3));
     let st = lab::status(&c.node(leader).admin).unwrap();
     assert!(
         st["self_fenced"]
@@ -702,12 +703,23 @@ fn leader_cut_off_from_the_majority_self_fences_until_it_hears_from_it_again() {
         !out.contains("XFR size"),
         "a self-fenced leader refuses transfers (stop_transfers_when_fenced):\n{out}"
     );
-    // The followers come back: one leader publishes the change, and every node agrees.
+    // The followers come back: the fenced leader resumes only as a follower (it hands
+    // leadership on), the new leader publishes the change, and every node agrees.
     for f in &followers {
         c.kill(*f, libc::SIGCONT);
     }
     let (next, _) = c.converged(serial);
     assert!(next > serial);
+    let now = lab::wait_for(Duration::from_secs(20), || {
+        Some(c.leader()).filter(|l| *l != leader)
+    })
+    .expect("the self-fenced leader hands leadership on and stays a follower");
+    c.append_record("after IN TXT \"published by the next leader\"");
+    let (last, _) = c.converged(next);
+    assert!(last > next);
+    assert_eq!(c.zone_status(now)["published_by"].as_u64(), Some(now));
+    let st = lab::status(&c.node(leader).admin).unwrap();
+    assert_eq!(st["role"], "follower", "{st}");
 }
 
 #[test]

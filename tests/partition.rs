@@ -162,7 +162,9 @@ fn an_isolated_leader_self_fences_and_the_majority_publishes_alone() {
     let (during, _) = converged(&others, serial);
     let old = &l.nodes[leader as usize - 1];
     lab::wait_for(Duration::from_secs(15), || {
-        log_of(old).contains("self-fenced").then_some(())
+        log_of(old)
+            .contains("self-fenced: no quorum acknowledgement")
+            .then_some(())
     })
     .expect("the isolated leader self-fences");
     std::thread::sleep(Duration::from_secs(2));

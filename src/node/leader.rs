@@ -150,15 +150,22 @@ pub async fn run(node: Arc<Node>) {
             }
             continue;
         }
-        // Self-fencing (see `watch_lease`): without recent quorum acknowledgements, no signing.
-        if node.may_publish().is_err() {
-            continue;
-        }
-        // A new term: fence the predecessor when it did not hand over, then start.
         let term = {
             use openraft::type_config::async_runtime::WatchReceiver;
             node.raft.metrics().borrow_watched().current_term
         };
+        // Self-fencing (see `watch_lease`): without recent quorum acknowledgements, no signing;
+        // a leader that lost its quorum in this term resumes only as a follower.
+        if node.may_publish().is_err() {
+            continue;
+        }
+        if node.local().fenced_term == Some(term) {
+            if let Err(e) = hand_over(&node, "lost its quorum in this term").await {
+                tracing::warn!("self-fenced leader, quorum back; hand-over: {e}");
+            }
+            continue;
+        }
+        // A new term: fence the predecessor when it did not hand over, then start.
         if started != Some(term) {
             if let Err(e) = ensure_fenced(&node, term, &mut fence_try).await {
                 node.local().fence_block = Some(e);

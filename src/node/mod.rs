@@ -54,6 +54,9 @@ pub struct Local {
     /// Why this leader does not sign or NOTIFY now (no quorum acknowledgement within the
     /// lease), while that lasts.
     pub self_fenced: Option<String>,
+    /// The term in which this node, as leader, lost its quorum: in that term it never signs
+    /// again (it hands leadership on when the quorum answers).
+    pub fenced_term: Option<u64>,
     /// Why this new leader does not sign yet (its predecessor's fence failed).
     pub fence_block: Option<String>,
     /// Zones whose primary sent a NOTIFY that the leader has not acted on yet.
@@ -384,16 +387,42 @@ async fn watch_lease(node: Arc<Node>) {
             None
         };
         let was = node.local().self_fenced.clone();
+        // Lost the quorum it had (not merely "not acknowledged yet" after an election): this
+        // node resumes only as a follower, so the term is remembered.
+        // (Beyond the longest election timeout, so a busy moment that only delays
+        // acknowledgements past the lease pauses signing but does not give leadership away.)
+        let lost = now_fenced.is_some() && {
+            use openraft::type_config::async_runtime::WatchReceiver;
+            let m = node.raft.metrics();
+            let m = m.borrow_watched();
+            m.last_quorum_acked.as_ref().is_some_and(|at| {
+                at.elapsed() >= Duration::from_millis(node.cfg.raft.election_max_ms)
+            })
+        };
         match (&was, &now_fenced) {
-            (None, Some(e)) => {
-                tracing::warn!("{e}; signing and NOTIFY stop until a quorum answers")
+            // (Right after an election "not yet acknowledged" is normal: not logged.)
+            (None, Some(e)) if e.starts_with("self-fenced: no quorum") => {
+                tracing::warn!("{e}; signing and NOTIFY stop")
             }
             (Some(_), None) if node.is_leader() => {
-                tracing::info!("quorum acknowledgements are back; signing resumes")
+                tracing::info!("quorum acknowledgements are back")
             }
             _ => {}
         }
-        node.local().self_fenced = now_fenced;
+        let mut l = node.local();
+        if lost
+            && l.fenced_term
+                .is_none_or(|t| t < node.raft.metrics().borrow_watched().current_term)
+        {
+            tracing::warn!(
+                "quorum lost for longer than the election timeout: this node resumes only as a follower"
+            );
+        }
+        if lost {
+            use openraft::type_config::async_runtime::WatchReceiver;
+            l.fenced_term = Some(node.raft.metrics().borrow_watched().current_term);
+        }
+        l.self_fenced = now_fenced;
     }
 }
 
