@@ -347,14 +347,24 @@ fn stopped_leader_steps_down_and_never_publishes_a_conflicting_version() {
         after_stop.is_empty(),
         "the deposed leader published: {after_stop:?}"
     );
+    let tokens = notified.lock().unwrap().clone();
     assert!(
-        notified.lock().unwrap().len() >= 1,
-        "the new leader's NOTIFY reached the listener"
+        !tokens.is_empty(),
+        "NOTIFYs with a fencing token reached the listener"
+    );
+    assert!(
+        tokens.windows(2).all(|w| w[0] <= w[1]),
+        "tokens only move forward: {tokens:?}"
+    );
+    assert!(
+        tokens.last().unwrap().0 > old_term,
+        "the last NOTIFY carries the new term: {tokens:?}"
     );
 }
 
-/// A UDP listener that answers NOTIFYs and keeps their ids.
-fn notify_listener(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<u16>>> {
+/// A UDP listener that answers NOTIFYs and keeps the fencing token each one carries
+/// (EDNS option 65001: term and index).
+fn notify_listener(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<(u64, u64)>>> {
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let g = got.clone();
     let sock = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
@@ -370,7 +380,20 @@ fn notify_listener(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<u16>>> {
             if n < 12 || (buf[2] >> 3) & 0x0f != 4 {
                 continue;
             }
-            g.lock().unwrap().push(u16::from_be_bytes([buf[0], buf[1]]));
+            let m = &buf[..n];
+            let token = m
+                .windows(4)
+                .position(|w| w == [0xfd, 0xe9, 0x00, 0x10])
+                .and_then(|i| m.get(i + 4..i + 20))
+                .map(|t| {
+                    (
+                        u64::from_be_bytes(t[..8].try_into().unwrap()),
+                        u64::from_be_bytes(t[8..].try_into().unwrap()),
+                    )
+                });
+            if let Some(t) = token {
+                g.lock().unwrap().push(t);
+            }
             let mut r = buf[..n].to_vec();
             r[2] |= 0x80;
             let _ = sock.send_to(&r, from);

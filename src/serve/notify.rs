@@ -122,10 +122,31 @@ pub fn message(id: u16, opcode: u8, zone: &Name, qtype: u16, authority: Option<&
 }
 
 /// Sends one NOTIFY over UDP and waits for its answer (3 tries, 2 s each).
+/// EDNS option (private-use range, RFC 6891 §9) carrying the fencing token of a NOTIFY:
+/// term and log index of the version it announces, 8 octets each.
+pub const TOKEN_OPTION: u16 = 65001;
+
+/// Appends an OPT record with the fencing-token option and bumps ARCOUNT.
+pub fn add_token(m: &mut Vec<u8>, token: crate::replica::Token) {
+    m.push(0); // root
+    m.extend_from_slice(&41u16.to_be_bytes()); // OPT
+    m.extend_from_slice(&1232u16.to_be_bytes()); // UDP payload size
+    m.extend_from_slice(&0u32.to_be_bytes()); // extended rcode, version, flags
+    m.extend_from_slice(&20u16.to_be_bytes()); // rdlength
+    m.extend_from_slice(&TOKEN_OPTION.to_be_bytes());
+    m.extend_from_slice(&16u16.to_be_bytes());
+    m.extend_from_slice(&token.0.to_be_bytes());
+    m.extend_from_slice(&token.1.to_be_bytes());
+    let ar = u16::from_be_bytes([m[10], m[11]]) + 1;
+    m[10..12].copy_from_slice(&ar.to_be_bytes());
+}
+
+/// Sends one NOTIFY carrying `token` (EDNS option [`TOKEN_OPTION`]) and waits for its answer.
 pub async fn send_notify(
     target: &Remote,
     key: Option<&TsigKey>,
     zone: &Name,
+    token: crate::replica::Token,
 ) -> Result<(), String> {
     let bind = if target.addr.is_ipv4() {
         "0.0.0.0:0"
@@ -140,6 +161,7 @@ pub async fn send_notify(
         .map_err(|e| format!("{}: {e}", target.addr))?;
     let id: u16 = rand_id();
     let mut m = message(id, 4, zone, crate::zone::rtype::SOA, None);
+    add_token(&mut m, token);
     let mac = key.map(|k| tsig::sign(&mut m, k, None, false, now()));
     let mut last = String::new();
     for _ in 0..3 {

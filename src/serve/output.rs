@@ -198,7 +198,7 @@ pub async fn after_publish(node: std::sync::Arc<Node>, zone: String, serial: u32
                 continue;
             }
         };
-        match send_notify(&remote, key.as_ref(), &origin).await {
+        match send_notify(&remote, key.as_ref(), &origin, token).await {
             Ok(()) => tracing::info!(zone, serial, to = %remote.addr, "NOTIFY sent"),
             Err(e) => tracing::warn!(zone, serial, to = %remote.addr, "NOTIFY failed: {e}"),
         }
