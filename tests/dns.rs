@@ -713,7 +713,7 @@ fn fake_primary(port: u16, mode: std::sync::Arc<std::sync::Mutex<Primary>>) {
                     n("ns.fake."),
                     n("host.fake."),
                     serial,
-                    3600,
+                    2,
                     600,
                     86400,
                     60,
@@ -960,5 +960,20 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
     assert!(
         out.contains("XFR size"),
         "transfer allowed after zone set:\n{out}"
+    );
+
+    // No NOTIFY, no reload: the leader asks the primary every SOA refresh (2 s here).
+    *mode.lock().unwrap() = Primary::Good(17, 5);
+    let f4 = c.converged("fake.", f3);
+    assert_eq!(f4, 17);
+    let logs: String = c
+        .nodes
+        .iter()
+        .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("serial=17") && l.contains("reason=\"refresh\"")),
+        "the change came by SOA refresh polling"
     );
 }
