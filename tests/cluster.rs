@@ -745,17 +745,25 @@ fn leader_cut_off_from_the_majority_self_fences_until_it_hears_from_it_again() {
     assert_eq!(st["role"], "follower", "{st}");
 }
 
-#[test]
-fn new_leader_fences_its_predecessor_and_a_failing_fence_blocks_signing() {
+/// The lab fence (`fencing/fence-file.sh`) recording into a fresh directory: the directory's
+/// guard, the directory, and a `[fence]` section (no retries) to extend.
+fn lab_fence() -> (tempfile::TempDir, PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let fence_dir = dir.path().join("fence");
     std::fs::create_dir_all(&fence_dir).unwrap();
     let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("fencing/fence-file.sh");
-    let extra = format!(
-        "[fence]\ncommand = [\"{}\", \"{}\"]\ntimeout_s = 10\nretries = 0\n",
+    let section = format!(
+        "[fence]\ncommand = [\"{}\", \"{}\"]\nretries = 0\n",
         hook.display(),
         fence_dir.display()
     );
+    (dir, fence_dir, section)
+}
+
+#[test]
+fn new_leader_fences_its_predecessor_and_a_failing_fence_blocks_signing() {
+    let (_dir, fence_dir, fence) = lab_fence();
+    let extra = format!("{fence}timeout_s = 10\n");
     let mut c = Cluster::start(3, 19500, &extra);
     let (serial, _) = c.converged(0);
     // Every node's readiness shows the hook as executable.
@@ -981,15 +989,8 @@ fn a_witness_votes_but_never_signs_and_hands_leadership_on() {
 
 #[test]
 fn node_replace_fences_joins_and_removes_and_unsafe_steps_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let fence_dir = dir.path().join("fence");
-    std::fs::create_dir_all(&fence_dir).unwrap();
-    let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("fencing/fence-file.sh");
-    let extra = format!(
-        "[fence]\ncommand = [\"{}\", \"{}\"]\nretries = 0\n[raft]\nsnapshot_every = 10\n",
-        hook.display(),
-        fence_dir.display()
-    );
+    let (_dir, fence_dir, fence) = lab_fence();
+    let extra = format!("{fence}[raft]\nsnapshot_every = 10\n");
     let mut c = Cluster::start(3, 20100, &extra);
     let (serial, _) = c.converged(0);
     let leader = c.leader();

@@ -394,17 +394,7 @@ fn replace(
     }
     step(format!("node {with} joined as a voter"));
     // 3. It serves what the leader has.
-    let leader_zones: Vec<(String, u64)> = {
-        let s = call(&a.admin, "GET", "/status", None, TIMEOUT)?.json();
-        s["zones"]
-            .as_array()
-            .map(|zs| {
-                zs.iter()
-                    .filter_map(|z| Some((z["name"].as_str()?.to_string(), z["serial"].as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let leader_zones = zone_serials(&call(&a.admin, "GET", "/status", None, TIMEOUT)?.json());
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     loop {
         let ok = call(node_admin, "GET", "/status", None, TIMEOUT)
@@ -661,6 +651,18 @@ pub fn cluster(cmd: ClusterCmd) -> Result<(), String> {
 }
 
 /// Status of the node at `admin` and of every member it knows.
+/// (zone, current serial) of every zone in one node's status.
+pub fn zone_serials(status: &Value) -> Vec<(String, u64)> {
+    status["zones"]
+        .as_array()
+        .map(|zs| {
+            zs.iter()
+                .filter_map(|z| Some((z["name"].as_str()?.to_string(), z["serial"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn gather_status(admin: &str) -> Result<Value, String> {
     let first = call(admin, "GET", "/status", None, Duration::from_secs(5))?;
     if first.code != 200 {

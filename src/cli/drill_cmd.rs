@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::cluster_cmd::{AdminArgs, gather_status};
+use super::cluster_cmd::{AdminArgs, gather_status, zone_serials};
 use crate::admin::client::call;
 use crate::serve::notify::Remote;
 use crate::zone::Name;
@@ -78,6 +78,19 @@ fn node_of(status: &Value, id: u64) -> Option<&Value> {
         .find(|n| n["id"].as_u64() == Some(id))
 }
 
+/// Every member's status, the leader's id and the leader's own status.
+fn leader_status(admin: &str) -> Result<(Value, u64, Value), String> {
+    let st = gather_status(admin)?;
+    let leader = st["nodes"]
+        .as_array()
+        .and_then(|ns| ns.iter().find_map(|n| n["leader"].as_u64()))
+        .ok_or("no leader known")?;
+    let lnode = node_of(&st, leader)
+        .ok_or("the leader does not answer")?
+        .clone();
+    Ok((st, leader, lnode))
+}
+
 fn wait<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
     crate::node::lab::wait_for(timeout, f)
 }
@@ -129,28 +142,14 @@ pub fn run(cmd: DrillCmd) -> Result<(), String> {
 }
 
 fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
-    let st = gather_status(&a.a.admin)?;
-    let leader = st["nodes"]
-        .as_array()
-        .and_then(|ns| ns.iter().find_map(|n| n["leader"].as_u64()))
-        .ok_or("no leader known")?;
-    let lnode = node_of(&st, leader)
-        .ok_or("the leader does not answer")?
-        .clone();
+    let (st, leader, lnode) = leader_status(&a.a.admin)?;
     r.step(
         true,
         "leader",
         format!("node {leader}, term {}", lnode["term"]),
     );
     let applied = lnode["last_applied"].as_u64().unwrap_or(0);
-    let zones: Vec<(String, u64)> = lnode["zones"]
-        .as_array()
-        .map(|zs| {
-            zs.iter()
-                .filter_map(|z| Some((z["name"].as_str()?.to_string(), z["serial"].as_u64()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let zones = zone_serials(&lnode);
     let voters: Vec<u64> = lnode["voters"]
         .as_array()
         .map(|v| v.iter().filter_map(Value::as_u64).collect())
@@ -350,14 +349,7 @@ fn new_serial_everywhere(st: &Value, zone: &str, serial: u64, timeout: Duration)
 }
 
 fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
-    let st = gather_status(&a.a.admin)?;
-    let leader = st["nodes"]
-        .as_array()
-        .and_then(|ns| ns.iter().find_map(|n| n["leader"].as_u64()))
-        .ok_or("no leader known")?;
-    let lnode = node_of(&st, leader)
-        .ok_or("the leader does not answer")?
-        .clone();
+    let (st, leader, lnode) = leader_status(&a.a.admin)?;
     r.step(
         true,
         "leader",
@@ -378,14 +370,7 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
         "a ready standby signer",
         format!("{standbys:?}"),
     );
-    let zones: Vec<(String, u64)> = lnode["zones"]
-        .as_array()
-        .map(|zs| {
-            zs.iter()
-                .filter_map(|z| Some((z["name"].as_str()?.to_string(), z["serial"].as_u64()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let zones = zone_serials(&lnode);
     r.step(
         !zones.is_empty(),
         "zones to publish",

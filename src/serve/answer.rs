@@ -58,25 +58,32 @@ struct Ctx<'a> {
     nsec3: Option<Nsec3Params>,
 }
 
+/// Appends an RRset's records (`data`) and its RRSIGs (`sigs`) as answer records.
+pub(super) fn push_rrset(
+    out: &mut Vec<Rr>,
+    owner: &Name,
+    t: u16,
+    v: &RrsetVal,
+    data: bool,
+    sigs: bool,
+) {
+    let rr = |rtype, rdata| Rr {
+        owner: owner.clone(),
+        rtype,
+        ttl: v.ttl,
+        rdata,
+    };
+    if data {
+        out.extend(v.rdatas.iter().map(|d| rr(t, Arc::from(&d[..]))));
+    }
+    if sigs {
+        out.extend(v.sigs.iter().map(|s| rr(rtype::RRSIG, s.clone())));
+    }
+}
+
+/// An RRset for an answer: its records, and its RRSIGs when DNSSEC is asked.
 fn push(out: &mut Vec<Rr>, owner: &Name, t: u16, v: &RrsetVal, dnssec: bool) {
-    for d in &v.rdatas {
-        out.push(Rr {
-            owner: owner.clone(),
-            rtype: t,
-            ttl: v.ttl,
-            rdata: Arc::from(&d[..]),
-        });
-    }
-    if dnssec {
-        for s in &v.sigs {
-            out.push(Rr {
-                owner: owner.clone(),
-                rtype: rtype::RRSIG,
-                ttl: v.ttl,
-                rdata: s.clone(),
-            });
-        }
-    }
+    push_rrset(out, owner, t, v, true, dnssec);
 }
 
 /// The NSEC3 parameters of a served version, from its NSEC3PARAM RRset.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{RData, RecordType};
 use hickory_server::server::Request;
 
-use super::answer::Rr;
+use super::answer::{Rr, push_rrset};
 use super::tsig::{self, TsigKey};
 use super::view::View;
 use super::{Auth, XFR_MESSAGE_BYTES, acl_allows, served};
@@ -16,27 +16,6 @@ use crate::node::{Node, now};
 use crate::replica::state::{Delta, RrsetVal};
 use crate::signer::cache::serial_le;
 use crate::zone::{Name, rtype};
-
-fn rrset(out: &mut Vec<Rr>, owner: &Name, t: u16, v: &RrsetVal, with_data: bool) {
-    if with_data {
-        for d in &v.rdatas {
-            out.push(Rr {
-                owner: owner.clone(),
-                rtype: t,
-                ttl: v.ttl,
-                rdata: Arc::from(&d[..]),
-            });
-        }
-    }
-    for s in &v.sigs {
-        out.push(Rr {
-            owner: owner.clone(),
-            rtype: rtype::RRSIG,
-            ttl: v.ttl,
-            rdata: s.clone(),
-        });
-    }
-}
 
 fn soa_rr(origin: &Name, v: &RrsetVal) -> Option<Rr> {
     Some(Rr {
@@ -53,7 +32,7 @@ pub fn axfr_records(v: &View<'_>, origin: &Name) -> Option<Vec<Rr>> {
     let first = soa_rr(origin, soa)?;
     let mut out = vec![first.clone()];
     for ((owner, t), val) in v.all() {
-        rrset(&mut out, &owner.0, *t, val, *t != rtype::SOA);
+        push_rrset(&mut out, &owner.0, *t, val, *t != rtype::SOA, true);
     }
     out.push(first);
     Some(out)
@@ -96,10 +75,10 @@ fn delta_records(d: &Delta, origin: &Name) -> Option<(Rr, Vec<Rr>, Rr, Vec<Rr>)>
             }
             (b, a) => {
                 if let Some(b) = b {
-                    rrset(&mut removed, owner, *t, b, data);
+                    push_rrset(&mut removed, owner, *t, b, data, true);
                 }
                 if let Some(a) = a {
-                    rrset(&mut added, owner, *t, a, data);
+                    push_rrset(&mut added, owner, *t, a, data, true);
                 }
             }
         }
