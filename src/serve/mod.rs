@@ -332,23 +332,24 @@ pub fn served(
     z: &ZoneState,
 ) -> Option<(u32, crate::replica::Token, Option<Arc<Overlay>>)> {
     let cur = z.current.as_ref()?;
-    let good = node.local().last_good.get(zone).cloned()?;
-    if good.token == cur.token {
+    // One lock, no copy of the version: this runs for every query.
+    let l = node.local();
+    let (good_serial, good_token) = l.last_good.get(zone).map(|g| (g.serial, g.token))?;
+    if good_token == cur.token {
         return Some((cur.serial, cur.token, None));
     }
-    let mut l = node.local();
     if let Some((c, g, o)) = l.overlays.get(zone)
         && *c == cur.token
-        && *g == good.token
+        && *g == good_token
     {
-        return Some((good.serial, good.token, Some(o.clone())));
+        return Some((good_serial, good_token, Some(o.clone())));
     }
     drop(l);
-    let o = Arc::new(view::overlay(z, good.token)?);
-    l = node.local();
-    l.overlays
-        .insert(zone.to_string(), (cur.token, good.token, o.clone()));
-    Some((good.serial, good.token, Some(o)))
+    let o = Arc::new(view::overlay(z, good_token)?);
+    node.local()
+        .overlays
+        .insert(zone.to_string(), (cur.token, good_token, o.clone()));
+    Some((good_serial, good_token, Some(o)))
 }
 
 #[async_trait::async_trait]
