@@ -159,7 +159,8 @@ pub async fn run(node: Arc<Node>) {
         if node.may_publish().is_err() {
             continue;
         }
-        if node.local().fenced_term == Some(term) {
+        // (Also when it won a later election before following anyone: it must rejoin first.)
+        if node.local().fenced_term.is_some_and(|t| t <= term) {
             if let Err(e) = hand_over(&node, "lost its quorum in this term").await {
                 tracing::warn!("self-fenced leader, quorum back; hand-over: {e}");
             }

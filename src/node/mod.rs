@@ -418,6 +418,14 @@ async fn watch_lease(node: Arc<Node>) {
                 "quorum lost for longer than the election timeout: this node resumes only as a follower"
             );
         }
+        // Having followed another leader is the rejoining that lifts it.
+        {
+            let m = node.raft.metrics();
+            let m = m.borrow_watched();
+            if m.current_leader.is_some_and(|x| x != node.id) {
+                l.fenced_term = None;
+            }
+        }
         if lost {
             use openraft::type_config::async_runtime::WatchReceiver;
             l.fenced_term = Some(node.raft.metrics().borrow_watched().current_term);
