@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod fence;
 pub mod hsm;
+pub mod kasp;
 pub mod keys;
 pub mod node;
 pub mod replica;
