@@ -179,6 +179,11 @@ pub struct SignerConfig {
     pub revalidate_s: u64,
     /// Standby readiness checks (keystore reachable, test-sign with every active key).
     pub readiness_s: u64,
+    /// Key-lifecycle clock: runs this many times faster than real time from `kasp_epoch`
+    /// (Unix seconds). For rollover drills and tests only; 1 in production. Signatures
+    /// always use real time.
+    pub kasp_time_scale: u64,
+    pub kasp_epoch: u64,
 }
 
 impl Default for SignerConfig {
@@ -187,6 +192,8 @@ impl Default for SignerConfig {
             tick_ms: 500,
             revalidate_s: 3600,
             readiness_s: 30,
+            kasp_time_scale: 1,
+            kasp_epoch: 0,
         }
     }
 }

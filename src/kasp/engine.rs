@@ -333,6 +333,24 @@ fn gate(
     if next == St::R {
         policy_approval(s, p, k, r).map_err(Blocked::Because)?;
     }
+    // Every algorithm with a published DNSKEY signs the DNSKEY RRset and the zone data
+    // (RFC 4035 §2.2): its last signer stops only after its last DNSKEY is withdrawn.
+    if next == St::U && (r == RS || r == KR) {
+        let others_sign = s
+            .keys
+            .values()
+            .any(|o| o.id != k.id && o.algorithm == k.algorithm && o.rec[r].shown());
+        let published = s
+            .keys
+            .values()
+            .any(|o| o.algorithm == k.algorithm && o.rec[DK].shown());
+        if !others_sign && published {
+            return Err(Blocked::Because(format!(
+                "{} → unretentive waits until no DNSKEY of algorithm {} is published",
+                k.rec[r], k.algorithm
+            )));
+        }
+    }
     // (e) backups
     if p.require_backup && matches!(next, St::R | St::O) && !k.backed_up {
         return Err(Blocked::Because(
@@ -367,9 +385,6 @@ fn policy_approval(s: &KeySet, p: &Policy, k: &KeyState, r: usize) -> Result<(),
     let good_ksk = others()
         .any(|o| o.algorithm == alg && o.role.is_ksk() && o.rec[DS] == St::O && o.rec[DK] == St::O);
     let good_zsk = others().any(|o| o.algorithm == alg && o.rec[DK] == St::O && o.rec[RS] == St::O);
-    // An algorithm roll: the zone is secure under another algorithm. The new algorithm
-    // signs before its DNSKEY is published (RFC 6781 §4.1.4).
-    let alg_roll = others().any(|o| o.algorithm != alg && o.rec[DS] == St::O);
     match r {
         DS if !p.double_ds() && (k.rec[DK] != St::O || k.rec[KR] != St::O) => {
             Err("hidden: double-KSK roll submits the DS once the DNSKEY is omnipresent".into())
@@ -377,21 +392,8 @@ fn policy_approval(s: &KeySet, p: &Policy, k: &KeyState, r: usize) -> Result<(),
         DK if p.double_ds() && k.role.is_ksk() && k.rec[DS] != St::O && good_ksk => {
             Err("hidden: double-DS roll publishes the DNSKEY once the new DS is omnipresent".into())
         }
-        DK if alg_roll && k.role.signs_data() && k.rec[RS] != St::O => Err(
-            "hidden: algorithm roll: the DNSKEY is published once its signatures are omnipresent"
-                .into(),
-        ),
-        DK if alg_roll
-            && !k.role.signs_data()
-            && !s
-                .keys
-                .values()
-                .any(|o| o.algorithm == alg && o.rec[RS] == St::O) =>
-        {
-            Err("hidden: algorithm roll: the DNSKEY is published once data signatures of its algorithm are omnipresent".into())
-        }
         KR if k.rec[DK] == St::H => Err("hidden: signs the DNSKEY RRset once published".into()),
-        RS if p.pre_publication() && k.rec[DK] != St::O && good_zsk && !alg_roll => {
+        RS if p.pre_publication() && k.rec[DK] != St::O && good_zsk => {
             Err("hidden: ZSK pre-publication signs once the DNSKEY is omnipresent".into())
         }
         _ => Ok(()),
@@ -704,11 +706,15 @@ pub fn observe(s: &mut KeySet, p: &Policy, e: &Event) -> Result<String, String> 
                 St::R | St::O => {
                     let first = !matches!(k.parent, Parent::Seen { .. });
                     k.parent = Parent::Seen { at: *at, ttl: *ttl };
+
                     if first && k.rec[DS] == St::R {
                         k.changed[DS] = *at;
                         k.pending[DS] = 0;
                     }
                     let mut msg = format!("DS of key {} seen at the parent (TTL {ttl})", k.tag);
+                    if first {
+                        s.seq += 1; // CDS/CDNSKEY follow what the parent has
+                    }
                     if *ttl > s.ds_ttl_observed {
                         s.ds_ttl_observed = *ttl;
                     }
@@ -730,12 +736,17 @@ pub fn observe(s: &mut KeySet, p: &Policy, e: &Event) -> Result<String, String> 
             let k = key_mut(s, key)?;
             match k.rec[DS] {
                 St::U => {
-                    if !matches!(k.parent, Parent::Gone { .. }) {
+                    let first = !matches!(k.parent, Parent::Gone { .. });
+                    if first {
                         k.parent = Parent::Gone { at: *at };
                         k.changed[DS] = *at;
                         k.pending[DS] = 0;
                     }
-                    Ok(format!("DS of key {} gone from the parent", k.tag))
+                    let msg = format!("DS of key {} gone from the parent", k.tag);
+                    if first {
+                        s.seq += 1;
+                    }
+                    Ok(msg)
                 }
                 st => Err(format!(
                     "DS of key {} is {st}: refusing \"DS gone\" (only a withdrawn DS can be gone)",

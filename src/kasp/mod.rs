@@ -21,6 +21,7 @@
 //! configuration alone.
 
 pub mod engine;
+pub mod parent;
 pub mod policy;
 pub mod sim;
 

@@ -46,9 +46,7 @@ pub async fn run(node: Arc<Node>) {
                 .collect()
         });
         // A changed key set is checked at once, not at the next readiness tick.
-        let active = node
-            .sm
-            .with(|st| st.keys.iter().filter(|k| k.state == "active").count());
+        let active = node.sm.with(|st| st.keys.len());
         if active != node.local().readiness.keys_tested {
             let n = node.clone();
             if let Ok(r) = tokio::task::spawn_blocking(move || check_readiness(&n)).await {
@@ -101,6 +99,10 @@ pub async fn run(node: Arc<Node>) {
                     l.alarms.remove(&zone);
                     l.last_good.insert(zone, version);
                 }
+                Err(e) if e == SUPERSEDED => {
+                    // A newer version arrived meanwhile: the next round validates that one.
+                    tracing::debug!(zone, serial = version.serial, "{e}");
+                }
                 Err(e) => {
                     tracing::error!(
                         zone,
@@ -117,6 +119,8 @@ pub async fn run(node: Arc<Node>) {
     }
 }
 
+const SUPERSEDED: &str = "superseded while validating";
+
 /// Validates `version` of `zone` as this node holds it. Returns whether it was a full check.
 fn validate(
     node: &Node,
@@ -129,7 +133,7 @@ fn validate(
     let z = st.zones.get(zone).ok_or("zone removed")?;
     let cur = z.current.as_ref().ok_or("no version")?;
     if cur.token != version.token {
-        return Err("superseded while validating".into()); // the next round takes the newer one
+        return Err(SUPERSEDED.into()); // the next round takes the newer one
     }
     if z.hash != cur.hash {
         return Err(format!(
@@ -383,17 +387,10 @@ fn link(z: &ZoneState, origin: &Name, from: &Name, next: &Name, t: u16) -> Resul
     Ok(())
 }
 
-/// Can this node sign right now with every active key? Each key signs a probe and the
-/// signature is verified against the key's DNSKEY.
+/// Can this node sign right now with every key of the cluster (in use or pooled for a
+/// roll)? Each key signs a probe and the signature is verified against the key's DNSKEY.
 pub fn check_readiness(node: &Node) -> Readiness {
-    let keys: Vec<KeyRecord> = node
-        .sm
-        .read()
-        .keys
-        .iter()
-        .filter(|k| k.state == "active")
-        .cloned()
-        .collect();
+    let keys: Vec<KeyRecord> = node.sm.read().keys.to_vec();
     let mut problems = Vec::new();
     if node.cfg.witness {
         problems.push("witness: votes, never signs".to_string());

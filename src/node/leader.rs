@@ -2,7 +2,9 @@
 //!
 //! ```text
 //!  every tick, while leader, per zone:
-//!   keys? ── none ──► generate (KSK+ZSK or CSK) ──► propose AddKey (exists once committed)
+//!   keys  ── key-lifecycle engine (kasp): generate what it asks for (AddKey, exists once
+//!            committed), commit its evaluation (KeyEval) when records move
+//!            (sign with: DNSKEY iff DK ∈ {R,O}, DNSKEY RRset iff KR ∈ {R,O}, data iff RS ∈ {R,O})
 //!   due?  ── new input digest | zone reload | keys changed | a signature inside the refresh
 //!            window | no version yet
 //!   sign  ── parse input, next serial, signature cache from the replicated content,
@@ -52,6 +54,11 @@ struct Memo {
     input_of: String,
     /// An IXFR could not be applied: the next transfer is a whole one.
     force_axfr: bool,
+    /// Parent actions already logged: (key, submit?).
+    parent_told: HashSet<(KeyId, bool)>,
+    /// When the parent's servers were last asked, and what was wrong then.
+    parent_asked: Option<Instant>,
+    parent_note: Option<String>,
 }
 
 /// A primary's zone: (owner, type, rdata) → TTL.
@@ -421,14 +428,16 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     let found = node.sm.with(|st| {
         let z = st.zones.get(zone)?;
         let cfg = z.config.clone()?;
-        let keys: Vec<KeyRecord> = st
-            .zone_keys(zone)
-            .filter(|k| k.state == "active")
-            .cloned()
-            .collect();
-        Some((cfg, z.current.clone(), z.reload_seq, keys))
+        let records: Vec<KeyRecord> = st.zone_keys(zone).cloned().collect();
+        Some((
+            cfg,
+            z.current.clone(),
+            z.reload_seq,
+            z.keyset.clone(),
+            records,
+        ))
     });
-    let Some((cfg, current, reload_seq, keys)) = found else {
+    let Some((cfg, current, reload_seq, keyset, records)) = found else {
         return Ok(());
     };
     if memo.input_of != cfg.input {
@@ -437,19 +446,32 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             ..Default::default()
         };
     }
+    let Some(keyset) =
+        keys_step(node, zone, &cfg, current.as_ref(), keyset, &records, memo).await?
+    else {
+        return Ok(()); // keys were made; the next tick puts them to use
+    };
+    let policy = cfg.synced_policy();
+    let keys: Vec<KeyRecord> = records
+        .into_iter()
+        .filter(|r| {
+            keyset.keys.get(&r.id).is_some_and(|k| {
+                let u = k.usage();
+                u.publish || u.sign_dnskey || u.sign_data
+            })
+        })
+        .collect();
     if keys.is_empty() {
-        let roles: &[&str] = if cfg.csk { &["csk"] } else { &["ksk", "zsk"] };
-        for role in roles {
-            let n = node.clone();
-            let (alg, z, r) = (cfg.algorithm, zone.to_string(), role.to_string());
-            let rec = tokio::task::spawn_blocking(move || n.keys.generate(&z, alg, &r))
-                .await
-                .map_err(|e| e.to_string())??;
-            tracing::info!(zone, role, tag = rec.tag, "key generated");
-            propose(node, Command::AddKey { key: rec }).await?;
-        }
         return Ok(());
     }
+    let usage: std::collections::BTreeMap<KeyId, crate::kasp::KeyUse> = keyset
+        .keys
+        .values()
+        .filter(|k| keys.iter().any(|r| r.id == k.id))
+        .map(|k| (k.id, k.usage()))
+        .collect();
+    let cds = cds_keys(&keyset, &policy);
+    let keyset_seq = keyset.seq;
     let mut fresh_input = match crate::serve::notify::primary_of(&cfg.input) {
         Some(primary) => {
             let reload = current.as_ref().is_some_and(|v| v.reload_seq != reload_seq);
@@ -470,7 +492,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         None => Some("first version"),
         Some(v) if v.input_digest != memo.digest => Some("input changed"),
         Some(v) if v.reload_seq != reload_seq => Some("reload"),
-        Some(v) if v.keys != key_ids => Some("key set changed"),
+        Some(v) if v.keys != key_ids || v.keyset_seq != keyset_seq => Some("key set changed"),
         Some(_) if refresh_due => Some("signatures due"),
         Some(_) => None,
     };
@@ -484,7 +506,16 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     let n = node.clone();
     let z = zone.to_string();
     let cur = current.clone();
-    let quick_ok = !refresh_due && current.as_ref().is_some_and(|v| v.keys == key_ids);
+    let quick_ok = !refresh_due
+        && current
+            .as_ref()
+            .is_some_and(|v| v.keys == key_ids && v.keyset_seq == keyset_seq);
+    let kasp = KaspUse {
+        usage,
+        cds,
+        dnskey_ttl: policy.dnskey_ttl,
+        keyset_seq,
+    };
     let input_serial = memo.primary_serial;
     let fresh_input = fresh_input.take();
     let built = tokio::task::spawn_blocking(move || {
@@ -499,11 +530,12 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             fresh_input,
             input_serial,
             quick_ok,
+            kasp,
         )
     })
     .await
     .map_err(|e| e.to_string())?;
-    let (changes, version) = match built {
+    let (changes, mut version) = match built {
         Ok(x) => x,
         Err(e) => {
             memo.failed = Some(memo.digest);
@@ -548,6 +580,9 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         });
     }
     let parts = cmds.len() as u32;
+    // The waits of the key changes this version shows start when it is published: stamp
+    // it as late as possible, just before it is proposed.
+    version.keys_at = node.kasp_now();
     let (serial, signed, reused) = (version.serial, version.signed, version.reused);
     cmds.push(Command::Publish {
         zone: zone.into(),
@@ -1014,6 +1049,7 @@ fn build_version(
     input: Option<Vec<u8>>,
     input_serial: Option<u32>,
     quick_ok: bool,
+    kasp: KaspUse,
 ) -> Result<(Vec<RrsetChange>, Version), String> {
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
     let path = cfg.input.strip_prefix("file:").unwrap_or(&cfg.input);
@@ -1048,7 +1084,10 @@ fn build_version(
     )
     .map_err(|e| format!("zone {zone}: {e}"))?;
     set_serial(&mut unsigned, serial);
+    let facts = facts_of(&unsigned);
     let made = Made {
+        keyset_seq: kasp.keyset_seq,
+        facts,
         serial,
         input_serial,
         leader: node.id,
@@ -1068,7 +1107,9 @@ fn build_version(
         jitter_s: cfg.jitter_s,
         refresh_s: cfg.refresh_s,
         denial: denial_of(cfg)?,
-        dnskey_ttl: None,
+        dnskey_ttl: Some(kasp.dnskey_ttl),
+        usage: kasp.usage,
+        cds: kasp.cds,
     };
     if quick_ok && let Some(cur) = &current {
         let t_parsed = Instant::now();
@@ -1209,6 +1250,8 @@ fn build_version(
 
 /// What every version built in one run shares.
 struct Made {
+    keyset_seq: u64,
+    facts: crate::kasp::Facts,
     serial: u32,
     input_serial: u32,
     leader: u64,
@@ -1243,6 +1286,9 @@ impl Made {
             keys: self.keys,
             min_expiration,
             input_serial: self.input_serial,
+            keyset_seq: self.keyset_seq,
+            keys_at: 0,
+            facts: self.facts,
         }
     }
 }
@@ -1356,6 +1402,243 @@ fn quick_sign(
         });
     }
     Ok(Some((out, signed_n)))
+}
+
+/// What the key-lifecycle engine decided for one version.
+struct KaspUse {
+    usage: std::collections::BTreeMap<KeyId, crate::kasp::KeyUse>,
+    cds: Vec<KeyId>,
+    dnskey_ttl: u32,
+    keyset_seq: u64,
+}
+
+/// The TTLs the key-lifecycle waits depend on, measured on the unsigned zone.
+fn facts_of(z: &Zone) -> crate::kasp::Facts {
+    let (_, minimum, soa_ttl) = z.soa();
+    let max_zone_ttl = z
+        .nodes
+        .iter()
+        .flat_map(|n| &n.rrsets)
+        .filter(|r| !made_by_signer(r.rtype))
+        .map(|r| r.ttl)
+        .max()
+        .unwrap_or(0);
+    crate::kasp::Facts {
+        max_zone_ttl,
+        soa_ttl,
+        soa_minimum: minimum,
+    }
+}
+
+/// CDS/CDNSKEY while the parent has something to do: the DS set it should hold.
+fn cds_keys(set: &crate::kasp::KeySet, p: &crate::kasp::Policy) -> Vec<KeyId> {
+    use crate::kasp::DS;
+    if !p.cds || !crate::kasp::parent::waiting(set) {
+        return Vec::new();
+    }
+    set.keys
+        .values()
+        .filter(|k| k.rec[DS].shown())
+        .map(|k| k.id)
+        .collect()
+}
+
+/// Runs the key-lifecycle engine for `zone`: makes the keys it asks for, commits its
+/// evaluation when it changes something (or as a heartbeat for the clock check), and
+/// reports the parent actions it wants. Returns the key set to sign with, or `None` when
+/// keys were just made.
+async fn keys_step(
+    node: &Arc<Node>,
+    zone: &str,
+    cfg: &ZoneConfig,
+    current: Option<&Version>,
+    set: crate::kasp::KeySet,
+    records: &[KeyRecord],
+    memo: &mut Memo,
+) -> Result<Option<crate::kasp::KeySet>, String> {
+    use crate::kasp::Action;
+    let policy = cfg.synced_policy();
+    let facts = current.map(|v| v.facts).unwrap_or_default();
+    let now = node.kasp_now();
+    let set = match check_parent(node, zone, &policy, set, records, memo, now).await {
+        Some(s) => s,
+        None => return Ok(None),
+    };
+    let (_, ev) = crate::kasp::evaluate(&set, &policy, &facts, now);
+    let mut made = false;
+    let mut tags: Vec<(u16, u8)> = records.iter().map(|r| (r.tag, r.algorithm)).collect();
+    for a in &ev.actions {
+        match a {
+            Action::Generate { role, algorithm } => {
+                let rec = generate_unique(node, zone, *algorithm, role.name(), &tags).await?;
+                tags.push((rec.tag, rec.algorithm));
+                tracing::info!(zone, role = role.name(), tag = rec.tag, "key generated");
+                match propose(node, Command::AddKey { key: rec }).await? {
+                    Outcome::Refused(e) => return Err(e),
+                    _ => made = true,
+                }
+            }
+            Action::SubmitDs { key, tag } | Action::RetractDs { key, tag } => {
+                let submit = matches!(a, Action::SubmitDs { .. });
+                if memo.parent_told.insert((*key, submit)) {
+                    let ds = records
+                        .iter()
+                        .find(|r| r.id == *key)
+                        .and_then(|r| crate::keys::DnsKey::from_rdata(&r.dnskey))
+                        .and_then(|d| {
+                            let origin = Name::parse(zone.as_bytes(), None).ok()?;
+                            d.ds_rdata(&origin, 2)
+                        })
+                        .and_then(|d| crate::zone::rdata::to_text(rtype::DS, &d).ok())
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        zone,
+                        tag,
+                        ds,
+                        "{}",
+                        if submit {
+                            "parent: submit this DS"
+                        } else {
+                            "parent: withdraw this DS"
+                        }
+                    );
+                }
+            }
+        }
+    }
+    let mut notes = ev.notes.clone();
+    notes.extend(memo.parent_note.clone());
+    node.local().keys_notes.insert(zone.into(), notes);
+    if made {
+        return Ok(None);
+    }
+    let heartbeat = (policy.max_clock_jump / 4).clamp(60, 86_400);
+    if !ev.changes_state() && now < set.last_eval.saturating_add(heartbeat) {
+        return Ok(Some(set));
+    }
+    propose(
+        node,
+        Command::KeyEval {
+            zone: zone.into(),
+            now,
+            facts,
+        },
+    )
+    .await?;
+    for t in &ev.transitions {
+        tracing::info!(zone, "key {t}");
+    }
+    Ok(node
+        .sm
+        .with(|st| st.zones.get(zone).map(|z| z.keyset.clone())))
+}
+
+/// Asks the parent's servers about the DS of keys that wait on it (at most every
+/// `parent_check_interval`, shortened by the drill clock) and commits what they agree on.
+/// Returns the key set after that, or `None` when a commit failed (this node may have
+/// lost leadership).
+async fn check_parent(
+    node: &Arc<Node>,
+    zone: &str,
+    policy: &crate::kasp::Policy,
+    set: crate::kasp::KeySet,
+    records: &[KeyRecord],
+    memo: &mut Memo,
+    now: u64,
+) -> Option<crate::kasp::KeySet> {
+    use crate::kasp::parent;
+    if policy.parent_servers.is_empty() || !parent::waiting(&set) {
+        return Some(set);
+    }
+    let every = Duration::from_secs(
+        (policy.parent_check_interval as u64 / node.cfg.signer.kasp_time_scale.max(1)).max(1),
+    );
+    if memo.parent_asked.is_some_and(|t| t.elapsed() < every) {
+        return Some(set);
+    }
+    memo.parent_asked = Some(Instant::now());
+    let servers: Vec<std::net::SocketAddr> = policy
+        .parent_servers
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let origin = Name::parse(zone.as_bytes(), None).ok()?;
+    let view = parent::ask(&servers, &origin).await;
+    if !view.agree {
+        let said: Vec<String> = view
+            .servers
+            .iter()
+            .map(|(a, r)| match r {
+                Ok(ds) => format!("{a}: {} DS", ds.len()),
+                Err(e) => format!("{a}: {e}"),
+            })
+            .collect();
+        memo.parent_note = Some(format!(
+            "parent servers do not agree (or did not all answer): {}; waiting",
+            said.join("; ")
+        ));
+        return Some(set);
+    }
+    memo.parent_note = None;
+    let events = parent::observations(
+        &set,
+        &view,
+        &origin,
+        |id| {
+            records
+                .iter()
+                .find(|r| r.id == *id)
+                .map(|r| r.dnskey.clone())
+        },
+        now,
+    );
+    for event in events {
+        tracing::info!(zone, "parent: {event}");
+        let cmd = Command::KeyEvent {
+            zone: zone.into(),
+            event,
+            origin: None,
+        };
+        match propose(node, cmd).await {
+            Ok(Outcome::Refused(e)) => tracing::warn!(zone, "parent observation refused: {e}"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(zone, "parent observation: {e}");
+                return None;
+            }
+        }
+    }
+    node.sm
+        .with(|st| st.zones.get(zone).map(|z| z.keyset.clone()))
+}
+
+/// Makes a key whose tag no other key of the zone has (of the same algorithm): a
+/// colliding one is discarded and made again.
+async fn generate_unique(
+    node: &Arc<Node>,
+    zone: &str,
+    alg: u8,
+    role: &str,
+    taken: &[(u16, u8)],
+) -> Result<KeyRecord, String> {
+    for _ in 0..8 {
+        let n = node.clone();
+        let (z, r) = (zone.to_string(), role.to_string());
+        let rec = tokio::task::spawn_blocking(move || n.keys.generate(&z, alg, &r))
+            .await
+            .map_err(|e| e.to_string())??;
+        if !taken.contains(&(rec.tag, rec.algorithm)) {
+            return Ok(rec);
+        }
+        tracing::warn!(
+            zone,
+            tag = rec.tag,
+            "new key's tag collides with a key of the zone; made again"
+        );
+    }
+    Err(format!(
+        "zone {zone}: 8 new keys in a row had colliding tags"
+    ))
 }
 
 #[cfg(test)]

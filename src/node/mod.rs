@@ -61,6 +61,9 @@ pub struct Local {
     pub fence_block: Option<String>,
     /// Zones whose primary sent a NOTIFY that the leader has not acted on yet.
     pub notified: std::collections::BTreeSet<String>,
+    /// Zone → what the key-lifecycle engine last said (waits, warnings, alarms) and the
+    /// parent actions it wants (leader only).
+    pub keys_notes: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -231,7 +234,7 @@ impl KeyResolver {
             algorithm: alg,
             tag: d.key_tag(),
             dnskey: d.rdata(),
-            state: "active".into(),
+            state: "pool".into(),
             created: now(),
             handle,
             sealed,
@@ -259,6 +262,16 @@ pub struct Node {
 }
 
 impl Node {
+    /// Now on the key-lifecycle clock (real time unless a drill or test speeds it up).
+    pub fn kasp_now(&self) -> u64 {
+        let t = now();
+        let (scale, epoch) = (self.cfg.signer.kasp_time_scale, self.cfg.signer.kasp_epoch);
+        if scale <= 1 || t < epoch {
+            return t;
+        }
+        epoch.saturating_add((t - epoch).saturating_mul(scale))
+    }
+
     pub fn local(&self) -> std::sync::MutexGuard<'_, Local> {
         self.local.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -81,6 +81,20 @@ pub enum Command {
     AddKey {
         key: KeyRecord,
     },
+    /// The key-lifecycle engine evaluated at `now` with these facts: every node applies
+    /// the same evaluation (deterministic), so a standby continues the same roll.
+    KeyEval {
+        zone: String,
+        now: u64,
+        facts: crate::kasp::Facts,
+    },
+    /// An observation (DS seen or gone at the parent) or an operator's key decision;
+    /// `origin` is set for operator commands (audit log).
+    KeyEvent {
+        zone: String,
+        event: crate::kasp::Event,
+        origin: Option<Origin>,
+    },
     /// Part of a version under construction.
     Stage {
         zone: String,
@@ -132,6 +146,8 @@ impl fmt::Display for Command {
             Command::SetZone { zone, .. } => write!(f, "set zone {}", zone.name),
             Command::Reload { name, .. } => write!(f, "reload zone {name}"),
             Command::AddKey { key } => write!(f, "add key {} of {}", key.tag, key.zone),
+            Command::KeyEval { zone, now, .. } => write!(f, "key evaluation of {zone} at {now}"),
+            Command::KeyEvent { zone, event, .. } => write!(f, "{zone}: {event}"),
             Command::Stage {
                 zone,
                 upload,

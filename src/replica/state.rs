@@ -51,6 +51,9 @@ pub struct ZoneConfig {
     pub transfer: Vec<String>,
     /// Largest input accepted, in records.
     pub max_records: u64,
+    /// Key and signing policy; the fields above that it also holds (algorithm, CSK,
+    /// signature timing, denial) are kept equal to it by [`ZoneConfig::set_policy`].
+    pub policy: crate::kasp::Policy,
 }
 
 impl ZoneConfig {
@@ -74,6 +77,34 @@ impl ZoneConfig {
             notify: Vec::new(),
             transfer: Vec::new(),
             max_records: 50_000_000,
+            policy: crate::kasp::Policy::default(),
+        }
+    }
+
+    /// Takes a policy, and with it the algorithm, key roles, signature timing and denial.
+    pub fn set_policy(&mut self, p: crate::kasp::Policy) {
+        self.algorithm = p.algorithm;
+        self.csk = p.csk;
+        self.validity_s = p.signature_validity;
+        self.refresh_s = p.signature_refresh;
+        self.jitter_s = p.signature_jitter;
+        self.inception_offset_s = p.signature_inception_offset;
+        self.denial = p.denial.clone();
+        self.policy = p;
+    }
+
+    /// The policy with this zone's own signing fields laid over it (the fields win: they
+    /// are what `zone add`/`zone set` options change).
+    pub fn synced_policy(&self) -> crate::kasp::Policy {
+        crate::kasp::Policy {
+            algorithm: self.algorithm,
+            csk: self.csk,
+            signature_validity: self.validity_s,
+            signature_refresh: self.refresh_s,
+            signature_jitter: self.jitter_s,
+            signature_inception_offset: self.inception_offset_s,
+            denial: self.denial.clone(),
+            ..self.policy.clone()
         }
     }
 }
@@ -140,6 +171,12 @@ pub struct Version {
     pub min_expiration: u32,
     /// The input's own serial (a primary's SOA serial, or the file's).
     pub input_serial: u32,
+    /// The key-lifecycle state (`KeySet::seq`) the version shows, and when it was
+    /// published on the key-lifecycle clock: the waits of the changes it shows start then.
+    pub keyset_seq: u64,
+    pub keys_at: u64,
+    /// TTLs measured on the unsigned input, for the key-lifecycle waits.
+    pub facts: crate::kasp::Facts,
 }
 
 /// An owner name ordered canonically (RFC 4034 §6.1).
@@ -175,6 +212,8 @@ pub struct ZoneState {
     /// What recent versions changed, with the RRsets before and after: IXFR out, and the
     /// way back to the last version a node validated while it checks a newer one.
     pub journal: Vec<Delta>,
+    /// Key lifecycle: per-key record states, decided by the engine through `KeyEval`.
+    pub keyset: crate::kasp::KeySet,
 }
 
 /// The change from one version to the next.
@@ -491,16 +530,6 @@ impl ClusterState {
                     .and_then(|z| z.config.as_mut())
                 {
                     None => Outcome::Refused(format!("no zone {}", zone.name)),
-                    Some(c)
-                        if (c.denial.as_str(), c.algorithm, c.csk)
-                            != (zone.denial.as_str(), zone.algorithm, zone.csk) =>
-                    {
-                        Outcome::Refused(format!(
-                            "zone {}: denial, algorithm and CSK are changed by the key-lifecycle \
-                             engine, not by zone set",
-                            zone.name
-                        ))
-                    }
                     Some(c) => {
                         *c = zone;
                         Outcome::Done
@@ -527,8 +556,63 @@ impl ClusterState {
                 if self.keys.iter().any(|k| k.id == key.id) {
                     return Outcome::Refused(format!("key {} exists", key.id));
                 }
+                let Some(role) = crate::kasp::Role::parse(&key.role) else {
+                    return Outcome::Refused(format!("key {}: unknown role {}", key.id, key.role));
+                };
+                let z = self.zones.get_mut(&key.zone).expect("checked");
+                if let Some(other) = z
+                    .keyset
+                    .keys
+                    .values()
+                    .find(|k| k.tag == key.tag && k.algorithm == key.algorithm)
+                {
+                    return Outcome::Refused(format!(
+                        "key {}: tag {} collides with key {} of the zone",
+                        key.id, key.tag, other.id
+                    ));
+                }
+                z.keyset.keys.insert(
+                    key.id,
+                    crate::kasp::KeyState::new(key.id, key.tag, key.algorithm, role, key.created),
+                );
                 self.keys.push(key);
                 Outcome::Done
+            }
+            Command::KeyEval { zone, now, facts } => {
+                let Some(z) = self.zones.get_mut(&zone) else {
+                    return Outcome::Refused(format!("no zone {zone}"));
+                };
+                let Some(policy) = z.config.as_ref().map(|c| c.synced_policy()) else {
+                    return Outcome::Refused(format!("no zone {zone}"));
+                };
+                let (set, ev) = crate::kasp::evaluate(&z.keyset, &policy, &facts, now);
+                z.keyset = set;
+                if !ev.purged.is_empty() {
+                    self.keys.retain(|k| !ev.purged.contains(&k.id));
+                }
+                Outcome::Done
+            }
+            Command::KeyEvent {
+                zone,
+                event,
+                origin,
+            } => {
+                let out = match self.zones.get_mut(&zone) {
+                    None => Outcome::Refused(format!("no zone {zone}")),
+                    Some(z) => match z.config.as_ref().map(|c| c.synced_policy()) {
+                        None => Outcome::Refused(format!("no zone {zone}")),
+                        Some(policy) => {
+                            match crate::kasp::observe(&mut z.keyset, &policy, &event) {
+                                Ok(_) => Outcome::Done,
+                                Err(e) => Outcome::Refused(format!("zone {zone}: {e}")),
+                            }
+                        }
+                    },
+                };
+                if let Some(origin) = origin {
+                    self.audit(token, origin, &out);
+                }
+                out
             }
             Command::Stage {
                 zone,
@@ -618,6 +702,7 @@ impl ClusterState {
                 while z.history.len() > HISTORY_MAX {
                     z.history.pop_front();
                 }
+                crate::kasp::engine::published(&mut z.keyset, version.keyset_seq, version.keys_at);
                 z.current = Some(version.clone());
                 Outcome::Published {
                     serial: version.serial,

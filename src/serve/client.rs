@@ -177,6 +177,39 @@ pub async fn apex_rdatas(remote: &Remote, zone: &Name, qtype: u16) -> Result<Vec
     Ok(out)
 }
 
+/// One RRset asked of an authoritative server over TCP: its TTL (`None` when the server
+/// has no such RRset) and rdatas, sorted. Parent DS checks use it.
+pub async fn rrset(
+    addr: std::net::SocketAddr,
+    owner: &Name,
+    qtype: u16,
+) -> Result<(Option<u32>, Vec<Vec<u8>>), String> {
+    let what = format!("{addr}: {} type {qtype}", owner.to_text());
+    let remote = Remote { addr, key: None };
+    let mut c = Conn::open(&remote).await?;
+    let id = rand_id();
+    let q = message(id, 0, owner, qtype, None);
+    c.send(&q).await?;
+    let raw = c
+        .recv()
+        .await?
+        .ok_or(format!("{what}: connection closed"))?;
+    let m = check(&raw, id, None, &mut None, true, &what)?;
+    let mut ttl: Option<u32> = None;
+    let mut out = Vec::new();
+    for r in m
+        .answers
+        .iter()
+        .filter(|r| u16::from(r.record_type()) == qtype)
+    {
+        let (_, _, t, d) = in_rr(r)?;
+        ttl = Some(ttl.map_or(t, |x: u32| x.max(t)));
+        out.push(d.to_vec());
+    }
+    out.sort();
+    Ok((ttl, out))
+}
+
 /// AXFR of `zone`, or IXFR from `from` (our serial and SOA rdata) when given.
 pub async fn transfer(
     remote: &Remote,

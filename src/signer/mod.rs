@@ -52,6 +52,11 @@ pub struct SignOptions {
     pub denial: Denial,
     /// TTL for the DNSKEY RRset; `None` keeps the input's or uses the SOA TTL.
     pub dnskey_ttl: Option<u32>,
+    /// What each key does, as the key-lifecycle engine decided; a key not listed is
+    /// published and signs by its SEP bit (KSK: the DNSKEY RRset, ZSK: the rest).
+    pub usage: std::collections::BTreeMap<KeyId, crate::kasp::KeyUse>,
+    /// Keys whose CDS (SHA-256) and CDNSKEY the apex carries; empty: none.
+    pub cds: Vec<KeyId>,
 }
 
 impl SignOptions {
@@ -68,7 +73,20 @@ impl SignOptions {
                 opt_out: false,
             }),
             dnskey_ttl: None,
+            usage: Default::default(),
+            cds: Vec::new(),
         }
+    }
+
+    fn usage_of(&self, d: &crate::keys::DnsKey) -> crate::kasp::KeyUse {
+        self.usage
+            .get(&d.id())
+            .copied()
+            .unwrap_or(crate::kasp::KeyUse {
+                publish: true,
+                sign_dnskey: d.is_sep(),
+                sign_data: !d.is_sep(),
+            })
     }
 }
 
@@ -188,16 +206,19 @@ pub fn sign_zone(
         })
         .collect::<Result<_, SignError>>()?;
     let ksks: Vec<usize> = (0..signers.len())
-        .filter(|&i| signers[i].key.dnskey().is_sep())
+        .filter(|&i| opts.usage_of(signers[i].key.dnskey()).sign_dnskey)
         .collect();
     if ksks.is_empty() {
         return Err(SignError::NoKsk(zone.origin.to_text()));
     }
     let mut zsks: Vec<usize> = (0..signers.len())
-        .filter(|&i| !signers[i].key.dnskey().is_sep())
+        .filter(|&i| opts.usage_of(signers[i].key.dnskey()).sign_data)
         .collect();
-    if zsks.is_empty() {
+    if zsks.is_empty() && opts.usage.is_empty() {
         zsks = ksks.clone(); // one combined signing key (CSK)
+    }
+    if zsks.is_empty() {
+        return Err(SignError::NoKeys(zone.origin.to_text()));
     }
 
     add_apex_records(&mut zone, keys, opts);
@@ -466,8 +487,31 @@ fn add_apex_records(zone: &mut Zone, keys: &[Arc<dyn SigningKey>], opts: &SignOp
         .or(existing.as_ref().map(|r| r.ttl))
         .unwrap_or(soa_ttl);
     let mut rdatas: Vec<Box<[u8]>> = existing.map(|r| r.rdatas).unwrap_or_default();
-    rdatas.extend(keys.iter().map(|k| k.dnskey().rdata().into_boxed_slice()));
+    rdatas.extend(
+        keys.iter()
+            .filter(|k| opts.usage_of(k.dnskey()).publish)
+            .map(|k| k.dnskey().rdata().into_boxed_slice()),
+    );
     zone.set_apex_rrset(rtype::DNSKEY, ttl, rdatas);
+    if !opts.cds.is_empty() {
+        let origin = zone.origin.clone();
+        let chosen: Vec<&crate::keys::DnsKey> = keys
+            .iter()
+            .map(|k| k.dnskey())
+            .filter(|d| opts.cds.contains(&d.id()))
+            .collect();
+        let cds: Vec<Box<[u8]>> = chosen
+            .iter()
+            .filter_map(|d| d.ds_rdata(&origin, 2))
+            .map(Vec::into_boxed_slice)
+            .collect();
+        let cdnskey: Vec<Box<[u8]>> = chosen
+            .iter()
+            .map(|d| d.rdata().into_boxed_slice())
+            .collect();
+        zone.set_apex_rrset(rtype::CDS, ttl, cds);
+        zone.set_apex_rrset(rtype::CDNSKEY, ttl, cdnskey);
+    }
     match &opts.denial {
         Denial::Nsec3(p) => zone.set_apex_rrset(
             rtype::NSEC3PARAM,
