@@ -13,12 +13,17 @@
 //! | DELETE | /nodes/ID                 | remove a node                               |
 //! | POST   | /leader/transfer          | `{to}`                                      |
 //! | GET    | /audit                    | the replicated audit log                    |
+//! | GET    | /zones/NAME/keys          | key states, goals, parent, engine notes     |
+//! | POST   | /zones/NAME/keys          | rollover, ds-seen, ds-gone, clock-ok, backup-commit |
+//! | GET    | /zones/NAME/backup        | keys not yet backed up                      |
+//! | GET    | /zones/NAME/policy-check  | timing audit against the zone and parent   |
 //!
 //! Commands that change the cluster go to the leader; another node answers 421 with the
 //! leader's id and admin address (the CLI follows it). Bind the admin API to loopback or a
 //! management network: it has no authentication of its own.
 
 pub mod client;
+mod keys;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -196,6 +201,8 @@ struct ZoneAdd {
     #[serde(default)]
     transfer: Vec<String>,
     max_records: Option<u64>,
+    /// A key and signing policy (TOML text).
+    policy: Option<String>,
 }
 
 /// `PATCH /zones/NAME`: what to change; lists replace the zone's lists.
@@ -211,6 +218,9 @@ struct ZoneSet {
     notify: Option<Vec<String>>,
     transfer: Option<Vec<String>>,
     max_records: Option<u64>,
+    /// A new key and signing policy (TOML text): a changed algorithm or key roles starts
+    /// the rolls that get there.
+    policy: Option<String>,
 }
 
 /// Input and publication options of a zone (`zone add`, `zone set`).
@@ -332,6 +342,12 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             if crate::zone::Name::parse(cfg.name.as_bytes(), None).is_err() {
                 return error(400, format!("bad zone name {:?}", req.name));
             }
+            if let Some(text) = &req.policy {
+                match crate::kasp::Policy::from_toml(text, "policy") {
+                    Ok(p) => cfg.set_policy(p),
+                    Err(e) => return error(400, e),
+                }
+            }
             if let Some(d) = req.denial {
                 cfg.denial = d;
             }
@@ -344,7 +360,9 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 }
                 cfg.algorithm = a;
             }
-            cfg.csk = req.csk.unwrap_or(false);
+            if let Some(c) = req.csk {
+                cfg.csk = c;
+            }
             if let Err(e) = crate::node::leader::denial_of(&cfg) {
                 return error(400, e);
             }
@@ -382,6 +400,12 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             else {
                 return error(404, format!("no zone {name}"));
             };
+            if let Some(text) = &req.policy {
+                match crate::kasp::Policy::from_toml(text, "policy") {
+                    Ok(p) => cfg.set_policy(p),
+                    Err(e) => return error(400, e),
+                }
+            }
             let opts = ZoneOpts {
                 file: req.file,
                 primary: req.primary,
@@ -693,6 +717,9 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             .await
         }
         ("GET", ["audit"]) => json_reply(200, node.sm.with(|st| json!(st.audit))),
+        (m, ["zones", name, what @ ("keys" | "backup" | "policy-check")]) => {
+            keys::handle(node, m, name, what, body).await
+        }
         _ => error(404, format!("no such endpoint: {method} {path}")),
     }
 }

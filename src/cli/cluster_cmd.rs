@@ -175,14 +175,18 @@ pub enum ZoneCmd {
         /// Largest input accepted, in records.
         #[arg(long)]
         max_records: Option<u64>,
-        /// nsec, nsec3 or nsec3-optout.
-        #[arg(long, default_value = "nsec3")]
-        denial: String,
-        #[arg(long, default_value_t = 13)]
-        algorithm: u8,
+        /// nsec, nsec3 or nsec3-optout (default: the policy's, nsec3).
+        #[arg(long)]
+        denial: Option<String>,
+        /// Algorithm (default: the policy's, 13).
+        #[arg(long)]
+        algorithm: Option<u8>,
         /// One combined signing key instead of KSK + ZSK.
         #[arg(long)]
         csk: bool,
+        /// Key and signing policy file (TOML; `quorumsign policy default` prints one).
+        #[arg(long)]
+        policy: Option<std::path::PathBuf>,
         #[command(flatten)]
         a: AdminArgs,
     },
@@ -212,6 +216,10 @@ pub enum ZoneCmd {
         no_transfer: bool,
         #[arg(long)]
         max_records: Option<u64>,
+        /// A new key and signing policy file: a changed algorithm or key roles starts
+        /// the rolls that get there.
+        #[arg(long)]
+        policy: Option<std::path::PathBuf>,
         #[command(flatten)]
         a: AdminArgs,
     },
@@ -238,7 +246,11 @@ pub enum ZoneCmd {
     },
 }
 
-fn ok(ans: Answer, a: &AdminArgs, human: impl FnOnce(&Value) -> String) -> Result<(), String> {
+pub(crate) fn ok(
+    ans: Answer,
+    a: &AdminArgs,
+    human: impl FnOnce(&Value) -> String,
+) -> Result<(), String> {
     let v = ans.json();
     if ans.code != 200 {
         return Err(ans.message());
@@ -461,8 +473,11 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
             denial,
             algorithm,
             csk,
+            policy,
             a,
         } => {
+            let policy = read_policy(policy.as_deref())?;
+            let csk = csk.then_some(true);
             let file = file
                 .map(|f| std::fs::canonicalize(&f).map_err(|e| format!("{}: {e}", f.display())))
                 .transpose()?
@@ -477,7 +492,8 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
             let body = json!({ "name": name, "file": file, "primary": primary,
                                "serial": serial, "output": output, "notify": notify,
                                "transfer": transfer, "max_records": max_records,
-                               "denial": denial, "algorithm": algorithm, "csk": csk });
+                               "denial": denial, "algorithm": algorithm, "csk": csk,
+                               "policy": policy });
             let ans = call_leader(&a.admin, "POST", "/zones", Some(&body), TIMEOUT)?;
             ok(ans, &a, |_| {
                 format!("zone {name} added; the leader signs it now")
@@ -495,8 +511,10 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
             transfer,
             no_transfer,
             max_records,
+            policy,
             a,
         } => {
+            let policy = read_policy(policy.as_deref())?;
             let file = file
                 .map(|f| std::fs::canonicalize(&f).map_err(|e| format!("{}: {e}", f.display())))
                 .transpose()?
@@ -521,7 +539,7 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
                                "output": output.map(abs), "no_output": no_output,
                                "notify": list(notify, no_notify),
                                "transfer": list(transfer, no_transfer),
-                               "max_records": max_records });
+                               "max_records": max_records, "policy": policy });
             let ans = call_leader(
                 &a.admin,
                 "PATCH",
@@ -849,4 +867,12 @@ fn store_torture(dir: &std::path::Path) -> Result<(), String> {
             }
         }
     })
+}
+
+/// A policy file's text, checked here so that a bad file is explained with its path.
+pub(crate) fn read_policy(path: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::kasp::Policy::from_toml(&text, &path.display().to_string())?;
+    Ok(Some(text))
 }

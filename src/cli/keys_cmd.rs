@@ -11,6 +11,8 @@ pub enum KeysCmd {
     Generate(GenerateArgs),
     /// List the keys of a zone in a keystore.
     List(ListArgs),
+    #[command(flatten)]
+    Cluster(super::kasp_cmd::ClusterKeysCmd),
 }
 
 #[derive(Args)]
@@ -70,6 +72,7 @@ pub fn run(cmd: KeysCmd) -> Result<()> {
             tracing::info!(zone = %zone, tag = d.key_tag(), algorithm = d.algorithm, role = d.role(), "generated key");
             Ok(())
         }
+        KeysCmd::Cluster(c) => super::kasp_cmd::keys(c).map_err(anyhow::Error::msg),
         KeysCmd::List(a) => {
             let zone = super::parse_zone_name(&a.zone).map_err(anyhow::Error::msg)?;
             let store = hsm::open(&a.keystore)?;

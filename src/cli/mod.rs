@@ -3,6 +3,7 @@
 mod cluster_cmd;
 mod demo_cmd;
 mod drill_cmd;
+mod kasp_cmd;
 mod keys_cmd;
 mod sign_cmd;
 mod verify_cmd;
@@ -63,6 +64,19 @@ enum Cmd {
     },
     /// Start a local 3-node cluster with the example zone and show a failover.
     Demo(demo_cmd::DemoArgs),
+    /// Key backups: list what to back up, record that it is.
+    Backup {
+        #[command(subcommand)]
+        cmd: kasp_cmd::BackupCmd,
+    },
+    /// Key and signing policies.
+    Policy {
+        #[command(subcommand)]
+        cmd: kasp_cmd::PolicyCmd,
+    },
+    /// The future key events of a zone as a timeline; `--simulate` checks it against
+    /// modelled validator caches.
+    Plan(kasp_cmd::PlanArgs),
     /// Write a deterministic synthetic zone (tests and benchmarks).
     #[command(hide = true)]
     GenerateZone {
@@ -100,6 +114,9 @@ pub fn main() -> i32 {
         Cmd::Zone { cmd } => cluster_cmd::zone(cmd).map_err(anyhow::Error::msg),
         Cmd::Demo(a) => demo_cmd::run(a).map_err(anyhow::Error::msg),
         Cmd::Drill { cmd } => drill_cmd::run(cmd).map_err(anyhow::Error::msg),
+        Cmd::Backup { cmd } => kasp_cmd::backup(cmd).map_err(anyhow::Error::msg),
+        Cmd::Policy { cmd } => kasp_cmd::policy(cmd).map_err(anyhow::Error::msg),
+        Cmd::Plan(a) => kasp_cmd::plan(a).map_err(anyhow::Error::msg),
         Cmd::GenerateZone {
             shape,
             zone,

@@ -409,19 +409,26 @@ impl Run {
                 }
             }
         }
+        let tags = tags(&self.set);
         let (set, ev) = evaluate(&self.set, &world.policy, &world.facts, now);
         self.evaluations += 1;
         self.set = set;
+        for (id, g) in &ev.goals {
+            let tag = tags.get(id).copied().unwrap_or(0);
+            let what = match g {
+                super::Goal::Active => "is introduced",
+                super::Goal::Retire => "is retired",
+                super::Goal::Pool => "returns to the pool",
+            };
+            self.note(now, format!("key {tag} {what}"));
+        }
         for t in &ev.transitions {
             self.note(now, t.to_string());
             self.transitions.push((now, t.clone()));
         }
-        for (id, g) in &ev.goals {
-            let tag = self.set.keys.get(id).map_or(0, |k| k.tag);
-            self.note(now, format!("key {tag} goal {g:?}"));
-        }
         for id in &ev.purged {
-            self.note(now, format!("key {id} purged"));
+            let tag = tags.get(id).copied().unwrap_or(0);
+            self.note(now, format!("key {tag} purged"));
         }
         for a in &ev.actions {
             match a {
@@ -480,4 +487,16 @@ impl Run {
 /// Keys in the timeline by tag, for printing.
 pub fn tags(set: &KeySet) -> BTreeMap<KeyId, u16> {
     set.keys.values().map(|k| (k.id, k.tag)).collect()
+}
+
+/// `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn utc(t: u64) -> String {
+    let (y, m, d) = crate::node::leader::civil_from_days((t / 86_400) as i64);
+    let s = t % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
