@@ -3,7 +3,8 @@
 //! after a change, on NOTIFY); dig/kdig query it; delv and Unbound validate answers from
 //! the zone's KSK; a transfer without TSIG is refused; the leader dies while secondaries
 //! pull and the next NOTIFY comes from the new leader. A hidden primary (named) feeds a
-//! second zone by NOTIFY + AXFR with TSIG.
+//! second zone by NOTIFY + AXFR with TSIG. Key rolls on an accelerated key clock run
+//! against a parent zone served by Knot, with the leader killed in the middle of a KSK roll.
 
 mod common;
 
@@ -11,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use common::{assert_validators_accept, p, qs, tool};
+use quorumsign::kasp::sim::{ChildVersion, History, ParentVersion, check};
+use quorumsign::keys::KeyId;
 use quorumsign::node::lab::{self, LabNode, dnskey_lines};
 
 const ZONE: &str = "example.";
@@ -90,9 +95,14 @@ impl Drop for Cluster {
 
 impl Cluster {
     fn start(port: u16) -> Cluster {
+        Cluster::start_with(port, "")
+    }
+
+    /// Starts three nodes with `extra` in each node's configuration.
+    fn start_with(port: u16, extra: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let ids = [1, 2, 3];
-        let nodes = lab::write(dir.path(), &ids, &ids, port, "").unwrap();
+        let nodes = lab::write(dir.path(), &ids, &ids, port, extra).unwrap();
         let children = nodes
             .iter()
             .map(|n| Some(lab::spawn(&exe(), n).unwrap()))
@@ -149,6 +159,12 @@ impl Cluster {
             (v[0].0 > after && v.iter().all(|x| *x == v[0])).then_some(v[0].0)
         })
         .unwrap_or_else(|| panic!("nodes did not converge on a serial of {zone} above {after}"))
+    }
+
+    fn restart(&mut self, id: u64) {
+        let i = self.nodes.iter().position(|n| n.id == id).unwrap();
+        assert!(self.children[i].is_none(), "node {id} runs");
+        self.children[i] = Some(lab::spawn(&exe(), &self.nodes[i]).unwrap());
     }
 
     fn kill(&mut self, id: u64) {
@@ -956,5 +972,346 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
         logs.lines()
             .any(|l| l.contains("serial=17") && l.contains("reason=\"refresh\"")),
         "the change came by SOA refresh polling"
+    );
+}
+
+/// What the test sees of the child and the parent, on the key clock.
+struct Recorder {
+    rt: tokio::runtime::Runtime,
+    epoch: u64,
+    scale: u64,
+    history: History,
+    /// Every key tag seen in a DNSKEY RRset, by flags (257: KSK).
+    ksk_tags: BTreeSet<u16>,
+    zsk_tags: BTreeSet<u16>,
+}
+
+impl Recorder {
+    fn kasp_now(&self) -> u64 {
+        let t = quorumsign::node::now();
+        self.epoch
+            + (t.saturating_sub(self.epoch)) * self.scale
+            + (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_millis() as u64
+                * self.scale
+                / 1000)
+    }
+
+    fn ask(&self, addr: &str, owner: &str, qtype: u16) -> Option<Vec<(u16, u32, Vec<u8>)>> {
+        let name = quorumsign::zone::Name::parse(owner.as_bytes(), None).unwrap();
+        self.rt
+            .block_on(quorumsign::serve::client::ask(
+                addr.parse().unwrap(),
+                &name,
+                qtype,
+                true,
+            ))
+            .ok()
+    }
+
+    /// Records the child's DNSKEY RRset, who signs it and who signs the SOA, as served by
+    /// `addr`.
+    fn child(&mut self, addr: &str, zone: &str, sig_ttl: u32) -> Option<()> {
+        use quorumsign::keys::{RrsigHeader, key_tag_of_rdata};
+        let id = |tag: u16| {
+            KeyId({
+                let mut b = [0u8; 32];
+                b[..2].copy_from_slice(&tag.to_be_bytes());
+                b
+            })
+        };
+        let at = self.kasp_now();
+        let keys = self.ask(addr, zone, 48)?;
+        let soa = self.ask(addr, zone, 6)?;
+        let mut v = ChildVersion {
+            at,
+            dnskeys: Default::default(),
+            dnskey_signers: Default::default(),
+            data_signers: Default::default(),
+            dnskey_ttl: 0,
+            sig_ttl,
+        };
+        for (t, ttl, d) in &keys {
+            match *t {
+                48 => {
+                    let tag = key_tag_of_rdata(d);
+                    v.dnskeys.insert(id(tag));
+                    v.dnskey_ttl = *ttl;
+                    if d[1] & 1 == 1 {
+                        self.ksk_tags.insert(tag);
+                    } else {
+                        self.zsk_tags.insert(tag);
+                    }
+                }
+                46 => {
+                    v.dnskey_signers
+                        .insert(id(RrsigHeader::parse(d)?.0.key_tag));
+                }
+                _ => {}
+            }
+        }
+        for (t, _, d) in &soa {
+            if *t == 46 {
+                v.data_signers.insert(id(RrsigHeader::parse(d)?.0.key_tag));
+            }
+        }
+        if v.dnskeys.is_empty() {
+            return None;
+        }
+        self.history.child_version(v);
+        Some(())
+    }
+}
+
+/// A KSK roll and several ZSK rolls on a key clock 600 times real time, against a parent
+/// zone (Knot on loopback) that a test "registrar" updates from the child's CDS; the parent
+/// serves its DS with TTL 3600 while the policy says 600 (the .nz case). The leader is
+/// killed while the new KSK's DS is submitted. The roll completes once (two KSKs in all),
+/// no key is duplicated, and the recorded history has no bogus instant for any validator
+/// cache.
+#[test]
+fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mid_roll() {
+    const SCALE: u64 = 600;
+    const CHILD: &str = "child.parent.test.";
+    let epoch = quorumsign::node::now();
+    let mut c = Cluster::start_with(
+        21100,
+        &format!("\n[signer]\ntick_ms = 100\nkasp_time_scale = {SCALE}\nkasp_epoch = {epoch}\n"),
+    );
+    let d = c.dir.path().to_path_buf();
+    let parent_port = 21400;
+    let parent_dir = d.join("parent");
+    std::fs::create_dir_all(&parent_dir).unwrap();
+    let parent_zone = |serial: u32, ds: &[String]| {
+        let mut z = format!(
+            "$TTL 3600\n@ SOA ns hostmaster {serial} 3600 600 86400 600\n@ NS ns\nns A 127.0.0.1\n\
+             child NS ns.child\nns.child A 127.0.0.1\n"
+        );
+        for r in ds {
+            z.push_str(&format!("child 3600 DS {r}\n"));
+        }
+        std::fs::write(parent_dir.join("parent.zone"), z).unwrap();
+    };
+    parent_zone(1, &[]);
+    let kconf = write(
+        &parent_dir,
+        "knot.conf",
+        &format!(
+            "server:\n    rundir: \"{k}\"\n    listen: 127.0.0.1@{parent_port}\n\
+             database:\n    storage: \"{k}\"\n\
+             zone:\n  - domain: parent.test.\n    storage: \"{k}\"\n    file: parent.zone\n\
+             \x20   semantic-checks: off\n",
+            k = parent_dir.display()
+        ),
+    );
+    let _knot = Daemon::start(
+        "knotd (parent)",
+        Command::new("knotd").args(["-c", p(&kconf)]),
+        parent_dir.join("knot.log"),
+    );
+    let child_file = write(
+        &d,
+        "child.zone",
+        "$TTL 600\n@ SOA ns hostmaster 1 3600 600 86400 600\n@ NS ns\nns A 127.0.0.1\n\
+         www A 192.0.2.1\nmail A 192.0.2.2\n",
+    );
+    let policy = write(
+        &d,
+        "policy.toml",
+        &format!(
+            "dnskey_ttl = 600\nds_ttl = 600\npropagation_delay = 60\nparent_propagation_delay = 600\n\
+             publish_safety = 60\nretire_safety = 60\npurge_after = 3600\nzsk_lifetime = 7200\n\
+             ksk_lifetime = 0\nparent_servers = [\"127.0.0.1:{parent_port}\"]\nparent_check_interval = 600\n"
+        ),
+    );
+    let admin = c.admin().to_string();
+    let (code, out, err) = qs(&[
+        "zone",
+        "add",
+        CHILD,
+        "--file",
+        p(&child_file),
+        "--policy",
+        p(&policy),
+        "--admin",
+        &admin,
+    ]);
+    assert_eq!(code, 0, "zone add: {out}{err}");
+
+    let mut rec = Recorder {
+        rt: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+        epoch,
+        scale: SCALE,
+        history: History {
+            propagation: 60,
+            negative_ttl: 600,
+            ..Default::default()
+        },
+        ksk_tags: BTreeSet::new(),
+        zsk_tags: BTreeSet::new(),
+    };
+    rec.history.parent.push(ParentVersion {
+        ds: Default::default(),
+        earliest: 0,
+        latest: 0,
+        ttl: 3600,
+    });
+    let parent_addr = format!("127.0.0.1:{parent_port}");
+    let mut parent_ds: Vec<String> = Vec::new();
+    let mut parent_serial = 1;
+    let keys_of = |admin: &str| -> Option<serde_json::Value> {
+        let (code, out, _) = qs(&["keys", "show", CHILD, "--json", "--admin", admin]);
+        (code == 0)
+            .then(|| serde_json::from_str(&out).ok())
+            .flatten()
+    };
+    let mut phase = 0; // 0: first DS, 1: KSK roll asked, 2: leader killed, 3: done
+    let mut killed: Option<u64> = None;
+    let mut old_ksk: Option<u64> = None;
+    let started = std::time::Instant::now();
+    let mut last_keys = std::time::Instant::now() - Duration::from_secs(1);
+    while phase < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "rolls did not finish in 240 s (phase {phase}); keys: {}",
+            keys_of(c.admin())
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        );
+        let node = c.running()[0].dns.clone();
+        let _ = rec.child(&node, CHILD, 600);
+        // The registrar: the parent's DS set follows the child's CDS.
+        if let Some(cds) = rec.ask(&node, CHILD, 59) {
+            let mut want: Vec<String> = cds
+                .iter()
+                .filter(|(t, _, _)| *t == 59)
+                .map(|(_, _, d)| quorumsign::zone::rdata::to_text(43, d).unwrap())
+                .collect();
+            want.sort();
+            if !want.is_empty() && want != parent_ds {
+                let earliest = rec.kasp_now();
+                parent_serial += 1;
+                parent_zone(parent_serial, &want);
+                let (code, out, err) =
+                    tool("knotc", &["-c", p(&kconf), "zone-reload", "parent.test."]);
+                assert_eq!(code, 0, "knotc: {out}{err}");
+                lab::wait_for(Duration::from_secs(10), || {
+                    let got = rec.ask(&parent_addr, CHILD, 43)?;
+                    let mut got: Vec<String> = got
+                        .iter()
+                        .filter(|(t, _, _)| *t == 43)
+                        .map(|(_, _, d)| quorumsign::zone::rdata::to_text(43, d).unwrap())
+                        .collect();
+                    got.sort();
+                    (got == want).then_some(())
+                })
+                .expect("the parent serves the new DS set");
+                let id = |s: &String| {
+                    let tag: u16 = s.split_whitespace().next().unwrap().parse().unwrap();
+                    let mut b = [0u8; 32];
+                    b[..2].copy_from_slice(&tag.to_be_bytes());
+                    KeyId(b)
+                };
+                rec.history.parent.push(ParentVersion {
+                    ds: want.iter().map(id).collect(),
+                    earliest,
+                    latest: rec.kasp_now(),
+                    ttl: 3600,
+                });
+                parent_ds = want;
+            }
+        }
+        if last_keys.elapsed() >= Duration::from_millis(500) {
+            last_keys = std::time::Instant::now();
+            if let Some(v) = keys_of(c.admin()) {
+                let ksks: Vec<&serde_json::Value> = v["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|k| k["role"] == "ksk")
+                    .collect();
+                let ds =
+                    |k: &serde_json::Value| k["records"]["DS"].as_str().unwrap_or("").to_string();
+                match phase {
+                    0 if ksks.len() == 1 && ds(ksks[0]) == "omnipresent" => {
+                        old_ksk = ksks[0]["tag"].as_u64();
+                        let (code, out, err) =
+                            qs(&["keys", "rollover", CHILD, "ksk", "--admin", c.admin()]);
+                        assert_eq!(code, 0, "keys rollover: {out}{err}");
+                        phase = 1;
+                    }
+                    1 if ksks
+                        .iter()
+                        .any(|k| k["goal"] == "active" && ds(k) == "rumoured") =>
+                    {
+                        let leader = c.leader();
+                        c.kill(leader);
+                        killed = Some(leader);
+                        phase = 2;
+                    }
+                    2 if ksks.len() == 1
+                        && ksks[0]["tag"].as_u64() != old_ksk
+                        && ksks[0]["records"]
+                            .as_object()
+                            .unwrap()
+                            .values()
+                            .all(|s| s == "omnipresent" || s == "-")
+                        && rec.zsk_tags.len() >= 3 =>
+                    {
+                        phase = 3;
+                    }
+                    _ => {}
+                }
+                if phase == 2
+                    && let Some(k) = killed
+                    && started.elapsed() > Duration::from_secs(5)
+                    && c.running().len() == 2
+                {
+                    // The killed leader comes back as a follower while the roll goes on.
+                    c.restart(k);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        rec.ksk_tags.len(),
+        2,
+        "one KSK roll: the old KSK and one new one, no duplicate: {:?}",
+        rec.ksk_tags
+    );
+    assert!(
+        rec.zsk_tags.len() >= 3,
+        "ZSK rolls went on: {:?}",
+        rec.zsk_tags
+    );
+    let bogus = check(&rec.history);
+    assert!(
+        bogus.is_empty(),
+        "bogus instants {:?}\nchild {:#?}\nparent {:#?}",
+        &bogus[..bogus.len().min(3)],
+        rec.history.child,
+        rec.history.parent
+    );
+    // Every node holds the same key set, each key once.
+    let sets: Vec<serde_json::Value> = c
+        .running()
+        .iter()
+        .map(|n| keys_of(&n.admin).expect("keys show")["keyset"].clone())
+        .collect();
+    assert!(
+        sets.windows(2).all(|w| w[0]["keys"] == w[1]["keys"]),
+        "nodes differ: {sets:?}"
+    );
+    // The timing audit names the parent's TTL above the policy's.
+    let (_, out, err) = qs(&["policy", "check", CHILD, "--admin", c.admin()]);
+    assert!(
+        out.contains("serves the DS with TTL 3600") && out.contains("ds_ttl = 600"),
+        "policy check: {out}{err}"
     );
 }

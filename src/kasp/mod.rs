@@ -238,6 +238,8 @@ pub enum TtlKind {
 /// [`observe`] (both deterministic).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeySet {
+    /// By id; serialized as a list (JSON maps need string keys).
+    #[serde(with = "as_list")]
     pub keys: BTreeMap<KeyId, KeyState>,
     /// Predecessor → successor links per record: (record, predecessor, successor).
     pub links: BTreeSet<(u8, KeyId, KeyId)>,
@@ -361,5 +363,29 @@ impl fmt::Display for Event {
             Event::ClockOk => f.write_str("clock confirmed"),
             Event::DsTtlSeen { ttl } => write!(f, "parent DS TTL {ttl} seen"),
         }
+    }
+}
+
+mod as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::KeyState;
+    use crate::keys::KeyId;
+
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<KeyId, KeyState>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let v: Vec<&KeyState> = m.values().collect();
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<KeyId, KeyState>, D::Error> {
+        let v: Vec<KeyState> = Vec::deserialize(d)?;
+        Ok(v.into_iter().map(|k| (k.id, k)).collect())
     }
 }

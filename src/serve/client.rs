@@ -184,30 +184,48 @@ pub async fn rrset(
     owner: &Name,
     qtype: u16,
 ) -> Result<(Option<u32>, Vec<Vec<u8>>), String> {
+    let answers = ask(addr, owner, qtype, false).await?;
+    let mut ttl: Option<u32> = None;
+    let mut out = Vec::new();
+    for (_, rttl, d) in answers.into_iter().filter(|(t, _, _)| *t == qtype) {
+        ttl = Some(ttl.map_or(rttl, |x: u32| x.max(rttl)));
+        out.push(d);
+    }
+    out.sort();
+    Ok((ttl, out))
+}
+
+/// The answer section for (`owner`, `qtype`) from `addr` over TCP, as (type, TTL, rdata);
+/// with `dnssec`, the query sets the DO bit so RRSIGs come along.
+pub async fn ask(
+    addr: std::net::SocketAddr,
+    owner: &Name,
+    qtype: u16,
+    dnssec: bool,
+) -> Result<Vec<(u16, u32, Vec<u8>)>, String> {
     let what = format!("{addr}: {} type {qtype}", owner.to_text());
     let remote = Remote { addr, key: None };
     let mut c = Conn::open(&remote).await?;
     let id = rand_id();
-    let q = message(id, 0, owner, qtype, None);
+    let mut q = message(id, 0, owner, qtype, None);
+    if dnssec {
+        q[11] = 1; // ARCOUNT
+        q.push(0); // OPT at the root
+        q.extend_from_slice(&41u16.to_be_bytes());
+        q.extend_from_slice(&1232u16.to_be_bytes());
+        q.extend_from_slice(&0x0000_8000u32.to_be_bytes()); // DO
+        q.extend_from_slice(&0u16.to_be_bytes());
+    }
     c.send(&q).await?;
     let raw = c
         .recv()
         .await?
         .ok_or(format!("{what}: connection closed"))?;
     let m = check(&raw, id, None, &mut None, true, &what)?;
-    let mut ttl: Option<u32> = None;
-    let mut out = Vec::new();
-    for r in m
-        .answers
+    m.answers
         .iter()
-        .filter(|r| u16::from(r.record_type()) == qtype)
-    {
-        let (_, _, t, d) = in_rr(r)?;
-        ttl = Some(ttl.map_or(t, |x: u32| x.max(t)));
-        out.push(d.to_vec());
-    }
-    out.sort();
-    Ok((ttl, out))
+        .map(|r| in_rr(r).map(|(_, t, ttl, d)| (t, ttl, d.to_vec())))
+        .collect()
 }
 
 /// AXFR of `zone`, or IXFR from `from` (our serial and SOA rdata) when given.
