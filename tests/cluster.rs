@@ -1113,3 +1113,68 @@ fn drill_hsm_loss_moves_signing_to_a_ready_standby_and_reports_the_gap() {
         "{audit}"
     );
 }
+
+/// With `require_backup`, the leader makes the zone's keys but publishes none until
+/// `backup commit`; `backup prepare` lists them, and the commit is in the audit log.
+#[test]
+fn keys_wait_for_their_backup_before_the_zone_is_signed() {
+    let c = Cluster::start(3, 21600, "");
+    c.converged(0);
+    let zone = write(
+        c.dir.path(),
+        "backup.zone",
+        "$TTL 300\n@ SOA ns hostmaster 1 3600 600 86400 300\n@ NS ns\nns A 192.0.2.53\n",
+    );
+    let policy = write(c.dir.path(), "policy.toml", "require_backup = true\n");
+    let admin = c.node(1).admin.clone();
+    let (code, out, err) = qs(&[
+        "zone",
+        "add",
+        "backup.test.",
+        "--file",
+        p(&zone),
+        "--policy",
+        p(&policy),
+        "--admin",
+        &admin,
+    ]);
+    assert_eq!(code, 0, "zone add: {out}{err}");
+    let listed = lab::wait_for(Duration::from_secs(30), || {
+        let (code, out, _) = qs(&["backup", "prepare", "backup.test.", "--admin", &admin]);
+        (code == 0
+            && out.contains("key(s) to back up")
+            && out.contains("ksk")
+            && out.contains("zsk"))
+        .then_some(out)
+    })
+    .expect("backup prepare lists the new keys");
+    std::thread::sleep(Duration::from_secs(3));
+    let st = lab::status(&admin).unwrap();
+    let z = lab::zone_of(&st, "backup.test.").expect("zone in status");
+    assert!(
+        z["serial"].is_null() || z["serial"].as_u64() == Some(0),
+        "nothing is published before the backup: {z}\n{listed}"
+    );
+    let (code, out, err) = qs(&["keys", "show", "backup.test.", "--admin", &admin]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("backup prepare"), "the engine says why: {out}");
+
+    let (code, out, err) = qs(&[
+        "backup",
+        "commit",
+        "backup.test.",
+        "--all",
+        "--admin",
+        &admin,
+    ]);
+    assert_eq!(code, 0, "backup commit: {out}{err}");
+    lab::wait_for(Duration::from_secs(30), || {
+        lab::validated_serial(&admin, "backup.test.").filter(|(s, _)| *s > 0)
+    })
+    .expect("the zone is signed once its keys are backed up");
+    // The keys in use are backed up; what is left to back up is the pool made since.
+    let (_, out, _) = qs(&["backup", "prepare", "backup.test.", "--admin", &admin]);
+    assert!(!out.contains("(active)"), "{out}");
+    let audit = common::qs_ok(&["cluster", "audit", "--admin", &admin]);
+    assert!(audit.contains("keys backup-commit backup.test."), "{audit}");
+}

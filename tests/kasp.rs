@@ -567,3 +567,76 @@ fn random_policies_ttls_and_delays_never_give_a_bogus_instant() {
         "only {rolls} keys retired in {seeds} runs"
     );
 }
+
+#[test]
+fn keys_not_backed_up_are_never_published_and_the_pool_is_kept_ahead() {
+    let mut p = policy();
+    p.require_backup = true;
+    p.zsk_lifetime = 30 * DAY;
+    p.key_pool_lookahead = 90 * DAY;
+    p.backup_alarm_days = 60;
+    let mut w = World::new(p.clone(), facts(HOUR as u32));
+    w.backup_at_once = false;
+    let mut run = Run::new(KeySet::default(), T0, &w);
+    run.run(&mut w, T0, T0 + 2 * DAY);
+    assert!(!run.set.keys.is_empty(), "keys are made ahead");
+    for k in run.set.keys.values() {
+        assert!(
+            k.all_hidden(),
+            "{} published without a backup",
+            k.describe()
+        );
+        assert_eq!(k.goal, Goal::Pool);
+    }
+    let zsks = run
+        .set
+        .keys
+        .values()
+        .filter(|k| k.role == Role::Zsk)
+        .count();
+    assert!(zsks >= 3, "90 days of 30-day ZSKs in the pool: {zsks}");
+    let (_, ev) = evaluate(&run.set, &p, &w.facts, T0 + 2 * DAY);
+    assert!(
+        ev.notes.iter().any(|n| n.contains("backup")),
+        "the engine says why: {:?}",
+        ev.notes
+    );
+    // Commit the backup of everything there is: the zone is signed, and the alarm counts
+    // the backed-up pool.
+    let all: Vec<KeyId> = run.set.keys.keys().copied().collect();
+    observe(
+        &mut run.set,
+        &p,
+        &Event::BackupCommit {
+            keys: all,
+            at: T0 + 2 * DAY,
+        },
+    )
+    .unwrap();
+    let now = run.run(&mut w, T0 + 2 * DAY, T0 + 10 * DAY);
+    let ksk = active(&run, Role::Ksk);
+    assert_eq!(run.set.keys[&ksk].rec[DS], St::O);
+    for k in run.set.keys.values().filter(|k| k.goal == Goal::Active) {
+        assert!(k.backed_up);
+    }
+    // Keys made later (pool refills) are not backed up: the ZSK rolls use backed-up
+    // ones only, and once those run out the alarm sounds.
+    let later = run.run(&mut w, now, now + 120 * DAY);
+    for (_, t) in &run.transitions {
+        if t.to == St::R {
+            let k = run.set.keys.get(&t.key);
+            assert!(
+                k.is_none_or(|k| k.backed_up),
+                "key {} used without backup",
+                t.tag
+            );
+        }
+    }
+    let (_, ev) = evaluate(&run.set, &p, &w.facts, later);
+    assert!(
+        ev.notes.iter().any(|n| n.starts_with("ALARM backup")),
+        "{:?}",
+        ev.notes
+    );
+    assert_no_bogus(&run.history);
+}

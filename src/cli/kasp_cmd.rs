@@ -193,9 +193,9 @@ fn show(v: &Value) -> String {
         let s = |n: &str| r[n].as_str().unwrap_or("?").to_string();
         out.push_str(&format!(
             "{:<6} {:<4} {:>3} {:<7} {:<12} {:<12} {:<14} {:<12} {:<7} {}\n",
-            k["tag"],
+            k["tag"].as_u64().unwrap_or(0),
             k["role"].as_str().unwrap_or("?"),
-            k["algorithm"],
+            k["algorithm"].as_u64().unwrap_or(0),
             k["goal"].as_str().unwrap_or("?"),
             s("DS"),
             s("DNSKEY"),

@@ -227,11 +227,18 @@ fn start_rolls(s: &mut KeySet, p: &Policy, now: u64, may_roll: bool, ev: &mut Ev
         if p.require_backup {
             target = target.max(1);
         }
+        // Keys already asked for (to become active) count toward the pool.
+        let asked = ev
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::Generate { role: r, .. } if *r == role))
+            .count() as u64;
         let have = s
             .keys
             .values()
             .filter(|k| k.goal == Goal::Pool && k.role == role && k.algorithm == alg)
-            .count() as u64;
+            .count() as u64
+            + asked;
         for _ in have..target {
             ev.actions.push(Action::Generate {
                 role,
@@ -371,7 +378,7 @@ fn gate(
         if now < at {
             return Err(Blocked::Until(
                 at,
-                format!("{} → {next} at {at} ({} s from now)", k.rec[r], at - now),
+                format!("{} → {next} at {}", k.rec[r], super::sim::utc(at)),
             ));
         }
     }

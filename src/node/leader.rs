@@ -1513,7 +1513,10 @@ async fn keys_step(
         return Ok(None);
     }
     let heartbeat = (policy.max_clock_jump / 4).clamp(60, 86_400);
-    if !ev.changes_state() && now < set.last_eval.saturating_add(heartbeat) {
+    // Notes are replicated too (any node's `keys show` says why the engine waits); they
+    // change only when a reason does.
+    if !ev.changes_state() && ev.notes == set.notes && now < set.last_eval.saturating_add(heartbeat)
+    {
         return Ok(Some(set));
     }
     propose(
