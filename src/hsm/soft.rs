@@ -276,6 +276,36 @@ impl SoftKeystore {
     }
 }
 
+impl SoftKeystore {
+    /// The key in `p` (a `.key` file) with its `.private`, if it belongs to `zone`.
+    fn load_one(
+        &self,
+        p: &std::path::Path,
+        zone: &Name,
+    ) -> Result<Option<Arc<dyn SigningKey>>, HsmError> {
+        let text =
+            std::fs::read_to_string(p).map_err(|e| self.err(format!("{}: {e}", p.display())))?;
+        let (owner, dnskey) =
+            keyfile::parse_public(&text).map_err(|e| self.err(format!("{}: {e}", p.display())))?;
+        if &owner != zone {
+            return Ok(None);
+        }
+        let priv_path = p.with_extension("private");
+        let ptext = std::fs::read_to_string(&priv_path).map_err(|e| {
+            self.err(format!(
+                "{}: {e} (a .key without its .private cannot sign)",
+                priv_path.display()
+            ))
+        })?;
+        let fields = keyfile::parse_private(&ptext)
+            .map_err(|e| self.err(format!("{}: {e}", priv_path.display())))?;
+        let handle = p.with_extension("").display().to_string();
+        let key = SoftKey::from_fields(dnskey, &fields, handle)
+            .map_err(|e| self.err(format!("{}: {e}", priv_path.display())))?;
+        Ok(Some(Arc::new(key)))
+    }
+}
+
 impl Keystore for SoftKeystore {
     fn describe(&self) -> String {
         format!("dir:{}", self.dir.display())
@@ -293,33 +323,14 @@ impl Keystore for SoftKeystore {
             })
             .collect();
         paths.sort();
-        let mut keys: Vec<Arc<dyn SigningKey>> = Vec::new();
-        for p in paths {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| self.err(format!("{}: {e}", p.display())))?;
-            let (owner, dnskey) = keyfile::parse_public(&text)
-                .map_err(|e| self.err(format!("{}: {e}", p.display())))?;
-            if &owner != zone {
-                continue;
-            }
-            let priv_path = p.with_extension("private");
-            let ptext = match std::fs::read_to_string(&priv_path) {
-                Ok(t) => t,
-                Err(e) => {
-                    return Err(self.err(format!(
-                        "{}: {e} (a .key without its .private cannot sign)",
-                        priv_path.display()
-                    )));
-                }
-            };
-            let fields = keyfile::parse_private(&ptext)
-                .map_err(|e| self.err(format!("{}: {e}", priv_path.display())))?;
-            let handle = p.with_extension("").display().to_string();
-            let key = SoftKey::from_fields(dnskey, &fields, handle)
-                .map_err(|e| self.err(format!("{}: {e}", priv_path.display())))?;
-            keys.push(Arc::new(key));
-        }
-        Ok(keys)
+        // Keys are read and parsed on all cores (a keystore may hold thousands), and
+        // kept in file-name order.
+        use rayon::prelude::*;
+        let loaded: Vec<Option<Arc<dyn SigningKey>>> = paths
+            .par_iter()
+            .map(|p| self.load_one(p, zone))
+            .collect::<Result<_, _>>()?;
+        Ok(loaded.into_iter().flatten().collect())
     }
 
     fn generate(
@@ -330,8 +341,27 @@ impl Keystore for SoftKeystore {
     ) -> Result<Arc<dyn SigningKey>, HsmError> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| self.err(format!("cannot create directory: {e}")))?;
-        let (mut key, fields) = SoftKey::generate(alg, ksk).map_err(|e| self.err(e))?;
-        let base = self.dir.join(keyfile::basename(zone, &key.dnskey));
+        // A key whose tag another key of the zone has (same file name) is discarded and
+        // made again: validators may try only one key per tag.
+        let mut tries = 0;
+        let (mut key, fields, base) = loop {
+            let (key, fields) = SoftKey::generate(alg, ksk).map_err(|e| self.err(e))?;
+            let base = self.dir.join(keyfile::basename(zone, &key.dnskey));
+            let taken = ["key", "private"]
+                .iter()
+                .any(|ext| PathBuf::from(format!("{}.{ext}", base.display())).exists());
+            if !taken {
+                break (key, fields, base);
+            }
+            tries += 1;
+            if tries >= 16 {
+                return Err(self.err(format!(
+                    "{} keys in a row collided with existing key tags of {}",
+                    tries,
+                    zone.to_text()
+                )));
+            }
+        };
         key.handle = base.display().to_string();
         let created = crate::zone::rdata::format_rrsig_time(now_u32());
         let field_refs: Vec<(&str, &[u8])> =
