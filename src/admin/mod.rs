@@ -807,6 +807,8 @@ struct ZoneStatus {
     /// refused, …): why. The last good version stays published.
     last_error: Option<String>,
     keys: Vec<Value>,
+    /// What the key-lifecycle engine waits for, warns of or alarms on.
+    key_notes: Vec<String>,
 }
 
 pub fn status(node: &Node) -> Value {
@@ -858,10 +860,23 @@ pub fn status(node: &Node) -> Value {
                 keys: st
                     .zone_keys(name)
                     .map(|k| {
+                        let life = z.keyset.keys.get(&k.id);
+                        let state = life.map_or("unknown".to_string(), |l| {
+                            let u = l.usage();
+                            format!(
+                                "{:?}{}{}{}",
+                                l.goal,
+                                if u.publish { " published" } else { "" },
+                                if u.sign_dnskey { " signs-dnskey" } else { "" },
+                                if u.sign_data { " signs-data" } else { "" }
+                            )
+                            .to_lowercase()
+                        });
                         json!({ "tag": k.tag, "role": k.role, "algorithm": k.algorithm,
-                                "state": k.state, "id": k.id.to_string(), "handle": k.handle })
+                                "state": state, "id": k.id.to_string(), "handle": k.handle })
                     })
                     .collect(),
+                key_notes: z.keyset.notes.clone(),
             }
         })
         .collect();

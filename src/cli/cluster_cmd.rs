@@ -793,6 +793,9 @@ pub fn format_status(v: &Value) -> String {
             num(&z["rrsets"]),
             on.join(" ")
         ));
+        for note in z["key_notes"].as_array().into_iter().flatten() {
+            s.push_str(&format!("  keys: {}\n", note.as_str().unwrap_or("")));
+        }
         for n in &nodes {
             for nz in n["zones"].as_array().into_iter().flatten() {
                 if nz["name"] == name
