@@ -59,7 +59,10 @@ pub fn evaluate(set: &KeySet, p: &Policy, f: &Facts, now: u64) -> (KeySet, Eval)
         .filter(|x| x.unsafe_)
         .map(|x| x.text.as_str())
         .collect();
-    for w in &unsafe_ {
+    // Before the zone's first version its TTLs are unknown: no roll starts (the first
+    // keys still come in), and there is nothing to report yet.
+    let measured = f.soa_ttl != 0 || f.max_zone_ttl != 0;
+    for w in unsafe_.iter().filter(|_| measured) {
         ev.notes
             .push(format!("policy check: {w}; no new roll starts until fixed"));
     }
