@@ -1066,7 +1066,8 @@ impl Recorder {
 }
 
 /// A KSK roll and several ZSK rolls on a key clock 600 times real time, against a parent
-/// zone (Knot on loopback) that a test "registrar" updates from the child's CDS; the parent
+/// zone (Knot on loopback, its servers found through Unbound from the parent's NS set)
+/// that a test "registrar" updates from the child's CDS; the parent
 /// serves its DS with TTL 3600 while the policy says 600 (the .nz case). The leader is
 /// killed while the new KSK's DS is submitted. The roll completes once (two KSKs in all),
 /// no key is duplicated, and the recorded history has no bogus instant for any validator
@@ -1111,6 +1112,30 @@ fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mi
         Command::new("knotd").args(["-c", p(&kconf)]),
         parent_dir.join("knot.log"),
     );
+    // The parent's servers are found through a resolver (Unbound, with the parent zone as
+    // a stub): NS set of parent.test., then their addresses.
+    let resolver_port = 21410;
+    let ud = d.join("unbound");
+    std::fs::create_dir_all(&ud).unwrap();
+    let uconf = write(
+        &ud,
+        "unbound.conf",
+        &format!(
+            "server:\n    interface: 127.0.0.1@{resolver_port}\n    port: {resolver_port}\n\
+             \x20   do-ip6: no\n    chroot: \"\"\n    username: \"\"\n    directory: \"{u}\"\n\
+             \x20   pidfile: \"{u}/unbound.pid\"\n    use-syslog: no\n    logfile: \"\"\n\
+             \x20   do-not-query-localhost: no\n    module-config: \"iterator\"\n\
+             \x20   local-zone: \"test.\" nodefault\n\
+             remote-control:\n    control-enable: no\n\
+             stub-zone:\n    name: \"parent.test.\"\n    stub-addr: 127.0.0.1@{parent_port}\n",
+            u = ud.display()
+        ),
+    );
+    let _unbound = Daemon::start(
+        "unbound",
+        Command::new("unbound").args(["-d", "-c", p(&uconf)]),
+        ud.join("unbound.log"),
+    );
     let child_file = write(
         &d,
         "child.zone",
@@ -1123,7 +1148,8 @@ fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mi
         &format!(
             "dnskey_ttl = 600\nds_ttl = 600\npropagation_delay = 60\nparent_propagation_delay = 600\n\
              publish_safety = 60\nretire_safety = 60\npurge_after = 3600\nzsk_lifetime = 7200\n\
-             ksk_lifetime = 0\nparent_servers = [\"127.0.0.1:{parent_port}\"]\nparent_check_interval = 600\n"
+             ksk_lifetime = 0\nparent_resolver = \"127.0.0.1:{resolver_port}\"\nparent_port = {parent_port}\n\
+             parent_check_interval = 600\n"
         ),
     );
     let admin = c.admin().to_string();

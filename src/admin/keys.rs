@@ -257,14 +257,13 @@ async fn policy_check(node: &Arc<Node>, zone: &str) -> Reply {
         return error(404, format!("no zone {zone}"));
     };
     let policy = cfg.synced_policy();
-    let servers: Vec<std::net::SocketAddr> = policy
-        .parent_servers
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect();
     let origin = match crate::zone::Name::parse(zone.as_bytes(), None) {
         Ok(o) => o,
         Err(e) => return error(400, e.to_string()),
+    };
+    let (servers, discovery) = match crate::kasp::parent::servers(&policy, &origin).await {
+        Ok(s) => (s, None),
+        Err(e) => (Vec::new(), Some(e)),
     };
     let parent = if servers.is_empty() {
         None
@@ -277,11 +276,18 @@ async fn policy_check(node: &Arc<Node>, zone: &str) -> Reply {
         dnskey_ttl,
         parent.as_ref().and_then(|p| p.ttl),
     );
+    if let Some(e) = discovery {
+        findings.push(crate::kasp::policy::Finding {
+            unsafe_: true,
+            text: format!("the parent's servers cannot be found: {e}"),
+        });
+    }
     match &parent {
+        None if !policy.parent_resolver.is_empty() => {}
         None => findings.push(crate::kasp::policy::Finding {
             unsafe_: false,
-            text: "no parent_servers in the policy: DS presence is recorded by `keys ds-seen` \
-                   and `keys ds-gone`, and the served DS TTL is not checked"
+            text: "no parent_servers or parent_resolver in the policy: DS presence is recorded \
+                   by `keys ds-seen` and `keys ds-gone`, and the served DS TTL is not checked"
                 .into(),
         }),
         Some(p) if !p.agree => findings.push(crate::kasp::policy::Finding {

@@ -29,6 +29,84 @@ pub struct ParentView {
     pub ttl: Option<u32>,
 }
 
+/// The parent servers to ask about `zone`: the policy's `parent_servers`, or else the
+/// addresses of the parent's NS set as `parent_resolver` finds them (empty when neither is
+/// configured).
+pub async fn servers(p: &super::Policy, zone: &Name) -> Result<Vec<SocketAddr>, String> {
+    if !p.parent_servers.is_empty() {
+        return Ok(p
+            .parent_servers
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect());
+    }
+    if p.parent_resolver.is_empty() {
+        return Ok(Vec::new());
+    }
+    let resolver: SocketAddr = if p.parent_resolver == "system" {
+        system_resolver()?
+    } else {
+        p.parent_resolver
+            .parse()
+            .map_err(|e| format!("parent_resolver {:?}: {e}", p.parent_resolver))?
+    };
+    let parent = zone
+        .parent()
+        .ok_or_else(|| format!("{} has no parent", zone.to_text()))?;
+    let ask = |name: Name, t: u16| async move {
+        tokio::time::timeout(ASK, crate::serve::client::resolve(resolver, &name, t))
+            .await
+            .map_err(|_| format!("resolver {resolver}: no answer in {ASK:?}"))?
+    };
+    let ns: Vec<Name> = ask(parent.clone(), rtype::NS)
+        .await?
+        .into_iter()
+        .filter(|(t, _, _)| *t == rtype::NS)
+        .filter_map(|(_, _, d)| Name::from_wire(&d).ok())
+        .collect();
+    if ns.is_empty() {
+        return Err(format!(
+            "resolver {resolver}: no NS set for the parent {}",
+            parent.to_text()
+        ));
+    }
+    let mut out = Vec::new();
+    for n in ns {
+        for t in [rtype::A, rtype::AAAA] {
+            for (got, _, d) in ask(n.clone(), t).await.unwrap_or_default() {
+                let ip: Option<std::net::IpAddr> = match got {
+                    rtype::A => <[u8; 4]>::try_from(&d[..]).ok().map(Into::into),
+                    rtype::AAAA => <[u8; 16]>::try_from(&d[..]).ok().map(Into::into),
+                    _ => None,
+                };
+                if let Some(ip) = ip {
+                    out.push(SocketAddr::new(ip, p.parent_port));
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        return Err(format!(
+            "resolver {resolver}: the parent's name servers have no addresses"
+        ));
+    }
+    Ok(out)
+}
+
+/// The first `nameserver` of /etc/resolv.conf, port 53.
+fn system_resolver() -> Result<SocketAddr, String> {
+    let text = std::fs::read_to_string("/etc/resolv.conf")
+        .map_err(|e| format!("/etc/resolv.conf: {e}"))?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .next()
+        .ok_or_else(|| "/etc/resolv.conf names no nameserver".into())
+}
+
 /// Asks every server in `servers` for the DS RRset of `zone`.
 pub async fn ask(servers: &[SocketAddr], zone: &Name) -> ParentView {
     let mut view = ParentView {

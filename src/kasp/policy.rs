@@ -57,8 +57,15 @@ pub struct Policy {
     pub key_pool_lookahead: u64,
     /// Alarm when the backed-up keys cover fewer than this many days of rolls.
     pub backup_alarm_days: u32,
-    /// Parent servers to ask for the DS (`ADDR:PORT`); empty: the parent's NS set.
+    /// Parent servers to ask for the DS (`ADDR:PORT`). Empty: the parent's NS set, found
+    /// through `parent_resolver`.
     pub parent_servers: Vec<String>,
+    /// A recursive resolver (`ADDR:PORT`, or `system` for /etc/resolv.conf's first) used to
+    /// find the parent's NS set and their addresses; empty: no discovery (parent changes
+    /// are then recorded by `keys ds-seen` / `keys ds-gone`).
+    pub parent_resolver: String,
+    /// Port of the discovered parent servers.
+    pub parent_port: u16,
     pub parent_check_interval: u32,
     /// Publish CDS and CDNSKEY for the key(s) the parent should have.
     pub cds: bool,
@@ -94,6 +101,8 @@ impl Default for Policy {
             key_pool_lookahead: 0,
             backup_alarm_days: 0,
             parent_servers: Vec::new(),
+            parent_resolver: String::new(),
+            parent_port: 53,
             parent_check_interval: 600,
             cds: true,
             max_clock_jump: 7 * 86_400,
@@ -153,6 +162,18 @@ impl Policy {
                 "signature_validity = {} must exceed signature_jitter + signature_refresh ({})",
                 self.signature_validity,
                 self.signature_jitter as u64 + self.signature_refresh as u64
+            ));
+        }
+        if !self.parent_resolver.is_empty()
+            && self.parent_resolver != "system"
+            && self
+                .parent_resolver
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(format!(
+                "parent_resolver = {:?}: expected ADDR:PORT or \"system\"",
+                self.parent_resolver
             ));
         }
         for s in &self.parent_servers {

@@ -1550,7 +1550,9 @@ async fn check_parent(
     now: u64,
 ) -> Option<crate::kasp::KeySet> {
     use crate::kasp::parent;
-    if policy.parent_servers.is_empty() || !parent::waiting(&set) {
+    if (policy.parent_servers.is_empty() && policy.parent_resolver.is_empty())
+        || !parent::waiting(&set)
+    {
         return Some(set);
     }
     let every = Duration::from_secs(
@@ -1560,12 +1562,14 @@ async fn check_parent(
         return Some(set);
     }
     memo.parent_asked = Some(Instant::now());
-    let servers: Vec<std::net::SocketAddr> = policy
-        .parent_servers
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect();
     let origin = Name::parse(zone.as_bytes(), None).ok()?;
+    let servers = match parent::servers(policy, &origin).await {
+        Ok(s) => s,
+        Err(e) => {
+            memo.parent_note = Some(format!("parent servers: {e}; waiting"));
+            return Some(set);
+        }
+    };
     let view = parent::ask(&servers, &origin).await;
     if !view.agree {
         let said: Vec<String> = view

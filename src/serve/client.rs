@@ -203,11 +203,33 @@ pub async fn ask(
     qtype: u16,
     dnssec: bool,
 ) -> Result<Vec<(u16, u32, Vec<u8>)>, String> {
+    query(addr, owner, qtype, dnssec, false).await
+}
+
+/// As [`ask`], of a recursive resolver (recursion desired), without DNSSEC records.
+pub async fn resolve(
+    resolver: std::net::SocketAddr,
+    owner: &Name,
+    qtype: u16,
+) -> Result<Vec<(u16, u32, Vec<u8>)>, String> {
+    query(resolver, owner, qtype, false, true).await
+}
+
+async fn query(
+    addr: std::net::SocketAddr,
+    owner: &Name,
+    qtype: u16,
+    dnssec: bool,
+    recursion: bool,
+) -> Result<Vec<(u16, u32, Vec<u8>)>, String> {
     let what = format!("{addr}: {} type {qtype}", owner.to_text());
     let remote = Remote { addr, key: None };
     let mut c = Conn::open(&remote).await?;
     let id = rand_id();
     let mut q = message(id, 0, owner, qtype, None);
+    if recursion {
+        q[2] |= 0x01; // RD
+    }
     if dnssec {
         q[11] = 1; // ARCOUNT
         q.push(0); // OPT at the root
