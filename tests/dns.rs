@@ -515,32 +515,22 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
     }
 
     // Unbound with a stub zone to the cluster resolves names, NXDOMAIN and wildcards as secure.
-    let ud = d.join("unbound");
-    std::fs::create_dir_all(&ud).unwrap();
     let stubs: String = (1..=3)
         .map(|id| format!("    stub-addr: 127.0.0.1@{}\n", c.dns_port(id)))
         .collect();
-    let uconf = write(
-        &ud,
-        "unbound.conf",
+    let _unbound = unbound(
+        &d.join("unbound"),
+        unbound_port,
         &format!(
-            "server:\n    interface: 127.0.0.1@{unbound_port}\n    port: {unbound_port}\n\
-             \x20   do-ip6: no\n    chroot: \"\"\n    username: \"\"\n    directory: \"{u}\"\n\
-             \x20   pidfile: \"{u}/unbound.pid\"\n    use-syslog: no\n    logfile: \"\"\n\
-             \x20   do-not-query-localhost: no\n    module-config: \"validator iterator\"\n\
+            "\x20   module-config: \"validator iterator\"\n\
              \x20   trust-anchor: \"example. DNSKEY {flags} {key}\"\n\
              \x20   trust-anchor: \"example.org. DNSKEY {oflags} {okey}\"\n    val-log-level: 2\n\
-             \x20   verbosity: 1\n\
-             remote-control:\n    control-enable: no\n\
-             stub-zone:\n    name: \"example.\"\n{stubs}\
-             stub-zone:\n    name: \"example.org.\"\n{stubs}",
-            u = ud.display()
+             \x20   verbosity: 1\n"
         ),
-    );
-    let _unbound = Daemon::start(
-        "unbound",
-        Command::new("unbound").args(["-d", "-c", p(&uconf)]),
-        d.join("unbound.log"),
+        &format!(
+            "stub-zone:\n    name: \"example.\"\n{stubs}\
+             stub-zone:\n    name: \"example.org.\"\n{stubs}"
+        ),
     );
     lab::wait_for(Duration::from_secs(15), || {
         dig(unbound_port, &["www.example.", "A"])
@@ -975,6 +965,29 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
     );
 }
 
+/// Unbound on 127.0.0.1:`port`, with `server` lines added to its server section and
+/// `zones` (stub zones) after it.
+fn unbound(dir: &Path, port: &str, server: &str, zones: &str) -> Daemon {
+    std::fs::create_dir_all(dir).unwrap();
+    let conf = write(
+        dir,
+        "unbound.conf",
+        &format!(
+            "server:\n    interface: 127.0.0.1@{port}\n    port: {port}\n\
+             \x20   do-ip6: no\n    chroot: \"\"\n    username: \"\"\n    directory: \"{u}\"\n\
+             \x20   pidfile: \"{u}/unbound.pid\"\n    use-syslog: no\n    logfile: \"\"\n\
+             \x20   do-not-query-localhost: no\n{server}\
+             remote-control:\n    control-enable: no\n{zones}",
+            u = dir.display()
+        ),
+    );
+    Daemon::start(
+        "unbound",
+        Command::new("unbound").args(["-d", "-c", p(&conf)]),
+        dir.join("unbound.log"),
+    )
+}
+
 /// What the test sees of the child and the parent, on the key clock.
 struct Recorder {
     rt: tokio::runtime::Runtime,
@@ -1115,26 +1128,13 @@ fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mi
     // The parent's servers are found through a resolver (Unbound, with the parent zone as
     // a stub): NS set of parent.test., then their addresses.
     let resolver_port = 21410;
-    let ud = d.join("unbound");
-    std::fs::create_dir_all(&ud).unwrap();
-    let uconf = write(
-        &ud,
-        "unbound.conf",
+    let _unbound = unbound(
+        &d.join("unbound"),
+        &resolver_port.to_string(),
+        "\x20   module-config: \"iterator\"\n    local-zone: \"test.\" nodefault\n",
         &format!(
-            "server:\n    interface: 127.0.0.1@{resolver_port}\n    port: {resolver_port}\n\
-             \x20   do-ip6: no\n    chroot: \"\"\n    username: \"\"\n    directory: \"{u}\"\n\
-             \x20   pidfile: \"{u}/unbound.pid\"\n    use-syslog: no\n    logfile: \"\"\n\
-             \x20   do-not-query-localhost: no\n    module-config: \"iterator\"\n\
-             \x20   local-zone: \"test.\" nodefault\n\
-             remote-control:\n    control-enable: no\n\
-             stub-zone:\n    name: \"parent.test.\"\n    stub-addr: 127.0.0.1@{parent_port}\n",
-            u = ud.display()
+            "stub-zone:\n    name: \"parent.test.\"\n    stub-addr: 127.0.0.1@{parent_port}\n"
         ),
-    );
-    let _unbound = Daemon::start(
-        "unbound",
-        Command::new("unbound").args(["-d", "-c", p(&uconf)]),
-        ud.join("unbound.log"),
     );
     let child_file = write(
         &d,

@@ -487,6 +487,24 @@ fn dnssec_approval(s: &KeySet, k: &KeyState, r: usize, next: St) -> Result<(), B
     Ok(())
 }
 
+/// Whether some link (record, predecessor, successor) between keys of `alg` is in a
+/// state `swap` accepts as a safe hand-over of that record.
+fn linked(
+    keys: &BTreeMap<KeyId, KeyState>,
+    links: &BTreeSet<(u8, KeyId, KeyId)>,
+    alg: u8,
+    swap: impl Fn(usize, &KeyState, &KeyState) -> bool,
+) -> bool {
+    links
+        .iter()
+        .any(|(t, pi, si)| match (keys.get(pi), keys.get(si)) {
+            (Some(p), Some(s)) if p.algorithm == alg && s.algorithm == alg => {
+                swap(*t as usize, p, s)
+            }
+            _ => false,
+        })
+}
+
 fn rule1(keys: &BTreeMap<KeyId, KeyState>) -> bool {
     keys.values().any(|k| matches!(k.rec[DS], St::O | St::R))
 }
@@ -497,26 +515,18 @@ fn rule2(keys: &BTreeMap<KeyId, KeyState>, links: &BTreeSet<(u8, KeyId, KeyId)>,
     if ks().any(|k| triple(k) == (St::O, St::O, St::O)) {
         return true;
     }
-    let pair = links.iter().any(|(t, pi, si)| {
-        let (Some(p), Some(s)) = (keys.get(pi), keys.get(si)) else {
-            return false;
-        };
-        if p.algorithm != alg || s.algorithm != alg {
-            return false;
+    let pair = linked(keys, links, alg, |t, p, s| match t {
+        DS => triple(p) == (St::U, St::O, St::O) && triple(s) == (St::R, St::O, St::O),
+        DK => {
+            p.rec[DS] == St::O
+                && p.rec[DK] == St::U
+                && matches!(p.rec[KR], St::U | St::O)
+                && s.rec[DS] == St::O
+                && s.rec[DK] == St::R
+                && matches!(s.rec[KR], St::R | St::O)
         }
-        match *t as usize {
-            DS => triple(p) == (St::U, St::O, St::O) && triple(s) == (St::R, St::O, St::O),
-            DK => {
-                p.rec[DS] == St::O
-                    && p.rec[DK] == St::U
-                    && matches!(p.rec[KR], St::U | St::O)
-                    && s.rec[DS] == St::O
-                    && s.rec[DK] == St::R
-                    && matches!(s.rec[KR], St::R | St::O)
-            }
-            KR => triple(p) == (St::O, St::O, St::U) && triple(s) == (St::O, St::O, St::R),
-            _ => false,
-        }
+        KR => triple(p) == (St::O, St::O, St::U) && triple(s) == (St::O, St::O, St::R),
+        _ => false,
     });
     if pair {
         return true;
@@ -531,18 +541,10 @@ fn rule3(keys: &BTreeMap<KeyId, KeyState>, links: &BTreeSet<(u8, KeyId, KeyId)>,
     if ks().any(|k| pairof(k) == (St::O, St::O)) {
         return true;
     }
-    let pair = links.iter().any(|(t, pi, si)| {
-        let (Some(p), Some(s)) = (keys.get(pi), keys.get(si)) else {
-            return false;
-        };
-        if p.algorithm != alg || s.algorithm != alg {
-            return false;
-        }
-        match *t as usize {
-            DK => pairof(p) == (St::U, St::O) && pairof(s) == (St::R, St::O),
-            RS => pairof(p) == (St::O, St::U) && pairof(s) == (St::O, St::R),
-            _ => false,
-        }
+    let pair = linked(keys, links, alg, |t, p, s| match t {
+        DK => pairof(p) == (St::U, St::O) && pairof(s) == (St::R, St::O),
+        RS => pairof(p) == (St::O, St::U) && pairof(s) == (St::O, St::R),
+        _ => false,
     });
     if pair {
         return true;

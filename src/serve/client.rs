@@ -153,28 +153,9 @@ pub async fn serial(remote: &Remote, key: Option<&TsigKey>, zone: &Name) -> Resu
 
 /// The rdatas of `qtype` at the apex of `zone`, asked over TCP (drills compare DNSKEY sets).
 pub async fn apex_rdatas(remote: &Remote, zone: &Name, qtype: u16) -> Result<Vec<Vec<u8>>, String> {
-    let what = format!(
-        "query to {} for {} type {qtype}",
-        remote.addr,
-        zone.to_text()
-    );
-    let mut c = Conn::open(remote).await?;
-    let id = rand_id();
-    let q = message(id, 0, zone, qtype, None);
-    c.send(&q).await?;
-    let raw = c
-        .recv()
-        .await?
-        .ok_or(format!("{what}: connection closed"))?;
-    let m = check(&raw, id, None, &mut None, true, &what)?;
-    let mut out: Vec<Vec<u8>> = m
-        .answers
-        .iter()
-        .filter(|r| u16::from(r.record_type()) == qtype)
-        .filter_map(|r| in_rr(r).ok().map(|(_, _, _, d)| d.to_vec()))
-        .collect();
-    out.sort();
-    Ok(out)
+    rrset(remote.addr, zone, qtype)
+        .await
+        .map(|(_, rdatas)| rdatas)
 }
 
 /// One RRset asked of an authoritative server over TCP: its TTL (`None` when the server
