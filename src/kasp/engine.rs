@@ -727,15 +727,7 @@ pub fn observe(s: &mut KeySet, p: &Policy, e: &Event) -> Result<String, String> 
                     if first {
                         s.seq += 1; // CDS/CDNSKEY follow what the parent has
                     }
-                    if *ttl > s.ds_ttl_observed {
-                        s.ds_ttl_observed = *ttl;
-                    }
-                    if *ttl > p.ds_ttl {
-                        msg.push_str(&format!(
-                            "; WARNING: the parent serves TTL {ttl} s, the policy says ds_ttl = {} s: waits use {ttl} s",
-                            p.ds_ttl
-                        ));
-                    }
+                    msg.push_str(&ds_ttl_seen(s, p, *ttl));
                     Ok(msg)
                 }
                 st => Err(format!(
@@ -790,24 +782,28 @@ pub fn observe(s: &mut KeySet, p: &Policy, e: &Event) -> Result<String, String> 
             s.clock_hold = None;
             Ok("clock confirmed; waits resume".into())
         }
-        Event::DsTtlSeen { ttl } => {
-            let mut msg = format!("parent DS TTL {ttl} s observed");
-            if *ttl > s.ds_ttl_observed {
-                s.ds_ttl_observed = *ttl;
-            }
-            if *ttl > p.ds_ttl {
-                msg.push_str(&format!(
-                    "; WARNING: above ds_ttl = {} s, waits use {ttl} s",
-                    p.ds_ttl
-                ));
-            }
-            Ok(msg)
-        }
+        Event::DsTtlSeen { ttl } => Ok(format!(
+            "parent DS TTL {ttl} s observed{}",
+            ds_ttl_seen(s, p, *ttl)
+        )),
     }
 }
 
 /// A version built from key set `seq` was published at `at`: the waits of every change
 /// it shows start now.
+/// Remembers a DS TTL the parent serves; a warning when it is above the configured one.
+fn ds_ttl_seen(s: &mut KeySet, p: &Policy, ttl: u32) -> String {
+    s.ds_ttl_observed = s.ds_ttl_observed.max(ttl);
+    if ttl > p.ds_ttl {
+        format!(
+            "; WARNING: the parent serves TTL {ttl} s, the policy says ds_ttl = {} s: waits use {ttl} s",
+            p.ds_ttl
+        )
+    } else {
+        String::new()
+    }
+}
+
 fn key_mut<'a>(s: &'a mut KeySet, id: &KeyId) -> Result<&'a mut KeyState, String> {
     s.keys
         .get_mut(id)
