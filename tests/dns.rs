@@ -1324,6 +1324,12 @@ fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mi
         rec.history.child,
         rec.history.parent
     );
+    // The served TTL above the policy's is a standing warning of the engine.
+    let notes = keys_of(c.admin()).unwrap()["notes"].to_string();
+    assert!(
+        notes.contains("TTL 3600 s, above ds_ttl = 600 s"),
+        "{notes}"
+    );
     // Every node holds the same key set, each key once.
     let sets: Vec<serde_json::Value> = c
         .running()

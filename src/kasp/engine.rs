@@ -66,6 +66,12 @@ pub fn evaluate(set: &KeySet, p: &Policy, f: &Facts, now: u64) -> (KeySet, Eval)
         ev.notes
             .push(format!("policy check: {w}; no new roll starts until fixed"));
     }
+    if s.ds_ttl_observed > p.ds_ttl {
+        ev.notes.push(format!(
+            "WARNING: the parent serves the DS with TTL {} s, above ds_ttl = {} s: DS waits use {} s",
+            s.ds_ttl_observed, p.ds_ttl, s.ds_ttl_observed
+        ));
+    }
     start_rolls(&mut s, p, now, unsafe_.is_empty(), &mut ev);
     sweep(&mut s, p, now, &mut ev);
     purge(&mut s, p, now, &mut ev);

@@ -1587,6 +1587,17 @@ async fn check_parent(
         return Some(set);
     }
     memo.parent_note = None;
+    if let Some(ttl) = view
+        .ttl
+        .filter(|t| *t > policy.ds_ttl.max(set.ds_ttl_observed))
+    {
+        tracing::warn!(
+            zone,
+            served = ttl,
+            configured = policy.ds_ttl,
+            "the parent serves the DS with a TTL above the policy's ds_ttl; the engine waits the served one"
+        );
+    }
     let events = parent::observations(
         &set,
         &view,
