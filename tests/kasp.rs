@@ -381,7 +381,6 @@ fn p8_a_lowered_ttl_still_waits_for_the_old_one() {
     p.dnskey_ttl = DAY as u32;
     let mut w = World::new(p, facts(HOUR as u32));
     let (mut run, t) = steady(&mut w);
-    let old = active(&run, Role::Zsk);
     observe(
         &mut run.set,
         &w.policy,
