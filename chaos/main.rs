@@ -11,8 +11,9 @@
 //!     healed:   the change is published and validated everywhere within the bound ─► L
 //!  end: the audit log holds every acknowledged command ─► A
 //! ```
-//! Prints the counts of faults, checks and violations with the seed; exits 1 on any
-//! violation. A listener takes the NOTIFYs and checks that their fencing tokens never go
+//! Prints the counts of faults, checks and violations with the seed, and for each violation
+//! the harness's events within 10 s of it (rerun with the same seed to replay); exits 1 on
+//! any violation. A listener takes the NOTIFYs and checks that their fencing tokens never go
 //! back (P). This is the first part of the harness: partitions, keystore faults, disk
 //! faults, clock jumps, key rolls (R, whose checker exists and is unit-tested) and the
 //! deterministic simulation are not wired yet.
@@ -33,6 +34,8 @@ use quorumsign::node::lab::{self, LabNode};
 use checkers::{Checkers, Observation};
 
 const ZONE: &str = "chaos.test.";
+/// Events printed on either side of a violation.
+const HISTORY_AROUND_MS: u64 = 10_000;
 
 #[derive(Parser)]
 struct Opts {
@@ -233,6 +236,7 @@ fn main() -> ExitCode {
     let mut rng = Rng(o.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut c = Checkers::default();
     let mut acked: Vec<String> = Vec::new();
+    let mut events: Vec<(u64, String)> = Vec::new();
     let (mut kills, mut pauses) = (0u32, 0u32);
     for fault in 0..o.faults {
         // Workload: one RRset changed, then a reload asked of any running node.
@@ -241,6 +245,10 @@ fn main() -> ExitCode {
         let target = lab.running()[0].admin.clone();
         if qs(&exe, &["zone", "reload", ZONE, "--admin", &target]) {
             acked.push(format!("zone reload {ZONE}"));
+            events.push((
+                ms(start),
+                format!("fault {fault}: zone changed (w{fault}), reload acknowledged"),
+            ));
         }
         let Some(leader) = lab::wait_for(Duration::from_secs(30), || lab.leader()) else {
             c.leader(ms(start), None, 30_000);
@@ -248,14 +256,18 @@ fn main() -> ExitCode {
         };
         if rng.next() % 2 == 0 {
             lab.kill(leader);
+            events.push((ms(start), format!("fault {fault}: SIGKILL leader {leader}")));
             kills += 1;
             std::thread::sleep(Duration::from_secs(2));
             lab.restart(leader);
+            events.push((ms(start), format!("fault {fault}: node {leader} restarted")));
         } else {
             lab.signal(leader, libc::SIGSTOP);
+            events.push((ms(start), format!("fault {fault}: SIGSTOP leader {leader}")));
             pauses += 1;
             std::thread::sleep(Duration::from_secs(3));
             lab.signal(leader, libc::SIGCONT);
+            events.push((ms(start), format!("fault {fault}: SIGCONT node {leader}")));
         }
         let healed = ms(start);
         // Watch every node until the change is served everywhere (or the bound passes).
@@ -276,6 +288,10 @@ fn main() -> ExitCode {
                 && served_change(&lab, fault)
             {
                 published = Some(ms(start));
+                events.push((
+                    ms(start),
+                    format!("fault {fault}: change served by every node"),
+                ));
                 break;
             }
             std::thread::sleep(Duration::from_millis(300));
@@ -309,6 +325,13 @@ fn main() -> ExitCode {
     }
     for v in &c.violations {
         println!("VIOLATION {} at {} ms: {}", v.invariant, v.at_ms, v.what);
+        // The history around it, to replay with the same seed.
+        for (at, e) in events
+            .iter()
+            .filter(|(at, _)| at.abs_diff(v.at_ms) <= HISTORY_AROUND_MS)
+        {
+            println!("    {at:>8} ms  {e}");
+        }
     }
     drop(lab);
     let _ = std::fs::remove_dir_all(&dir);
