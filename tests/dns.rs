@@ -162,6 +162,14 @@ impl Cluster {
         .unwrap_or_else(|| panic!("nodes did not converge on a serial of {zone} above {after}"))
     }
 
+    /// Every node's log, in node order.
+    fn logs(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
+            .collect()
+    }
+
     fn restart(&mut self, id: u64) {
         let i = self.nodes.iter().position(|n| n.id == id).unwrap();
         assert!(self.children[i].is_none(), "node {id} runs");
@@ -588,9 +596,8 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
         knot.log()
     );
     let ixfrs: usize = c
-        .nodes
+        .logs()
         .iter()
-        .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
         .map(|l| {
             l.lines()
                 .filter(|l| l.contains("IXFR out") && l.contains("kind=\"incremental\""))
@@ -832,11 +839,7 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
         dig(&port1, &["+short", "www.hidden.", "A"]).trim(),
         "192.0.2.11"
     );
-    let logs: String = c
-        .nodes
-        .iter()
-        .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
-        .collect();
+    let logs = c.logs().concat();
     assert!(
         logs.contains("NOTIFY from the primary"),
         "the cluster got named's NOTIFY"
@@ -954,11 +957,7 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
     *mode.lock().unwrap() = Primary::Good(17, 5);
     let f4 = c.converged("fake.", f3);
     assert_eq!(f4, 17);
-    let logs: String = c
-        .nodes
-        .iter()
-        .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
-        .collect();
+    let logs = c.logs().concat();
     assert!(
         logs.lines()
             .any(|l| l.contains("serial=17") && l.contains("reason=\"refresh\"")),

@@ -69,6 +69,19 @@ impl Report {
         self.steps
             .push(json!({ "at_ms": ms, "ok": ok, "step": what, "detail": detail }));
     }
+
+    /// The end of the pre-flight checks: an error when one failed (nothing was changed);
+    /// `Ok(false)` after reporting what a dry run `would` do; `Ok(true)` to go on.
+    fn preflight_passed(&mut self, dry_run: bool, would: String) -> Result<bool, String> {
+        if !self.ok {
+            return Err("pre-flight checks failed; nothing changed".into());
+        }
+        if dry_run {
+            self.step(true, "dry run", would);
+            return Ok(false);
+        }
+        Ok(true)
+    }
 }
 
 fn node_of(status: &Value, id: u64) -> Option<&Value> {
@@ -215,15 +228,10 @@ fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
     for (ok, what, detail) in checks {
         r.step(ok, what, detail);
     }
-    if !r.ok {
-        return Err("pre-flight checks failed; nothing changed".into());
-    }
-    if a.dry_run {
-        r.step(
-            true,
-            "dry run",
-            format!("would hand over from node {leader} to node {target}"),
-        );
+    if !r.preflight_passed(
+        a.dry_run,
+        format!("would hand over from node {leader} to node {target}"),
+    )? {
         return Ok(());
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -376,15 +384,10 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
         "zones to publish",
         format!("{}", zones.len()),
     );
-    if !r.ok {
-        return Err("pre-flight checks failed; nothing changed".into());
-    }
-    if a.dry_run {
-        r.step(
-            true,
-            "dry run",
-            format!("would take node {leader}'s keystore away"),
-        );
+    if !r.preflight_passed(
+        a.dry_run,
+        format!("would take node {leader}'s keystore away"),
+    )? {
         return Ok(());
     }
     let ladmin = lnode_admin(&st, leader)?;

@@ -317,16 +317,7 @@ impl Run {
             guard += 1;
             self.step(world, now);
             let mut next = now.saturating_add(86_400);
-            let waiting =
-                self.set
-                    .keys
-                    .values()
-                    .any(|k| match (k.rec[super::DS], k.parent) {
-                        (St::R, super::Parent::Seen { .. })
-                        | (St::U, super::Parent::Gone { .. }) => false,
-                        (St::R | St::U, _) => true,
-                        _ => false,
-                    });
+            let waiting = super::parent::waiting(&self.set);
             if waiting {
                 next = next.min(self.next_check);
             }
