@@ -1152,20 +1152,6 @@ fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mi
              parent_check_interval = 600\n"
         ),
     );
-    let admin = c.admin().to_string();
-    let (code, out, err) = qs(&[
-        "zone",
-        "add",
-        CHILD,
-        "--file",
-        p(&child_file),
-        "--policy",
-        p(&policy),
-        "--admin",
-        &admin,
-    ]);
-    assert_eq!(code, 0, "zone add: {out}{err}");
-
     // The policy's propagation delay (120 s) is twice what the checker assumes (60 s): on
     // this clock, the time from a decision to its publication and to the watcher seeing it
     // (tens of milliseconds) is tens of seconds.
@@ -1184,8 +1170,9 @@ fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mi
         },
         tags: tags.clone(),
     };
-    // The child is watched from its own thread every 20 ms (an observation late by 100 ms
-    // is 60 s on this clock); the main loop plays registrar and operator.
+    // The child is watched from its own thread every 20 ms, from before the zone is added
+    // (an observation late by 100 ms is 60 s on this clock, and a first version seen late
+    // would look like a DS arriving early); the main loop plays registrar and operator.
     let mut rec = recorder();
     let watched: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(
         c.running().iter().map(|n| n.dns.clone()).collect(),
@@ -1206,6 +1193,19 @@ fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mi
             r.history
         })
     };
+    let admin = c.admin().to_string();
+    let (code, out, err) = qs(&[
+        "zone",
+        "add",
+        CHILD,
+        "--file",
+        p(&child_file),
+        "--policy",
+        p(&policy),
+        "--admin",
+        &admin,
+    ]);
+    assert_eq!(code, 0, "zone add: {out}{err}");
     rec.history.parent.push(ParentVersion {
         ds: Default::default(),
         earliest: 0,
