@@ -205,8 +205,10 @@ impl Checkers {
             ),
             None => self.violate(
                 'L',
-                healed_ms + bound_ms,
-                format!("no leader published within {bound_ms} ms after the faults healed"),
+                healed_ms,
+                format!(
+                    "the faults healed at {healed_ms} ms; no leader published within {bound_ms} ms"
+                ),
             ),
         }
     }

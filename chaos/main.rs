@@ -1,34 +1,41 @@
-//! `quorumsign-chaos`: a fault-injection run against a real three-node cluster on loopback.
+//! `quorumsign-chaos`: a fault-injection run against a real three-node cluster.
 //!
 //! ```text
-//!  start 3 node processes ─► zone added ─► per fault (kind from the seed):
+//!  start 3 node processes (each in its own network namespace when run as root, else on
+//!  loopback) ─► zone added ─► per fault (kind from the seed):
 //!     workload: one RRset changed + zone reload (acknowledged → must be in the audit log)
-//!     nemesis:  SIGKILL the leader (restarted 2 s later) | SIGSTOP it past the election
-//!               timeout, then SIGCONT
-//!     every tick, every running node: serial, hash, DNSKEY RRset, earliest RRSIG
-//!               expiration of the version it serves, and that version through the validator
-//!               ─► checkers V S K F
+//!     nemesis:  kill      SIGKILL the leader 0–800 ms after the reload (while it signs or
+//!                         publishes), restarted 2 s later
+//!               pause     SIGSTOP the leader past the election timeout, then SIGCONT
+//!               partition the leader isolated, a follower isolated (minority), or the
+//!                         leader's packets to the others dropped (one-way), for 4 s
+//!               keystore  every key of the leader (or of every node: a shared HSM) returns
+//!                         garbage, another key's signatures, device errors, or stalls, 4 s
+//!               wipe      a node killed, its data dir removed, restarted empty (it must
+//!                         rejoin from the others)
+//!     every tick (300 ms), every running node, during and after the fault: serial, hash,
+//!               DNSKEY RRset, earliest RRSIG expiration of the version it serves, and that
+//!               version through the validator ─► checkers V S K F
 //!     healed:   the change is published and validated everywhere within the bound ─► L
 //!  end: the audit log holds every acknowledged command ─► A
 //! ```
 //! Prints the counts of faults, checks and violations with the seed, and for each violation
 //! the harness's events within 10 s of it (rerun with the same seed to replay); exits 1 on
 //! any violation. A listener takes the NOTIFYs and checks that their fencing tokens never go
-//! back (P). This is the first part of the harness: partitions, keystore faults, disk
-//! faults, clock jumps, key rolls (R, whose checker exists and is unit-tested) and the
-//! deterministic simulation are not wired yet.
+//! back (P). Not wired yet: disk faults, clock jumps, key rolls (R, whose checker exists and
+//! is unit-tested) and the deterministic simulation.
 //!
 //! ```sh
-//! cargo build --release && target/release/quorumsign-chaos --seed 7 --faults 6
+//! cargo build --release && target/release/quorumsign-chaos --seed 7 --faults 10
 //! ```
 
 mod checkers;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use quorumsign::node::lab::{self, LabNode};
 
 use checkers::{Checkers, Observation};
@@ -36,6 +43,17 @@ use checkers::{Checkers, Observation};
 const ZONE: &str = "chaos.test.";
 /// Events printed on either side of a violation.
 const HISTORY_AROUND_MS: u64 = 10_000;
+/// How long a partition or keystore episode lasts (the election timeout is 1–2 s).
+const EPISODE: Duration = Duration::from_secs(4);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+enum Kind {
+    Kill,
+    Pause,
+    Partition,
+    Keystore,
+    Wipe,
+}
 
 #[derive(Parser)]
 struct Opts {
@@ -43,12 +61,24 @@ struct Opts {
     seed: u64,
     #[arg(long, default_value_t = 6)]
     faults: u32,
-    /// Base port (Raft base+id, admin base+100+id, DNS base+150+id).
+    /// Base port (Raft base+id, admin base+100+id, DNS base+150+id; NOTIFY listener base+300).
     #[arg(long, default_value_t = 22100)]
     port: u16,
     /// Longest time from a healed fault to the change being served everywhere.
     #[arg(long, default_value_t = 30)]
     bound_s: u64,
+    /// Fault kinds to draw from (partition needs network namespaces: root).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe])]
+    kinds: Vec<Kind>,
+    /// Run every node on loopback, without network namespaces (no partitions).
+    #[arg(long)]
+    loopback: bool,
+    /// Network-namespace lab name (namespaces NAME-1.., bridge NAME-br).
+    #[arg(long, default_value = "qschaos")]
+    lab: String,
+    /// The lab's /24 (three octets); the bridge takes .1, node i .(10+i).
+    #[arg(long, default_value = "10.78.0")]
+    subnet: String,
 }
 
 struct Rng(u64);
@@ -60,12 +90,50 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A network-namespace lab made by `cluster/netns-lab.sh`.
+struct Netns {
+    name: String,
+    subnet: String,
+    script: PathBuf,
+}
+
+impl Netns {
+    fn run(&self, args: &[&str]) -> Result<(), String> {
+        let out = Command::new("bash")
+            .arg(&self.script)
+            .args(args)
+            .output()
+            .map_err(|e| format!("{}: {e}", self.script.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "netns-lab.sh {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Drops `from`'s packets to `to` (or stops dropping them).
+    fn cut(&self, from: u64, to: u64, on: bool) {
+        let verb = if on { "cut" } else { "uncut" };
+        if let Err(e) = self.run(&[verb, &self.name, &from.to_string(), &to.to_string()]) {
+            eprintln!("{e}");
+        }
+    }
 }
 
 struct Lab {
     nodes: Vec<LabNode>,
     children: Vec<Option<Child>>,
     exe: PathBuf,
+    net: Option<Netns>,
 }
 
 impl Drop for Lab {
@@ -73,6 +141,9 @@ impl Drop for Lab {
         for c in self.children.iter_mut().flatten() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(n) = &self.net {
+            let _ = n.run(&["down", &n.name, &self.nodes.len().to_string()]);
         }
     }
 }
@@ -110,11 +181,59 @@ impl Lab {
         }
     }
 
+    fn spawn(&self, i: usize) -> Option<Child> {
+        let n = &self.nodes[i];
+        let Some(net) = &self.net else {
+            return lab::spawn(&self.exe, n).ok();
+        };
+        // `ip netns exec` execs the node, so the child is the node itself.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .ok()?;
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}-{}", net.name, n.id)])
+            .arg(&self.exe)
+            .args(["node", "run", "--config"])
+            .arg(&n.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().ok()?)
+            .stderr(log)
+            .spawn()
+            .ok()
+    }
+
     fn restart(&mut self, id: u64) {
         let i = self.index(id);
         if self.children[i].is_none() {
-            self.children[i] = lab::spawn(&self.exe, &self.nodes[i]).ok();
+            self.children[i] = self.spawn(i);
         }
+    }
+
+    fn others(&self, id: u64) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|x| *x != id)
+            .collect()
+    }
+}
+
+/// Counts of what the nemesis did.
+#[derive(Default)]
+struct Tally(std::collections::BTreeMap<String, u32>);
+
+impl Tally {
+    fn add(&mut self, what: &str) {
+        *self.0.entry(what.to_string()).or_default() += 1;
+    }
+    fn of(&self, prefix: &str) -> u32 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum()
     }
 }
 
@@ -185,18 +304,61 @@ fn main() -> ExitCode {
         .with_file_name("quorumsign");
     let dir = std::env::temp_dir().join(format!("qs-chaos-{}-{}", o.seed, std::process::id()));
     let ids = [1, 2, 3];
-    let nodes = match lab::write(&dir, &ids, &ids, o.port, "") {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let net = (!o.loopback && root).then(|| Netns {
+        name: o.lab.clone(),
+        subnet: o.subnet.clone(),
+        script: Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/netns-lab.sh"),
+    });
+    let mut kinds = o.kinds.clone();
+    kinds.sort();
+    kinds.dedup();
+    if net.is_none() && kinds.contains(&Kind::Partition) {
+        println!("partitions need network namespaces (root, not --loopback): left out");
+        kinds.retain(|k| *k != Kind::Partition);
+    }
+    if kinds.is_empty() {
+        eprintln!("no fault kinds to draw from");
+        return ExitCode::from(2);
+    }
+    if let Some(n) = &net {
+        // Leftovers of an interrupted run would make `up` fail.
+        let _ = n.run(&["down", &n.name, "3"]);
+        if let Err(e) = n.run(&["up", &n.name, "3", &n.subnet]) {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    }
+    let host = |id: u64| match &net {
+        Some(n) => format!("{}.{}", n.subnet, 10 + id),
+        None => "127.0.0.1".to_string(),
+    };
+    let nodes = match lab::write_hosts(&dir, &ids, &ids, o.port, "", &host) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("lab: {e}");
             return ExitCode::from(2);
         }
     };
+    // Each node follows its own fault-control file (the keystore episodes).
+    let control = |id: u64| dir.join(format!("fault-{id}.ctl"));
+    for n in &nodes {
+        let t = std::fs::read_to_string(&n.config).unwrap();
+        let t = t.replacen(
+            "\n[tls]\n",
+            &format!("fault_control = \"fault-{}.ctl\"\n\n[tls]\n", n.id),
+            1,
+        );
+        std::fs::write(&n.config, t).unwrap();
+    }
     let mut lab = Lab {
-        children: nodes.iter().map(|n| lab::spawn(&exe, n).ok()).collect(),
+        children: Vec::new(),
         nodes,
         exe: exe.clone(),
+        net,
     };
+    lab.children = (0..lab.nodes.len()).map(|i| lab.spawn(i)).collect();
     let start = Instant::now();
     let start_unix_ms = unix_ms();
     let ms = |start: Instant| start.elapsed().as_millis() as u64;
@@ -209,7 +371,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let notify_port = o.port + 300;
-    let notifies = notify_listener(notify_port);
+    let listen_host = match &lab.net {
+        Some(n) => format!("{}.1", n.subnet),
+        None => "127.0.0.1".to_string(),
+    };
+    let notifies = notify_listener(&listen_host, notify_port);
     let zone_file = dir.join("chaos.zone");
     let mut text = String::from(
         "$TTL 300\n@ SOA ns hostmaster 1 3600 600 86400 300\n@ NS ns\nns A 192.0.2.53\n",
@@ -225,7 +391,7 @@ fn main() -> ExitCode {
             "--file",
             zone_file.to_str().unwrap(),
             "--notify",
-            &format!("127.0.0.1:{notify_port}"),
+            &format!("{listen_host}:{notify_port}"),
             "--admin",
             &admin,
         ],
@@ -237,7 +403,23 @@ fn main() -> ExitCode {
     let mut c = Checkers::default();
     let mut acked: Vec<String> = Vec::new();
     let mut events: Vec<(u64, String)> = Vec::new();
-    let (mut kills, mut pauses) = (0u32, 0u32);
+    let mut tally = Tally::default();
+    // Observes every running node every 300 ms for `d`.
+    let watch = |lab: &Lab, c: &mut Checkers, d: Duration| {
+        let end = Instant::now() + d;
+        loop {
+            let now = quorumsign::node::now() as u32;
+            for n in lab.running() {
+                if let Some(x) = observe(n, ms(start), now) {
+                    c.observe(&x, now, 3600);
+                }
+            }
+            if Instant::now() >= end {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300).min(end - Instant::now()));
+        }
+    };
     for fault in 0..o.faults {
         // Workload: one RRset changed, then a reload asked of any running node.
         text.push_str(&format!("w{fault} TXT \"change {fault}\"\n"));
@@ -254,20 +436,98 @@ fn main() -> ExitCode {
             c.leader(ms(start), None, 30_000);
             break;
         };
-        if rng.next() % 2 == 0 {
-            lab.kill(leader);
-            events.push((ms(start), format!("fault {fault}: SIGKILL leader {leader}")));
-            kills += 1;
-            std::thread::sleep(Duration::from_secs(2));
-            lab.restart(leader);
-            events.push((ms(start), format!("fault {fault}: node {leader} restarted")));
-        } else {
-            lab.signal(leader, libc::SIGSTOP);
-            events.push((ms(start), format!("fault {fault}: SIGSTOP leader {leader}")));
-            pauses += 1;
-            std::thread::sleep(Duration::from_secs(3));
-            lab.signal(leader, libc::SIGCONT);
-            events.push((ms(start), format!("fault {fault}: SIGCONT node {leader}")));
+        let mut ev = |what: String| events.push((ms(start), format!("fault {fault}: {what}")));
+        match kinds[rng.below(kinds.len() as u64) as usize] {
+            Kind::Kill => {
+                // Somewhere in the signing or publication of the change.
+                std::thread::sleep(Duration::from_millis(rng.below(800)));
+                lab.kill(leader);
+                ev(format!("SIGKILL leader {leader}"));
+                tally.add("kill");
+                watch(&lab, &mut c, Duration::from_secs(2));
+                lab.restart(leader);
+                ev(format!("node {leader} restarted"));
+            }
+            Kind::Pause => {
+                lab.signal(leader, libc::SIGSTOP);
+                ev(format!("SIGSTOP leader {leader}"));
+                tally.add("pause");
+                watch(&lab, &mut c, Duration::from_secs(3));
+                lab.signal(leader, libc::SIGCONT);
+                ev(format!("SIGCONT node {leader}"));
+            }
+            Kind::Partition => {
+                let others = lab.others(leader);
+                let (shape, links): (&str, Vec<(u64, u64)>) = match rng.below(3) {
+                    0 => (
+                        "leader isolated",
+                        others
+                            .iter()
+                            .flat_map(|o| [(leader, *o), (*o, leader)])
+                            .collect(),
+                    ),
+                    1 => {
+                        let f = others[rng.below(others.len() as u64) as usize];
+                        (
+                            "minority (a follower isolated)",
+                            lab.others(f)
+                                .iter()
+                                .flat_map(|o| [(f, *o), (*o, f)])
+                                .collect(),
+                        )
+                    }
+                    _ => (
+                        "one-way (the leader's packets to the others dropped)",
+                        others.iter().map(|o| (leader, *o)).collect(),
+                    ),
+                };
+                let net = lab.net.as_ref().expect("partitions run in namespaces");
+                for (a, b) in &links {
+                    net.cut(*a, *b, true);
+                }
+                ev(format!("partition, {shape}: links {links:?} cut"));
+                tally.add(&format!("partition: {shape}"));
+                watch(&lab, &mut c, EPISODE);
+                for (a, b) in &links {
+                    net.cut(*a, *b, false);
+                }
+                ev("partition healed".into());
+            }
+            Kind::Keystore => {
+                let mode = ["garbage", "wrong-key", "error", "stall"][rng.below(4) as usize];
+                let all = rng.below(2) == 0;
+                let victims: Vec<u64> = if all { ids.to_vec() } else { vec![leader] };
+                for v in &victims {
+                    std::fs::write(control(*v), format!("keystore = {mode}\n")).unwrap();
+                }
+                let scope = if all { "every node" } else { "the leader" };
+                ev(format!("keystore of {scope} ({victims:?}): {mode}"));
+                tally.add(&format!("keystore: {mode}"));
+                watch(&lab, &mut c, EPISODE);
+                for v in &victims {
+                    std::fs::write(control(*v), "keystore = ok\n").unwrap();
+                }
+                ev("keystore healed".into());
+            }
+            Kind::Wipe => {
+                let pick = rng.below(3) as usize;
+                let victim = lab.nodes[pick].id;
+                lab.kill(victim);
+                let data = dir.join(format!("data-{victim}"));
+                let _ = std::fs::remove_dir_all(&data);
+                ev(format!(
+                    "node {victim} ({}) killed and its data dir wiped",
+                    if victim == leader {
+                        "leader"
+                    } else {
+                        "follower"
+                    }
+                ));
+                tally.add("wipe");
+                watch(&lab, &mut c, Duration::from_secs(1));
+                lab.restart(victim);
+                ev(format!("node {victim} restarted empty"));
+            }
         }
         let healed = ms(start);
         // Watch every node until the change is served everywhere (or the bound passes).
@@ -298,28 +558,45 @@ fn main() -> ExitCode {
         }
         c.leader(healed, published, o.bound_s * 1000);
     }
-    let log: Vec<String> =
-        quorumsign::admin::client::call(&admin, "GET", "/audit", None, Duration::from_secs(10))
-            .map(|a| {
-                a.json()
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|r| r.to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
+    // The audit log as the leader holds it (a wiped node may still be catching up).
+    let audit_from = lab::wait_for(Duration::from_secs(30), || lab.leader())
+        .map(|l| lab.nodes[lab.index(l)].admin.clone())
+        .unwrap_or(admin.clone());
+    let log: Vec<String> = quorumsign::admin::client::call(
+        &audit_from,
+        "GET",
+        "/audit",
+        None,
+        Duration::from_secs(10),
+    )
+    .map(|a| {
+        a.json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r.to_string())
+            .collect()
+    })
+    .unwrap_or_default();
     c.audit(ms(start), &acked, &log);
     for (at, token) in notifies.lock().unwrap().iter() {
         // NOTIFY carries no serial: P checks the token order here; S checks serials.
         c.notify(at.saturating_sub(start_unix_ms), ZONE, *token, 0);
     }
+    let total: u32 = tally.0.values().sum();
     println!(
-        "seed {} faults {} (leader kills {kills}, leader pauses {pauses}) in {:.1} s",
+        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}) in {:.1} s",
         o.seed,
-        kills + pauses,
+        tally.of("kill"),
+        tally.of("pause"),
+        tally.of("partition"),
+        tally.of("keystore"),
+        tally.of("wipe"),
         start.elapsed().as_secs_f64()
     );
+    for (what, n) in &tally.0 {
+        println!("  {what}: {n}");
+    }
     for (inv, n) in &c.checks {
         println!("  {inv}: {n} checks, {} violations", c.of(*inv).len());
     }
@@ -334,10 +611,19 @@ fn main() -> ExitCode {
         }
     }
     drop(lab);
-    let _ = std::fs::remove_dir_all(&dir);
     if c.violations.is_empty() {
+        let _ = std::fs::remove_dir_all(&dir);
         ExitCode::SUCCESS
     } else {
+        let all: String = events
+            .iter()
+            .map(|(at, e)| format!("{at:>8} ms  {e}\n"))
+            .collect();
+        let _ = std::fs::write(dir.join("events.log"), all);
+        println!(
+            "node logs and the whole event history (events.log) kept in {}",
+            dir.display()
+        );
         ExitCode::from(1)
     }
 }
@@ -351,9 +637,12 @@ fn unix_ms() -> u64 {
 
 /// A secondary that only listens: every NOTIFY is answered and its fencing token (EDNS
 /// option 65001: term, index) recorded with the time it came.
-fn notify_listener(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<(u64, (u64, u64))>>> {
+fn notify_listener(
+    host: &str,
+    port: u16,
+) -> std::sync::Arc<std::sync::Mutex<Vec<(u64, (u64, u64))>>> {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sock = std::net::UdpSocket::bind(("127.0.0.1", port)).expect("NOTIFY listener port");
+    let sock = std::net::UdpSocket::bind((host, port)).expect("NOTIFY listener port");
     let out = seen.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];

@@ -7,6 +7,9 @@
 #   netns-lab.sh exec LAB I CMD...    run CMD in node I's namespace
 #   netns-lab.sh isolate LAB I        cut node I off from everyone (its bridge port goes down)
 #   netns-lab.sh heal LAB I           put it back
+#   netns-lab.sh cut LAB I J          node I's packets to node J are dropped (one way; cut J I too
+#                                     for both); the host (admin calls) still reaches both
+#   netns-lab.sh uncut LAB I J        undo it
 #   netns-lab.sh down LAB N           remove everything
 #
 # Example: a 3-node cluster, leader isolated:
@@ -15,7 +18,7 @@
 #   sudo cluster/netns-lab.sh isolate qs 1; ...; sudo cluster/netns-lab.sh heal qs 1
 set -euo pipefail
 die() { echo "netns-lab: $*" >&2; exit 2; }
-[ "$#" -ge 2 ] || die "usage: netns-lab.sh up|exec|isolate|heal|down LAB ..."
+[ "$#" -ge 2 ] || die "usage: netns-lab.sh up|exec|isolate|heal|cut|uncut|down LAB ..."
 cmd=$1 lab=$2
 case "$lab" in ''|*[!a-z0-9]*) die "LAB must be short lowercase letters and digits: $lab" ;; esac
 [ "${#lab}" -le 8 ] || die "LAB must be at most 8 characters (interface names are short)"
@@ -46,6 +49,17 @@ isolate|heal)
     [ "$#" -eq 3 ] || die "usage: netns-lab.sh $cmd LAB I"
     i=$3; num "$i"
     ip link set "$lab-v$i" "$([ "$cmd" = isolate ] && echo down || echo up)"
+    ;;
+cut|uncut)
+    [ "$#" -eq 4 ] || die "usage: netns-lab.sh $cmd LAB I J"
+    i=$3 j=$4; num "$i"; num "$j"
+    to=$(ip netns exec "$lab-$j" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
+    [ -n "$to" ] || die "node $j has no address"
+    if [ "$cmd" = cut ]; then
+        ip netns exec "$lab-$i" ip route replace blackhole "$to/32"
+    else
+        ip netns exec "$lab-$i" ip route del blackhole "$to/32" 2>/dev/null || true
+    fi
     ;;
 down)
     [ "$#" -eq 3 ] || die "usage: netns-lab.sh down LAB N"

@@ -75,6 +75,9 @@ pub struct NodeConfig {
     /// elected it hands leadership to a ready signer at once. May use `keystore = "none"`.
     #[serde(default)]
     pub witness: bool,
+    /// Fault injection, for chaos runs only: a file the node rereads every 100 ms whose
+    /// `keystore = ok|garbage|wrong-key|error|stall` line makes every signing key misbehave.
+    pub fault_control: Option<PathBuf>,
 }
 
 /// The fence hook: run by a new leader against a predecessor that did not hand over
@@ -223,6 +226,9 @@ impl NodeConfig {
         abs(&mut c.tls.cert);
         abs(&mut c.tls.key);
         if let Some(p) = c.passphrase_file.as_mut() {
+            abs(p);
+        }
+        if let Some(p) = c.fault_control.as_mut() {
             abs(p);
         }
         if let Some(f) = c.fence.as_mut()

@@ -1,19 +1,44 @@
-//! The chaos harness's smoke run: a real three-node cluster, leader kills and pauses from a
-//! seed, a zone change before each, and the invariant checkers (V S K F L P A) over what
-//! every node serves; the run must end with checks made and no violation.
+//! The chaos harness's smoke run: a real three-node cluster (each node in its own network
+//! namespace when the tests run as root), a zone change before each fault, faults of every
+//! kind from a seed (leader kills, pauses, partitions, keystore episodes, wiped nodes), and
+//! the invariant checkers (V S K F L P A) over what every node serves; the run must end with
+//! every kind applied, checks made and no violation.
 
 use std::process::Command;
 
 #[test]
-fn smoke_run_of_leader_kills_and_pauses_finds_no_violation() {
+fn smoke_run_of_every_fault_kind_finds_no_violation() {
     let out = Command::new(env!("CARGO_BIN_EXE_quorumsign-chaos"))
-        .args(["--seed", "11", "--faults", "10", "--port", "22700"])
+        .args([
+            "--seed", "11", "--faults", "50", "--port", "22700", "--lab", "qssmoke", "--subnet",
+            "10.81.0",
+        ])
         .output()
         .expect("quorumsign-chaos runs");
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "chaos run failed:\n{text}\n{err}");
-    assert!(text.contains("faults 10"), "{text}");
+    assert!(text.contains("faults 50 "), "{text}");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut kinds = vec![
+        "leader kills",
+        "leader pauses",
+        "keystore episodes",
+        "wiped nodes",
+    ];
+    if root {
+        kinds.push("partitions");
+    }
+    for k in kinds {
+        let n: u32 = text
+            .split(&format!("{k} "))
+            .nth(1)
+            .and_then(|r| r.split([',', ')']).next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no count of {k}:\n{text}"));
+        assert!(n >= 3, "only {n} {k}:\n{text}");
+    }
     for inv in ['V', 'S', 'K', 'F', 'L', 'A'] {
         let line = text
             .lines()

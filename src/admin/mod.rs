@@ -314,12 +314,46 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Reply> {
 async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Reply {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let writes = method != "GET";
-    if writes && !matches!(parts.as_slice(), ["init"] | ["keystore"]) && !node.is_leader() {
+    if writes
+        && !matches!(
+            parts.as_slice(),
+            ["init"] | ["init", "local"] | ["keystore"]
+        )
+        && !node.is_leader()
+    {
         return not_leader(node);
     }
     match (method, parts.as_slice()) {
         ("GET", ["status"]) => json_reply(200, tokio::task::block_in_place(|| status(node))),
         ("POST", ["init"]) => {
+            // Every reachable member gets the first entry too, so that none starts with an
+            // empty store (an empty store grants no vote: `transport::Blank`).
+            let peers: Vec<String> = node.cfg.peers.iter().map(|p| p.admin.clone()).collect();
+            tokio::task::block_in_place(|| {
+                for admin in &peers {
+                    match client::call(
+                        admin,
+                        "POST",
+                        "/init/local",
+                        Some(&json!({})),
+                        std::time::Duration::from_secs(5),
+                    ) {
+                        Ok(a) if a.code == 200 => {}
+                        Ok(a) => tracing::info!(%admin, code = a.code, "peer not initialized here"),
+                        Err(e) => tracing::info!(%admin, "peer not initialized here: {e}"),
+                    }
+                }
+            });
+            let members: BTreeMap<NodeId, NodeAddr> = node.cfg.members();
+            match node.raft.initialize(members.clone()).await {
+                Ok(()) => json_reply(
+                    200,
+                    json!({ "ok": true, "members": members.keys().collect::<Vec<_>>() }),
+                ),
+                Err(e) => error(409, format!("cannot initialize: {e}")),
+            }
+        }
+        ("POST", ["init", "local"]) => {
             let members: BTreeMap<NodeId, NodeAddr> = node.cfg.members();
             match node.raft.initialize(members.clone()).await {
                 Ok(()) => json_reply(

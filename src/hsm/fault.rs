@@ -81,3 +81,152 @@ impl SigningKey for FaultKey {
         Ok(sig)
     }
 }
+
+/// What a [`Control`] makes every key it wraps do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// Sign normally.
+    Ok = 0,
+    /// Return random bytes of the right length.
+    Garbage = 1,
+    /// Return a real signature by another key.
+    WrongKey = 2,
+    /// Fail with a device error.
+    Error = 3,
+    /// Block each signing call until the mode changes (at most [`STALL_LIMIT`]).
+    Stall = 4,
+}
+
+/// The longest a stalled signing call waits.
+pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        Some(match s.trim() {
+            "" | "ok" => Mode::Ok,
+            "garbage" => Mode::Garbage,
+            "wrong-key" => Mode::WrongKey,
+            "error" => Mode::Error,
+            "stall" => Mode::Stall,
+            _ => return None,
+        })
+    }
+
+    fn of(n: u8) -> Mode {
+        match n {
+            1 => Mode::Garbage,
+            2 => Mode::WrongKey,
+            3 => Mode::Error,
+            4 => Mode::Stall,
+            _ => Mode::Ok,
+        }
+    }
+}
+
+/// A keystore fault switch read from a file (a node's `fault_control`, for chaos runs):
+/// the file's `keystore = MODE` line is reread every 100 ms; a missing file means `ok`.
+pub struct Control {
+    mode: std::sync::atomic::AtomicU8,
+    other: aws_lc_rs::signature::EcdsaKeyPair,
+}
+
+impl Control {
+    /// Starts the thread that follows `path`.
+    pub fn follow(path: std::path::PathBuf) -> Arc<Control> {
+        let other = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        )
+        .expect("P-256 key generation");
+        let c = Arc::new(Control {
+            mode: std::sync::atomic::AtomicU8::new(0),
+            other,
+        });
+        let weak = Arc::downgrade(&c);
+        std::thread::spawn(move || {
+            while let Some(c) = weak.upgrade() {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let mode = text
+                    .lines()
+                    .filter_map(|l| l.split_once('='))
+                    .find(|(k, _)| k.trim() == "keystore")
+                    .map_or(Some(Mode::Ok), |(_, v)| Mode::parse(v));
+                match mode {
+                    Some(m) => {
+                        let old = Mode::of(c.mode.swap(m as u8, Ordering::SeqCst));
+                        if old != m {
+                            tracing::warn!(from = ?old, to = ?m, "fault control: keystore mode");
+                        }
+                    }
+                    None => {
+                        tracing::error!(file = %path.display(), "fault control: unknown keystore mode")
+                    }
+                }
+                drop(c);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        c
+    }
+
+    pub fn mode(&self) -> Mode {
+        Mode::of(self.mode.load(Ordering::SeqCst))
+    }
+
+    /// `k`, misbehaving as the control says.
+    pub fn wrap(self: &Arc<Self>, k: Arc<dyn SigningKey>) -> Arc<dyn SigningKey> {
+        Arc::new(ControlledKey {
+            inner: k,
+            control: self.clone(),
+        })
+    }
+}
+
+struct ControlledKey {
+    inner: Arc<dyn SigningKey>,
+    control: Arc<Control>,
+}
+
+impl SigningKey for ControlledKey {
+    fn dnskey(&self) -> &DnsKey {
+        self.inner.dnskey()
+    }
+    fn handle(&self) -> &str {
+        self.inner.handle()
+    }
+    fn private_scalar(&self) -> Option<Vec<u8>> {
+        self.inner.private_scalar()
+    }
+    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let start = std::time::Instant::now();
+        while self.control.mode() == Mode::Stall && start.elapsed() < STALL_LIMIT {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        match self.control.mode() {
+            Mode::Ok | Mode::Stall => self.inner.sign(data),
+            Mode::Error => Err(HsmError::Sign {
+                key: self.inner.handle().to_string(),
+                msg: "device error (injected)".into(),
+            }),
+            Mode::Garbage => {
+                let mut sig = self.inner.sign(data)?;
+                aws_lc_rs::rand::fill(&mut sig).map_err(|_| HsmError::Sign {
+                    key: self.inner.handle().to_string(),
+                    msg: "no randomness".into(),
+                })?;
+                Ok(sig)
+            }
+            Mode::WrongKey => {
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                self.control
+                    .other
+                    .sign(&rng, data)
+                    .map(|s| s.as_ref().to_vec())
+                    .map_err(|_| HsmError::Sign {
+                        key: self.inner.handle().to_string(),
+                        msg: "signing failed".into(),
+                    })
+            }
+        }
+    }
+}

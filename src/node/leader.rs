@@ -31,13 +31,38 @@ use crate::zone::{Limits, Name, ParseOptions, Zone, rtype};
 
 /// Largest encoded size of one `Stage` entry, roughly.
 const STAGE_BYTES: usize = 2 << 20;
+/// Longest wait before a failed signing run is tried again.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Why no version was built.
+enum BuildError {
+    /// The input or the result is wrong: wait until the input changes.
+    Input(String),
+    /// Something that may pass (the keystore failed, the current version moved): retry.
+    Transient(String),
+}
+
+impl From<String> for BuildError {
+    fn from(e: String) -> BuildError {
+        BuildError::Input(e)
+    }
+}
+
+impl From<&str> for BuildError {
+    fn from(e: &str) -> BuildError {
+        BuildError::Input(e.into())
+    }
+}
 
 #[derive(Default, Clone)]
 struct Memo {
     stat: Option<(SystemTime, u64)>,
     digest: [u8; 32],
-    /// An input that failed (parse or sign): not retried until it changes.
+    /// An input that was refused (parse, limits, publish gate): not retried until it changes.
     failed: Option<[u8; 32]>,
+    /// A build that failed for a passing reason (a keystore fault, a concurrent version):
+    /// retried at this time, the wait doubling from 1 s up to [`RETRY_MAX`].
+    retry: Option<(Instant, Duration)>,
     /// A primary's zone: the last transfer (master-file text), its serial, when the primary
     /// was last asked, and how often to ask (its SOA refresh).
     fetched: Option<Arc<Vec<u8>>>,
@@ -502,6 +527,9 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     if memo.failed == Some(memo.digest) && !refresh_due {
         return Ok(());
     }
+    if memo.retry.is_some_and(|(at, _)| Instant::now() < at) {
+        return Ok(());
+    }
     let started = Instant::now();
     let n = node.clone();
     let z = zone.to_string();
@@ -537,15 +565,27 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     .map_err(|e| e.to_string())?;
     let (changes, mut version) = match built {
         Ok(x) => x,
-        Err(e) => {
+        Err(BuildError::Input(e)) => {
             memo.failed = Some(memo.digest);
             node.local()
                 .alarms
                 .insert(zone.into(), format!("last input refused: {e}"));
             return Err(e);
         }
+        Err(BuildError::Transient(e)) => {
+            let wait = memo
+                .retry
+                .map_or(Duration::from_secs(1), |(_, w)| (w * 2).min(RETRY_MAX));
+            memo.retry = Some((Instant::now() + wait, wait));
+            node.local().alarms.insert(
+                zone.into(),
+                format!("signing failed: {e}; retrying in {} s", wait.as_secs()),
+            );
+            return Err(format!("{e}; retrying in {} s", wait.as_secs()));
+        }
     };
     memo.failed = None;
+    memo.retry = None;
     let base = current.as_ref().map(|v| v.hash);
     let upload = (now() << 20) ^ (node.id & 0xfffff) ^ started.elapsed().as_nanos() as u64;
     let mut cmds = Vec::new();
@@ -1050,7 +1090,7 @@ fn build_version(
     input_serial: Option<u32>,
     quick_ok: bool,
     kasp: KaspUse,
-) -> Result<(Vec<RrsetChange>, Version), String> {
+) -> Result<(Vec<RrsetChange>, Version), BuildError> {
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
     let path = cfg.input.strip_prefix("file:").unwrap_or(&cfg.input);
     let popts = ParseOptions {
@@ -1098,7 +1138,8 @@ fn build_version(
     let signing: Vec<Arc<dyn crate::hsm::SigningKey>> = keys
         .iter()
         .map(|k| node.keys.resolve(k))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()
+        .map_err(BuildError::Transient)?;
     let t = now() as u32;
     let opts = SignOptions {
         now: t,
@@ -1116,7 +1157,8 @@ fn build_version(
         let st = node.sm.read();
         let z = st.zones.get(zone).ok_or("zone removed")?;
         let quick = match same_shape_changes(z, &unsigned) {
-            Some(found) => quick_sign(z, &origin, &unsigned, found, &signing, &opts, keys)?,
+            Some(found) => quick_sign(z, &origin, &unsigned, found, &signing, &opts, keys)
+                .map_err(BuildError::Transient)?,
             None => None,
         };
         if let Some((changes, signed)) = quick {
@@ -1152,20 +1194,20 @@ fn build_version(
         (cache_from(z, &origin, keys), z.hash)
     };
     let t_cache = Instant::now();
-    let signed =
-        sign_zone(unsigned, &signing, &opts, &cache, &|_, _| {}).map_err(|e| e.to_string())?;
+    let signed = sign_zone(unsigned, &signing, &opts, &cache, &|_, _| {})
+        .map_err(|e| BuildError::Transient(e.to_string()))?;
     drop(cache);
     let t_signed = Instant::now();
     let report = crate::validate::verify_signed(&signed, t);
     if !report.valid {
         let f = &report.failures[0];
-        return Err(format!(
+        return Err(BuildError::Input(format!(
             "publish gate: {} failure(s), first: {} {}: {}",
             report.failures.len(),
             f.owner,
             f.rtype,
             f.message
-        ));
+        )));
     }
     let stats = signed.stats;
     let t_gate = Instant::now();
@@ -1173,7 +1215,9 @@ fn build_version(
     let st = node.sm.read();
     let z = st.zones.get(zone).ok_or("zone removed")?;
     if z.hash != base_hash {
-        return Err("the current version changed while signing; will retry".into());
+        return Err(BuildError::Transient(
+            "the current version changed while signing".into(),
+        ));
     }
     // Merge-join in canonical order: the zone's nodes and the NSEC3 chain are two sorted
     // runs, which a stable sort merges in linear time.

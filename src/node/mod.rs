@@ -94,6 +94,8 @@ pub struct KeyResolver {
     sealer: Option<Sealer>,
     store: Option<Box<dyn Keystore>>,
     cache: Mutex<HashMap<KeyId, Arc<dyn SigningKey>>>,
+    /// Chaos runs: the switch that makes every key misbehave (`fault_control`).
+    fault: Option<Arc<crate::hsm::fault::Control>>,
 }
 
 impl KeyResolver {
@@ -120,7 +122,14 @@ impl KeyResolver {
         } else {
             None
         };
+        if let Some(p) = &cfg.fault_control {
+            tracing::warn!(file = %p.display(), "fault injection enabled (chaos runs only)");
+        }
         Ok(KeyResolver {
+            fault: cfg
+                .fault_control
+                .clone()
+                .map(crate::hsm::fault::Control::follow),
             available: std::sync::atomic::AtomicBool::new(true),
             sealer,
             store,
@@ -147,7 +156,7 @@ impl KeyResolver {
             .unwrap_or_else(|e| e.into_inner())
             .get(&rec.id)
         {
-            return Ok(k.clone());
+            return Ok(self.faulty(k.clone()));
         }
         let dnskey = DnsKey::from_rdata(&rec.dnskey)
             .ok_or_else(|| format!("key {}: bad DNSKEY rdata", rec.tag))?;
@@ -195,13 +204,27 @@ impl KeyResolver {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(rec.id, key.clone());
-        Ok(key)
+        Ok(self.faulty(key))
+    }
+
+    fn faulty(&self, k: Arc<dyn SigningKey>) -> Arc<dyn SigningKey> {
+        match &self.fault {
+            Some(c) => c.wrap(k),
+            None => k,
+        }
     }
 
     /// Makes a new key for `zone` (leader only); it exists for the cluster once committed.
     pub fn generate(&self, zone: &str, alg: u8, role: &str) -> Result<KeyRecord, String> {
         let algorithm = Algorithm::from_number(alg).map_err(|e| e.to_string())?;
         let ksk = role != "zsk";
+        if self
+            .fault
+            .as_ref()
+            .is_some_and(|c| c.mode() == crate::hsm::fault::Mode::Error)
+        {
+            return Err("keystore: device error (injected)".into());
+        }
         let name = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
         let (key, sealed, handle) = match &self.store {
             Some(store) => {
@@ -340,6 +363,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         install_snapshot_timeout: 120_000,
         // A version travels as entries of about 2 MiB: keep one append request bounded.
         max_payload_entries: 16,
+        // A member restarted with a wiped data dir is refilled from the leader (snapshot or
+        // log) instead of being left behind; it grants no vote meanwhile (`transport::Blank`).
+        allow_log_reversion: Some(true),
         ..Default::default()
     }
     .validate()
@@ -368,7 +394,32 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     });
     let admit_node = node.clone();
     let admit: transport::Admit = Arc::new(move |id| admit_node.admits(id));
-    tokio::spawn(transport::serve(raft_listener, tls, raft.clone(), admit));
+    let blank: transport::Blank = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let m = raft.metrics().borrow_watched().clone();
+        if m.last_log_index.is_none() && m.vote.leader_id().term == 0 {
+            tracing::info!(
+                "empty store: no vote is granted until a leader has given this node a log \
+                 (`cluster init` gives every reachable member its first entry)"
+            );
+            blank.store(true, std::sync::atomic::Ordering::SeqCst);
+            let (blank, raft) = (blank.clone(), raft.clone());
+            tokio::spawn(async move {
+                while raft.metrics().borrow_watched().last_log_index.is_none() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                blank.store(false, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!("store has a log: votes are granted again");
+            });
+        }
+    }
+    tokio::spawn(transport::serve(
+        raft_listener,
+        tls,
+        raft.clone(),
+        admit,
+        blank,
+    ));
     tokio::spawn(crate::admin::serve(admin_listener, node.clone()));
     tokio::spawn(leader::run(node.clone()));
     tokio::spawn(check::run(node.clone()));

@@ -174,8 +174,13 @@ fn cert_names(cert: &CertificateDer<'_>, id: NodeId) -> bool {
 /// Who may talk to this node: decided per connection.
 pub type Admit = Arc<dyn Fn(NodeId) -> bool + Send + Sync>;
 
+/// Set while this node's Raft store is empty although the cluster may have run before (a
+/// wiped data dir): such a node may have voted in a term it no longer remembers, so it
+/// grants no vote until a leader has given it a log.
+pub type Blank = Arc<std::sync::atomic::AtomicBool>;
+
 /// Accepts Raft RPC connections until the listener fails.
-pub async fn serve(listener: TcpListener, tls: Tls, raft: Raft, admit: Admit) {
+pub async fn serve(listener: TcpListener, tls: Tls, raft: Raft, admit: Admit, blank: Blank) {
     let acceptor = TlsAcceptor::from(tls.server);
     loop {
         let (sock, peer) = match listener.accept().await {
@@ -186,9 +191,10 @@ pub async fn serve(listener: TcpListener, tls: Tls, raft: Raft, admit: Admit) {
                 continue;
             }
         };
-        let (acceptor, raft, admit) = (acceptor.clone(), raft.clone(), admit.clone());
+        let (acceptor, raft, admit, blank) =
+            (acceptor.clone(), raft.clone(), admit.clone(), blank.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(sock, acceptor, raft, admit).await
+            if let Err(e) = connection(sock, acceptor, raft, admit, blank).await
                 && e.kind() != io::ErrorKind::UnexpectedEof
             {
                 tracing::info!(%peer, "raft connection closed: {e}");
@@ -202,6 +208,7 @@ async fn connection(
     acceptor: TlsAcceptor,
     raft: Raft,
     admit: Admit,
+    blank: Blank,
 ) -> io::Result<()> {
     sock.set_nodelay(true)?;
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock))
@@ -245,6 +252,13 @@ async fn connection(
                 Ok(x) => Response::Append(x),
                 Err(e) => Response::Failed(e.to_string()),
             },
+            Request::Vote(r) if blank.load(std::sync::atomic::Ordering::SeqCst) => {
+                tracing::warn!(
+                    candidate = %r.vote,
+                    "vote refused: this node's store is empty and it has not heard a leader yet"
+                );
+                Response::Failed("blank node: no vote until a leader has given it a log".into())
+            }
             Request::Vote(r) => match raft.vote(r).await {
                 Ok(x) => Response::Vote(x),
                 Err(e) => Response::Failed(e.to_string()),
@@ -298,8 +312,13 @@ pub async fn dial(
     )
     .await
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    write_frame(&mut s, &encode(&Request::Hello { from: me })).await?;
-    match decode::<Response>(&read_frame(&mut s).await?)? {
+    let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        write_frame(&mut s, &encode(&Request::Hello { from: me })).await?;
+        read_frame(&mut s).await
+    })
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer to Hello"))??;
+    match decode::<Response>(&welcome)? {
         Response::Welcome => Ok(s),
         Response::Refused(why) => Err(io::Error::new(io::ErrorKind::PermissionDenied, why)),
         _ => Err(io::Error::other("unexpected reply to Hello")),
