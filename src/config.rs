@@ -213,8 +213,13 @@ impl NodeConfig {
     /// Reads and checks `path`; errors name the file and, for syntax, the line.
     pub fn load(path: &Path) -> Result<NodeConfig, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        NodeConfig::from_text(&text, path)
+    }
+
+    /// Parses and checks `text`, read from `path` (relative paths are taken from there).
+    pub fn from_text(text: &str, path: &Path) -> Result<NodeConfig, String> {
         let mut c: NodeConfig =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod fence;
+pub mod fuzz;
 pub mod hsm;
 pub mod kasp;
 pub mod keys;

@@ -255,20 +255,101 @@ pub async fn transfer(
             message(id, 0, zone, u16::from(RecordType::IXFR), Some(&rr))
         }
     };
-    let mut prior = key.map(|k| tsig::sign(&mut q, k, None, false, now()));
+    let prior = key.map(|k| tsig::sign(&mut q, k, None, false, now()));
     c.send(&q).await?;
-    let mut recs: Vec<InRr> = Vec::new();
-    let mut serials: Vec<Option<u32>> = Vec::new();
-    let mut refresh = 3600;
-    let mut n = 0usize;
-    // Whether the answer is complete once the current message is read.
-    let done = |serials: &[Option<u32>]| -> bool {
+    let mut a = Assembler::new(id, key, prior, from.map(|(s, _)| s), max_records, what);
+    loop {
+        // After a lone newer SOA, a primary that will not send an IXFR stops there (it wants
+        // an AXFR): do not wait the full read timeout for more.
+        let next = if a.lone() {
+            match tokio::time::timeout(Duration::from_secs(2), c.recv()).await {
+                Ok(r) => r?,
+                Err(_) => return Err(a.lone_error()),
+            }
+        } else {
+            c.recv().await?
+        };
+        let Some(raw) = next else {
+            return Err(a.truncated());
+        };
+        if a.push(&raw)? {
+            break;
+        }
+    }
+    a.finish()
+}
+
+/// Reads the messages of one AXFR or IXFR answer, in order, into a [`Fetched`]; no I/O,
+/// so that a transfer stream can be checked (and fuzzed) on its own.
+pub struct Assembler<'k> {
+    id: u16,
+    key: Option<&'k TsigKey>,
+    prior: Option<Vec<u8>>,
+    /// Our serial, for an IXFR.
+    ours: Option<u32>,
+    max_records: u64,
+    what: String,
+    recs: Vec<InRr>,
+    serials: Vec<Option<u32>>,
+    refresh: u32,
+    n: usize,
+}
+
+impl<'k> Assembler<'k> {
+    /// `prior`: the request's TSIG MAC when `key` signed it.
+    pub fn new(
+        id: u16,
+        key: Option<&'k TsigKey>,
+        prior: Option<Vec<u8>>,
+        ours: Option<u32>,
+        max_records: u64,
+        what: String,
+    ) -> Assembler<'k> {
+        Assembler {
+            id,
+            key,
+            prior,
+            ours,
+            max_records,
+            what,
+            recs: Vec::new(),
+            serials: Vec::new(),
+            refresh: 3600,
+            n: 0,
+        }
+    }
+
+    /// Only the new SOA so far, for an IXFR.
+    pub fn lone(&self) -> bool {
+        self.serials.len() == 1 && self.ours.is_some()
+    }
+
+    pub fn lone_error(&self) -> String {
+        format!(
+            "{}: answered with the SOA of serial {} alone",
+            self.what,
+            self.serials[0].unwrap_or(0)
+        )
+    }
+
+    pub fn truncated(&self) -> String {
+        format!(
+            "{}: truncated transfer: the connection closed after {} records \
+             without the closing SOA",
+            self.what,
+            self.recs.len()
+        )
+    }
+
+    /// Whether the answer is complete once the messages so far are read.
+    fn done(&self) -> bool {
+        let serials = &self.serials;
         let Some(Some(new)) = serials.first().copied() else {
             return false;
         };
         match serials.get(1) {
             // A lone SOA ends the answer only when it says we are up to date.
-            None => from.is_some_and(|(ours, _)| ours == new),
+            None => self.ours == Some(new),
             // AXFR form: ends with the second SOA.
             Some(None) => serials.iter().skip(1).any(|s| *s == Some(new)),
             Some(Some(s)) if *s == new => serials.len() == 2,
@@ -278,115 +359,111 @@ pub async fn transfer(
                 soas.len() >= 3 && soas.len() % 2 == 1 && soas.last() == Some(&new)
             }
         }
-    };
-    loop {
-        // After a lone newer SOA, a primary that will not send an IXFR stops there (it wants
-        // an AXFR): do not wait the full read timeout for more.
-        let lone = serials.len() == 1 && from.is_some();
-        let next = if lone {
-            match tokio::time::timeout(Duration::from_secs(2), c.recv()).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(format!(
-                        "{what}: answered with the SOA of serial {} alone",
-                        serials[0].unwrap_or(0)
-                    ));
-                }
-            }
-        } else {
-            c.recv().await?
-        };
-        let Some(raw) = next else {
-            return Err(format!(
-                "{what}: truncated transfer: the connection closed after {} records \
-                 without the closing SOA",
-                recs.len()
-            ));
-        };
-        let m = check(&raw, id, key, &mut prior, n == 0, &what)?;
-        n += 1;
+    }
+
+    /// Takes one message; true when the answer is complete.
+    pub fn push(&mut self, raw: &[u8]) -> Result<bool, String> {
+        let what = &self.what;
+        let m = check(raw, self.id, self.key, &mut self.prior, self.n == 0, what)?;
+        self.n += 1;
         for r in &m.answers {
             let serial = soa_serial(r);
-            if recs.is_empty() {
+            if self.recs.is_empty() {
                 match &r.data {
-                    RData::SOA(soa) => refresh = soa.refresh as u32,
+                    RData::SOA(soa) => self.refresh = soa.refresh as u32,
                     _ => return Err(format!("{what}: does not start with the SOA")),
                 }
             }
-            if recs.len() as u64 >= max_records.saturating_mul(2).max(16) {
+            if self.recs.len() as u64 >= self.max_records.saturating_mul(2).max(16) {
                 return Err(format!(
-                    "{what}: more than {max_records} records (the zone's limit)"
+                    "{what}: more than {} records (the zone's limit)",
+                    self.max_records
                 ));
             }
-            recs.push(in_rr(r).map_err(|e| format!("{what}: record {}: {e}", recs.len() + 1))?);
-            serials.push(serial);
+            let rr =
+                in_rr(r).map_err(|e| format!("{what}: record {}: {e}", self.recs.len() + 1))?;
+            self.recs.push(rr);
+            self.serials.push(serial);
         }
-        if done(&serials) {
-            break;
-        }
+        Ok(self.done())
     }
-    let new = serials[0].expect("starts with the SOA");
-    let records = recs.len() as u64;
-    let transfer = match serials.get(1) {
-        None if from.is_some_and(|(ours, _)| ours == new) => Transfer::UpToDate,
-        None => {
-            return Err(format!(
-                "{what}: answered with the SOA of serial {new} alone"
-            ));
-        }
-        Some(None) => {
-            recs.pop(); // the closing SOA
-            if recs.len() as u64 > max_records {
+
+    /// The answer, once [`push`](Self::push) said it is complete.
+    pub fn finish(self) -> Result<Fetched, String> {
+        let Assembler {
+            mut recs,
+            serials,
+            what,
+            max_records,
+            ours,
+            refresh,
+            ..
+        } = self;
+        let Some(Some(new)) = serials.first().copied() else {
+            return Err(format!("{what}: does not start with the SOA"));
+        };
+        let records = recs.len() as u64;
+        let transfer = match serials.get(1) {
+            None if ours == Some(new) => Transfer::UpToDate,
+            None => {
                 return Err(format!(
-                    "{what}: more than {max_records} records (the zone's limit)"
+                    "{what}: answered with the SOA of serial {new} alone"
                 ));
             }
-            Transfer::Full(recs)
-        }
-        Some(Some(s)) if *s == new => {
-            recs.pop();
-            Transfer::Full(recs)
-        }
-        Some(Some(_)) => {
-            let mut deltas = Vec::new();
-            let mut it = recs.into_iter().zip(serials).skip(1).peekable();
-            while let Some((old_soa, Some(_))) = it.next() {
-                let mut del = vec![old_soa];
-                let mut add = Vec::new();
-                let mut adding = false;
-                while let Some((r, s)) = it.next() {
-                    match (s, adding) {
-                        (Some(_), false) => {
-                            adding = true;
-                            add.push(r);
-                        }
-                        (Some(_), true) => {
-                            // The next delta's old SOA, or the closing SOA(new).
-                            let last = it.peek().is_none();
-                            if last {
-                                break;
+            Some(None) => {
+                recs.pop(); // the closing SOA
+                if recs.len() as u64 > max_records {
+                    return Err(format!(
+                        "{what}: more than {max_records} records (the zone's limit)"
+                    ));
+                }
+                Transfer::Full(recs)
+            }
+            Some(Some(s)) if *s == new => {
+                recs.pop();
+                Transfer::Full(recs)
+            }
+            Some(Some(_)) => {
+                let mut deltas = Vec::new();
+                let mut it = recs.into_iter().zip(serials).skip(1).peekable();
+                while let Some((old_soa, Some(_))) = it.next() {
+                    let mut del = vec![old_soa];
+                    let mut add = Vec::new();
+                    let mut adding = false;
+                    while let Some((r, s)) = it.next() {
+                        match (s, adding) {
+                            (Some(_), false) => {
+                                adding = true;
+                                add.push(r);
                             }
-                            deltas.push((std::mem::take(&mut del), std::mem::take(&mut add)));
-                            del.push(r);
-                            adding = false;
+                            (Some(_), true) => {
+                                // The next delta's old SOA, or the closing SOA(new).
+                                let last = it.peek().is_none();
+                                if last {
+                                    break;
+                                }
+                                deltas.push((std::mem::take(&mut del), std::mem::take(&mut add)));
+                                del.push(r);
+                                adding = false;
+                            }
+                            (None, false) => del.push(r),
+                            (None, true) => add.push(r),
                         }
-                        (None, false) => del.push(r),
-                        (None, true) => add.push(r),
+                    }
+                    if !del.is_empty() || !add.is_empty() {
+                        deltas.push((del, add));
                     }
                 }
-                if !del.is_empty() || !add.is_empty() {
-                    deltas.push((del, add));
-                }
+                Transfer::Incremental(deltas)
             }
-            Transfer::Incremental(deltas)
-        }
-    };
-    Ok(Fetched {
-        serial: new,
-        refresh,
-        transfer,
-        records,
-    })
+        };
+        Ok(Fetched {
+            serial: new,
+            refresh,
+            transfer,
+            records,
+        })
+    }
 }
 
 /// A received record with its rdata re-encoded without name compression.
