@@ -13,6 +13,9 @@
 //!                         garbage, another key's signatures, device errors, or stalls, 4 s
 //!               wipe      a node killed, its data dir removed, restarted empty (it must
 //!                         rejoin from the others)
+//!               clock     a node's wall clock jumps +1 h, -1 h or +7 d (its fault-control
+//!                         file), and the zone changes meanwhile; a leader whose clock
+//!                         disagrees with the others' must not sign but hand over
 //!     every tick (300 ms), every running node, during and after the fault: serial, hash,
 //!               DNSKEY RRset, earliest RRSIG expiration of the version it serves, and that
 //!               version through the validator ─► checkers V S K F
@@ -22,8 +25,8 @@
 //! Prints the counts of faults, checks and violations with the seed, and for each violation
 //! the harness's events within 10 s of it (rerun with the same seed to replay); exits 1 on
 //! any violation. A listener takes the NOTIFYs and checks that their fencing tokens never go
-//! back (P). Not wired yet: disk faults, clock jumps, key rolls (R, whose checker exists and
-//! is unit-tested) and the deterministic simulation.
+//! back (P). Not wired yet: disk faults, key rolls (R, whose checker exists and is
+//! unit-tested) and the deterministic simulation.
 //!
 //! ```sh
 //! cargo build --release && target/release/quorumsign-chaos --seed 7 --faults 10
@@ -53,6 +56,7 @@ enum Kind {
     Partition,
     Keystore,
     Wipe,
+    Clock,
 }
 
 #[derive(Parser)]
@@ -68,8 +72,11 @@ struct Opts {
     #[arg(long, default_value_t = 30)]
     bound_s: u64,
     /// Fault kinds to draw from (partition needs network namespaces: root).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe, Kind::Clock])]
     kinds: Vec<Kind>,
+    /// Keep the lab directory (configs, node logs, events.log) even when the run passes.
+    #[arg(long)]
+    keep: bool,
     /// Run every node on loopback, without network namespaces (no partitions).
     #[arg(long)]
     loopback: bool,
@@ -509,6 +516,32 @@ fn main() -> ExitCode {
                 }
                 ev("keystore healed".into());
             }
+            Kind::Clock => {
+                let jump = [3600i64, -3600, 7 * 86_400][rng.below(3) as usize];
+                let victim = lab.nodes[rng.below(3) as usize].id;
+                let role = if victim == leader {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                std::fs::write(control(victim), format!("clock = {jump}\n")).unwrap();
+                ev(format!("clock of node {victim} ({role}) jumps {jump:+} s"));
+                tally.add(&format!("clock: {jump:+} s on a {role}"));
+                watch(&lab, &mut c, Duration::from_millis(500));
+                // A change to sign while the clock is off.
+                text.push_str(&format!("c{fault} TXT \"during the clock jump\"\n"));
+                std::fs::write(&zone_file, &text).unwrap();
+                let target = lab.running()[0].admin.clone();
+                if qs(&exe, &["zone", "reload", ZONE, "--admin", &target]) {
+                    acked.push(format!("zone reload {ZONE}"));
+                    ev(format!(
+                        "zone changed (c{fault}) during the clock jump, reload acknowledged"
+                    ));
+                }
+                watch(&lab, &mut c, EPISODE);
+                std::fs::write(control(victim), "clock = 0\n").unwrap();
+                ev(format!("clock of node {victim} back"));
+            }
             Kind::Wipe => {
                 let pick = rng.below(3) as usize;
                 let victim = lab.nodes[pick].id;
@@ -585,13 +618,14 @@ fn main() -> ExitCode {
     }
     let total: u32 = tally.0.values().sum();
     println!(
-        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}) in {:.1} s",
+        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}, clock jumps {}) in {:.1} s",
         o.seed,
         tally.of("kill"),
         tally.of("pause"),
         tally.of("partition"),
         tally.of("keystore"),
         tally.of("wipe"),
+        tally.of("clock"),
         start.elapsed().as_secs_f64()
     );
     for (what, n) in &tally.0 {
@@ -611,15 +645,15 @@ fn main() -> ExitCode {
         }
     }
     drop(lab);
-    if c.violations.is_empty() {
+    let all: String = events
+        .iter()
+        .map(|(at, e)| format!("{at:>8} ms  {e}\n"))
+        .collect();
+    let _ = std::fs::write(dir.join("events.log"), all);
+    if c.violations.is_empty() && !o.keep {
         let _ = std::fs::remove_dir_all(&dir);
         ExitCode::SUCCESS
     } else {
-        let all: String = events
-            .iter()
-            .map(|(at, e)| format!("{at:>8} ms  {e}\n"))
-            .collect();
-        let _ = std::fs::write(dir.join("events.log"), all);
         println!(
             "node logs and the whole event history (events.log) kept in {}",
             dir.display()

@@ -30,6 +30,7 @@
 //! tick_ms = 500
 //! revalidate_s = 3600
 //! readiness_s = 30
+//! max_clock_skew_s = 300             # the leader signs only while its clock agrees with the others'
 //!
 //! [dns]                              # optional: serve the zones (UDP and TCP)
 //! listen = "127.0.0.1:5301"
@@ -187,6 +188,9 @@ pub struct SignerConfig {
     /// always use real time.
     pub kasp_time_scale: u64,
     pub kasp_epoch: u64,
+    /// Largest difference between the leader's wall clock and the other voters' it signs
+    /// with; beyond it the leader raises a clock alarm and hands leadership over.
+    pub max_clock_skew_s: u64,
 }
 
 impl Default for SignerConfig {
@@ -197,6 +201,7 @@ impl Default for SignerConfig {
             readiness_s: 30,
             kasp_time_scale: 1,
             kasp_epoch: 0,
+            max_clock_skew_s: 300,
         }
     }
 }

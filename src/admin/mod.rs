@@ -324,6 +324,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
         return not_leader(node);
     }
     match (method, parts.as_slice()) {
+        ("GET", ["time"]) => json_reply(200, json!({ "now": now() })),
         ("GET", ["status"]) => json_reply(200, tokio::task::block_in_place(|| status(node))),
         ("POST", ["init"]) => {
             // Every reachable member gets the first entry too, so that none starts with an
@@ -952,6 +953,8 @@ pub fn status(node: &Node) -> Value {
         "readiness": readiness,
         "self_fenced": local.self_fenced,
         "fence_block": local.fence_block,
+        "now": now(),
+        "clock_alarm": local.clock_alarm,
         "fenced": st_fenced,
         "zones": zones,
         "last_run": local.last_run,

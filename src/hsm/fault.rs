@@ -126,31 +126,43 @@ impl Mode {
 
 /// A keystore fault switch read from a file (a node's `fault_control`, for chaos runs):
 /// the file's `keystore = MODE` line is reread every 100 ms; a missing file means `ok`.
+/// Its `clock = ±SECONDS` line is handed to `on_clock` (the node's wall-clock offset).
 pub struct Control {
     mode: std::sync::atomic::AtomicU8,
+    clock: std::sync::atomic::AtomicI64,
     other: aws_lc_rs::signature::EcdsaKeyPair,
 }
 
 impl Control {
     /// Starts the thread that follows `path`.
-    pub fn follow(path: std::path::PathBuf) -> Arc<Control> {
+    pub fn follow(path: std::path::PathBuf, on_clock: fn(i64)) -> Arc<Control> {
         let other = aws_lc_rs::signature::EcdsaKeyPair::generate(
             &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
         )
         .expect("P-256 key generation");
         let c = Arc::new(Control {
             mode: std::sync::atomic::AtomicU8::new(0),
+            clock: std::sync::atomic::AtomicI64::new(0),
             other,
         });
         let weak = Arc::downgrade(&c);
         std::thread::spawn(move || {
             while let Some(c) = weak.upgrade() {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let mode = text
-                    .lines()
-                    .filter_map(|l| l.split_once('='))
-                    .find(|(k, _)| k.trim() == "keystore")
-                    .map_or(Some(Mode::Ok), |(_, v)| Mode::parse(v));
+                let line = |key: &str| {
+                    text.lines()
+                        .filter_map(|l| l.split_once('='))
+                        .find(|(k, _)| k.trim() == key)
+                        .map(|(_, v)| v.trim().to_string())
+                };
+                let mode = line("keystore").map_or(Some(Mode::Ok), |v| Mode::parse(&v));
+                let clock: i64 = line("clock")
+                    .and_then(|v| v.trim_start_matches('+').parse().ok())
+                    .unwrap_or(0);
+                if clock != c.clock.swap(clock, Ordering::SeqCst) {
+                    tracing::warn!(offset_s = clock, "fault control: wall clock offset");
+                    on_clock(clock);
+                }
                 match mode {
                     Some(m) => {
                         let old = Mode::of(c.mode.swap(m as u8, Ordering::SeqCst));

@@ -191,6 +191,21 @@ pub async fn run(node: Arc<Node>) {
         if node.may_publish().is_err() {
             continue;
         }
+        // A leader whose wall clock disagrees with every other voter that answers would
+        // sign with wrong inception and expiration times: it hands over instead.
+        if let Err(why) = clock_agrees(&node).await {
+            if node.local().clock_alarm.as_deref() != Some(why.as_str()) {
+                tracing::error!("ALARM: {why}; not signing, handing leadership over");
+            }
+            node.local().clock_alarm = Some(why.clone());
+            if let Err(e) = hand_over(&node, &why).await {
+                tracing::warn!("leader with a wrong clock; hand-over: {e}");
+            }
+            continue;
+        }
+        if node.local().clock_alarm.take().is_some() {
+            tracing::info!("clock agrees with the other voters again");
+        }
         // (Also when it won a later election before following anyone: it must rejoin first.)
         if node.local().fenced_term.is_some_and(|t| t <= term) {
             if let Err(e) = hand_over(&node, "lost its quorum in this term").await {
@@ -243,6 +258,61 @@ pub async fn run(node: Arc<Node>) {
 /// A leader that must not sign (a witness, or one whose keystore is lost) gives leadership
 /// to the most caught-up ready signer (readiness from each member's admin API), keeping a
 /// clean handover that was meant for it.
+/// How long a clock comparison is reused: the signing loop compares once per tick, and
+/// nothing is signed or committed on an older comparison.
+const CLOCK_FRESH: Duration = Duration::from_millis(250);
+
+/// Whether this node's wall clock agrees, within `max_clock_skew_s`, with at least one of
+/// the other voters that answer (`GET /time`). No answer: trusted.
+async fn clock_agrees(node: &Arc<Node>) -> Result<(), String> {
+    if let Some((at, r)) = &node.local().clock_checked
+        && at.elapsed() < CLOCK_FRESH
+    {
+        return r.clone();
+    }
+    let r = compare_clocks(node).await;
+    node.local().clock_checked = Some((Instant::now(), r.clone()));
+    r
+}
+
+async fn compare_clocks(node: &Arc<Node>) -> Result<(), String> {
+    let peers: Vec<String> = node.sm.with(|st| {
+        st.membership
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != node.id)
+            .map(|(_, a)| a.admin.clone())
+            .collect()
+    });
+    let skew = node.cfg.signer.max_clock_skew_s;
+    let theirs = tokio::task::spawn_blocking(move || {
+        peers
+            .iter()
+            .filter_map(|admin| {
+                let a =
+                    crate::admin::client::call(admin, "GET", "/time", None, Duration::from_secs(1))
+                        .ok()?;
+                a.json()["now"].as_u64()
+            })
+            .collect::<Vec<u64>>()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mine = now();
+    if theirs.is_empty() || theirs.iter().any(|t| t.abs_diff(mine) <= skew) {
+        return Ok(());
+    }
+    let off: Vec<String> = theirs
+        .iter()
+        .map(|t| format!("{:+} s", mine as i64 - *t as i64))
+        .collect();
+    Err(format!(
+        "this node's clock differs from every other voter's by more than \
+         max_clock_skew_s = {skew} ({})",
+        off.join(", ")
+    ))
+}
+
 async fn hand_over(node: &Arc<Node>, why: &str) -> Result<(), String> {
     let (members, handover) = node.sm.with(|st| {
         let m: Vec<(u64, String)> = st
@@ -471,6 +541,8 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             ..Default::default()
         };
     }
+    // Nothing is evaluated, committed or signed on a clock the other voters disagree with.
+    clock_agrees(node).await?;
     let Some(keyset) =
         keys_step(node, zone, &cfg, current.as_ref(), keyset, &records, memo).await?
     else {

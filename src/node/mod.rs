@@ -64,6 +64,12 @@ pub struct Local {
     /// Zone → what the key-lifecycle engine last said (waits, warnings, alarms) and the
     /// parent actions it wants (leader only).
     pub keys_notes: BTreeMap<String, Vec<String>>,
+    /// Why this node's clock is not trusted for signing (it disagrees with the other
+    /// voters'), while that lasts.
+    pub clock_alarm: Option<String>,
+    /// The leader's last clock comparison: when, and its outcome.
+    #[serde(skip)]
+    pub clock_checked: Option<(std::time::Instant, Result<(), String>)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -129,7 +135,7 @@ impl KeyResolver {
             fault: cfg
                 .fault_control
                 .clone()
-                .map(crate::hsm::fault::Control::follow),
+                .map(|p| crate::hsm::fault::Control::follow(p, set_clock_offset)),
             available: std::sync::atomic::AtomicBool::new(true),
             sealer,
             store,
@@ -265,11 +271,21 @@ impl KeyResolver {
     }
 }
 
+/// Seconds added to the wall clock: only fault injection (`fault_control`'s `clock = ±N`)
+/// sets it, to make this node's clock jump.
+static CLOCK_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+pub fn set_clock_offset(s: i64) {
+    CLOCK_OFFSET.store(s, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Wall-clock time, Unix seconds: what signatures, validation and the key lifecycle use.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
+    let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    t.saturating_add_signed(CLOCK_OFFSET.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// A running node.
