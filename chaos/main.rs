@@ -16,6 +16,8 @@
 //!               clock     a node's wall clock jumps +1 h, -1 h or +7 d (its fault-control
 //!                         file), and the zone changes meanwhile; a leader whose clock
 //!                         disagrees with the others' must not sign but hand over
+//!               disk      node 3's data dir (a 96 MiB tmpfs) filled up, a zone change
+//!                         meanwhile, then freed; a node that stopped on it is restarted
 //!     every tick (300 ms), every running node, during and after the fault: serial, hash,
 //!               DNSKEY RRset, earliest RRSIG expiration of the version it serves, and that
 //!               version through the validator ─► checkers V S K F
@@ -25,7 +27,7 @@
 //! Prints the counts of faults, checks and violations with the seed, and for each violation
 //! the harness's events within 10 s of it (rerun with the same seed to replay); exits 1 on
 //! any violation. A listener takes the NOTIFYs and checks that their fencing tokens never go
-//! back (P). Not wired yet: disk faults, key rolls (R, whose checker exists and is
+//! back (P). Not wired yet: fsync errors, key rolls (R, whose checker exists and is
 //! unit-tested) and the deterministic simulation.
 //!
 //! ```sh
@@ -57,6 +59,7 @@ enum Kind {
     Keystore,
     Wipe,
     Clock,
+    Disk,
 }
 
 #[derive(Parser)]
@@ -72,7 +75,7 @@ struct Opts {
     #[arg(long, default_value_t = 30)]
     bound_s: u64,
     /// Fault kinds to draw from (partition needs network namespaces: root).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe, Kind::Clock])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe, Kind::Clock, Kind::Disk])]
     kinds: Vec<Kind>,
     /// Keep the lab directory (configs, node logs, events.log) even when the run passes.
     #[arg(long)]
@@ -141,6 +144,8 @@ struct Lab {
     children: Vec<Option<Child>>,
     exe: PathBuf,
     net: Option<Netns>,
+    /// Small filesystems mounted for data dirs (the disk episodes), unmounted at the end.
+    mounts: Vec<PathBuf>,
 }
 
 impl Drop for Lab {
@@ -151,6 +156,9 @@ impl Drop for Lab {
         }
         if let Some(n) = &self.net {
             let _ = n.run(&["down", &n.name, &self.nodes.len().to_string()]);
+        }
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
         }
     }
 }
@@ -216,6 +224,20 @@ impl Lab {
         if self.children[i].is_none() {
             self.children[i] = self.spawn(i);
         }
+    }
+
+    /// Nodes whose process ended by itself since the last look: (id, how).
+    fn exited(&mut self) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        for (n, c) in self.nodes.iter().zip(self.children.iter_mut()) {
+            if let Some(ch) = c
+                && let Ok(Some(st)) = ch.try_wait()
+            {
+                out.push((n.id, st.to_string()));
+                *c = None;
+            }
+        }
+        out
     }
 
     fn others(&self, id: u64) -> Vec<u64> {
@@ -359,11 +381,31 @@ fn main() -> ExitCode {
         );
         std::fs::write(&n.config, t).unwrap();
     }
+    // The disk episodes fill a small filesystem that holds node 3's data dir (root only).
+    let disk_victim = 3u64;
+    let small_fs = dir.join(format!("data-{disk_victim}"));
+    let mut mounts = Vec::new();
+    if kinds.contains(&Kind::Disk) {
+        let _ = std::fs::create_dir_all(&small_fs);
+        let ok = root
+            && Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=96m", "tmpfs"])
+                .arg(&small_fs)
+                .status()
+                .is_ok_and(|s| s.success());
+        if ok {
+            mounts.push(small_fs.clone());
+        } else {
+            println!("disk episodes need a small filesystem (root, mount): left out");
+            kinds.retain(|k| *k != Kind::Disk);
+        }
+    }
     let mut lab = Lab {
         children: Vec::new(),
         nodes,
         exe: exe.clone(),
         net,
+        mounts,
     };
     lab.children = (0..lab.nodes.len()).map(|i| lab.spawn(i)).collect();
     let start = Instant::now();
@@ -542,6 +584,45 @@ fn main() -> ExitCode {
                 std::fs::write(control(victim), "clock = 0\n").unwrap();
                 ev(format!("clock of node {victim} back"));
             }
+            Kind::Disk => {
+                // Fill node 3's filesystem, hold, free it; a node that stopped on the full
+                // disk is restarted (as its supervisor would).
+                let filler = small_fs.join("filler");
+                let mut f = std::fs::File::create(&filler).ok();
+                let chunk = vec![0u8; 1 << 20];
+                let mut filled = 0u64;
+                while let Some(w) = f.as_mut() {
+                    use std::io::Write;
+                    if w.write_all(&chunk).is_err() || filled > 1 << 30 {
+                        break;
+                    }
+                    filled += chunk.len() as u64;
+                }
+                drop(f);
+                let role = if disk_victim == leader {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                ev(format!(
+                    "disk of node {disk_victim} ({role}) full ({} MiB filler)",
+                    filled >> 20
+                ));
+                tally.add(&format!("disk full: on a {role}"));
+                // Another change, written while the disk is full.
+                text.push_str(&format!("d{fault} TXT \"during the full disk\"\n"));
+                std::fs::write(&zone_file, &text).unwrap();
+                let target = lab.running()[0].admin.clone();
+                if qs(&exe, &["zone", "reload", ZONE, "--admin", &target]) {
+                    acked.push(format!("zone reload {ZONE}"));
+                    ev(format!(
+                        "zone changed (d{fault}) on a full disk, reload acknowledged"
+                    ));
+                }
+                watch(&lab, &mut c, EPISODE);
+                let _ = std::fs::remove_file(&filler);
+                ev(format!("disk of node {disk_victim} freed"));
+            }
             Kind::Wipe => {
                 let pick = rng.below(3) as usize;
                 let victim = lab.nodes[pick].id;
@@ -561,6 +642,14 @@ fn main() -> ExitCode {
                 lab.restart(victim);
                 ev(format!("node {victim} restarted empty"));
             }
+        }
+        for (id, how) in lab.exited() {
+            events.push((
+                ms(start),
+                format!("fault {fault}: node {id} exited ({how}); restarted"),
+            ));
+            tally.add("(node exits)");
+            lab.restart(id);
         }
         let healed = ms(start);
         // Watch every node until the change is served everywhere (or the bound passes).
@@ -616,9 +705,14 @@ fn main() -> ExitCode {
         // NOTIFY carries no serial: P checks the token order here; S checks serials.
         c.notify(at.saturating_sub(start_unix_ms), ZONE, *token, 0);
     }
-    let total: u32 = tally.0.values().sum();
+    let total: u32 = tally
+        .0
+        .iter()
+        .filter(|(k, _)| !k.starts_with('('))
+        .map(|(_, v)| v)
+        .sum();
     println!(
-        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}, clock jumps {}) in {:.1} s",
+        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}, clock jumps {}, disk full {}) in {:.1} s",
         o.seed,
         tally.of("kill"),
         tally.of("pause"),
@@ -626,6 +720,7 @@ fn main() -> ExitCode {
         tally.of("keystore"),
         tally.of("wipe"),
         tally.of("clock"),
+        tally.of("disk"),
         start.elapsed().as_secs_f64()
     );
     for (what, n) in &tally.0 {

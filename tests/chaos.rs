@@ -1,6 +1,7 @@
 //! The chaos harness's smoke run: a real three-node cluster (each node in its own network
 //! namespace when the tests run as root), a zone change before each fault, faults of every
-//! kind from a seed (leader kills, pauses, partitions, keystore episodes, wiped nodes), and
+//! kind from a seed (leader kills, pauses, partitions, keystore episodes, wiped nodes, clock
+//! jumps, a full disk), and
 //! the invariant checkers (V S K F L P A) over what every node serves; the run must end with
 //! every kind applied, checks made and no violation.
 
@@ -37,7 +38,7 @@ fn smoke_run_of_every_fault_kind_finds_no_violation() {
             .and_then(|r| r.split([',', ')']).next())
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("no count of {k}:\n{text}"));
-        assert!(n >= 3, "only {n} {k}:\n{text}");
+        assert!(n >= 2, "only {n} {k}:\n{text}");
     }
     for inv in ['V', 'S', 'K', 'F', 'L', 'A'] {
         let line = text

@@ -450,7 +450,28 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         keystore = %node.keys.describe(),
         "node started"
     );
-    shutdown_signal().await;
+    // A Raft that stopped on a storage error (a full or failing disk) cannot be trusted to
+    // resume by itself: the process ends with the reason, for the supervisor to restart it
+    // once the disk is fixed (nothing acknowledged is lost: appends are durable first).
+    let fatal = {
+        let raft = raft.clone();
+        async move {
+            loop {
+                let r = raft.metrics().borrow_watched().running_state.clone();
+                if let Err(e) = r {
+                    return e.to_string();
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        e = fatal => {
+            tracing::error!("raft stopped: {e}; exiting");
+            return Err(format!("raft stopped: {e}"));
+        }
+    }
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), raft.shutdown()).await;
     Ok(())
