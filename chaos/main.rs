@@ -340,9 +340,8 @@ fn main() -> ExitCode {
         subnet: o.subnet.clone(),
         script: Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/netns-lab.sh"),
     });
+    // A kind named twice is drawn twice as often.
     let mut kinds = o.kinds.clone();
-    kinds.sort();
-    kinds.dedup();
     if net.is_none() && kinds.contains(&Kind::Partition) {
         println!("partitions need network namespaces (root, not --loopback): left out");
         kinds.retain(|k| *k != Kind::Partition);
