@@ -215,7 +215,6 @@ impl Checkers {
 
     /// R: the recorded key history (DNSKEY RRsets, who signs, the parent's DS sets) has no
     /// instant at which a validator could see a bogus answer.
-    #[cfg_attr(not(test), allow(dead_code))] // the key-roll workload is not wired yet
     pub fn removals(&mut self, at_ms: u64, h: &quorumsign::kasp::sim::History) {
         self.count('R');
         for b in quorumsign::kasp::sim::check(h).into_iter().take(5) {

@@ -27,8 +27,10 @@
 //! Prints the counts of faults, checks and violations with the seed, and for each violation
 //! the harness's events within 10 s of it (rerun with the same seed to replay); exits 1 on
 //! any violation. A listener takes the NOTIFYs and checks that their fencing tokens never go
-//! back (P). Not wired yet: fsync errors, key rolls (R, whose checker exists and is
-//! unit-tested) and the deterministic simulation.
+//! back (P). Workload beside the faults: ZSK rolls on a key clock 100× real time (this
+//! harness plays the registrar from the CDS), every DNSKEY RRset and signer set served is
+//! recorded and checked at the end against modelled validator caches ─► R.
+//! Not wired yet: fsync errors and the deterministic simulation.
 //!
 //! ```sh
 //! cargo build --release && target/release/quorumsign-chaos --seed 7 --faults 10
@@ -50,6 +52,13 @@ const ZONE: &str = "chaos.test.";
 const HISTORY_AROUND_MS: u64 = 10_000;
 /// How long a partition or keystore episode lasts (the election timeout is 1–2 s).
 const EPISODE: Duration = Duration::from_secs(4);
+/// The key clock of the key-roll workload runs this many times faster than real time.
+const KASP_SCALE: u64 = 100;
+/// The workload's policy: a ZSK roll every 3600 key-clock seconds (36 s), KSK by hand; the
+/// margins cover what an observation every 300 ms (30 key-clock seconds) can miss.
+const POLICY: &str = "dnskey_ttl = 300\nds_ttl = 300\npropagation_delay = 300\n\
+    publish_safety = 120\nretire_safety = 120\npurge_after = 3600\nzsk_lifetime = 3600\n\
+    ksk_lifetime = 0\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 enum Kind {
@@ -77,6 +86,9 @@ struct Opts {
     /// Fault kinds to draw from (partition needs network namespaces: root).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe, Kind::Clock, Kind::Disk])]
     kinds: Vec<Kind>,
+    /// Without the key-roll workload (ZSK rolls on a key clock 100× real time, checked by R).
+    #[arg(long)]
+    no_key_rolls: bool,
     /// Keep the lab directory (configs, node logs, events.log) even when the run passes.
     #[arg(long)]
     keep: bool,
@@ -249,6 +261,90 @@ impl Lab {
     }
 }
 
+/// The key-roll workload's record: every child version any node served (key clock), the
+/// parent's DS sets (this harness is the registrar: it publishes what the CDS asks and
+/// tells the cluster `keys ds-seen`), for R at the end.
+struct Keys {
+    epoch: u64,
+    history: quorumsign::kasp::sim::History,
+    parent: std::collections::BTreeSet<u16>,
+    /// Tags whose DS the cluster has not been told about yet.
+    untold: Vec<u16>,
+    zsks: std::collections::BTreeSet<u16>,
+}
+
+fn key_id(tag: u16) -> quorumsign::keys::KeyId {
+    let mut b = [0u8; 32];
+    b[..2].copy_from_slice(&tag.to_be_bytes());
+    quorumsign::keys::KeyId(b)
+}
+
+impl Keys {
+    fn now(&self) -> u64 {
+        let t = quorumsign::node::now();
+        self.epoch + t.saturating_sub(self.epoch) * KASP_SCALE
+    }
+
+    /// Records what one node served (observed at key-clock time `at`).
+    fn served(&mut self, at: u64, zone: &quorumsign::zone::Zone) -> Option<()> {
+        use quorumsign::keys::{RrsigHeader, key_tag_of_rdata};
+        use quorumsign::zone::rtype;
+        let apex = zone.apex();
+        let keys = apex.rrset(rtype::DNSKEY)?;
+        let signers = |covered: u16| -> std::collections::BTreeSet<quorumsign::keys::KeyId> {
+            apex.sigs
+                .iter()
+                .filter_map(|(_, d)| RrsigHeader::parse(d).map(|(h, _)| h))
+                .filter(|h| h.type_covered == covered)
+                .map(|h| key_id(h.key_tag))
+                .collect()
+        };
+        for d in &keys.rdatas {
+            if d.len() > 1 && d[1] & 1 == 0 {
+                self.zsks.insert(key_tag_of_rdata(d));
+            }
+        }
+        self.history
+            .child_version(quorumsign::kasp::sim::ChildVersion {
+                at,
+                dnskeys: keys
+                    .rdatas
+                    .iter()
+                    .map(|d| key_id(key_tag_of_rdata(d)))
+                    .collect(),
+                dnskey_signers: signers(rtype::DNSKEY),
+                data_signers: signers(rtype::SOA),
+                dnskey_ttl: keys.ttl,
+                sig_ttl: 300,
+            });
+        // The registrar: the parent's DS set follows the CDS.
+        let cds: std::collections::BTreeSet<u16> = apex
+            .rrset(rtype::CDS)
+            .map(|r| {
+                r.rdatas
+                    .iter()
+                    .filter(|d| d.len() >= 2)
+                    .map(|d| u16::from_be_bytes([d[0], d[1]]))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !cds.is_empty() && cds != self.parent {
+            let now = self.now();
+            self.history
+                .parent
+                .push(quorumsign::kasp::sim::ParentVersion {
+                    ds: cds.iter().map(|t| key_id(*t)).collect(),
+                    earliest: now,
+                    latest: now,
+                    ttl: 300,
+                });
+            self.untold = cds.difference(&self.parent).copied().collect();
+            self.parent = cds;
+        }
+        Some(())
+    }
+}
+
 /// Counts of what the nemesis did.
 #[derive(Default)]
 struct Tally(std::collections::BTreeMap<String, u32>);
@@ -273,8 +369,13 @@ fn qs(exe: &Path, args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// What `node` serves: its validated serial and hash, and the served text checked.
-fn observe(n: &LabNode, at_ms: u64, now: u32) -> Option<Observation> {
+/// What `node` serves: its validated serial and hash, the served text checked, and the
+/// served zone.
+fn observe_zone(
+    n: &LabNode,
+    at_ms: u64,
+    now: u32,
+) -> Option<(Observation, quorumsign::zone::Zone)> {
     let (serial, hash) = lab::validated_serial(&n.admin, ZONE)?;
     let ans = quorumsign::admin::client::call(
         &n.admin,
@@ -314,16 +415,19 @@ fn observe(n: &LabNode, at_ms: u64, now: u32) -> Option<Observation> {
         .filter_map(|(_, d)| quorumsign::keys::RrsigHeader::parse(d).map(|(h, _)| h.expiration))
         .min()
         .unwrap_or(0);
-    Some(Observation {
-        at_ms,
-        node: n.id,
-        zone: ZONE.into(),
-        serial: serial as u32,
-        hash,
-        dnskeys,
-        min_expiration,
-        valid: Some(report.valid),
-    })
+    Some((
+        Observation {
+            at_ms,
+            node: n.id,
+            zone: ZONE.into(),
+            serial: serial as u32,
+            hash,
+            dnskeys,
+            min_expiration,
+            valid: Some(report.valid),
+        },
+        zone,
+    ))
 }
 
 fn main() -> ExitCode {
@@ -362,7 +466,13 @@ fn main() -> ExitCode {
         Some(n) => format!("{}.{}", n.subnet, 10 + id),
         None => "127.0.0.1".to_string(),
     };
-    let nodes = match lab::write_hosts(&dir, &ids, &ids, o.port, "", &host) {
+    let epoch = quorumsign::node::now();
+    let extra = if o.no_key_rolls {
+        String::new()
+    } else {
+        format!("[signer]\nkasp_time_scale = {KASP_SCALE}\nkasp_epoch = {epoch}\n")
+    };
+    let nodes = match lab::write_hosts(&dir, &ids, &ids, o.port, &extra, &host) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("lab: {e}");
@@ -373,11 +483,7 @@ fn main() -> ExitCode {
     let control = |id: u64| dir.join(format!("fault-{id}.ctl"));
     for n in &nodes {
         let t = std::fs::read_to_string(&n.config).unwrap();
-        let t = t.replacen(
-            "\n[tls]\n",
-            &format!("fault_control = \"fault-{}.ctl\"\n\n[tls]\n", n.id),
-            1,
-        );
+        let t = format!("fault_control = \"fault-{}.ctl\"\n{t}", n.id);
         std::fs::write(&n.config, t).unwrap();
     }
     // The disk episodes fill a small filesystem that holds node 3's data dir (root only).
@@ -430,20 +536,40 @@ fn main() -> ExitCode {
     );
     std::fs::write(&zone_file, &text).unwrap();
     lab::wait_for(Duration::from_secs(20), || lab.leader());
-    if !qs(
-        &exe,
-        &[
-            "zone",
-            "add",
-            ZONE,
-            "--file",
-            zone_file.to_str().unwrap(),
-            "--notify",
-            &format!("{listen_host}:{notify_port}"),
-            "--admin",
-            &admin,
-        ],
-    ) {
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let mut add = vec![
+        "zone",
+        "add",
+        ZONE,
+        "--file",
+        zone_file.to_str().unwrap(),
+        "--admin",
+        &admin,
+    ];
+    let notify = format!("{listen_host}:{notify_port}");
+    add.extend(["--notify", &notify]);
+    if !o.no_key_rolls {
+        add.extend(["--policy", policy.to_str().unwrap()]);
+    }
+    let mut keys = (!o.no_key_rolls).then(|| Keys {
+        epoch,
+        history: quorumsign::kasp::sim::History {
+            propagation: 60,
+            negative_ttl: 300,
+            parent: vec![quorumsign::kasp::sim::ParentVersion {
+                ds: Default::default(),
+                earliest: 0,
+                latest: 0,
+                ttl: 300,
+            }],
+            ..Default::default()
+        },
+        parent: Default::default(),
+        untold: Vec::new(),
+        zsks: Default::default(),
+    });
+    if !qs(&exe, &add) {
         eprintln!("zone add failed");
         return ExitCode::from(2);
     }
@@ -453,15 +579,10 @@ fn main() -> ExitCode {
     let mut events: Vec<(u64, String)> = Vec::new();
     let mut tally = Tally::default();
     // Observes every running node every 300 ms for `d`.
-    let watch = |lab: &Lab, c: &mut Checkers, d: Duration| {
+    let watch = |lab: &Lab, c: &mut Checkers, keys: &mut Option<Keys>, d: Duration| {
         let end = Instant::now() + d;
         loop {
-            let now = quorumsign::node::now() as u32;
-            for n in lab.running() {
-                if let Some(x) = observe(n, ms(start), now) {
-                    c.observe(&x, now, 3600);
-                }
-            }
+            look(lab, c, keys, ms(start), &exe);
             if Instant::now() >= end {
                 break;
             }
@@ -492,7 +613,7 @@ fn main() -> ExitCode {
                 lab.kill(leader);
                 ev(format!("SIGKILL leader {leader}"));
                 tally.add("kill");
-                watch(&lab, &mut c, Duration::from_secs(2));
+                watch(&lab, &mut c, &mut keys, Duration::from_secs(2));
                 lab.restart(leader);
                 ev(format!("node {leader} restarted"));
             }
@@ -500,7 +621,7 @@ fn main() -> ExitCode {
                 lab.signal(leader, libc::SIGSTOP);
                 ev(format!("SIGSTOP leader {leader}"));
                 tally.add("pause");
-                watch(&lab, &mut c, Duration::from_secs(3));
+                watch(&lab, &mut c, &mut keys, Duration::from_secs(3));
                 lab.signal(leader, libc::SIGCONT);
                 ev(format!("SIGCONT node {leader}"));
             }
@@ -535,7 +656,7 @@ fn main() -> ExitCode {
                 }
                 ev(format!("partition, {shape}: links {links:?} cut"));
                 tally.add(&format!("partition: {shape}"));
-                watch(&lab, &mut c, EPISODE);
+                watch(&lab, &mut c, &mut keys, EPISODE);
                 for (a, b) in &links {
                     net.cut(*a, *b, false);
                 }
@@ -551,7 +672,7 @@ fn main() -> ExitCode {
                 let scope = if all { "every node" } else { "the leader" };
                 ev(format!("keystore of {scope} ({victims:?}): {mode}"));
                 tally.add(&format!("keystore: {mode}"));
-                watch(&lab, &mut c, EPISODE);
+                watch(&lab, &mut c, &mut keys, EPISODE);
                 for v in &victims {
                     std::fs::write(control(*v), "keystore = ok\n").unwrap();
                 }
@@ -568,7 +689,7 @@ fn main() -> ExitCode {
                 std::fs::write(control(victim), format!("clock = {jump}\n")).unwrap();
                 ev(format!("clock of node {victim} ({role}) jumps {jump:+} s"));
                 tally.add(&format!("clock: {jump:+} s on a {role}"));
-                watch(&lab, &mut c, Duration::from_millis(500));
+                watch(&lab, &mut c, &mut keys, Duration::from_millis(500));
                 // A change to sign while the clock is off.
                 text.push_str(&format!("c{fault} TXT \"during the clock jump\"\n"));
                 std::fs::write(&zone_file, &text).unwrap();
@@ -579,7 +700,7 @@ fn main() -> ExitCode {
                         "zone changed (c{fault}) during the clock jump, reload acknowledged"
                     ));
                 }
-                watch(&lab, &mut c, EPISODE);
+                watch(&lab, &mut c, &mut keys, EPISODE);
                 std::fs::write(control(victim), "clock = 0\n").unwrap();
                 ev(format!("clock of node {victim} back"));
             }
@@ -618,7 +739,7 @@ fn main() -> ExitCode {
                         "zone changed (d{fault}) on a full disk, reload acknowledged"
                     ));
                 }
-                watch(&lab, &mut c, EPISODE);
+                watch(&lab, &mut c, &mut keys, EPISODE);
                 let _ = std::fs::remove_file(&filler);
                 ev(format!("disk of node {disk_victim} freed"));
             }
@@ -637,7 +758,7 @@ fn main() -> ExitCode {
                     }
                 ));
                 tally.add("wipe");
-                watch(&lab, &mut c, Duration::from_secs(1));
+                watch(&lab, &mut c, &mut keys, Duration::from_secs(1));
                 lab.restart(victim);
                 ev(format!("node {victim} restarted empty"));
             }
@@ -654,15 +775,7 @@ fn main() -> ExitCode {
         // Watch every node until the change is served everywhere (or the bound passes).
         let mut published = None;
         while ms(start) < healed + o.bound_s * 1000 {
-            let now = quorumsign::node::now() as u32;
-            let obs: Vec<Observation> = lab
-                .running()
-                .iter()
-                .filter_map(|n| observe(n, ms(start), now))
-                .collect();
-            for x in &obs {
-                c.observe(x, now, 3600);
-            }
+            let obs = look(&lab, &mut c, &mut keys, ms(start), &exe);
             let has_change = |x: &Observation| x.valid == Some(true);
             if obs.len() == lab.running().len()
                 && obs.iter().all(has_change)
@@ -700,6 +813,9 @@ fn main() -> ExitCode {
     })
     .unwrap_or_default();
     c.audit(ms(start), &acked, &log);
+    if let Some(k) = &keys {
+        c.removals(ms(start), &k.history);
+    }
     for (at, token) in notifies.lock().unwrap().iter() {
         // NOTIFY carries no serial: P checks the token order here; S checks serials.
         c.notify(at.saturating_sub(start_unix_ms), ZONE, *token, 0);
@@ -724,6 +840,15 @@ fn main() -> ExitCode {
     );
     for (what, n) in &tally.0 {
         println!("  {what}: {n}");
+    }
+    if let Some(k) = &keys {
+        println!(
+            "  key rolls: {} ZSKs served ({:?}), {} DNSKEY/signer versions recorded, DS at the parent for {:?}",
+            k.zsks.len(),
+            k.zsks,
+            k.history.child.len(),
+            k.parent
+        );
     }
     for (inv, n) in &c.checks {
         println!("  {inv}: {n} checks, {} violations", c.of(*inv).len());
@@ -806,6 +931,51 @@ fn notify_listener(
         }
     });
     seen
+}
+
+/// One look at every running node: the checkers get what each serves, the key-roll record
+/// gets its keys, and the cluster is told about DS records the parent now holds.
+fn look(
+    lab: &Lab,
+    c: &mut Checkers,
+    keys: &mut Option<Keys>,
+    at_ms: u64,
+    exe: &Path,
+) -> Vec<Observation> {
+    let now = quorumsign::node::now() as u32;
+    let mut out = Vec::new();
+    for n in lab.running() {
+        let at = keys.as_ref().map(|k| k.now());
+        if let Some((x, zone)) = observe_zone(n, at_ms, now) {
+            c.observe(&x, now, 3600);
+            if let (Some(k), Some(at)) = (keys.as_mut(), at) {
+                k.served(at, &zone);
+            }
+            out.push(x);
+        }
+    }
+    if let Some(k) = keys.as_mut()
+        && !k.untold.is_empty()
+        && let Some(l) = lab.leader()
+    {
+        let admin = lab.nodes[lab.index(l)].admin.clone();
+        k.untold.retain(|tag| {
+            !qs(
+                exe,
+                &[
+                    "keys",
+                    "ds-seen",
+                    ZONE,
+                    &tag.to_string(),
+                    "--ttl",
+                    "300",
+                    "--admin",
+                    &admin,
+                ],
+            )
+        });
+    }
+    out
 }
 
 /// Every running node serves the record the workload added for `fault`.
