@@ -20,3 +20,12 @@ pub mod store;
 pub mod transport;
 pub mod validate;
 pub mod zone;
+
+/// Runs blocking work from async code: through `block_in_place` on a multi-threaded runtime
+/// (the nodes), inline on a current-thread one (the deterministic simulation's).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}

@@ -325,12 +325,12 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
     }
     match (method, parts.as_slice()) {
         ("GET", ["time"]) => json_reply(200, json!({ "now": now() })),
-        ("GET", ["status"]) => json_reply(200, tokio::task::block_in_place(|| status(node))),
+        ("GET", ["status"]) => json_reply(200, crate::blocking(|| status(node))),
         ("POST", ["init"]) => {
             // Every reachable member gets the first entry too, so that none starts with an
             // empty store (an empty store grants no vote: `transport::Blank`).
             let peers: Vec<String> = node.cfg.peers.iter().map(|p| p.admin.clone()).collect();
-            tokio::task::block_in_place(|| {
+            crate::blocking(|| {
                 for admin in &peers {
                     match client::call(
                         admin,
@@ -364,10 +364,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 Err(e) => error(409, format!("cannot initialize: {e}")),
             }
         }
-        ("GET", ["zones"]) => json_reply(
-            200,
-            tokio::task::block_in_place(|| status(node))["zones"].clone(),
-        ),
+        ("GET", ["zones"]) => json_reply(200, crate::blocking(|| status(node))["zones"].clone()),
         ("POST", ["zones"]) => {
             let req: ZoneAdd = match parse(body) {
                 Ok(r) => r,

@@ -10,7 +10,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::{Node, Readiness, now};
 use crate::keys::RrsigHeader;
@@ -30,10 +32,11 @@ pub async fn run(node: Arc<Node>) {
     let revalidate = Duration::from_secs(node.cfg.signer.revalidate_s.max(1));
     loop {
         tokio::select! {
+            biased; // (the same choice in the same situation: the simulation replays)
             r = applied.changed() => if r.is_err() { return },
             _ = readiness.tick() => {
                 let n = node.clone();
-                if let Ok(r) = tokio::task::spawn_blocking(move || check_readiness(&n)).await {
+                if let Ok(r) = crate::node::spawn_blocking(move || check_readiness(&n)).await {
                     node.local().readiness = r;
                 }
             }
@@ -49,7 +52,7 @@ pub async fn run(node: Arc<Node>) {
         let active = node.sm.with(|st| st.keys.len());
         if active != node.local().readiness.keys_tested {
             let n = node.clone();
-            if let Ok(r) = tokio::task::spawn_blocking(move || check_readiness(&n)).await {
+            if let Ok(r) = crate::node::spawn_blocking(move || check_readiness(&n)).await {
                 node.local().readiness = r;
             }
         }
@@ -88,7 +91,7 @@ pub async fn run(node: Arc<Node>) {
             let n = node.clone();
             let (z, v, g) = (zone.clone(), version.clone(), good.clone());
             let res =
-                tokio::task::spawn_blocking(move || validate(&n, &z, &v, g.as_ref(), stale)).await;
+                crate::node::spawn_blocking(move || validate(&n, &z, &v, g.as_ref(), stale)).await;
             let res = res.unwrap_or_else(|e| Err(format!("validator crashed: {e}")));
             let mut l = node.local();
             match res {

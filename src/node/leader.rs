@@ -17,7 +17,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use aws_lc_rs::digest;
 
@@ -285,7 +287,7 @@ async fn compare_clocks(node: &Arc<Node>) -> Result<(), String> {
             .collect()
     });
     let skew = node.cfg.signer.max_clock_skew_s;
-    let theirs = tokio::task::spawn_blocking(move || {
+    let theirs = crate::node::spawn_blocking(move || {
         peers
             .iter()
             .filter_map(|admin| {
@@ -334,27 +336,49 @@ async fn hand_over(node: &Arc<Node>, why: &str) -> Result<(), String> {
             .voter_ids()
             .collect()
     };
-    let candidates = tokio::task::spawn_blocking(move || {
-        members
+    let others: Vec<u64> = voters.iter().copied().filter(|v| *v != node.id).collect();
+    let (candidates, silent) = crate::node::spawn_blocking(move || {
+        let mut silent = 0;
+        let best = members
             .into_iter()
             .filter(|(id, _)| voters.contains(id))
             .filter_map(|(id, admin)| {
-                let s = crate::admin::client::call(
+                let Ok(a) = crate::admin::client::call(
                     &admin,
                     "GET",
                     "/status",
                     None,
                     Duration::from_secs(2),
-                )
-                .ok()?
-                .json();
+                ) else {
+                    silent += 1;
+                    return None;
+                };
+                let s = a.json();
                 (s["readiness"]["ready"] == true && s["witness"] != true)
                     .then(|| (id, s["last_applied"].as_u64().unwrap_or(0)))
             })
-            .max_by_key(|(_, applied)| *applied)
+            .max_by_key(|(_, applied)| *applied);
+        (best, silent)
     })
     .await
     .map_err(|e| e.to_string())?;
+    // No admin API answered: the voter Raft knows to be most caught up, rather than a
+    // leader that keeps leading without signing.
+    let fallback = || {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let m = node.raft.metrics().borrow_watched().clone();
+        m.replication.as_ref().and_then(|r| {
+            others
+                .iter()
+                .filter_map(|v| r.get(v).map(|l| (*v, l.as_ref().map(|l| l.index()))))
+                .max_by_key(|(_, i)| *i)
+                .map(|(v, _)| (v, 0))
+        })
+    };
+    let candidates = match candidates {
+        None if silent > 0 && silent == others.len() => fallback(),
+        c => c,
+    };
     let Some((to, _)) = candidates else {
         return Err("no ready signer to hand over to; waiting".into());
     };
@@ -428,7 +452,7 @@ async fn ensure_fenced(
     );
     let (c, me, a, r) = (cfg.clone(), node.id, address.clone(), reason.clone());
     let outcome =
-        tokio::task::spawn_blocking(move || crate::fence::run_hook(&c, me, prev, &a, term, &r))
+        crate::node::spawn_blocking(move || crate::fence::run_hook(&c, me, prev, &a, term, &r))
             .await
             .map_err(|e| e.to_string())?;
     let cmd = Command::Fenced {
@@ -618,7 +642,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     };
     let input_serial = memo.primary_serial;
     let fresh_input = fresh_input.take();
-    let built = tokio::task::spawn_blocking(move || {
+    let built = crate::node::spawn_blocking(move || {
         build_version(
             &n,
             &z,
@@ -766,7 +790,7 @@ async fn read_if_changed(
         return Ok(None);
     }
     let p = path.clone();
-    let (bytes, d) = tokio::task::spawn_blocking(move || {
+    let (bytes, d) = crate::node::spawn_blocking(move || {
         std::fs::read(&p).map(|b| {
             let d = input_digest(&b);
             (b, d)
@@ -1758,7 +1782,7 @@ async fn generate_unique(
     for _ in 0..8 {
         let n = node.clone();
         let (z, r) = (zone.to_string(), role.to_string());
-        let rec = tokio::task::spawn_blocking(move || n.keys.generate(&z, alg, &r))
+        let rec = crate::node::spawn_blocking(move || n.keys.generate(&z, alg, &r))
             .await
             .map_err(|e| e.to_string())??;
         if !taken.contains(&(rec.tag, rec.algorithm)) {

@@ -11,6 +11,7 @@
 pub mod check;
 pub mod lab;
 pub mod leader;
+pub mod sim;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -69,7 +70,7 @@ pub struct Local {
     pub clock_alarm: Option<String>,
     /// The leader's last clock comparison: when, and its outcome.
     #[serde(skip)]
-    pub clock_checked: Option<(std::time::Instant, Result<(), String>)>,
+    pub clock_checked: Option<(tokio::time::Instant, Result<(), String>)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -279,12 +280,40 @@ pub fn set_clock_offset(s: i64) {
     CLOCK_OFFSET.store(s, std::sync::atomic::Ordering::SeqCst);
 }
 
+thread_local! {
+    /// The deterministic simulation's wall clock: a start time and the simulated instant it
+    /// was set at (`sim::run` sets it on its thread).
+    static SIM_CLOCK: std::cell::Cell<Option<(u64, tokio::time::Instant)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Makes this thread's wall clock follow the simulated clock from `start` (Unix seconds).
+pub fn set_sim_clock(start: u64) {
+    SIM_CLOCK.with(|c| c.set(Some((start, tokio::time::Instant::now()))));
+}
+
+/// Runs blocking work off the async threads (tokio's blocking pool), or inline on a
+/// current-thread runtime, where the deterministic simulation keeps everything in order.
+pub async fn spawn_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => Ok(f()),
+        _ => tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// Wall-clock time, Unix seconds: what signatures, validation and the key lifecycle use.
 pub fn now() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let t = match SIM_CLOCK.with(|c| c.get()) {
+        Some((start, at)) => start + at.elapsed().as_secs(),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
     t.saturating_add_signed(CLOCK_OFFSET.load(std::sync::atomic::Ordering::Relaxed))
 }
 
@@ -368,24 +397,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let log = LogStore::open(&cfg.data_dir.join("raft")).map_err(|e| format!("raft log: {e}"))?;
     let sm = StateMachine::open(&cfg.data_dir.join("state")).map_err(|e| format!("state: {e}"))?;
     let keys = KeyResolver::new(&cfg)?;
-    let r = &cfg.raft;
-    let config = openraft::Config {
-        cluster_name: "quorumsign".into(),
-        heartbeat_interval: r.heartbeat_ms,
-        election_timeout_min: r.election_min_ms,
-        election_timeout_max: r.election_max_ms,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_every),
-        max_in_snapshot_log_to_keep: r.keep_logs,
-        install_snapshot_timeout: 120_000,
-        // A version travels as entries of about 2 MiB: keep one append request bounded.
-        max_payload_entries: 16,
-        // A member restarted with a wiped data dir is refilled from the leader (snapshot or
-        // log) instead of being left behind; it grants no vote meanwhile (`transport::Blank`).
-        allow_log_reversion: Some(true),
-        ..Default::default()
-    }
-    .validate()
-    .map_err(|e| format!("raft config: {e}"))?;
+    let config = raft_config(&cfg)?;
     let network = Network {
         me: cfg.id,
         tls: tls.client.clone(),
@@ -477,8 +489,30 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// The Raft settings of a node (`[raft]` and fixed choices).
+pub fn raft_config(cfg: &NodeConfig) -> Result<openraft::Config, String> {
+    let r = &cfg.raft;
+    openraft::Config {
+        cluster_name: "quorumsign".into(),
+        heartbeat_interval: r.heartbeat_ms,
+        election_timeout_min: r.election_min_ms,
+        election_timeout_max: r.election_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_every),
+        max_in_snapshot_log_to_keep: r.keep_logs,
+        install_snapshot_timeout: 120_000,
+        // A version travels as entries of about 2 MiB: keep one append request bounded.
+        max_payload_entries: 16,
+        // A member restarted with a wiped data dir is refilled from the leader (snapshot or
+        // log) instead of being left behind; it grants no vote meanwhile (`transport::Blank`).
+        allow_log_reversion: Some(true),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| format!("raft config: {e}"))
+}
+
 /// Logs (and shows in status) when this leader self-fences and when it may publish again.
-async fn watch_lease(node: Arc<Node>) {
+pub(crate) async fn watch_lease(node: Arc<Node>) {
     let mut tick = tokio::time::interval(Duration::from_millis(node.cfg.raft.heartbeat_ms.max(20)));
     loop {
         tick.tick().await;

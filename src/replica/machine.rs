@@ -66,7 +66,7 @@ impl StateMachine {
     /// Reads the state from async code: the wait for the lock (a large apply may hold it
     /// for seconds) must not stall a runtime worker thread.
     pub fn with<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
-        tokio::task::block_in_place(|| f(&self.read()))
+        crate::blocking(|| f(&self.read()))
     }
 
     /// As [`with`](Self::with) for short reads (a DNS query): when the lock is free, read
@@ -75,7 +75,7 @@ impl StateMachine {
         if let Ok(g) = self.state.try_read() {
             return f(&g);
         }
-        tokio::task::block_in_place(|| f(&self.read()))
+        crate::blocking(|| f(&self.read()))
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, ClusterState> {
@@ -106,7 +106,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::node::spawn_blocking(move || {
             let (data, meta) = {
                 let st = this.read();
                 let meta = SnapshotMetaOf::<TypeConfig> {
@@ -147,7 +147,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // Applying a large version takes seconds and may wait for a reader (the leader
             // diffing, a validator): keep that off the runtime's worker threads, or
             // heartbeats stall and elections follow.
-            let out = tokio::task::block_in_place(|| {
+            let out = crate::blocking(|| {
                 let mut st = self.write();
                 st.last_applied = Some(log_id.clone());
                 match entry.payload {
@@ -181,7 +181,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
-        let idx = tokio::task::block_in_place(|| -> io::Result<u64> {
+        let idx = crate::blocking(|| -> io::Result<u64> {
             let state: ClusterState = decode(&data)?;
             self.save(meta, &data)?;
             let idx = state.last_applied.as_ref().map_or(0, |l| l.index());
@@ -194,7 +194,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let this = self.clone();
-        let file = tokio::task::spawn_blocking(move || this.load_file())
+        let file = crate::node::spawn_blocking(move || this.load_file())
             .await
             .map_err(io::Error::other)??;
         Ok(file.map(|f| Snapshot {

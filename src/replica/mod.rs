@@ -11,6 +11,7 @@
 //! publish is refused because the base moved.
 
 pub mod machine;
+pub mod rt;
 pub mod state;
 
 use std::fmt;
@@ -39,6 +40,7 @@ openraft::declare_raft_types!(
         D = Command,
         R = Outcome,
         Node = NodeAddr,
+        AsyncRuntime = rt::Rt,
 );
 
 pub type Raft = openraft::Raft<TypeConfig, machine::StateMachine>;

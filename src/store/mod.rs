@@ -60,7 +60,12 @@ impl LogStore {
     }
 
     async fn flush(&self) -> io::Result<()> {
-        self.db.flush_async().await.map_err(err)?;
+        if current_thread() {
+            // The deterministic simulation: the flush happens in order, on its thread.
+            self.db.flush().map_err(err)?;
+        } else {
+            self.db.flush_async().await.map_err(err)?;
+        }
         Ok(())
     }
 }
@@ -75,7 +80,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(x) => x + 1,
             Bound::Unbounded => 0,
         };
-        tokio::task::block_in_place(|| {
+        crate::blocking(|| {
             let mut out = Vec::new();
             for item in self.log.range(start.to_be_bytes()..) {
                 let (k, v) = item.map_err(err)?;
@@ -143,7 +148,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         // Encoding and inserting megabytes of entries is CPU work: keep it off the runtime
         // workers so that heartbeats go on meanwhile.
-        tokio::task::block_in_place(|| {
+        crate::blocking(|| {
             let mut batch = sled::Batch::default();
             for e in entries {
                 batch.insert(&e.index().to_be_bytes(), encode(&e));
@@ -151,6 +156,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.log.apply_batch(batch).map_err(err)
         })?;
         let db = self.db.clone();
+        if current_thread() {
+            callback.io_completed(db.flush().map(|_| ()).map_err(err));
+            return Ok(());
+        }
         tokio::spawn(async move {
             let res = db.flush_async().await.map(|_| ()).map_err(err);
             callback.io_completed(res);
@@ -186,4 +195,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         Ok(())
     }
+}
+
+/// On a current-thread runtime (the deterministic simulation's)?
+fn current_thread() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
 }

@@ -242,7 +242,7 @@ async fn connection(
     loop {
         let frame = read_frame(&mut tls).await?;
         let req: Request = if frame.len() > 1 << 20 {
-            tokio::task::block_in_place(|| decode(&frame))?
+            crate::blocking(|| decode(&frame))?
         } else {
             decode(&frame)?
         };
@@ -386,7 +386,7 @@ impl Peer {
             self.conn = Some(c);
         }
         let conn = self.conn.as_mut().expect("connected");
-        let body = tokio::task::block_in_place(|| encode(req));
+        let body = crate::blocking(|| encode(req));
         let res = tokio::time::timeout(ttl, async {
             write_frame(conn, &body).await?;
             read_frame(conn).await
