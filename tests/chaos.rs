@@ -40,7 +40,7 @@ fn smoke_run_of_every_fault_kind_finds_no_violation() {
             .unwrap_or_else(|| panic!("no count of {k}:\n{text}"));
         assert!(n >= 2, "only {n} {k}:\n{text}");
     }
-    for inv in ['V', 'S', 'K', 'F', 'L', 'A'] {
+    for inv in ['V', 'S', 'K', 'F', 'L', 'A', 'R'] {
         let line = text
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("{inv}:")))
