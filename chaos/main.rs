@@ -591,11 +591,8 @@ fn main() -> ExitCode {
     };
     for fault in 0..o.faults {
         // Workload: one RRset changed, then a reload asked of any running node.
-        text.push_str(&format!("w{fault} TXT \"change {fault}\"\n"));
-        std::fs::write(&zone_file, &text).unwrap();
-        let target = lab.running()[0].admin.clone();
-        if qs(&exe, &["zone", "reload", ZONE, "--admin", &target]) {
-            acked.push(format!("zone reload {ZONE}"));
+        let rec = format!("w{fault} TXT \"change {fault}\"");
+        if change(&mut text, &zone_file, &rec, &lab, &exe, &mut acked) {
             events.push((
                 ms(start),
                 format!("fault {fault}: zone changed (w{fault}), reload acknowledged"),
@@ -691,11 +688,8 @@ fn main() -> ExitCode {
                 tally.add(&format!("clock: {jump:+} s on a {role}"));
                 watch(&lab, &mut c, &mut keys, Duration::from_millis(500));
                 // A change to sign while the clock is off.
-                text.push_str(&format!("c{fault} TXT \"during the clock jump\"\n"));
-                std::fs::write(&zone_file, &text).unwrap();
-                let target = lab.running()[0].admin.clone();
-                if qs(&exe, &["zone", "reload", ZONE, "--admin", &target]) {
-                    acked.push(format!("zone reload {ZONE}"));
+                let rec = format!("c{fault} TXT \"during the clock jump\"");
+                if change(&mut text, &zone_file, &rec, &lab, &exe, &mut acked) {
                     ev(format!(
                         "zone changed (c{fault}) during the clock jump, reload acknowledged"
                     ));
@@ -730,11 +724,8 @@ fn main() -> ExitCode {
                 ));
                 tally.add(&format!("disk full: on a {role}"));
                 // Another change, written while the disk is full.
-                text.push_str(&format!("d{fault} TXT \"during the full disk\"\n"));
-                std::fs::write(&zone_file, &text).unwrap();
-                let target = lab.running()[0].admin.clone();
-                if qs(&exe, &["zone", "reload", ZONE, "--admin", &target]) {
-                    acked.push(format!("zone reload {ZONE}"));
+                let rec = format!("d{fault} TXT \"during the full disk\"");
+                if change(&mut text, &zone_file, &rec, &lab, &exe, &mut acked) {
                     ev(format!(
                         "zone changed (d{fault}) on a full disk, reload acknowledged"
                     ));
@@ -931,6 +922,27 @@ fn notify_listener(
         }
     });
     seen
+}
+
+/// The workload's step: `record` added to the zone file, then a reload asked of a running
+/// node. An acknowledged reload is remembered: it must be in the audit log at the end (A).
+fn change(
+    text: &mut String,
+    zone_file: &Path,
+    record: &str,
+    lab: &Lab,
+    exe: &Path,
+    acked: &mut Vec<String>,
+) -> bool {
+    text.push_str(record);
+    text.push('\n');
+    std::fs::write(zone_file, &*text).unwrap();
+    let target = lab.running()[0].admin.clone();
+    let ok = qs(exe, &["zone", "reload", ZONE, "--admin", &target]);
+    if ok {
+        acked.push(format!("zone reload {ZONE}"));
+    }
+    ok
 }
 
 /// One look at every running node: the checkers get what each serves, the key-roll record

@@ -307,6 +307,18 @@ struct Transfer {
     to: NodeId,
 }
 
+/// Initializes this node's Raft with the members of its config.
+async fn init_here(node: &Arc<Node>) -> Reply {
+    let members: BTreeMap<NodeId, NodeAddr> = node.cfg.members();
+    match node.raft.initialize(members.clone()).await {
+        Ok(()) => json_reply(
+            200,
+            json!({ "ok": true, "members": members.keys().collect::<Vec<_>>() }),
+        ),
+        Err(e) => error(409, format!("cannot initialize: {e}")),
+    }
+}
+
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Reply> {
     serde_json::from_slice(body).map_err(|e| error(400, format!("request body: {e}")))
 }
@@ -345,25 +357,9 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                     }
                 }
             });
-            let members: BTreeMap<NodeId, NodeAddr> = node.cfg.members();
-            match node.raft.initialize(members.clone()).await {
-                Ok(()) => json_reply(
-                    200,
-                    json!({ "ok": true, "members": members.keys().collect::<Vec<_>>() }),
-                ),
-                Err(e) => error(409, format!("cannot initialize: {e}")),
-            }
+            init_here(node).await
         }
-        ("POST", ["init", "local"]) => {
-            let members: BTreeMap<NodeId, NodeAddr> = node.cfg.members();
-            match node.raft.initialize(members.clone()).await {
-                Ok(()) => json_reply(
-                    200,
-                    json!({ "ok": true, "members": members.keys().collect::<Vec<_>>() }),
-                ),
-                Err(e) => error(409, format!("cannot initialize: {e}")),
-            }
-        }
+        ("POST", ["init", "local"]) => init_here(node).await,
         ("GET", ["zones"]) => json_reply(200, crate::blocking(|| status(node))["zones"].clone()),
         ("POST", ["zones"]) => {
             let req: ZoneAdd = match parse(body) {
