@@ -222,6 +222,22 @@ impl Checkers {
         }
     }
 
+    /// R, as each answer comes: one node's answer `v` goes into the key history; an old
+    /// version answered again later than the propagation delay after it was superseded (a
+    /// node serving what the key-lifecycle engine counts as gone) is a violation.
+    pub fn key_version(
+        &mut self,
+        at_ms: u64,
+        node: u64,
+        h: &mut quorumsign::kasp::sim::History,
+        v: quorumsign::kasp::sim::ChildVersion,
+    ) {
+        self.count('R');
+        if let Err(e) = h.served(v, SLACK) {
+            self.violate('R', at_ms, format!("node {node}: {e}"));
+        }
+    }
+
     /// The violations of one invariant.
     pub fn of(&self, inv: char) -> Vec<&Violation> {
         self.violations
@@ -230,6 +246,9 @@ impl Checkers {
             .collect()
     }
 }
+
+/// Key-clock seconds the harness may take between a node's answer and its record of it.
+pub const SLACK: u64 = 30;
 
 #[cfg(test)]
 mod tests {
@@ -369,5 +388,33 @@ mod tests {
         let mut c = Checkers::default();
         c.removals(1, &h);
         assert!(!c.of('R').is_empty());
+    }
+
+    #[test]
+    fn r_an_old_version_served_past_the_propagation_delay_is_caught() {
+        let id = |n: u8| KeyId([n; 32]);
+        let v = |at: u64, keys: &[u8]| ChildVersion {
+            at,
+            dnskeys: keys.iter().map(|k| id(*k)).collect(),
+            dnskey_signers: keys.iter().map(|k| id(*k)).collect(),
+            data_signers: keys.iter().map(|k| id(*k)).collect(),
+            dnskey_ttl: 300,
+            sig_ttl: 300,
+        };
+        let mut h = History {
+            propagation: 300,
+            ..Default::default()
+        };
+        let mut c = Checkers::default();
+        c.key_version(1, 1, &mut h, v(1_000, &[1]));
+        c.key_version(2, 2, &mut h, v(2_000, &[1, 2]));
+        // A lagging node within the propagation delay: allowed, and no new version.
+        c.key_version(3, 3, &mut h, v(2_200, &[1]));
+        assert!(c.of('R').is_empty());
+        assert_eq!(h.child.len(), 2);
+        // The same node still answering with it well past the delay.
+        c.key_version(4, 3, &mut h, v(2_400, &[1]));
+        assert_eq!(c.of('R').len(), 1);
+        assert_eq!(h.child.len(), 2);
     }
 }

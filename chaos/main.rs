@@ -55,9 +55,10 @@ const EPISODE: Duration = Duration::from_secs(4);
 /// The key clock of the key-roll workload runs this many times faster than real time.
 const KASP_SCALE: u64 = 100;
 /// The workload's policy: a ZSK roll every 3600 key-clock seconds (36 s), KSK by hand; the
-/// margins cover what an observation every 300 ms (30 key-clock seconds) can miss.
+/// safety margins (3 s real) cover how late the harness may first see a version: it looks
+/// every 300 ms, but not while it waits out the moment of a kill or restarts a node.
 const POLICY: &str = "dnskey_ttl = 300\nds_ttl = 300\npropagation_delay = 300\n\
-    publish_safety = 120\nretire_safety = 120\npurge_after = 3600\nzsk_lifetime = 3600\n\
+    publish_safety = 300\nretire_safety = 300\npurge_after = 3600\nzsk_lifetime = 3600\n\
     ksk_lifetime = 0\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -158,6 +159,9 @@ struct Lab {
     net: Option<Netns>,
     /// Small filesystems mounted for data dirs (the disk episodes), unmounted at the end.
     mounts: Vec<PathBuf>,
+    /// Nodes stopped with SIGSTOP: not asked anything (each question would only time out
+    /// and blind the harness to the others meanwhile).
+    paused: std::collections::BTreeSet<u64>,
 }
 
 impl Drop for Lab {
@@ -193,7 +197,19 @@ impl Lab {
         self.nodes.iter().position(|n| n.id == id).expect("node")
     }
 
-    fn signal(&self, id: u64, sig: i32) {
+    /// Running nodes that are not stopped.
+    fn answering(&self) -> Vec<&LabNode> {
+        self.running()
+            .into_iter()
+            .filter(|n| !self.paused.contains(&n.id))
+            .collect()
+    }
+
+    fn signal(&mut self, id: u64, sig: i32) {
+        match sig {
+            libc::SIGSTOP => self.paused.insert(id),
+            _ => self.paused.remove(&id),
+        };
         if let Some(c) = &self.children[self.index(id)] {
             // SAFETY: signalling a child process this harness started.
             unsafe { libc::kill(c.id() as i32, sig) };
@@ -201,6 +217,7 @@ impl Lab {
     }
 
     fn kill(&mut self, id: u64) {
+        self.paused.remove(&id);
         let i = self.index(id);
         if let Some(mut c) = self.children[i].take() {
             let _ = c.kill();
@@ -286,7 +303,14 @@ impl Keys {
     }
 
     /// Records what one node served (observed at key-clock time `at`).
-    fn served(&mut self, at: u64, zone: &quorumsign::zone::Zone) -> Option<()> {
+    fn served(
+        &mut self,
+        at: u64,
+        zone: &quorumsign::zone::Zone,
+        c: &mut Checkers,
+        at_ms: u64,
+        node: u64,
+    ) -> Option<()> {
         use quorumsign::keys::{RrsigHeader, key_tag_of_rdata};
         use quorumsign::zone::rtype;
         let apex = zone.apex();
@@ -304,8 +328,11 @@ impl Keys {
                 self.zsks.insert(key_tag_of_rdata(d));
             }
         }
-        self.history
-            .child_version(quorumsign::kasp::sim::ChildVersion {
+        c.key_version(
+            at_ms,
+            node,
+            &mut self.history,
+            quorumsign::kasp::sim::ChildVersion {
                 at,
                 dnskeys: keys
                     .rdatas
@@ -316,7 +343,8 @@ impl Keys {
                 data_signers: signers(rtype::SOA),
                 dnskey_ttl: keys.ttl,
                 sig_ttl: 300,
-            });
+            },
+        );
         // The registrar: the parent's DS set follows the CDS.
         let cds: std::collections::BTreeSet<u16> = apex
             .rrset(rtype::CDS)
@@ -511,6 +539,7 @@ fn main() -> ExitCode {
         exe: exe.clone(),
         net,
         mounts,
+        paused: Default::default(),
     };
     lab.children = (0..lab.nodes.len()).map(|i| lab.spawn(i)).collect();
     let start = Instant::now();
@@ -555,7 +584,9 @@ fn main() -> ExitCode {
     let mut keys = (!o.no_key_rolls).then(|| Keys {
         epoch,
         history: quorumsign::kasp::sim::History {
-            propagation: 60,
+            // What the policy promises (POLICY's propagation_delay): no node serves a
+            // superseded version longer than that (`Node::stale`).
+            propagation: 300,
             negative_ttl: 300,
             parent: vec![quorumsign::kasp::sim::ParentVersion {
                 ds: Default::default(),
@@ -698,6 +729,29 @@ fn main() -> ExitCode {
                 std::fs::write(control(victim), "clock = 0\n").unwrap();
                 ev(format!("clock of node {victim} back"));
             }
+            Kind::Disk if rng.below(2) == 0 => {
+                // Every flush of one node's Raft log fails as an fsync returning EIO would:
+                // the node must stop (nothing unflushed acknowledged) and, restarted by its
+                // supervisor once the disk is fixed, catch up.
+                let victim = lab.nodes[rng.below(3) as usize].id;
+                let role = if victim == leader {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                std::fs::write(control(victim), "disk = fsync-error\n").unwrap();
+                ev(format!("fsync errors on node {victim} ({role})"));
+                tally.add(&format!("disk: fsync errors on a {role}"));
+                let rec = format!("e{fault} TXT \"during the fsync errors\"");
+                if change(&mut text, &zone_file, &rec, &lab, &exe, &mut acked) {
+                    ev(format!(
+                        "zone changed (e{fault}) during the fsync errors, reload acknowledged"
+                    ));
+                }
+                watch(&lab, &mut c, &mut keys, EPISODE);
+                std::fs::write(control(victim), "disk = ok\n").unwrap();
+                ev(format!("fsync errors on node {victim} end"));
+            }
             Kind::Disk => {
                 // Fill node 3's filesystem, hold, free it; a node that stopped on the full
                 // disk is restarted (as its supervisor would).
@@ -722,7 +776,7 @@ fn main() -> ExitCode {
                     "disk of node {disk_victim} ({role}) full ({} MiB filler)",
                     filled >> 20
                 ));
-                tally.add(&format!("disk full: on a {role}"));
+                tally.add(&format!("disk: full on a {role}"));
                 // Another change, written while the disk is full.
                 let rec = format!("d{fault} TXT \"during the full disk\"");
                 if change(&mut text, &zone_file, &rec, &lab, &exe, &mut acked) {
@@ -818,7 +872,7 @@ fn main() -> ExitCode {
         .map(|(_, v)| v)
         .sum();
     println!(
-        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}, clock jumps {}, disk full {}) in {:.1} s",
+        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}, clock jumps {}, disk faults {}) in {:.1} s",
         o.seed,
         tally.of("kill"),
         tally.of("pause"),
@@ -956,12 +1010,12 @@ fn look(
 ) -> Vec<Observation> {
     let now = quorumsign::node::now() as u32;
     let mut out = Vec::new();
-    for n in lab.running() {
+    for n in lab.answering() {
         let at = keys.as_ref().map(|k| k.now());
         if let Some((x, zone)) = observe_zone(n, at_ms, now) {
             c.observe(&x, now, 3600);
             if let (Some(k), Some(at)) = (keys.as_mut(), at) {
-                k.served(at, &zone);
+                k.served(at, &zone, c, at_ms, n.id);
             }
             out.push(x);
         }

@@ -77,7 +77,9 @@ pub struct NodeConfig {
     #[serde(default)]
     pub witness: bool,
     /// Fault injection, for chaos runs only: a file the node rereads every 100 ms whose
-    /// `keystore = ok|garbage|wrong-key|error|stall` line makes every signing key misbehave.
+    /// `keystore = ok|garbage|wrong-key|error|stall` line makes every signing key misbehave,
+    /// `clock = ±SECONDS` offsets the wall clock and `disk = fsync-error` fails every flush
+    /// of the Raft log.
     pub fault_control: Option<PathBuf>,
 }
 

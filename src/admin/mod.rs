@@ -489,6 +489,9 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 let Some(z) = st.zones.get(&name) else {
                     return error(404, format!("no zone {name}"));
                 };
+                if let Some(why) = node.stale(&mut node.local(), &name, z) {
+                    return error(503, format!("not answering for {name}: {why}"));
+                }
                 match (&z.current, good) {
                     (Some(cur), Some(g)) if cur.token == g.token => Reply {
                         code: 200,
@@ -831,6 +834,10 @@ struct ZoneStatus {
     published_by: u64,
     validated_serial: Option<u32>,
     alarm: Option<String>,
+    /// Why this node does not answer for the zone now (not known to be current within
+    /// the zone's propagation delay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale: Option<String>,
     /// The leader's last signing run on this zone failed (input unreadable, transfer
     /// refused, …): why. The last good version stays published.
     last_error: Option<String>,
@@ -884,6 +891,7 @@ pub fn status(node: &Node) -> Value {
                 published_by: v.leader,
                 validated_serial: local.last_good.get(name).map(|g| g.serial),
                 alarm: local.alarms.get(name).cloned(),
+                stale: local.stale.get(name).cloned(),
                 last_error: local.last_run.get(name).and_then(|r| r.error.clone()),
                 keys: st
                     .zone_keys(name)

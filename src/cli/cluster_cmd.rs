@@ -773,6 +773,8 @@ pub fn format_status(v: &Value) -> String {
                 if nz["name"] == name {
                     let mark = if nz["alarm"].is_string() {
                         "ALARM"
+                    } else if nz["stale"].is_string() {
+                        "stale"
                     } else if nz["validated_serial"] == z["serial"] && nz["hash"] == z["hash"] {
                         "ok"
                     } else {
@@ -802,6 +804,11 @@ pub fn format_status(v: &Value) -> String {
                     && let Some(a) = nz["alarm"].as_str()
                 {
                     s.push_str(&format!("  node {} ALARM: {a}\n", n["id"]));
+                }
+                if nz["name"] == name
+                    && let Some(a) = nz["stale"].as_str()
+                {
+                    s.push_str(&format!("  node {} not answering: {a}\n", n["id"]));
                 }
             }
         }

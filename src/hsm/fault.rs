@@ -126,10 +126,12 @@ impl Mode {
 
 /// A keystore fault switch read from a file (a node's `fault_control`, for chaos runs):
 /// the file's `keystore = MODE` line is reread every 100 ms; a missing file means `ok`.
-/// Its `clock = ±SECONDS` line is handed to `on_clock` (the node's wall-clock offset).
+/// Its `clock = ±SECONDS` line is handed to `on_clock` (the node's wall-clock offset), and
+/// `disk = fsync-error` makes every flush of the Raft log fail (`store::inject_fsync_errors`).
 pub struct Control {
     mode: std::sync::atomic::AtomicU8,
     clock: std::sync::atomic::AtomicI64,
+    fsync_errors: std::sync::atomic::AtomicBool,
     other: aws_lc_rs::signature::EcdsaKeyPair,
 }
 
@@ -143,6 +145,7 @@ impl Control {
         let c = Arc::new(Control {
             mode: std::sync::atomic::AtomicU8::new(0),
             clock: std::sync::atomic::AtomicI64::new(0),
+            fsync_errors: std::sync::atomic::AtomicBool::new(false),
             other,
         });
         let weak = Arc::downgrade(&c);
@@ -159,6 +162,11 @@ impl Control {
                 let clock: i64 = line("clock")
                     .and_then(|v| v.trim_start_matches('+').parse().ok())
                     .unwrap_or(0);
+                let fsync_errors = line("disk").is_some_and(|v| v == "fsync-error");
+                if fsync_errors != c.fsync_errors.swap(fsync_errors, Ordering::SeqCst) {
+                    tracing::warn!(fsync_errors, "fault control: Raft log flushes");
+                    crate::store::inject_fsync_errors(fsync_errors);
+                }
                 if clock != c.clock.swap(clock, Ordering::SeqCst) {
                     tracing::warn!(offset_s = clock, "fault control: wall clock offset");
                     on_clock(clock);

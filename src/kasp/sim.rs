@@ -91,6 +91,32 @@ impl History {
         }
         self.child.push(v);
     }
+
+    /// Records what one of several servers answers: a new version is appended; an older
+    /// one seen again (a server that lags) is not a new version but must not come later
+    /// than `propagation` (+ `slack` for the observer's own delay) after the version that
+    /// superseded it was first seen. Err names the late answer.
+    pub fn served(&mut self, v: ChildVersion, slack: u64) -> Result<(), String> {
+        if self.child.last().is_some_and(|l| l.same_content(&v)) {
+            return Ok(());
+        }
+        let Some(j) = self.child.iter().rposition(|c| c.same_content(&v)) else {
+            self.child.push(v);
+            return Ok(());
+        };
+        let next = self.child[j + 1].at;
+        if v.at > next.saturating_add(self.propagation).saturating_add(slack) {
+            return Err(format!(
+                "the version first served at {} was served again at {}, {} s after the version \
+                 that superseded it (propagation delay {} s)",
+                self.child[j].at,
+                v.at,
+                v.at - next,
+                self.propagation
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// An instant at which a validator could see a bogus answer.

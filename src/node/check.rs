@@ -64,6 +64,12 @@ pub async fn run(node: Arc<Node>) {
                     l.alarms.contains_key(&zone),
                 )
             };
+            if good.as_ref().is_some_and(|g| g.token != version.token) {
+                node.local()
+                    .behind
+                    .entry(zone.clone())
+                    .or_insert_with(tokio::time::Instant::now);
+            }
             let stale = last_full
                 .get(&zone)
                 .is_none_or(|t| t.elapsed() >= revalidate);
@@ -85,6 +91,7 @@ pub async fn run(node: Arc<Node>) {
                 last_full.entry(zone.clone()).or_insert_with(Instant::now);
                 let mut l = node.local();
                 l.alarms.remove(&zone);
+                l.behind.remove(&zone);
                 l.last_good.insert(zone, version);
                 continue;
             }
@@ -100,6 +107,7 @@ pub async fn run(node: Arc<Node>) {
                         last_full.insert(zone.clone(), Instant::now());
                     }
                     l.alarms.remove(&zone);
+                    l.behind.remove(&zone);
                     l.last_good.insert(zone, version);
                 }
                 Err(e) if e == SUPERSEDED => {

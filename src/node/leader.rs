@@ -267,14 +267,34 @@ const CLOCK_FRESH: Duration = Duration::from_millis(250);
 /// Whether this node's wall clock agrees, within `max_clock_skew_s`, with at least one of
 /// the other voters that answer (`GET /time`). No answer: trusted.
 async fn clock_agrees(node: &Arc<Node>) -> Result<(), String> {
-    if let Some((at, r)) = &node.local().clock_checked
+    let last = node.local().clock_checked.clone();
+    if let Some((at, _, r)) = last
         && at.elapsed() < CLOCK_FRESH
+        && clock_steady(node).is_ok()
     {
-        return r.clone();
+        return r;
     }
     let r = compare_clocks(node).await;
-    node.local().clock_checked = Some((Instant::now(), r.clone()));
+    node.local().clock_checked = Some((Instant::now(), now(), r.clone()));
     r
+}
+
+/// Whether the wall clock moved with the monotonic one since the last comparison with the
+/// voters (within 2 s): a jump in between (even within `CLOCK_FRESH`) means what was
+/// signed since may carry wrong inception and expiration times.
+fn clock_steady(node: &Node) -> Result<(), String> {
+    let Some((at, wall, _)) = node.local().clock_checked else {
+        return Err("the clock was never compared with the other voters'".into());
+    };
+    let expect = wall + at.elapsed().as_secs();
+    let t = now();
+    if t.abs_diff(expect) > 2 {
+        return Err(format!(
+            "the wall clock jumped {:+} s since it was compared with the other voters'",
+            t as i64 - expect as i64
+        ));
+    }
+    Ok(())
 }
 
 async fn compare_clocks(node: &Arc<Node>) -> Result<(), String> {
@@ -716,6 +736,9 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         });
     }
     let parts = cmds.len() as u32;
+    // Signed on a clock that jumped since it was compared (inception and expiration
+    // would be off): not proposed; the next tick compares again and builds anew.
+    clock_steady(node).map_err(|e| format!("{e}: the version is not proposed"))?;
     // The waits of the key changes this version shows start when it is published: stamp
     // it as late as possible, just before it is proposed.
     version.keys_at = node.kasp_now();

@@ -68,9 +68,21 @@ pub struct Local {
     /// Why this node's clock is not trusted for signing (it disagrees with the other
     /// voters'), while that lasts.
     pub clock_alarm: Option<String>,
-    /// The leader's last clock comparison: when, and its outcome.
+    /// The leader's last clock comparison: when (monotonic, and this node's wall clock
+    /// then), and its outcome.
     #[serde(skip)]
-    pub clock_checked: Option<(tokio::time::Instant, Result<(), String>)>,
+    pub clock_checked: Option<(tokio::time::Instant, u64, Result<(), String>)>,
+    /// The last instant this node knew it held the cluster's newest committed state: a
+    /// quorum acknowledged it as leader, or it had applied the commit index of an append
+    /// a leader got it to accept. `None` until then after a start.
+    #[serde(skip)]
+    pub current_at: Option<tokio::time::Instant>,
+    /// Zone → since when a newer committed version than the one served (`last_good`) is
+    /// known here (validation running, or failed).
+    #[serde(skip)]
+    pub behind: BTreeMap<String, tokio::time::Instant>,
+    /// Zone → why this node does not answer for it now (see [`Node::stale`]).
+    pub stale: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -327,6 +339,8 @@ pub struct Node {
     pub local: Mutex<Local>,
     /// TSIG keys of `[[tsig]]`.
     pub tsig: Vec<crate::serve::tsig::TsigKey>,
+    /// The last append a leader got this node to accept.
+    pub contact: transport::Contact,
 }
 
 impl Node {
@@ -338,6 +352,45 @@ impl Node {
             return t;
         }
         epoch.saturating_add((t - epoch).saturating_mul(scale))
+    }
+
+    /// Why this node must not answer for `zone` now, if it must not: the version it would
+    /// serve may have been superseded longer ago than the zone's propagation delay (on the
+    /// key clock) allows. The key-lifecycle engine counts on no server answering with a
+    /// superseded version for longer than that (a node frozen, cut off or restarted would
+    /// otherwise hand validators a DNSKEY RRset or signatures the cluster has moved past);
+    /// like an expired secondary, such a node answers SERVFAIL until a leader has brought
+    /// it up to date. A node knows nothing about its currency after a start until then.
+    pub fn stale(
+        &self,
+        l: &mut Local,
+        zone: &str,
+        z: &crate::replica::state::ZoneState,
+    ) -> Option<String> {
+        let cfg = z.config.as_ref()?;
+        // Never below four heartbeats: a follower learns it is current only that often.
+        let limit = Duration::from_millis(
+            ((cfg.policy.propagation_delay as u64).saturating_mul(1000)
+                / self.cfg.signer.kasp_time_scale.max(1))
+            .max(4 * self.cfg.raft.heartbeat_ms),
+        );
+        let now = tokio::time::Instant::now();
+        let mut since = l.current_at;
+        if let (Some(cur), Some(g)) = (&z.current, l.last_good.get(zone))
+            && cur.token != g.token
+        {
+            let b = *l.behind.entry(zone.to_string()).or_insert(now);
+            since = since.map(|s| s.min(b));
+        }
+        match since {
+            Some(s) if now.duration_since(s) <= limit => None,
+            Some(s) => Some(format!(
+                "not known to be current for {} ms (the zone's propagation delay allows {} ms)",
+                now.duration_since(s).as_millis(),
+                limit.as_millis()
+            )),
+            None => Some("not known to be current since this node started".into()),
+        }
     }
 
     pub fn local(&self) -> std::sync::MutexGuard<'_, Local> {
@@ -419,6 +472,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         keys,
         local: Mutex::new(Local::default()),
         tsig: cfg.tsig_keys()?,
+        contact: Default::default(),
     });
     let admit_node = node.clone();
     let admit: transport::Admit = Arc::new(move |id| admit_node.admits(id));
@@ -447,6 +501,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         raft.clone(),
         admit,
         blank,
+        node.contact.clone(),
     ));
     tokio::spawn(crate::admin::serve(admin_listener, node.clone()));
     tokio::spawn(leader::run(node.clone()));
@@ -566,6 +621,67 @@ pub(crate) async fn watch_lease(node: Arc<Node>) {
             l.fenced_term = Some(node.raft.metrics().borrow_watched().current_term);
         }
         l.self_fenced = now_fenced;
+        drop(l);
+        track_currency(&node);
+    }
+}
+
+/// Moves `Local::current_at` forward, and logs each zone this node stops or resumes
+/// answering for (`Node::stale`).
+fn track_currency(node: &Node) {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let now = tokio::time::Instant::now();
+    let at = {
+        let m = node.raft.metrics();
+        let m = m.borrow_watched();
+        if m.state == ServerState::Leader && m.current_leader == Some(node.id) {
+            if m.membership_config.membership().voter_ids().count() <= 1 {
+                Some(now)
+            } else {
+                m.last_quorum_acked
+                    .as_ref()
+                    .and_then(|a| now.checked_sub(a.elapsed()))
+            }
+        } else {
+            let c = *node.contact.lock().unwrap_or_else(|e| e.into_inner());
+            c.filter(|(_, commit)| m.last_applied >= *commit)
+                .map(|(t, _)| t)
+        }
+    };
+    // The state machine's lock before `local`, as everywhere else.
+    node.sm.with(|st| {
+        let mut l = node.local();
+        if let Some(at) = at
+            && l.current_at.is_none_or(|c| c < at)
+        {
+            l.current_at = Some(at);
+        }
+        let zones: Vec<(String, Option<String>)> = st
+            .zones
+            .iter()
+            .filter(|(_, z)| z.current.is_some())
+            .map(|(n, z)| (n.clone(), node.stale(&mut l, n, z)))
+            .collect();
+        log_staleness(&mut l, zones);
+    });
+}
+
+fn log_staleness(l: &mut Local, zones: Vec<(String, Option<String>)>) {
+    for (zone, why) in zones {
+        match (l.stale.contains_key(&zone), why) {
+            (false, Some(why)) => {
+                tracing::warn!(zone, "no longer answering for the zone: {why}");
+                l.stale.insert(zone, why);
+            }
+            (true, Some(why)) => {
+                l.stale.insert(zone, why);
+            }
+            (true, None) => {
+                tracing::info!(zone, "answering for the zone again: up to date");
+                l.stale.remove(&zone);
+            }
+            (false, None) => {}
+        }
     }
 }
 

@@ -299,6 +299,7 @@ async fn start(dir: &Path, id: NodeId, net: &Shared) -> Result<SimNode, String> 
         keys,
         local: Mutex::new(Local::default()),
         tsig: Vec::new(),
+        contact: Default::default(),
     });
     let tasks = vec![
         tokio::spawn(leader::run(node.clone())),

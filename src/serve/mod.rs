@@ -325,7 +325,8 @@ pub fn acl_allows(entry: &str, ip: IpAddr, key: &str) -> bool {
 }
 
 /// The version of `zone` this node serves: its token, and the overlay back to it from the
-/// content when the newest version is not validated here (yet).
+/// content when the newest version is not validated here (yet). None: no validated version,
+/// or this node is not known to be current ([`Node::stale`]).
 pub fn served(
     node: &Node,
     zone: &str,
@@ -333,7 +334,10 @@ pub fn served(
 ) -> Option<(u32, crate::replica::Token, Option<Arc<Overlay>>)> {
     let cur = z.current.as_ref()?;
     // One lock, no copy of the version: this runs for every query.
-    let l = node.local();
+    let mut l = node.local();
+    if node.stale(&mut l, zone, z).is_some() {
+        return None;
+    }
     let (good_serial, good_token) = l.last_good.get(zone).map(|g| (g.serial, g.token))?;
     if good_token == cur.token {
         return Some((cur.serial, cur.token, None));

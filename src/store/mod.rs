@@ -25,6 +25,24 @@ pub struct LogStore {
     meta: sled::Tree,
 }
 
+/// Chaos runs (`fault_control`'s `disk = fsync-error`): every flush fails as an fsync that
+/// returned EIO would. Nothing is acknowledged after a failed flush; openraft stops on the
+/// storage error and the node exits (its pages may be lost: it must not go on).
+static FSYNC_FAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn inject_fsync_errors(on: bool) {
+    FSYNC_FAULT.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn fsync_fault() -> io::Result<()> {
+    if FSYNC_FAULT.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(io::Error::other(
+            "fsync of the Raft log failed: input/output error (injected by fault_control)",
+        ));
+    }
+    Ok(())
+}
+
 fn err(e: sled::Error) -> io::Error {
     io::Error::other(format!("sled: {e}"))
 }
@@ -60,6 +78,7 @@ impl LogStore {
     }
 
     async fn flush(&self) -> io::Result<()> {
+        fsync_fault()?;
         if current_thread() {
             // The deterministic simulation: the flush happens in order, on its thread.
             self.db.flush().map_err(err)?;
@@ -157,11 +176,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })?;
         let db = self.db.clone();
         if current_thread() {
-            callback.io_completed(db.flush().map(|_| ()).map_err(err));
+            callback.io_completed(fsync_fault().and_then(|()| db.flush().map(|_| ()).map_err(err)));
             return Ok(());
         }
         tokio::spawn(async move {
-            let res = db.flush_async().await.map(|_| ()).map_err(err);
+            let res = match fsync_fault() {
+                Ok(()) => db.flush_async().await.map(|_| ()).map_err(err),
+                Err(e) => Err(e),
+            };
             callback.io_completed(res);
         });
         Ok(())

@@ -179,8 +179,21 @@ pub type Admit = Arc<dyn Fn(NodeId) -> bool + Send + Sync>;
 /// grants no vote until a leader has given it a log.
 pub type Blank = Arc<std::sync::atomic::AtomicBool>;
 
+/// The last append a leader got this node to accept: when, and the leader's commit index
+/// then. Once this node has applied that index it knew itself current at that instant
+/// (`Node::stale` bounds how long a node serves without knowing it).
+pub type Contact =
+    Arc<std::sync::Mutex<Option<(tokio::time::Instant, Option<crate::replica::LogId>)>>>;
+
 /// Accepts Raft RPC connections until the listener fails.
-pub async fn serve(listener: TcpListener, tls: Tls, raft: Raft, admit: Admit, blank: Blank) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Tls,
+    raft: Raft,
+    admit: Admit,
+    blank: Blank,
+    contact: Contact,
+) {
     let acceptor = TlsAcceptor::from(tls.server);
     loop {
         let (sock, peer) = match listener.accept().await {
@@ -191,10 +204,15 @@ pub async fn serve(listener: TcpListener, tls: Tls, raft: Raft, admit: Admit, bl
                 continue;
             }
         };
-        let (acceptor, raft, admit, blank) =
-            (acceptor.clone(), raft.clone(), admit.clone(), blank.clone());
+        let (acceptor, raft, admit, blank, contact) = (
+            acceptor.clone(),
+            raft.clone(),
+            admit.clone(),
+            blank.clone(),
+            contact.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(e) = connection(sock, acceptor, raft, admit, blank).await
+            if let Err(e) = connection(sock, acceptor, raft, admit, blank, contact).await
                 && e.kind() != io::ErrorKind::UnexpectedEof
             {
                 tracing::info!(%peer, "raft connection closed: {e}");
@@ -209,6 +227,7 @@ async fn connection(
     raft: Raft,
     admit: Admit,
     blank: Blank,
+    contact: Contact,
 ) -> io::Result<()> {
     sock.set_nodelay(true)?;
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock))
@@ -248,10 +267,18 @@ async fn connection(
         };
         let resp = match req {
             Request::Hello { .. } => Response::Failed("Hello twice".into()),
-            Request::Append(r) => match raft.append_entries(r).await {
-                Ok(x) => Response::Append(x),
-                Err(e) => Response::Failed(e.to_string()),
-            },
+            Request::Append(r) => {
+                let (at, commit) = (tokio::time::Instant::now(), r.leader_commit);
+                match raft.append_entries(r).await {
+                    Ok(x) => {
+                        if matches!(x, AppendEntriesResponse::Success) {
+                            *contact.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, commit));
+                        }
+                        Response::Append(x)
+                    }
+                    Err(e) => Response::Failed(e.to_string()),
+                }
+            }
             Request::Vote(r) if blank.load(std::sync::atomic::Ordering::SeqCst) => {
                 tracing::warn!(
                     candidate = %r.vote,
