@@ -360,17 +360,23 @@ mod tests {
         assert_eq!(c.of('L').len(), 2);
     }
 
+    /// A version in which keys `keys` are published and sign everything.
+    fn signed_by(at: u64, keys: &[u8], ttl: u32) -> ChildVersion {
+        let ids = || keys.iter().map(|k| KeyId([*k; 32])).collect();
+        ChildVersion {
+            at,
+            dnskeys: ids(),
+            dnskey_signers: ids(),
+            data_signers: ids(),
+            dnskey_ttl: ttl,
+            sig_ttl: ttl,
+        }
+    }
+
     #[test]
     fn r_a_key_removed_too_early_is_caught() {
         let id = |n: u8| KeyId([n; 32]);
-        let v = |at: u64, keys: &[u8]| ChildVersion {
-            at,
-            dnskeys: keys.iter().map(|k| id(*k)).collect(),
-            dnskey_signers: keys.iter().map(|k| id(*k)).collect(),
-            data_signers: keys.iter().map(|k| id(*k)).collect(),
-            dnskey_ttl: 3600,
-            sig_ttl: 3600,
-        };
+        let v = |at: u64, keys: &[u8]| signed_by(at, keys, 3600);
         let mut h = History {
             propagation: 60,
             negative_ttl: 60,
@@ -392,15 +398,7 @@ mod tests {
 
     #[test]
     fn r_an_old_version_served_past_the_propagation_delay_is_caught() {
-        let id = |n: u8| KeyId([n; 32]);
-        let v = |at: u64, keys: &[u8]| ChildVersion {
-            at,
-            dnskeys: keys.iter().map(|k| id(*k)).collect(),
-            dnskey_signers: keys.iter().map(|k| id(*k)).collect(),
-            data_signers: keys.iter().map(|k| id(*k)).collect(),
-            dnskey_ttl: 300,
-            sig_ttl: 300,
-        };
+        let v = |at: u64, keys: &[u8]| signed_by(at, keys, 300);
         let mut h = History {
             propagation: 300,
             ..Default::default()
