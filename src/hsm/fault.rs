@@ -131,7 +131,6 @@ impl Mode {
 pub struct Control {
     mode: std::sync::atomic::AtomicU8,
     clock: std::sync::atomic::AtomicI64,
-    fsync_errors: std::sync::atomic::AtomicBool,
     other: aws_lc_rs::signature::EcdsaKeyPair,
 }
 
@@ -145,7 +144,6 @@ impl Control {
         let c = Arc::new(Control {
             mode: std::sync::atomic::AtomicU8::new(0),
             clock: std::sync::atomic::AtomicI64::new(0),
-            fsync_errors: std::sync::atomic::AtomicBool::new(false),
             other,
         });
         let weak = Arc::downgrade(&c);
@@ -163,9 +161,8 @@ impl Control {
                     .and_then(|v| v.trim_start_matches('+').parse().ok())
                     .unwrap_or(0);
                 let fsync_errors = line("disk").is_some_and(|v| v == "fsync-error");
-                if fsync_errors != c.fsync_errors.swap(fsync_errors, Ordering::SeqCst) {
+                if fsync_errors != crate::store::inject_fsync_errors(fsync_errors) {
                     tracing::warn!(fsync_errors, "fault control: Raft log flushes");
-                    crate::store::inject_fsync_errors(fsync_errors);
                 }
                 if clock != c.clock.swap(clock, Ordering::SeqCst) {
                     tracing::warn!(offset_s = clock, "fault control: wall clock offset");

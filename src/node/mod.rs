@@ -379,7 +379,11 @@ impl Node {
         if let (Some(cur), Some(g)) = (&z.current, l.last_good.get(zone))
             && cur.token != g.token
         {
-            let b = *l.behind.entry(zone.to_string()).or_insert(now);
+            // (A lookup first: this runs for every query, and the name is copied only once.)
+            let b = match l.behind.get(zone) {
+                Some(b) => *b,
+                None => *l.behind.entry(zone.to_string()).or_insert(now),
+            };
             since = since.map(|s| s.min(b));
         }
         match since {

@@ -30,8 +30,9 @@ pub struct LogStore {
 /// storage error and the node exits (its pages may be lost: it must not go on).
 static FSYNC_FAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-pub fn inject_fsync_errors(on: bool) {
-    FSYNC_FAULT.store(on, std::sync::atomic::Ordering::SeqCst);
+/// Turns the injected fsync errors on or off; returns whether they were on.
+pub fn inject_fsync_errors(on: bool) -> bool {
+    FSYNC_FAULT.swap(on, std::sync::atomic::Ordering::SeqCst)
 }
 
 fn fsync_fault() -> io::Result<()> {
