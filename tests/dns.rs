@@ -1146,15 +1146,16 @@ fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mi
         &d,
         "policy.toml",
         &format!(
-            "dnskey_ttl = 600\nds_ttl = 600\npropagation_delay = 120\nparent_propagation_delay = 600\n\
+            "dnskey_ttl = 600\nds_ttl = 600\npropagation_delay = 300\nparent_propagation_delay = 600\n\
              publish_safety = 60\nretire_safety = 60\npurge_after = 3600\nzsk_lifetime = 7200\n\
              ksk_lifetime = 0\nparent_resolver = \"127.0.0.1:{resolver_port}\"\nparent_port = {parent_port}\n\
              parent_check_interval = 600\n"
         ),
     );
-    // The policy's propagation delay (120 s) is twice what the checker assumes (60 s): on
-    // this clock, the time from a decision to its publication and to the watcher seeing it
-    // (tens of milliseconds) is tens of seconds.
+    // The policy's propagation delay (300 s) is five times what the checker assumes (60 s):
+    // on this clock, the time from a decision to its publication and to the watcher seeing
+    // it is real time × 600 (a CI run under load took 210 ms from the stamp of a first
+    // version to its first answer, 125 s here, over the 120 s this policy once allowed).
     let tags = Arc::new(Mutex::new((BTreeSet::new(), BTreeSet::new())));
     let recorder = || Recorder {
         rt: tokio::runtime::Builder::new_current_thread()
