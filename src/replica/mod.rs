@@ -193,6 +193,12 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 /// (found by fuzzing: a 20-byte frame asked for 4 GiB), so what it may claim is bounded by
 /// 16 times the input's size (at least 1 MiB), rounded up to a power of four.
 pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> std::io::Result<T> {
+    decode_counted(b).map(|(v, _)| v)
+}
+
+/// [`decode`], also telling how many bytes of `b` the value took (trailing bytes are the
+/// caller's to refuse).
+pub fn decode_counted<T: serde::de::DeserializeOwned>(b: &[u8]) -> std::io::Result<(T, usize)> {
     macro_rules! tiers {
         ($($bits:literal)*) => {{
             let want = b.len().saturating_mul(16).max(1 << 20);
@@ -209,8 +215,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> std::io::Result<T> {
 
 fn decode_limited<T: serde::de::DeserializeOwned, const LIMIT: usize>(
     b: &[u8],
-) -> std::io::Result<T> {
+) -> std::io::Result<(T, usize)> {
     bincode::serde::decode_from_slice(b, bincode::config::standard().with_limit::<LIMIT>())
-        .map(|(v, _)| v)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }

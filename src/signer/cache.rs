@@ -108,9 +108,9 @@ impl SignatureCache {
         if b.len() < MAGIC.len() || &b[..MAGIC.len()] != MAGIC {
             return Err("not a quorumsign signature cache".into());
         }
+        // Bounded like every other decode: a corrupt length must not allocate gigabytes.
         let (c, used) =
-            bincode::serde::decode_from_slice(&b[MAGIC.len()..], bincode::config::standard())
-                .map_err(|e| e.to_string())?;
+            crate::replica::decode_counted(&b[MAGIC.len()..]).map_err(|e| e.to_string())?;
         if used != b.len() - MAGIC.len() {
             return Err("trailing bytes after the cache".into());
         }
@@ -166,4 +166,47 @@ impl SignatureCache {
 /// RFC 1982 serial-number `a <= b` for 32-bit timestamps.
 pub fn serial_le(a: u32, b: u32) -> bool {
     a == b || (b.wrapping_sub(a) as i32) > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A damaged cache file (cut short anywhere, a byte added, a length that claims far
+    /// more than the file holds) is refused with an error, never read as a smaller cache.
+    #[test]
+    fn a_damaged_cache_file_is_refused() {
+        let origin = Name::parse(b"example.", None).unwrap();
+        let mut c = SignatureCache {
+            origin: Some(origin.clone()),
+            ..Default::default()
+        };
+        c.entries.insert(
+            (origin, 6),
+            CacheEntry {
+                digest: [7; 32],
+                rrsigs: vec![CachedRrsig {
+                    key: KeyId([1; 32]),
+                    inception: 1,
+                    expiration: 2,
+                    rdata: std::sync::Arc::from(&[1u8, 2, 3][..]),
+                }],
+            },
+        );
+        let good = c.to_bytes();
+        assert_eq!(SignatureCache::from_bytes(&good).unwrap(), c);
+        for cut in 0..good.len() {
+            assert!(
+                SignatureCache::from_bytes(&good[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(SignatureCache::from_bytes(&trailing).is_err());
+        // Some(origin), then a name length of 0xff000000 (varint tag 252: a u32 follows).
+        let mut claims = MAGIC.to_vec();
+        claims.extend([1, 252, 0, 0, 0, 0xff, 7, b'e']);
+        assert!(SignatureCache::from_bytes(&claims).is_err());
+    }
 }
