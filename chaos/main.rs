@@ -39,7 +39,7 @@
 mod checkers;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
@@ -153,9 +153,7 @@ impl Netns {
 }
 
 struct Lab {
-    nodes: Vec<LabNode>,
-    children: Vec<Option<Child>>,
-    exe: PathBuf,
+    procs: lab::Procs,
     net: Option<Netns>,
     /// Small filesystems mounted for data dirs (the disk episodes), unmounted at the end.
     mounts: Vec<PathBuf>,
@@ -166,12 +164,10 @@ struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for c in self.children.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        // The nodes first: their namespaces and filesystems go next.
+        self.procs.stop();
         if let Some(n) = &self.net {
-            let _ = n.run(&["down", &n.name, &self.nodes.len().to_string()]);
+            let _ = n.run(&["down", &n.name, &self.procs.nodes.len().to_string()]);
         }
         for m in &self.mounts {
             let _ = Command::new("umount").arg("-l").arg(m).status();
@@ -181,20 +177,15 @@ impl Drop for Lab {
 
 impl Lab {
     fn running(&self) -> Vec<&LabNode> {
-        self.nodes
-            .iter()
-            .zip(&self.children)
-            .filter(|(_, c)| c.is_some())
-            .map(|(n, _)| n)
-            .collect()
+        self.procs.running()
     }
 
     fn leader(&self) -> Option<u64> {
         self.running().iter().find_map(|n| lab::leader_of(&n.admin))
     }
 
-    fn index(&self, id: u64) -> usize {
-        self.nodes.iter().position(|n| n.id == id).expect("node")
+    fn admin(&self, id: u64) -> String {
+        self.procs.node(id).admin.clone()
     }
 
     /// Running nodes that are not stopped.
@@ -210,71 +201,28 @@ impl Lab {
             libc::SIGSTOP => self.paused.insert(id),
             _ => self.paused.remove(&id),
         };
-        if let Some(c) = &self.children[self.index(id)] {
-            // SAFETY: signalling a child process this harness started.
-            unsafe { libc::kill(c.id() as i32, sig) };
-        }
+        self.procs.signal(id, sig);
     }
 
     fn kill(&mut self, id: u64) {
         self.paused.remove(&id);
-        let i = self.index(id);
-        if let Some(mut c) = self.children[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.procs.kill(id);
     }
 
-    fn spawn(&self, i: usize) -> Option<Child> {
-        let n = &self.nodes[i];
-        let Some(net) = &self.net else {
-            return lab::spawn(&self.exe, n).ok();
-        };
-        // `ip netns exec` execs the node, so the child is the node itself.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&n.log)
-            .ok()?;
-        Command::new("ip")
-            .args(["netns", "exec", &format!("{}-{}", net.name, n.id)])
-            .arg(&self.exe)
-            .args(["node", "run", "--config"])
-            .arg(&n.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().ok()?)
-            .stderr(log)
-            .spawn()
-            .ok()
-    }
-
+    /// Starts node `id` again unless it runs (a failed start is retried on the next look).
     fn restart(&mut self, id: u64) {
-        let i = self.index(id);
-        if self.children[i].is_none() {
-            self.children[i] = self.spawn(i);
+        if let Err(e) = self.procs.restart(id) {
+            eprintln!("restart of node {id}: {e}");
         }
     }
 
     /// Nodes whose process ended by itself since the last look: (id, how).
     fn exited(&mut self) -> Vec<(u64, String)> {
-        let mut out = Vec::new();
-        for (n, c) in self.nodes.iter().zip(self.children.iter_mut()) {
-            if let Some(ch) = c
-                && let Ok(Some(st)) = ch.try_wait()
-            {
-                out.push((n.id, st.to_string()));
-                *c = None;
-            }
-        }
-        out
+        self.procs.exited()
     }
 
     fn others(&self, id: u64) -> Vec<u64> {
-        self.nodes
-            .iter()
-            .map(|n| n.id)
-            .filter(|x| *x != id)
-            .collect()
+        self.procs.ids().into_iter().filter(|x| *x != id).collect()
     }
 }
 
@@ -533,22 +481,47 @@ fn main() -> ExitCode {
             kinds.retain(|k| *k != Kind::Disk);
         }
     }
+    let launch: lab::Launcher = match &net {
+        None => {
+            let exe = exe.clone();
+            Box::new(move |n| lab::spawn(&exe, n))
+        }
+        Some(net) => {
+            let (exe, ns) = (exe.clone(), net.name.clone());
+            // `ip netns exec` execs the node, so the child is the node itself.
+            Box::new(move |n| {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&n.log)
+                    .map_err(|e| format!("{}: {e}", n.log.display()))?;
+                Command::new("ip")
+                    .args(["netns", "exec", &format!("{ns}-{}", n.id)])
+                    .arg(&exe)
+                    .args(["node", "run", "--config"])
+                    .arg(&n.config)
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                    .stderr(log)
+                    .spawn()
+                    .map_err(|e| format!("ip netns exec: {e}"))
+            })
+        }
+    };
     let mut lab = Lab {
-        children: Vec::new(),
-        nodes,
-        exe: exe.clone(),
+        procs: lab::Procs::new(nodes, launch),
         net,
         mounts,
         paused: Default::default(),
     };
-    lab.children = (0..lab.nodes.len()).map(|i| lab.spawn(i)).collect();
     let start = Instant::now();
     let start_unix_ms = unix_ms();
     let ms = |start: Instant| start.elapsed().as_millis() as u64;
-    for n in &lab.nodes {
-        lab::wait_for(Duration::from_secs(20), || lab::status(&n.admin));
+    if let Err(e) = lab.procs.start() {
+        eprintln!("lab: {e}");
+        return ExitCode::from(2);
     }
-    let admin = lab.nodes[0].admin.clone();
+    let admin = lab.procs.nodes[0].admin.clone();
     if !qs(&exe, &["cluster", "init", "--admin", &admin]) {
         eprintln!("cluster init failed");
         return ExitCode::from(2);
@@ -708,7 +681,7 @@ fn main() -> ExitCode {
             }
             Kind::Clock => {
                 let jump = [3600i64, -3600, 7 * 86_400][rng.below(3) as usize];
-                let victim = lab.nodes[rng.below(3) as usize].id;
+                let victim = lab.procs.nodes[rng.below(3) as usize].id;
                 let role = if victim == leader {
                     "leader"
                 } else {
@@ -733,7 +706,7 @@ fn main() -> ExitCode {
                 // Every flush of one node's Raft log fails as an fsync returning EIO would:
                 // the node must stop (nothing unflushed acknowledged) and, restarted by its
                 // supervisor once the disk is fixed, catch up.
-                let victim = lab.nodes[rng.below(3) as usize].id;
+                let victim = lab.procs.nodes[rng.below(3) as usize].id;
                 let role = if victim == leader {
                     "leader"
                 } else {
@@ -790,7 +763,7 @@ fn main() -> ExitCode {
             }
             Kind::Wipe => {
                 let pick = rng.below(3) as usize;
-                let victim = lab.nodes[pick].id;
+                let victim = lab.procs.nodes[pick].id;
                 lab.kill(victim);
                 let data = dir.join(format!("data-{victim}"));
                 let _ = std::fs::remove_dir_all(&data);
@@ -839,7 +812,7 @@ fn main() -> ExitCode {
     }
     // The audit log as the leader holds it (a wiped node may still be catching up).
     let audit_from = lab::wait_for(Duration::from_secs(30), || lab.leader())
-        .map(|l| lab.nodes[lab.index(l)].admin.clone())
+        .map(|l| lab.admin(l))
         .unwrap_or(admin.clone());
     let log: Vec<String> = quorumsign::admin::client::call(
         &audit_from,
@@ -1024,7 +997,7 @@ fn look(
         && !k.untold.is_empty()
         && let Some(l) = lab.leader()
     {
-        let admin = lab.nodes[lab.index(l)].admin.clone();
+        let admin = lab.admin(l);
         k.untold.retain(|tag| {
             !qs(
                 exe,

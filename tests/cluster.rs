@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
 use common::{assert_validators_accept, p, qs};
@@ -17,28 +16,7 @@ const ZONE: &str = "example.";
 struct Cluster {
     dir: tempfile::TempDir,
     port: u16,
-    nodes: Vec<LabNode>,
-    children: Vec<Option<Child>>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            for n in &self.nodes {
-                let log = std::fs::read_to_string(&n.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!(
-                    "--- node {} log (last lines, newest first):\n{}",
-                    n.id,
-                    tail.join("\n")
-                );
-            }
-        }
-    }
+    procs: lab::Procs,
 }
 
 fn exe() -> PathBuf {
@@ -60,18 +38,10 @@ impl Cluster {
         let mut c = Cluster {
             dir,
             port,
-            nodes,
-            children: Vec::new(),
+            procs: lab::Procs::local(nodes, &exe()),
         };
-        for i in 0..c.nodes.len() {
-            c.children
-                .push(Some(lab::spawn(&exe(), &c.nodes[i]).unwrap()));
-        }
-        for node in &c.nodes {
-            lab::wait_for(Duration::from_secs(20), || lab::status(&node.admin))
-                .expect("node answers");
-        }
-        let (code, out, err) = qs(&["cluster", "init", "--admin", &c.nodes[0].admin]);
+        c.procs.start().unwrap();
+        let (code, out, err) = qs(&["cluster", "init", "--admin", &c.procs.nodes[0].admin]);
         assert_eq!(code, 0, "cluster init: {out}{err}");
         c.leader();
         let zone = c.zone_file();
@@ -83,7 +53,7 @@ impl Cluster {
             "--file",
             p(&zone),
             "--admin",
-            &c.nodes[0].admin,
+            &c.procs.nodes[0].admin,
         ]);
         assert_eq!(code, 0, "zone add: {out}{err}");
         c
@@ -94,45 +64,23 @@ impl Cluster {
     }
 
     fn node(&self, id: u64) -> &LabNode {
-        self.nodes.iter().find(|n| n.id == id).unwrap()
-    }
-
-    fn running(&self) -> Vec<&LabNode> {
-        self.nodes
-            .iter()
-            .zip(&self.children)
-            .filter(|(_, c)| c.is_some())
-            .map(|(n, _)| n)
-            .collect()
+        self.procs.node(id)
     }
 
     /// The leader every running node agrees on.
     fn leader(&self) -> u64 {
-        lab::wait_for(Duration::from_secs(30), || {
-            let seen: Vec<Option<u64>> = self
-                .running()
-                .iter()
-                .map(|n| lab::status(&n.admin).and_then(|s| s["leader"].as_u64()))
-                .collect();
-            let first = seen[0]?;
-            let leader_running = self.running().iter().any(|n| n.id == first);
-            (leader_running && seen.iter().all(|s| *s == Some(first))).then_some(first)
-        })
-        .expect("one leader all running nodes agree on")
+        self.procs
+            .agreed_leader(Duration::from_secs(30))
+            .expect("one leader all running nodes agree on")
     }
 
     /// Waits until every running node has validated one serial above `after`; returns it
     /// with its hash, after checking all nodes hold the same hash.
     fn converged(&self, after: u64) -> (u64, String) {
-        let got = lab::wait_for(Duration::from_secs(60), || {
-            let v: Vec<(u64, String)> = self
-                .running()
-                .iter()
-                .map(|n| lab::validated_serial(&n.admin, ZONE))
-                .collect::<Option<_>>()?;
-            (v[0].0 > after && v.iter().all(|x| x.0 == v[0].0)).then(|| v)
-        })
-        .unwrap_or_else(|| panic!("nodes did not converge on a serial above {after}"));
+        let got = self
+            .procs
+            .converged(ZONE, after, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("nodes did not converge on a serial above {after}"));
         for (s, h) in &got {
             assert_eq!(
                 (s, h),
@@ -156,19 +104,11 @@ impl Cluster {
     }
 
     fn kill(&mut self, id: u64, sig: i32) {
-        let i = self.nodes.iter().position(|n| n.id == id).unwrap();
-        let c = self.children[i].as_mut().unwrap();
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(c.id() as i32, sig) };
-        if sig == libc::SIGKILL {
-            c.wait().unwrap();
-            self.children[i] = None;
-        }
+        self.procs.signal(id, sig);
     }
 
     fn restart(&mut self, id: u64) {
-        let i = self.nodes.iter().position(|n| n.id == id).unwrap();
-        self.children[i] = Some(lab::spawn(&exe(), &self.nodes[i]).unwrap());
+        self.procs.restart(id).unwrap();
     }
 
     fn append_record(&self, line: &str) {
@@ -274,7 +214,7 @@ fn stopped_leader_steps_down_and_never_publishes_a_conflicting_version() {
         "--notify",
         "127.0.0.1:17290",
         "--admin",
-        &c.nodes[0].admin,
+        &c.procs.nodes[0].admin,
     ]);
     assert_eq!(code, 0, "{out}{err}");
     let old = c.leader();
@@ -423,8 +363,7 @@ fn fourth_node_joins_from_a_snapshot_and_foreign_certificates_are_refused() {
     let n4 = lab::write(c.dir.path(), &[4], &[1, 2, 3, 4], c.port, extra)
         .unwrap()
         .remove(0);
-    c.nodes.push(n4.clone());
-    c.children.push(Some(lab::spawn(&exe(), &n4).unwrap()));
+    c.procs.add(n4.clone()).unwrap();
     lab::wait_for(Duration::from_secs(20), || lab::status(&n4.admin)).expect("node 4 answers");
     let (code, out, err) = qs(&[
         "node",
@@ -1028,8 +967,7 @@ fn node_replace_fences_joins_and_removes_and_unsafe_steps_are_refused() {
     let n4 = lab::write(c.dir.path(), &[4], &[1, 2, 3, 4], c.port, &extra)
         .unwrap()
         .remove(0);
-    c.nodes.push(n4.clone());
-    c.children.push(Some(lab::spawn(&exe(), &n4).unwrap()));
+    c.procs.add(n4.clone()).unwrap();
     lab::wait_for(Duration::from_secs(20), || lab::status(&n4.admin)).expect("node 4 answers");
     let (code, out, err) = qs(&[
         "node",

@@ -74,24 +74,7 @@ impl Drop for Daemon {
 
 struct Cluster {
     dir: tempfile::TempDir,
-    nodes: Vec<LabNode>,
-    children: Vec<Option<Child>>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            for n in &self.nodes {
-                let log = std::fs::read_to_string(&n.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                eprintln!("--- node {} log (newest first):\n{}", n.id, tail.join("\n"));
-            }
-        }
-    }
+    procs: lab::Procs,
 }
 
 impl Cluster {
@@ -104,19 +87,12 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let ids = [1, 2, 3];
         let nodes = lab::write(dir.path(), &ids, &ids, port, extra).unwrap();
-        let children = nodes
-            .iter()
-            .map(|n| Some(lab::spawn(&exe(), n).unwrap()))
-            .collect();
-        let c = Cluster {
+        let mut c = Cluster {
             dir,
-            nodes,
-            children,
+            procs: lab::Procs::local(nodes, &exe()),
         };
-        for n in &c.nodes {
-            lab::wait_for(Duration::from_secs(20), || lab::status(&n.admin)).expect("node answers");
-        }
-        let (code, out, err) = qs(&["cluster", "init", "--admin", &c.nodes[0].admin]);
+        c.procs.start().unwrap();
+        let (code, out, err) = qs(&["cluster", "init", "--admin", &c.procs.nodes[0].admin]);
         assert_eq!(code, 0, "cluster init: {out}{err}");
         c.leader();
         c
@@ -127,60 +103,47 @@ impl Cluster {
     }
 
     fn running(&self) -> Vec<&LabNode> {
-        self.nodes
-            .iter()
-            .zip(&self.children)
-            .filter(|(_, c)| c.is_some())
-            .map(|(n, _)| n)
-            .collect()
+        self.procs.running()
     }
 
     fn leader(&self) -> u64 {
-        lab::wait_for(Duration::from_secs(30), || {
-            let seen: Vec<Option<u64>> = self
-                .running()
-                .iter()
-                .map(|n| lab::status(&n.admin).and_then(|s| s["leader"].as_u64()))
-                .collect();
-            let first = seen[0]?;
-            let running = self.running().iter().any(|n| n.id == first);
-            (running && seen.iter().all(|s| *s == Some(first))).then_some(first)
-        })
-        .expect("one leader all running nodes agree on")
+        self.procs
+            .agreed_leader(Duration::from_secs(30))
+            .expect("one leader all running nodes agree on")
     }
 
-    /// Every running node has validated the same serial above `after` for `zone`.
+    /// Every running node has validated the same serial above `after` for `zone`, with the
+    /// same content hash.
     fn converged(&self, zone: &str, after: u64) -> u64 {
-        lab::wait_for(Duration::from_secs(60), || {
-            let v: Vec<(u64, String)> = self
-                .running()
-                .iter()
-                .map(|n| lab::validated_serial(&n.admin, zone))
-                .collect::<Option<_>>()?;
-            (v[0].0 > after && v.iter().all(|x| *x == v[0])).then_some(v[0].0)
-        })
-        .unwrap_or_else(|| panic!("nodes did not converge on a serial of {zone} above {after}"))
+        let v = self
+            .procs
+            .converged(zone, after, Duration::from_secs(60))
+            .unwrap_or_else(|| {
+                panic!("nodes did not converge on a serial of {zone} above {after}")
+            });
+        assert!(
+            v.iter().all(|x| *x == v[0]),
+            "same serial, same hash: {v:?}"
+        );
+        v[0].0
     }
 
     /// Every node's log, in node order.
     fn logs(&self) -> Vec<String> {
-        self.nodes
+        self.procs
+            .nodes
             .iter()
             .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
             .collect()
     }
 
     fn restart(&mut self, id: u64) {
-        let i = self.nodes.iter().position(|n| n.id == id).unwrap();
-        assert!(self.children[i].is_none(), "node {id} runs");
-        self.children[i] = Some(lab::spawn(&exe(), &self.nodes[i]).unwrap());
+        assert!(self.running().iter().all(|n| n.id != id), "node {id} runs");
+        self.procs.restart(id).unwrap();
     }
 
     fn kill(&mut self, id: u64) {
-        let i = self.nodes.iter().position(|n| n.id == id).unwrap();
-        let mut c = self.children[i].take().unwrap();
-        let _ = c.kill();
-        let _ = c.wait();
+        self.procs.kill(id);
     }
 
     fn admin(&self) -> &str {
@@ -188,7 +151,7 @@ impl Cluster {
     }
 
     fn dns_port(&self, id: u64) -> String {
-        let n = self.nodes.iter().find(|n| n.id == id).unwrap();
+        let n = self.procs.node(id);
         n.dns.rsplit(':').next().unwrap().to_string()
     }
 }
@@ -643,7 +606,7 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
             "{who} serves the change after failover"
         );
     }
-    let nl = std::fs::read_to_string(&c.nodes[new_leader as usize - 1].log).unwrap();
+    let nl = std::fs::read_to_string(&c.procs.nodes[new_leader as usize - 1].log).unwrap();
     assert!(
         nl.contains(&format!("serial={serial3}")) && nl.contains("NOTIFY sent"),
         "the new leader sent the NOTIFY"
@@ -881,7 +844,7 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
     let f1 = c.converged("fake.", 0);
     assert_eq!(f1, 10);
     let leader = c.leader();
-    let admin = &c.nodes[leader as usize - 1].admin;
+    let admin = &c.procs.nodes[leader as usize - 1].admin;
     for (m, expect) in [
         (Primary::Truncated(11), "truncated transfer"),
         (Primary::Malformed(12), "CNAME"),

@@ -4,7 +4,6 @@
 //! not due; then it stops (the README's main job runs it that way).
 
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -27,28 +26,12 @@ pub struct DemoArgs {
     failover: bool,
 }
 
-struct Nodes {
-    lab: Vec<LabNode>,
-    children: Vec<Option<Child>>,
-}
+/// The demo's node processes, stopped with SIGTERM (up to 10 s) when the demo ends.
+struct Nodes(lab::Procs);
 
 impl Drop for Nodes {
     fn drop(&mut self) {
-        for c in self.children.iter_mut().flatten() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        }
-        for c in self.children.iter_mut().flatten() {
-            let end = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < end {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.0.shut_down(Duration::from_secs(10));
     }
 }
 
@@ -67,12 +50,9 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     let lab = lab::write(&dir, &[1, 2, 3], &[1, 2, 3], a.port, "")?;
     let zone_file = dir.join("example.zone");
     std::fs::write(&zone_file, EXAMPLE_ZONE).map_err(|e| e.to_string())?;
-    let mut nodes = Nodes {
-        children: Vec::new(),
-        lab: lab.clone(),
-    };
+    let mut nodes = Nodes(lab::Procs::local(lab.clone(), &exe));
     for n in &lab {
-        nodes.children.push(Some(lab::spawn(&exe, n)?));
+        nodes.0.restart(n.id)?;
     }
     step(
         t0,
@@ -183,16 +163,13 @@ fn failover(
     zone_file: &std::path::Path,
     serial: u64,
 ) -> Result<(), String> {
-    let lab = nodes.lab.clone();
+    let lab = nodes.0.nodes.clone();
     let leader = lab::leader_of(&lab[0].admin).ok_or("no leader")?;
     let before = dnskeys(&lab[0].admin)?;
-    let idx = lab
-        .iter()
-        .position(|n| n.id == leader)
-        .ok_or("leader unknown")?;
-    let mut child = nodes.children[idx].take().ok_or("leader not running")?;
-    child.kill().map_err(|e| e.to_string())?;
-    let _ = child.wait();
+    if !nodes.0.running().iter().any(|n| n.id == leader) {
+        return Err(format!("the leader, node {leader}, is not running"));
+    }
+    nodes.0.kill(leader);
     step(t0, &format!("SIGKILLed the leader, node {leader}"));
     let mut text = std::fs::read_to_string(zone_file).map_err(|e| e.to_string())?;
     text.push_str("added   IN A   192.0.2.77   ; one new RRset\n");

@@ -1,5 +1,6 @@
 //! A local lab cluster on loopback: certificates, passphrase and one `node-<id>.toml` per
-//! node, for `quorumsign demo` and the cluster tests.
+//! node, and the node processes ([`Procs`]), for `quorumsign demo`, the cluster tests and
+//! the chaos harness.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -135,6 +136,192 @@ pub fn spawn(exe: &Path, n: &LabNode) -> Result<Child, String> {
         .stderr(err)
         .spawn()
         .map_err(|e| format!("{}: {e}", exe.display()))
+}
+
+/// Starts one node process (directly, or inside a network namespace).
+pub type Launcher = Box<dyn Fn(&LabNode) -> Result<Child, String> + Send + Sync>;
+
+/// The node processes of a lab: which run, signals, kill and restart, the leader they agree
+/// on. Dropping it kills every process; while a test panics it also prints the tail of
+/// each node's log.
+pub struct Procs {
+    pub nodes: Vec<LabNode>,
+    children: Vec<Option<Child>>,
+    launch: Launcher,
+}
+
+impl Procs {
+    /// Nodes started by `launch`; none runs yet (see [`Procs::start`]).
+    pub fn new(nodes: Vec<LabNode>, launch: Launcher) -> Procs {
+        let children = nodes.iter().map(|_| None).collect();
+        Procs {
+            nodes,
+            children,
+            launch,
+        }
+    }
+
+    /// Nodes run as `exe node run` on this host.
+    pub fn local(nodes: Vec<LabNode>, exe: &Path) -> Procs {
+        let exe = exe.to_path_buf();
+        Procs::new(nodes, Box::new(move |n| spawn(&exe, n)))
+    }
+
+    /// Starts every node that does not run, then waits (up to 20 s each) for its admin API.
+    pub fn start(&mut self) -> Result<(), String> {
+        for id in self.ids() {
+            self.restart(id)?;
+        }
+        for n in &self.nodes {
+            wait_for(Duration::from_secs(20), || status(&n.admin))
+                .ok_or_else(|| format!("node {} does not answer on {}", n.id, n.admin))?;
+        }
+        Ok(())
+    }
+
+    /// Adds a node to the lab and starts it.
+    pub fn add(&mut self, n: LabNode) -> Result<(), String> {
+        let id = n.id;
+        self.nodes.push(n);
+        self.children.push(None);
+        self.restart(id)
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    fn index(&self, id: u64) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id} in this lab"))
+    }
+
+    pub fn node(&self, id: u64) -> &LabNode {
+        &self.nodes[self.index(id)]
+    }
+
+    /// Nodes whose process runs (stopped ones included).
+    pub fn running(&self) -> Vec<&LabNode> {
+        self.nodes
+            .iter()
+            .zip(&self.children)
+            .filter(|(_, c)| c.is_some())
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Sends `sig` to node `id`'s process; SIGKILL also reaps it.
+    pub fn signal(&mut self, id: u64, sig: i32) {
+        if sig == libc::SIGKILL {
+            return self.kill(id);
+        }
+        if let Some(c) = &self.children[self.index(id)] {
+            // SAFETY: signalling a child process this lab started.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// SIGKILLs node `id` (if it runs) and reaps it.
+    pub fn kill(&mut self, id: u64) {
+        let i = self.index(id);
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts node `id` again unless it runs.
+    pub fn restart(&mut self, id: u64) -> Result<(), String> {
+        let i = self.index(id);
+        if self.children[i].is_none() {
+            self.children[i] = Some((self.launch)(&self.nodes[i])?);
+        }
+        Ok(())
+    }
+
+    /// Nodes whose process ended by itself since the last look: (id, how).
+    pub fn exited(&mut self) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        for (n, c) in self.nodes.iter().zip(self.children.iter_mut()) {
+            if let Some(ch) = c
+                && let Ok(Some(st)) = ch.try_wait()
+            {
+                out.push((n.id, st.to_string()));
+                *c = None;
+            }
+        }
+        out
+    }
+
+    /// SIGTERMs every node, gives each up to `grace` to finish, then kills what is left.
+    pub fn shut_down(&mut self, grace: Duration) {
+        for c in self.children.iter().flatten() {
+            // SAFETY: signalling a child process this lab started.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+        let end = Instant::now() + grace;
+        for c in self.children.iter_mut().flatten() {
+            while Instant::now() < end && !matches!(c.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.stop();
+    }
+
+    /// Kills every node.
+    pub fn stop(&mut self) {
+        for id in self.ids() {
+            self.kill(id);
+        }
+    }
+
+    /// The leader every running node names, once they agree and it runs (up to `timeout`).
+    pub fn agreed_leader(&self, timeout: Duration) -> Option<u64> {
+        wait_for(timeout, || {
+            let running = self.running();
+            let seen: Vec<Option<u64>> = running.iter().map(|n| leader_of(&n.admin)).collect();
+            let first = (*seen.first()?)?;
+            (running.iter().any(|n| n.id == first) && seen.iter().all(|s| *s == Some(first)))
+                .then_some(first)
+        })
+    }
+
+    /// Waits (up to `timeout`) until every running node has validated one serial of `zone`
+    /// above `after`; returns each node's (serial, content hash), in node order.
+    pub fn converged(
+        &self,
+        zone: &str,
+        after: u64,
+        timeout: Duration,
+    ) -> Option<Vec<(u64, String)>> {
+        wait_for(timeout, || {
+            let v: Vec<(u64, String)> = self
+                .running()
+                .iter()
+                .map(|n| validated_serial(&n.admin, zone))
+                .collect::<Option<_>>()?;
+            (v.first()?.0 > after && v.iter().all(|x| x.0 == v[0].0)).then_some(v)
+        })
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            for n in &self.nodes {
+                let log = std::fs::read_to_string(&n.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!(
+                    "--- node {} log (last lines, newest first):\n{}",
+                    n.id,
+                    tail.join("\n")
+                );
+            }
+        }
+    }
 }
 
 /// The node's `/status`, if it answers.
