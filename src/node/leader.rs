@@ -587,6 +587,31 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     }
     // Nothing is evaluated, committed or signed on a clock the other voters disagree with.
     clock_agrees(node).await?;
+    // Key changes the current version shows start their waits now that this leader sees
+    // it committed; the engine holds them until then.
+    if let Some(v) = &current
+        && keyset
+            .keys
+            .values()
+            .any(|k| k.pending.iter().any(|p| *p != 0 && *p <= v.keyset_seq))
+    {
+        let at = node.kasp_now();
+        let seq = v.keyset_seq;
+        if let Outcome::Refused(e) = propose(
+            node,
+            Command::KeysShown {
+                zone: zone.into(),
+                seq,
+                at,
+            },
+        )
+        .await?
+        {
+            return Err(e);
+        }
+        tracing::info!(zone, seq, at, "key changes shown by the published version");
+        return Ok(());
+    }
     let Some(keyset) =
         keys_step(node, zone, &cfg, current.as_ref(), keyset, &records, memo).await?
     else {
@@ -679,7 +704,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     })
     .await
     .map_err(|e| e.to_string())?;
-    let (changes, mut version) = match built {
+    let (changes, version) = match built {
         Ok(x) => x,
         Err(BuildError::Input(e)) => {
             memo.failed = Some(memo.digest);
@@ -739,9 +764,6 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     // Signed on a clock that jumped since it was compared (inception and expiration
     // would be off): not proposed; the next tick compares again and builds anew.
     clock_steady(node).map_err(|e| format!("{e}: the version is not proposed"))?;
-    // The waits of the key changes this version shows start when it is published: stamp
-    // it as late as possible, just before it is proposed.
-    version.keys_at = node.kasp_now();
     let (serial, signed, reused) = (version.serial, version.signed, version.reused);
     cmds.push(Command::Publish {
         zone: zone.into(),
@@ -1450,7 +1472,6 @@ impl Made {
             min_expiration,
             input_serial: self.input_serial,
             keyset_seq: self.keyset_seq,
-            keys_at: 0,
             facts: self.facts,
         }
     }

@@ -97,6 +97,15 @@ pub enum Command {
         event: crate::kasp::Event,
         origin: Option<Origin>,
     },
+    /// The leader saw the version showing key-lifecycle state `seq` committed: the waits
+    /// of the record changes it shows start `at` (key clock), never earlier. (A version's
+    /// entry can be committed long after it was proposed, by the next leader when the one
+    /// that proposed it died, so the proposal's time would start them too soon.)
+    KeysShown {
+        zone: String,
+        seq: u64,
+        at: u64,
+    },
     /// Part of a version under construction.
     Stage {
         zone: String,
@@ -150,6 +159,9 @@ impl fmt::Display for Command {
             Command::AddKey { key } => write!(f, "add key {} of {}", key.tag, key.zone),
             Command::KeyEval { zone, now, .. } => write!(f, "key evaluation of {zone} at {now}"),
             Command::KeyEvent { zone, event, .. } => write!(f, "{zone}: {event}"),
+            Command::KeysShown { zone, seq, at } => {
+                write!(f, "{zone}: key state {seq} shown at {at}")
+            }
             Command::Stage {
                 zone,
                 upload,

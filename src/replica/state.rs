@@ -171,10 +171,9 @@ pub struct Version {
     pub min_expiration: u32,
     /// The input's own serial (a primary's SOA serial, or the file's).
     pub input_serial: u32,
-    /// The key-lifecycle state (`KeySet::seq`) the version shows, and when it was
-    /// published on the key-lifecycle clock: the waits of the changes it shows start then.
+    /// The key-lifecycle state (`KeySet::seq`) the version shows (the waits of the
+    /// changes it shows start once the leader sees it committed: `Command::KeysShown`).
     pub keyset_seq: u64,
-    pub keys_at: u64,
     /// TTLs measured on the unsigned input, for the key-lifecycle waits.
     pub facts: crate::kasp::Facts,
 }
@@ -592,6 +591,18 @@ impl ClusterState {
                 }
                 Outcome::Done
             }
+            Command::KeysShown { zone, seq, at } => {
+                let Some(z) = self.zones.get_mut(&zone) else {
+                    return Outcome::Refused(format!("no zone {zone}"));
+                };
+                if z.current.as_ref().is_none_or(|v| v.keyset_seq < seq) {
+                    return Outcome::Refused(format!(
+                        "{zone}: no published version shows key state {seq}"
+                    ));
+                }
+                crate::kasp::engine::published(&mut z.keyset, seq, at);
+                Outcome::Done
+            }
             Command::KeyEvent {
                 zone,
                 event,
@@ -702,7 +713,6 @@ impl ClusterState {
                 while z.history.len() > HISTORY_MAX {
                     z.history.pop_front();
                 }
-                crate::kasp::engine::published(&mut z.keyset, version.keyset_seq, version.keys_at);
                 z.current = Some(version.clone());
                 Outcome::Published {
                     serial: version.serial,
