@@ -218,7 +218,32 @@ impl Checkers {
     pub fn removals(&mut self, at_ms: u64, h: &quorumsign::kasp::sim::History) {
         self.count('R');
         for b in quorumsign::kasp::sim::check(h).into_iter().take(5) {
-            self.violate('R', at_ms, format!("at {}: {}", b.at, b.what));
+            // With the versions recorded in the 2000 key-s before it, to replay by hand.
+            let around: Vec<String> = h
+                .child
+                .iter()
+                .filter(|v| v.at + 2000 >= b.at && v.at <= b.at + 200)
+                .map(|v| {
+                    let tags = |s: &std::collections::BTreeSet<quorumsign::keys::KeyId>| {
+                        s.iter()
+                            .map(|k| u16::from_be_bytes([k.0[0], k.0[1]]).to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    };
+                    format!(
+                        "\n      {}: DNSKEY {{{}}} signed by {{{}}}, data by {{{}}}",
+                        v.at,
+                        tags(&v.dnskeys),
+                        tags(&v.dnskey_signers),
+                        tags(&v.data_signers)
+                    )
+                })
+                .collect();
+            self.violate(
+                'R',
+                at_ms,
+                format!("at {}: {}; versions seen:{}", b.at, b.what, around.concat()),
+            );
         }
     }
 
