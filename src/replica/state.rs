@@ -856,6 +856,74 @@ mod tests {
         )
     }
 
+    /// A version showing a key change does not start its waits; the leader's `KeysShown`
+    /// does, and only for a state a published version shows.
+    #[test]
+    fn key_waits_start_at_keys_shown_not_at_publication() {
+        let mut st = ClusterState::default();
+        st.apply(
+            &lid(1),
+            Command::AddZone {
+                zone: ZoneConfig::new("example", "file:/dev/null"),
+                origin: origin(),
+            },
+        );
+        let id = crate::keys::KeyId([3; 32]);
+        let mut k = crate::kasp::KeyState::new(id, 3, 13, crate::kasp::Role::Zsk, 0);
+        k.pending = [0, 5, 0, 0];
+        k.changed = [0, 100, 0, 0];
+        let z = st.zones.get_mut("example.").unwrap();
+        z.keyset.keys.insert(id, k);
+        let pending = |st: &ClusterState| {
+            let k = &st.zones["example."].keyset.keys[&id];
+            (k.pending[1], k.changed[1])
+        };
+        let shown = |st: &mut ClusterState, i: u64| {
+            st.apply(
+                &lid(i),
+                Command::KeysShown {
+                    zone: "example.".into(),
+                    seq: 5,
+                    at: 700,
+                },
+            )
+        };
+        // No version shows state 5 yet.
+        assert!(matches!(shown(&mut st, 2), Outcome::Refused(_)));
+        assert_eq!(pending(&st), (5, 100));
+        // A version showing it is published: still pending.
+        st.apply(
+            &lid(3),
+            Command::Stage {
+                zone: "example.".into(),
+                upload: 1,
+                part: 0,
+                changes: vec![change("a.example.", 1)],
+            },
+        );
+        let hash = st.zones["example."].hash_after([change("a.example.", 1)].iter());
+        let out = st.apply(
+            &lid(4),
+            Command::Publish {
+                zone: "example.".into(),
+                upload: 1,
+                parts: 1,
+                base: None,
+                version: Version {
+                    serial: 1,
+                    hash,
+                    keyset_seq: 5,
+                    ..Default::default()
+                },
+            },
+        );
+        assert!(matches!(out, Outcome::Published { .. }), "{out:?}");
+        assert_eq!(pending(&st), (5, 100));
+        // The leader saw it committed: the wait starts then.
+        assert_eq!(shown(&mut st, 5), Outcome::Done);
+        assert_eq!(pending(&st), (0, 700));
+    }
+
     #[test]
     fn journal_takes_the_content_back_to_an_earlier_version_and_feeds_ixfr() {
         use crate::serve::view::{View, overlay};
