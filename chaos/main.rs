@@ -889,12 +889,16 @@ fn main() -> ExitCode {
     let _ = std::fs::write(dir.join("events.log"), all);
     if c.violations.is_empty() && !o.keep {
         let _ = std::fs::remove_dir_all(&dir);
-        ExitCode::SUCCESS
     } else {
         println!(
             "node logs and the whole event history (events.log) kept in {}",
             dir.display()
         );
+    }
+    // Non-zero on a violation only (--keep keeps the directory, nothing more).
+    if c.violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::from(1)
     }
 }
