@@ -682,11 +682,7 @@ fn main() -> ExitCode {
             Kind::Clock => {
                 let jump = [3600i64, -3600, 7 * 86_400][rng.below(3) as usize];
                 let victim = lab.procs.nodes[rng.below(3) as usize].id;
-                let role = if victim == leader {
-                    "leader"
-                } else {
-                    "follower"
-                };
+                let role = role_of(victim, leader);
                 std::fs::write(control(victim), format!("clock = {jump}\n")).unwrap();
                 ev(format!("clock of node {victim} ({role}) jumps {jump:+} s"));
                 tally.add(&format!("clock: {jump:+} s on a {role}"));
@@ -707,11 +703,7 @@ fn main() -> ExitCode {
                 // the node must stop (nothing unflushed acknowledged) and, restarted by its
                 // supervisor once the disk is fixed, catch up.
                 let victim = lab.procs.nodes[rng.below(3) as usize].id;
-                let role = if victim == leader {
-                    "leader"
-                } else {
-                    "follower"
-                };
+                let role = role_of(victim, leader);
                 std::fs::write(control(victim), "disk = fsync-error\n").unwrap();
                 ev(format!("fsync errors on node {victim} ({role})"));
                 tally.add(&format!("disk: fsync errors on a {role}"));
@@ -740,11 +732,7 @@ fn main() -> ExitCode {
                     filled += chunk.len() as u64;
                 }
                 drop(f);
-                let role = if disk_victim == leader {
-                    "leader"
-                } else {
-                    "follower"
-                };
+                let role = role_of(disk_victim, leader);
                 ev(format!(
                     "disk of node {disk_victim} ({role}) full ({} MiB filler)",
                     filled >> 20
@@ -762,18 +750,13 @@ fn main() -> ExitCode {
                 ev(format!("disk of node {disk_victim} freed"));
             }
             Kind::Wipe => {
-                let pick = rng.below(3) as usize;
-                let victim = lab.procs.nodes[pick].id;
+                let victim = lab.procs.nodes[rng.below(3) as usize].id;
                 lab.kill(victim);
                 let data = dir.join(format!("data-{victim}"));
                 let _ = std::fs::remove_dir_all(&data);
                 ev(format!(
                     "node {victim} ({}) killed and its data dir wiped",
-                    if victim == leader {
-                        "leader"
-                    } else {
-                        "follower"
-                    }
+                    role_of(victim, leader)
                 ));
                 tally.add("wipe");
                 watch(&lab, &mut c, &mut keys, Duration::from_secs(1));
@@ -901,6 +884,11 @@ fn main() -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// How the event log names node `id`'s part when a fault hit it.
+fn role_of(id: u64, leader: u64) -> &'static str {
+    if id == leader { "leader" } else { "follower" }
 }
 
 fn unix_ms() -> u64 {
