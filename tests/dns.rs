@@ -812,6 +812,10 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
         "the change came by IXFR after the NOTIFY"
     );
     assert!(
+        logs.contains("changes=2 signed=2") && logs.contains("input=\"IXFR changes\""),
+        "only the IXFR's changed RRsets (www A and the SOA) were parsed and signed"
+    );
+    assert!(
         logs.contains("reason=\"NOTIFY\""),
         "the transfer followed the NOTIFY"
     );
@@ -819,6 +823,31 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
         named.log().contains("sending notifies"),
         "named sent NOTIFY:\n{}",
         named.log()
+    );
+
+    // A new name changes the zone's shape (the NSEC chain): the IXFR's changes are not
+    // enough, the whole zone is signed again from the held input.
+    let mut grown = zone_text(102, "192.0.2.11");
+    grown.push_str("mail A 192.0.2.25\n");
+    std::fs::write(&hidden, grown).unwrap();
+    named.signal(libc::SIGHUP);
+    let s3 = c.converged("hidden.", s2);
+    assert_eq!(s3, 102);
+    assert_eq!(
+        dig(&port1, &["+short", "mail.hidden.", "A"]).trim(),
+        "192.0.2.25"
+    );
+    let signed = dig(&port1, &["+dnssec", "+norec", "mail.hidden.", "A"]);
+    assert!(
+        signed.contains("RRSIG\tA 13 "),
+        "the new name is signed:\n{signed}"
+    );
+    let logs = c.logs().concat();
+    assert!(
+        logs.lines().any(|l| l.contains("version built")
+            && l.contains("serial=102 ")
+            && l.contains("sign_ms=")),
+        "the shape change went through the whole-zone build"
     );
 
     // A NOTIFY that does not come with the zone's key is refused (signed NOTIFY needed).

@@ -65,11 +65,12 @@ struct Memo {
     /// A build that failed for a passing reason (a keystore fault, a concurrent version):
     /// retried at this time, the wait doubling from 1 s up to [`RETRY_MAX`].
     retry: Option<(Instant, Duration)>,
-    /// A primary's zone: the last transfer (master-file text), its serial, when the primary
+    /// A primary's zone as records (an IXFR updates them), its serial, when the primary
     /// was last asked, and how often to ask (its SOA refresh).
-    fetched: Option<Arc<Vec<u8>>>,
-    /// The primary's zone as records, which an IXFR updates.
     input: Option<InputSet>,
+    /// The RRsets the IXFRs since the input at `base` changed: a build from a delta signs
+    /// only those. `None` after a whole transfer (the next build compares everything).
+    delta: Option<InputDelta>,
     primary_serial: Option<u32>,
     polled: Option<Instant>,
     refresh: Duration,
@@ -91,6 +92,77 @@ struct Memo {
 /// A primary's zone: (owner, type, rdata) → TTL.
 type InputSet = std::collections::BTreeMap<(Owner, u16, Box<[u8]>), u32>;
 
+/// What changed in a primary's zone since the input with digest `base`.
+#[derive(Clone)]
+struct InputDelta {
+    base: [u8; 32],
+    rrsets: std::collections::BTreeSet<(Owner, u16)>,
+}
+
+/// What a build starts from.
+enum Input {
+    /// A file input that did not change since the last read: read it again.
+    Reread,
+    /// Master-file text; its digest when it is not the text's own (a primary's zone).
+    Text(Vec<u8>, Option<[u8; 32]>),
+    /// Only `changed` RRsets differ from the current version's input: `text` holds every
+    /// record at their owners and at the apex; `digest` is the new input's.
+    Delta {
+        text: Vec<u8>,
+        changed: Vec<(Name, u16)>,
+        digest: [u8; 32],
+    },
+}
+
+/// Every record of `set` at `owners`, as master-file text.
+fn input_text_at<'a>(set: &InputSet, owners: impl Iterator<Item = &'a Owner>) -> Vec<u8> {
+    let mut recs = Vec::new();
+    for o in owners {
+        let from = (o.clone(), 0u16, Box::<[u8]>::default());
+        recs.extend(set.range(from..).take_while(|((ro, _, _), _)| ro == o));
+    }
+    crate::serve::client::to_text(
+        recs.into_iter()
+            .map(|((o, t, d), ttl)| (&o.0, *t, *ttl, &d[..])),
+    )
+}
+
+/// Whether `set` holds an RRset (owner, type).
+fn input_has(set: &InputSet, owner: &Owner, t: u16) -> bool {
+    let from = (owner.clone(), t, Box::<[u8]>::default());
+    set.range(from..)
+        .next()
+        .is_some_and(|((o, tt, _), _)| o == owner && *tt == t)
+}
+
+/// The digest of a primary's zone after IXFR `deltas`: chained from the one before, so it
+/// costs the size of the change, not of the zone.
+fn chained_digest(
+    prev: &[u8; 32],
+    deltas: &[(
+        Vec<crate::serve::client::InRr>,
+        Vec<crate::serve::client::InRr>,
+    )],
+) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(prev);
+    for (del, add) in deltas {
+        for (mark, recs) in [(0u8, del), (1u8, add)] {
+            for (o, t, ttl, d) in recs {
+                ctx.update(&[mark]);
+                ctx.update(o.as_wire());
+                ctx.update(&t.to_be_bytes());
+                ctx.update(&ttl.to_be_bytes());
+                ctx.update(&(d.len() as u32).to_be_bytes());
+                ctx.update(d);
+            }
+        }
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
 fn input_text(set: &InputSet) -> Vec<u8> {
     crate::serve::client::to_text(set.iter().map(|((o, t, d), ttl)| (&o.0, *t, *ttl, &d[..])))
 }
@@ -109,7 +181,8 @@ fn input_soa(set: &InputSet, serial: u32) -> Option<Vec<u8>> {
     Some(d)
 }
 
-/// Applies IXFR deltas to `set`; an error leaves `set` partly changed (the caller drops it).
+/// Applies IXFR deltas to `set` and returns the RRsets they touched; on an error `set` is
+/// left as it was.
 fn apply_deltas(
     set: &mut InputSet,
     deltas: Vec<(
@@ -117,11 +190,34 @@ fn apply_deltas(
         Vec<crate::serve::client::InRr>,
     )>,
     from: u32,
-) -> Result<(), String> {
+) -> Result<std::collections::BTreeSet<(Owner, u16)>, String> {
+    let mut undo: Vec<((Owner, u16, Box<[u8]>), Option<u32>)> = Vec::new();
+    let res = apply_deltas_logged(set, deltas, from, &mut undo);
+    if res.is_err() {
+        for (k, old) in undo.into_iter().rev() {
+            match old {
+                Some(ttl) => set.insert(k, ttl),
+                None => set.remove(&k),
+            };
+        }
+    }
+    res
+}
+
+fn apply_deltas_logged(
+    set: &mut InputSet,
+    deltas: Vec<(
+        Vec<crate::serve::client::InRr>,
+        Vec<crate::serve::client::InRr>,
+    )>,
+    from: u32,
+    undo: &mut Vec<((Owner, u16, Box<[u8]>), Option<u32>)>,
+) -> Result<std::collections::BTreeSet<(Owner, u16)>, String> {
     let serial_of = |d: &[u8]| {
         (d.len() >= 20)
             .then(|| u32::from_be_bytes(d[d.len() - 20..d.len() - 16].try_into().unwrap()))
     };
+    let mut touched = std::collections::BTreeSet::new();
     let mut at = from;
     for (del, add) in deltas {
         match del.first() {
@@ -130,24 +226,46 @@ fn apply_deltas(
         }
         for (o, t, _, d) in del {
             if t == rtype::SOA {
-                set.retain(|(_, tt, _), _| *tt != rtype::SOA);
+                // (The apex's, whatever its serial: one range, not a walk of the zone.)
+                let apex = Owner(o.clone());
+                let from = (apex.clone(), rtype::SOA, Box::<[u8]>::default());
+                let soas: Vec<_> = set
+                    .range(from..)
+                    .take_while(|((ro, tt, _), _)| *ro == apex && *tt == rtype::SOA)
+                    .map(|(k, ttl)| (k.clone(), *ttl))
+                    .collect();
+                for (k, ttl) in soas {
+                    set.remove(&k);
+                    touched.insert((k.0.clone(), rtype::SOA));
+                    undo.push((k, Some(ttl)));
+                }
                 continue;
             }
-            if set.remove(&(Owner(o.clone()), t, d)).is_none() {
-                return Err(format!(
-                    "IXFR removes a record that is not in the zone ({} type {t})",
-                    o.to_text()
-                ));
+            let key = (Owner(o.clone()), t, d);
+            match set.remove(&key) {
+                Some(ttl) => {
+                    touched.insert((key.0.clone(), t));
+                    undo.push((key, Some(ttl)));
+                }
+                None => {
+                    return Err(format!(
+                        "IXFR removes a record that is not in the zone ({} type {t})",
+                        o.to_text()
+                    ));
+                }
             }
         }
         for (o, t, ttl, d) in add {
             if t == rtype::SOA {
                 at = serial_of(&d).unwrap_or(at);
             }
-            set.insert((Owner(o), t, d), ttl);
+            let key = (Owner(o), t, d);
+            touched.insert((key.0.clone(), t));
+            let old = set.insert(key.clone(), ttl);
+            undo.push((key, old));
         }
     }
-    Ok(())
+    Ok(touched)
 }
 
 /// How long a failed transfer from a primary waits before the next try (a NOTIFY does not).
@@ -638,13 +756,13 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         .collect();
     let cds = cds_keys(&keyset, &policy);
     let keyset_seq = keyset.seq;
-    let mut fresh_input = match crate::serve::notify::primary_of(&cfg.input) {
+    let file_input = match crate::serve::notify::primary_of(&cfg.input) {
         Some(primary) => {
             let reload = current.as_ref().is_some_and(|v| v.reload_seq != reload_seq);
             let fresh_reload = reload && memo.reload_tried != reload_seq;
             memo.reload_tried = reload_seq;
             fetch_from_primary(node, zone, &primary?, current.as_ref(), fresh_reload, memo).await?;
-            memo.fetched.as_ref().map(|b| b.to_vec())
+            None
         }
         None => read_if_changed(zone, &cfg, memo).await?,
     };
@@ -686,7 +804,11 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         keyset_seq,
     };
     let input_serial = memo.primary_serial;
-    let fresh_input = fresh_input.take();
+    let input = match (file_input, &memo.input) {
+        (Some(bytes), _) => Input::Text(bytes, None),
+        (None, Some(_)) => primary_input(node, zone, memo, current.as_ref(), quick_ok),
+        (None, None) => Input::Reread,
+    };
     let built = crate::node::spawn_blocking(move || {
         build_version(
             &n,
@@ -696,7 +818,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             reload_seq,
             &keys,
             key_ids,
-            fresh_input,
+            input,
             input_serial,
             quick_ok,
             kasp,
@@ -818,6 +940,57 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     Ok(())
 }
 
+/// What a build of a primary's zone starts from: the RRsets the IXFRs changed since the
+/// current version's input when they keep the zone's shape (every name and type stays),
+/// else the whole zone as text. Either way the next delta counts from this input.
+fn primary_input(
+    node: &Node,
+    zone: &str,
+    memo: &mut Memo,
+    current: Option<&Version>,
+    quick_ok: bool,
+) -> Input {
+    let set = memo.input.as_ref().expect("a primary's zone is held");
+    let digest = memo.digest;
+    let delta = memo.delta.replace(InputDelta {
+        base: digest,
+        rrsets: Default::default(),
+    });
+    if quick_ok
+        && let (Some(d), Some(cur)) = (delta, current)
+        && d.base == cur.input_digest
+        && !d.rrsets.is_empty()
+        && let Ok(origin) = Name::parse(zone.as_bytes(), None)
+    {
+        let same_shape = node.sm.with(|st| {
+            st.zones.get(zone).is_some_and(|z| {
+                d.rrsets
+                    .iter()
+                    .filter(|(_, t)| !made_by_signer(*t))
+                    .all(|(o, t)| z.content.contains_key(&(o.clone(), *t)) == input_has(set, o, *t))
+            })
+        });
+        if same_shape {
+            let apex = Owner(origin);
+            let owners: std::collections::BTreeSet<&Owner> =
+                d.rrsets.iter().map(|(o, _)| o).chain([&apex]).collect();
+            let text = input_text_at(set, owners.into_iter());
+            let changed = d
+                .rrsets
+                .iter()
+                .filter(|(_, t)| !made_by_signer(*t))
+                .map(|(o, t)| (o.0.clone(), *t))
+                .collect();
+            return Input::Delta {
+                text,
+                changed,
+                digest,
+            };
+        }
+    }
+    Input::Text(input_text(set), Some(digest))
+}
+
 /// A file input: read (and hashed) only when its size or mtime moved; the bytes then go
 /// on to the build, which parses exactly what was hashed.
 async fn read_if_changed(
@@ -862,7 +1035,7 @@ async fn fetch_from_primary(
 ) -> Result<(), String> {
     // A new leader starts from the input the current version was made from (replicated),
     // so it can re-sign even while the primary is unreachable.
-    if memo.fetched.is_none()
+    if memo.input.is_none()
         && let Some(cur) = current
     {
         let set: Option<InputSet> = node.sm.with(|st| {
@@ -897,9 +1070,12 @@ async fn fetch_from_primary(
                     set.insert((apex, rtype::SOA, soa.into_boxed_slice()), ttl);
                 }
             }
-            memo.fetched = Some(Arc::new(input_text(&set)));
             memo.input = Some(set);
             memo.digest = cur.input_digest;
+            memo.delta = Some(InputDelta {
+                base: cur.input_digest,
+                rrsets: Default::default(),
+            });
             memo.primary_serial = Some(cur.input_serial);
         }
     }
@@ -912,7 +1088,7 @@ async fn fetch_from_primary(
         return Err(why.clone());
     }
     let poll_due = memo.polled.is_none_or(|t| t.elapsed() >= memo.refresh);
-    if memo.fetched.is_some() && !notified && !poll_due && !reload {
+    if memo.input.is_some() && !notified && !poll_due && !reload {
         return Ok(());
     }
     memo.polled = Some(Instant::now());
@@ -966,7 +1142,7 @@ async fn transfer_if_newer(
             return Err(backwards(k, serial));
         }
     }
-    if memo.primary_serial == Some(serial) && memo.fetched.is_some() && !reload {
+    if memo.primary_serial == Some(serial) && memo.input.is_some() && !reload {
         return Ok(());
     }
     let max = node
@@ -1009,24 +1185,34 @@ async fn transfer_if_newer(
             for (o, t, ttl, d) in recs {
                 set.insert((Owner(o), t, d), ttl);
             }
+            memo.digest = input_digest(&input_text(&set));
             memo.input = Some(set);
+            memo.delta = None;
             memo.force_axfr = false;
             "AXFR"
         }
         client::Transfer::Incremental(deltas) => {
-            let mut set = memo
+            let set = memo
                 .input
-                .take()
+                .as_mut()
                 .ok_or("IXFR without a zone to apply it to")?;
             let from = memo.primary_serial.unwrap_or(0);
-            if let Err(e) = apply_deltas(&mut set, deltas, from) {
-                // The set is dropped; the input last built from stays (`fetched`) so the zone
-                // can still be re-signed, and the next transfer is a whole one.
-                memo.force_axfr = true;
-                memo.polled = None;
-                return Err(format!("zone {zone}: {e}; the next transfer is a full one"));
+            let digest = chained_digest(&memo.digest, &deltas);
+            match apply_deltas(set, deltas, from) {
+                Ok(touched) => {
+                    if let Some(d) = &mut memo.delta {
+                        d.rrsets.extend(touched);
+                    }
+                }
+                Err(e) => {
+                    // The set is as it was, so the zone can still be re-signed; the next
+                    // transfer is a whole one.
+                    memo.force_axfr = true;
+                    memo.polled = None;
+                    return Err(format!("zone {zone}: {e}; the next transfer is a full one"));
+                }
             }
-            memo.input = Some(set);
+            memo.digest = digest;
             "IXFR"
         }
     };
@@ -1038,11 +1224,8 @@ async fn transfer_if_newer(
         reason = why,
         "transferred from the primary"
     );
-    let text = input_text(memo.input.as_ref().expect("set above"));
     memo.refresh = Duration::from_secs(f.refresh.clamp(1, 86_400) as u64);
-    memo.digest = input_digest(&text);
     memo.primary_serial = Some(f.serial);
-    memo.fetched = Some(Arc::new(text));
     Ok(())
 }
 
@@ -1227,7 +1410,7 @@ fn build_version(
     reload_seq: u64,
     keys: &[KeyRecord],
     key_ids: Vec<KeyId>,
-    input: Option<Vec<u8>>,
+    input: Input,
     input_serial: Option<u32>,
     quick_ok: bool,
     kasp: KaspUse,
@@ -1243,13 +1426,21 @@ fn build_version(
         keep_dnssec: false,
     };
     let t_start = Instant::now();
-    let input = match input {
-        Some(b) => b,
-        None => std::fs::read(input_path(cfg)?)
-            .map_err(|e| format!("zone {zone}: input {path}: {e}"))?,
+    let (input, digest, delta, what) = match input {
+        Input::Reread => {
+            let b = std::fs::read(input_path(cfg)?)
+                .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
+            (b, None, None, path)
+        }
+        Input::Text(b, d) => (b, d, None, path),
+        Input::Delta {
+            text,
+            changed,
+            digest,
+        } => (text, Some(digest), Some(changed), "the IXFR's changes"),
     };
-    let input_digest = input_digest(&input);
-    let (mut unsigned, warnings) = Zone::load_bytes(&input, std::path::Path::new(path), &popts)
+    let input_digest = digest.unwrap_or_else(|| input_digest(&input));
+    let (mut unsigned, warnings) = Zone::load_bytes(&input, std::path::Path::new(what), &popts)
         .map_err(|e| format!("zone {zone}: {e}"))?;
     drop(input);
     for w in warnings.iter().take(20) {
@@ -1265,7 +1456,11 @@ fn build_version(
     )
     .map_err(|e| format!("zone {zone}: {e}"))?;
     set_serial(&mut unsigned, serial);
-    let facts = facts_of(&unsigned);
+    let mut facts = facts_of(&unsigned);
+    if let (Some(_), Some(cur)) = (&delta, &current) {
+        // Only the changed RRsets are at hand: the largest TTL never shrinks on this path.
+        facts.max_zone_ttl = facts.max_zone_ttl.max(cur.facts.max_zone_ttl);
+    }
     let made = Made {
         keyset_seq: kasp.keyset_seq,
         facts,
@@ -1293,11 +1488,18 @@ fn build_version(
         usage: kasp.usage,
         cds: kasp.cds,
     };
-    if quick_ok && let Some(cur) = &current {
+    let from_delta = delta.is_some();
+    if (quick_ok || from_delta)
+        && let Some(cur) = &current
+    {
         let t_parsed = Instant::now();
         let st = node.sm.read();
         let z = st.zones.get(zone).ok_or("zone removed")?;
-        let quick = match same_shape_changes(z, &unsigned) {
+        let found = match delta {
+            Some(changed) => delta_changes(z, &origin, &unsigned, changed),
+            None => same_shape_changes(z, &unsigned),
+        };
+        let quick = match found {
             Some(found) => quick_sign(z, &origin, &unsigned, found, &signing, &opts, keys)
                 .map_err(BuildError::Transient)?,
             None => None,
@@ -1316,6 +1518,11 @@ fn build_version(
                 signed,
                 load_ms = (t_parsed - t_start).as_millis() as u64,
                 quick_ms = t_parsed.elapsed().as_millis() as u64,
+                input = if from_delta {
+                    "IXFR changes"
+                } else {
+                    "whole zone"
+                },
                 "version built (same shape: only changed RRsets signed)"
             );
             let reused = (z.content.len() as u64).saturating_sub(signed);
@@ -1328,6 +1535,12 @@ fn build_version(
             );
             return Ok((changes, version));
         }
+    }
+    if from_delta {
+        // The delta holds a few owners, not the zone: never the full path.
+        return Err(BuildError::Transient(
+            "the IXFR's changes need a full build; the next run does one".into(),
+        ));
     }
     let (cache, base_hash) = {
         let st = node.sm.read();
@@ -1504,6 +1717,35 @@ fn same_shape_changes(z: &ZoneState, unsigned: &Zone) -> Option<Vec<(Name, u16)>
     }
     if current.next().is_some() {
         return None;
+    }
+    Some(changed)
+}
+
+/// Of the RRsets an IXFR touched (`mini` holds every record at their owners and the
+/// apex), those whose content differs from the current version, and the SOA; `None` when
+/// one appears or disappears (the shape changed).
+fn delta_changes(
+    z: &ZoneState,
+    origin: &Name,
+    mini: &Zone,
+    touched: Vec<(Name, u16)>,
+) -> Option<Vec<(Name, u16)>> {
+    let mut changed = vec![(origin.clone(), rtype::SOA)];
+    for (owner, t) in touched {
+        if t == rtype::SOA || made_by_signer(t) {
+            continue;
+        }
+        let new = mini
+            .nodes
+            .iter()
+            .find(|n| n.name == owner)
+            .and_then(|n| n.rrsets.iter().find(|s| s.rtype == t));
+        let old = z.content.get(&(Owner(owner.clone()), t));
+        match (old, new) {
+            (Some(o), Some(n)) if o.ttl == n.ttl && o.rdatas == n.rdatas => {}
+            (Some(_), Some(_)) => changed.push((owner, t)),
+            _ => return None,
+        }
     }
     Some(changed)
 }
