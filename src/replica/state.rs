@@ -523,16 +523,16 @@ impl ClusterState {
                 out
             }
             Command::SetZone { zone, origin } => {
-                let out = match self
-                    .zones
-                    .get_mut(&zone.name)
-                    .and_then(|z| z.config.as_mut())
-                {
-                    None => Outcome::Refused(format!("no zone {}", zone.name)),
-                    Some(c) => {
-                        *c = zone;
+                let out = match self.zones.get_mut(&zone.name) {
+                    Some(z) if z.config.is_some() => {
+                        // A new input is a reload: the next version is built from all of it.
+                        if z.config.as_ref().is_some_and(|c| c.input != zone.input) {
+                            z.reload_seq += 1;
+                        }
+                        z.config = Some(zone);
                         Outcome::Done
                     }
+                    _ => Outcome::Refused(format!("no zone {}", zone.name)),
                 };
                 self.audit(token, origin, &out);
                 out
@@ -854,6 +854,37 @@ mod tests {
                 version,
             },
         )
+    }
+
+    /// `zone set` with a new input counts as a reload (the next version is built from all
+    /// of it); with the same input it does not.
+    #[test]
+    fn a_new_input_is_a_reload() {
+        let mut st = ClusterState::default();
+        let cfg = ZoneConfig::new("example", "file:/dev/null");
+        st.apply(
+            &lid(1),
+            Command::AddZone {
+                zone: cfg.clone(),
+                origin: origin(),
+            },
+        );
+        let seq = |st: &ClusterState| st.zones["example."].reload_seq;
+        let mut same = cfg.clone();
+        same.refresh_s += 1;
+        let set = |zone| Command::SetZone {
+            zone,
+            origin: origin(),
+        };
+        assert_eq!(st.apply(&lid(2), set(same)), Outcome::Done);
+        assert_eq!(seq(&st), 0, "same input: no reload");
+        let mut moved = cfg.clone();
+        moved.input = "primary:127.0.0.1:53".into();
+        assert_eq!(st.apply(&lid(3), set(moved)), Outcome::Done);
+        assert_eq!(seq(&st), 1, "new input: a reload");
+        let mut gone = cfg;
+        gone.name = "missing.".into();
+        assert!(matches!(st.apply(&lid(4), set(gone)), Outcome::Refused(_)));
     }
 
     /// A version showing a key change does not start its waits; the leader's `KeysShown`
