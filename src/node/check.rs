@@ -97,6 +97,7 @@ pub async fn run(node: Arc<Node>) {
             }
             let n = node.clone();
             let (z, v, g) = (zone.clone(), version.clone(), good.clone());
+            let began = Instant::now();
             let res =
                 crate::node::spawn_blocking(move || validate(&n, &z, &v, g.as_ref(), stale)).await;
             let res = res.unwrap_or_else(|e| Err(format!("validator crashed: {e}")));
@@ -105,6 +106,15 @@ pub async fn run(node: Arc<Node>) {
                 Ok(full) => {
                     if full {
                         last_full.insert(zone.clone(), Instant::now());
+                    }
+                    if good.as_ref().is_none_or(|g| g.token != version.token) {
+                        tracing::info!(
+                            zone,
+                            serial = version.serial,
+                            full,
+                            ms = began.elapsed().as_millis() as u64,
+                            "version validated"
+                        );
                     }
                     l.alarms.remove(&zone);
                     l.behind.remove(&zone);
