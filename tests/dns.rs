@@ -729,7 +729,7 @@ fn fake_primary(port: u16, mode: std::sync::Arc<std::sync::Mutex<Primary>>) {
 
 #[test]
 fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
-    let c = Cluster::start(18800);
+    let mut c = Cluster::start(18800);
     let d = c.dir.path().to_path_buf();
     let secret = c.secret();
     let (named_port, fake_port) = ("18960", 18965u16);
@@ -848,6 +848,36 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
             && l.contains("serial=102 ")
             && l.contains("sign_ms=")),
         "the shape change went through the whole-zone build"
+    );
+
+    // The leader killed: the next one holds only the apex and reads the rest from the
+    // replicated content, so the primary's next change is again signed from the IXFR alone.
+    let old_leader = c.leader();
+    c.kill(old_leader);
+    let mut next = zone_text(103, "192.0.2.12");
+    next.push_str("mail A 192.0.2.25\n");
+    std::fs::write(&hidden, next).unwrap();
+    named.signal(libc::SIGHUP);
+    let s4 = c.converged("hidden.", s3);
+    assert_eq!(s4, 103);
+    let new_leader = c.leader();
+    let log = &c.logs()[new_leader as usize - 1];
+    assert!(
+        log.lines().any(|l| l.contains("version built")
+            && l.contains("serial=103 ")
+            && l.contains("input=\"IXFR changes\"")),
+        "the new leader signed the change from the IXFR alone:\n{log}"
+    );
+    c.restart(old_leader);
+    assert_eq!(
+        c.converged("hidden.", s3),
+        103,
+        "the restarted node caught up"
+    );
+    let port1 = c.dns_port(1);
+    assert_eq!(
+        dig(&port1, &["+short", "www.hidden.", "A"]).trim(),
+        "192.0.2.12"
     );
 
     // A NOTIFY that does not come with the zone's key is refused (signed NOTIFY needed).

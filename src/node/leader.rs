@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use aws_lc_rs::digest;
 
+use super::input::{Content, Held, made_by_signer};
 use super::{Node, RunReport, now};
 use crate::keys::{KeyId, RrsigHeader};
 use crate::replica::state::{Owner, ZoneState, hex};
@@ -67,7 +68,7 @@ struct Memo {
     retry: Option<(Instant, Duration)>,
     /// A primary's zone as records (an IXFR updates them), its serial, when the primary
     /// was last asked, and how often to ask (its SOA refresh).
-    input: Option<InputSet>,
+    input: Option<Held>,
     /// The RRsets the IXFRs since the input at `base` changed: a build from a delta signs
     /// only those. `None` after a whole transfer (the next build compares everything).
     delta: Option<InputDelta>,
@@ -89,9 +90,6 @@ struct Memo {
     parent_note: Option<String>,
 }
 
-/// A primary's zone: (owner, type, rdata) → TTL.
-type InputSet = std::collections::BTreeMap<(Owner, u16, Box<[u8]>), u32>;
-
 /// What changed in a primary's zone since the input with digest `base`.
 #[derive(Clone)]
 struct InputDelta {
@@ -112,27 +110,6 @@ enum Input {
         changed: Vec<(Name, u16)>,
         digest: [u8; 32],
     },
-}
-
-/// Every record of `set` at `owners`, as master-file text.
-fn input_text_at<'a>(set: &InputSet, owners: impl Iterator<Item = &'a Owner>) -> Vec<u8> {
-    let mut recs = Vec::new();
-    for o in owners {
-        let from = (o.clone(), 0u16, Box::<[u8]>::default());
-        recs.extend(set.range(from..).take_while(|((ro, _, _), _)| ro == o));
-    }
-    crate::serve::client::to_text(
-        recs.into_iter()
-            .map(|((o, t, d), ttl)| (&o.0, *t, *ttl, &d[..])),
-    )
-}
-
-/// Whether `set` holds an RRset (owner, type).
-fn input_has(set: &InputSet, owner: &Owner, t: u16) -> bool {
-    let from = (owner.clone(), t, Box::<[u8]>::default());
-    set.range(from..)
-        .next()
-        .is_some_and(|((o, tt, _), _)| o == owner && *tt == t)
 }
 
 /// The digest of a primary's zone after IXFR `deltas`: chained from the one before, so it
@@ -161,111 +138,6 @@ fn chained_digest(
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
-}
-
-fn input_text(set: &InputSet) -> Vec<u8> {
-    crate::serve::client::to_text(set.iter().map(|((o, t, d), ttl)| (&o.0, *t, *ttl, &d[..])))
-}
-
-/// The SOA rdata of an input set with its serial set to `serial` (what an IXFR asks from).
-fn input_soa(set: &InputSet, serial: u32) -> Option<Vec<u8>> {
-    let mut d = set
-        .keys()
-        .find(|(_, t, _)| *t == rtype::SOA)
-        .map(|(_, _, d)| d.to_vec())?;
-    let n = d.len();
-    if n < 20 {
-        return None;
-    }
-    d[n - 20..n - 16].copy_from_slice(&serial.to_be_bytes());
-    Some(d)
-}
-
-/// Applies IXFR deltas to `set` and returns the RRsets they touched; on an error `set` is
-/// left as it was.
-fn apply_deltas(
-    set: &mut InputSet,
-    deltas: Vec<(
-        Vec<crate::serve::client::InRr>,
-        Vec<crate::serve::client::InRr>,
-    )>,
-    from: u32,
-) -> Result<std::collections::BTreeSet<(Owner, u16)>, String> {
-    let mut undo: Vec<((Owner, u16, Box<[u8]>), Option<u32>)> = Vec::new();
-    let res = apply_deltas_logged(set, deltas, from, &mut undo);
-    if res.is_err() {
-        for (k, old) in undo.into_iter().rev() {
-            match old {
-                Some(ttl) => set.insert(k, ttl),
-                None => set.remove(&k),
-            };
-        }
-    }
-    res
-}
-
-fn apply_deltas_logged(
-    set: &mut InputSet,
-    deltas: Vec<(
-        Vec<crate::serve::client::InRr>,
-        Vec<crate::serve::client::InRr>,
-    )>,
-    from: u32,
-    undo: &mut Vec<((Owner, u16, Box<[u8]>), Option<u32>)>,
-) -> Result<std::collections::BTreeSet<(Owner, u16)>, String> {
-    let serial_of = |d: &[u8]| {
-        (d.len() >= 20)
-            .then(|| u32::from_be_bytes(d[d.len() - 20..d.len() - 16].try_into().unwrap()))
-    };
-    let mut touched = std::collections::BTreeSet::new();
-    let mut at = from;
-    for (del, add) in deltas {
-        match del.first() {
-            Some((_, t, _, d)) if *t == rtype::SOA && serial_of(d) == Some(at) => {}
-            _ => return Err(format!("IXFR delta does not start from serial {at}")),
-        }
-        for (o, t, _, d) in del {
-            if t == rtype::SOA {
-                // (The apex's, whatever its serial: one range, not a walk of the zone.)
-                let apex = Owner(o.clone());
-                let from = (apex.clone(), rtype::SOA, Box::<[u8]>::default());
-                let soas: Vec<_> = set
-                    .range(from..)
-                    .take_while(|((ro, tt, _), _)| *ro == apex && *tt == rtype::SOA)
-                    .map(|(k, ttl)| (k.clone(), *ttl))
-                    .collect();
-                for (k, ttl) in soas {
-                    set.remove(&k);
-                    touched.insert((k.0.clone(), rtype::SOA));
-                    undo.push((k, Some(ttl)));
-                }
-                continue;
-            }
-            let key = (Owner(o.clone()), t, d);
-            match set.remove(&key) {
-                Some(ttl) => {
-                    touched.insert((key.0.clone(), t));
-                    undo.push((key, Some(ttl)));
-                }
-                None => {
-                    return Err(format!(
-                        "IXFR removes a record that is not in the zone ({} type {t})",
-                        o.to_text()
-                    ));
-                }
-            }
-        }
-        for (o, t, ttl, d) in add {
-            if t == rtype::SOA {
-                at = serial_of(&d).unwrap_or(at);
-            }
-            let key = (Owner(o), t, d);
-            touched.insert((key.0.clone(), t));
-            let old = set.insert(key.clone(), ttl);
-            undo.push((key, old));
-        }
-    }
-    Ok(touched)
 }
 
 /// How long a failed transfer from a primary waits before the next try (a NOTIFY does not).
@@ -806,7 +678,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     let input_serial = memo.primary_serial;
     let input = match (file_input, &memo.input) {
         (Some(bytes), _) => Input::Text(bytes, None),
-        (None, Some(_)) => primary_input(node, zone, memo, current.as_ref(), quick_ok),
+        (None, Some(_)) => primary_input(node, zone, memo, current.as_ref(), quick_ok).await?,
         (None, None) => Input::Reread,
     };
     let built = crate::node::spawn_blocking(move || {
@@ -943,14 +815,13 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
 /// What a build of a primary's zone starts from: the RRsets the IXFRs changed since the
 /// current version's input when they keep the zone's shape (every name and type stays),
 /// else the whole zone as text. Either way the next delta counts from this input.
-fn primary_input(
-    node: &Node,
+async fn primary_input(
+    node: &Arc<Node>,
     zone: &str,
     memo: &mut Memo,
     current: Option<&Version>,
     quick_ok: bool,
-) -> Input {
-    let set = memo.input.as_ref().expect("a primary's zone is held");
+) -> Result<Input, String> {
     let digest = memo.digest;
     let delta = memo.delta.replace(InputDelta {
         base: digest,
@@ -962,33 +833,55 @@ fn primary_input(
         && !d.rrsets.is_empty()
         && let Ok(origin) = Name::parse(zone.as_bytes(), None)
     {
-        let same_shape = node.sm.with(|st| {
-            st.zones.get(zone).is_some_and(|z| {
-                d.rrsets
-                    .iter()
-                    .filter(|(_, t)| !made_by_signer(*t))
-                    .all(|(o, t)| z.content.contains_key(&(o.clone(), *t)) == input_has(set, o, *t))
+        let held = memo.input.as_ref().expect("a primary's zone is held");
+        let text = node.sm.with(|st| {
+            let z = st.zones.get(zone)?;
+            let same_shape = d
+                .rrsets
+                .iter()
+                .filter(|(_, t)| !made_by_signer(*t))
+                .all(|(o, t)| {
+                    z.content.contains_key(&(o.clone(), *t)) == held.has(&z.content, o, *t)
+                });
+            same_shape.then(|| {
+                let apex = Owner(origin);
+                let owners: std::collections::BTreeSet<&Owner> =
+                    d.rrsets.iter().map(|(o, _)| o).chain([&apex]).collect();
+                held.text_at(&z.content, owners.into_iter())
             })
         });
-        if same_shape {
-            let apex = Owner(origin);
-            let owners: std::collections::BTreeSet<&Owner> =
-                d.rrsets.iter().map(|(o, _)| o).chain([&apex]).collect();
-            let text = input_text_at(set, owners.into_iter());
+        if let Some(text) = text {
             let changed = d
                 .rrsets
                 .iter()
                 .filter(|(_, t)| !made_by_signer(*t))
                 .map(|(o, t)| (o.0.clone(), *t))
                 .collect();
-            return Input::Delta {
+            return Ok(Input::Delta {
                 text,
                 changed,
                 digest,
-            };
+            });
         }
     }
-    Input::Text(input_text(set), Some(digest))
+    // The whole zone, rendered off the runtime (a large zone takes a while).
+    let held = memo.input.take().expect("a primary's zone is held");
+    let (n, z) = (node.clone(), zone.to_string());
+    let (held, text) = crate::node::spawn_blocking(move || {
+        let text = if held.is_whole() {
+            held.text(&Content::new())
+        } else {
+            n.sm.with(|st| {
+                let empty = Content::new();
+                held.text(st.zones.get(&z).map_or(&empty, |zs| &zs.content))
+            })
+        };
+        (held, text)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    memo.input = Some(held);
+    Ok(Input::Text(text, Some(digest)))
 }
 
 /// A file input: read (and hashed) only when its size or mtime moved; the bytes then go
@@ -1033,44 +926,20 @@ async fn fetch_from_primary(
     reload: bool,
     memo: &mut Memo,
 ) -> Result<(), String> {
+    let apex = Owner(Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?);
     // A new leader starts from the input the current version was made from (replicated),
-    // so it can re-sign even while the primary is unreachable.
+    // so it can re-sign even while the primary is unreachable: nothing is copied but the
+    // apex, the content is the rest.
     if memo.input.is_none()
         && let Some(cur) = current
     {
-        let set: Option<InputSet> = node.sm.with(|st| {
-            st.zones.get(zone).map(|z| {
-                let mut set = InputSet::new();
-                for ((o, t), v) in &z.content {
-                    if made_by_signer(*t) {
-                        continue;
-                    }
-                    for d in &v.rdatas {
-                        set.insert((o.clone(), *t, d.clone()), v.ttl);
-                    }
-                }
-                set
-            })
+        let held = node.sm.with(|st| {
+            st.zones
+                .get(zone)
+                .map(|z| Held::over(apex.clone(), &z.content, cur.input_serial))
         });
-        if let Some(set) = set {
-            // The stored SOA carries the published serial; the input had its own.
-            let soa = input_soa(&set, cur.input_serial);
-            let mut set = set;
-            if let Some(soa) = soa {
-                let ttl = set
-                    .iter()
-                    .find(|((_, t, _), _)| *t == rtype::SOA)
-                    .map_or(0, |(_, ttl)| *ttl);
-                let apex = set
-                    .keys()
-                    .find(|(_, t, _)| *t == rtype::SOA)
-                    .map(|k| k.0.clone());
-                set.retain(|(_, t, _), _| *t != rtype::SOA);
-                if let Some(apex) = apex {
-                    set.insert((apex, rtype::SOA, soa.into_boxed_slice()), ttl);
-                }
-            }
-            memo.input = Some(set);
+        if let Some(held) = held {
+            memo.input = Some(held);
             memo.digest = cur.input_digest;
             memo.delta = Some(InputDelta {
                 base: cur.input_digest,
@@ -1078,6 +947,13 @@ async fn fetch_from_primary(
             });
             memo.primary_serial = Some(cur.input_serial);
         }
+    }
+    // A whole transfer stops being held once a version built from it is published.
+    if let (Some(held), Some(cur)) = (memo.input.as_mut(), current)
+        && held.is_whole()
+        && cur.input_digest == memo.digest
+    {
+        held.lean();
     }
     let notified = node.local().notified.remove(zone);
     if let Some((at, why)) = &memo.fetch_failed
@@ -1103,7 +979,7 @@ async fn fetch_from_primary(
         "refresh"
     };
     let published = current.map(|v| v.input_serial);
-    match transfer_if_newer(node, zone, primary, reload, published, memo, why).await {
+    match transfer_if_newer(node, zone, &apex, primary, reload, published, memo, why).await {
         Ok(()) => {
             memo.fetch_failed = None;
             Ok(())
@@ -1115,9 +991,11 @@ async fn fetch_from_primary(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn transfer_if_newer(
     node: &Node,
     zone: &str,
+    apex: &Owner,
     primary: &crate::serve::notify::Remote,
     reload: bool,
     published: Option<u32>,
@@ -1156,9 +1034,7 @@ async fn transfer_if_newer(
         .unwrap_or(u64::MAX);
     // IXFR from what we hold when we hold it; AXFR on reload, or when the IXFR fails.
     let from = match (&memo.input, memo.primary_serial) {
-        (Some(set), Some(ps)) if !reload && !memo.force_axfr => {
-            input_soa(set, ps).map(|soa| (ps, soa))
-        }
+        (Some(held), Some(ps)) if !reload && !memo.force_axfr => held.soa(ps).map(|soa| (ps, soa)),
         _ => None,
     };
     let ixfr = from.as_ref().map(|(ps, soa)| (*ps, &soa[..]));
@@ -1181,31 +1057,33 @@ async fn transfer_if_newer(
             return Ok(());
         }
         client::Transfer::Full(recs) => {
-            let mut set = InputSet::new();
-            for (o, t, ttl, d) in recs {
-                set.insert((Owner(o), t, d), ttl);
-            }
-            memo.digest = input_digest(&input_text(&set));
-            memo.input = Some(set);
+            let held = Held::whole(apex.clone(), recs);
+            memo.digest = input_digest(&held.text(&Content::new()));
+            memo.input = Some(held);
             memo.delta = None;
             memo.force_axfr = false;
             "AXFR"
         }
         client::Transfer::Incremental(deltas) => {
-            let set = memo
+            let held = memo
                 .input
                 .as_mut()
                 .ok_or("IXFR without a zone to apply it to")?;
             let from = memo.primary_serial.unwrap_or(0);
             let digest = chained_digest(&memo.digest, &deltas);
-            match apply_deltas(set, deltas, from) {
+            let applied = node.sm.with(|st| {
+                let empty = Content::new();
+                let content = st.zones.get(zone).map_or(&empty, |z| &z.content);
+                held.apply(content, deltas, from)
+            });
+            match applied {
                 Ok(touched) => {
                     if let Some(d) = &mut memo.delta {
                         d.rrsets.extend(touched);
                     }
                 }
                 Err(e) => {
-                    // The set is as it was, so the zone can still be re-signed; the next
+                    // The zone is held as it was, so it can still be re-signed; the next
                     // transfer is a whole one.
                     memo.force_axfr = true;
                     memo.polled = None;
@@ -1690,14 +1568,6 @@ impl Made {
     }
 }
 
-/// Types the signer makes: not part of the unsigned input.
-fn made_by_signer(t: u16) -> bool {
-    matches!(
-        t,
-        rtype::DNSKEY | rtype::NSEC | rtype::NSEC3 | rtype::NSEC3PARAM | rtype::RRSIG
-    )
-}
-
 /// When `unsigned` has exactly the names and types of the current version and only the
 /// content of some RRsets differs, those RRsets (owner, type); otherwise `None` and the
 /// full path runs. Same shape means the NSEC/NSEC3 chain and every type bitmap stay.
@@ -2091,68 +1961,6 @@ mod tests {
 
     // 2026-11-23 00:00:00 UTC
     const NOW: u64 = 1_795_392_000;
-
-    fn soa(serial: u32) -> Box<[u8]> {
-        let mut d = b"\x02ns\x04test\x00\x04host\x04test\x00".to_vec();
-        d.extend_from_slice(&serial.to_be_bytes());
-        d.extend_from_slice(&[0; 16]);
-        d.into_boxed_slice()
-    }
-
-    #[test]
-    fn ixfr_deltas_apply_in_order_and_a_missing_record_is_refused() {
-        let n = |s: &str| Name::parse(s.as_bytes(), None).unwrap();
-        let a = |ip: u8| vec![192, 0, 2, ip].into_boxed_slice();
-        let mut set = InputSet::new();
-        set.insert((Owner(n("test.")), rtype::SOA, soa(1)), 300);
-        set.insert((Owner(n("www.test.")), rtype::A, a(1)), 300);
-        let rr = |o: &str, t: u16, d: Box<[u8]>| (n(o), t, 300, d);
-        let deltas = vec![
-            (
-                vec![
-                    rr("test.", rtype::SOA, soa(1)),
-                    rr("www.test.", rtype::A, a(1)),
-                ],
-                vec![
-                    rr("test.", rtype::SOA, soa(2)),
-                    rr("www.test.", rtype::A, a(2)),
-                ],
-            ),
-            (
-                vec![rr("test.", rtype::SOA, soa(2))],
-                vec![
-                    rr("test.", rtype::SOA, soa(3)),
-                    rr("new.test.", rtype::A, a(3)),
-                ],
-            ),
-        ];
-        apply_deltas(&mut set, deltas, 1).unwrap();
-        assert_eq!(set.len(), 3);
-        assert!(set.contains_key(&(Owner(n("www.test.")), rtype::A, a(2))));
-        assert_eq!(input_soa(&set, 3).unwrap(), soa(3).to_vec());
-        // A delta from the wrong serial, and one removing what is not there.
-        let wrong = vec![(
-            vec![rr("test.", rtype::SOA, soa(7))],
-            vec![rr("test.", rtype::SOA, soa(8))],
-        )];
-        assert!(
-            apply_deltas(&mut set.clone(), wrong, 3)
-                .unwrap_err()
-                .contains("serial 3")
-        );
-        let missing = vec![(
-            vec![
-                rr("test.", rtype::SOA, soa(3)),
-                rr("gone.test.", rtype::A, a(9)),
-            ],
-            vec![rr("test.", rtype::SOA, soa(4))],
-        )];
-        assert!(
-            apply_deltas(&mut set, missing, 3)
-                .unwrap_err()
-                .contains("not in the zone")
-        );
-    }
 
     #[test]
     fn serial_policies_move_forward_and_never_back() {

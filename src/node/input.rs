@@ -1,0 +1,367 @@
+//! A hidden primary's zone as the leader holds it between transfers.
+//!
+//! After a whole transfer (AXFR) every record is held, as it came, until a version built
+//! from them is published. From then on, and on a leader that takes over, the replicated
+//! content *is* the input, apart from the SOA serial and the records the signer makes, so
+//! only the apex and the owners that IXFRs touched since are held: a new leader starts
+//! without copying the zone, and the leader does not hold a large zone twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::replica::RrsetVal;
+use crate::replica::state::Owner;
+use crate::serve::client::InRr;
+use crate::zone::rtype;
+
+/// The replicated RRsets of a zone.
+pub type Content = BTreeMap<(Owner, u16), RrsetVal>;
+/// One owner's records: (type, rdata) → TTL.
+pub type OwnerRecs = BTreeMap<(u16, Box<[u8]>), u32>;
+/// One IXFR delta: records removed, records added (SOAs included).
+pub type Delta = (Vec<InRr>, Vec<InRr>);
+
+/// Types the signer makes: not part of the unsigned input.
+pub fn made_by_signer(t: u16) -> bool {
+    matches!(
+        t,
+        rtype::DNSKEY | rtype::NSEC | rtype::NSEC3 | rtype::NSEC3PARAM | rtype::RRSIG
+    )
+}
+
+/// A primary's zone: every owner (`whole`), or the apex and the owners changed since the
+/// replicated content was built from it (an empty entry: the owner is gone).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Held {
+    whole: bool,
+    apex: Owner,
+    owners: BTreeMap<Owner, OwnerRecs>,
+}
+
+fn serial_of(d: &[u8]) -> Option<u32> {
+    (d.len() >= 20).then(|| u32::from_be_bytes(d[d.len() - 20..d.len() - 16].try_into().unwrap()))
+}
+
+/// `owner`'s unsigned records in the replicated content.
+fn content_recs(content: &Content, owner: &Owner) -> OwnerRecs {
+    content
+        .range((owner.clone(), 0)..=(owner.clone(), u16::MAX))
+        .filter(|((_, t), _)| !made_by_signer(*t))
+        .flat_map(|((_, t), v)| v.rdatas.iter().map(move |d| ((*t, d.clone()), v.ttl)))
+        .collect()
+}
+
+impl Held {
+    /// The records of a whole transfer.
+    pub fn whole(apex: Owner, recs: Vec<InRr>) -> Held {
+        let mut owners: BTreeMap<Owner, OwnerRecs> = BTreeMap::new();
+        for (o, t, ttl, d) in recs {
+            owners.entry(Owner(o)).or_default().insert((t, d), ttl);
+        }
+        Held {
+            whole: true,
+            apex,
+            owners,
+        }
+    }
+
+    /// The input of the version whose content is `content`, made from the primary's
+    /// `input_serial`.
+    pub fn over(apex: Owner, content: &Content, input_serial: u32) -> Held {
+        let mut at_apex = content_recs(content, &apex);
+        let soa: Vec<_> = at_apex
+            .keys()
+            .filter(|(t, _)| *t == rtype::SOA)
+            .cloned()
+            .collect();
+        for k in soa {
+            let ttl = at_apex.remove(&k).unwrap_or(0);
+            let mut d = k.1.to_vec();
+            let n = d.len();
+            if n >= 20 {
+                d[n - 20..n - 16].copy_from_slice(&input_serial.to_be_bytes());
+            }
+            at_apex.insert((rtype::SOA, d.into_boxed_slice()), ttl);
+        }
+        Held {
+            whole: false,
+            owners: BTreeMap::from([(apex.clone(), at_apex)]),
+            apex,
+        }
+    }
+
+    /// Whether every record is held (no content needed).
+    pub fn is_whole(&self) -> bool {
+        self.whole
+    }
+
+    /// Drops all but the apex: call once the replicated content was built from this input.
+    pub fn lean(&mut self) {
+        let apex = self.owners.remove(&self.apex).unwrap_or_default();
+        self.owners = BTreeMap::from([(self.apex.clone(), apex)]);
+        self.whole = false;
+    }
+
+    /// `owner`'s records.
+    pub fn at(&self, content: &Content, owner: &Owner) -> OwnerRecs {
+        match self.owners.get(owner) {
+            Some(r) => r.clone(),
+            None if self.whole => OwnerRecs::new(),
+            None => content_recs(content, owner),
+        }
+    }
+
+    /// Whether the zone holds an RRset (owner, type).
+    pub fn has(&self, content: &Content, owner: &Owner, t: u16) -> bool {
+        let from = (t, Box::<[u8]>::default());
+        match self.owners.get(owner) {
+            Some(r) => r.range(from..).next().is_some_and(|((tt, _), _)| *tt == t),
+            None if self.whole => false,
+            None => content.contains_key(&(owner.clone(), t)) && !made_by_signer(t),
+        }
+    }
+
+    /// The SOA rdata with its serial set to `serial` (what an IXFR asks from).
+    pub fn soa(&self, serial: u32) -> Option<Vec<u8>> {
+        let recs = self.owners.get(&self.apex)?;
+        let ((_, d), _) = recs
+            .range((rtype::SOA, Box::<[u8]>::default())..)
+            .next()
+            .filter(|((t, _), _)| *t == rtype::SOA)?;
+        let mut d = d.to_vec();
+        let n = d.len();
+        if n < 20 {
+            return None;
+        }
+        d[n - 20..n - 16].copy_from_slice(&serial.to_be_bytes());
+        Some(d)
+    }
+
+    /// Applies IXFR deltas, starting at serial `from`, and returns the RRsets they touched;
+    /// on an error nothing changes.
+    pub fn apply(
+        &mut self,
+        content: &Content,
+        deltas: Vec<Delta>,
+        from: u32,
+    ) -> Result<BTreeSet<(Owner, u16)>, String> {
+        let mut work: BTreeMap<Owner, OwnerRecs> = BTreeMap::new();
+        for (del, add) in &deltas {
+            for (o, _, _, _) in del.iter().chain(add) {
+                let o = Owner(o.clone());
+                if !work.contains_key(&o) {
+                    let recs = self.at(content, &o);
+                    work.insert(o, recs);
+                }
+            }
+        }
+        let mut touched = BTreeSet::new();
+        let mut at = from;
+        for (del, add) in deltas {
+            match del.first() {
+                Some((_, t, _, d)) if *t == rtype::SOA && serial_of(d) == Some(at) => {}
+                _ => return Err(format!("IXFR delta does not start from serial {at}")),
+            }
+            for (o, t, _, d) in del {
+                let owner = Owner(o);
+                let recs = work.get_mut(&owner).expect("gathered above");
+                if t == rtype::SOA {
+                    // The apex's, whatever its serial.
+                    recs.retain(|(tt, _), _| *tt != rtype::SOA);
+                } else if recs.remove(&(t, d)).is_none() {
+                    return Err(format!(
+                        "IXFR removes a record that is not in the zone ({} type {t})",
+                        owner.0.to_text()
+                    ));
+                }
+                touched.insert((owner, t));
+            }
+            for (o, t, ttl, d) in add {
+                if t == rtype::SOA {
+                    at = serial_of(&d).unwrap_or(at);
+                }
+                let owner = Owner(o);
+                work.get_mut(&owner)
+                    .expect("gathered above")
+                    .insert((t, d), ttl);
+                touched.insert((owner, t));
+            }
+        }
+        self.owners.extend(work);
+        Ok(touched)
+    }
+
+    /// Every record at `owners`, as master-file text.
+    pub fn text_at<'a>(
+        &self,
+        content: &Content,
+        owners: impl Iterator<Item = &'a Owner>,
+    ) -> Vec<u8> {
+        let recs: Vec<(Owner, OwnerRecs)> =
+            owners.map(|o| (o.clone(), self.at(content, o))).collect();
+        crate::serve::client::to_text(
+            recs.iter()
+                .flat_map(|(o, r)| r.iter().map(move |((t, d), ttl)| (&o.0, *t, *ttl, &d[..]))),
+        )
+    }
+
+    /// The whole zone as master-file text.
+    pub fn text(&self, content: &Content) -> Vec<u8> {
+        let held = self
+            .owners
+            .iter()
+            .flat_map(|(o, r)| r.iter().map(move |((t, d), ttl)| (&o.0, *t, *ttl, &d[..])));
+        if self.whole {
+            return crate::serve::client::to_text(held);
+        }
+        let rest = content
+            .iter()
+            .filter(|((o, t), _)| !made_by_signer(*t) && !self.owners.contains_key(o))
+            .flat_map(|((o, t), v)| v.rdatas.iter().map(move |d| (&o.0, *t, v.ttl, &d[..])));
+        crate::serve::client::to_text(rest.chain(held))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::Name;
+
+    fn n(s: &str) -> Name {
+        Name::parse(s.as_bytes(), None).unwrap()
+    }
+
+    fn soa(serial: u32) -> Box<[u8]> {
+        let mut d = b"\x02ns\x04test\x00\x04host\x04test\x00".to_vec();
+        d.extend_from_slice(&serial.to_be_bytes());
+        d.extend_from_slice(&[0; 16]);
+        d.into_boxed_slice()
+    }
+
+    fn a(ip: u8) -> Box<[u8]> {
+        vec![192, 0, 2, ip].into_boxed_slice()
+    }
+
+    fn rr(o: &str, t: u16, d: Box<[u8]>) -> InRr {
+        (n(o), t, 300, d)
+    }
+
+    fn deltas() -> Vec<Delta> {
+        vec![
+            (
+                vec![
+                    rr("test.", rtype::SOA, soa(1)),
+                    rr("www.test.", rtype::A, a(1)),
+                ],
+                vec![
+                    rr("test.", rtype::SOA, soa(2)),
+                    rr("www.test.", rtype::A, a(2)),
+                ],
+            ),
+            (
+                vec![rr("test.", rtype::SOA, soa(2))],
+                vec![
+                    rr("test.", rtype::SOA, soa(3)),
+                    rr("new.test.", rtype::A, a(3)),
+                ],
+            ),
+        ]
+    }
+
+    fn lines(text: Vec<u8>) -> Vec<String> {
+        let mut v: Vec<String> = String::from_utf8(text)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn ixfr_deltas_apply_in_order_and_a_missing_record_is_refused() {
+        let none = Content::new();
+        let mut held = Held::whole(
+            Owner(n("test.")),
+            vec![
+                rr("test.", rtype::SOA, soa(1)),
+                rr("www.test.", rtype::A, a(1)),
+                rr("old.test.", rtype::A, a(9)),
+            ],
+        );
+        let touched = held.apply(&none, deltas(), 1).unwrap();
+        assert_eq!(touched.len(), 3, "{touched:?}");
+        assert!(held.has(&none, &Owner(n("www.test.")), rtype::A));
+        assert!(held.has(&none, &Owner(n("new.test.")), rtype::A));
+        assert!(!held.has(&none, &Owner(n("nowhere.test.")), rtype::A));
+        assert_eq!(held.soa(3).unwrap(), soa(3).to_vec());
+        assert_eq!(held.text(&none).iter().filter(|b| **b == b'\n').count(), 4);
+        // A delta from the wrong serial, and one removing what is not there: no change.
+        let before = held.clone();
+        let wrong = vec![(
+            vec![rr("test.", rtype::SOA, soa(7))],
+            vec![rr("test.", rtype::SOA, soa(8))],
+        )];
+        let e = held.apply(&none, wrong, 3).unwrap_err();
+        assert!(e.contains("does not start from serial 3"), "{e}");
+        let missing = vec![(
+            vec![
+                rr("test.", rtype::SOA, soa(3)),
+                rr("new.test.", rtype::A, a(3)),
+                rr("www.test.", rtype::A, a(1)),
+            ],
+            vec![rr("test.", rtype::SOA, soa(4))],
+        )];
+        let e = held.apply(&none, missing, 3).unwrap_err();
+        assert!(e.contains("not in the zone"), "{e}");
+        assert_eq!(held, before, "a refused IXFR leaves the zone as it was");
+    }
+
+    /// Held over the replicated content, the zone reads the same as when held whole.
+    #[test]
+    fn over_the_content_reads_as_the_whole_zone() {
+        let recs = vec![
+            rr("test.", rtype::SOA, soa(1)),
+            rr("www.test.", rtype::A, a(1)),
+            rr("old.test.", rtype::A, a(9)),
+        ];
+        let mut whole = Held::whole(Owner(n("test.")), recs.clone());
+        // The content as a version built from that input holds it: the SOA with the
+        // published serial, and signer-made records beside.
+        let mut content = Content::new();
+        for (o, t, ttl, d) in recs {
+            let d = if t == rtype::SOA { soa(2026) } else { d };
+            content.insert(
+                (Owner(o), t),
+                RrsetVal {
+                    ttl,
+                    rdatas: vec![d],
+                    sigs: vec![vec![1, 2, 3].into()],
+                },
+            );
+        }
+        content.insert(
+            (Owner(n("www.test.")), rtype::NSEC),
+            RrsetVal {
+                ttl: 300,
+                rdatas: vec![vec![0].into()],
+                sigs: Vec::new(),
+            },
+        );
+        let mut over = Held::over(Owner(n("test.")), &content, 1);
+        assert_eq!(over.soa(1), whole.soa(1));
+        assert_eq!(lines(over.text(&content)), lines(whole.text(&content)));
+        assert!(!over.has(&content, &Owner(n("www.test.")), rtype::NSEC));
+        whole.apply(&content, deltas(), 1).unwrap();
+        over.apply(&content, deltas(), 1).unwrap();
+        assert_eq!(lines(over.text(&content)), lines(whole.text(&content)));
+        let owners = [Owner(n("www.test.")), Owner(n("new.test."))];
+        assert_eq!(
+            lines(over.text_at(&content, owners.iter())),
+            lines(whole.text_at(&content, owners.iter()))
+        );
+        // Leaning a whole zone once the content holds it.
+        whole.lean();
+        assert!(!whole.is_whole());
+        assert_eq!(whole.soa(3).unwrap(), soa(3).to_vec());
+    }
+}
