@@ -148,9 +148,9 @@ impl Held {
         for (del, add) in &deltas {
             for (o, _, _, _) in del.iter().chain(add) {
                 let o = Owner(o.clone());
-                if !work.contains_key(&o) {
-                    let recs = self.at(content, &o);
-                    work.insert(o, recs);
+                if let std::collections::btree_map::Entry::Vacant(e) = work.entry(o) {
+                    let recs = self.at(content, e.key());
+                    e.insert(recs);
                 }
             }
         }
