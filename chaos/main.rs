@@ -50,7 +50,7 @@ use checkers::{Checkers, Observation};
 const ZONE: &str = "chaos.test.";
 /// Events printed on either side of a violation.
 const HISTORY_AROUND_MS: u64 = 10_000;
-/// How long a partition or keystore episode lasts (the election timeout is 1–2 s).
+/// How long a partition or keystore episode lasts (longer than any election: timeouts 0.5–1 s).
 const EPISODE: Duration = Duration::from_secs(4);
 /// The key clock of the key-roll workload runs this many times faster than real time.
 const KASP_SCALE: u64 = 100;

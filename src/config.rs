@@ -19,10 +19,10 @@
 //! raft = "127.0.0.1:7102"
 //! admin = "127.0.0.1:7202"
 //!
-//! [raft]                             # optional; these are the defaults
-//! heartbeat_ms = 200
-//! election_min_ms = 1000
-//! election_max_ms = 2000
+//! [raft]                             # optional; these are the defaults (one site)
+//! heartbeat_ms = 100
+//! election_min_ms = 500
+//! election_max_ms = 1000
 //! snapshot_every = 500
 //! keep_logs = 64
 //!
@@ -167,9 +167,9 @@ pub struct RaftTiming {
 impl Default for RaftTiming {
     fn default() -> Self {
         RaftTiming {
-            heartbeat_ms: 200,
-            election_min_ms: 1000,
-            election_max_ms: 2000,
+            heartbeat_ms: 100,
+            election_min_ms: 500,
+            election_max_ms: 1000,
             snapshot_every: 500,
             keep_logs: 64,
         }

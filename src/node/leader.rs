@@ -207,6 +207,7 @@ pub async fn run(node: Arc<Node>) {
         }
         // A new term: fence the predecessor when it did not hand over, then start.
         if started != Some(term) {
+            let began = Instant::now();
             if let Err(e) = ensure_fenced(&node, term, &mut fence_try).await {
                 node.local().fence_block = Some(e);
                 continue;
@@ -225,6 +226,11 @@ pub async fn run(node: Arc<Node>) {
             }
             started = Some(term);
             node.local().fence_block = None;
+            tracing::info!(
+                term,
+                ms = began.elapsed().as_millis() as u64,
+                "leading: predecessor fenced, LeaderStart committed"
+            );
         }
         let zones: Vec<String> = node.sm.with(|st| st.zones.keys().cloned().collect());
         for zone in zones {
