@@ -181,17 +181,34 @@ fn hwm_mib(pid: u32) -> f64 {
 }
 
 /// Polls `f` every 5 ms (the changes timed here take tens of milliseconds).
-fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+fn poll<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    lab::poll_every(Duration::from_millis(5), timeout, f)
+}
+
+/// Times `n` changes: `make(i)` makes one and returns when the clock starts; each ends
+/// when all `nodes` validated a new serial. Prints the median, min and max as `what`.
+fn time_changes(
+    n: usize,
+    nodes: &[&lab::LabNode],
+    serial: &mut u64,
+    what: &str,
+    mut make: impl FnMut(usize) -> Instant,
+) {
+    let mut times = Vec::new();
+    for i in 0..n {
+        let t = make(i);
+        let (s, done) = all_validated(nodes, *serial, Duration::from_secs(600)).expect(what);
+        *serial = s;
+        times.push((done - t).as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(50));
     }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{what}: median {:.0} ms (min {:.0}, max {:.0}; target <= 50 ms)",
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1]
+    );
 }
 
 fn all_validated(nodes: &[&lab::LabNode], above: u64, timeout: Duration) -> Option<(u64, Instant)> {
@@ -324,22 +341,15 @@ fn main() {
     );
 
     // One-RRset changes.
-    let mut times = Vec::new();
-    for i in 0..o.changes {
-        change_ds(&zone, 1000 + i as u32);
-        let t = Instant::now();
-        let (s, done) =
-            all_validated(&all, serial, Duration::from_secs(600)).expect("change applied");
-        serial = s;
-        times.push((done - t).as_secs_f64() * 1000.0);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    println!(
-        "one RRset changed -> new serial validated on all 3 nodes: median {median:.0} ms (min {:.0}, max {:.0}; target <= 50 ms)",
-        times[0],
-        times[times.len() - 1]
+    time_changes(
+        o.changes,
+        &all,
+        &mut serial,
+        "one RRset changed -> new serial validated on all 3 nodes",
+        |i| {
+            change_ds(&zone, 1000 + i as u32);
+            Instant::now()
+        },
     );
 
     // A hidden primary: the zone switched over to knotd, then changes made there.
@@ -365,24 +375,18 @@ fn main() {
             (done - t).as_secs_f64()
         );
         let (owner, rest) = first_ds(&zone);
-        let mut times = Vec::new();
-        for i in 0..o.changes {
-            k.stage_ds(&owner, &rest, 2000 + i as u32);
-            k.commit();
-            let t = Instant::now();
-            notify(&all, lab::leader_of(&a1), &secret);
-            let (s, done) =
-                all_validated(&all, serial, Duration::from_secs(600)).expect("IXFR change applied");
-            serial = s;
-            times.push((done - t).as_secs_f64() * 1000.0);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        times.sort_by(f64::total_cmp);
-        println!(
-            "one RRset changed on the primary: its NOTIFY -> IXFR -> new serial validated on all 3 nodes: median {:.0} ms (min {:.0}, max {:.0}; target <= 50 ms)",
-            times[times.len() / 2],
-            times[0],
-            times[times.len() - 1]
+        time_changes(
+            o.changes,
+            &all,
+            &mut serial,
+            "one RRset changed on the primary: its NOTIFY -> IXFR -> new serial validated on all 3 nodes",
+            |i| {
+                k.stage_ds(&owner, &rest, 2000 + i as u32);
+                k.commit();
+                let t = Instant::now();
+                notify(&all, lab::leader_of(&a1), &secret);
+                t
+            },
         );
         (k, owner, rest, secret)
     });

@@ -330,8 +330,17 @@ pub fn status(admin: &str) -> Option<Value> {
     (a.code == 200).then(|| a.json())
 }
 
-/// Polls `f` until it returns `Some`, for at most `timeout`.
-pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+/// Polls `f` every 100 ms until it returns `Some`, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    poll_every(Duration::from_millis(100), timeout, f)
+}
+
+/// Polls `f` every `every` until it returns `Some`, for at most `timeout`.
+pub fn poll_every<T>(
+    every: Duration,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let end = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -340,7 +349,7 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         if Instant::now() >= end {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(every);
     }
 }
 
