@@ -628,6 +628,14 @@ fn qs_ok_args(args: &[&str]) {
     assert_eq!(code, 0, "quorumsign {args:?}: {out}{err}");
 }
 
+/// Writes `text` as named's copy of "hidden.", reloads named (which NOTIFYs the cluster)
+/// and returns the serial every running node then validated above `after`.
+fn primary_changes(c: &Cluster, named: &Daemon, file: &Path, text: &str, after: u64) -> u64 {
+    std::fs::write(file, text).unwrap();
+    named.signal(libc::SIGHUP);
+    c.converged("hidden.", after)
+}
+
 /// What the fake primary does with the next requests.
 #[derive(Clone, Debug)]
 enum Primary {
@@ -794,9 +802,7 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
     );
 
     // A change on the primary: named NOTIFYs the cluster, which transfers and signs it.
-    std::fs::write(&hidden, zone_text(101, "192.0.2.11")).unwrap();
-    named.signal(libc::SIGHUP);
-    let s2 = c.converged("hidden.", s1);
+    let s2 = primary_changes(&c, &named, &hidden, &zone_text(101, "192.0.2.11"), s1);
     assert_eq!(s2, 101);
     assert_eq!(
         dig(&port1, &["+short", "www.hidden.", "A"]).trim(),
@@ -829,9 +835,7 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
     // enough, the whole zone is signed again from the held input.
     let mut grown = zone_text(102, "192.0.2.11");
     grown.push_str("mail A 192.0.2.25\n");
-    std::fs::write(&hidden, grown).unwrap();
-    named.signal(libc::SIGHUP);
-    let s3 = c.converged("hidden.", s2);
+    let s3 = primary_changes(&c, &named, &hidden, &grown, s2);
     assert_eq!(s3, 102);
     assert_eq!(
         dig(&port1, &["+short", "mail.hidden.", "A"]).trim(),
@@ -856,9 +860,7 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
     c.kill(old_leader);
     let mut next = zone_text(103, "192.0.2.12");
     next.push_str("mail A 192.0.2.25\n");
-    std::fs::write(&hidden, next).unwrap();
-    named.signal(libc::SIGHUP);
-    let s4 = c.converged("hidden.", s3);
+    let s4 = primary_changes(&c, &named, &hidden, &next, s3);
     assert_eq!(s4, 103);
     let new_leader = c.leader();
     let log = &c.logs()[new_leader as usize - 1];

@@ -8,10 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use aws_lc_rs::digest;
+
 use crate::replica::RrsetVal;
 use crate::replica::state::Owner;
 use crate::serve::client::InRr;
-use crate::zone::rtype;
+use crate::zone::{Name, rtype, set_soa_serial, soa_serial};
 
 /// The replicated RRsets of a zone.
 pub type Content = BTreeMap<(Owner, u16), RrsetVal>;
@@ -28,6 +30,36 @@ pub fn made_by_signer(t: u16) -> bool {
     )
 }
 
+fn hash_record(ctx: &mut digest::Context, owner: &Name, t: u16, ttl: u32, d: &[u8]) {
+    ctx.update(owner.as_wire());
+    ctx.update(&t.to_be_bytes());
+    ctx.update(&ttl.to_be_bytes());
+    ctx.update(&(d.len() as u32).to_be_bytes());
+    ctx.update(d);
+}
+
+fn finish(ctx: digest::Context) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// The digest of a primary's zone after IXFR `deltas`: chained from the one before, so it
+/// costs the size of the change, not of the zone.
+pub fn chained_digest(prev: &[u8; 32], deltas: &[Delta]) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(prev);
+    for (del, add) in deltas {
+        for (mark, recs) in [(0u8, del), (1u8, add)] {
+            for (o, t, ttl, d) in recs {
+                ctx.update(&[mark]);
+                hash_record(&mut ctx, o, *t, *ttl, d);
+            }
+        }
+    }
+    finish(ctx)
+}
+
 /// A primary's zone: every owner (`whole`), or the apex and the owners changed since the
 /// replicated content was built from it (an empty entry: the owner is gone).
 #[derive(Clone, Debug, PartialEq)]
@@ -35,10 +67,6 @@ pub struct Held {
     whole: bool,
     apex: Owner,
     owners: BTreeMap<Owner, OwnerRecs>,
-}
-
-fn serial_of(d: &[u8]) -> Option<u32> {
-    (d.len() >= 20).then(|| u32::from_be_bytes(d[d.len() - 20..d.len() - 16].try_into().unwrap()))
 }
 
 /// `owner`'s unsigned records in the replicated content.
@@ -75,18 +103,27 @@ impl Held {
             .collect();
         for k in soa {
             let ttl = at_apex.remove(&k).unwrap_or(0);
-            let mut d = k.1.to_vec();
-            let n = d.len();
-            if n >= 20 {
-                d[n - 20..n - 16].copy_from_slice(&input_serial.to_be_bytes());
-            }
-            at_apex.insert((rtype::SOA, d.into_boxed_slice()), ttl);
+            let mut d = k.1;
+            set_soa_serial(&mut d, input_serial);
+            at_apex.insert((rtype::SOA, d), ttl);
         }
         Held {
             whole: false,
             owners: BTreeMap::from([(apex.clone(), at_apex)]),
             apex,
         }
+    }
+
+    /// A digest of the held records, to tell one input from another (after a whole
+    /// transfer, when every record is held).
+    pub fn digest(&self) -> [u8; 32] {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        for (o, recs) in &self.owners {
+            for ((t, d), ttl) in recs {
+                hash_record(&mut ctx, &o.0, *t, *ttl, d);
+            }
+        }
+        finish(ctx)
     }
 
     /// Whether every record is held (no content needed).
@@ -128,12 +165,7 @@ impl Held {
             .next()
             .filter(|((t, _), _)| *t == rtype::SOA)?;
         let mut d = d.to_vec();
-        let n = d.len();
-        if n < 20 {
-            return None;
-        }
-        d[n - 20..n - 16].copy_from_slice(&serial.to_be_bytes());
-        Some(d)
+        set_soa_serial(&mut d, serial).then_some(d)
     }
 
     /// Applies IXFR deltas, starting at serial `from`, and returns the RRsets they touched;
@@ -158,7 +190,7 @@ impl Held {
         let mut at = from;
         for (del, add) in deltas {
             match del.first() {
-                Some((_, t, _, d)) if *t == rtype::SOA && serial_of(d) == Some(at) => {}
+                Some((_, t, _, d)) if *t == rtype::SOA && soa_serial(d) == Some(at) => {}
                 _ => return Err(format!("IXFR delta does not start from serial {at}")),
             }
             for (o, t, _, d) in del {
@@ -177,7 +209,7 @@ impl Held {
             }
             for (o, t, ttl, d) in add {
                 if t == rtype::SOA {
-                    at = serial_of(&d).unwrap_or(at);
+                    at = soa_serial(&d).unwrap_or(at);
                 }
                 let owner = Owner(o);
                 work.get_mut(&owner)
@@ -224,7 +256,6 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zone::Name;
 
     fn n(s: &str) -> Name {
         Name::parse(s.as_bytes(), None).unwrap()
@@ -288,7 +319,9 @@ mod tests {
                 rr("old.test.", rtype::A, a(9)),
             ],
         );
+        let first = held.digest();
         let touched = held.apply(&none, deltas(), 1).unwrap();
+        assert_ne!(held.digest(), first, "the digest follows the records");
         assert_eq!(touched.len(), 3, "{touched:?}");
         assert!(held.has(&none, &Owner(n("www.test.")), rtype::A));
         assert!(held.has(&none, &Owner(n("new.test.")), rtype::A));
@@ -314,6 +347,7 @@ mod tests {
         let e = held.apply(&none, missing, 3).unwrap_err();
         assert!(e.contains("not in the zone"), "{e}");
         assert_eq!(held, before, "a refused IXFR leaves the zone as it was");
+        assert_eq!(held.digest(), before.digest());
     }
 
     /// Held over the replicated content, the zone reads the same as when held whole.

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use aws_lc_rs::digest;
 
-use super::input::{Content, Held, made_by_signer};
+use super::input::{Content, Held, chained_digest, made_by_signer};
 use super::{Node, RunReport, now};
 use crate::keys::{KeyId, RrsigHeader};
 use crate::replica::state::{Owner, ZoneState, hex};
@@ -110,34 +110,6 @@ enum Input {
         changed: Vec<(Name, u16)>,
         digest: [u8; 32],
     },
-}
-
-/// The digest of a primary's zone after IXFR `deltas`: chained from the one before, so it
-/// costs the size of the change, not of the zone.
-fn chained_digest(
-    prev: &[u8; 32],
-    deltas: &[(
-        Vec<crate::serve::client::InRr>,
-        Vec<crate::serve::client::InRr>,
-    )],
-) -> [u8; 32] {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(prev);
-    for (del, add) in deltas {
-        for (mark, recs) in [(0u8, del), (1u8, add)] {
-            for (o, t, ttl, d) in recs {
-                ctx.update(&[mark]);
-                ctx.update(o.as_wire());
-                ctx.update(&t.to_be_bytes());
-                ctx.update(&ttl.to_be_bytes());
-                ctx.update(&(d.len() as u32).to_be_bytes());
-                ctx.update(d);
-            }
-        }
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
 }
 
 /// How long a failed transfer from a primary waits before the next try (a NOTIFY does not).
@@ -857,12 +829,8 @@ async fn primary_input(
             })
         });
         if let Some(text) = text {
-            let changed = d
-                .rrsets
-                .iter()
-                .filter(|(_, t)| !made_by_signer(*t))
-                .map(|(o, t)| (o.0.clone(), *t))
-                .collect();
+            // (`delta_changes` leaves out the SOA and what the signer makes.)
+            let changed = d.rrsets.iter().map(|(o, t)| (o.0.clone(), *t)).collect();
             return Ok(Input::Delta {
                 text,
                 changed,
@@ -877,10 +845,7 @@ async fn primary_input(
         let text = if held.is_whole() {
             held.text(&Content::new())
         } else {
-            n.sm.with(|st| {
-                let empty = Content::new();
-                held.text(st.zones.get(&z).map_or(&empty, |zs| &zs.content))
-            })
+            with_content(&n, &z, |c| held.text(c))
         };
         (held, text)
     })
@@ -888,6 +853,14 @@ async fn primary_input(
     .map_err(|e| e.to_string())?;
     memo.input = Some(held);
     Ok(Input::Text(text, Some(digest)))
+}
+
+/// Runs `f` on `zone`'s replicated content (empty when the zone is gone).
+fn with_content<R>(node: &Node, zone: &str, f: impl FnOnce(&Content) -> R) -> R {
+    node.sm.with(|st| {
+        let empty = Content::new();
+        f(st.zones.get(zone).map_or(&empty, |z| &z.content))
+    })
 }
 
 /// A file input: read (and hashed) only when its size or mtime moved; the bytes then go
@@ -1064,7 +1037,7 @@ async fn transfer_if_newer(
         }
         client::Transfer::Full(recs) => {
             let held = Held::whole(apex.clone(), recs);
-            memo.digest = input_digest(&held.text(&Content::new()));
+            memo.digest = held.digest();
             memo.input = Some(held);
             memo.delta = None;
             memo.force_axfr = false;
@@ -1077,11 +1050,7 @@ async fn transfer_if_newer(
                 .ok_or("IXFR without a zone to apply it to")?;
             let from = memo.primary_serial.unwrap_or(0);
             let digest = chained_digest(&memo.digest, &deltas);
-            let applied = node.sm.with(|st| {
-                let empty = Content::new();
-                let content = st.zones.get(zone).map_or(&empty, |z| &z.content);
-                held.apply(content, deltas, from)
-            });
+            let applied = with_content(node, zone, |c| held.apply(c, deltas, from));
             match applied {
                 Ok(touched) => {
                     if let Some(d) = &mut memo.delta {
@@ -1190,9 +1159,7 @@ fn set_serial(zone: &mut Zone, serial: u32) {
         .iter_mut()
         .find(|r| r.rtype == rtype::SOA)
         .expect("zone has a SOA");
-    let d = &mut soa.rdatas[0];
-    let n = d.len();
-    d[n - 20..n - 16].copy_from_slice(&serial.to_be_bytes());
+    crate::zone::set_soa_serial(&mut soa.rdatas[0], serial);
 }
 
 /// The signature cache a new run reuses: every RRSIG of the current version.

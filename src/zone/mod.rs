@@ -257,9 +257,8 @@ impl Zone {
     pub fn soa(&self) -> (u32, u32, u32) {
         let set = self.apex().rrset(rtype::SOA).expect("zone has a SOA");
         let d = &set.rdatas[0];
-        let n = d.len();
-        let serial = u32::from_be_bytes(d[n - 20..n - 16].try_into().unwrap());
-        let minimum = u32::from_be_bytes(d[n - 4..].try_into().unwrap());
+        let serial = soa_serial(d).expect("a parsed SOA has its five numbers");
+        let minimum = u32::from_be_bytes(d[d.len() - 4..].try_into().unwrap());
         (serial, minimum, set.ttl)
     }
 
@@ -319,4 +318,20 @@ fn classify(nodes: &mut [Node]) {
     }
     // The apex never lies below a cut of its own; names below an apex DNAME are occluded
     // but `cut` was set for them above. Nothing else to do.
+}
+
+/// The serial of SOA rdata (it ends with serial, refresh, retry, expire, minimum).
+pub fn soa_serial(d: &[u8]) -> Option<u32> {
+    let n = d.len();
+    (n >= 20).then(|| u32::from_be_bytes(d[n - 20..n - 16].try_into().unwrap()))
+}
+
+/// Sets the serial of SOA rdata; `false` when it is too short to hold one.
+pub fn set_soa_serial(d: &mut [u8], serial: u32) -> bool {
+    let n = d.len();
+    if n < 20 {
+        return false;
+    }
+    d[n - 20..n - 16].copy_from_slice(&serial.to_be_bytes());
+    true
 }
