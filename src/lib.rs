@@ -12,6 +12,7 @@ pub mod fuzz;
 pub mod hsm;
 pub mod kasp;
 pub mod keys;
+pub mod mem;
 pub mod node;
 pub mod replica;
 pub mod serve;

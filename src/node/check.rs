@@ -106,6 +106,7 @@ pub async fn run(node: Arc<Node>) {
                 Ok(full) => {
                     if full {
                         last_full.insert(zone.clone(), Instant::now());
+                        crate::mem::trim();
                     }
                     if good.as_ref().is_none_or(|g| g.token != version.token) {
                         tracing::info!(
@@ -113,6 +114,8 @@ pub async fn run(node: Arc<Node>) {
                             serial = version.serial,
                             full,
                             ms = began.elapsed().as_millis() as u64,
+                            heap_mib = crate::mem::mib(crate::mem::heap_in_use()),
+                            rss_mib = crate::mem::mib(crate::mem::resident()),
                             "version validated"
                         );
                     }

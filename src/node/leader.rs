@@ -32,6 +32,10 @@ use crate::signer::cache::{CacheEntry, CachedRrsig, serial_le};
 use crate::signer::{Denial, Nsec3Params, SignOptions, SignatureCache, SignedZone, sign_zone};
 use crate::zone::{Limits, Name, ParseOptions, Zone, rtype};
 
+/// Versions of at least this many changed RRsets hand their build's memory back after
+/// proposing (see [`crate::mem::trim`]).
+const TRIM_AFTER_CHANGES: u64 = 10_000;
+
 /// Largest encoded size of one `Stage` entry, roughly.
 const STAGE_BYTES: usize = 2 << 20;
 /// Longest wait before a failed signing run is tried again.
@@ -755,6 +759,9 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         },
     );
     let out = propose_all(node, cmds).await?;
+    if n_changes >= TRIM_AFTER_CHANGES {
+        crate::mem::trim(); // the build's transients are gone: give their pages back
+    }
     let ms = started.elapsed().as_millis() as u64;
     if let Outcome::Published { token, .. } = out {
         tracing::info!(
@@ -1232,18 +1239,21 @@ pub fn entries_of(signed: SignedZone) -> Vec<((Owner, u16), RrsetVal)> {
             .map(|(_, s)| RrsigHeader::parse(s).map_or(0, |(h, _)| h.type_covered))
             .collect();
         for set in node.rrsets {
-            let sigs = node
+            let mut sigs: Vec<_> = node
                 .sigs
                 .iter()
                 .zip(&covered)
                 .filter(|(_, t)| **t == set.rtype)
                 .map(|((_, s), _)| s.clone())
                 .collect();
+            sigs.shrink_to_fit(); // collected from a filter: room for four
+            let mut rdatas = set.rdatas;
+            rdatas.shrink_to_fit();
             out.push((
                 (Owner(node.name.clone()), set.rtype),
                 RrsetVal {
                     ttl: set.ttl,
-                    rdatas: set.rdatas,
+                    rdatas,
                     sigs,
                 },
             ));
@@ -1490,6 +1500,8 @@ fn build_version(
         sign_ms = ms(t_cache, t_signed),
         gate_ms = ms(t_signed, t_gate),
         diff_ms = ms(t_gate, t_end),
+        heap_mib = crate::mem::mib(crate::mem::heap_in_use()),
+        rss_mib = crate::mem::mib(crate::mem::resident()),
         "version built"
     );
     let counts = (stats.signed as u64, stats.reused as u64, resigned_unchanged);

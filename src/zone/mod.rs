@@ -60,6 +60,16 @@ impl Node {
     pub fn has(&self, t: u16) -> bool {
         self.rrset(t).is_some()
     }
+    /// Gives back what pushing left unused: a vector grown by pushes holds at least four
+    /// elements, and most names have one or two RRsets and signatures.
+    pub fn shrink_to_fit(&mut self) {
+        for r in &mut self.rrsets {
+            r.rdatas.shrink_to_fit();
+        }
+        self.rrsets.shrink_to_fit();
+        self.sigs.shrink_to_fit();
+    }
+
     /// True when this delegation has a DS RRset (a secure delegation).
     pub fn is_secure_delegation(&self) -> bool {
         self.kind == NodeKind::Delegation && self.has(rtype::DS)
@@ -144,6 +154,9 @@ impl Zone {
         let mut nodes: Vec<Node> = Vec::new();
         for (_, rec) in sorted {
             if nodes.last().is_none_or(|n| n.name != rec.owner) {
+                if let Some(n) = nodes.last_mut() {
+                    n.shrink_to_fit();
+                }
                 nodes.push(Node {
                     name: rec.owner.clone(),
                     kind: NodeKind::Auth,
@@ -226,23 +239,49 @@ impl Zone {
                 ));
             }
         }
+        if let Some(n) = nodes.last_mut() {
+            n.shrink_to_fit();
+        }
+        nodes.shrink_to_fit();
+        Ok((Zone::from_nodes(nodes, origin, file)?, warnings))
+    }
+
+    /// A zone from nodes already in canonical order, each with its RRsets sorted by type
+    /// and their records in canonical order (a replicated version's content): checks the
+    /// apex and marks each node's kind, with no copy and no sort.
+    pub fn from_nodes(mut nodes: Vec<Node>, origin: &Name, file: &str) -> Result<Zone, ZoneError> {
+        let fail = |msg: String| ZoneError {
+            file: file.into(),
+            line: 1,
+            msg,
+        };
         let apex = nodes
             .first()
             .filter(|n| &n.name == origin && n.has(rtype::SOA));
         let Some(apex) = apex else {
-            return Err(fail(1, format!("no SOA record at the zone apex {origin}")));
+            return Err(fail(format!("no SOA record at the zone apex {origin}")));
         };
         if apex.rrset(rtype::SOA).unwrap().rdatas.len() != 1 {
-            return Err(fail(1, format!("{origin} has more than one SOA record")));
+            return Err(fail(format!("{origin} has more than one SOA record")));
+        }
+        if let Some(n) = nodes.iter().find(|n| {
+            n.rrset(rtype::CNAME).is_some_and(|c| c.rdatas.len() > 1)
+                || n.has(rtype::CNAME)
+                    && n.rrsets.iter().any(|s| {
+                        !matches!(s.rtype, rtype::CNAME | rtype::NSEC)
+                            && !rtype::is_dnssec_output(s.rtype)
+                    })
+        }) {
+            return Err(fail(format!(
+                "{} has a CNAME beside other data or more than one CNAME (RFC 1034 §3.6.2, RFC 2181 §10.1)",
+                n.name
+            )));
         }
         classify(&mut nodes);
-        Ok((
-            Zone {
-                origin: origin.clone(),
-                nodes,
-            },
-            warnings,
-        ))
+        Ok(Zone {
+            origin: origin.clone(),
+            nodes,
+        })
     }
 
     pub fn apex(&self) -> &Node {

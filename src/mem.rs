@@ -1,0 +1,41 @@
+//! The process's heap as the allocator sees it, and handing freed memory back.
+//!
+//! A large version is built, staged, applied and validated in big transient allocations.
+//! glibc returns freed memory to the system only from the top of its heaps, so without a
+//! trim a node keeps the peak of its last whole build as its resident size.
+
+/// Bytes the allocator has handed out and not had back (glibc's `uordblks` plus mmapped
+/// chunks); `None` where that is not known.
+pub fn heap_in_use() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let m = unsafe { libc::mallinfo2() };
+        Some((m.uordblks + m.hblkhd) as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
+/// The resident set size now, from /proc (Linux).
+pub fn resident() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Returns the free memory of every heap to the system (after a large transient).
+pub fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// MiB, for logs.
+pub fn mib(b: Option<u64>) -> u64 {
+    b.map_or(0, |b| b >> 20)
+}
