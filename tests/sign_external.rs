@@ -261,6 +261,8 @@ fn bind_signs_with_our_keys_and_we_accept_its_nsec3_output() {
             "-N",
             "keep",
             "-S",
+            "-d",
+            p(dir.path()),
             "-K",
             p(&kd),
             "-3",
