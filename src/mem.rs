@@ -5,7 +5,8 @@
 //! trim a node keeps the peak of its last whole build as its resident size.
 
 /// Bytes the allocator has handed out and not had back (glibc's `uordblks` plus mmapped
-/// chunks); `None` where that is not known.
+/// chunks); `None` where that is not known. Not cheap: glibc walks its free lists (tens of
+/// ms on a heap of millions of chunks), so only after a large build or a full check.
 pub fn heap_in_use() -> Option<u64> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -114,8 +114,10 @@ pub async fn run(node: Arc<Node>) {
                             serial = version.serial,
                             full,
                             ms = began.elapsed().as_millis() as u64,
-                            heap_mib = crate::mem::mib(crate::mem::heap_in_use()),
-                            rss_mib = crate::mem::mib(crate::mem::resident()),
+                            // Only after a full check: mallinfo2 walks the allocator's
+                            // free lists, tens of ms on a large heap.
+                            heap_mib = full.then(|| crate::mem::mib(crate::mem::heap_in_use())),
+                            rss_mib = full.then(|| crate::mem::mib(crate::mem::resident())),
                             "version validated"
                         );
                     }
