@@ -894,6 +894,19 @@ mod tests {
         }
     }
 
+    /// A state holding the zone `example.` (file input), added at index 1.
+    fn with_example_zone() -> ClusterState {
+        let mut st = ClusterState::default();
+        st.apply(
+            &lid(1),
+            Command::AddZone {
+                zone: ZoneConfig::new("example", "file:/dev/null"),
+                origin: origin(),
+            },
+        );
+        st
+    }
+
     /// Stages `changes` and publishes them as `serial`, announcing `hash` (or the true one).
     fn publish(
         st: &mut ClusterState,
@@ -969,14 +982,7 @@ mod tests {
     /// does, and only for a state a published version shows.
     #[test]
     fn key_waits_start_at_keys_shown_not_at_publication() {
-        let mut st = ClusterState::default();
-        st.apply(
-            &lid(1),
-            Command::AddZone {
-                zone: ZoneConfig::new("example", "file:/dev/null"),
-                origin: origin(),
-            },
-        );
+        let mut st = with_example_zone();
         let id = crate::keys::KeyId([3; 32]);
         let mut k = crate::kasp::KeyState::new(id, 3, 13, crate::kasp::Role::Zsk, 0);
         k.pending = [0, 5, 0, 0];
@@ -1100,14 +1106,7 @@ mod tests {
     #[test]
     fn a_first_version_fills_the_content_as_one_by_one_would() {
         let zone_with = |changes: Vec<RrsetChange>, hash: Option<[u8; 32]>| {
-            let mut st = ClusterState::default();
-            st.apply(
-                &lid(1),
-                Command::AddZone {
-                    zone: ZoneConfig::new("example", "file:/dev/null"),
-                    origin: origin(),
-                },
-            );
+            let mut st = with_example_zone();
             let mut idx = 1;
             let out = publish(&mut st, &mut idx, changes, 10, hash);
             (out, st.zones["example."].clone())
