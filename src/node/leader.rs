@@ -1247,13 +1247,11 @@ pub fn entries_of(signed: SignedZone) -> Vec<((Owner, u16), RrsetVal)> {
                 .map(|((_, s), _)| s.clone())
                 .collect();
             sigs.shrink_to_fit(); // collected from a filter: room for four
-            let mut rdatas = set.rdatas;
-            rdatas.shrink_to_fit();
             out.push((
                 (Owner(node.name.clone()), set.rtype),
                 RrsetVal {
                     ttl: set.ttl,
-                    rdatas,
+                    rdatas: set.rdatas, // sized when parsed (`push_node`)
                     sigs,
                 },
             ));

@@ -344,22 +344,14 @@ pub fn hex(h: &[u8]) -> String {
 impl ZoneState {
     /// The zone as the offline engine models it, for full validation and file output.
     pub fn to_zone(&self, origin: &Name) -> Result<crate::zone::Zone, crate::zone::ZoneError> {
-        use crate::zone::{Node, NodeKind, Rrset};
+        use crate::zone::{Node, Rrset};
         // The content is in canonical order already: nodes are built as it is walked, the
         // signatures shared rather than copied (a full copy of a 1M-delegation zone's
         // records, then sorted, once doubled a node's memory while it validated).
         let mut nodes: Vec<Node> = Vec::new();
         for ((owner, t), v) in &self.content {
             if nodes.last().is_none_or(|n| n.name != owner.0) {
-                if let Some(n) = nodes.last_mut() {
-                    n.shrink_to_fit();
-                }
-                nodes.push(Node {
-                    name: owner.0.clone(),
-                    kind: NodeKind::Auth,
-                    rrsets: Vec::new(),
-                    sigs: Vec::new(),
-                });
+                crate::zone::push_node(&mut nodes, owner.0.clone());
             }
             let node = nodes.last_mut().expect("pushed above");
             if !v.rdatas.is_empty() {
@@ -371,10 +363,16 @@ impl ZoneState {
             }
             node.sigs.extend(v.sigs.iter().map(|s| (v.ttl, s.clone())));
         }
-        if let Some(n) = nodes.last_mut() {
-            n.shrink_to_fit();
+        if let Some(n) = nodes.iter().find(|n| crate::zone::cname_conflict(n)) {
+            return Err(crate::zone::ZoneError {
+                file: "replicated state".into(),
+                line: 1,
+                msg: format!(
+                    "{} has a CNAME beside other data or more than one CNAME (RFC 1034 §3.6.2, RFC 2181 §10.1)",
+                    n.name
+                ),
+            });
         }
-        nodes.shrink_to_fit();
         crate::zone::Zone::from_nodes(nodes, origin, "replicated state")
     }
 
@@ -744,36 +742,36 @@ impl ClusterState {
                             .collect()
                     });
                 let before = z.hash;
-                if z.content.is_empty() && strictly_ordered(&staged) {
-                    // A first version (or a zone emptied): built in one pass, with full
-                    // B-tree nodes and no undo list.
+                // A first version (or a zone emptied) is built in one pass, with full B-tree
+                // nodes and no undo list (`None`).
+                let undo = if z.content.is_empty() && strictly_ordered(&staged) {
                     z.fill(staged);
-                    if z.hash != version.hash {
-                        let after = z.hash;
-                        z.content.clear();
-                        z.hash = before;
-                        return Outcome::Refused(format!(
-                            "zone {zone}: content hash after applying is {}, the leader announced {}",
-                            hex(&after[..8]),
-                            hex(&version.hash[..8])
-                        ));
-                    }
-                    z.journal.clear();
+                    None
                 } else {
                     let mut undo = Vec::with_capacity(n_changes);
                     for part in staged {
                         z.apply_changes(part, &mut undo);
                     }
-                    if z.hash != version.hash {
-                        let after = z.hash;
-                        z.undo(undo, before);
-                        return Outcome::Refused(format!(
-                            "zone {zone}: content hash after applying is {}, the leader announced {}",
-                            hex(&after[..8]),
-                            hex(&version.hash[..8])
-                        ));
+                    Some(undo)
+                };
+                if z.hash != version.hash {
+                    let after = z.hash;
+                    match undo {
+                        Some(undo) => z.undo(undo, before),
+                        None => {
+                            z.content.clear();
+                            z.hash = before;
+                        }
                     }
-                    z.record_delta(undo, token, version.serial);
+                    return Outcome::Refused(format!(
+                        "zone {zone}: content hash after applying is {}, the leader announced {}",
+                        hex(&after[..8]),
+                        hex(&version.hash[..8])
+                    ));
+                }
+                match undo {
+                    Some(undo) => z.record_delta(undo, token, version.serial),
+                    None => z.journal.clear(),
                 }
                 match touched {
                     Some(touched) => {
@@ -1119,11 +1117,11 @@ mod tests {
             change("b.example.", 2),
             change("c.example.", 3),
         ];
-        let assert_strictly = |c: &[RrsetChange]| strictly_ordered(&[c.to_vec()]);
-        assert!(assert_strictly(&ordered));
+        let strictly = |c: &[RrsetChange]| strictly_ordered(&[c.to_vec()]);
+        assert!(strictly(&ordered));
         let mut shuffled = ordered.clone();
         shuffled.reverse();
-        assert!(!assert_strictly(&shuffled));
+        assert!(!strictly(&shuffled));
 
         let (out, filled) = zone_with(ordered, None);
         assert!(

@@ -154,15 +154,7 @@ impl Zone {
         let mut nodes: Vec<Node> = Vec::new();
         for (_, rec) in sorted {
             if nodes.last().is_none_or(|n| n.name != rec.owner) {
-                if let Some(n) = nodes.last_mut() {
-                    n.shrink_to_fit();
-                }
-                nodes.push(Node {
-                    name: rec.owner.clone(),
-                    kind: NodeKind::Auth,
-                    rrsets: Vec::new(),
-                    sigs: Vec::new(),
-                });
+                push_node(&mut nodes, rec.owner.clone());
             }
             let node = nodes.last_mut().unwrap();
             if rec.rtype == rtype::RRSIG {
@@ -239,17 +231,17 @@ impl Zone {
                 ));
             }
         }
+        Ok((Zone::from_nodes(nodes, origin, file)?, warnings))
+    }
+
+    /// A zone from nodes already in canonical order (made with [`push_node`]), each with
+    /// its RRsets sorted by type and their records in canonical order: checks the apex and
+    /// marks each node's kind, with no copy and no sort.
+    pub fn from_nodes(mut nodes: Vec<Node>, origin: &Name, file: &str) -> Result<Zone, ZoneError> {
         if let Some(n) = nodes.last_mut() {
             n.shrink_to_fit();
         }
         nodes.shrink_to_fit();
-        Ok((Zone::from_nodes(nodes, origin, file)?, warnings))
-    }
-
-    /// A zone from nodes already in canonical order, each with its RRsets sorted by type
-    /// and their records in canonical order (a replicated version's content): checks the
-    /// apex and marks each node's kind, with no copy and no sort.
-    pub fn from_nodes(mut nodes: Vec<Node>, origin: &Name, file: &str) -> Result<Zone, ZoneError> {
         let fail = |msg: String| ZoneError {
             file: file.into(),
             line: 1,
@@ -263,19 +255,6 @@ impl Zone {
         };
         if apex.rrset(rtype::SOA).unwrap().rdatas.len() != 1 {
             return Err(fail(format!("{origin} has more than one SOA record")));
-        }
-        if let Some(n) = nodes.iter().find(|n| {
-            n.rrset(rtype::CNAME).is_some_and(|c| c.rdatas.len() > 1)
-                || n.has(rtype::CNAME)
-                    && n.rrsets.iter().any(|s| {
-                        !matches!(s.rtype, rtype::CNAME | rtype::NSEC)
-                            && !rtype::is_dnssec_output(s.rtype)
-                    })
-        }) {
-            return Err(fail(format!(
-                "{} has a CNAME beside other data or more than one CNAME (RFC 1034 §3.6.2, RFC 2181 §10.1)",
-                n.name
-            )));
         }
         classify(&mut nodes);
         Ok(Zone {
@@ -326,6 +305,30 @@ impl Zone {
             .map(|r| r.rdatas.len())
             .sum()
     }
+}
+
+/// Starts the node for `name` after the last of `nodes`, giving back what pushes left
+/// unused in that one (see [`Node::shrink_to_fit`]).
+pub fn push_node(nodes: &mut Vec<Node>, name: Name) {
+    if let Some(n) = nodes.last_mut() {
+        n.shrink_to_fit();
+    }
+    nodes.push(Node {
+        name,
+        kind: NodeKind::Auth,
+        rrsets: Vec::new(),
+        sigs: Vec::new(),
+    });
+}
+
+/// A CNAME beside other data (but its NSEC and DNSSEC records), or more than one CNAME:
+/// what [`Zone::build`] refuses record by record (RFC 1034 §3.6.2, RFC 2181 §10.1).
+pub fn cname_conflict(n: &Node) -> bool {
+    n.rrset(rtype::CNAME).is_some_and(|c| c.rdatas.len() > 1)
+        || n.has(rtype::CNAME)
+            && n.rrsets.iter().any(|s| {
+                !matches!(s.rtype, rtype::CNAME | rtype::NSEC) && !rtype::is_dnssec_output(s.rtype)
+            })
 }
 
 /// Marks the apex, delegations and everything below cuts and DNAMEs.
