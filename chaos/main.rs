@@ -376,6 +376,7 @@ fn observe_zone(
             now,
             trust_anchors: Vec::new(),
             signatures_prechecked: false,
+            private_keys: Vec::new(),
         },
     );
     let mut dnskeys: Vec<Vec<u8>> = zone

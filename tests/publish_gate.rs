@@ -84,3 +84,60 @@ fn nsec3_chain_and_unsigned_rrsets_are_checked() {
         r.failures
     );
 }
+
+#[test]
+fn a_check_through_the_private_scalars_finds_what_the_public_keys_find() {
+    use quorumsign::keys::ecdsa_check::ScalarVerifier;
+    use quorumsign::validate::{VerifyOptions, verify_zone};
+    use std::sync::Arc;
+    let now = quorumsign::hsm::soft::now_u32();
+    let dir = tempfile::tempdir().unwrap();
+    let ks = make_keys(dir.path(), "example", "13", false);
+    let origin = Name::parse(b"example.", None).unwrap();
+    let keys = quorumsign::hsm::open(&ks).unwrap().load(&origin).unwrap();
+    let private: Vec<Arc<ScalarVerifier>> = keys
+        .iter()
+        .map(|k| {
+            let d = k.dnskey();
+            let scalar = k.private_scalar().expect("a soft key holds its scalar");
+            Arc::new(ScalarVerifier::new(d.algorithm, &d.public_key, &scalar).unwrap())
+        })
+        .collect();
+    let (_d, s) = signed(Denial::Nsec);
+    let mut zone = s.zone;
+    let by_scalar = VerifyOptions {
+        now,
+        private_keys: private,
+        ..Default::default()
+    };
+    let by_public = VerifyOptions {
+        now,
+        ..Default::default()
+    };
+    for o in [&by_scalar, &by_public] {
+        let r = verify_zone(&zone, o);
+        assert!(r.valid, "{:?}", r.failures);
+        assert!(r.rrsigs_checked > 10);
+    }
+    // One signature byte flipped: both ways name the RRset.
+    let www = zone
+        .nodes
+        .iter_mut()
+        .find(|n| n.name.to_text() == "www.example.")
+        .unwrap();
+    let (ttl, sig) = www.sigs[0].clone();
+    let mut bad = sig.to_vec();
+    *bad.last_mut().unwrap() ^= 1;
+    www.sigs[0] = (ttl, bad.into());
+    for o in [&by_scalar, &by_public] {
+        let r = verify_zone(&zone, o);
+        assert!(!r.valid);
+        assert!(
+            r.failures
+                .iter()
+                .any(|f| f.owner == "www.example." && f.message.contains("does not verify")),
+            "{:?}",
+            r.failures
+        );
+    }
+}

@@ -93,6 +93,7 @@ fn run_inner(a: &VerifyArgs) -> Result<validate::Report, String> {
             now,
             trust_anchors,
             signatures_prechecked: false,
+            private_keys: Vec::new(),
         },
         &|n, total| super::advance(&bar, n, total),
     );

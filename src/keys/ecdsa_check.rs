@@ -24,6 +24,15 @@ pub struct ScalarVerifier {
     digest: &'static digest::Algorithm,
     half: usize,
     d: Vec<u8>,
+    alg: u8,
+    public_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ScalarVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the scalar.
+        write!(f, "ScalarVerifier(algorithm {})", self.alg)
+    }
 }
 
 impl Drop for ScalarVerifier {
@@ -49,12 +58,19 @@ impl ScalarVerifier {
             digest,
             half,
             d: d.to_vec(),
+            alg,
+            public_key: public_key.to_vec(),
         };
         let (x, y) = v.mul_generator(d).ok_or("curve arithmetic failed")?;
         if x[..] != public_key[..half] || y[..] != public_key[half..] {
             return Err("private key does not match the DNSKEY public key".into());
         }
         Ok(v)
+    }
+
+    /// The key it checks: (algorithm, DNSKEY public key field).
+    pub fn key(&self) -> (u8, &[u8]) {
+        (self.alg, &self.public_key)
     }
 
     /// `k·G` in affine coordinates, each `half` bytes big-endian.

@@ -13,16 +13,17 @@ use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::state::ClusterState;
-use super::{Outcome, TypeConfig, decode, encode};
+use super::{Outcome, TypeConfig, decode, decode_counted, encode};
 use crate::zone::write::AtomicFile;
 
 pub type Snapshot = SnapshotOf<TypeConfig, Cursor<Vec<u8>>>;
 
-#[derive(Serialize, Deserialize)]
+/// `DATA/snapshot`: the bincode of (meta, data as a byte sequence), written and read
+/// piecewise so the encoded state (hundreds of MiB for a 1M-delegation zone) is never
+/// copied: a whole-struct encode once held it three times while a snapshot was saved.
 struct SnapshotFile {
     meta: SnapshotMetaOf<TypeConfig>,
     data: Vec<u8>,
@@ -43,8 +44,7 @@ impl StateMachine {
         std::fs::create_dir_all(dir)?;
         let mut state = ClusterState::default();
         let path = dir.join("snapshot");
-        if path.exists() {
-            let file: SnapshotFile = decode(&std::fs::read(&path)?)?;
+        if let Some(file) = load_snapshot(&path)? {
             state = decode(&file.data)?;
         }
         let idx = state.last_applied.as_ref().map_or(0, |l| l.index());
@@ -83,22 +83,37 @@ impl StateMachine {
     }
 
     fn save(&self, meta: &SnapshotMetaOf<TypeConfig>, data: &[u8]) -> io::Result<()> {
-        let bytes = encode(&SnapshotFile {
-            meta: meta.clone(),
-            data: data.to_vec(),
-        });
         let mut f = AtomicFile::create(&self.dir.join("snapshot"))?;
-        f.write_all(&bytes)?;
+        f.write_all(&encode(meta))?;
+        f.write_all(&encode(&(data.len() as u64)))?;
+        f.write_all(data)?;
         f.commit()
     }
 
     fn load_file(&self) -> io::Result<Option<SnapshotFile>> {
-        let path = self.dir.join("snapshot");
-        if !path.exists() {
-            return Ok(None);
-        }
-        decode(&std::fs::read(path)?).map(Some)
+        load_snapshot(&self.dir.join("snapshot"))
     }
+}
+
+fn load_snapshot(path: &Path) -> io::Result<Option<SnapshotFile>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut bytes = std::fs::read(path)?;
+    let (meta, n) = decode_counted::<SnapshotMetaOf<TypeConfig>>(&bytes)?;
+    let (len, m) = decode_counted::<u64>(&bytes[n..])?;
+    if (n + m) as u64 + len != bytes.len() as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: holds {} bytes of state where its header says {len}",
+                path.display(),
+                bytes.len() - n - m
+            ),
+        ));
+    }
+    bytes.drain(..n + m); // moves the state down in place: no second copy
+    Ok(Some(SnapshotFile { meta, data: bytes }))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -201,5 +216,29 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: f.meta,
             snapshot: Cursor::new(f.data),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_file_reads_back_and_a_torn_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path()).unwrap();
+        let meta = SnapshotMetaOf::<TypeConfig>::default();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        sm.save(&meta, &data).unwrap();
+        let f = sm.load_file().unwrap().expect("saved");
+        assert_eq!(f.data, data);
+        assert_eq!(f.meta, meta);
+        // The bytes are those of the (meta, data) pair encoded whole, as before.
+        let whole = encode(&(meta.clone(), data.clone()));
+        assert_eq!(std::fs::read(dir.path().join("snapshot")).unwrap(), whole);
+        // A file cut short is refused, naming it.
+        std::fs::write(dir.path().join("snapshot"), &whole[..whole.len() - 7]).unwrap();
+        let e = sm.load_file().err().expect("torn file refused").to_string();
+        assert!(e.contains("snapshot") && e.contains("4993"), "{e}");
     }
 }

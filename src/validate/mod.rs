@@ -21,6 +21,9 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use crate::keys::ecdsa_check::ScalarVerifier;
 use crate::keys::{DnsKey, RrsigHeader, Verifier, signed_data};
 use crate::signer::cache::serial_le;
 use crate::zone::{Name, Node, NodeKind, Zone, rtype};
@@ -34,6 +37,11 @@ pub struct VerifyOptions {
     /// signer's publish gate, whose every signature was already checked as it was made.
     /// Everything else (coverage, windows, keys, labels, TTLs, chains) is still checked.
     pub signatures_prechecked: bool,
+    /// Keys whose private scalar this process holds (the cluster's sealed soft keys): their
+    /// signatures are checked by the verification equation through the scalar, in batches
+    /// (about a third of a public-key verification; see [`ScalarVerifier`]). Keys not listed
+    /// here, and DNSKEY-RRset signatures for the KSK test, use the public key.
+    pub private_keys: Vec<Arc<ScalarVerifier>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +74,8 @@ pub(crate) fn failure(owner: &Name, t: u16, message: impl Into<String>) -> Failu
 pub(crate) struct Keys {
     by_tag: HashMap<(u16, u8), Vec<(DnsKey, Verifier)>>,
     algorithms: Vec<u8>,
+    /// (key tag, algorithm) held by exactly one key, whose scalar is at hand.
+    scalar: HashMap<(u16, u8), Arc<ScalarVerifier>>,
 }
 
 impl Keys {
@@ -75,7 +85,21 @@ impl Keys {
             None => Keys {
                 by_tag: HashMap::new(),
                 algorithms: Vec::new(),
+                scalar: HashMap::new(),
             },
+        }
+    }
+
+    /// Checks the signatures of the keys in `private` through their scalars.
+    fn attach(&mut self, private: &[Arc<ScalarVerifier>]) {
+        for (tag, candidates) in &self.by_tag {
+            if let [(k, _)] = candidates.as_slice()
+                && let Some(v) = private
+                    .iter()
+                    .find(|v| v.key() == (k.algorithm, k.public_key.as_slice()))
+            {
+                self.scalar.insert(*tag, v.clone());
+            }
         }
     }
 
@@ -112,7 +136,11 @@ impl Keys {
                 )),
             }
         }
-        Keys { by_tag, algorithms }
+        Keys {
+            by_tag,
+            algorithms,
+            scalar: HashMap::new(),
+        }
     }
 }
 
@@ -127,6 +155,9 @@ pub(crate) struct SignedRrset<'a> {
 
 /// Checks every RRSIG in `sigs` over the authoritative RRset `set`, and that each algorithm
 /// of the DNSKEY RRset has a valid one. Returns the number of RRSIGs checked.
+///
+/// With `defer`, signatures of keys checked through their scalar are queued there (and
+/// counted as good here); [`settle`] checks them and reports those that fail.
 pub(crate) fn check_rrset_sigs(
     set: &SignedRrset<'_>,
     sigs: &[&(RrsigHeader, &[u8])],
@@ -134,10 +165,11 @@ pub(crate) fn check_rrset_sigs(
     opts: &VerifyOptions,
     buf: &mut Vec<u8>,
     failures: &mut Vec<Failure>,
+    mut defer: Option<&mut Vec<Deferred>>,
 ) -> usize {
     let mut good_algs: Vec<u8> = Vec::new();
     for (h, sig) in sigs {
-        match check_rrsig(set, h, sig, keys, opts, buf) {
+        match check_rrsig(set, h, sig, keys, opts, buf, defer.as_deref_mut()) {
             Ok(()) => {
                 if !good_algs.contains(&h.algorithm) {
                     good_algs.push(h.algorithm);
@@ -182,6 +214,7 @@ pub fn verify_signed(signed: &crate::signer::SignedZone, now: u32) -> Report {
         now,
         trust_anchors: Vec::new(),
         signatures_prechecked: true,
+        private_keys: Vec::new(),
     };
     verify_parts(&signed.zone, &signed.nsec3, &opts, &|_, _| {})
 }
@@ -199,7 +232,8 @@ fn verify_parts(
     };
     let mut failures = Vec::new();
     let apex = zone.apex();
-    let keys = Keys::from_apex(apex, &mut failures);
+    let mut keys = Keys::from_apex(apex, &mut failures);
+    keys.attach(&opts.private_keys);
     if apex.rrset(rtype::DNSKEY).is_none() {
         failures.push(failure(
             &apex.name,
@@ -219,15 +253,26 @@ fn verify_parts(
         real.len() + hashed.len(),
     );
     // Summed as the threads go (a result per node was 40 bytes × every node of the zone).
+    // In chunks: signatures checked through a scalar are settled a chunk's batch at a time.
+    const CHUNK: usize = 256;
     let (sets, sigs, found) = real
-        .par_iter()
-        .chain(hashed.par_iter())
-        .map(|n| {
-            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if d % 4096 == 0 || d == total {
+        .par_chunks(CHUNK)
+        .chain(hashed.par_chunks(CHUNK))
+        .map(|chunk| {
+            let d = done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
+            if d / 4096 != (d - chunk.len()) / 4096 || d == total {
                 progress(d, total);
             }
-            check_node(zone, n, &keys, opts)
+            let mut queue = Vec::new();
+            let mut acc = (0, 0, Vec::new());
+            for n in chunk {
+                let (a, b, f) = check_node(zone, n, &keys, opts, &mut queue);
+                acc.0 += a;
+                acc.1 += b;
+                acc.2.extend(f);
+            }
+            settle(queue, &mut acc.2);
+            acc
         })
         .reduce(
             || (0, 0, Vec::new()),
@@ -266,11 +311,49 @@ fn authoritative(kind: NodeKind, t: u16) -> bool {
     }
 }
 
+/// A signature queued for a batched check through its key's scalar.
+pub(crate) struct Deferred {
+    check: Arc<ScalarVerifier>,
+    data: Vec<u8>,
+    sig: Vec<u8>,
+    owner: Name,
+    rtype: u16,
+    tag: u16,
+    algorithm: u8,
+}
+
+/// Checks the queued signatures, a batch per key, and reports each that fails.
+pub(crate) fn settle(mut queue: Vec<Deferred>, failures: &mut Vec<Failure>) {
+    while let Some(first) = queue.first() {
+        let v = first.check.clone();
+        let (mine, rest): (Vec<Deferred>, Vec<Deferred>) =
+            queue.into_iter().partition(|d| Arc::ptr_eq(&d.check, &v));
+        let items: Vec<(&[u8], &[u8])> = mine
+            .iter()
+            .map(|d| (d.data.as_slice(), d.sig.as_slice()))
+            .collect();
+        for (d, ok) in mine.iter().zip(v.verify_batch(&items)) {
+            if !ok {
+                failures.push(failure(
+                    &d.owner,
+                    d.rtype,
+                    format!(
+                        "RRSIG (tag {}, algorithm {}) does not verify",
+                        d.tag, d.algorithm
+                    ),
+                ));
+            }
+        }
+        queue = rest;
+    }
+}
+
 fn check_node(
     zone: &Zone,
     node: &Node,
     keys: &Keys,
     opts: &VerifyOptions,
+    defer: &mut Vec<Deferred>,
 ) -> (usize, usize, Vec<Failure>) {
     let mut failures = Vec::new();
     let mut sigs_checked = 0;
@@ -308,7 +391,15 @@ fn check_node(
             ttl: set.ttl,
             rdatas: &set.rdatas,
         };
-        sigs_checked += check_rrset_sigs(&signed, &sigs, keys, opts, &mut buf, &mut failures);
+        sigs_checked += check_rrset_sigs(
+            &signed,
+            &sigs,
+            keys,
+            opts,
+            &mut buf,
+            &mut failures,
+            Some(&mut *defer),
+        );
     }
     for (h, _) in &parsed {
         if node.rrset(h.type_covered).is_none() {
@@ -329,6 +420,7 @@ fn check_rrsig(
     keys: &Keys,
     opts: &VerifyOptions,
     buf: &mut Vec<u8>,
+    defer: Option<&mut Vec<Deferred>>,
 ) -> Result<(), String> {
     let tag = h.key_tag;
     if &h.signer != set.origin {
@@ -374,6 +466,18 @@ fn check_rrsig(
         return Ok(());
     }
     signed_data(h, set.owner, set.rtype, set.rdatas, buf);
+    if let (Some(queue), Some(v)) = (defer, keys.scalar.get(&(tag, h.algorithm))) {
+        queue.push(Deferred {
+            check: v.clone(),
+            data: buf.clone(),
+            sig: sig.to_vec(),
+            owner: set.owner.clone(),
+            rtype: set.rtype,
+            tag,
+            algorithm: h.algorithm,
+        });
+        return Ok(());
+    }
     if candidates.iter().any(|(_, v)| v.verify(buf, sig)) {
         Ok(())
     } else {
