@@ -168,6 +168,7 @@ fn dnskey_set_not_signed_by_ksk() {
         signer: origin.clone(),
     };
     let mut data = Vec::new();
+    let rdatas = quorumsign::zone::Rdatas::from(rdatas);
     signed_data(&h, &origin, rtype::DNSKEY, &rdatas, &mut data);
     let mut rd = Vec::new();
     h.write(&mut rd);

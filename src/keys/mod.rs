@@ -181,7 +181,7 @@ pub fn signed_data(
     header: &RrsigHeader,
     owner: &Name,
     rtype: u16,
-    rdatas: &[Box<[u8]>],
+    rdatas: &crate::zone::Rdatas,
     out: &mut Vec<u8>,
 ) {
     out.clear();

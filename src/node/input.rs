@@ -74,7 +74,7 @@ fn content_recs(content: &Content, owner: &Owner) -> OwnerRecs {
     content
         .range((owner.clone(), 0)..=(owner.clone(), u16::MAX))
         .filter(|((_, t), _)| !made_by_signer(*t))
-        .flat_map(|((_, t), v)| v.rdatas.iter().map(move |d| ((*t, d.clone()), v.ttl)))
+        .flat_map(|((_, t), v)| v.rdatas.iter().map(move |d| ((*t, Box::from(d)), v.ttl)))
         .collect()
 }
 
@@ -368,7 +368,7 @@ mod tests {
                 (Owner(o), t),
                 RrsetVal {
                     ttl,
-                    rdatas: vec![d],
+                    rdatas: crate::zone::Rdatas::one(&d),
                     sigs: vec![vec![1, 2, 3].into()],
                 },
             );
@@ -377,7 +377,7 @@ mod tests {
             (Owner(n("www.test.")), rtype::NSEC),
             RrsetVal {
                 ttl: 300,
-                rdatas: vec![vec![0].into()],
+                rdatas: crate::zone::Rdatas::one(&[0]),
                 sigs: Vec::new(),
             },
         );

@@ -1166,7 +1166,9 @@ fn set_serial(zone: &mut Zone, serial: u32) {
         .iter_mut()
         .find(|r| r.rtype == rtype::SOA)
         .expect("zone has a SOA");
-    crate::zone::set_soa_serial(&mut soa.rdatas[0], serial);
+    let mut d = soa.rdatas.first().expect("a SOA RRset has its record").to_vec();
+    crate::zone::set_soa_serial(&mut d, serial);
+    soa.rdatas = crate::zone::Rdatas::one(&d);
 }
 
 /// The signature cache a new run reuses: every RRSIG of the current version.
@@ -1251,7 +1253,7 @@ pub fn entries_of(signed: SignedZone) -> Vec<((Owner, u16), RrsetVal)> {
                 (Owner(node.name.clone()), set.rtype),
                 RrsetVal {
                     ttl: set.ttl,
-                    rdatas: set.rdatas, // sized when parsed (`push_node`)
+                    rdatas: set.rdatas,
                     sigs,
                 },
             ));
@@ -1626,7 +1628,7 @@ fn quick_sign(
                     owner: node.name.clone(),
                     rtype: set.rtype,
                     ttl: set.ttl,
-                    rdata: d.clone(),
+                    rdata: Box::from(d),
                     line: 0,
                 });
             }

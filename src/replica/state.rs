@@ -136,7 +136,7 @@ pub struct KeyRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RrsetVal {
     pub ttl: u32,
-    pub rdatas: Vec<Box<[u8]>>,
+    pub rdatas: crate::zone::Rdatas,
     pub sigs: Vec<std::sync::Arc<[u8]>>,
 }
 
@@ -878,7 +878,7 @@ mod tests {
             rtype: 1,
             val: Some(RrsetVal {
                 ttl: 60,
-                rdatas: vec![vec![192, 0, 2, data].into()],
+                rdatas: crate::zone::Rdatas::one(&[192, 0, 2, data]),
                 sigs: Vec::new(),
             }),
         }

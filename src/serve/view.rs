@@ -156,7 +156,7 @@ mod tests {
     fn v(ttl: u32) -> RrsetVal {
         RrsetVal {
             ttl,
-            rdatas: vec![],
+            rdatas: Default::default(),
             sigs: vec![],
         }
     }

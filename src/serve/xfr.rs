@@ -405,7 +405,7 @@ mod tests {
         d.extend_from_slice(&[0; 16]);
         RrsetVal {
             ttl: 3600,
-            rdatas: vec![d.into_boxed_slice()],
+            rdatas: crate::zone::Rdatas::one(&d),
             sigs: vec![Arc::from(&format!("sig{serial}").as_bytes()[..])],
         }
     }
@@ -452,7 +452,7 @@ mod tests {
         let origin = name("example.");
         let a = |ip: u8| RrsetVal {
             ttl: 300,
-            rdatas: vec![vec![192, 0, 2, ip].into_boxed_slice()],
+            rdatas: crate::zone::Rdatas::one(&[192, 0, 2, ip]),
             sigs: vec![Arc::from(&[ip][..])],
         };
         let d = Delta {

@@ -54,7 +54,7 @@ const MAGIC: &[u8; 8] = b"QSCACHE1";
 
 impl SignatureCache {
     /// Digest of an RRset's canonical content.
-    pub fn digest(owner: &Name, rtype: u16, ttl: u32, rdatas: &[Box<[u8]>]) -> [u8; 32] {
+    pub fn digest(owner: &Name, rtype: u16, ttl: u32, rdatas: &crate::zone::Rdatas) -> [u8; 32] {
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(owner.as_wire());
         ctx.update(&rtype.to_be_bytes());

@@ -486,7 +486,9 @@ fn add_apex_records(zone: &mut Zone, keys: &[Arc<dyn SigningKey>], opts: &SignOp
         .dnskey_ttl
         .or(existing.as_ref().map(|r| r.ttl))
         .unwrap_or(soa_ttl);
-    let mut rdatas: Vec<Box<[u8]>> = existing.map(|r| r.rdatas).unwrap_or_default();
+    let mut rdatas: Vec<Box<[u8]>> = existing
+        .map(|r| r.rdatas.iter().map(Box::from).collect())
+        .unwrap_or_default();
     rdatas.extend(
         keys.iter()
             .filter(|k| opts.usage_of(k.dnskey()).publish)
@@ -550,7 +552,7 @@ fn add_nsec(zone: &mut Zone, ttl: u32) {
         node.rrsets.push(Rrset {
             rtype: rtype::NSEC,
             ttl,
-            rdatas: vec![rd.into_boxed_slice()],
+            rdatas: crate::zone::Rdatas::one(&rd),
         });
         node.rrsets.sort_by_key(|r| r.rtype);
     }

@@ -119,7 +119,7 @@ pub fn build(zone: &Zone, p: &Nsec3Params, ttl: u32) -> Result<Vec<Node>, String
             rrsets: vec![Rrset {
                 rtype: rtype::NSEC3,
                 ttl,
-                rdatas: vec![rd.into_boxed_slice()],
+                rdatas: crate::zone::Rdatas::one(&rd),
             }],
             sigs: Vec::new(),
         });

@@ -56,7 +56,7 @@ pub fn check(
 ) -> String {
     let apex = zone.apex();
     let has_nsec = real.iter().any(|n| n.has(rtype::NSEC));
-    let param = apex.rrset(rtype::NSEC3PARAM).map(|s| s.rdatas[0].clone());
+    let param = apex.rrset(rtype::NSEC3PARAM).map(|s| s.rdatas[0].to_vec());
     match (has_nsec, param) {
         (true, None) => {
             check_nsec(real, failures);

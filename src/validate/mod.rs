@@ -106,7 +106,7 @@ impl Keys {
     /// The zone keys of a DNSKEY RRset at `apex`.
     pub(crate) fn from_dnskeys(
         apex: &Name,
-        rdatas: &[Box<[u8]>],
+        rdatas: &crate::zone::Rdatas,
         failures: &mut Vec<Failure>,
     ) -> Keys {
         let mut by_tag: HashMap<(u16, u8), Vec<(DnsKey, Verifier)>> = HashMap::new();
@@ -150,7 +150,7 @@ pub(crate) struct SignedRrset<'a> {
     pub owner: &'a Name,
     pub rtype: u16,
     pub ttl: u32,
-    pub rdatas: &'a [Box<[u8]>],
+    pub rdatas: &'a crate::zone::Rdatas,
 }
 
 /// Checks every RRSIG in `sigs` over the authoritative RRset `set`, and that each algorithm

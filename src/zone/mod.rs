@@ -15,12 +15,14 @@ pub mod generate;
 pub mod name;
 pub mod parse;
 pub mod rdata;
+pub mod rdatas;
 pub mod rtype;
 pub mod write;
 
 use rayon::prelude::*;
 
 pub use name::Name;
+pub use rdatas::Rdatas;
 pub use parse::{Limits, ParseOptions, Parsed, Record, Warning, ZoneError};
 
 /// All records of one owner and type, sharing one TTL, rdata in canonical order.
@@ -28,7 +30,7 @@ pub use parse::{Limits, ParseOptions, Parsed, Record, Warning, ZoneError};
 pub struct Rrset {
     pub rtype: u16,
     pub ttl: u32,
-    pub rdatas: Vec<Box<[u8]>>,
+    pub rdatas: Rdatas,
 }
 
 /// What a name is to the zone.
@@ -63,9 +65,6 @@ impl Node {
     /// Gives back what pushing left unused: a vector grown by pushes holds at least four
     /// elements, and most names have one or two RRsets and signatures.
     pub fn shrink_to_fit(&mut self) {
-        for r in &mut self.rrsets {
-            r.rdatas.shrink_to_fit();
-        }
         self.rrsets.shrink_to_fit();
         self.sigs.shrink_to_fit();
     }
@@ -152,9 +151,24 @@ impl Zone {
             })
         });
         let mut nodes: Vec<Node> = Vec::new();
+        // The records of the RRset being read; the node's last RRset gets them once it is
+        // complete (its rdatas are one allocation, not grown record by record).
+        let mut pending: Vec<Box<[u8]>> = Vec::new();
+        let seal = |nodes: &mut Vec<Node>, pending: &mut Vec<Box<[u8]>>| {
+            if !pending.is_empty()
+                && let Some(set) = nodes.last_mut().and_then(|n| n.rrsets.last_mut())
+            {
+                set.rdatas = Rdatas::from(std::mem::take(pending));
+            }
+        };
         for (_, rec) in sorted {
             if nodes.last().is_none_or(|n| n.name != rec.owner) {
+                seal(&mut nodes, &mut pending);
                 push_node(&mut nodes, rec.owner.clone());
+            }
+            let last_type = nodes.last().unwrap().rrsets.last().map(|s| s.rtype);
+            if rec.rtype != rtype::RRSIG && last_type != Some(rec.rtype) {
+                seal(&mut nodes, &mut pending);
             }
             let node = nodes.last_mut().unwrap();
             if rec.rtype == rtype::RRSIG {
@@ -163,7 +177,7 @@ impl Zone {
             }
             match node.rrsets.last_mut() {
                 Some(set) if set.rtype == rec.rtype => {
-                    if set.rdatas.last().map(|d| **d == *rec.rdata) == Some(true) {
+                    if pending.last().map(|d| **d == *rec.rdata) == Some(true) {
                         continue; // RFC 2181 §5: duplicate records are one record
                     }
                     if set.ttl != rec.ttl {
@@ -178,7 +192,7 @@ impl Zone {
                         });
                         set.ttl = ttl;
                     }
-                    if set.rdatas.len() >= limits.rrset_records_max {
+                    if pending.len() >= limits.rrset_records_max {
                         return Err(fail(
                             rec.line,
                             format!(
@@ -189,13 +203,16 @@ impl Zone {
                             ),
                         ));
                     }
-                    set.rdatas.push(rec.rdata);
+                    pending.push(rec.rdata);
                 }
-                _ => node.rrsets.push(Rrset {
-                    rtype: rec.rtype,
-                    ttl: rec.ttl,
-                    rdatas: vec![rec.rdata],
-                }),
+                _ => {
+                    node.rrsets.push(Rrset {
+                        rtype: rec.rtype,
+                        ttl: rec.ttl,
+                        rdatas: Rdatas::default(),
+                    });
+                    pending.push(rec.rdata);
+                }
             }
             if rec.rtype == rtype::CNAME
                 && node
@@ -224,13 +241,14 @@ impl Zone {
                     ),
                 ));
             }
-            if rec.rtype == rtype::CNAME && node.rrset(rtype::CNAME).unwrap().rdatas.len() > 1 {
+            if rec.rtype == rtype::CNAME && pending.len() > 1 {
                 return Err(fail(
                     rec.line,
                     format!("{} has more than one CNAME (RFC 2181 §10.1)", rec.owner),
                 ));
             }
         }
+        seal(&mut nodes, &mut pending);
         Ok((Zone::from_nodes(nodes, origin, file)?, warnings))
     }
 
@@ -274,7 +292,7 @@ impl Zone {
     /// SOA rdata fields: (serial, minimum) and the SOA TTL.
     pub fn soa(&self) -> (u32, u32, u32) {
         let set = self.apex().rrset(rtype::SOA).expect("zone has a SOA");
-        let d = &set.rdatas[0];
+        let d = set.rdatas.first().expect("a SOA RRset has its record");
         let serial = soa_serial(d).expect("a parsed SOA has its five numbers");
         let minimum = u32::from_be_bytes(d[d.len() - 4..].try_into().unwrap());
         (serial, minimum, set.ttl)
@@ -293,6 +311,7 @@ impl Zone {
         let apex = self.apex_mut();
         apex.rrsets.retain(|r| r.rtype != rtype);
         if !rdatas.is_empty() {
+            let rdatas = Rdatas::from(rdatas);
             apex.rrsets.push(Rrset { rtype, ttl, rdatas });
             apex.rrsets.sort_by_key(|r| r.rtype);
         }
