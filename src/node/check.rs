@@ -200,8 +200,16 @@ fn validate(
         } else {
             Vec::new()
         };
+        let heap_before = crate::mem::heap_in_use();
         let zone_model = z.to_zone(&origin).map_err(|e| e.to_string())?;
         drop(st);
+        tracing::info!(
+            zone,
+            content_heap_mib = crate::mem::mib(heap_before),
+            heap_mib = crate::mem::mib(crate::mem::heap_in_use()),
+            rss_mib = crate::mem::mib(crate::mem::resident()),
+            "zone model built for a full check"
+        );
         let opts = VerifyOptions {
             now: t,
             trust_anchors: Vec::new(),

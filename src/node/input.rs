@@ -248,7 +248,7 @@ impl Held {
         let rest = content
             .iter()
             .filter(|((o, t), _)| !made_by_signer(*t) && !self.owners.contains_key(o))
-            .flat_map(|((o, t), v)| v.rdatas.iter().map(move |d| (&o.0, *t, v.ttl, &d[..])));
+            .flat_map(|((o, t), v)| v.rdatas.iter().map(move |d| (&o.0, *t, v.ttl, d)));
         crate::serve::client::to_text(rest.chain(held))
     }
 }

@@ -759,7 +759,8 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         },
     );
     let out = propose_all(node, cmds).await?;
-    if n_changes >= TRIM_AFTER_CHANGES {
+    let big = n_changes >= TRIM_AFTER_CHANGES;
+    if big {
         crate::mem::trim(); // the build's transients are gone: give their pages back
     }
     let ms = started.elapsed().as_millis() as u64;
@@ -773,6 +774,9 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             changes = n_changes,
             ms,
             token = format!("{}:{}", token.0, token.1),
+            // Only after a large version (see the validator's log for why).
+            heap_mib = big.then(|| crate::mem::mib(crate::mem::heap_in_use())),
+            rss_mib = big.then(|| crate::mem::mib(crate::mem::resident())),
             "published"
         );
         tokio::spawn(crate::serve::output::after_publish(
@@ -1043,8 +1047,14 @@ async fn transfer_if_newer(
             return Ok(());
         }
         client::Transfer::Full(recs) => {
-            let held = Held::whole(apex.clone(), recs);
-            memo.digest = held.digest();
+            // Seconds for a large zone: off the runtime's workers, or the Raft heartbeats
+            // they also carry stall and the followers elect another leader (seen at 1M).
+            let (held, digest) = crate::blocking(|| {
+                let held = Held::whole(apex.clone(), recs);
+                let digest = held.digest();
+                (held, digest)
+            });
+            memo.digest = digest;
             memo.input = Some(held);
             memo.delta = None;
             memo.force_axfr = false;
@@ -1166,7 +1176,11 @@ fn set_serial(zone: &mut Zone, serial: u32) {
         .iter_mut()
         .find(|r| r.rtype == rtype::SOA)
         .expect("zone has a SOA");
-    let mut d = soa.rdatas.first().expect("a SOA RRset has its record").to_vec();
+    let mut d = soa
+        .rdatas
+        .first()
+        .expect("a SOA RRset has its record")
+        .to_vec();
     crate::zone::set_soa_serial(&mut d, serial);
     soa.rdatas = crate::zone::Rdatas::one(&d);
 }

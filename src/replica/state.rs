@@ -765,7 +765,16 @@ impl ClusterState {
                 // A first version (or a zone emptied) is built in one pass, with full B-tree
                 // nodes and no undo list (`None`).
                 let undo = if z.content.is_empty() && strictly_ordered(&staged) {
+                    let staged_heap = crate::mem::heap_in_use();
                     z.fill(staged);
+                    tracing::info!(
+                        zone,
+                        rrsets = z.content.len(),
+                        staged_heap_mib = crate::mem::mib(staged_heap),
+                        heap_mib = crate::mem::mib(crate::mem::heap_in_use()),
+                        rss_mib = crate::mem::mib(crate::mem::resident()),
+                        "first version filled"
+                    );
                     None
                 } else {
                     let mut undo = Vec::with_capacity(n_changes);

@@ -276,7 +276,8 @@ pub async fn transfer(
             break;
         }
     }
-    a.finish()
+    // Splitting a large IXFR into its deltas, or checking a large AXFR, takes a while.
+    crate::blocking(|| a.finish())
 }
 
 /// Reads the messages of one AXFR or IXFR answer, in order, into a [`Fetched`]; no I/O,

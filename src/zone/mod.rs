@@ -22,8 +22,8 @@ pub mod write;
 use rayon::prelude::*;
 
 pub use name::Name;
-pub use rdatas::Rdatas;
 pub use parse::{Limits, ParseOptions, Parsed, Record, Warning, ZoneError};
+pub use rdatas::Rdatas;
 
 /// All records of one owner and type, sharing one TTL, rdata in canonical order.
 #[derive(Debug, Clone, PartialEq, Eq)]
