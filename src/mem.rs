@@ -40,3 +40,17 @@ pub fn trim() {
 pub fn mib(b: Option<u64>) -> u64 {
     b.map_or(0, |b| b >> 20)
 }
+
+/// One allocator arena for the whole process (node processes): what one thread frees is
+/// then reusable by every other. With glibc's default of an arena per thread (up to eight
+/// per core), a 1M-delegation version staged on the apply thread, modelled on a blocking
+/// thread and checked on the validator's threads left free memory in each arena that the
+/// others could not use: the node's resident size grew ~400 MiB for a 270 MiB model.
+/// Small allocations still go through each thread's own cache (tcache) without locking.
+pub fn single_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes an allocator setting; called before threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}

@@ -279,11 +279,8 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
                 );
                 return Ok(());
             }
+            crate::mem::single_arena(); // before any other thread exists
             super::init_tracing(&cfg.log_level);
-            // Fewer malloc arenas: the many threads that build large zones otherwise each
-            // keep an arena of freed memory, and peak RSS grows with the thread count.
-            // SAFETY: mallopt only tunes the allocator, before any other thread exists.
-            unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
