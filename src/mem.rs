@@ -41,15 +41,19 @@ pub fn mib(b: Option<u64>) -> u64 {
     b.map_or(0, |b| b >> 20)
 }
 
-/// Two allocator arenas for the whole process (node processes). glibc's default is an arena
-/// per thread, up to eight per core, and each keeps the memory its threads freed. The many
-/// threads that stage, model and check a large version then strand freed memory in arenas
-/// the others cannot use. One arena was measured too: ~50–150 MiB less peak at 1M, but the
-/// parallel parse of a 1M-delegation file took 35 % longer on the shared arena's lock.
-pub fn few_arenas() {
+/// One allocator arena for the whole process (node processes): what one thread frees is
+/// then reusable by every other. With more (glibc's default is an arena per thread, up to
+/// eight per core), a 1M-delegation version staged on the apply thread, modelled on a
+/// blocking thread and checked on the validator's threads strands freed memory in arenas
+/// the others cannot use. Measured at 1M (`qs-bench-cluster --primary`): with two arenas
+/// the peaks were 1820–1861 MiB on followers and 2092 on the leader; with one, 1678–1679
+/// and 1972. The cost: the first version took 90 s instead of 83, and re-parsing a changed
+/// 1M input file 4.8 s instead of 3.7 (the parallel parse shares one arena's lock; small
+/// allocations still go through each thread's own cache).
+pub fn single_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes an allocator setting; called before threads start.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
