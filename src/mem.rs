@@ -41,6 +41,19 @@ pub fn mib(b: Option<u64>) -> u64 {
     b.map_or(0, |b| b >> 20)
 }
 
+/// Versions and zones from this many RRsets on log their memory figures.
+pub const LARGE: usize = 10_000;
+
+/// (heap, RSS) in MiB for a log line about `rrsets` RRsets: only when that is
+/// [`LARGE`]. [`heap_in_use`] walks the allocator's free lists, tens of ms on a large heap,
+/// which a small zone checked or built in full on every version must not pay.
+pub fn figures_for(rrsets: usize) -> (Option<u64>, Option<u64>) {
+    if rrsets < LARGE {
+        return (None, None);
+    }
+    (Some(mib(heap_in_use())), Some(mib(resident())))
+}
+
 /// One allocator arena for the whole process (node processes): what one thread frees is
 /// then reusable by every other. With more (glibc's default is an arena per thread, up to
 /// eight per core), a 1M-delegation version staged on the apply thread, modelled on a

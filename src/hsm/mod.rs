@@ -47,6 +47,20 @@ pub trait SigningKey: Send + Sync {
     }
 }
 
+/// A checker through `k`'s private scalar when its keystore holds one (see
+/// [`SigningKey::private_scalar`]); an error when that scalar is not the DNSKEY's key.
+pub fn scalar_verifier(
+    k: &dyn SigningKey,
+) -> Option<Result<crate::keys::ecdsa_check::ScalarVerifier, String>> {
+    let scalar = k.private_scalar()?;
+    let d = k.dnskey();
+    Some(crate::keys::ecdsa_check::ScalarVerifier::new(
+        d.algorithm,
+        &d.public_key,
+        &scalar,
+    ))
+}
+
 pub trait Keystore: Send + Sync {
     fn describe(&self) -> String;
     /// All usable keys of `zone`.

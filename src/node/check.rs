@@ -109,15 +109,16 @@ pub async fn run(node: Arc<Node>) {
                         crate::mem::trim();
                     }
                     if good.as_ref().is_none_or(|g| g.token != version.token) {
+                        // After a full check only (see `mem::figures_for`).
+                        let rrsets = if full { version.rrsets as usize } else { 0 };
+                        let (heap_mib, rss_mib) = crate::mem::figures_for(rrsets);
                         tracing::info!(
                             zone,
                             serial = version.serial,
                             full,
                             ms = began.elapsed().as_millis() as u64,
-                            // Only after a full check: mallinfo2 walks the allocator's
-                            // free lists, tens of ms on a large heap.
-                            heap_mib = full.then(|| crate::mem::mib(crate::mem::heap_in_use())),
-                            rss_mib = full.then(|| crate::mem::mib(crate::mem::resident())),
+                            heap_mib,
+                            rss_mib,
                             "version validated"
                         );
                     }
@@ -195,19 +196,23 @@ fn validate(
         // it holds (sealed soft keys), about three times faster; the periodic re-check of
         // a version already good here uses the public keys, as an outside validator would.
         let fresh = good.is_none_or(|g| g.token != version.token);
-        let private_keys = if fresh {
-            private_keys(node, &st, zone)
+        let records: Vec<KeyRecord> = if fresh {
+            st.zone_keys(zone).cloned().collect()
         } else {
             Vec::new()
         };
-        let heap_before = crate::mem::heap_in_use();
+        let rrsets = z.content.len();
+        let (content_heap_mib, _) = crate::mem::figures_for(rrsets);
         let zone_model = z.to_zone(&origin).map_err(|e| e.to_string())?;
         drop(st);
+        // Opened once the state is released (unsealing a key is deliberately slow).
+        let private_keys = private_keys(node, &records);
+        let (heap_mib, rss_mib) = crate::mem::figures_for(rrsets);
         tracing::info!(
             zone,
-            content_heap_mib = crate::mem::mib(heap_before),
-            heap_mib = crate::mem::mib(crate::mem::heap_in_use()),
-            rss_mib = crate::mem::mib(crate::mem::resident()),
+            content_heap_mib,
+            heap_mib,
+            rss_mib,
             "zone model built for a full check"
         );
         let opts = VerifyOptions {
@@ -233,20 +238,16 @@ fn validate(
     Ok(false)
 }
 
-/// Checkers through the private scalar of each of the zone's keys this node holds.
+/// Checkers through the private scalar of each key in `records` this node holds.
 fn private_keys(
     node: &Node,
-    st: &crate::replica::ClusterState,
-    zone: &str,
+    records: &[KeyRecord],
 ) -> Vec<Arc<crate::keys::ecdsa_check::ScalarVerifier>> {
-    st.zone_keys(zone)
+    records
+        .iter()
         .filter_map(|rec| {
             let k = node.keys.resolve(rec).ok()?;
-            let d = k.dnskey();
-            let scalar = k.private_scalar()?;
-            crate::keys::ecdsa_check::ScalarVerifier::new(d.algorithm, &d.public_key, &scalar)
-                .ok()
-                .map(Arc::new)
+            crate::hsm::scalar_verifier(&*k)?.ok().map(Arc::new)
         })
         .collect()
 }

@@ -34,7 +34,7 @@ use crate::zone::{Limits, Name, ParseOptions, Zone, rtype};
 
 /// Versions of at least this many changed RRsets hand their build's memory back after
 /// proposing (see [`crate::mem::trim`]).
-const TRIM_AFTER_CHANGES: u64 = 10_000;
+const TRIM_AFTER_CHANGES: u64 = crate::mem::LARGE as u64;
 
 /// Largest encoded size of one `Stage` entry, roughly.
 const STAGE_BYTES: usize = 2 << 20;
@@ -759,10 +759,10 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         },
     );
     let out = propose_all(node, cmds).await?;
-    let big = n_changes >= TRIM_AFTER_CHANGES;
-    if big {
+    if n_changes >= TRIM_AFTER_CHANGES {
         crate::mem::trim(); // the build's transients are gone: give their pages back
     }
+    let (heap_mib, rss_mib) = crate::mem::figures_for(n_changes as usize);
     let ms = started.elapsed().as_millis() as u64;
     if let Outcome::Published { token, .. } = out {
         tracing::info!(
@@ -774,9 +774,8 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             changes = n_changes,
             ms,
             token = format!("{}:{}", token.0, token.1),
-            // Only after a large version (see the validator's log for why).
-            heap_mib = big.then(|| crate::mem::mib(crate::mem::heap_in_use())),
-            rss_mib = big.then(|| crate::mem::mib(crate::mem::resident())),
+            heap_mib,
+            rss_mib,
             "published"
         );
         tokio::spawn(crate::serve::output::after_publish(
@@ -1505,6 +1504,7 @@ fn build_version(
     let hash = z.hash_after(changes.iter());
     let ms = |a: Instant, b: Instant| (b - a).as_millis() as u64;
     let t_end = Instant::now();
+    let (heap_mib, rss_mib) = crate::mem::figures_for(rrsets as usize);
     tracing::info!(
         zone,
         serial,
@@ -1514,8 +1514,8 @@ fn build_version(
         sign_ms = ms(t_cache, t_signed),
         gate_ms = ms(t_signed, t_gate),
         diff_ms = ms(t_gate, t_end),
-        heap_mib = crate::mem::mib(crate::mem::heap_in_use()),
-        rss_mib = crate::mem::mib(crate::mem::resident()),
+        heap_mib,
+        rss_mib,
         "version built"
     );
     let counts = (stats.signed as u64, stats.reused as u64, resigned_unchanged);

@@ -765,14 +765,15 @@ impl ClusterState {
                 // A first version (or a zone emptied) is built in one pass, with full B-tree
                 // nodes and no undo list (`None`).
                 let undo = if z.content.is_empty() && strictly_ordered(&staged) {
-                    let staged_heap = crate::mem::heap_in_use();
+                    let (staged_heap_mib, _) = crate::mem::figures_for(n_changes);
                     z.fill(staged);
+                    let (heap_mib, rss_mib) = crate::mem::figures_for(n_changes);
                     tracing::info!(
                         zone,
                         rrsets = z.content.len(),
-                        staged_heap_mib = crate::mem::mib(staged_heap),
-                        heap_mib = crate::mem::mib(crate::mem::heap_in_use()),
-                        rss_mib = crate::mem::mib(crate::mem::resident()),
+                        staged_heap_mib,
+                        heap_mib,
+                        rss_mib,
                         "first version filled"
                     );
                     None

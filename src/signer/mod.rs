@@ -163,10 +163,8 @@ impl Check {
             handle: k.handle().into(),
             msg,
         };
-        if let Some(scalar) = k.private_scalar() {
-            return ScalarVerifier::new(d.algorithm, &d.public_key, &scalar)
-                .map(Check::Scalar)
-                .map_err(bad);
+        if let Some(v) = crate::hsm::scalar_verifier(k) {
+            return v.map(Check::Scalar).map_err(bad);
         }
         d.verifier()
             .map(Check::PublicKey)

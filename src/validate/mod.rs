@@ -323,7 +323,7 @@ pub(crate) struct Deferred {
 }
 
 /// Checks the queued signatures, a batch per key, and reports each that fails.
-pub(crate) fn settle(mut queue: Vec<Deferred>, failures: &mut Vec<Failure>) {
+fn settle(mut queue: Vec<Deferred>, failures: &mut Vec<Failure>) {
     while let Some(first) = queue.first() {
         let v = first.check.clone();
         let (mine, rest): (Vec<Deferred>, Vec<Deferred>) =
@@ -337,15 +337,16 @@ pub(crate) fn settle(mut queue: Vec<Deferred>, failures: &mut Vec<Failure>) {
                 failures.push(failure(
                     &d.owner,
                     d.rtype,
-                    format!(
-                        "RRSIG (tag {}, algorithm {}) does not verify",
-                        d.tag, d.algorithm
-                    ),
+                    does_not_verify(d.tag, d.algorithm),
                 ));
             }
         }
         queue = rest;
     }
+}
+
+fn does_not_verify(tag: u16, algorithm: u8) -> String {
+    format!("RRSIG (tag {tag}, algorithm {algorithm}) does not verify")
 }
 
 fn check_node(
@@ -481,10 +482,7 @@ fn check_rrsig(
     if candidates.iter().any(|(_, v)| v.verify(buf, sig)) {
         Ok(())
     } else {
-        Err(format!(
-            "RRSIG (tag {tag}, algorithm {}) does not verify",
-            h.algorithm
-        ))
+        Err(does_not_verify(tag, h.algorithm))
     }
 }
 

@@ -64,16 +64,6 @@ impl Rdatas {
     pub fn contains(&self, d: &[u8]) -> bool {
         self.iter().any(|x| x == d)
     }
-
-    /// The rdatas as owned vectors (for code that edits an RRset).
-    pub fn to_vecs(&self) -> Vec<Vec<u8>> {
-        self.iter().map(<[u8]>::to_vec).collect()
-    }
-
-    /// Octets held, lengths included.
-    pub fn size(&self) -> usize {
-        self.0.len()
-    }
 }
 
 /// The `i`th rdata (walks to it). Panics when there are fewer.
@@ -160,11 +150,12 @@ mod tests {
         let v: Vec<Vec<u8>> = vec![vec![1, 2, 3], vec![], vec![7; 300]];
         let r = Rdatas::from(v.clone());
         assert_eq!(r.len(), 3);
-        assert_eq!(r.to_vecs(), v);
+        assert_eq!(r.iter().map(<[u8]>::to_vec).collect::<Vec<_>>(), v);
         assert_eq!(r.first(), Some(&[1u8, 2, 3][..]));
         assert_eq!(r.last().map(<[u8]>::len), Some(300));
         assert!(r.contains(&[]) && !r.contains(&[1]));
-        assert!(Rdatas::default().is_empty() && Rdatas::default().len() == 0);
+        assert!(Rdatas::default().is_empty());
+        assert_eq!(Rdatas::default().len(), 0);
         let bytes = crate::replica::encode(&r);
         assert_eq!(bytes, crate::replica::encode(&v));
         let back: Rdatas = crate::replica::decode(&bytes).unwrap();
