@@ -342,40 +342,6 @@ pub fn hex(h: &[u8]) -> String {
 }
 
 impl ZoneState {
-    /// The zone as the offline engine models it, for full validation and file output.
-    pub fn to_zone(&self, origin: &Name) -> Result<crate::zone::Zone, crate::zone::ZoneError> {
-        use crate::zone::{Node, Rrset};
-        // The content is in canonical order already: nodes are built as it is walked, the
-        // signatures shared rather than copied (a full copy of a 1M-delegation zone's
-        // records, then sorted, once doubled a node's memory while it validated).
-        let mut nodes: Vec<Node> = Vec::new();
-        for ((owner, t), v) in &self.content {
-            if nodes.last().is_none_or(|n| n.name != owner.0) {
-                crate::zone::push_node(&mut nodes, owner.0.clone());
-            }
-            let node = nodes.last_mut().expect("pushed above");
-            if !v.rdatas.is_empty() {
-                node.rrsets.push(Rrset {
-                    rtype: *t,
-                    ttl: v.ttl,
-                    rdatas: v.rdatas.clone(),
-                });
-            }
-            node.sigs.extend(v.sigs.iter().map(|s| (v.ttl, s.clone())));
-        }
-        if let Some(n) = nodes.iter().find(|n| crate::zone::cname_conflict(n)) {
-            return Err(crate::zone::ZoneError {
-                file: "replicated state".into(),
-                line: 1,
-                msg: format!(
-                    "{} has a CNAME beside other data or more than one CNAME (RFC 1034 §3.6.2, RFC 2181 §10.1)",
-                    n.name
-                ),
-            });
-        }
-        crate::zone::Zone::from_nodes(nodes, origin, "replicated state")
-    }
-
     /// The unsigned zone this version was made from (the content without what the signer
     /// adds), in presentation form: a new leader's input when the input is a primary it
     /// has not transferred from yet.

@@ -1,6 +1,6 @@
 //! Checks of the NSEC (RFC 4034 §4) and NSEC3 (RFC 5155 §7.1, §6 opt-out) chains.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rayon::prelude::*;
 
@@ -47,66 +47,246 @@ fn type_list(t: &[u16]) -> String {
         .join(" ")
 }
 
-/// Checks whichever chain the zone has; returns its name.
-pub fn check(
-    zone: &crate::zone::Zone,
-    real: &[&Node],
-    hashed: &[&Node],
-    failures: &mut Vec<Failure>,
-) -> String {
-    let apex = zone.apex();
-    let has_nsec = real.iter().any(|n| n.has(rtype::NSEC));
-    let param = apex.rrset(rtype::NSEC3PARAM).map(|s| s.rdatas[0].to_vec());
-    match (has_nsec, param) {
-        (true, None) => {
-            check_nsec(real, failures);
-            "NSEC".into()
+/// The denial chain of a zone read window by window ([`super::Source`]): what each window
+/// leaves behind is compact (an NSEC3 record or a name to cover is under 50 octets), the
+/// checks of the whole chain run once every window was seen.
+pub(crate) struct Chain {
+    origin: Name,
+    apex: Name,
+    mode: Mode,
+    /// A name has an NSEC record.
+    has_nsec: bool,
+    failures: Vec<Failure>,
+}
+
+enum Mode {
+    /// No NSEC3PARAM at the apex: links are checked as the names come.
+    Nsec {
+        /// The last name of the chain so far, its link not checked yet.
+        last: Option<Node>,
+        first: Option<Name>,
+    },
+    Nsec3 {
+        p: Nsec3Params,
+        recs: Vec<Nsec3Rec>,
+        wanted: Vec<Wanted>,
+        /// Names of this zone above the window being read (ancestors of what comes next).
+        above: Vec<Name>,
+        /// Empty non-terminals: whether a name that must be covered lies below.
+        ents: HashMap<Name, bool>,
+    },
+    /// The NSEC3PARAM cannot be used.
+    Broken,
+}
+
+impl Chain {
+    pub(crate) fn new(origin: &Name, apex: &Node) -> Chain {
+        let mut failures = Vec::new();
+        let mode = match apex.rrset(rtype::NSEC3PARAM).map(|s| &s.rdatas[0]) {
+            None => Mode::Nsec {
+                last: None,
+                first: None,
+            },
+            Some(param)
+                if param.len() < 5 || param[0] != 1 || param.len() != 5 + param[4] as usize =>
+            {
+                failures.push(failure(
+                    &apex.name,
+                    rtype::NSEC3PARAM,
+                    "malformed or unsupported NSEC3PARAM",
+                ));
+                Mode::Broken
+            }
+            Some(param) => Mode::Nsec3 {
+                p: Nsec3Params {
+                    iterations: u16::from_be_bytes([param[2], param[3]]),
+                    salt: param[5..].to_vec(),
+                    opt_out: false,
+                },
+                recs: Vec::new(),
+                wanted: Vec::new(),
+                above: Vec::new(),
+                ents: HashMap::new(),
+            },
+        };
+        Chain {
+            origin: origin.clone(),
+            apex: apex.name.clone(),
+            mode,
+            has_nsec: false,
+            failures,
         }
-        (false, Some(p)) => {
-            check_nsec3(zone, real, hashed, &p, failures);
-            "NSEC3".into()
+    }
+
+    /// Takes in the next window of nodes.
+    pub(crate) fn add(&mut self, nodes: &[Node]) {
+        let real = |n: &&Node| !super::is_nsec3_node(n);
+        if !self.has_nsec {
+            self.has_nsec = nodes.iter().filter(real).any(|n| n.has(rtype::NSEC));
         }
-        (true, Some(_)) => {
-            failures.push(failure(
-                &apex.name,
-                rtype::NSEC3PARAM,
-                "zone has both NSEC records and an NSEC3PARAM",
-            ));
-            "mixed".into()
+        let failures = &mut self.failures;
+        match &mut self.mode {
+            Mode::Nsec { last, first } => {
+                for n in nodes
+                    .iter()
+                    .filter(|n| n.kind == NodeKind::BelowCut && n.has(rtype::NSEC))
+                {
+                    failures.push(failure(&n.name, rtype::NSEC, "NSEC below a zone cut"));
+                }
+                let chain: Vec<&Node> = nodes
+                    .iter()
+                    .filter(real)
+                    .filter(|n| n.kind != NodeKind::BelowCut)
+                    .collect();
+                let Some(head) = chain.first() else {
+                    return;
+                };
+                if let Some(prev) = last.take() {
+                    failures.extend(check_nsec_link(&prev, &head.name));
+                }
+                first.get_or_insert_with(|| head.name.clone());
+                let links: Vec<Failure> = (0..chain.len() - 1)
+                    .into_par_iter()
+                    .flat_map_iter(|i| check_nsec_link(chain[i], &chain[i + 1].name))
+                    .collect();
+                failures.extend(links);
+                *last = chain.last().map(|n| (*n).clone());
+            }
+            Mode::Nsec3 {
+                p,
+                recs,
+                wanted,
+                above,
+                ents,
+            } => {
+                let origin = &self.origin;
+                let found: Vec<Result<Nsec3Rec, Vec<Failure>>> = nodes
+                    .par_iter()
+                    .filter(|n| super::is_nsec3_node(n))
+                    .filter_map(|n| {
+                        let mut f = Vec::new();
+                        match parse_nsec3(n, origin, p, &mut f) {
+                            Some(r) => Some(Ok(r)),
+                            None => (!f.is_empty()).then_some(Err(f)),
+                        }
+                    })
+                    .collect();
+                for r in found {
+                    match r {
+                        Ok(r) => recs.push(r),
+                        Err(f) => failures.extend(f),
+                    }
+                }
+                wanted.par_extend(
+                    nodes
+                        .par_iter()
+                        .filter(real)
+                        .filter(|n| n.kind != NodeKind::BelowCut)
+                        .map(|n| Wanted {
+                            hash: nsec3::hash(&n.name, p),
+                            types: fingerprint(&expected_types(n, false)),
+                            required: n.kind != NodeKind::Delegation || n.has(rtype::DS),
+                            name: n.name.clone(),
+                        }),
+                );
+                // Empty non-terminals: the ancestors of a name up to its nearest existing
+                // one. In canonical order a name's existing ancestors all came before it.
+                let depth = origin.label_count() + 1;
+                for n in nodes.iter().filter(real) {
+                    while above.last().is_some_and(|a| !n.name.is_subdomain_of(a)) {
+                        above.pop();
+                    }
+                    if n.kind != NodeKind::BelowCut && n.name.label_count() > depth {
+                        let required = n.kind != NodeKind::Delegation || n.has(rtype::DS);
+                        let mut up = n.name.parent();
+                        while let Some(a) = up {
+                            if a == *origin
+                                || !a.is_subdomain_of(origin)
+                                || above.last() == Some(&a)
+                            {
+                                break;
+                            }
+                            up = a.parent();
+                            *ents.entry(a).or_insert(false) |= required;
+                        }
+                    }
+                    above.push(n.name.clone());
+                }
+            }
+            Mode::Broken => {}
         }
-        (false, None) => {
-            failures.push(failure(
-                &apex.name,
-                rtype::NSEC,
-                "zone has no NSEC chain and no NSEC3PARAM: no authenticated denial of existence",
-            ));
-            "none".into()
+    }
+
+    /// Checks the chain as a whole; returns its name.
+    pub(crate) fn finish(self, src: &dyn super::Source, failures: &mut Vec<Failure>) -> String {
+        let Chain {
+            origin,
+            apex,
+            mode,
+            has_nsec,
+            failures: found,
+        } = self;
+        match mode {
+            Mode::Nsec { last, first } => {
+                if !has_nsec {
+                    failures.push(failure(
+                        &apex,
+                        rtype::NSEC,
+                        "zone has no NSEC chain and no NSEC3PARAM: no authenticated denial of existence",
+                    ));
+                    return "none".into();
+                }
+                failures.extend(found);
+                if let (Some(last), Some(first)) = (last, first) {
+                    failures.extend(check_nsec_link(&last, &first));
+                }
+                "NSEC".into()
+            }
+            _ if has_nsec => {
+                failures.push(failure(
+                    &apex,
+                    rtype::NSEC3PARAM,
+                    "zone has both NSEC records and an NSEC3PARAM",
+                ));
+                "mixed".into()
+            }
+            Mode::Broken => {
+                failures.extend(found);
+                "NSEC3".into()
+            }
+            Mode::Nsec3 {
+                p,
+                recs,
+                mut wanted,
+                ents,
+                ..
+            } => {
+                failures.extend(found);
+                wanted.extend(ents.into_iter().map(|(name, required)| Wanted {
+                    hash: nsec3::hash(&name, &p),
+                    types: fingerprint(&[]),
+                    required,
+                    name,
+                }));
+                check_nsec3(src, &origin, &apex, recs, wanted, failures);
+                "NSEC3".into()
+            }
         }
     }
 }
 
-fn check_nsec(real: &[&Node], failures: &mut Vec<Failure>) {
-    let chain: Vec<&Node> = real
-        .iter()
-        .copied()
-        .filter(|n| n.kind != NodeKind::BelowCut)
-        .collect();
-    for n in real
-        .iter()
-        .filter(|n| n.kind == NodeKind::BelowCut && n.has(rtype::NSEC))
-    {
-        failures.push(failure(&n.name, rtype::NSEC, "NSEC below a zone cut"));
-    }
-    let links: Vec<Failure> = (0..chain.len())
-        .into_par_iter()
-        .flat_map_iter(|i| check_nsec_link(&chain, i))
-        .collect();
-    failures.extend(links);
+/// A type list as a short digest: what a window keeps of a bit map, or of the types a name
+/// needs, to compare them later.
+fn fingerprint(types: &[u16]) -> [u8; 8] {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    types.hash(&mut h);
+    h.finish().to_le_bytes()
 }
 
-/// The NSEC at `chain[i]`: present, one record, pointing to the next name, right bit map.
-fn check_nsec_link(chain: &[&Node], i: usize) -> Vec<Failure> {
-    let n = chain[i];
+/// The NSEC at `n`, of a chain whose next name is `want`: present, one record, pointing to
+/// that name, with the right bit map.
+fn check_nsec_link(n: &Node, want: &Name) -> Vec<Failure> {
     let mut failures = Vec::new();
     let Some(set) = n.rrset(rtype::NSEC) else {
         return vec![failure(
@@ -122,7 +302,6 @@ fn check_nsec_link(chain: &[&Node], i: usize) -> Vec<Failure> {
     let Ok(len) = crate::zone::name::wire_name_len(d) else {
         return vec![failure(&n.name, rtype::NSEC, "malformed NSEC record")];
     };
-    let want = &chain[(i + 1) % chain.len()].name;
     if !d[..len].eq_ignore_ascii_case(want.as_wire()) {
         let next = Name::from_wire(&d[..len]).expect("checked");
         failures.push(failure(
@@ -147,31 +326,24 @@ fn check_nsec_link(chain: &[&Node], i: usize) -> Vec<Failure> {
     failures
 }
 
-/// One NSEC3 record, parsed without allocating (a 1M-name zone has 1M of them).
-struct Nsec3Rec<'a> {
-    node: &'a Node,
+/// One NSEC3 record as the chain check keeps it (a 1M-name zone has 1M of them). Its
+/// owner is the hash below the apex; its type bit map is kept as a [`fingerprint`].
+struct Nsec3Rec {
     hash: [u8; HASH_LEN],
-    flags: u8,
     next: [u8; HASH_LEN],
-    /// The type bit map as in the record (checked well-formed when parsed).
-    bitmap: &'a [u8],
-}
-
-impl Nsec3Rec<'_> {
-    fn types(&self) -> Vec<u16> {
-        bitmap_types(self.bitmap).unwrap_or_default()
-    }
+    flags: u8,
+    types: [u8; 8],
 }
 
 /// SHA-1, the one NSEC3 hash algorithm (RFC 5155 §11).
 const HASH_LEN: usize = 20;
 
-fn parse_nsec3<'a>(
-    node: &'a Node,
+fn parse_nsec3(
+    node: &Node,
     origin: &Name,
     p: &Nsec3Params,
     failures: &mut Vec<Failure>,
-) -> Option<Nsec3Rec<'a>> {
+) -> Option<Nsec3Rec> {
     let bad =
         |f: &mut Vec<Failure>, m: &str| f.push(failure(&node.name, rtype::NSEC3, m.to_string()));
     let set = node.rrset(rtype::NSEC3)?;
@@ -217,64 +389,41 @@ fn parse_nsec3<'a>(
         );
         return None;
     };
-    let bitmap = &d[6 + salt_len + hl..];
-    if bitmap_types(bitmap).is_none() {
+    let Some(types) = bitmap_types(&d[6 + salt_len + hl..]) else {
         bad(failures, "malformed NSEC3 type bit map");
         return None;
-    }
+    };
     Some(Nsec3Rec {
-        node,
         hash,
-        flags,
         next,
-        bitmap,
+        flags,
+        types: fingerprint(&types),
     })
 }
 
+/// The types the NSEC3 record at `node` lists (a well-formed one: see [`parse_nsec3`]).
+fn nsec3_types(node: &Node) -> Vec<u16> {
+    let Some(d) = node.rrset(rtype::NSEC3).and_then(|s| s.rdatas.first()) else {
+        return Vec::new();
+    };
+    let salt_len = d[4] as usize;
+    let hl = d[5 + salt_len] as usize;
+    bitmap_types(&d[6 + salt_len + hl..]).unwrap_or_default()
+}
+
 fn check_nsec3(
-    zone: &crate::zone::Zone,
-    real: &[&Node],
-    hashed: &[&Node],
-    param: &[u8],
+    src: &dyn super::Source,
+    origin: &Name,
+    apex: &Name,
+    mut recs: Vec<Nsec3Rec>,
+    mut need: Vec<Wanted>,
     failures: &mut Vec<Failure>,
 ) {
-    let apex = zone.apex();
-    if param.len() < 5 || param[0] != 1 || param.len() != 5 + param[4] as usize {
-        failures.push(failure(
-            &apex.name,
-            rtype::NSEC3PARAM,
-            "malformed or unsupported NSEC3PARAM",
-        ));
-        return;
-    }
-    let p = Nsec3Params {
-        iterations: u16::from_be_bytes([param[2], param[3]]),
-        salt: param[5..].to_vec(),
-        opt_out: false,
-    };
-    // One slot per NSEC3 node, collected at its exact size (per-thread vectors joined
-    // grew and copied ~2× the 72 MB of a 1M-record chain), then compacted in place.
-    let bad = std::sync::Mutex::new(Vec::new());
-    let recs: Vec<Option<Nsec3Rec<'_>>> = hashed
-        .par_iter()
-        .map(|n| {
-            let mut f = Vec::new();
-            let r = parse_nsec3(n, &zone.origin, &p, &mut f);
-            if !f.is_empty() {
-                bad.lock().unwrap_or_else(|e| e.into_inner()).extend(f);
-            }
-            r
-        })
-        .collect();
-    #[allow(clippy::unnecessary_filter_map)] // filter_map collects in place; flatten would not
-    let mut recs: Vec<Nsec3Rec<'_>> = recs.into_iter().filter_map(|r| r).collect();
-    let mut bad = bad.into_inner().unwrap_or_else(|e| e.into_inner());
-    bad.sort_by(|a, b| a.owner.cmp(&b.owner)); // threads finish in any order
-    failures.extend(bad);
+    let owner = |h: &[u8; HASH_LEN]| nsec3::hashed_owner(h, origin);
     recs.par_sort_unstable_by(|a, b| a.hash.cmp(&b.hash));
     if recs.is_empty() {
         failures.push(failure(
-            &apex.name,
+            apex,
             rtype::NSEC3,
             "NSEC3PARAM present but no NSEC3 records",
         ));
@@ -284,7 +433,7 @@ fn check_nsec3(
         let want = &recs[(i + 1) % recs.len()].hash;
         if &r.next != want {
             failures.push(failure(
-                &r.node.name,
+                &owner(&r.hash),
                 rtype::NSEC3,
                 format!(
                     "NSEC3 next hashed owner is {}, but the next NSEC3 in the zone is {}",
@@ -294,45 +443,67 @@ fn check_nsec3(
             ));
         }
     }
-    let need = needed_nsec3(zone, real, &p);
-    let found: Vec<Failure> = need
+    need.par_sort_unstable_by(|a, b| a.hash.cmp(&b.hash));
+    /// What the walk over the names found; a bit map that differs is described once the
+    /// types on both sides are looked up (a second pass over the zone).
+    enum Found<'a> {
+        Failure(Failure),
+        Types(&'a Wanted),
+    }
+    let found: Vec<Found<'_>> = need
         .par_iter()
         .filter_map(|w| {
-            let at = recs.binary_search_by(|r| r.hash.as_slice().cmp(w.hash.as_slice()));
+            let at = recs.binary_search_by(|r| r.hash.cmp(&w.hash));
             match (at, w.required) {
-                (Ok(i), true) => {
-                    let want = w.node.map(|n| expected_types(n, false)).unwrap_or_default();
-                    let have = recs[i].types();
-                    (have != want).then(|| {
-                        failure(
-                            &w.name,
-                            rtype::NSEC3,
-                            format!("NSEC3 type bit map is [{}], expected [{}]", type_list(&have), type_list(&want)),
-                        )
-                    })
-                }
+                (Ok(i), true) => (recs[i].types != w.types).then_some(Found::Types(w)),
                 (Ok(_), false) => None,
-                (Err(_), true) => Some(failure(&w.name, rtype::NSEC3, "name has no NSEC3 record: the chain is incomplete")),
+                (Err(_), true) => Some(Found::Failure(failure(&w.name, rtype::NSEC3, "name has no NSEC3 record: the chain is incomplete"))),
                 (Err(i), false) => {
                     // Opt-out: the NSEC3 that covers this hash must have the opt-out flag.
                     let cover = &recs[(i + recs.len() - 1) % recs.len()];
                     (cover.flags & 1 == 0).then(|| {
-                        failure(&w.name, rtype::NSEC3, "insecure delegation has no NSEC3 and the covering NSEC3 does not have the opt-out flag")
+                        Found::Failure(failure(&w.name, rtype::NSEC3, "insecure delegation has no NSEC3 and the covering NSEC3 does not have the opt-out flag"))
                     })
                 }
             }
         })
         .collect();
-    failures.extend(found);
+    let mut types = HashMap::new();
+    if found.iter().any(|f| matches!(f, Found::Types(_))) {
+        types = bitmaps_of(src, &found_types(&found), origin);
+    }
+    fn found_types<'a>(found: &[Found<'a>]) -> Vec<&'a Wanted> {
+        found
+            .iter()
+            .filter_map(|f| match f {
+                Found::Types(w) => Some(*w),
+                Found::Failure(_) => None,
+            })
+            .collect()
+    }
+    for f in found {
+        failures.push(match f {
+            Found::Failure(f) => f,
+            Found::Types(w) => {
+                let (have, want) = types.remove(&w.hash).unwrap_or_default();
+                failure(
+                    &w.name,
+                    rtype::NSEC3,
+                    format!(
+                        "NSEC3 type bit map is [{}], expected [{}]",
+                        type_list(&have),
+                        type_list(&want)
+                    ),
+                )
+            }
+        });
+    }
     let orphans: Vec<Failure> = recs
         .par_iter()
-        .filter(|r| {
-            need.binary_search_by(|w| w.hash.as_slice().cmp(r.hash.as_slice()))
-                .is_err()
-        })
+        .filter(|r| need.binary_search_by(|w| w.hash.cmp(&r.hash)).is_err())
         .map(|r| {
             failure(
-                &r.node.name,
+                &owner(&r.hash),
                 rtype::NSEC3,
                 "NSEC3 matches no name in the zone",
             )
@@ -341,63 +512,45 @@ fn check_nsec3(
     failures.extend(orphans);
 }
 
-/// A name the NSEC3 chain must (or, under opt-out, may) cover.
-struct Wanted<'a> {
-    hash: [u8; 20],
-    name: Name,
-    /// The name's node; `None` for an empty non-terminal.
-    node: Option<&'a Node>,
-    /// False for insecure delegations and for empty non-terminals with nothing required below.
-    required: bool,
-}
-
-/// Every name the NSEC3 chain covers, sorted by hash.
-fn needed_nsec3<'a>(
-    zone: &crate::zone::Zone,
-    real: &[&'a Node],
-    p: &Nsec3Params,
-) -> Vec<Wanted<'a>> {
-    let depth = zone.origin.label_count() + 1;
-    let mut wanted: Vec<Wanted<'a>> = real
-        .par_iter()
-        .filter(|n| n.kind != NodeKind::BelowCut)
-        .map(|n| Wanted {
-            hash: nsec3::hash(&n.name, p),
-            name: n.name.clone(),
-            node: Some(*n),
-            required: n.kind != NodeKind::Delegation || n.has(rtype::DS),
-        })
-        .collect();
-    // Empty non-terminals: ancestors up to the apex that are not names of their own. Only
-    // names more than one label below the apex have any.
-    let deep: Vec<(Name, bool)> = wanted
+/// For each of `wanted` (by hash): the types its NSEC3 record lists and those it should,
+/// looked up in a second pass over the zone.
+fn bitmaps_of(
+    src: &dyn super::Source,
+    wanted: &[&Wanted],
+    origin: &Name,
+) -> HashMap<[u8; HASH_LEN], (Vec<u16>, Vec<u16>)> {
+    let mut out: HashMap<[u8; HASH_LEN], (Vec<u16>, Vec<u16>)> = wanted
         .iter()
-        .filter(|w| w.name.label_count() > depth)
-        .map(|w| (w.name.clone(), w.required))
+        .map(|w| (w.hash, Default::default()))
         .collect();
-    if !deep.is_empty() {
-        let existing: HashSet<&[u8]> = real.iter().map(|n| n.name.as_wire()).collect();
-        let mut ents: HashMap<Name, bool> = HashMap::new();
-        for (name, required) in deep {
-            let mut up = name.parent();
-            while let Some(a) = up {
-                if a == zone.origin
-                    || !a.is_subdomain_of(&zone.origin)
-                    || existing.contains(a.as_wire())
-                {
-                    break;
+    let by_name: HashMap<&Name, [u8; HASH_LEN]> =
+        wanted.iter().map(|w| (&w.name, w.hash)).collect();
+    let hashed: HashMap<Name, [u8; HASH_LEN]> = wanted
+        .iter()
+        .map(|w| (nsec3::hashed_owner(&w.hash, origin), w.hash))
+        .collect();
+    src.windows(&mut |nodes: &[Node]| {
+        for n in nodes {
+            if super::is_nsec3_node(n) {
+                if let Some(h) = hashed.get(&n.name) {
+                    out.get_mut(h).expect("listed").0 = nsec3_types(n);
                 }
-                up = a.parent();
-                *ents.entry(a).or_insert(false) |= required;
+            } else if n.kind != NodeKind::BelowCut
+                && let Some(h) = by_name.get(&n.name)
+            {
+                out.get_mut(h).expect("listed").1 = expected_types(n, false);
             }
         }
-        wanted.extend(ents.into_iter().map(|(name, required)| Wanted {
-            hash: nsec3::hash(&name, p),
-            name,
-            node: None,
-            required,
-        }));
-    }
-    wanted.par_sort_unstable_by(|a, b| a.hash.cmp(&b.hash));
-    wanted
+    });
+    out
+}
+
+/// A name the NSEC3 chain must (or, under opt-out, may) cover.
+struct Wanted {
+    hash: [u8; HASH_LEN],
+    /// [`fingerprint`] of the types its NSEC3 must list (none for an empty non-terminal).
+    types: [u8; 8],
+    /// False for insecure delegations and for empty non-terminals with nothing required below.
+    required: bool,
+    name: Name,
 }

@@ -353,32 +353,45 @@ pub fn cname_conflict(n: &Node) -> bool {
 /// Marks the apex, delegations and everything below cuts and DNAMEs.
 /// Relies on canonical order: a name's descendants directly follow it.
 fn classify(nodes: &mut [Node]) {
-    let mut cut: Option<Name> = None;
-    for (i, node) in nodes.iter_mut().enumerate() {
-        if let Some(c) = &cut {
+    let mut c = Classifier::default();
+    for node in nodes {
+        c.mark(node);
+    }
+}
+
+/// Marks the kind of each node of a zone, given in canonical order from the apex: one at a
+/// time, so a zone can be classified as it is walked.
+#[derive(Default)]
+pub struct Classifier {
+    /// The zone cut (or DNAME) the names now read are below.
+    cut: Option<Name>,
+    seen_apex: bool,
+}
+
+impl Classifier {
+    pub fn mark(&mut self, node: &mut Node) {
+        if let Some(c) = &self.cut {
             if node.name.is_subdomain_of(c) {
                 node.kind = NodeKind::BelowCut;
-                continue;
+                return;
             }
-            cut = None;
+            self.cut = None;
         }
-        if i == 0 {
+        if !self.seen_apex {
+            self.seen_apex = true;
             node.kind = NodeKind::Apex;
-            if node.has(rtype::DNAME) {
-                cut = Some(node.name.clone());
-            }
         } else if node.has(rtype::NS) {
             node.kind = NodeKind::Delegation;
-            cut = Some(node.name.clone());
+            self.cut = Some(node.name.clone());
+            return;
         } else {
             node.kind = NodeKind::Auth;
-            if node.has(rtype::DNAME) {
-                cut = Some(node.name.clone());
-            }
+        }
+        // Names below a DNAME are occluded (the apex's too).
+        if node.has(rtype::DNAME) {
+            self.cut = Some(node.name.clone());
         }
     }
-    // The apex never lies below a cut of its own; names below an apex DNAME are occluded
-    // but `cut` was set for them above. Nothing else to do.
 }
 
 /// The serial of SOA rdata (it ends with serial, refresh, retry, expire, minimum).
