@@ -962,6 +962,15 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
     qs_ok_args(&["zone", "reload", "fake.", "--admin", admin]);
     let f3 = c.converged("fake.", f2);
     assert_eq!(f3, 15);
+    let logs = c.logs().concat();
+    assert!(
+        logs.lines().any(|l| l.contains("version built")
+            && l.contains("serial=15 ")
+            && l.contains("changes=1 signed=1")
+            && l.contains("input=\"transfer compared\"")),
+        "a whole transfer of the same shape is compared with the content and only what \
+         differs (the SOA) is signed:\n{logs}"
+    );
     lab::wait_for(Duration::from_secs(20), || {
         std::fs::read_to_string(&out_file)
             .ok()?

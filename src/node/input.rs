@@ -213,6 +213,46 @@ impl Held {
         finish(ctx)
     }
 
+    /// After a whole transfer, against the content of the version built from the input
+    /// before it: the RRsets whose records or TTL differ (the SOA always), when the
+    /// transfer has exactly the content's names and types apart from what the signer
+    /// makes; `None` when a name or type came or went (the shape changed). One walk over
+    /// both, in canonical order: no text of the zone, no second model of it.
+    pub fn changed_against(&self, content: &Content) -> Option<Vec<(Owner, u16)>> {
+        let mut cur = content.iter().filter(|((_, t), _)| !made_by_signer(*t));
+        let mut changed = Vec::new();
+        for (o, recs) in &self.owners {
+            let recs = &recs.0;
+            let mut i = 0;
+            while i < recs.len() {
+                let t = recs[i].0.0;
+                let n = recs[i..].iter().take_while(|((tt, _), _)| *tt == t).count();
+                let set = &recs[i..i + n];
+                i += n;
+                if made_by_signer(t) {
+                    continue;
+                }
+                let ((co, ct), v) = cur.next()?;
+                if co != o || *ct != t {
+                    return None;
+                }
+                let same = t != rtype::SOA
+                    && v.rdatas.len() == n
+                    && set
+                        .iter()
+                        .zip(v.rdatas.iter())
+                        .all(|(((_, d), ttl), cd)| **d == *cd && *ttl == v.ttl);
+                if !same {
+                    changed.push((o.clone(), t));
+                }
+            }
+        }
+        if cur.next().is_some() {
+            return None;
+        }
+        Some(changed)
+    }
+
     /// Whether every record is held (no content needed).
     pub fn is_whole(&self) -> bool {
         self.whole
@@ -522,5 +562,78 @@ mod tests {
         whole.lean();
         assert!(!whole.is_whole());
         assert_eq!(whole.soa(3).unwrap(), soa(3).to_vec());
+    }
+
+    #[test]
+    fn a_whole_transfer_is_compared_with_the_content_rrset_by_rrset() {
+        let recs = vec![
+            rr("test.", rtype::SOA, soa(1)),
+            rr("test.", rtype::DNSKEY, vec![1, 1, 3, 13].into()),
+            rr("www.test.", rtype::A, a(1)),
+            rr("www.test.", rtype::A, a(2)),
+            rr("old.test.", rtype::A, a(9)),
+        ];
+        // The content of the version built from `recs`: the signer's records beside.
+        let mut content = Content::new();
+        let whole = Held::whole(Owner(n("test.")), recs.clone());
+        for (o, recs) in &whole.owners {
+            for t in [rtype::SOA, rtype::A] {
+                let ds: Vec<Vec<u8>> = recs
+                    .iter()
+                    .filter(|((tt, _), _)| *tt == t)
+                    .map(|((_, d), _)| d.to_vec())
+                    .collect();
+                if !ds.is_empty() {
+                    let v = RrsetVal {
+                        ttl: 300,
+                        rdatas: ds.into(),
+                        sigs: Vec::new(),
+                    };
+                    content.insert((o.clone(), t), v);
+                }
+            }
+            let nsec = RrsetVal {
+                ttl: 300,
+                rdatas: crate::zone::Rdatas::one(&[0]),
+                sigs: Vec::new(),
+            };
+            content.insert((o.clone(), rtype::NSEC), nsec);
+        }
+        let apex_soa = vec![(Owner(n("test.")), rtype::SOA)];
+        assert_eq!(whole.changed_against(&content), Some(apex_soa.clone()));
+        // One record differs, one TTL differs: those RRsets (and the SOA).
+        let mut other = recs.clone();
+        other[3].3 = a(3);
+        other[4].2 = 60;
+        let changed = Held::whole(Owner(n("test.")), other).changed_against(&content);
+        let mut want = apex_soa.clone();
+        want.push((Owner(n("old.test.")), rtype::A));
+        want.push((Owner(n("www.test.")), rtype::A));
+        want.sort();
+        assert_eq!(
+            changed.map(|mut c| {
+                c.sort();
+                c
+            }),
+            Some(want)
+        );
+        // A name or a type more or less: the shape changed.
+        let mut more = recs.clone();
+        more.push(rr("new.test.", rtype::A, a(4)));
+        assert_eq!(
+            Held::whole(Owner(n("test.")), more).changed_against(&content),
+            None
+        );
+        let mut typed = recs.clone();
+        typed.push(rr("www.test.", rtype::TXT, vec![1, b'x'].into()));
+        assert_eq!(
+            Held::whole(Owner(n("test.")), typed).changed_against(&content),
+            None
+        );
+        let fewer = recs[..4].to_vec();
+        assert_eq!(
+            Held::whole(Owner(n("test.")), fewer).changed_against(&content),
+            None
+        );
     }
 }

@@ -87,6 +87,9 @@ struct Memo {
     input_of: String,
     /// An IXFR could not be applied: the next transfer is a whole one.
     force_axfr: bool,
+    /// The whole transfer (by digest) a build was last tried from as a delta against the
+    /// current version: tried once, then the next build reads the whole zone.
+    whole_as_delta: Option<[u8; 32]>,
     /// Parent actions already logged: (key, submit?).
     parent_told: HashSet<(KeyId, bool)>,
     /// When the parent's servers were last asked, and what was wrong then.
@@ -113,6 +116,9 @@ enum Input {
         text: Vec<u8>,
         changed: Vec<(Name, u16)>,
         digest: [u8; 32],
+        /// What found the changes: "IXFR changes", or "transfer compared" (a whole
+        /// transfer compared with the current version's content).
+        how: &'static str,
     },
 }
 
@@ -845,6 +851,40 @@ async fn primary_input(
                 text,
                 changed,
                 digest,
+                how: "IXFR changes",
+            });
+        }
+    }
+    // A whole transfer of the same shape as the current version's input: only the RRsets
+    // that differ are rendered and signed, as after an IXFR (at 1M delegations the whole
+    // zone as text, parsed again, took the leader's memory to ~2 GiB).
+    if quick_ok
+        && current.is_some()
+        && memo.whole_as_delta != Some(digest)
+        && let Some(held) = memo.input.as_ref().filter(|h| h.is_whole())
+        && let Ok(origin) = Name::parse(zone.as_bytes(), None)
+    {
+        memo.whole_as_delta = Some(digest);
+        let apex = Owner(origin);
+        let text = node.sm.with(|st| {
+            let z = st.zones.get(zone)?;
+            let changed = held.changed_against(&z.content)?;
+            let owners: std::collections::BTreeSet<&Owner> =
+                changed.iter().map(|(o, _)| o).chain([&apex]).collect();
+            let text = held.text_at(&z.content, owners.into_iter());
+            Some((changed, text))
+        });
+        if let Some((changed, text)) = text {
+            tracing::info!(
+                zone,
+                changed = changed.len(),
+                "whole transfer of the same shape: building from the RRsets that differ"
+            );
+            return Ok(Input::Delta {
+                text,
+                changed: changed.into_iter().map(|(o, t)| (o.0, t)).collect(),
+                digest,
+                how: "transfer compared",
             });
         }
     }
@@ -1311,7 +1351,8 @@ fn build_version(
             text,
             changed,
             digest,
-        } => (text, Some(digest), Some(changed), "the IXFR's changes"),
+            how,
+        } => (text, Some(digest), Some((changed, how)), how),
     };
     let input_digest = digest.unwrap_or_else(|| input_digest(&input));
     let (mut unsigned, warnings) = Zone::load_bytes(&input, std::path::Path::new(what), &popts)
@@ -1363,6 +1404,7 @@ fn build_version(
         cds: kasp.cds,
     };
     let from_delta = delta.is_some();
+    let how = delta.as_ref().map(|(_, how)| *how);
     if (quick_ok || from_delta)
         && let Some(cur) = &current
     {
@@ -1370,7 +1412,7 @@ fn build_version(
         let st = node.sm.read();
         let z = st.zones.get(zone).ok_or("zone removed")?;
         let found = match delta {
-            Some(changed) => delta_changes(z, &origin, &unsigned, changed),
+            Some((changed, _)) => delta_changes(z, &origin, &unsigned, changed),
             None => same_shape_changes(z, &unsigned),
         };
         let quick = match found {
@@ -1392,11 +1434,7 @@ fn build_version(
                 signed,
                 load_ms = (t_parsed - t_start).as_millis() as u64,
                 quick_ms = t_parsed.elapsed().as_millis() as u64,
-                input = if from_delta {
-                    "IXFR changes"
-                } else {
-                    "whole zone"
-                },
+                input = how.unwrap_or("whole zone"),
                 "version built (same shape: only changed RRsets signed)"
             );
             let reused = (z.content.len() as u64).saturating_sub(signed);
@@ -1413,7 +1451,7 @@ fn build_version(
     if from_delta {
         // The delta holds a few owners, not the zone: never the full path.
         return Err(BuildError::Transient(
-            "the IXFR's changes need a full build; the next run does one".into(),
+            "the changes alone need a full build; the next run does one".into(),
         ));
     }
     let (cache, base_hash) = {
