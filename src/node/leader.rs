@@ -1355,9 +1355,13 @@ fn build_version(
         } => (text, Some(digest), Some((changed, how)), how),
     };
     let input_digest = digest.unwrap_or_else(|| input_digest(&input));
-    let (mut unsigned, warnings) = Zone::load_bytes(&input, std::path::Path::new(what), &popts)
+    // The text is let go once parsed, before the records are built into the zone (at 1M
+    // delegations 110 MiB, on top of the content the leader holds).
+    let parsed = crate::zone::parse::parse_file_bytes(&input, std::path::Path::new(what), &popts)
         .map_err(|e| format!("zone {zone}: {e}"))?;
     drop(input);
+    let (mut unsigned, warnings) = Zone::build(parsed, &origin, what, &popts.limits)
+        .map_err(|e| format!("zone {zone}: {e}"))?;
     for w in warnings.iter().take(20) {
         tracing::warn!(zone, "{w}");
     }

@@ -137,18 +137,37 @@ impl Zone {
             msg,
         };
         // Sort by (canonical name, type, rdata): a 16-byte key prefix first, the full
-        // canonical comparison only on ties.
-        let mut sorted: Vec<(u128, Record)> = records
-            .into_par_iter()
-            .map(|r| (r.owner.canonical_prefix(), r))
+        // canonical comparison only on ties. The keys are sorted with the records' places,
+        // and each record is taken from its place as the nodes are built: sorting copies
+        // of the records had held them twice (at 1M delegations, ~160 MB more).
+        let mut records = records;
+        let mut order: Vec<(u128, u32)> = records
+            .par_iter()
+            .enumerate()
+            .map(|(i, r)| (r.owner.canonical_prefix(), i as u32))
             .collect();
-        sorted.par_sort_unstable_by(|(ka, ra), (kb, rb)| {
-            ka.cmp(kb).then_with(|| {
-                ra.owner
-                    .cmp_canonical(&rb.owner)
-                    .then(ra.rtype.cmp(&rb.rtype))
-                    .then_with(|| ra.rdata.cmp(&rb.rdata))
-            })
+        {
+            let recs = &records;
+            order.par_sort_unstable_by(|(ka, a), (kb, b)| {
+                ka.cmp(kb).then_with(|| {
+                    let (ra, rb) = (&recs[*a as usize], &recs[*b as usize]);
+                    ra.owner
+                        .cmp_canonical(&rb.owner)
+                        .then(ra.rtype.cmp(&rb.rtype))
+                        .then_with(|| ra.rdata.cmp(&rb.rdata))
+                })
+            });
+        }
+        let taken = Record {
+            owner: origin.clone(),
+            rtype: 0,
+            ttl: 0,
+            rdata: Box::default(),
+            line: 0,
+        };
+        let sorted = order.into_iter().map(|(_, i)| {
+            let rec = std::mem::replace(&mut records[i as usize], taken.clone());
+            ((), rec)
         });
         let mut nodes: Vec<Node> = Vec::new();
         // The records of the RRset being read; the node's last RRset gets them once it is
