@@ -186,8 +186,16 @@ fn three_nodes_replicate_validate_fail_over_and_catch_up() {
         .replace("192.0.2.25", "192.0.2.26");
     std::fs::write(c.zone_file(), t).unwrap();
     let (serial3, _) = c.converged(serial2);
-    let z = c.zone_status(c.leader());
+    let leader = c.leader();
+    let z = c.zone_status(leader);
     assert_eq!(z["signed"].as_u64(), Some(2), "mail A and the SOA: {z}");
+    let log = std::fs::read_to_string(&c.node(leader).log).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("version built")
+            && l.contains(&format!("serial={serial3} "))
+            && l.contains("input=\"file compared\"")),
+        "the changed file was compared piece by piece, not built whole:\n{log}"
+    );
     let text = c.signed(old);
     assert!(text.contains("192.0.2.26") && !text.contains("192.0.2.25"));
     let f = write(c.dir.path(), "same-shape.zone", &text);

@@ -90,6 +90,8 @@ struct Memo {
     /// The whole transfer (by digest) a build was last tried from as a delta against the
     /// current version: tried once, then the next build reads the whole zone.
     whole_as_delta: Option<[u8; 32]>,
+    /// The same for a changed input file.
+    file_as_delta: Option<[u8; 32]>,
     /// Parent actions already logged: (key, submit?).
     parent_told: HashSet<(KeyId, bool)>,
     /// When the parent's servers were last asked, and what was wrong then.
@@ -108,8 +110,10 @@ struct InputDelta {
 enum Input {
     /// A file input that did not change since the last read: read it again.
     Reread,
-    /// Master-file text; its digest when it is not the text's own (a primary's zone).
-    Text(Vec<u8>, Option<[u8; 32]>),
+    /// Master-file text; its digest when it is not the text's own (a primary's zone); and
+    /// whether to compare it with the current version piece by piece first (a changed
+    /// file: see [`crate::node::file_delta`]).
+    Text(Vec<u8>, Option<[u8; 32]>, bool),
     /// Only `changed` RRsets differ from the current version's input: `text` holds every
     /// record at their owners and at the apex; `digest` is the new input's.
     Delta {
@@ -665,7 +669,15 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     };
     let input_serial = memo.primary_serial;
     let input = match (file_input, &memo.input) {
-        (Some(bytes), _) => Input::Text(bytes, None),
+        (Some(bytes), _) => {
+            // Compared piece by piece once per input; a build from that which fails
+            // (a keystore fault, a key change) is retried from the whole file.
+            let compare = quick_ok && memo.file_as_delta != Some(memo.digest);
+            if compare {
+                memo.file_as_delta = Some(memo.digest);
+            }
+            Input::Text(bytes, None, compare)
+        }
         (None, Some(_)) => primary_input(node, zone, memo, current.as_ref(), quick_ok).await?,
         (None, None) => Input::Reread,
     };
@@ -902,7 +914,7 @@ async fn primary_input(
     .await
     .map_err(|e| e.to_string())?;
     memo.input = Some(held);
-    Ok(Input::Text(text, Some(digest)))
+    Ok(Input::Text(text, Some(digest), false))
 }
 
 /// Runs `f` on `zone`'s replicated content (empty when the zone is gone).
@@ -1340,28 +1352,46 @@ fn build_version(
         keep_dnssec: false,
     };
     let t_start = Instant::now();
-    let (input, digest, delta, what) = match input {
+    let (input, digest, mut delta, what, compare) = match input {
         Input::Reread => {
             let b = std::fs::read(input_path(cfg)?)
                 .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
-            (b, None, None, path)
+            (b, None, None, path, false)
         }
-        Input::Text(b, d) => (b, d, None, path),
+        Input::Text(b, d, compare) => (b, d, None, path, compare),
         Input::Delta {
             text,
             changed,
             digest,
             how,
-        } => (text, Some(digest), Some((changed, how)), how),
+        } => (text, Some(digest), Some((changed, how)), how, false),
     };
     let input_digest = digest.unwrap_or_else(|| input_digest(&input));
-    // The text is let go once parsed, before the records are built into the zone (at 1M
-    // delegations 110 MiB, on top of the content the leader holds).
-    let parsed = crate::zone::parse::parse_file_bytes(&input, std::path::Path::new(what), &popts)
-        .map_err(|e| format!("zone {zone}: {e}"))?;
-    drop(input);
-    let (mut unsigned, warnings) = Zone::build(parsed, &origin, what, &popts.limits)
-        .map_err(|e| format!("zone {zone}: {e}"))?;
+    let compared = compare
+        .then(|| {
+            let st = node.sm.read();
+            let z = st.zones.get(zone)?;
+            let path = std::path::Path::new(what);
+            crate::node::file_delta::file_delta(z, &origin, &input, path, &popts)
+        })
+        .flatten();
+    let (mut unsigned, warnings) = match compared {
+        Some((mini, changed)) => {
+            drop(input);
+            delta = Some((changed, "file compared"));
+            (mini, Vec::new())
+        }
+        None => {
+            // The text is let go once parsed, before the records are built into the zone
+            // (at 1M delegations 110 MiB, on top of the content the leader holds).
+            let parsed =
+                crate::zone::parse::parse_file_bytes(&input, std::path::Path::new(what), &popts)
+                    .map_err(|e| format!("zone {zone}: {e}"))?;
+            drop(input);
+            Zone::build(parsed, &origin, what, &popts.limits)
+                .map_err(|e| format!("zone {zone}: {e}"))?
+        }
+    };
     for w in warnings.iter().take(20) {
         tracing::warn!(zone, "{w}");
     }

@@ -9,6 +9,7 @@
 //! ```
 
 pub mod check;
+pub mod file_delta;
 pub mod input;
 pub mod lab;
 pub mod leader;

@@ -188,6 +188,51 @@ fn parse_into(
     parse_chunk(input, 1, file, dir, opts, st, out, depth)
 }
 
+/// Parses `input` in pieces of about `piece` bytes on all cores, handing each piece's
+/// records to `each` and keeping none of them: a pass over a large zone that holds only
+/// what `each` returns. `None` when the input cannot be split, a piece fails to parse, or
+/// there are more than `zone_records_max` records: parse it whole for the exact error.
+pub fn for_each_piece<T: Send>(
+    input: &[u8],
+    path: &Path,
+    opts: &ParseOptions,
+    piece: usize,
+    each: impl Fn(Vec<Record>) -> T + Sync + Send,
+) -> Option<Vec<T>> {
+    use rayon::prelude::*;
+    let pieces = (input.len() / piece.max(1)).max(rayon::current_num_threads() * 4);
+    let chunks = split::plan(input, &opts.origin, None, pieces)?;
+    let file = path.display().to_string();
+    let records = std::sync::atomic::AtomicUsize::new(0);
+    let out: Vec<Option<T>> = chunks
+        .par_iter()
+        .map(|c| {
+            let mut st = State {
+                origin: c.origin.clone(),
+                default_ttl: c.default_ttl,
+                last_ttl: None,
+                last_owner: None,
+            };
+            let mut out = Parsed::default();
+            let dir = path.parent();
+            parse_chunk(
+                &input[c.start..c.end],
+                c.line,
+                &file,
+                dir,
+                opts,
+                &mut st,
+                &mut out,
+                0,
+            )
+            .ok()?;
+            let n = records.fetch_add(out.records.len(), std::sync::atomic::Ordering::Relaxed);
+            (n + out.records.len() <= opts.limits.zone_records_max).then(|| each(out.records))
+        })
+        .collect();
+    out.into_iter().collect()
+}
+
 /// Parses the chunks on all cores; `None` when any chunk fails, so that the caller parses
 /// sequentially and reports exactly the first error in file order.
 fn parse_chunks(

@@ -3,8 +3,8 @@
 //! Each rdata is stored as a 2-octet length and its octets (an rdata is at most 65535
 //! octets, RFC 1035 §3.2.1), all in one `Arc<[u8]>`. Against a `Vec<Box<[u8]>>` this is one
 //! allocation instead of one plus one per rdata (~40 bytes less per RRset of a TLD), and a
-//! clone is a reference count: the replicated content and the zone model a node validates
-//! share their rdatas instead of copying them.
+//! clone is a reference count: the replicated content and the windows of nodes a node
+//! validates share their rdatas instead of copying them.
 
 use std::fmt;
 use std::sync::Arc;
