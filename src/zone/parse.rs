@@ -207,30 +207,40 @@ pub fn for_each_piece<T: Send>(
     let out: Vec<Option<T>> = chunks
         .par_iter()
         .map(|c| {
-            let mut st = State {
-                origin: c.origin.clone(),
-                default_ttl: c.default_ttl,
-                last_ttl: None,
-                last_owner: None,
-            };
-            let mut out = Parsed::default();
-            let dir = path.parent();
-            parse_chunk(
-                &input[c.start..c.end],
-                c.line,
-                &file,
-                dir,
-                opts,
-                &mut st,
-                &mut out,
-                0,
-            )
-            .ok()?;
+            let out = parse_piece(input, c, &file, path.parent(), opts).ok()?;
             let n = records.fetch_add(out.records.len(), std::sync::atomic::Ordering::Relaxed);
             (n + out.records.len() <= opts.limits.zone_records_max).then(|| each(out.records))
         })
         .collect();
     out.into_iter().collect()
+}
+
+/// One piece of a split input, parsed on its own.
+fn parse_piece(
+    input: &[u8],
+    c: &split::Chunk,
+    file: &str,
+    dir: Option<&Path>,
+    opts: &ParseOptions,
+) -> Result<Parsed, ZoneError> {
+    let mut st = State {
+        origin: c.origin.clone(),
+        default_ttl: c.default_ttl,
+        last_ttl: None,
+        last_owner: None,
+    };
+    let mut out = Parsed::default();
+    parse_chunk(
+        &input[c.start..c.end],
+        c.line,
+        file,
+        dir,
+        opts,
+        &mut st,
+        &mut out,
+        0,
+    )
+    .map(|_| out)
 }
 
 /// Parses the chunks on all cores; `None` when any chunk fails, so that the caller parses
@@ -245,26 +255,7 @@ fn parse_chunks(
     use rayon::prelude::*;
     let parts: Vec<Result<Parsed, ZoneError>> = chunks
         .par_iter()
-        .map(|c| {
-            let mut st = State {
-                origin: c.origin.clone(),
-                default_ttl: c.default_ttl,
-                last_ttl: None,
-                last_owner: None,
-            };
-            let mut out = Parsed::default();
-            parse_chunk(
-                &input[c.start..c.end],
-                c.line,
-                file,
-                dir,
-                opts,
-                &mut st,
-                &mut out,
-                0,
-            )
-            .map(|_| out)
-        })
+        .map(|c| parse_piece(input, c, file, dir, opts))
         .collect();
     let mut all = Parsed::default();
     all.records.reserve(
