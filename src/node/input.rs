@@ -236,7 +236,8 @@ impl Held {
                 if co != o || *ct != t {
                     return None;
                 }
-                let same = t != rtype::SOA
+                // (The apex's SOA differs anyway: the version has its own serial.)
+                let same = (t != rtype::SOA || *o != self.apex)
                     && v.rdatas.len() == n
                     && set
                         .iter()

@@ -878,13 +878,16 @@ async fn primary_input(
     {
         memo.whole_as_delta = Some(digest);
         let apex = Owner(origin);
-        let text = node.sm.with(|st| {
-            let z = st.zones.get(zone)?;
-            let changed = held.changed_against(&z.content)?;
-            let owners: std::collections::BTreeSet<&Owner> =
-                changed.iter().map(|(o, _)| o).chain([&apex]).collect();
-            let text = held.text_at(&z.content, owners.into_iter());
-            Some((changed, text))
+        // A walk over the whole content: off the runtime's workers (see `transfer_if_newer`).
+        let text = crate::blocking(|| {
+            node.sm.with(|st| {
+                let z = st.zones.get(zone)?;
+                let changed = held.changed_against(&z.content)?;
+                let owners: std::collections::BTreeSet<&Owner> =
+                    changed.iter().map(|(o, _)| o).chain([&apex]).collect();
+                let text = held.text_at(&z.content, owners.into_iter());
+                Some((changed, text))
+            })
         });
         if let Some((changed, text)) = text {
             tracing::info!(
@@ -1367,12 +1370,23 @@ fn build_version(
         } => (text, Some(digest), Some((changed, how)), how, false),
     };
     let input_digest = digest.unwrap_or_else(|| input_digest(&input));
+    // The text is read twice without the state; the state is read (locked) only for the
+    // version's sums and for the final comparison, on the same version.
     let compared = compare
         .then(|| {
-            let st = node.sm.read();
-            let z = st.zones.get(zone)?;
+            use crate::node::file_delta::{compare, content_sums, differing};
+            let token_of = |z: &ZoneState| z.current.as_ref().map(|v| v.token);
+            let (token, want) = node.sm.with(|st| {
+                let z = st.zones.get(zone)?;
+                Some((token_of(z), content_sums(z, &origin)))
+            })?;
             let path = std::path::Path::new(what);
-            crate::node::file_delta::file_delta(z, &origin, &input, path, &popts)
+            let (mini, differ) = differing(&input, path, &popts, &want)?;
+            let changed = node.sm.with(|st| {
+                let z = st.zones.get(zone).filter(|z| token_of(z) == token)?;
+                compare(z, &origin, &mini, &differ)
+            })?;
+            Some((mini, changed))
         })
         .flatten();
     let (mut unsigned, warnings) = match compared {
@@ -1673,7 +1687,7 @@ fn delta_changes(
 ) -> Option<Vec<(Name, u16)>> {
     let mut changed = vec![(origin.clone(), rtype::SOA)];
     for (owner, t) in touched {
-        if t == rtype::SOA || made_by_signer(t) {
+        if (t == rtype::SOA && owner == *origin) || made_by_signer(t) {
             continue;
         }
         let new = mini

@@ -406,9 +406,12 @@ fn nsec3_types(node: &Node) -> Vec<u16> {
     let Some(d) = node.rrset(rtype::NSEC3).and_then(|s| s.rdatas.first()) else {
         return Vec::new();
     };
-    let salt_len = d[4] as usize;
-    let hl = d[5 + salt_len] as usize;
-    bitmap_types(&d[6 + salt_len + hl..]).unwrap_or_default()
+    let types = || {
+        let salt_len = *d.get(4)? as usize;
+        let hl = *d.get(5 + salt_len)? as usize;
+        bitmap_types(d.get(6 + salt_len + hl..)?)
+    };
+    types().unwrap_or_default()
 }
 
 fn check_nsec3(
