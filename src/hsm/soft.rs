@@ -112,12 +112,20 @@ impl SoftKey {
         };
         let private = match alg {
             Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaP384Sha384 => {
-                let d = get("PrivateKey")?;
-                let curve = if alg == Algorithm::EcdsaP256Sha256 {
-                    &agreement::ECDH_P256
+                let (curve, len) = if alg == Algorithm::EcdsaP256Sha256 {
+                    (&agreement::ECDH_P256, 32)
                 } else {
-                    &agreement::ECDH_P384
+                    (&agreement::ECDH_P384, 48)
                 };
+                // Key files may drop the scalar's leading zero octets (BIND's do, about
+                // one key in 256): padded back to the curve's size.
+                let short = get("PrivateKey")?;
+                if short.len() > len {
+                    return Err("bad ECDSA private key: longer than the curve's".into());
+                }
+                let mut d = vec![0u8; len - short.len()];
+                d.extend_from_slice(short);
+                let d = d.as_slice();
                 let pk = agreement::PrivateKey::from_private_key(curve, d)
                     .map_err(|_| "bad ECDSA private key")?;
                 let point = pk
