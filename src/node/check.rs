@@ -756,6 +756,21 @@ mod tests {
         Name::parse(s.as_bytes(), None).unwrap()
     }
 
+    /// The key of the `nth` denial record (NSEC or NSEC3, as `denial` says) below the apex.
+    fn denial_key(z: &ZoneState, origin: &Name, denial: &Denial, nth: usize) -> Key {
+        let dt = if *denial == Denial::Nsec {
+            rtype::NSEC
+        } else {
+            rtype::NSEC3
+        };
+        z.content
+            .keys()
+            .filter(|(o, ty)| *ty == dt && o.0 != *origin)
+            .nth(nth)
+            .cloned()
+            .unwrap()
+    }
+
     #[test]
     fn incremental_accepts_a_good_version_and_catches_planted_faults() {
         for denial in [
@@ -790,18 +805,7 @@ mod tests {
 
             // A denial record removed: the link that pointed to it is broken.
             let mut bad = z.clone();
-            let dt = if denial == Denial::Nsec {
-                rtype::NSEC
-            } else {
-                rtype::NSEC3
-            };
-            let victim = bad
-                .content
-                .keys()
-                .filter(|(o, ty)| *ty == dt && o.0 != origin)
-                .nth(2)
-                .cloned()
-                .unwrap();
+            let victim = denial_key(&bad, &origin, &denial, 2);
             bad.content.remove(&victim);
             let e = incremental(&bad, &origin, &all(&bad), t).unwrap_err();
             assert!(e.contains("has no") || e.contains("skips"), "{e}");
@@ -931,18 +935,8 @@ mod tests {
             // The denial record of one name lists A only (its RRSIG no longer verifies
             // either); an NSEC's next name is checked across windows too.
             let mut bad = z.clone();
-            let dt = if denial == Denial::Nsec {
-                rtype::NSEC
-            } else {
-                rtype::NSEC3
-            };
-            let key = bad
-                .content
-                .keys()
-                .filter(|(o, ty)| *ty == dt && o.0 != origin)
-                .nth(3)
-                .cloned()
-                .unwrap();
+            let key = denial_key(&bad, &origin, &denial, 3);
+            let dt = key.1;
             let v = bad.content.get_mut(&key).unwrap();
             let d = v.rdatas[0].to_vec();
             let keep = if dt == rtype::NSEC {
