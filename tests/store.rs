@@ -71,6 +71,76 @@ async fn vote_and_entries_survive_reopen() {
     assert_eq!(st.last_log_id.unwrap().index(), 100);
 }
 
+/// What the log store hands openraft for one append request is bounded in bytes (always at
+/// least one entry), so a new leader's probes of a follower's log cost a few MiB each
+/// whatever `max_payload_entries` says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_for_sending_is_bounded_in_bytes() {
+    use openraft::alias::{EntryOf, LogIdOf};
+    use openraft::entry::RaftEntry;
+    use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
+    use openraft::type_config::TypeConfigExt;
+    use quorumsign::replica::{Command, Origin};
+
+    let log_id = |i| {
+        LogIdOf::<TypeConfig>::new(
+            openraft::impls::leader_id_adv::LeaderId {
+                term: 1,
+                node_id: 1,
+            },
+            i,
+        )
+    };
+    let big = |i, mib: f64| {
+        EntryOf::<TypeConfig>::new_normal(
+            log_id(i),
+            Command::Reload {
+                name: "x".repeat((mib * 1048576.0) as usize),
+                origin: Origin {
+                    at: 0,
+                    by: "test".into(),
+                    command: "reload".into(),
+                },
+            },
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = LogStore::open(&dir.path().join("raft")).unwrap();
+    let mut entries: Vec<EntryOf<TypeConfig>> = (1..=10).map(|i| big(i, 1.5)).collect();
+    entries.extend((11..=30).map(|i| EntryOf::<TypeConfig>::new_blank(log_id(i))));
+    entries.push(big(31, 6.0));
+    let (tx, rx) = TypeConfig::oneshot();
+    log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+    rx.await.unwrap().unwrap();
+
+    let indexes = |v: Vec<EntryOf<TypeConfig>>| v.iter().map(|e| e.index()).collect::<Vec<_>>();
+    // Two entries of 1.5 MiB fit in 4 MiB, a third does not.
+    assert_eq!(
+        indexes(log.limited_get_log_entries(1, 11).await.unwrap()),
+        [1, 2]
+    );
+    assert_eq!(
+        indexes(log.limited_get_log_entries(4, 6).await.unwrap()),
+        [4, 5]
+    );
+    // Small entries: the whole range.
+    assert_eq!(
+        indexes(log.limited_get_log_entries(11, 31).await.unwrap()),
+        (11..=30).collect::<Vec<u64>>()
+    );
+    // An entry over the bound goes alone, and never after another one.
+    assert_eq!(
+        indexes(log.limited_get_log_entries(31, 32).await.unwrap()),
+        [31]
+    );
+    assert_eq!(
+        indexes(log.limited_get_log_entries(29, 32).await.unwrap()),
+        [29, 30]
+    );
+    // What is read in full is unchanged.
+    assert_eq!(log.try_get_log_entries(1..32).await.unwrap().len(), 31);
+}
+
 /// SIGKILL a process in the middle of heavy appends, five times over one store: every
 /// index it reported as acknowledged (flushed) must be there, intact, after each restart.
 #[test]

@@ -13,6 +13,7 @@ pub mod file_delta;
 pub mod input;
 pub mod lab;
 pub mod leader;
+pub mod shape;
 pub mod sim;
 
 use std::collections::{BTreeMap, HashMap};
@@ -561,8 +562,9 @@ pub fn raft_config(cfg: &NodeConfig) -> Result<openraft::Config, String> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_every),
         max_in_snapshot_log_to_keep: r.keep_logs,
         install_snapshot_timeout: 120_000,
-        // A version travels as entries of about 2 MiB: keep one append request bounded.
-        max_payload_entries: 16,
+        // One append request is bounded in bytes by the log store (`store::SEND_BYTES`; a
+        // version travels as entries of about 2 MiB), and in count here.
+        max_payload_entries: 64,
         // A member restarted with a wiped data dir is refilled from the leader (snapshot or
         // log) instead of being left behind; it grants no vote meanwhile (`transport::Blank`).
         allow_log_reversion: Some(true),
