@@ -148,6 +148,14 @@ fn three_nodes_replicate_validate_fail_over_and_catch_up() {
     assert!(serial2 > serial && hash2 != hash);
     let z = c.zone_status(new);
     assert_eq!(z["published_by"].as_u64(), Some(new));
+    let log = std::fs::read_to_string(&c.node(new).log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("names or types came or went")
+                && l.contains(&format!("serial={serial2} "))
+                && l.contains("input=\"file compared\"")),
+        "the new name was signed with the denial records around it, not the whole zone:\n{log}"
+    );
     assert_eq!(
         z["resigned_unchanged"].as_u64(),
         Some(0),

@@ -574,17 +574,26 @@ fn unsigned_ok(z: &ZoneState, origin: &Name, owner: &Name, t: u16) -> bool {
     false
 }
 
-/// Checks the RRsets in `touched` and the denial links they changed.
-fn incremental(
+/// Checks the RRsets in `touched` and the denial chain around every name they are at: each
+/// such name's own NSEC/NSEC3 (there exactly when the chain holds the name, with the bit
+/// map of its types), and every link from a changed chain record or the one before it.
+pub(crate) fn incremental(
     z: &ZoneState,
     origin: &Name,
     touched: &BTreeSet<(Name, u16)>,
     now: u32,
 ) -> Result<(), String> {
+    use crate::node::shape::{Chain, View, check_owner, link};
     let keys = Keys::of(z, origin)?;
     let dnskey = &z.content[&(Owner(origin.clone()), rtype::DNSKEY)];
     keys.check(origin, rtype::DNSKEY, dnskey, now)?;
+    let view = View::new(&z.content);
+    let chain = Chain::of(&view, origin)?;
+    let mut owners: BTreeSet<&Name> = BTreeSet::new();
     for (owner, t) in touched {
+        if !matches!(*t, rtype::NSEC | rtype::NSEC3) {
+            owners.insert(owner);
+        }
         let Some(v) = z.content.get(&(Owner(owner.clone()), *t)) else {
             continue;
         };
@@ -592,61 +601,12 @@ fn incremental(
             continue;
         }
         keys.check(owner, *t, v, now)?;
-        if *t == rtype::NSEC {
-            let next = crate::zone::name::wire_name_len(&v.rdatas[0])
-                .ok()
-                .and_then(|n| Name::from_wire(&v.rdatas[0][..n]).ok())
-                .ok_or_else(|| format!("{}: malformed NSEC", owner.to_text()))?;
-            link(z, origin, owner, &next, rtype::NSEC)?;
-        } else if *t == rtype::NSEC3 {
-            let d = &v.rdatas[0];
-            let salt_len = d[4] as usize;
-            let hlen = d[5 + salt_len] as usize;
-            let hash = &d[6 + salt_len..6 + salt_len + hlen];
-            let label = data_encoding::BASE32HEX_NOPAD
-                .encode(hash)
-                .to_ascii_lowercase();
-            let next = origin
-                .prepend(label.as_bytes())
-                .map_err(|e| e.to_string())?;
-            link(z, origin, owner, &next, rtype::NSEC3)?;
+        if matches!(*t, rtype::NSEC | rtype::NSEC3) {
+            link(&view, origin, owner, *t)?;
         }
     }
-    Ok(())
-}
-
-/// `from` → `next` is a link of the NSEC (or NSEC3) chain: `next` has one, nothing between.
-fn link(z: &ZoneState, origin: &Name, from: &Name, next: &Name, t: u16) -> Result<(), String> {
-    let what = rtype::to_text(t);
-    if !z.content.contains_key(&(Owner(next.clone()), t)) {
-        return Err(format!(
-            "{what} at {} points to {}, which has no {what}",
-            from.to_text(),
-            next.to_text()
-        ));
-    }
-    let lo = (Owner(from.clone()), t);
-    let between: Box<dyn Iterator<Item = _>> = if next.cmp_canonical(from).is_gt() {
-        Box::new(z.content.range((
-            std::ops::Bound::Excluded(lo),
-            std::ops::Bound::Excluded((Owner(next.clone()), t)),
-        )))
-    } else {
-        // The last link wraps to the start of the chain: nothing may follow `from`.
-        Box::new(
-            z.content
-                .range((std::ops::Bound::Excluded(lo), std::ops::Bound::Unbounded)),
-        )
-    };
-    for ((o, ot), _) in between {
-        if *ot == t && (t == rtype::NSEC || o.0 != *origin) {
-            return Err(format!(
-                "{what} chain broken: {} → {} skips {}",
-                from.to_text(),
-                next.to_text(),
-                o.0.to_text()
-            ));
-        }
+    for o in owners {
+        check_owner(&view, origin, &chain, o)?;
     }
     Ok(())
 }
@@ -708,6 +668,48 @@ pub(crate) mod testing {
 
     /// The example zone signed with fresh keys as a replicated zone state.
     pub(crate) fn signed_example(denial: Denial) -> (ZoneState, Name, u32) {
+        let (z, origin, t, _, _) = signed_example_with_keys(denial);
+        (z, origin, t)
+    }
+
+    /// The example zone's text, as `signed_example` signs it.
+    pub(crate) fn example_text() -> String {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.zone"),
+        )
+        .unwrap()
+    }
+
+    /// `text` signed with `keys` as `signed_example` signs, as the content of a version.
+    pub(crate) fn signed_content(
+        text: &str,
+        origin: &Name,
+        keys: &[Arc<dyn SigningKey>],
+        opts: &SignOptions,
+    ) -> crate::node::input::Content {
+        let popts = ParseOptions {
+            origin: origin.clone(),
+            limits: Limits::default(),
+            keep_dnssec: false,
+        };
+        let parsed = crate::zone::parse::parse_file_bytes(
+            text.as_bytes(),
+            std::path::Path::new("example.zone"),
+            &popts,
+        )
+        .unwrap();
+        let (zone, _) = Zone::build(parsed, origin, "example.zone", &popts.limits).unwrap();
+        let signed = sign_zone(zone, keys, opts, &SignatureCache::default(), &|_, _| {}).unwrap();
+        crate::node::leader::entries_of(signed)
+            .into_iter()
+            .collect()
+    }
+
+    /// `signed_example`, with the keys and the options it signed with.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn signed_example_with_keys(
+        denial: Denial,
+    ) -> (ZoneState, Name, u32, Vec<Arc<dyn SigningKey>>, SignOptions) {
         let origin = Name::parse(b"example.", None).unwrap();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.zone");
         let popts = ParseOptions {
@@ -735,7 +737,7 @@ pub(crate) mod testing {
             hash_step(&mut z.hash, &rrset_digest(&o.0, ty, &v), false);
             z.content.insert((o, ty), v);
         }
-        (z, origin, t)
+        (z, origin, t, keys, opts)
     }
 }
 

@@ -214,12 +214,15 @@ impl Held {
     }
 
     /// After a whole transfer, against the content of the version built from the input
-    /// before it: the RRsets whose records or TTL differ (the SOA always), when the
-    /// transfer has exactly the content's names and types apart from what the signer
-    /// makes; `None` when a name or type came or went (the shape changed). One walk over
-    /// both, in canonical order: no text of the zone, no second model of it.
+    /// before it: the RRsets whose records or TTL differ (the SOA always), that are new
+    /// in the transfer, or that it no longer has, apart from what the signer makes; `None`
+    /// when that is most of the zone. One walk over both, in canonical order: no text of
+    /// the zone, no second model of it.
     pub fn changed_against(&self, content: &Content) -> Option<Vec<(Owner, u16)>> {
-        let mut cur = content.iter().filter(|((_, t), _)| !made_by_signer(*t));
+        let mut cur = content
+            .iter()
+            .filter(|((_, t), _)| !made_by_signer(*t))
+            .peekable();
         let mut changed = Vec::new();
         for (o, recs) in &self.owners {
             let recs = &recs.0;
@@ -232,10 +235,14 @@ impl Held {
                 if made_by_signer(t) {
                     continue;
                 }
-                let ((co, ct), v) = cur.next()?;
-                if co != o || *ct != t {
-                    return None;
+                // What the content has before this RRset is gone from the transfer.
+                while let Some(((co, ct), _)) = cur.next_if(|((co, ct), _)| (co, *ct) < (o, t)) {
+                    changed.push((co.clone(), *ct));
                 }
+                let Some((_, v)) = cur.next_if(|((co, ct), _)| co == o && *ct == t) else {
+                    changed.push((o.clone(), t)); // new in the transfer
+                    continue;
+                };
                 // (The apex's SOA differs anyway: the version has its own serial.)
                 let same = (t != rtype::SOA || *o != self.apex)
                     && v.rdatas.len() == n
@@ -248,10 +255,9 @@ impl Held {
                 }
             }
         }
-        if cur.next().is_some() {
-            return None;
-        }
-        Some(changed)
+        changed.extend(cur.map(|((co, ct), _)| (co.clone(), *ct)));
+        // Most of the zone changed: the whole build is the better path.
+        (changed.len() <= content.len() / 4 + 16).then_some(changed)
     }
 
     /// Whether every record is held (no content needed).
@@ -618,22 +624,43 @@ mod tests {
             }),
             Some(want)
         );
-        // A name or a type more or less: the shape changed.
+        // A name or a type more or less: those RRsets, new or gone.
+        let sorted = |c: Option<Vec<(Owner, u16)>>| {
+            c.map(|mut c| {
+                c.sort();
+                c
+            })
+        };
+        let with = |k: (Owner, u16)| {
+            let mut w = apex_soa.clone();
+            w.push(k);
+            w.sort();
+            Some(w)
+        };
         let mut more = recs.clone();
         more.push(rr("new.test.", rtype::A, a(4)));
         assert_eq!(
-            Held::whole(Owner(n("test.")), more).changed_against(&content),
-            None
+            sorted(Held::whole(Owner(n("test.")), more).changed_against(&content)),
+            with((Owner(n("new.test.")), rtype::A))
         );
         let mut typed = recs.clone();
         typed.push(rr("www.test.", rtype::TXT, vec![1, b'x'].into()));
         assert_eq!(
-            Held::whole(Owner(n("test.")), typed).changed_against(&content),
-            None
+            sorted(Held::whole(Owner(n("test.")), typed).changed_against(&content)),
+            with((Owner(n("www.test.")), rtype::TXT))
         );
         let fewer = recs[..4].to_vec();
         assert_eq!(
-            Held::whole(Owner(n("test.")), fewer).changed_against(&content),
+            sorted(Held::whole(Owner(n("test.")), fewer).changed_against(&content)),
+            with((Owner(n("old.test.")), rtype::A))
+        );
+        // Most of the zone new: left to the whole build.
+        let mut many = recs.clone();
+        for i in 0..40 {
+            many.push(rr(&format!("n{i}.test."), rtype::A, a(4)));
+        }
+        assert_eq!(
+            Held::whole(Owner(n("test.")), many).changed_against(&content),
             None
         );
     }

@@ -47,6 +47,9 @@ enum BuildError {
     Input(String),
     /// Something that may pass (the keystore failed, the current version moved): retry.
     Transient(String),
+    /// The changes alone cannot make the version (a zone cut moved over existing names,
+    /// the keys changed…): the next run builds from the whole zone, at once.
+    Whole(&'static str),
 }
 
 impl From<String> for BuildError {
@@ -707,6 +710,16 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
                 .insert(zone.into(), format!("last input refused: {e}"));
             return Err(e);
         }
+        Err(BuildError::Whole(how)) => {
+            // The delta was taken (`primary_input`) or tried once (`whole_as_delta`,
+            // `file_as_delta`): the next tick reads the whole zone.
+            tracing::info!(
+                zone,
+                input = how,
+                "these changes need the whole zone: building from it next"
+            );
+            return Ok(());
+        }
         Err(BuildError::Transient(e)) => {
             let wait = memo
                 .retry
@@ -819,8 +832,9 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
 }
 
 /// What a build of a primary's zone starts from: the RRsets the IXFRs changed since the
-/// current version's input when they keep the zone's shape (every name and type stays),
-/// else the whole zone as text. Either way the next delta counts from this input.
+/// current version's input (new and removed ones too), or those a whole transfer differs
+/// in from the content, else the whole zone as text. Either way the next delta counts
+/// from this input.
 async fn primary_input(
     node: &Arc<Node>,
     zone: &str,
@@ -840,21 +854,13 @@ async fn primary_input(
         && let Ok(origin) = Name::parse(zone.as_bytes(), None)
     {
         let held = memo.input.as_ref().expect("a primary's zone is held");
+        // (Names or types that came or went are built the same way: `shape_sign`.)
         let text = node.sm.with(|st| {
             let z = st.zones.get(zone)?;
-            let same_shape = d
-                .rrsets
-                .iter()
-                .filter(|(_, t)| !made_by_signer(*t))
-                .all(|(o, t)| {
-                    z.content.contains_key(&(o.clone(), *t)) == held.has(&z.content, o, *t)
-                });
-            same_shape.then(|| {
-                let apex = Owner(origin);
-                let owners: std::collections::BTreeSet<&Owner> =
-                    d.rrsets.iter().map(|(o, _)| o).chain([&apex]).collect();
-                held.text_at(&z.content, owners.into_iter())
-            })
+            let apex = Owner(origin);
+            let owners: std::collections::BTreeSet<&Owner> =
+                d.rrsets.iter().map(|(o, _)| o).chain([&apex]).collect();
+            Some(held.text_at(&z.content, owners.into_iter()))
         });
         if let Some(text) = text {
             // (`delta_changes` leaves out the SOA and what the signer makes.)
@@ -867,9 +873,9 @@ async fn primary_input(
             });
         }
     }
-    // A whole transfer of the same shape as the current version's input: only the RRsets
-    // that differ are rendered and signed, as after an IXFR (at 1M delegations the whole
-    // zone as text, parsed again, took the leader's memory to ~2 GiB).
+    // A whole transfer compared with the current version's content: only the RRsets that
+    // differ are rendered and signed, as after an IXFR (at 1M delegations the whole zone
+    // as text, parsed again, took the leader's memory to ~2 GiB).
     if quick_ok
         && current.is_some()
         && memo.whole_as_delta != Some(digest)
@@ -893,7 +899,7 @@ async fn primary_input(
             tracing::info!(
                 zone,
                 changed = changed.len(),
-                "whole transfer of the same shape: building from the RRsets that differ"
+                "whole transfer compared: building from the RRsets that differ"
             );
             return Ok(Input::Delta {
                 text,
@@ -1459,16 +1465,32 @@ fn build_version(
         let t_parsed = Instant::now();
         let st = node.sm.read();
         let z = st.zones.get(zone).ok_or("zone removed")?;
-        let found = match delta {
-            Some((changed, _)) => delta_changes(z, &origin, &unsigned, changed),
-            None => same_shape_changes(z, &unsigned),
+        let (found, touched) = match delta {
+            Some((changed, _)) => (
+                delta_changes(z, &origin, &unsigned, changed.clone()),
+                Some(changed),
+            ),
+            None => (same_shape_changes(z, &unsigned), None),
         };
-        let quick = match found {
+        let mut quick = match found {
             Some(found) => quick_sign(z, &origin, &unsigned, found, &signing, &opts, keys)
-                .map_err(BuildError::Transient)?,
+                .map_err(BuildError::Transient)?
+                .map(|(c, n)| (c, n, "same shape: only changed RRsets signed")),
             None => None,
         };
-        if let Some((changes, signed)) = quick {
+        if quick.is_none()
+            && quick_ok
+            && let Some(touched) = touched
+        {
+            quick = shape_sign(z, &origin, &unsigned, touched, &signing, &opts)
+                .map_err(BuildError::Transient)?
+                .map(|(c, n)| {
+                    let what = "names or types came or went: the changed RRsets and the \
+                                denial records around them signed";
+                    (c, n, what)
+                });
+        }
+        if let Some((changes, signed, what)) = quick {
             let hash = z.hash_after(changes.iter());
             let min_expiration = changes
                 .iter()
@@ -1483,12 +1505,16 @@ fn build_version(
                 load_ms = (t_parsed - t_start).as_millis() as u64,
                 quick_ms = t_parsed.elapsed().as_millis() as u64,
                 input = how.unwrap_or("whole zone"),
-                "version built (same shape: only changed RRsets signed)"
+                "version built ({what})"
             );
-            let reused = (z.content.len() as u64).saturating_sub(signed);
+            let rrsets = changes.iter().fold(z.content.len() as i64, |n, c| {
+                let had = z.content.contains_key(&(Owner(c.owner.clone()), c.rtype));
+                n + c.val.is_some() as i64 - had as i64
+            }) as u64;
+            let reused = rrsets.saturating_sub(signed);
             let version = made.version(
                 hash,
-                z.content.len() as u64,
+                rrsets,
                 changes.len() as u64,
                 (signed, reused, 0),
                 min_expiration,
@@ -1498,9 +1524,7 @@ fn build_version(
     }
     if from_delta {
         // The delta holds a few owners, not the zone: never the full path.
-        return Err(BuildError::Transient(
-            "the changes alone need a full build; the next run does one".into(),
-        ));
+        return Err(BuildError::Whole(how.unwrap_or("changes")));
     }
     let (cache, base_hash) = {
         let st = node.sm.read();
@@ -1784,6 +1808,74 @@ fn quick_sign(
     }
     Ok(Some((out, signed_n)))
 }
+
+/// Names or types came or went: the RRsets that differ and the NSEC/NSEC3 records around
+/// them, made and signed without the whole zone (`node::shape`); `None` when the change
+/// needs the whole build. `mini` holds every record at the touched owners and the apex.
+fn shape_sign(
+    z: &ZoneState,
+    origin: &Name,
+    mini: &Zone,
+    touched: Vec<(Name, u16)>,
+    signing: &[Arc<dyn crate::hsm::SigningKey>],
+    opts: &SignOptions,
+) -> Result<Option<(Vec<RrsetChange>, u64)>, String> {
+    let at = |o: &Name, t: u16| {
+        mini.nodes
+            .binary_search_by(|n| n.name.cmp_canonical(o))
+            .ok()
+            .and_then(|i| mini.nodes[i].rrsets.iter().find(|s| s.rtype == t))
+    };
+    let soa = at(origin, rtype::SOA).ok_or("the changes lack the apex's SOA")?;
+    let mut data = vec![(
+        (origin.clone(), rtype::SOA),
+        Some((soa.ttl, soa.rdatas.clone())),
+    )];
+    let touched: std::collections::BTreeSet<(Name, u16)> = touched.into_iter().collect();
+    if touched.len() > SHAPE_CHANGES_MAX {
+        return Ok(None);
+    }
+    for (owner, t) in touched {
+        if (t == rtype::SOA && owner == *origin) || made_by_signer(t) {
+            continue;
+        }
+        let new = at(&owner, t);
+        let old = z.content.get(&(Owner(owner.clone()), t));
+        match (old, new) {
+            (Some(o), Some(n)) if o.ttl == n.ttl && o.rdatas == n.rdatas => {}
+            (None, None) => {}
+            (_, n) => data.push(((owner, t), n.map(|n| (n.ttl, n.rdatas.clone())))),
+        }
+    }
+    let mut made = 0u64;
+    let sign = |items: &[(&Name, &crate::zone::Rrset)]| {
+        let cache = crate::signer::SignatureCache::default();
+        let (sigs, n) = crate::signer::sign_rrsets(origin, items, signing, opts, &cache)
+            .map_err(|e| e.to_string())?;
+        made = n as u64;
+        Ok(sigs)
+    };
+    let Some(changes) =
+        crate::node::shape::apply(&z.content, origin, data, mini.denial_ttl(), sign)?
+    else {
+        return Ok(None);
+    };
+    // Every new RRSIG is verified as the follower will verify it.
+    let verifier = crate::node::check::Keys::of(z, origin)?;
+    let mut signed = 0;
+    for c in &changes {
+        if let Some(v) = c.val.as_ref().filter(|v| !v.sigs.is_empty()) {
+            verifier.check(&c.owner, c.rtype, v, opts.now)?;
+            signed += 1;
+        }
+    }
+    debug_assert!(made >= signed);
+    Ok(Some((changes, signed)))
+}
+
+/// More RRsets than this changed at once: the whole build (with the signature cache) is
+/// the better path.
+const SHAPE_CHANGES_MAX: usize = 100_000;
 
 /// What the key-lifecycle engine decided for one version.
 struct KaspUse {

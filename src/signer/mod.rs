@@ -190,34 +190,7 @@ pub fn sign_zone(
     if keys.is_empty() {
         return Err(SignError::NoKeys(zone.origin.to_text()));
     }
-    crate::hsm::check_key_tags(keys).map_err(SignError::KeyTag)?;
-    let signers: Vec<Signer> = keys
-        .iter()
-        .map(|k| {
-            let d = k.dnskey();
-            Ok(Signer {
-                key: k.clone(),
-                id: d.id(),
-                tag: d.key_tag(),
-                check: Check::for_key(k.as_ref())?,
-            })
-        })
-        .collect::<Result<_, SignError>>()?;
-    let ksks: Vec<usize> = (0..signers.len())
-        .filter(|&i| opts.usage_of(signers[i].key.dnskey()).sign_dnskey)
-        .collect();
-    if ksks.is_empty() {
-        return Err(SignError::NoKsk(zone.origin.to_text()));
-    }
-    let mut zsks: Vec<usize> = (0..signers.len())
-        .filter(|&i| opts.usage_of(signers[i].key.dnskey()).sign_data)
-        .collect();
-    if zsks.is_empty() && opts.usage.is_empty() {
-        zsks = ksks.clone(); // one combined signing key (CSK)
-    }
-    if zsks.is_empty() {
-        return Err(SignError::NoKeys(zone.origin.to_text()));
-    }
+    let (signers, ksks, zsks) = signers_of(&zone.origin, keys, opts)?;
 
     add_apex_records(&mut zone, keys, opts);
     let denial_ttl = zone.denial_ttl();
@@ -308,6 +281,84 @@ pub fn sign_zone(
         cache: new_cache,
         stats,
     })
+}
+
+/// Signers, and which of them sign the DNSKEY RRset (KSKs) and the rest (ZSKs).
+type Roles = (Vec<Signer>, Vec<usize>, Vec<usize>);
+
+/// The keys as signers, with their roles.
+fn signers_of(
+    origin: &Name,
+    keys: &[Arc<dyn SigningKey>],
+    opts: &SignOptions,
+) -> Result<Roles, SignError> {
+    crate::hsm::check_key_tags(keys).map_err(SignError::KeyTag)?;
+    let signers: Vec<Signer> = keys
+        .iter()
+        .map(|k| {
+            let d = k.dnskey();
+            Ok(Signer {
+                key: k.clone(),
+                id: d.id(),
+                tag: d.key_tag(),
+                check: Check::for_key(k.as_ref())?,
+            })
+        })
+        .collect::<Result<_, SignError>>()?;
+    let ksks: Vec<usize> = (0..signers.len())
+        .filter(|&i| opts.usage_of(signers[i].key.dnskey()).sign_dnskey)
+        .collect();
+    if ksks.is_empty() {
+        return Err(SignError::NoKsk(origin.to_text()));
+    }
+    let mut zsks: Vec<usize> = (0..signers.len())
+        .filter(|&i| opts.usage_of(signers[i].key.dnskey()).sign_data)
+        .collect();
+    if zsks.is_empty() && opts.usage.is_empty() {
+        zsks = ksks.clone(); // one combined signing key (CSK)
+    }
+    if zsks.is_empty() {
+        return Err(SignError::NoKeys(origin.to_text()));
+    }
+    Ok((signers, ksks, zsks))
+}
+
+/// The RRSIG rdatas of each of a run of RRsets.
+pub type RrsigSets = Vec<Vec<std::sync::Arc<[u8]>>>;
+
+/// RRSIGs for some authoritative RRsets of one zone, made (or taken from `cache`) and
+/// checked exactly as [`sign_zone`] makes them for the same RRsets: for a change to a
+/// signed zone that does not need the whole zone. Returns each RRset's RRSIG rdatas and
+/// how many RRSIGs were made.
+pub fn sign_rrsets(
+    origin: &Name,
+    items: &[(&Name, &Rrset)],
+    keys: &[Arc<dyn SigningKey>],
+    opts: &SignOptions,
+    cache: &SignatureCache,
+) -> Result<(RrsigSets, usize), SignError> {
+    let (signers, ksks, zsks) = signers_of(origin, keys, opts)?;
+    let plan = Plan {
+        origin,
+        signers: &signers,
+        ksks: &ksks,
+        zsks: &zsks,
+        cache,
+        opts,
+    };
+    let chunks: Vec<Result<Vec<(CacheEntryOut, usize)>, SignError>> = items
+        .par_chunks(CHECK_BATCH)
+        .map(|chunk| sign_chunk(&plan, chunk))
+        .collect();
+    let mut out = Vec::with_capacity(items.len());
+    let mut made = 0;
+    for c in chunks {
+        for (entry, n) in c? {
+            made += n;
+            out.push(entry.rrsigs.into_iter().map(|r| r.rdata).collect());
+        }
+    }
+    Ok((out, made))
 }
 
 struct CacheEntryOut {

@@ -1,0 +1,793 @@
+//! Names and types that come or go, applied to a signed version without the whole zone.
+//!
+//! An IXFR, or the comparison of a whole transfer or of a changed file with the current
+//! version, names the RRsets that differ. When a name or a type came or went, the denial
+//! chain changes as well, but only around the names that changed:
+//!
+//! ```text
+//!   before:  p ──NSEC──► q                p ──NSEC──► n ──NSEC──► q
+//!   n added:                      ──►     (p's next name, n's own record and bit map)
+//!   n removed: the reverse; a type added or removed at n: n's bit map only
+//! ```
+//!
+//! Those records are made here over the current content with the changes laid on it
+//! ([`View`]), by the signer's own rules for what a chain holds and what a bit map lists
+//! (`authoritative_types`, `nsec3::node_types`), then signed, and checked as every node
+//! checks a version it applies ([`check_owner`], [`link`]).
+//!
+//! Whatever would move a zone cut over existing names (NS or DNAME added or removed above
+//! them), an NSEC3 empty non-terminal that would come or go, a change to the apex's types,
+//! or a new denial TTL goes through the whole build instead (`None`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::replica::state::{Owner, RrsetChange, RrsetVal};
+use crate::signer::nsec3::{self, Nsec3Params};
+use crate::zone::rdata::type_bitmap;
+use crate::zone::{Name, Node, NodeKind, Rdatas, Rrset, rtype};
+
+pub(crate) type Key = (Owner, u16);
+pub(crate) use crate::node::input::Content;
+
+/// A version's content with changes laid over it (`None`: the RRset is removed).
+pub(crate) struct View<'a> {
+    base: &'a Content,
+    over: BTreeMap<Key, Option<RrsetVal>>,
+}
+
+fn key(o: &Name, t: u16) -> Key {
+    (Owner(o.clone()), t)
+}
+
+/// Two runs in one order merged; where both hold a key, the second (the changes) wins.
+fn merged<'b>(
+    base: impl Iterator<Item = (&'b Key, &'b RrsetVal)>,
+    over: impl Iterator<Item = (&'b Key, &'b Option<RrsetVal>)>,
+    forward: bool,
+) -> impl Iterator<Item = (&'b Key, &'b RrsetVal)> {
+    let (mut a, mut b) = (base.peekable(), over.peekable());
+    std::iter::from_fn(move || {
+        loop {
+            let ord = match (a.peek(), b.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((ka, _)), Some((kb, _))) if forward => ka.cmp(kb),
+                (Some((ka, _)), Some((kb, _))) => kb.cmp(ka),
+            };
+            if ord.is_lt() {
+                return a.next();
+            }
+            if ord.is_eq() {
+                a.next();
+            }
+            if let Some((k, Some(v))) = b.next() {
+                return Some((k, v));
+            }
+        }
+    })
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn new(base: &'a Content) -> View<'a> {
+        View {
+            base,
+            over: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, o: &Name, t: u16) -> Option<&RrsetVal> {
+        let k = key(o, t);
+        match self.over.get(&k) {
+            Some(v) => v.as_ref(),
+            None => self.base.get(&k),
+        }
+    }
+
+    fn set(&mut self, o: &Name, t: u16, v: Option<RrsetVal>) {
+        self.over.insert(key(o, t), v);
+    }
+
+    fn forward(&self, from: Bound<Key>) -> impl Iterator<Item = (&Key, &RrsetVal)> {
+        let r = (from, Bound::Unbounded);
+        merged(self.base.range(r.clone()), self.over.range(r), true)
+    }
+
+    fn backward(&self, to: Bound<Key>) -> impl Iterator<Item = (&Key, &RrsetVal)> {
+        let r = (Bound::Unbounded, to);
+        merged(
+            self.base.range(r.clone()).rev(),
+            self.over.range(r).rev(),
+            false,
+        )
+    }
+
+    /// The types at `o`.
+    pub(crate) fn types(&self, o: &Name) -> Vec<u16> {
+        self.forward(Bound::Included(key(o, 0)))
+            .take_while(|(k, _)| k.0.0 == *o)
+            .map(|(k, _)| k.1)
+            .collect()
+    }
+
+    /// Whether a name below `o` holds anything.
+    pub(crate) fn has_below(&self, o: &Name) -> bool {
+        self.forward(Bound::Excluded(key(o, u16::MAX)))
+            .next()
+            .is_some_and(|(k, _)| k.0.0.is_subdomain_of(o) && k.0.0 != *o)
+    }
+
+    /// The next owner after `o` with an RRset of type `t`, in canonical order, wrapping to
+    /// the first.
+    pub(crate) fn next_with(&self, o: &Name, t: u16) -> Option<&Name> {
+        let is_t = |(k, _): &(&Key, &RrsetVal)| k.1 == t;
+        self.forward(Bound::Excluded(key(o, u16::MAX)))
+            .find(is_t)
+            .or_else(|| self.forward(Bound::Unbounded).find(is_t))
+            .map(|(k, _)| &k.0.0)
+    }
+
+    /// The owner before `o` with an RRset of type `t`, wrapping to the last.
+    pub(crate) fn prev_with(&self, o: &Name, t: u16) -> Option<&Name> {
+        let is_t = |(k, _): &(&Key, &RrsetVal)| k.1 == t;
+        self.backward(Bound::Excluded(key(o, 0)))
+            .find(is_t)
+            .or_else(|| self.backward(Bound::Unbounded).find(is_t))
+            .map(|(k, _)| &k.0.0)
+    }
+}
+
+/// What a name is in a view (the zone model's [`NodeKind`], or nothing at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Absent,
+    Is(NodeKind),
+}
+
+/// The data types at `o`: not the denial records (RRSIGs are kept with their RRsets).
+fn data_types(v: &View, o: &Name) -> Vec<u16> {
+    let mut t = v.types(o);
+    t.retain(|t| !matches!(*t, rtype::NSEC | rtype::NSEC3 | rtype::RRSIG));
+    t
+}
+
+fn kind(v: &View, origin: &Name, o: &Name, types: &[u16]) -> Kind {
+    if o == origin {
+        return Kind::Is(NodeKind::Apex);
+    }
+    let mut up = o.parent();
+    while let Some(p) = up {
+        if !p.is_subdomain_of(origin) {
+            break;
+        }
+        let apex = p == *origin;
+        if v.get(&p, rtype::DNAME).is_some() || (!apex && v.get(&p, rtype::NS).is_some()) {
+            return Kind::Is(NodeKind::BelowCut);
+        }
+        if apex {
+            break;
+        }
+        up = p.parent();
+    }
+    if types.is_empty() {
+        Kind::Absent
+    } else if types.contains(&rtype::NS) {
+        Kind::Is(NodeKind::Delegation)
+    } else {
+        Kind::Is(NodeKind::Auth)
+    }
+}
+
+/// The denial of existence a version uses, as its apex shows it.
+#[derive(Debug, Clone)]
+pub(crate) enum Chain {
+    Nsec,
+    Nsec3(Nsec3Params),
+}
+
+impl Chain {
+    pub(crate) fn of(v: &View, origin: &Name) -> Result<Chain, String> {
+        if v.get(origin, rtype::NSEC).is_some() {
+            return Ok(Chain::Nsec);
+        }
+        let p = v
+            .get(origin, rtype::NSEC3PARAM)
+            .and_then(|p| p.rdatas.first().map(<[u8]>::to_vec))
+            .ok_or("the apex has neither NSEC nor NSEC3PARAM")?;
+        let salt_len = *p.get(4).ok_or("malformed NSEC3PARAM")? as usize;
+        let salt = p.get(5..5 + salt_len).ok_or("malformed NSEC3PARAM")?;
+        let mut params = Nsec3Params {
+            iterations: u16::from_be_bytes([p[2], p[3]]),
+            salt: salt.to_vec(),
+            opt_out: false,
+        };
+        let apex = nsec3::hashed_owner(&nsec3::hash(origin, &params), origin);
+        let flags = v
+            .get(&apex, rtype::NSEC3)
+            .and_then(|r| r.rdatas.first().and_then(|d| d.get(1).copied()))
+            .ok_or_else(|| format!("no NSEC3 for the apex at {}", apex.to_text()))?;
+        params.opt_out = flags & 1 == 1;
+        Ok(Chain::Nsec3(params))
+    }
+
+    pub(crate) fn rtype(&self) -> u16 {
+        match self {
+            Chain::Nsec => rtype::NSEC,
+            Chain::Nsec3(_) => rtype::NSEC3,
+        }
+    }
+
+    /// Where `o`'s record of the chain is (or would be).
+    pub(crate) fn owner(&self, origin: &Name, o: &Name) -> Name {
+        match self {
+            Chain::Nsec => o.clone(),
+            Chain::Nsec3(p) => nsec3::hashed_owner(&nsec3::hash(o, p), origin),
+        }
+    }
+
+    /// Whether a name of this kind has a record in the chain, and its bit map; `None` for
+    /// what this module does not decide (an NSEC3 empty non-terminal).
+    fn member(&self, k: Kind, o: &Name, types: &[u16], below: bool) -> Option<Option<Vec<u8>>> {
+        let Kind::Is(nk) = k else {
+            // Nothing at the name: an NSEC chain passes it by; an NSEC3 chain holds it
+            // as an empty non-terminal when names below it are in the chain.
+            return match self {
+                Chain::Nsec3(_) if below => None,
+                _ => Some(None),
+            };
+        };
+        let node = Node {
+            name: o.clone(),
+            kind: nk,
+            rrsets: types
+                .iter()
+                .map(|t| Rrset {
+                    rtype: *t,
+                    ttl: 0,
+                    rdatas: Rdatas::default(),
+                })
+                .collect(),
+            sigs: Vec::new(),
+        };
+        Some(match (self, nk) {
+            (_, NodeKind::BelowCut) => None,
+            (Chain::Nsec, _) => {
+                let mut t = crate::signer::authoritative_types(&node);
+                t.extend([rtype::RRSIG, rtype::NSEC]);
+                Some(type_bitmap(&mut t))
+            }
+            (Chain::Nsec3(p), NodeKind::Delegation) if p.opt_out && !node.has(rtype::DS) => None,
+            (Chain::Nsec3(_), _) => Some(type_bitmap(&mut nsec3::node_types(&node))),
+        })
+    }
+
+    /// The rdata of a chain record: its next name (its hash for NSEC3) and bit map.
+    fn rdata(&self, next: &Name, bitmap: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(match self {
+            Chain::Nsec => [next.as_wire(), bitmap].concat(),
+            Chain::Nsec3(p) => {
+                let label = next.labels().next().ok_or("NSEC3 owner without a label")?;
+                let hash = data_encoding::BASE32HEX_NOPAD
+                    .decode(&label.to_ascii_uppercase())
+                    .map_err(|e| format!("NSEC3 owner {}: {e}", next.to_text()))?;
+                let mut rd = vec![1, p.opt_out as u8];
+                rd.extend_from_slice(&p.iterations.to_be_bytes());
+                rd.push(p.salt.len() as u8);
+                rd.extend_from_slice(&p.salt);
+                rd.push(hash.len() as u8);
+                rd.extend_from_slice(&hash);
+                rd.extend_from_slice(bitmap);
+                rd
+            }
+        })
+    }
+}
+
+/// The next name (for NSEC3 its hashed owner) and the bit map of a chain record.
+pub(crate) fn parts(origin: &Name, t: u16, d: &[u8]) -> Option<(Name, Vec<u8>)> {
+    if t == rtype::NSEC {
+        let n = crate::zone::name::wire_name_len(d).ok()?;
+        return Some((Name::from_wire(&d[..n]).ok()?, d[n..].to_vec()));
+    }
+    let salt_len = *d.get(4)? as usize;
+    let hlen = *d.get(5 + salt_len)? as usize;
+    let hash = d.get(6 + salt_len..6 + salt_len + hlen)?;
+    let label = data_encoding::BASE32HEX_NOPAD
+        .encode(hash)
+        .to_ascii_lowercase();
+    let next = origin.prepend(label.as_bytes()).ok()?;
+    Some((next, d[6 + salt_len + hlen..].to_vec()))
+}
+
+/// `from`'s chain record of type `t` points to the next record of its chain: the next one
+/// in canonical order (wrapping to the first), nothing skipped.
+pub(crate) fn link(v: &View, origin: &Name, from: &Name, t: u16) -> Result<(), String> {
+    let what = rtype::to_text(t);
+    let rec = v
+        .get(from, t)
+        .ok_or_else(|| format!("no {what} at {}", from.to_text()))?;
+    let (next, _) = rec
+        .rdatas
+        .first()
+        .and_then(|d| parts(origin, t, d))
+        .ok_or_else(|| format!("{}: malformed {what}", from.to_text()))?;
+    if v.get(&next, t).is_none() {
+        return Err(format!(
+            "{what} at {} points to {}, which has no {what}",
+            from.to_text(),
+            next.to_text()
+        ));
+    }
+    match v.next_with(from, t) {
+        Some(n) if *n == next => Ok(()),
+        Some(n) => Err(format!(
+            "{what} chain broken: {} → {} skips {}",
+            from.to_text(),
+            next.to_text(),
+            n.to_text()
+        )),
+        None => Err(format!("{what} chain of one record at {}", from.to_text())),
+    }
+}
+
+/// The chain around a name that changed: its own record is there exactly when the chain
+/// holds it, with the bit map of the types it has, and both it and the record before it
+/// point to the next record.
+pub(crate) fn check_owner(v: &View, origin: &Name, chain: &Chain, o: &Name) -> Result<(), String> {
+    let t = chain.rtype();
+    let what = rtype::to_text(t);
+    let types = data_types(v, o);
+    let k = kind(v, origin, o, &types);
+    let below = k == Kind::Absent && v.has_below(o);
+    let Some(want) = chain.member(k, o, &types, below) else {
+        return Ok(()); // an NSEC3 empty non-terminal: the full check covers it
+    };
+    let at = chain.owner(origin, o);
+    match (want, v.get(&at, t)) {
+        (Some(bitmap), Some(rec)) => {
+            let (_, has) = rec
+                .rdatas
+                .first()
+                .and_then(|d| parts(origin, t, d))
+                .ok_or_else(|| format!("{}: malformed {what}", at.to_text()))?;
+            if has != bitmap {
+                return Err(format!(
+                    "{what} at {} for {}: its type bit map does not list the types the name has",
+                    at.to_text(),
+                    o.to_text()
+                ));
+            }
+            link(v, origin, &at, t)?;
+        }
+        (Some(_), None) => {
+            return Err(format!(
+                "{} has no {what} (at {})",
+                o.to_text(),
+                at.to_text()
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(format!(
+                "{what} at {} for {}, which the chain must not hold",
+                at.to_text(),
+                o.to_text()
+            ));
+        }
+        (None, None) => {}
+    }
+    if let Some(prev) = v.prev_with(&at, t) {
+        link(v, origin, &prev.clone(), t)?;
+    }
+    Ok(())
+}
+
+/// One RRset of the input that differs from the version: its new TTL and rdatas, or
+/// `None` when it is gone.
+pub(crate) type DataChange = ((Name, u16), Option<(u32, Rdatas)>);
+
+/// The changes to the version `base` that the data changes make, with the chain records
+/// they touch; every RRset to sign is handed to `sign` (owner, RRset) in one call, which
+/// returns each one's RRSIGs. `None`: the whole build is needed (see the module's text).
+pub(crate) fn apply(
+    base: &Content,
+    origin: &Name,
+    data: Vec<DataChange>,
+    denial_ttl: u32,
+    sign: impl FnOnce(&[(&Name, &Rrset)]) -> Result<Vec<Vec<Arc<[u8]>>>, String>,
+) -> Result<Option<Vec<RrsetChange>>, String> {
+    let mut v = View::new(base);
+    let Ok(chain) = Chain::of(&v, origin) else {
+        return Ok(None);
+    };
+    let ct = chain.rtype();
+    let apex_at = chain.owner(origin, origin);
+    if v.get(&apex_at, ct).map(|r| r.ttl) != Some(denial_ttl) {
+        return Ok(None); // the SOA's minimum or TTL moved: every denial record changes
+    }
+    let owners: BTreeSet<Owner> = data.iter().map(|((o, _), _)| Owner(o.clone())).collect();
+    // Before: types, kind and whether the chain holds each name.
+    let mut before = BTreeMap::new();
+    for Owner(o) in &owners {
+        let types = data_types(&v, o);
+        let k = kind(&v, origin, o, &types);
+        let below = v.has_below(o);
+        let at = chain.owner(origin, o);
+        let held = v.get(&at, ct).is_some();
+        // What the rules say must be what the version holds, or this is not for here.
+        match chain.member(k, o, &types, k == Kind::Absent && below) {
+            Some(want) if want.is_some() == held => {}
+            _ => return Ok(None),
+        }
+        before.insert(o.clone(), (types, k, below, held));
+    }
+    for ((o, t), new) in &data {
+        let val = new.as_ref().map(|(ttl, rdatas)| RrsetVal {
+            ttl: *ttl,
+            rdatas: rdatas.clone(),
+            sigs: Vec::new(),
+        });
+        v.set(o, *t, val);
+    }
+    // After.
+    let mut members: BTreeMap<Name, Vec<u8>> = BTreeMap::new();
+    let mut moved: Vec<Name> = Vec::new();
+    let mut kinds = BTreeMap::new();
+    for Owner(o) in &owners {
+        let (old_types, old_kind, old_below, held) = &before[o];
+        let types = data_types(&v, o);
+        let k = kind(&v, origin, o, &types);
+        let below = v.has_below(o);
+        if o == origin && types != *old_types {
+            return Ok(None);
+        }
+        let cut =
+            |ts: &[u16]| ts.contains(&rtype::DNAME) || (o != origin && ts.contains(&rtype::NS));
+        // (Names below that come with the change are among the owners: their kind is
+        // taken in the view. Names that were there before would change theirs.)
+        if cut(old_types) != cut(&types) {
+            if *old_below {
+                return Ok(None); // the names below would be occluded or exposed
+            }
+            let only_ns_ds = |ts: &[u16]| ts.iter().all(|t| matches!(*t, rtype::NS | rtype::DS));
+            let ns_moved = old_types.contains(&rtype::NS) != types.contains(&rtype::NS);
+            if ns_moved && !(only_ns_ds(old_types) && only_ns_ds(&types)) {
+                return Ok(None); // the other RRsets there would change how they are signed
+            }
+        }
+        let present = |k: Kind| !matches!(k, Kind::Absent | Kind::Is(NodeKind::BelowCut));
+        if present(*old_kind) != present(k) {
+            // A name with names below it that comes or goes, or (NSEC3) one whose parent
+            // is an empty non-terminal: the chain's empty non-terminals would change.
+            if *old_below {
+                return Ok(None);
+            }
+            if let (Chain::Nsec3(_), Some(parent)) = (&chain, o.parent())
+                && parent != *origin
+                && data_types(&v, &parent).is_empty()
+            {
+                return Ok(None);
+            }
+        }
+        let Some(want) = chain.member(k, o, &types, k == Kind::Absent && below) else {
+            return Ok(None);
+        };
+        let at = chain.owner(origin, o);
+        match want {
+            Some(bitmap) => {
+                if !held {
+                    // A placeholder, so the chain seen through the view holds it.
+                    v.set(
+                        &at,
+                        ct,
+                        Some(RrsetVal {
+                            ttl: denial_ttl,
+                            rdatas: Rdatas::default(),
+                            sigs: Vec::new(),
+                        }),
+                    );
+                    moved.push(at.clone());
+                }
+                members.insert(at, bitmap);
+            }
+            None if *held => {
+                v.set(&at, ct, None);
+                moved.push(at);
+            }
+            None => {}
+        }
+        kinds.insert(o.clone(), k);
+    }
+    // The records to make: each changed name's own, and the one before each record that
+    // came or went.
+    let mut remake: BTreeSet<Owner> = members.keys().map(|n| Owner(n.clone())).collect();
+    for at in &moved {
+        if let Some(prev) = v.prev_with(at, ct) {
+            remake.insert(Owner(prev.clone()));
+        }
+    }
+    let mut made: Vec<(Name, Rrset)> = Vec::new();
+    for Owner(at) in &remake {
+        let next = v.next_with(at, ct).ok_or("the chain is empty")?.clone();
+        let bitmap = match members.get(at) {
+            Some(b) => b.clone(),
+            None => {
+                let old = base.get(&key(at, ct)).and_then(|r| r.rdatas.first());
+                match old.and_then(|d| parts(origin, ct, d)) {
+                    Some((_, b)) => b,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let rd = chain.rdata(&next, &bitmap)?;
+        let old = base.get(&key(at, ct));
+        if old.is_some_and(|r| r.ttl == denial_ttl && r.rdatas.len() == 1 && r.rdatas.contains(&rd))
+        {
+            continue;
+        }
+        made.push((
+            at.clone(),
+            Rrset {
+                rtype: ct,
+                ttl: denial_ttl,
+                rdatas: Rdatas::one(&rd),
+            },
+        ));
+    }
+    // Sign: the data RRsets that are authoritative, and the chain records made.
+    let mut to_sign: Vec<(Name, Rrset)> = Vec::new();
+    for ((o, t), new) in &data {
+        let Some((ttl, rdatas)) = new else { continue };
+        let signed = match kinds.get(o) {
+            Some(Kind::Is(NodeKind::Apex | NodeKind::Auth)) => true,
+            Some(Kind::Is(NodeKind::Delegation)) => *t == rtype::DS,
+            _ => false,
+        };
+        if signed {
+            to_sign.push((
+                o.clone(),
+                Rrset {
+                    rtype: *t,
+                    ttl: *ttl,
+                    rdatas: rdatas.clone(),
+                },
+            ));
+        }
+    }
+    to_sign.extend(made);
+    let items: Vec<(&Name, &Rrset)> = to_sign.iter().map(|(o, s)| (o, s)).collect();
+    let sigs = sign(&items)?;
+    if sigs.len() != to_sign.len() {
+        return Err("the signer returned fewer RRSIG sets than RRsets".into());
+    }
+    for ((o, set), sigs) in to_sign.iter().zip(sigs) {
+        v.set(
+            o,
+            set.rtype,
+            Some(RrsetVal {
+                ttl: set.ttl,
+                rdatas: set.rdatas.clone(),
+                sigs,
+            }),
+        );
+    }
+    // Every changed name is checked as a follower will check it.
+    for Owner(o) in &owners {
+        check_owner(&v, origin, &chain, o)?;
+    }
+    let View { over, .. } = v;
+    Ok(Some(
+        over.into_iter()
+            .filter(|(k, val)| val.is_some() || base.contains_key(k))
+            .map(|((Owner(owner), rtype), val)| RrsetChange { owner, rtype, val })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::check::testing::{example_text, signed_content, signed_example_with_keys};
+    use crate::replica::state::ZoneState;
+    use crate::signer::{Denial, SignatureCache, sign_rrsets};
+
+    fn nsec3(opt_out: bool) -> Denial {
+        Denial::Nsec3(Nsec3Params {
+            iterations: 0,
+            salt: Vec::new(),
+            opt_out,
+        })
+    }
+
+    /// The unsigned RRsets of two contents that differ (the SOA always, as a new serial).
+    fn data_diff(old: &Content, new: &Content, origin: &Name) -> Vec<DataChange> {
+        let unsigned = |c: &Content| -> BTreeMap<Key, (u32, Rdatas)> {
+            c.iter()
+                .filter(|((_, t), _)| !crate::node::input::made_by_signer(*t))
+                .map(|(k, v)| (k.clone(), (v.ttl, v.rdatas.clone())))
+                .collect()
+        };
+        let (a, b) = (unsigned(old), unsigned(new));
+        let keys: BTreeSet<&Key> = a.keys().chain(b.keys()).collect();
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k) || (k.0.0 == *origin && k.1 == rtype::SOA))
+            .map(|k| ((k.0.0.clone(), k.1), b.get(k).cloned()))
+            .collect()
+    }
+
+    /// Applies `edit` to the example zone both ways: through `apply`, and signed whole.
+    fn both(denial: &Denial, edit: &dyn Fn(&str) -> String) -> Option<(ZoneState, Content)> {
+        let (z, origin, _, keys, opts) = signed_example_with_keys(denial.clone());
+        let text = edit(&example_text());
+        let whole = signed_content(&text, &origin, &keys, &opts);
+        let data = data_diff(&z.content, &whole, &origin);
+        let ttl = whole[&key(&origin, rtype::SOA)].rdatas.first().map(|d| {
+            let min = u32::from_be_bytes(d[d.len() - 4..].try_into().unwrap());
+            min.min(whole[&key(&origin, rtype::SOA)].ttl)
+        });
+        let sign = |items: &[(&Name, &Rrset)]| {
+            sign_rrsets(&origin, items, &keys, &opts, &SignatureCache::default())
+                .map(|(s, _)| s)
+                .map_err(|e| e.to_string())
+        };
+        let changes = apply(&z.content, &origin, data, ttl.unwrap(), sign).unwrap()?;
+        let mut after = z.clone();
+        for c in changes {
+            let k = key(&c.owner, c.rtype);
+            match c.val {
+                Some(v) => after.content.insert(k, v),
+                None => after.content.remove(&k),
+            };
+        }
+        Some((after, whole))
+    }
+
+    /// Same RRsets, same records, and the same chain as the zone signed whole; every
+    /// RRSIG and link of the result checks out.
+    fn same_as_whole(after: &ZoneState, whole: &Content, what: &str) {
+        let ka: Vec<&Key> = after.content.keys().collect();
+        let kw: Vec<&Key> = whole.keys().collect();
+        assert_eq!(
+            ka, kw,
+            "{what}: the RRsets differ from the zone signed whole"
+        );
+        for (k, v) in whole {
+            let a = &after.content[k];
+            assert_eq!(
+                (a.ttl, &a.rdatas),
+                (v.ttl, &v.rdatas),
+                "{what}: {} {} differs from the zone signed whole",
+                k.0.0.to_text(),
+                rtype::to_text(k.1)
+            );
+        }
+        let origin = Name::parse(b"example.", None).unwrap();
+        let all = after
+            .content
+            .keys()
+            .map(|(o, t)| (o.0.clone(), *t))
+            .collect();
+        crate::node::check::incremental(after, &origin, &all, crate::node::now() as u32)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+
+    const GLUED: &str = "newdel IN NS ns.newdel\nnewdel IN DS 2 13 2 \
+         0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF\n\
+         ns.newdel IN A 192.0.2.60\n";
+
+    #[test]
+    fn names_and_types_that_come_or_go_make_the_chain_the_whole_build_makes() {
+        type Edit = Box<dyn Fn(&str) -> String>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "a host added",
+                Box::new(|t| format!("{t}extra IN A 192.0.2.8\n")),
+            ),
+            (
+                "a secure delegation added",
+                Box::new(|t| format!("{t}{GLUED}")),
+            ),
+            (
+                "an insecure delegation added",
+                Box::new(|t| format!("{t}plain IN NS ns.elsewhere.net.\n")),
+            ),
+            (
+                "a name removed",
+                Box::new(|t| t.replace("ns2     IN AAAA 2001:db8::2\n", "")),
+            ),
+            (
+                "a type added",
+                Box::new(|t| format!("{t}mail IN TXT \"x\"\n")),
+            ),
+            (
+                "a DS removed",
+                Box::new(|t| {
+                    let from = t.find("sub     IN DS").unwrap();
+                    let to = from + t[from..].find('\n').unwrap() + 1;
+                    format!("{}{}", &t[..from], &t[to..])
+                }),
+            ),
+            (
+                "a glue record added below a cut",
+                Box::new(|t| format!("{t}ns2.sub IN A 192.0.2.54\n")),
+            ),
+            (
+                "records changed only",
+                Box::new(|t| t.replace("192.0.2.25", "192.0.2.26")),
+            ),
+        ];
+        for denial in [Denial::Nsec, nsec3(false), nsec3(true)] {
+            for (what, edit) in &cases {
+                let what = format!("{what} ({denial:?})");
+                let (after, whole) = both(&denial, edit.as_ref())
+                    .unwrap_or_else(|| panic!("{what}: left to the whole build"));
+                same_as_whole(&after, &whole, &what);
+            }
+            // Several at once.
+            let what = format!("all at once ({denial:?})");
+            let all = |t: &str| {
+                let t = t.replace("ns2     IN AAAA 2001:db8::2\n", "");
+                format!("{t}extra IN A 192.0.2.8\n{GLUED}zz IN TXT \"last\"\n")
+            };
+            let (after, whole) = both(&denial, &all).expect("applied");
+            same_as_whole(&after, &whole, &what);
+        }
+    }
+
+    #[test]
+    fn what_would_move_a_cut_or_an_empty_non_terminal_is_left_to_the_whole_build() {
+        for denial in [Denial::Nsec, nsec3(false), nsec3(true)] {
+            // The cut above deep.occluded.insecure goes: that name would be exposed.
+            let uncut = |t: &str| t.replace("insecure IN NS ns.elsewhere.net.\n", "");
+            assert!(both(&denial, &uncut).is_none(), "{denial:?}");
+            // A new type at the apex.
+            let apex = |t: &str| format!("{t}@ IN TXT \"apex\"\n");
+            assert!(both(&denial, &apex).is_none(), "{denial:?}");
+            // A new cut above existing names.
+            let cut = |t: &str| format!("{t}c IN NS ns.elsewhere.net.\n");
+            assert!(both(&denial, &cut).is_none(), "{denial:?}");
+        }
+        // Below an empty non-terminal (b.c): NSEC3 holds b.c; NSEC passes it by.
+        let under_ent = |t: &str| format!("{t}x.b.c IN A 192.0.2.9\n");
+        assert!(both(&nsec3(false), &under_ent).is_none());
+        let (after, whole) = both(&Denial::Nsec, &under_ent).expect("NSEC applies it");
+        same_as_whole(&after, &whole, "below an empty non-terminal (NSEC)");
+    }
+
+    #[test]
+    fn the_check_of_a_changed_name_finds_a_chain_left_as_it_was() {
+        for denial in [Denial::Nsec, nsec3(false)] {
+            let (z, origin, t, _, _) = signed_example_with_keys(denial.clone());
+            let removed = |t: &str| t.replace("ns2     IN AAAA 2001:db8::2\n", "");
+            let (after, _) = both(&denial, &removed).unwrap();
+            let touched: BTreeSet<(Name, u16)> =
+                [(Name::parse(b"ns2.example.", None).unwrap(), rtype::AAAA)].into();
+            crate::node::check::incremental(&after, &origin, &touched, t).unwrap();
+            // The record before the removed name still points to it.
+            let chain = Chain::of(&View::new(&z.content), &origin).unwrap();
+            let gone = chain.owner(&origin, &Name::parse(b"ns2.example.", None).unwrap());
+            let prev = View::new(&after.content)
+                .prev_with(&gone, chain.rtype())
+                .unwrap()
+                .clone();
+            let mut bad = after.clone();
+            let k = key(&prev, chain.rtype());
+            bad.content.insert(k.clone(), z.content[&k].clone());
+            let e = crate::node::check::incremental(&bad, &origin, &touched, t).unwrap_err();
+            assert!(e.contains("which has no"), "{denial:?}: {e}");
+
+            // A type added, the bit map left as it was.
+            let typed = |t: &str| format!("{t}mail IN TXT \"x\"\n");
+            let (after, _) = both(&denial, &typed).unwrap();
+            let mail = Name::parse(b"mail.example.", None).unwrap();
+            let touched: BTreeSet<(Name, u16)> = [(mail.clone(), rtype::TXT)].into();
+            crate::node::check::incremental(&after, &origin, &touched, t).unwrap();
+            let mut bad = after.clone();
+            let k = key(&chain.owner(&origin, &mail), chain.rtype());
+            bad.content.insert(k.clone(), z.content[&k].clone());
+            let e = crate::node::check::incremental(&bad, &origin, &touched, t).unwrap_err();
+            assert!(e.contains("bit map"), "{denial:?}: {e}");
+        }
+    }
+}
