@@ -106,6 +106,23 @@ impl Knot {
         self.knotc(&["zone-set", ZONE, owner, "86400", "DS", &data]);
     }
 
+    /// Adds (or removes) a secure delegation `qs-new-<i>` with its glue, up to the commit:
+    /// names that come or go, so the denial chain changes around them.
+    fn stage_delegation(&self, i: usize, add: bool, rest: &str) {
+        let owner = format!("qs-new-{i}.{ZONE}");
+        let glue = format!("ns1.qs-new-{i}.{ZONE}");
+        self.knotc(&["zone-begin", ZONE]);
+        if add {
+            self.knotc(&["zone-set", ZONE, &owner, "86400", "NS", &glue]);
+            let ds = format!("{} {rest}", 60000 + i);
+            self.knotc(&["zone-set", ZONE, &owner, "86400", "DS", &ds]);
+            self.knotc(&["zone-set", ZONE, &glue, "86400", "A", "192.0.2.1"]);
+        } else {
+            self.knotc(&["zone-unset", ZONE, &glue]);
+            self.knotc(&["zone-unset", ZONE, &owner]);
+        }
+    }
+
     /// Commits the staged change and waits until knotd serves its serial.
     fn commit(&self) {
         let before = self.serial().expect("knotd answers");
@@ -389,6 +406,24 @@ fn main() {
                 t
             },
         );
+        for (add, what) in [
+            (true, "a secure delegation added on the primary (NS, DS, glue: new NSEC3 records)"),
+            (false, "that delegation removed on the primary"),
+        ] {
+            time_changes(
+                o.changes,
+                &all,
+                &mut serial,
+                &format!("{what}: NOTIFY -> IXFR -> new serial validated on all 3 nodes"),
+                |i| {
+                    k.stage_delegation(i, add, &rest);
+                    k.commit();
+                    let t = Instant::now();
+                    notify(&all, lab::leader_of(&a1), &secret);
+                    t
+                },
+            );
+        }
         (k, owner, rest, secret)
     });
 

@@ -119,6 +119,13 @@ impl<'a> View<'a> {
             .is_some_and(|(k, _)| k.0.0.is_subdomain_of(o) && k.0.0 != *o)
     }
 
+    /// Whether every name below `o` is one of `owners`.
+    fn below_only(&self, o: &Name, owners: &BTreeSet<Owner>) -> bool {
+        self.forward(Bound::Excluded(key(o, u16::MAX)))
+            .take_while(|(k, _)| k.0.0.is_subdomain_of(o) && k.0.0 != *o)
+            .all(|(k, _)| owners.contains(&k.0))
+    }
+
     /// The next owner after `o` with an RRset of type `t`, in canonical order, wrapping to
     /// the first.
     pub(crate) fn next_with(&self, o: &Name, t: u16) -> Option<&Name> {
@@ -420,7 +427,7 @@ pub(crate) fn apply(
             Some(want) if want.is_some() == held => {}
             _ => return Ok(None),
         }
-        before.insert(o.clone(), (types, k, below, held));
+        before.insert(o.clone(), (types, k, held));
     }
     for ((o, t), new) in &data {
         let val = new.as_ref().map(|(ttl, rdatas)| RrsetVal {
@@ -435,7 +442,7 @@ pub(crate) fn apply(
     let mut moved: Vec<Name> = Vec::new();
     let mut kinds = BTreeMap::new();
     for Owner(o) in &owners {
-        let (old_types, old_kind, old_below, held) = &before[o];
+        let (old_types, old_kind, held) = &before[o];
         let types = data_types(&v, o);
         let k = kind(&v, origin, o, &types);
         let below = v.has_below(o);
@@ -444,11 +451,12 @@ pub(crate) fn apply(
         }
         let cut =
             |ts: &[u16]| ts.contains(&rtype::DNAME) || (o != origin && ts.contains(&rtype::NS));
-        // (Names below that come with the change are among the owners: their kind is
-        // taken in the view. Names that were there before would change theirs.)
+        // Names below a cut that comes or goes change their kind: fine when each of them
+        // is one of the changed owners (a delegation added or removed with its glue),
+        // whose kind is taken in the view below.
         if cut(old_types) != cut(&types) {
-            if *old_below {
-                return Ok(None); // the names below would be occluded or exposed
+            if !View::new(base).below_only(o, &owners) || !v.below_only(o, &owners) {
+                return Ok(None); // names below would be occluded or exposed
             }
             let only_ns_ds = |ts: &[u16]| ts.iter().all(|t| matches!(*t, rtype::NS | rtype::DS));
             let ns_moved = old_types.contains(&rtype::NS) != types.contains(&rtype::NS);
@@ -458,11 +466,9 @@ pub(crate) fn apply(
         }
         let present = |k: Kind| !matches!(k, Kind::Absent | Kind::Is(NodeKind::BelowCut));
         if present(*old_kind) != present(k) {
-            // A name with names below it that comes or goes, or (NSEC3) one whose parent
-            // is an empty non-terminal: the chain's empty non-terminals would change.
-            if *old_below {
-                return Ok(None);
-            }
+            // (NSEC3) A name whose parent is an empty non-terminal comes or goes: the
+            // chain's empty non-terminals would change. (One that becomes an empty
+            // non-terminal itself is refused by `member` below.)
             if let (Chain::Nsec3(_), Some(parent)) = (&chain, o.parent())
                 && parent != *origin
                 && data_types(&v, &parent).is_empty()
@@ -703,6 +709,16 @@ mod tests {
             (
                 "a DS removed",
                 Box::new(|t| {
+                    let from = t.find("sub     IN DS").unwrap();
+                    let to = from + t[from..].find('\n').unwrap() + 1;
+                    format!("{}{}", &t[..from], &t[to..])
+                }),
+            ),
+            (
+                "a secure delegation removed with its glue",
+                Box::new(|t| {
+                    let t = t.replace("sub     IN NS  ns.sub\n", "");
+                    let t = t.replace("ns.sub  IN A   192.0.2.53   ; glue\n", "");
                     let from = t.find("sub     IN DS").unwrap();
                     let to = from + t[from..].find('\n').unwrap() + 1;
                     format!("{}{}", &t[..from], &t[to..])
