@@ -834,7 +834,7 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
     // A new name changes the NSEC chain: the IXFR's changes are signed with the denial
     // records around the new name (its own and its predecessor's), not the whole zone.
     let mut grown = zone_text(102, "192.0.2.11");
-    grown.push_str("mail A 192.0.2.25\n");
+    grown.push_str("mail A 192.0.2.25\nalias CNAME WWW.Hidden.\n");
     let s3 = primary_changes(&c, &named, &hidden, &grown, s2);
     assert_eq!(s3, 102);
     assert_eq!(
@@ -873,6 +873,8 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
 
     // The leader killed: the next one holds only the apex and reads the rest from the
     // replicated content, so the primary's next change is again signed from the IXFR alone.
+    // It removes a record whose rdata named holds in mixed case (the content holds it
+    // lower-cased, as parsed): the removal still matches.
     let old_leader = c.leader();
     c.kill(old_leader);
     let mut next = zone_text(103, "192.0.2.12");

@@ -20,7 +20,6 @@
 //! or a new denial TTL goes through the whole build instead (`None`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::replica::state::{Owner, RrsetChange, RrsetVal};
@@ -28,85 +27,64 @@ use crate::signer::nsec3::{self, Nsec3Params};
 use crate::zone::rdata::type_bitmap;
 use crate::zone::{Name, Node, NodeKind, Rdatas, Rrset, rtype};
 
-pub(crate) type Key = (Owner, u16);
 pub(crate) use crate::node::input::Content;
+pub(crate) use crate::serve::view::Key;
+use crate::serve::view::Overlay;
 
-/// A version's content with changes laid over it (`None`: the RRset is removed).
+/// A version's content with changes laid over it (`None`: the RRset is removed), read as
+/// a served version is (`serve::view`).
 pub(crate) struct View<'a> {
     base: &'a Content,
-    over: BTreeMap<Key, Option<RrsetVal>>,
+    over: Overlay,
 }
 
 fn key(o: &Name, t: u16) -> Key {
     (Owner(o.clone()), t)
 }
 
-/// Two runs in one order merged; where both hold a key, the second (the changes) wins.
-fn merged<'b>(
-    base: impl Iterator<Item = (&'b Key, &'b RrsetVal)>,
-    over: impl Iterator<Item = (&'b Key, &'b Option<RrsetVal>)>,
-    forward: bool,
-) -> impl Iterator<Item = (&'b Key, &'b RrsetVal)> {
-    let (mut a, mut b) = (base.peekable(), over.peekable());
-    std::iter::from_fn(move || {
-        loop {
-            let ord = match (a.peek(), b.peek()) {
-                (None, None) => return None,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some((ka, _)), Some((kb, _))) if forward => ka.cmp(kb),
-                (Some((ka, _)), Some((kb, _))) => kb.cmp(ka),
-            };
-            if ord.is_lt() {
-                return a.next();
-            }
-            if ord.is_eq() {
-                a.next();
-            }
-            if let Some((k, Some(v))) = b.next() {
-                return Some((k, v));
-            }
-        }
-    })
-}
-
 impl<'a> View<'a> {
     pub(crate) fn new(base: &'a Content) -> View<'a> {
         View {
             base,
-            over: BTreeMap::new(),
+            over: Overlay::new(),
+        }
+    }
+
+    fn served(&self) -> crate::serve::view::View<'_> {
+        crate::serve::view::View {
+            content: self.base,
+            overlay: Some(&self.over),
         }
     }
 
     pub(crate) fn get(&self, o: &Name, t: u16) -> Option<&RrsetVal> {
-        let k = key(o, t);
-        match self.over.get(&k) {
-            Some(v) => v.as_ref(),
-            None => self.base.get(&k),
-        }
+        self.served().get(o, t)
     }
 
     fn set(&mut self, o: &Name, t: u16, v: Option<RrsetVal>) {
         self.over.insert(key(o, t), v);
     }
 
-    fn forward(&self, from: Bound<Key>) -> impl Iterator<Item = (&Key, &RrsetVal)> {
-        let r = (from, Bound::Unbounded);
-        merged(self.base.range(r.clone()), self.over.range(r), true)
+    /// After `from` (all of it for `None`), in canonical order.
+    fn forward(&self, from: Option<Key>) -> Box<dyn Iterator<Item = (&Key, &RrsetVal)> + '_> {
+        match from {
+            Some(k) => Box::new(self.served().after(&k)),
+            None => Box::new(self.served().all()),
+        }
     }
 
-    fn backward(&self, to: Bound<Key>) -> impl Iterator<Item = (&Key, &RrsetVal)> {
-        let r = (Bound::Unbounded, to);
-        merged(
-            self.base.range(r.clone()).rev(),
-            self.over.range(r).rev(),
-            false,
-        )
+    /// Before `to` (all of it for `None`), last first.
+    fn backward(&self, to: Option<Key>) -> Box<dyn Iterator<Item = (&Key, &RrsetVal)> + '_> {
+        match to {
+            Some(k) => Box::new(self.served().before(&k)),
+            None => Box::new(self.served().all_rev()),
+        }
     }
 
     /// The types at `o`.
     pub(crate) fn types(&self, o: &Name) -> Vec<u16> {
-        self.forward(Bound::Included(key(o, 0)))
+        self.served()
+            .from(&key(o, 0))
             .take_while(|(k, _)| k.0.0 == *o)
             .map(|(k, _)| k.1)
             .collect()
@@ -114,37 +92,61 @@ impl<'a> View<'a> {
 
     /// Whether a name below `o` holds anything.
     pub(crate) fn has_below(&self, o: &Name) -> bool {
-        self.forward(Bound::Excluded(key(o, u16::MAX)))
+        self.forward(Some(key(o, u16::MAX)))
             .next()
             .is_some_and(|(k, _)| k.0.0.is_subdomain_of(o) && k.0.0 != *o)
     }
 
-    /// Whether every name below `o` is one of `owners`.
-    fn below_only(&self, o: &Name, owners: &BTreeSet<Owner>) -> bool {
-        self.forward(Bound::Excluded(key(o, u16::MAX)))
+    /// Whether every RRset below `o` is one of `changed` (denial records aside).
+    fn below_only(&self, o: &Name, changed: &BTreeSet<Key>) -> bool {
+        self.forward(Some(key(o, u16::MAX)))
             .take_while(|(k, _)| k.0.0.is_subdomain_of(o) && k.0.0 != *o)
-            .all(|(k, _)| owners.contains(&k.0))
+            .all(|(k, _)| matches!(k.1, rtype::NSEC | rtype::NSEC3) || changed.contains(k))
     }
 
     /// The next owner after `o` with an RRset of type `t`, in canonical order, wrapping to
-    /// the first.
-    pub(crate) fn next_with(&self, o: &Name, t: u16) -> Option<&Name> {
-        let is_t = |(k, _): &(&Key, &RrsetVal)| k.1 == t;
-        self.forward(Bound::Excluded(key(o, u16::MAX)))
-            .find(is_t)
-            .or_else(|| self.forward(Bound::Unbounded).find(is_t))
-            .map(|(k, _)| &k.0.0)
+    /// the first; `Err(TOO_FAR)` when it is more than [`SCAN_MAX`] RRsets away.
+    pub(crate) fn next_with(&self, o: &Name, t: u16) -> Result<Option<&Name>, String> {
+        let mut left = SCAN_MAX;
+        match first_of(self.forward(Some(key(o, u16::MAX))), t, &mut left)? {
+            Some(n) => Ok(Some(n)),
+            None => first_of(self.forward(None), t, &mut left),
+        }
     }
 
-    /// The owner before `o` with an RRset of type `t`, wrapping to the last.
-    pub(crate) fn prev_with(&self, o: &Name, t: u16) -> Option<&Name> {
-        let is_t = |(k, _): &(&Key, &RrsetVal)| k.1 == t;
-        self.backward(Bound::Excluded(key(o, 0)))
-            .find(is_t)
-            .or_else(|| self.backward(Bound::Unbounded).find(is_t))
-            .map(|(k, _)| &k.0.0)
+    /// The owner before `o` with an RRset of type `t`, wrapping to the last; as
+    /// [`View::next_with`].
+    pub(crate) fn prev_with(&self, o: &Name, t: u16) -> Result<Option<&Name>, String> {
+        let mut left = SCAN_MAX;
+        match first_of(self.backward(Some(key(o, 0))), t, &mut left)? {
+            Some(n) => Ok(Some(n)),
+            None => first_of(self.backward(None), t, &mut left),
+        }
     }
 }
+
+/// The first owner with an RRset of type `t`, passing over at most `left` others.
+fn first_of<'v>(
+    it: impl Iterator<Item = (&'v Key, &'v RrsetVal)>,
+    t: u16,
+    left: &mut usize,
+) -> Result<Option<&'v Name>, String> {
+    for (k, _) in it {
+        if k.1 == t {
+            return Ok(Some(&k.0.0));
+        }
+        *left = left.checked_sub(1).ok_or_else(|| TOO_FAR.to_string())?;
+    }
+    Ok(None)
+}
+
+/// The most RRsets passed over to find the next (or previous) record of a denial chain. A
+/// sparse chain (NSEC3 opt-out with few secure delegations) would make each step a long
+/// walk: a follower then checks the version in full, and the leader builds the whole zone.
+const SCAN_MAX: usize = if cfg!(test) { 64 } else { 20_000 };
+
+/// Why a check around a changed name was not made: the chain is too sparse there.
+pub(crate) const TOO_FAR: &str = "the denial chain is too sparse here for a check of the changes";
 
 /// What a name is in a view (the zone model's [`NodeKind`], or nothing at all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,7 +329,7 @@ pub(crate) fn link(v: &View, origin: &Name, from: &Name, t: u16) -> Result<(), S
             next.to_text()
         ));
     }
-    match v.next_with(from, t) {
+    match v.next_with(from, t)? {
         Some(n) if *n == next => Ok(()),
         Some(n) => Err(format!(
             "{what} chain broken: {} → {} skips {}",
@@ -384,10 +386,25 @@ pub(crate) fn check_owner(v: &View, origin: &Name, chain: &Chain, o: &Name) -> R
         }
         (None, None) => {}
     }
-    if let Some(prev) = v.prev_with(&at, t) {
+    if let Some(prev) = v.prev_with(&at, t)? {
         link(v, origin, &prev.clone(), t)?;
     }
     Ok(())
+}
+
+/// Whether the RRset (`o`, `t`) carries RRSIGs in a signed zone, as the signer decides
+/// (`signed_rrsets`): all at the apex and at authoritative names, DS and NSEC at a zone cut,
+/// every denial record, nothing at or below a cut's glue or below a DNAME.
+pub(crate) fn signed_here(v: &View, origin: &Name, o: &Name, t: u16) -> bool {
+    if matches!(t, rtype::NSEC | rtype::NSEC3) {
+        return true;
+    }
+    let types = data_types(v, o);
+    match kind(v, origin, o, &types) {
+        Kind::Is(NodeKind::Apex | NodeKind::Auth) => true,
+        Kind::Is(NodeKind::Delegation) => t == rtype::DS,
+        _ => false,
+    }
 }
 
 /// One RRset of the input that differs from the version: its new TTL and rdatas, or
@@ -414,6 +431,7 @@ pub(crate) fn apply(
         return Ok(None); // the SOA's minimum or TTL moved: every denial record changes
     }
     let owners: BTreeSet<Owner> = data.iter().map(|((o, _), _)| Owner(o.clone())).collect();
+    let changed: BTreeSet<Key> = data.iter().map(|((o, t), _)| key(o, *t)).collect();
     // Before: types, kind and whether the chain holds each name.
     let mut before = BTreeMap::new();
     for Owner(o) in &owners {
@@ -427,7 +445,7 @@ pub(crate) fn apply(
             Some(want) if want.is_some() == held => {}
             _ => return Ok(None),
         }
-        before.insert(o.clone(), (types, k, held));
+        before.insert(o.clone(), (types, held));
     }
     for ((o, t), new) in &data {
         let val = new.as_ref().map(|(ttl, rdatas)| RrsetVal {
@@ -442,7 +460,7 @@ pub(crate) fn apply(
     let mut moved: Vec<Name> = Vec::new();
     let mut kinds = BTreeMap::new();
     for Owner(o) in &owners {
-        let (old_types, old_kind, held) = &before[o];
+        let (old_types, held) = &before[o];
         let types = data_types(&v, o);
         let k = kind(&v, origin, o, &types);
         let below = v.has_below(o);
@@ -451,12 +469,12 @@ pub(crate) fn apply(
         }
         let cut =
             |ts: &[u16]| ts.contains(&rtype::DNAME) || (o != origin && ts.contains(&rtype::NS));
-        // Names below a cut that comes or goes change their kind: fine when each of them
-        // is one of the changed owners (a delegation added or removed with its glue),
-        // whose kind is taken in the view below.
+        // Names below a cut that comes or goes change their kind, and so whether their
+        // RRsets are signed: fine when every RRset there is one of the changes (a
+        // delegation added or removed with its glue), whose kind is taken in the view.
         if cut(old_types) != cut(&types) {
-            if !View::new(base).below_only(o, &owners) || !v.below_only(o, &owners) {
-                return Ok(None); // names below would be occluded or exposed
+            if !View::new(base).below_only(o, &changed) || !v.below_only(o, &changed) {
+                return Ok(None); // RRsets below would be occluded or exposed unchanged
             }
             let only_ns_ds = |ts: &[u16]| ts.iter().all(|t| matches!(*t, rtype::NS | rtype::DS));
             let ns_moved = old_types.contains(&rtype::NS) != types.contains(&rtype::NS);
@@ -464,21 +482,19 @@ pub(crate) fn apply(
                 return Ok(None); // the other RRsets there would change how they are signed
             }
         }
-        let present = |k: Kind| !matches!(k, Kind::Absent | Kind::Is(NodeKind::BelowCut));
-        if present(*old_kind) != present(k) {
-            // (NSEC3) A name whose parent is an empty non-terminal comes or goes: the
-            // chain's empty non-terminals would change. (One that becomes an empty
-            // non-terminal itself is refused by `member` below.)
-            if let (Chain::Nsec3(_), Some(parent)) = (&chain, o.parent())
-                && parent != *origin
-                && data_types(&v, &parent).is_empty()
-            {
-                return Ok(None);
-            }
-        }
         let Some(want) = chain.member(k, o, &types, k == Kind::Absent && below) else {
             return Ok(None);
         };
+        // (NSEC3) A name joins or leaves the chain under a parent that has no data: the
+        // chain's empty non-terminals above it may come or go. (A name that becomes an
+        // empty non-terminal itself is refused by `member` just above.)
+        if want.is_some() != *held
+            && let (Chain::Nsec3(_), Some(parent)) = (&chain, o.parent())
+            && parent != *origin
+            && data_types(&v, &parent).is_empty()
+        {
+            return Ok(None);
+        }
         let at = chain.owner(origin, o);
         match want {
             Some(bitmap) => {
@@ -509,13 +525,20 @@ pub(crate) fn apply(
     // came or went.
     let mut remake: BTreeSet<Owner> = members.keys().map(|n| Owner(n.clone())).collect();
     for at in &moved {
-        if let Some(prev) = v.prev_with(at, ct) {
-            remake.insert(Owner(prev.clone()));
+        match v.prev_with(at, ct) {
+            Ok(Some(prev)) => {
+                remake.insert(Owner(prev.clone()));
+            }
+            Ok(None) => {}
+            Err(_) => return Ok(None),
         }
     }
     let mut made: Vec<(Name, Rrset)> = Vec::new();
     for Owner(at) in &remake {
-        let next = v.next_with(at, ct).ok_or("the chain is empty")?.clone();
+        let next = match v.next_with(at, ct) {
+            Ok(next) => next.ok_or("the chain is empty")?.clone(),
+            Err(_) => return Ok(None),
+        };
         let bitmap = match members.get(at) {
             Some(b) => b.clone(),
             None => {
@@ -580,7 +603,10 @@ pub(crate) fn apply(
     }
     // Every changed name is checked as a follower will check it.
     for Owner(o) in &owners {
-        check_owner(&v, origin, &chain, o)?;
+        match check_owner(&v, origin, &chain, o) {
+            Err(e) if e == TOO_FAR => return Ok(None),
+            r => r?,
+        }
     }
     let View { over, .. } = v;
     Ok(Some(
@@ -624,8 +650,22 @@ mod tests {
 
     /// Applies `edit` to the example zone both ways: through `apply`, and signed whole.
     fn both(denial: &Denial, edit: &dyn Fn(&str) -> String) -> Option<(ZoneState, Content)> {
-        let (z, origin, _, keys, opts) = signed_example_with_keys(denial.clone());
-        let text = edit(&example_text());
+        both_from(denial, &|t| t.to_string(), edit)
+    }
+
+    /// `both`, from the example zone with `base` applied (and signed whole) first.
+    fn both_from(
+        denial: &Denial,
+        base: &dyn Fn(&str) -> String,
+        edit: &dyn Fn(&str) -> String,
+    ) -> Option<(ZoneState, Content)> {
+        let (_, origin, _, keys, opts) = signed_example_with_keys(denial.clone());
+        let start = base(&example_text());
+        let z = ZoneState {
+            content: signed_content(&start, &origin, &keys, &opts),
+            ..Default::default()
+        };
+        let text = edit(&start);
         let whole = signed_content(&text, &origin, &keys, &opts);
         let data = data_diff(&z.content, &whole, &origin);
         let ttl = whole[&key(&origin, rtype::SOA)].rdatas.first().map(|d| {
@@ -772,6 +812,67 @@ mod tests {
     }
 
     #[test]
+    fn what_would_change_unchanged_rrsets_or_empty_non_terminals_is_left_to_the_whole_build() {
+        const DS: &str = "2 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF";
+        // Under opt-out, an insecure delegation below an empty non-terminal (e) joins the
+        // chain with its DS: the empty non-terminal joins too. Without opt-out it was in
+        // already, and only the bit map changes.
+        let insecure = |t: &str| format!("{t}d.e IN NS ns.elsewhere.net.\n");
+        let secure = |t: &str| format!("{}d.e IN DS {DS}\n", insecure(t));
+        assert!(both_from(&nsec3(true), &insecure, &secure).is_none());
+        let no_ds = |t: &str| t.replace(&format!("d.e IN DS {DS}\n"), "");
+        assert!(both_from(&nsec3(true), &secure, &no_ds).is_none());
+        for denial in [Denial::Nsec, nsec3(false)] {
+            let (after, whole) = both_from(&denial, &insecure, &secure).expect("applied");
+            same_as_whole(&after, &whole, &format!("DS below an ENT ({denial:?})"));
+            let (after, whole) = both_from(&denial, &secure, &no_ds).expect("applied");
+            same_as_whole(
+                &after,
+                &whole,
+                &format!("DS removed below an ENT ({denial:?})"),
+            );
+        }
+        // A cut removed while a glue record below it stays (unchanged, it would now be
+        // signed), and one added over a name whose records stay (they would lose theirs).
+        let glue = |t: &str| format!("{t}ns.sub IN AAAA 2001:db8::53\n");
+        let uncut = |t: &str| {
+            let t = glue(t).replace("sub     IN NS  ns.sub\n", "");
+            let t = t.replace("ns.sub  IN A   192.0.2.53   ; glue\n", "");
+            let from = t.find("sub     IN DS").unwrap();
+            let to = from + t[from..].find('\n').unwrap() + 1;
+            format!("{}{}", &t[..from], &t[to..])
+        };
+        let host = |t: &str| format!("{t}h.x IN A 192.0.2.70\nx IN TXT \"x\"\n");
+        let cut = |t: &str| format!("{}x IN NS ns.elsewhere.net.\n", host(t));
+        for denial in [Denial::Nsec, nsec3(false), nsec3(true)] {
+            assert!(both_from(&denial, &glue, &uncut).is_none(), "{denial:?}");
+            assert!(both_from(&denial, &host, &cut).is_none(), "{denial:?}");
+        }
+    }
+
+    #[test]
+    fn a_sparse_chain_is_left_to_the_whole_build_and_the_full_check() {
+        // Names below a cut at the end of the zone: the NSEC before the apex (the chain
+        // wraps) is more than the scan allows away from it.
+        let occluded = |t: &str| {
+            let below: String = (0..2 * SCAN_MAX)
+                .map(|i| format!("h{i}.zzzz IN A 192.0.2.1\n"))
+                .collect();
+            format!("{t}zzzz IN NS ns.elsewhere.net.\n{below}")
+        };
+        let changed = |t: &str| occluded(t).replace("192.0.2.25", "192.0.2.26");
+        assert!(both_from(&Denial::Nsec, &occluded, &changed).is_none());
+        let (_, origin, now, keys, opts) = signed_example_with_keys(Denial::Nsec);
+        let z = ZoneState {
+            content: signed_content(&occluded(&example_text()), &origin, &keys, &opts),
+            ..Default::default()
+        };
+        let touched = [(origin.clone(), rtype::SOA)].into();
+        let e = crate::node::check::incremental(&z, &origin, &touched, now).unwrap_err();
+        assert_eq!(e, TOO_FAR);
+    }
+
+    #[test]
     fn the_check_of_a_changed_name_finds_a_chain_left_as_it_was() {
         for denial in [Denial::Nsec, nsec3(false)] {
             let (z, origin, t, _, _) = signed_example_with_keys(denial.clone());
@@ -785,6 +886,7 @@ mod tests {
             let gone = chain.owner(&origin, &Name::parse(b"ns2.example.", None).unwrap());
             let prev = View::new(&after.content)
                 .prev_with(&gone, chain.rtype())
+                .unwrap()
                 .unwrap()
                 .clone();
             let mut bad = after.clone();

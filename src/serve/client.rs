@@ -476,12 +476,9 @@ fn in_rr(r: &hickory_proto::rr::Record) -> Result<InRr, String> {
         let mut enc = enc.with_name_encoding(NameEncoding::Uncompressed);
         r.data.emit(&mut enc).map_err(|e| e.to_string())?;
     }
-    Ok((
-        owner,
-        u16::from(r.record_type()),
-        r.ttl,
-        rd.into_boxed_slice(),
-    ))
+    let t = u16::from(r.record_type());
+    let rd = crate::zone::rdata::canonical(t, &rd).map_err(|e| e.to_string())?;
+    Ok((owner, t, r.ttl, rd.into_boxed_slice()))
 }
 
 /// Master-file text of received records (rdata through our writer, so our parser reads it).
@@ -491,4 +488,26 @@ pub fn to_text<'a>(recs: impl Iterator<Item = (&'a Name, u16, u32, &'a [u8])>) -
         crate::zone::write::push_record(&mut s, owner, t, ttl, rd);
     }
     s.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record received in mixed case is held as the parser stores it, so an IXFR that
+    /// removes it in the primary's case matches the replicated content's copy.
+    #[test]
+    fn received_rdata_is_held_in_canonical_case() {
+        let rr = |target: &str| {
+            let owner = hickory_proto::rr::Name::from_ascii("Sub.Example.").unwrap();
+            let ns = hickory_proto::rr::Name::from_ascii(target).unwrap();
+            let data = RData::NS(hickory_proto::rr::rdata::NS(ns));
+            in_rr(&hickory_proto::rr::Record::from_rdata(owner, 300, data)).unwrap()
+        };
+        let mixed = rr("NS1.Sub.Example.");
+        assert_eq!(mixed.0, Name::parse(b"sub.example.", None).unwrap());
+        assert_eq!(mixed.3, rr("ns1.sub.example.").3);
+        let parsed = Name::parse(b"NS1.sub.EXAMPLE.", None).unwrap();
+        assert_eq!(&mixed.3[..], parsed.as_wire(), "as the parser stores it");
+    }
 }

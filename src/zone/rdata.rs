@@ -333,14 +333,24 @@ fn parse_generic(t: u16, toks: &[Tok<'_>]) -> Result<Vec<u8>, RdataError> {
                 rtype::to_text(t)
             ))
         })?;
-        if matches!(
-            t,
-            NS | CNAME | PTR | DNAME | SOA | MX | AFSDB | KX | RP | SRV | NAPTR | RRSIG
-        ) {
-            return lowercase_rdata_names(t, &v);
-        }
+        return canonical(t, &v);
     }
     Ok(v)
+}
+
+/// Wire rdata of type `t` in the form the parser stores it: the names in it lower-cased
+/// for the types RFC 4034 §6.2 lists (records received in a transfer keep the primary's
+/// case, and an IXFR removes a record by its exact rdata).
+pub fn canonical(t: u16, wire: &[u8]) -> Result<Vec<u8>, RdataError> {
+    if fields(t).is_some()
+        && matches!(
+            t,
+            NS | CNAME | PTR | DNAME | SOA | MX | AFSDB | KX | RP | SRV | NAPTR | RRSIG
+        )
+    {
+        return lowercase_rdata_names(t, wire);
+    }
+    Ok(wire.to_vec())
 }
 
 /// Re-encodes rdata from wire form with the names lower-cased (RFC 4034 §6.2).
