@@ -95,11 +95,23 @@ struct Memo {
     whole_as_delta: Option<[u8; 32]>,
     /// The same for a changed input file.
     file_as_delta: Option<[u8; 32]>,
+    /// The pieces of the input file the current version was built from (a changed file
+    /// is compared with them first: [`crate::node::file_index`]).
+    files: Arc<std::sync::Mutex<FileIndexes>>,
     /// Parent actions already logged: (key, submit?).
     parent_told: HashSet<(KeyId, bool)>,
     /// When the parent's servers were last asked, and what was wrong then.
     parent_asked: Option<Instant>,
     parent_note: Option<String>,
+}
+
+/// The index of the file the current version was built from, and the one of the file the
+/// version being built comes from (it becomes current once that version is published).
+#[derive(Default)]
+struct FileIndexes {
+    current: Option<crate::node::file_index::FileIndex>,
+    pending: Option<crate::node::file_index::FileIndex>,
+    building: bool,
 }
 
 /// What changed in a primary's zone since the input with digest `base`.
@@ -113,10 +125,15 @@ struct InputDelta {
 enum Input {
     /// A file input that did not change since the last read: read it again.
     Reread,
-    /// Master-file text; its digest when it is not the text's own (a primary's zone); and
-    /// whether to compare it with the current version piece by piece first (a changed
-    /// file: see [`crate::node::file_delta`]).
-    Text(Vec<u8>, Option<[u8; 32]>, bool),
+    /// Master-file text; its digest when it is not the text's own (a primary's zone);
+    /// whether to compare it with the current version first (a changed file: see
+    /// [`crate::node::file_index`] and [`crate::node::file_delta`]), and the file's index.
+    Text(
+        Vec<u8>,
+        Option<[u8; 32]>,
+        bool,
+        Option<Arc<std::sync::Mutex<FileIndexes>>>,
+    ),
     /// Only `changed` RRsets differ from the current version's input: `text` holds every
     /// record at their owners and at the apex; `digest` is the new input's.
     Delta {
@@ -679,11 +696,12 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             if compare {
                 memo.file_as_delta = Some(memo.digest);
             }
-            Input::Text(bytes, None, compare)
+            Input::Text(bytes, None, compare, compare.then(|| memo.files.clone()))
         }
         (None, Some(_)) => primary_input(node, zone, memo, current.as_ref(), quick_ok).await?,
         (None, None) => Input::Reread,
     };
+    let file_path = input_path(&cfg).ok().map(str::to_string);
     let built = crate::node::spawn_blocking(move || {
         build_version(
             &n,
@@ -815,6 +833,9 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             serial,
             token,
         ));
+        if let Some(path) = &file_path {
+            index_file(&memo.files, path, zone, memo.digest);
+        }
     }
     node.local().last_run.insert(
         zone.into(),
@@ -829,6 +850,56 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         },
     );
     Ok(())
+}
+
+/// After a version built from the input file with digest `digest` is published: the
+/// index of that file becomes current, from the build that compared it, or (the first
+/// version, a whole build) made in the background from the file as it is on disk.
+fn index_file(
+    files: &Arc<std::sync::Mutex<FileIndexes>>,
+    path: &str,
+    zone: &str,
+    digest: [u8; 32],
+) {
+    use crate::node::file_index::FileIndex;
+    let Ok(mut g) = files.lock() else { return };
+    if let Some(p) = g.pending.take().filter(|p| p.digest == digest) {
+        g.current = Some(p);
+    }
+    if g.building || g.current.as_ref().is_some_and(|c| c.digest == digest) {
+        return;
+    }
+    g.current = None;
+    g.building = true;
+    drop(g);
+    let Ok(origin) = Name::parse(zone.as_bytes(), None) else {
+        return;
+    };
+    let (files, path) = (files.clone(), path.to_string());
+    tokio::spawn(async move {
+        let f = files.clone();
+        let built = crate::node::spawn_blocking(move || {
+            let text = std::fs::read(&path).ok()?;
+            if input_digest(&text) != digest {
+                return None; // changed again meanwhile: the next build indexes it
+            }
+            let opts = ParseOptions {
+                origin,
+                limits: Limits::default(),
+                keep_dnssec: false,
+            };
+            FileIndex::build(&text, digest, std::path::Path::new(&path), &opts)
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Ok(mut g) = f.lock() {
+            g.building = false;
+            if built.is_some() {
+                g.current = built;
+            }
+        }
+    });
 }
 
 /// What a build of a primary's zone starts from: the RRsets the IXFRs changed since the
@@ -923,7 +994,7 @@ async fn primary_input(
     .await
     .map_err(|e| e.to_string())?;
     memo.input = Some(held);
-    Ok(Input::Text(text, Some(digest), false))
+    Ok(Input::Text(text, Some(digest), false, None))
 }
 
 /// Runs `f` on `zone`'s replicated content (empty when the zone is gone).
@@ -1361,44 +1432,65 @@ fn build_version(
         keep_dnssec: false,
     };
     let t_start = Instant::now();
-    let (input, digest, mut delta, what, compare) = match input {
+    let (input, digest, mut delta, what, compare, files) = match input {
         Input::Reread => {
             let b = std::fs::read(input_path(cfg)?)
                 .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
-            (b, None, None, path, false)
+            (b, None, None, path, false, None)
         }
-        Input::Text(b, d, compare) => (b, d, None, path, compare),
+        Input::Text(b, d, compare, files) => (b, d, None, path, compare, files),
         Input::Delta {
             text,
             changed,
             digest,
             how,
-        } => (text, Some(digest), Some((changed, how)), how, false),
+        } => (text, Some(digest), Some((changed, how)), how, false, None),
     };
     let input_digest = digest.unwrap_or_else(|| input_digest(&input));
-    // The text is read twice without the state; the state is read (locked) only for the
-    // version's sums and for the final comparison, on the same version.
-    let compared = compare
-        .then(|| {
-            use crate::node::file_delta::{compare, content_sums, differing};
-            let token_of = |z: &ZoneState| z.current.as_ref().map(|v| v.token);
-            let (token, want) = node.sm.with(|st| {
-                let z = st.zones.get(zone)?;
-                Some((token_of(z), content_sums(z, &origin)))
-            })?;
-            let path = std::path::Path::new(what);
-            let (mini, differ) = differing(&input, path, &popts, &want)?;
-            let changed = node.sm.with(|st| {
-                let z = st.zones.get(zone).filter(|z| token_of(z) == token)?;
-                compare(z, &origin, &mini, &differ)
-            })?;
-            Some((mini, changed))
-        })
-        .flatten();
+    // The pieces of the file against those of the file the current version was built
+    // from: only new pieces are parsed; the state is read (locked) at the end only.
+    let pieces = files.as_ref().and_then(|f| {
+        let base = current.as_ref()?.input_digest;
+        let prepared = {
+            let g = f.lock().ok()?;
+            let index = g.current.as_ref().filter(|i| i.digest == base)?;
+            index.prepare(&input, input_digest, std::path::Path::new(what), &popts)?
+        };
+        let (mini, touched, index) = node.sm.with(|st| {
+            let z = st
+                .zones
+                .get(zone)
+                .filter(|z| z.current.as_ref().is_some_and(|v| v.input_digest == base))?;
+            prepared.finish(&z.content)
+        })?;
+        f.lock().ok()?.pending = Some(index);
+        Some((mini, touched, "file pieces compared"))
+    });
+    // Else the text is read twice without the state; the state is read (locked) only for
+    // the version's sums and for the final comparison, on the same version.
+    let compared = pieces.or_else(|| {
+        compare
+            .then(|| {
+                use crate::node::file_delta::{compare, content_sums, differing};
+                let token_of = |z: &ZoneState| z.current.as_ref().map(|v| v.token);
+                let (token, want) = node.sm.with(|st| {
+                    let z = st.zones.get(zone)?;
+                    Some((token_of(z), content_sums(z, &origin)))
+                })?;
+                let path = std::path::Path::new(what);
+                let (mini, differ) = differing(&input, path, &popts, &want)?;
+                let changed = node.sm.with(|st| {
+                    let z = st.zones.get(zone).filter(|z| token_of(z) == token)?;
+                    compare(z, &origin, &mini, &differ)
+                })?;
+                Some((mini, changed, "file compared"))
+            })
+            .flatten()
+    });
     let (mut unsigned, warnings) = match compared {
-        Some((mini, changed)) => {
+        Some((mini, changed, how)) => {
             drop(input);
-            delta = Some((changed, "file compared"));
+            delta = Some((changed, how));
             (mini, Vec::new())
         }
         None => {

@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod file_delta;
+pub mod file_index;
 pub mod input;
 pub mod lab;
 pub mod leader;

@@ -215,6 +215,34 @@ pub fn for_each_piece<T: Send>(
     out.into_iter().collect()
 }
 
+/// A piece of a master file that parses on its own: bytes `start..end`, from `line`, with
+/// the `$ORIGIN` and `$TTL` in force there.
+pub use split::Chunk as Piece;
+
+/// Cuts `input` into pieces where the text itself says: before a line that names a new
+/// owner and whose hash has the bits of `mask` clear. An edit moves only the cuts next to
+/// it, so the pieces of two versions of a file can be told apart by their bytes. `None`
+/// when the input cannot be cut (`$INCLUDE`, an unclosed quote).
+pub fn content_pieces(input: &[u8], opts: &ParseOptions, mask: u64) -> Option<Vec<Piece>> {
+    split::cut(input, &opts.origin, None, split::Cut::Content(mask))
+}
+
+/// The records of one piece of `input`.
+pub fn parse_one(
+    input: &[u8],
+    piece: &Piece,
+    path: &Path,
+    opts: &ParseOptions,
+) -> Result<Parsed, ZoneError> {
+    parse_piece(
+        input,
+        piece,
+        &path.display().to_string(),
+        path.parent(),
+        opts,
+    )
+}
+
 /// One piece of a split input, parsed on its own.
 fn parse_piece(
     input: &[u8],
@@ -499,7 +527,32 @@ mod split {
         default_ttl: Option<u32>,
         pieces: usize,
     ) -> Option<Vec<Chunk>> {
-        let step = input.len() / pieces + 1;
+        cut(
+            input,
+            origin,
+            default_ttl,
+            Cut::Every(input.len() / pieces + 1),
+        )
+    }
+
+    /// Where pieces end: about every `n` bytes, or where the text says (see
+    /// [`super::content_pieces`]).
+    pub enum Cut {
+        Every(usize),
+        Content(u64),
+    }
+
+    pub fn cut(
+        input: &[u8],
+        origin: &Name,
+        default_ttl: Option<u32>,
+        how: Cut,
+    ) -> Option<Vec<Chunk>> {
+        let (step, mask) = match how {
+            Cut::Every(n) => (n, None),
+            Cut::Content(mask) => (0, Some(mask)),
+        };
+        let mut last_owner: &[u8] = &[];
         let mut chunks = vec![Chunk {
             start: 0,
             end: input.len(),
@@ -530,7 +583,21 @@ mod split {
                     } else {
                         return None;
                     }
-                } else if pos >= next_cut && text.first().is_some_and(|b| !b" \t\r;(".contains(b)) {
+                } else if text.first().is_some_and(|b| !b" \t\r;(".contains(b))
+                    && match mask {
+                        None => pos >= next_cut,
+                        Some(mask) => {
+                            let owner = text
+                                .split(|b| b.is_ascii_whitespace())
+                                .next()
+                                .unwrap_or_default();
+                            let new = !owner.eq_ignore_ascii_case(last_owner);
+                            last_owner = owner;
+                            new && pos > chunks.last().expect("one").start
+                                && line_hash(text) & mask == 0
+                        }
+                    }
+                {
                     chunks.last_mut().expect("one").end = pos;
                     chunks.push(Chunk {
                         start: pos,
@@ -547,6 +614,15 @@ mod split {
             line += 1;
         }
         Some(chunks)
+    }
+
+    /// FNV-1a of a line: where content-defined cuts fall.
+    fn line_hash(line: &[u8]) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in line {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        h
     }
 
     /// Parenthesis depth after `line`, skipping quoted strings, escapes and comments.
