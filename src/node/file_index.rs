@@ -72,6 +72,15 @@ fn owners_of(parsed: &Parsed) -> Vec<Name> {
 }
 
 impl FileIndex {
+    /// How many pieces the file was cut into.
+    pub fn len(&self) -> usize {
+        self.pieces.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
     /// Cuts and parses the whole of `input` (whose digest is `digest`) for its owners.
     /// `None` when it cannot be cut or a piece does not parse on its own.
     pub fn build(
@@ -202,6 +211,9 @@ impl FileIndex {
     }
 }
 
+/// The small zone of the pieces that changed, the RRsets to compare, the new file's index.
+pub type Compared = (Zone, Vec<(Name, u16)>, FileIndex);
+
 /// A new file's pieces compared with the last file's, to be finished against the content
 /// of the version built from the last file.
 pub struct Prepared {
@@ -217,7 +229,7 @@ impl Prepared {
     /// the new file's), and the new file's index; `None` when an owner of a new piece is
     /// also named in a piece that stayed (it has records in the content but was in no
     /// piece that went).
-    pub fn finish(self, content: &Content) -> Option<(Zone, Vec<(Name, u16)>, FileIndex)> {
+    pub fn finish(self, content: &Content) -> Option<Compared> {
         let Prepared {
             origin,
             mini,
@@ -310,7 +322,7 @@ mod tests {
     }
 
     /// `new` against `old` through the index of `old`.
-    fn compare(old: &str, new: &str) -> Option<(Zone, Vec<(Name, u16)>, FileIndex)> {
+    fn compare(old: &str, new: &str) -> Option<Compared> {
         let o = opts();
         let index = FileIndex::build(old.as_bytes(), [1; 32], Path::new("z"), &o).unwrap();
         assert!(index.pieces.len() > 5, "{} pieces", index.pieces.len());
@@ -353,7 +365,7 @@ mod tests {
             .iter()
             .find(|n| n.name == name("h1000.example."))
             .unwrap();
-        assert_eq!(&at.rrsets[0].rdatas.first().unwrap()[..], &[192, 0, 2, 99]);
+        assert_eq!(at.rrsets[0].rdatas.first().unwrap(), &[192, 0, 2, 99]);
 
         // A name added, a name removed: both among the RRsets to compare.
         let added = text(&|i| {

@@ -111,7 +111,6 @@ struct Memo {
 struct FileIndexes {
     current: Option<crate::node::file_index::FileIndex>,
     pending: Option<crate::node::file_index::FileIndex>,
-    building: bool,
 }
 
 /// What changed in a primary's zone since the input with digest `base`.
@@ -696,12 +695,12 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             if compare {
                 memo.file_as_delta = Some(memo.digest);
             }
-            Input::Text(bytes, None, compare, compare.then(|| memo.files.clone()))
+            Input::Text(bytes, None, compare, Some(memo.files.clone()))
         }
         (None, Some(_)) => primary_input(node, zone, memo, current.as_ref(), quick_ok).await?,
         (None, None) => Input::Reread,
     };
-    let file_path = input_path(&cfg).ok().map(str::to_string);
+    let file_input = matches!(input, Input::Text(_, None, _, _));
     let built = crate::node::spawn_blocking(move || {
         build_version(
             &n,
@@ -833,8 +832,8 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             serial,
             token,
         ));
-        if let Some(path) = &file_path {
-            index_file(&memo.files, path, zone, memo.digest);
+        if file_input {
+            index_file(&memo.files, memo.digest);
         }
     }
     node.local().last_run.insert(
@@ -852,54 +851,13 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     Ok(())
 }
 
-/// After a version built from the input file with digest `digest` is published: the
-/// index of that file becomes current, from the build that compared it, or (the first
-/// version, a whole build) made in the background from the file as it is on disk.
-fn index_file(
-    files: &Arc<std::sync::Mutex<FileIndexes>>,
-    path: &str,
-    zone: &str,
-    digest: [u8; 32],
-) {
-    use crate::node::file_index::FileIndex;
+/// After a version built from the input file with digest `digest` is published, the index
+/// of that file (made by the build) becomes current.
+fn index_file(files: &std::sync::Mutex<FileIndexes>, digest: [u8; 32]) {
     let Ok(mut g) = files.lock() else { return };
     if let Some(p) = g.pending.take().filter(|p| p.digest == digest) {
         g.current = Some(p);
     }
-    if g.building || g.current.as_ref().is_some_and(|c| c.digest == digest) {
-        return;
-    }
-    g.current = None;
-    g.building = true;
-    drop(g);
-    let Ok(origin) = Name::parse(zone.as_bytes(), None) else {
-        return;
-    };
-    let (files, path) = (files.clone(), path.to_string());
-    tokio::spawn(async move {
-        let f = files.clone();
-        let built = crate::node::spawn_blocking(move || {
-            let text = std::fs::read(&path).ok()?;
-            if input_digest(&text) != digest {
-                return None; // changed again meanwhile: the next build indexes it
-            }
-            let opts = ParseOptions {
-                origin,
-                limits: Limits::default(),
-                keep_dnssec: false,
-            };
-            FileIndex::build(&text, digest, std::path::Path::new(&path), &opts)
-        })
-        .await
-        .ok()
-        .flatten();
-        if let Ok(mut g) = f.lock() {
-            g.building = false;
-            if built.is_some() {
-                g.current = built;
-            }
-        }
-    });
 }
 
 /// What a build of a primary's zone starts from: the RRsets the IXFRs changed since the
@@ -1449,7 +1407,7 @@ fn build_version(
     let input_digest = digest.unwrap_or_else(|| input_digest(&input));
     // The pieces of the file against those of the file the current version was built
     // from: only new pieces are parsed; the state is read (locked) at the end only.
-    let pieces = files.as_ref().and_then(|f| {
+    let pieces = files.as_ref().filter(|_| compare).and_then(|f| {
         let base = current.as_ref()?.input_digest;
         let prepared = {
             let g = f.lock().ok()?;
@@ -1466,6 +1424,7 @@ fn build_version(
         f.lock().ok()?.pending = Some(index);
         Some((mini, touched, "file pieces compared"))
     });
+    let by_pieces = pieces.is_some();
     // Else the text is read twice without the state; the state is read (locked) only for
     // the version's sums and for the final comparison, on the same version.
     let compared = pieces.or_else(|| {
@@ -1487,6 +1446,26 @@ fn build_version(
             })
             .flatten()
     });
+    // Not compared by its pieces: the file's pieces, for its next change (~3 s at 1M
+    // delegations, once per file that is not).
+    if let Some(f) = files.as_ref().filter(|_| !by_pieces) {
+        let t = Instant::now();
+        let index = crate::node::file_index::FileIndex::build(
+            &input,
+            input_digest,
+            std::path::Path::new(what),
+            &popts,
+        );
+        if let (Some(i), Ok(mut g)) = (&index, f.lock()) {
+            tracing::info!(
+                zone,
+                pieces = i.len(),
+                ms = t.elapsed().as_millis() as u64,
+                "input file indexed by its pieces"
+            );
+            g.pending = index;
+        }
+    }
     let (mut unsigned, warnings) = match compared {
         Some((mini, changed, how)) => {
             drop(input);
