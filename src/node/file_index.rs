@@ -13,8 +13,9 @@
 //!                    └── gone ──┘                   └── new ──┘   → owners d e f x
 //! ```
 //!
-//! An owner named in more than one piece, an owner that moved to another piece, `$INCLUDE`,
-//! or a piece that does not parse on its own is left to the other paths.
+//! An owner named in more than one piece, an owner that moved to another piece, more than
+//! a twentieth of the pieces new, no `$TTL` in force at a cut, `$INCLUDE`, or a piece that
+//! does not parse on its own is left to the other paths.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -52,10 +53,15 @@ fn piece_id(input: &[u8], p: &Piece) -> PieceId {
     ctx.finish().as_ref().try_into().expect("32 octets")
 }
 
-/// The pieces of `input` with their hashes, hashed on all cores.
+/// The pieces of `input` with their hashes, hashed on all cores. `None` also when a piece
+/// after the first starts with no `$TTL` in force: a record there without a TTL would take
+/// the one before it, in another piece.
 fn cut(input: &[u8], opts: &ParseOptions) -> Option<Vec<(Piece, PieceId)>> {
     use rayon::prelude::*;
     let pieces = content_pieces(input, opts, CUT_MASK)?;
+    if pieces.iter().skip(1).any(|p| p.default_ttl.is_none()) {
+        return None;
+    }
     let ids: Vec<PieceId> = pieces.par_iter().map(|p| piece_id(input, p)).collect();
     Some(pieces.into_iter().zip(ids).collect())
 }
@@ -137,6 +143,15 @@ impl FileIndex {
         let pieces = cut(input, opts)?;
         let new_ids: HashSet<PieceId> = pieces.iter().map(|(_, id)| *id).collect();
         if new_ids.len() != pieces.len() {
+            return None;
+        }
+        // Many pieces new (a `$TTL` changed at the top, edits all over): the bucket sums
+        // compare that with a smaller zone.
+        let fresh = pieces
+            .iter()
+            .filter(|(_, id)| !self.pieces.contains_key(id))
+            .count();
+        if fresh > pieces.len() / 20 + 2 {
             return None;
         }
         // Parse what is new, and the apex's pieces (the SOA carries the file's serial).
@@ -392,6 +407,13 @@ mod tests {
         // An owner named again in another piece: left to the other paths.
         let again = format!("{old}h10 IN MX 10 mail\n");
         assert!(compare(&old, &again).is_none());
+        // Edits all over the file: left to the bucket sums.
+        let many = text(&|i| (i % 200 == 7).then(|| format!("h{i} IN A 192.0.2.251\n")));
+        assert!(compare(&old, &many).is_none());
+        // No $TTL: a record without a TTL after a cut would take the TTL before it.
+        let untimed = old.replace("$TTL 300\n", "").replace(" IN ", " 300 IN ");
+        let index = FileIndex::build(untimed.as_bytes(), [1; 32], Path::new("z"), &opts());
+        assert!(index.is_none());
         // A piece that does not parse on its own: the whole parse says where.
         let bad = text(&|i| (i == 4000).then(|| "h4000 IN A 300.0.0.1\n".into()));
         assert!(compare(&old, &bad).is_none());

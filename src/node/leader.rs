@@ -700,7 +700,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         (None, Some(_)) => primary_input(node, zone, memo, current.as_ref(), quick_ok).await?,
         (None, None) => Input::Reread,
     };
-    let file_input = matches!(input, Input::Text(_, None, _, _));
+    let file_input = cfg.input.starts_with("file:");
     let built = crate::node::spawn_blocking(move || {
         build_version(
             &n,
@@ -1787,9 +1787,9 @@ fn delta_changes(
         }
         let new = mini
             .nodes
-            .iter()
-            .find(|n| n.name == owner)
-            .and_then(|n| n.rrsets.iter().find(|s| s.rtype == t));
+            .binary_search_by(|n| n.name.cmp_canonical(&owner))
+            .ok()
+            .and_then(|i| mini.nodes[i].rrsets.iter().find(|s| s.rtype == t));
         let old = z.content.get(&(Owner(owner.clone()), t));
         match (old, new) {
             (Some(o), Some(n)) if o.ttl == n.ttl && o.rdatas == n.rdatas => {}
