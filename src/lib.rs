@@ -22,6 +22,14 @@ pub mod transport;
 pub mod validate;
 pub mod zone;
 
+/// FNV-1a (64-bit) of `bytes`: a fast, stable hash for what must come out the same on
+/// every node and every run (signature jitter, where a file is cut, comparison buckets).
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Runs blocking work from async code: through `block_in_place` on a multi-threaded runtime
 /// (the nodes), inline on a current-thread one (the deterministic simulation's).
 pub fn blocking<T>(f: impl FnOnce() -> T) -> T {

@@ -203,47 +203,45 @@ fn validate(
             r => return r.map(|()| false),
         }
     }
-    {
-        // A version new to this node is checked through the private scalars of the keys
-        // it holds (sealed soft keys), about three times faster; the periodic re-check of
-        // a version already good here uses the public keys, as an outside validator would.
-        let fresh = good.is_none_or(|g| g.token != version.token);
-        let records: Vec<KeyRecord> = if fresh {
-            st.zone_keys(zone).cloned().collect()
-        } else {
-            Vec::new()
-        };
-        let rrsets = z.content.len();
-        let (content_heap_mib, _) = crate::mem::figures_for(rrsets);
-        drop(st);
-        // Opened with the state released (unsealing a key is deliberately slow).
-        let private_keys = private_keys(node, &records);
-        let opts = VerifyOptions {
-            now: t,
-            trust_anchors: Vec::new(),
-            signatures_prechecked: false,
-            private_keys,
-        };
-        let state = NodeZone(node, zone);
-        let src = Pinned::new(&state, version.token, origin, WINDOW)?;
-        let report = validator_pool().install(|| verify_source(&src, &opts, &|_, _| {}));
-        if src.lost.load(Ordering::Relaxed) {
-            return Err(SUPERSEDED.into());
-        }
-        let (heap_mib, rss_mib) = crate::mem::figures_for(rrsets);
-        tracing::info!(zone, content_heap_mib, heap_mib, rss_mib, "full check done");
-        if !report.valid {
-            let f = &report.failures[0];
-            return Err(format!(
-                "{} failure(s), first: {} {}: {}",
-                report.failures.len(),
-                f.owner,
-                f.rtype,
-                f.message
-            ));
-        }
-        Ok(true)
+    // A version new to this node is checked through the private scalars of the keys
+    // it holds (sealed soft keys), about three times faster; the periodic re-check of
+    // a version already good here uses the public keys, as an outside validator would.
+    let fresh = good.is_none_or(|g| g.token != version.token);
+    let records: Vec<KeyRecord> = if fresh {
+        st.zone_keys(zone).cloned().collect()
+    } else {
+        Vec::new()
+    };
+    let rrsets = z.content.len();
+    let (content_heap_mib, _) = crate::mem::figures_for(rrsets);
+    drop(st);
+    // Opened with the state released (unsealing a key is deliberately slow).
+    let private_keys = private_keys(node, &records);
+    let opts = VerifyOptions {
+        now: t,
+        trust_anchors: Vec::new(),
+        signatures_prechecked: false,
+        private_keys,
+    };
+    let state = NodeZone(node, zone);
+    let src = Pinned::new(&state, version.token, origin, WINDOW)?;
+    let report = validator_pool().install(|| verify_source(&src, &opts, &|_, _| {}));
+    if src.lost.load(Ordering::Relaxed) {
+        return Err(SUPERSEDED.into());
     }
+    let (heap_mib, rss_mib) = crate::mem::figures_for(rrsets);
+    tracing::info!(zone, content_heap_mib, heap_mib, rss_mib, "full check done");
+    if !report.valid {
+        let f = &report.failures[0];
+        return Err(format!(
+            "{} failure(s), first: {} {}: {}",
+            report.failures.len(),
+            f.owner,
+            f.rtype,
+            f.message
+        ));
+    }
+    Ok(true)
 }
 
 /// One version of a zone's content as the validator reads it: nodes made a window at a

@@ -29,11 +29,8 @@ const PIECE: usize = 2 << 20;
 pub type Sum = [u64; 4];
 
 fn bucket(owner: &Name) -> usize {
-    // FNV-1a over the name as it compares (case-insensitively).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in owner.as_wire() {
-        h = (h ^ b.to_ascii_lowercase() as u64).wrapping_mul(0x100_0000_01b3);
-    }
+    // Over the name as it compares (case-insensitively).
+    let h = crate::fnv1a(owner.as_wire().iter().map(u8::to_ascii_lowercase));
     (h % BUCKETS as u64) as usize
 }
 
@@ -159,11 +156,7 @@ pub fn compare(
         }
     }
     // What the version has in those buckets and the file does not.
-    let in_mini = |o: &Name, t: u16| {
-        mini.nodes
-            .binary_search_by(|n| n.name.cmp_canonical(o))
-            .is_ok_and(|i| mini.nodes[i].has(t))
-    };
+    let in_mini = |o: &Name, t: u16| mini.node(o).is_some_and(|n| n.has(t));
     for (o, t) in z.content.keys() {
         if counted(origin, &o.0, *t) && differ[bucket(&o.0)] && !in_mini(&o.0, *t) {
             changed.push((o.0.clone(), *t));

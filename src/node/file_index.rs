@@ -260,8 +260,8 @@ impl Prepared {
         }
         let mut touched: BTreeSet<(Name, u16)> = BTreeSet::new();
         for o in gone.iter().chain(&came).chain([&origin]) {
-            if let Ok(i) = mini.nodes.binary_search_by(|n| n.name.cmp_canonical(o)) {
-                touched.extend(mini.nodes[i].rrsets.iter().map(|s| (o.clone(), s.rtype)));
+            if let Some(n) = mini.node(o) {
+                touched.extend(n.rrsets.iter().map(|s| (o.clone(), s.rtype)));
             }
             let at = (Owner(o.clone()), 0)..=(Owner(o.clone()), u16::MAX);
             touched.extend(

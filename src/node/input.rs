@@ -282,6 +282,7 @@ impl Held {
     }
 
     /// Whether the zone holds an RRset (owner, type).
+    #[cfg(test)]
     pub fn has(&self, content: &Content, owner: &Owner, t: u16) -> bool {
         let from = (t, Box::<[u8]>::default());
         match self.owners.get(owner) {

@@ -1785,11 +1785,7 @@ fn delta_changes(
         if (t == rtype::SOA && owner == *origin) || made_by_signer(t) {
             continue;
         }
-        let new = mini
-            .nodes
-            .binary_search_by(|n| n.name.cmp_canonical(&owner))
-            .ok()
-            .and_then(|i| mini.nodes[i].rrsets.iter().find(|s| s.rtype == t));
+        let new = mini.node(&owner).and_then(|n| n.rrset(t));
         let old = z.content.get(&(Owner(owner.clone()), t));
         match (old, new) {
             (Some(o), Some(n)) if o.ttl == n.ttl && o.rdatas == n.rdatas => {}
@@ -1891,12 +1887,7 @@ fn shape_sign(
     signing: &[Arc<dyn crate::hsm::SigningKey>],
     opts: &SignOptions,
 ) -> Result<Option<(Vec<RrsetChange>, u64)>, String> {
-    let at = |o: &Name, t: u16| {
-        mini.nodes
-            .binary_search_by(|n| n.name.cmp_canonical(o))
-            .ok()
-            .and_then(|i| mini.nodes[i].rrsets.iter().find(|s| s.rtype == t))
-    };
+    let at = |o: &Name, t: u16| mini.node(o).and_then(|n| n.rrset(t));
     let soa = at(origin, rtype::SOA).ok_or("the changes lack the apex's SOA")?;
     let mut data = vec![(
         (origin.clone(), rtype::SOA),

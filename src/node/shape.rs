@@ -201,17 +201,8 @@ impl Chain {
         if v.get(origin, rtype::NSEC).is_some() {
             return Ok(Chain::Nsec);
         }
-        let p = v
-            .get(origin, rtype::NSEC3PARAM)
-            .and_then(|p| p.rdatas.first().map(<[u8]>::to_vec))
-            .ok_or("the apex has neither NSEC nor NSEC3PARAM")?;
-        let salt_len = *p.get(4).ok_or("malformed NSEC3PARAM")? as usize;
-        let salt = p.get(5..5 + salt_len).ok_or("malformed NSEC3PARAM")?;
-        let mut params = Nsec3Params {
-            iterations: u16::from_be_bytes([p[2], p[3]]),
-            salt: salt.to_vec(),
-            opt_out: false,
-        };
+        let mut params = crate::serve::answer::nsec3_params(&v.served(), origin)
+            .ok_or("the apex has neither NSEC nor a well-formed NSEC3PARAM")?;
         let apex = nsec3::hashed_owner(&nsec3::hash(origin, &params), origin);
         let flags = v
             .get(&apex, rtype::NSEC3)
@@ -281,14 +272,7 @@ impl Chain {
                 let hash = data_encoding::BASE32HEX_NOPAD
                     .decode(&label.to_ascii_uppercase())
                     .map_err(|e| format!("NSEC3 owner {}: {e}", next.to_text()))?;
-                let mut rd = vec![1, p.opt_out as u8];
-                rd.extend_from_slice(&p.iterations.to_be_bytes());
-                rd.push(p.salt.len() as u8);
-                rd.extend_from_slice(&p.salt);
-                rd.push(hash.len() as u8);
-                rd.extend_from_slice(&hash);
-                rd.extend_from_slice(bitmap);
-                rd
+                nsec3::rdata(p, &hash, bitmap)
             }
         })
     }
@@ -302,12 +286,11 @@ pub(crate) fn parts(origin: &Name, t: u16, d: &[u8]) -> Option<(Name, Vec<u8>)> 
     }
     let salt_len = *d.get(4)? as usize;
     let hlen = *d.get(5 + salt_len)? as usize;
-    let hash = d.get(6 + salt_len..6 + salt_len + hlen)?;
-    let label = data_encoding::BASE32HEX_NOPAD
-        .encode(hash)
-        .to_ascii_lowercase();
-    let next = origin.prepend(label.as_bytes()).ok()?;
-    Some((next, d[6 + salt_len + hlen..].to_vec()))
+    let hash = d.get(6 + salt_len..6 + salt_len + hlen)?.try_into().ok()?;
+    Some((
+        nsec3::hashed_owner(hash, origin),
+        d[6 + salt_len + hlen..].to_vec(),
+    ))
 }
 
 /// `from`'s chain record of type `t` points to the next record of its chain: the next one

@@ -87,7 +87,7 @@ fn push(out: &mut Vec<Rr>, owner: &Name, t: u16, v: &RrsetVal, dnssec: bool) {
 }
 
 /// The NSEC3 parameters of a served version, from its NSEC3PARAM RRset.
-fn nsec3_params(v: &View<'_>, origin: &Name) -> Option<Nsec3Params> {
+pub(crate) fn nsec3_params(v: &View<'_>, origin: &Name) -> Option<Nsec3Params> {
     let p = v.get(origin, rtype::NSEC3PARAM)?;
     let d = p.rdatas.first()?;
     if d.len() < 5 || d[0] != 1 {

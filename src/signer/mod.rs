@@ -520,12 +520,7 @@ fn sign_one(
 
 /// A stable per-RRset number (FNV-1a) so jitter is the same on every run and every node.
 fn jitter_seed(owner: &Name, t: u16) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in owner.as_wire().iter().chain(&t.to_be_bytes()) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    crate::fnv1a(owner.as_wire().iter().chain(&t.to_be_bytes()).copied())
 }
 
 fn add_apex_records(zone: &mut Zone, keys: &[Arc<dyn SigningKey>], opts: &SignOptions) {

@@ -44,6 +44,21 @@ pub fn nsec3param_rdata(p: &Nsec3Params) -> Vec<u8> {
     v
 }
 
+/// NSEC3 rdata (RFC 5155 §3.2): hash algorithm 1, the opt-out flag, `p`'s iterations and
+/// salt, the next hashed owner `next` and the type bit map `bitmap`.
+pub fn rdata(p: &Nsec3Params, next: &[u8], bitmap: &[u8]) -> Vec<u8> {
+    let mut rd = Vec::with_capacity(8 + p.salt.len() + next.len() + bitmap.len());
+    rd.push(1);
+    rd.push(p.opt_out as u8);
+    rd.extend_from_slice(&p.iterations.to_be_bytes());
+    rd.push(p.salt.len() as u8);
+    rd.extend_from_slice(&p.salt);
+    rd.push(next.len() as u8);
+    rd.extend_from_slice(next);
+    rd.extend_from_slice(bitmap);
+    rd
+}
+
 /// Types an NSEC3 at `node` lists (RFC 5155 §7.1).
 pub fn node_types(node: &Node) -> Vec<u16> {
     if node.kind == NodeKind::BelowCut {
@@ -97,22 +112,12 @@ pub fn build(zone: &Zone, p: &Nsec3Params, ttl: u32) -> Result<Vec<Node>, String
             ));
         }
     }
-    let flags = if p.opt_out { 1 } else { 0 };
     let n = entries.len();
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let (h, types) = &entries[i];
         let next = &entries[(i + 1) % n].0;
-        let mut rd = Vec::with_capacity(64);
-        rd.push(1);
-        rd.push(flags);
-        rd.extend_from_slice(&p.iterations.to_be_bytes());
-        rd.push(p.salt.len() as u8);
-        rd.extend_from_slice(&p.salt);
-        rd.push(20);
-        rd.extend_from_slice(next);
-        let mut t = types.clone();
-        rd.extend_from_slice(&type_bitmap(&mut t));
+        let rd = rdata(p, next, &type_bitmap(&mut types.clone()));
         out.push(Node {
             name: hashed_owner(h, &zone.origin),
             kind: NodeKind::Auth,

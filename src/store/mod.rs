@@ -82,6 +82,34 @@ impl LogStore {
         Ok(())
     }
 
+    /// The entries in `range`, in order, stopping before the one that would take their
+    /// encoded size over `max_bytes` (the first is always read).
+    fn read(
+        &self,
+        range: impl RangeBounds<u64>,
+        max_bytes: usize,
+    ) -> io::Result<Vec<EntryOf<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => x + 1,
+            Bound::Unbounded => 0,
+        };
+        crate::blocking(|| {
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            for item in self.log.range(start.to_be_bytes()..) {
+                let (k, v) = item.map_err(err)?;
+                let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
+                if !range.contains(&idx) || (!out.is_empty() && bytes + v.len() > max_bytes) {
+                    break;
+                }
+                bytes += v.len();
+                out.push(decode(&v)?);
+            }
+            Ok(out)
+        })
+    }
+
     async fn flush(&self) -> io::Result<()> {
         fsync_fault()?;
         if current_thread() {
@@ -99,24 +127,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<EntryOf<TypeConfig>>, io::Error> {
-        let start = match range.start_bound() {
-            Bound::Included(x) => *x,
-            Bound::Excluded(x) => x + 1,
-            Bound::Unbounded => 0,
-        };
-        crate::blocking(|| {
-            let mut out = Vec::new();
-            for item in self.log.range(start.to_be_bytes()..) {
-                let (k, v) = item.map_err(err)?;
-                let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
-                if !range.contains(&idx) {
-                    break;
-                }
-                let entry: EntryOf<TypeConfig> = decode(&v)?;
-                out.push(entry);
-            }
-            Ok(out)
-        })
+        self.read(range, usize::MAX)
     }
 
     /// What one append request carries: entries from `start` up to `end` (exclusive), but
@@ -130,19 +141,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<EntryOf<TypeConfig>>, io::Error> {
-        crate::blocking(|| {
-            let mut out = Vec::new();
-            let mut bytes = 0usize;
-            for item in self.log.range(start.to_be_bytes()..end.to_be_bytes()) {
-                let (_, v) = item.map_err(err)?;
-                if !out.is_empty() && bytes + v.len() > SEND_BYTES {
-                    break;
-                }
-                bytes += v.len();
-                out.push(decode(&v)?);
-            }
-            Ok(out)
-        })
+        self.read(start..end, SEND_BYTES)
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {

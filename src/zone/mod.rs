@@ -300,6 +300,15 @@ impl Zone {
         })
     }
 
+    /// The node at `name` (the nodes are in canonical order).
+    pub fn node(&self, name: &Name) -> Option<&Node> {
+        let i = self
+            .nodes
+            .binary_search_by(|n| n.name.cmp_canonical(name))
+            .ok()?;
+        Some(&self.nodes[i])
+    }
+
     pub fn apex(&self) -> &Node {
         &self.nodes[0]
     }

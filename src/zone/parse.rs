@@ -594,7 +594,7 @@ mod split {
                             let new = !owner.eq_ignore_ascii_case(last_owner);
                             last_owner = owner;
                             new && pos > chunks.last().expect("one").start
-                                && line_hash(text) & mask == 0
+                                && crate::fnv1a(text.iter().copied()) & mask == 0
                         }
                     }
                 {
@@ -614,15 +614,6 @@ mod split {
             line += 1;
         }
         Some(chunks)
-    }
-
-    /// FNV-1a of a line: where content-defined cuts fall.
-    fn line_hash(line: &[u8]) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in line {
-            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-        h
     }
 
     /// Parenthesis depth after `line`, skipping quoted strings, escapes and comments.
