@@ -201,8 +201,9 @@ fn three_nodes_replicate_validate_fail_over_and_catch_up() {
     assert!(
         log.lines().any(|l| l.contains("version built")
             && l.contains(&format!("serial={serial3} "))
-            && l.contains("input=\"file pieces compared\"")),
-        "the changed file was told apart from the last one by its pieces, not built whole:\n{log}"
+            && l.contains("input=\"file edit compared\"")),
+        "the changed file was read around its change and told apart from the last one by its \
+         pieces, not built whole:\n{log}"
     );
     let text = c.signed(old);
     assert!(text.contains("192.0.2.26") && !text.contains("192.0.2.25"));

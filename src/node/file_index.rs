@@ -18,52 +18,82 @@
 //! does not parse on its own is left to the other paths.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::File;
 use std::path::Path;
 
 use aws_lc_rs::digest;
 
+use crate::node::file_scan::{self, Expect, Sums};
 use crate::node::input::{Content, made_by_signer};
 use crate::replica::state::Owner;
-use crate::zone::parse::{Piece, content_pieces, parse_one};
+use crate::zone::parse::{Piece, content_pieces, content_pieces_from, parse_one};
 use crate::zone::{Name, ParseOptions, Parsed, Zone};
 
 /// The low bits of a line's hash that must be zero for a cut before it.
 const CUT_MASK: u64 = (1 << 9) - 1;
+/// Pieces past the last changed one a cut of the changed text may need to meet the old
+/// cuts again (the line after a change may no longer name a new owner).
+const RESYNC_PIECES: usize = 4;
 
 type PieceId = [u8; 32];
 
+/// One piece of a file: where it is, its hash (with the `$ORIGIN` and `$TTL` in force),
+/// and a quick sum of its bytes alone ([`file_scan::tag`]) to find it again.
+#[derive(Clone, Debug)]
+struct Span {
+    piece: Piece,
+    id: PieceId,
+    tag: u128,
+}
+
 /// The pieces of the file a version was built from.
 pub struct FileIndex {
-    /// The input digest of that file (`Version::input_digest`).
-    pub digest: [u8; 32],
+    /// That file's sums; `sums.digest` is `Version::input_digest`.
+    pub sums: Sums,
+    /// The pieces in file order.
+    order: Vec<Span>,
     /// Each piece's owners and number of records, by the piece's hash.
     pieces: HashMap<PieceId, (Vec<Name>, usize)>,
     /// Owners named in more than one piece.
     split: HashSet<Name>,
 }
 
-fn piece_id(input: &[u8], p: &Piece) -> PieceId {
+/// A changed file read around its change: the pieces of the whole file (those before and
+/// after the change are the last file's, found again by their sums), and the text of the
+/// pieces that changed and of the apex's (with where each text starts).
+pub struct Edit {
+    spans: Vec<Span>,
+    texts: Vec<(usize, Vec<u8>)>,
+    /// How many bytes were read again around the change.
+    pub read: usize,
+}
+
+fn span(input: &[u8], p: Piece) -> Span {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(p.origin.as_wire());
     ctx.update(&p.default_ttl.map_or([0; 5], |t| {
         let b = t.to_be_bytes();
         [1, b[0], b[1], b[2], b[3]]
     }));
-    ctx.update(&input[p.start..p.end]);
-    ctx.finish().as_ref().try_into().expect("32 octets")
+    let bytes = &input[p.start..p.end];
+    ctx.update(bytes);
+    Span {
+        id: ctx.finish().as_ref().try_into().expect("32 octets"),
+        tag: file_scan::tag(bytes),
+        piece: p,
+    }
 }
 
 /// The pieces of `input` with their hashes, hashed on all cores. `None` also when a piece
 /// after the first starts with no `$TTL` in force: a record there without a TTL would take
 /// the one before it, in another piece.
-fn cut(input: &[u8], opts: &ParseOptions) -> Option<Vec<(Piece, PieceId)>> {
+fn cut(input: &[u8], opts: &ParseOptions) -> Option<Vec<Span>> {
     use rayon::prelude::*;
     let pieces = content_pieces(input, opts, CUT_MASK)?;
     if pieces.iter().skip(1).any(|p| p.default_ttl.is_none()) {
         return None;
     }
-    let ids: Vec<PieceId> = pieces.par_iter().map(|p| piece_id(input, p)).collect();
-    Some(pieces.into_iter().zip(ids).collect())
+    Some(pieces.into_par_iter().map(|p| span(input, p)).collect())
 }
 
 /// The distinct owners of parsed records, in the order they first come.
@@ -80,27 +110,22 @@ fn owners_of(parsed: &Parsed) -> Vec<Name> {
 impl FileIndex {
     /// How many pieces the file was cut into.
     pub fn len(&self) -> usize {
-        self.pieces.len()
+        self.order.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pieces.is_empty()
+        self.order.is_empty()
     }
 
-    /// Cuts and parses the whole of `input` (whose digest is `digest`) for its owners.
+    /// Cuts and parses the whole of `input` (whose sums are `sums`) for its owners.
     /// `None` when it cannot be cut or a piece does not parse on its own.
-    pub fn build(
-        input: &[u8],
-        digest: [u8; 32],
-        path: &Path,
-        opts: &ParseOptions,
-    ) -> Option<FileIndex> {
+    pub fn build(input: &[u8], sums: Sums, path: &Path, opts: &ParseOptions) -> Option<FileIndex> {
         use rayon::prelude::*;
-        let pieces = cut(input, opts)?;
-        let owners: Vec<(Vec<Name>, usize)> = pieces
+        let spans = cut(input, opts)?;
+        let owners: Vec<(Vec<Name>, usize)> = spans
             .par_iter()
-            .map(|(p, _)| {
-                let r = parse_one(input, p, path, opts).ok()?;
+            .map(|s| {
+                let r = parse_one(input, &s.piece, path, opts).ok()?;
                 Some((owners_of(&r), r.records.len()))
             })
             .collect::<Option<_>>()?;
@@ -115,66 +140,258 @@ impl FileIndex {
             }
         }
         drop(seen);
-        let mut map = HashMap::with_capacity(pieces.len());
-        for ((_, id), o) in pieces.into_iter().zip(owners) {
-            if map.insert(id, o).is_some() {
+        let mut map = HashMap::with_capacity(spans.len());
+        for (s, o) in spans.iter().zip(owners) {
+            if map.insert(s.id, o).is_some() {
                 return None; // two pieces alike: their owners are named twice anyway
             }
         }
         Some(FileIndex {
-            digest,
+            sums,
+            order: spans,
             pieces: map,
             split,
         })
     }
 
-    /// The new file `input` (with digest `digest`) against the one this index describes:
+    /// The new file `input` (with sums `sums`) against the one this index describes:
     /// its new pieces (and the apex's) parsed, and the owners that may have changed. No
     /// state is needed for this part; [`Prepared::finish`] then looks at the version's
     /// content. `None` for what the other paths must take (see the module's text).
     pub fn prepare(
         &self,
         input: &[u8],
-        digest: [u8; 32],
+        sums: Sums,
+        path: &Path,
+        opts: &ParseOptions,
+    ) -> Option<Prepared> {
+        let spans = cut(input, opts)?;
+        self.compare(spans, &|p| Some((input, p.clone())), sums, path, opts)
+    }
+
+    /// [`FileIndex::prepare`] for a file read around its change ([`FileIndex::scan`]).
+    pub fn prepare_edit(
+        &self,
+        edit: Edit,
+        sums: Sums,
+        path: &Path,
+        opts: &ParseOptions,
+    ) -> Option<Prepared> {
+        let Edit { spans, texts, .. } = edit;
+        let text = |p: &Piece| {
+            let (at, t) = texts
+                .iter()
+                .find(|(at, t)| p.start >= *at && p.end <= at + t.len())?;
+            let mut q = p.clone();
+            q.start -= at;
+            q.end -= at;
+            Some((&t[..], q))
+        };
+        self.compare(spans, &text, sums, path, opts)
+    }
+
+    /// Reads the changed file `file` (`len` bytes) once, in parts, without keeping it: its
+    /// sums, and when it still holds most of the file this index describes, the [`Edit`]
+    /// that tells what changed.
+    ///
+    /// ```text
+    ///   old:  [p0][p1][p2][p3][p4][p5]            blocks shared from the start: p0 p1
+    ///   new:  [p0][p1][p2'  ][p4][p5]             pieces found again, moved: p4 p5
+    ///               └ cut again ┘                 from p1 until a cut meets an old one
+    /// ```
+    ///
+    /// The pieces before the first block that differs are the old file's in place; those
+    /// after the last piece that is not found at its old place moved by the change in
+    /// length are the old file's, moved. The text between is cut again from the start of
+    /// the piece before it (a cut depends on the line before) until a cut falls where an
+    /// old piece, found again, begins with the same `$ORIGIN` and `$TTL`: from there the
+    /// cuts are the old ones, so the pieces are exactly those a cut of the whole file makes.
+    pub fn scan(
+        &self,
+        file: &File,
+        len: usize,
+        opts: &ParseOptions,
+    ) -> std::io::Result<(Sums, Option<Edit>)> {
+        let delta = len as i64 - self.sums.len as i64;
+        let moved = |s: &Span| {
+            let a = s.piece.start as i64 + delta;
+            let z = s.piece.end as i64 + delta;
+            (a >= 0 && z <= len as i64).then_some((a as usize, z as usize))
+        };
+        let mut at = Vec::new();
+        let mut expect = Vec::new();
+        for (j, s) in self.order.iter().enumerate() {
+            if let Some((start, end)) = moved(s) {
+                at.push(j);
+                expect.push(Expect {
+                    start,
+                    end,
+                    tag: s.tag,
+                });
+            }
+        }
+        let (sums, ok) = file_scan::scan(file, len, &expect)?;
+        let mut found = vec![false; self.order.len()];
+        for (j, ok) in at.into_iter().zip(ok) {
+            found[j] = ok;
+        }
+        let edit = self.edit(file, &sums, &found, delta, opts)?;
+        Ok((sums, edit))
+    }
+
+    fn edit(
+        &self,
+        file: &File,
+        sums: &Sums,
+        found: &[bool],
+        delta: i64,
+        opts: &ParseOptions,
+    ) -> std::io::Result<Option<Edit>> {
+        let n = self.order.len();
+        if n == 0 {
+            return Ok(None);
+        }
+        let len = sums.len;
+        let shared = self.sums.shared_start(sums);
+        // The first piece not wholly shared, the piece before it (cut again from its start),
+        // and the last piece not found again where it moved.
+        let k = self.order.partition_point(|s| s.piece.end <= shared);
+        let r = k.saturating_sub(1);
+        let last_changed = (k..n).rev().find(|&j| !found[j]).unwrap_or(r).max(r);
+        let moved = |x: usize| x as i64 + delta;
+        let hi = (last_changed + RESYNC_PIECES).min(n - 1);
+        let from = self.order[r].piece.start;
+        let to = moved(self.order[hi].piece.end);
+        if to < from as i64 || to > len as i64 {
+            return Ok(None);
+        }
+        let to = to as usize;
+        let Some((base, text)) = file_scan::read_checked(file, from, to, sums)? else {
+            return Ok(None);
+        };
+        let mut read = text.len();
+        // The old piece that begins where a new cut falls, found again there, past the
+        // change: from it on the cuts are the old ones.
+        let meets = |p: &Piece| {
+            let old_end = p.start as i64 - delta;
+            let j = self
+                .order
+                .partition_point(|s| (s.piece.end as i64) < old_end);
+            (j < n
+                && self.order[j].piece.end as i64 == old_end
+                && j >= last_changed
+                && j + 1 < n
+                && found[j + 1..].iter().all(|f| *f)
+                && self.order[j + 1].piece.origin == p.origin
+                && self.order[j + 1].piece.default_ttl == p.default_ttl)
+                .then_some(j + 1)
+        };
+        let mut resumes = None;
+        let Some((cuts, stopped)) = content_pieces_from(
+            &text[from - base..to - base],
+            &self.order[r].piece,
+            CUT_MASK,
+            &mut |p| {
+                resumes = meets(p);
+                resumes.is_some()
+            },
+        ) else {
+            return Ok(None);
+        };
+        if stopped.is_none() && to != len {
+            return Ok(None); // the old cuts were not met within what was read
+        }
+        if cuts.iter().any(|p| p.start > 0 && p.default_ttl.is_none()) {
+            return Ok(None);
+        }
+        let mut spans: Vec<Span> = self.order[..r].to_vec();
+        spans.extend(cuts.into_iter().map(|mut p| {
+            p.start -= base;
+            p.end -= base;
+            let mut s = span(&text, p);
+            s.piece.start += base;
+            s.piece.end += base;
+            s
+        }));
+        if let (Some(j), Some(at)) = (resumes, stopped) {
+            let lines = at.line as i64 - self.order[j].piece.line as i64;
+            spans.extend(self.order[j..].iter().map(|s| {
+                let mut s = s.clone();
+                s.piece.start = moved(s.piece.start) as usize;
+                s.piece.end = moved(s.piece.end) as usize;
+                s.piece.line = (s.piece.line as i64 + lines) as u32;
+                s
+            }));
+        }
+        let mut texts = vec![(base, text)];
+        // The apex's pieces are parsed too (the SOA carries the file's serial).
+        for s in &spans {
+            let apex = self
+                .pieces
+                .get(&s.id)
+                .is_some_and(|(o, _)| o.contains(&opts.origin));
+            let inside = texts
+                .iter()
+                .any(|(at, t)| s.piece.start >= *at && s.piece.end <= at + t.len());
+            if apex && !inside {
+                match file_scan::read_checked(file, s.piece.start, s.piece.end, sums)? {
+                    Some(t) => {
+                        read += t.1.len();
+                        texts.push(t);
+                    }
+                    None => return Ok(None),
+                }
+            }
+        }
+        Ok(Some(Edit { spans, texts, read }))
+    }
+
+    /// The new file's pieces against this index's: only new pieces (and the apex's) are
+    /// parsed, through `text` (the text a piece is in, and the piece's place in it).
+    fn compare<'t>(
+        &self,
+        spans: Vec<Span>,
+        text: &dyn Fn(&Piece) -> Option<(&'t [u8], Piece)>,
+        sums: Sums,
         path: &Path,
         opts: &ParseOptions,
     ) -> Option<Prepared> {
         let origin = &opts.origin;
-        let pieces = cut(input, opts)?;
-        let new_ids: HashSet<PieceId> = pieces.iter().map(|(_, id)| *id).collect();
-        if new_ids.len() != pieces.len() {
+        let new_ids: HashSet<PieceId> = spans.iter().map(|s| s.id).collect();
+        if new_ids.len() != spans.len() {
             return None;
         }
         // Many pieces new (a `$TTL` changed at the top, edits all over): the bucket sums
         // compare that with a smaller zone.
-        let fresh = pieces
+        let fresh = spans
             .iter()
-            .filter(|(_, id)| !self.pieces.contains_key(id))
+            .filter(|s| !self.pieces.contains_key(&s.id))
             .count();
-        if fresh > pieces.len() / 20 + 2 {
+        if fresh > spans.len() / 20 + 2 {
             return None;
         }
         // Parse what is new, and the apex's pieces (the SOA carries the file's serial).
         let mut records = Vec::new();
         let mut new: HashMap<PieceId, (Vec<Name>, usize)> = HashMap::new();
-        for (p, id) in &pieces {
-            let known = self.pieces.get(id);
+        for s in &spans {
+            let known = self.pieces.get(&s.id);
             if known.is_some_and(|(o, _)| !o.contains(origin)) {
                 continue;
             }
-            let r = parse_one(input, p, path, opts).ok()?;
+            let (t, p) = text(&s.piece)?;
+            let r = parse_one(t, &p, path, opts).ok()?;
             if known.is_none() {
-                new.insert(*id, (owners_of(&r), r.records.len()));
+                new.insert(s.id, (owners_of(&r), r.records.len()));
             }
             records.extend(r.records);
         }
-        let mut map: HashMap<PieceId, (Vec<Name>, usize)> = HashMap::with_capacity(pieces.len());
-        for (_, id) in &pieces {
-            let entry = match new.get(id) {
+        let mut map: HashMap<PieceId, (Vec<Name>, usize)> = HashMap::with_capacity(spans.len());
+        for s in &spans {
+            let entry = match new.get(&s.id) {
                 Some(e) => e.clone(),
-                None => self.pieces.get(id)?.clone(),
+                None => self.pieces.get(&s.id)?.clone(),
             };
-            map.insert(*id, entry);
+            map.insert(s.id, entry);
         }
         if map.values().map(|(_, n)| n).sum::<usize>() > opts.limits.zone_records_max {
             return None; // the whole parse says where
@@ -218,7 +435,8 @@ impl FileIndex {
             gone,
             came,
             index: FileIndex {
-                digest,
+                sums,
+                order: spans,
                 pieces: map,
                 split,
             },
@@ -292,11 +510,15 @@ mod tests {
     const HOSTS: usize = 6000;
 
     fn text(edit: &dyn Fn(usize) -> Option<String>) -> String {
+        text_of(HOSTS, edit)
+    }
+
+    fn text_of(hosts: usize, edit: &dyn Fn(usize) -> Option<String>) -> String {
         let mut t = String::from(
             "$ORIGIN example.\n$TTL 300\n@ IN SOA ns1 host 1 7200 3600 1209600 300\n\
              @ IN NS ns1\nns1 IN A 192.0.2.1\n",
         );
-        for i in 0..HOSTS {
+        for i in 0..hosts {
             match edit(i) {
                 Some(line) => t.push_str(&line),
                 None => t.push_str(&format!(
@@ -336,13 +558,71 @@ mod tests {
         c
     }
 
-    /// `new` against `old` through the index of `old`.
+    fn index_of(text: &str) -> FileIndex {
+        let b = text.as_bytes();
+        FileIndex::build(b, Sums::of(b), Path::new("z"), &opts()).unwrap()
+    }
+
+    /// Where each piece is and what it holds, to compare two indexes.
+    fn layout(index: &FileIndex) -> Vec<(usize, usize, u32, Option<u32>, Name, PieceId)> {
+        index
+            .order
+            .iter()
+            .map(|s| {
+                let p = &s.piece;
+                (
+                    p.start,
+                    p.end,
+                    p.line,
+                    p.default_ttl,
+                    p.origin.clone(),
+                    s.id,
+                )
+            })
+            .collect()
+    }
+
+    /// `new` read around its change through the index of `old` (a file on disk).
+    fn scan(index: &FileIndex, new: &str) -> (Sums, Option<Edit>) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, new.as_bytes()).unwrap();
+        let file = File::open(f.path()).unwrap();
+        let (sums, edit) = index.scan(&file, new.len(), &opts()).unwrap();
+        assert_eq!(
+            sums,
+            Sums::of(new.as_bytes()),
+            "the scan's sums are the file's"
+        );
+        (sums, edit)
+    }
+
+    /// `new` against `old` through the index of `old`: from the whole text, and read
+    /// around the change when it can be, with the same outcome both ways.
     fn compare(old: &str, new: &str) -> Option<Compared> {
         let o = opts();
-        let index = FileIndex::build(old.as_bytes(), [1; 32], Path::new("z"), &o).unwrap();
-        assert!(index.pieces.len() > 5, "{} pieces", index.pieces.len());
-        let p = index.prepare(new.as_bytes(), [2; 32], Path::new("z"), &o)?;
-        p.finish(&content(old))
+        let index = index_of(old);
+        assert!(index.order.len() > 5, "{} pieces", index.order.len());
+        let c = content(old);
+        let whole = index
+            .prepare(new.as_bytes(), Sums::of(new.as_bytes()), Path::new("z"), &o)
+            .and_then(|p| p.finish(&c));
+        let (sums, edit) = scan(&index, new);
+        if let Some(edit) = edit {
+            let by_edit = index
+                .prepare_edit(edit, sums, Path::new("z"), &o)
+                .and_then(|p| p.finish(&c));
+            match (&whole, &by_edit) {
+                (Some((m1, t1, i1)), Some((m2, t2, i2))) => {
+                    assert_eq!(t1, t2, "the same RRsets to compare");
+                    assert_eq!(format!("{m1:?}"), format!("{m2:?}"), "the same small zone");
+                    assert_eq!(layout(i1), layout(i2), "the same pieces");
+                    assert_eq!(i1.sums, i2.sums);
+                }
+                (None, None) => {}
+                _ => panic!("whole: {}, edit: {}", whole.is_some(), by_edit.is_some()),
+            }
+        }
+        whole
     }
 
     fn name(s: &str) -> Name {
@@ -363,7 +643,7 @@ mod tests {
             "{} names parsed",
             mini.nodes.len()
         );
-        assert_eq!(index.digest, [2; 32]);
+        assert_eq!(index.sums, Sums::of(old.as_bytes()));
 
         // One record changed: its piece, and nothing near the whole zone.
         let one =
@@ -395,8 +675,9 @@ mod tests {
         assert!(touched.contains(&(name("h3000.example."), rtype::TXT)));
         assert!(!mini.nodes.iter().any(|n| n.name == name("h3000.example.")));
         // The new index describes the new file: compared with it, nothing moved.
+        let b = removed.as_bytes();
         let p = next
-            .prepare(removed.as_bytes(), [3; 32], Path::new("z"), &opts())
+            .prepare(b, Sums::of(b), Path::new("z"), &opts())
             .unwrap();
         let (_, touched, _) = p.finish(&content(&removed)).unwrap();
         assert!(
@@ -412,10 +693,108 @@ mod tests {
         assert!(compare(&old, &many).is_none());
         // No $TTL: a record without a TTL after a cut would take the TTL before it.
         let untimed = old.replace("$TTL 300\n", "").replace(" IN ", " 300 IN ");
-        let index = FileIndex::build(untimed.as_bytes(), [1; 32], Path::new("z"), &opts());
+        let b = untimed.as_bytes();
+        let index = FileIndex::build(b, Sums::of(b), Path::new("z"), &opts());
         assert!(index.is_none());
         // A piece that does not parse on its own: the whole parse says where.
         let bad = text(&|i| (i == 4000).then(|| "h4000 IN A 300.0.0.1\n".into()));
         assert!(compare(&old, &bad).is_none());
+    }
+
+    fn spans_layout(spans: &[Span]) -> Vec<(usize, usize, u32, Option<u32>, Name, PieceId)> {
+        let index = FileIndex {
+            sums: Sums::of(b""),
+            order: spans.to_vec(),
+            pieces: HashMap::new(),
+            split: HashSet::new(),
+        };
+        layout(&index)
+    }
+
+    #[test]
+    fn a_changed_file_is_read_around_its_change_and_cut_as_a_whole_cut_would() {
+        const N: usize = 30_000;
+        let old = text_of(N, &|_| None);
+        let index = index_of(&old);
+        assert!(index.order.len() > 50, "{} pieces", index.order.len());
+        let line = |i: usize| format!("h{i} IN A 192.0.2.{}\nh{i} IN TXT \"{i}\"\n", i % 250);
+        type Edit = Box<dyn Fn(usize) -> Option<String>>;
+        let cases: Vec<(&str, String)> = vec![
+            ("the same bytes", old.clone()),
+            (
+                "one rdata, same length",
+                text_of(N, &|i| {
+                    (i == 15_000).then(|| line(i).replace("192.0.2.0", "192.0.2.9"))
+                }),
+            ),
+            (
+                "one rdata, longer",
+                text_of(N, &|i| {
+                    (i == 15_000).then(|| line(i).replace("192.0.2.0", "192.0.2.200"))
+                }),
+            ),
+            (
+                "a name added",
+                text_of(N, &|i| {
+                    (i == 9_000).then(|| format!("{}new IN A 192.0.2.7\n", line(i)))
+                }),
+            ),
+            (
+                "a name removed",
+                text_of(N, &|i| (i == 21_000).then(String::new)),
+            ),
+            (
+                "the SOA's serial",
+                old.replacen("host 1 7200", "host 2 7200", 1),
+            ),
+            (
+                "the first host",
+                text_of(N, &|i| (i == 0).then(|| line(i).replace("TXT", "SPF"))),
+            ),
+            (
+                "the last host",
+                text_of(N, &|i| (i == N - 1).then(|| line(i).replace("A 1", "A 2"))),
+            ),
+            ("a record appended", format!("{old}tail IN A 192.0.2.3\n")),
+            (
+                "an owner like the next one",
+                text_of(N, &|i| {
+                    (i == 12_000).then(|| line(i).replace("h12000 IN TXT", "h12001 IN TXT"))
+                }),
+            ),
+        ];
+        let _: Option<Edit> = None;
+        for (what, new) in &cases {
+            let (_, edit) = scan(&index, new);
+            let edit = edit.unwrap_or_else(|| panic!("{what}: read around the change"));
+            assert!(
+                edit.read < new.len() / 4,
+                "{what}: read {} of {}",
+                edit.read,
+                new.len()
+            );
+            let whole = cut(new.as_bytes(), &opts()).unwrap();
+            assert_eq!(
+                spans_layout(&edit.spans),
+                spans_layout(&whole),
+                "{what}: the pieces of a whole cut"
+            );
+            // And the comparison is the one made from the whole text.
+            let _ = compare(&old, new);
+        }
+        // A $TTL changed at the top changes what every piece means: no old cut is met.
+        let ttl = old.replacen("$TTL 300", "$TTL 301", 1);
+        assert!(scan(&index, &ttl).1.is_none(), "a new $TTL");
+        // Edits at both ends: nothing near the whole file is cut again.
+        let both = text_of(N, &|i| {
+            (i == 10 || i == N - 10).then(|| line(i).replace("TXT", "SPF"))
+        });
+        let (_, edit) = scan(&index, &both);
+        if let Some(e) = edit {
+            assert_eq!(
+                spans_layout(&e.spans),
+                spans_layout(&cut(both.as_bytes(), &opts()).unwrap())
+            );
+        }
     }
 }

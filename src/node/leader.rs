@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use aws_lc_rs::digest;
-
+use super::file_index::{Edit, FileIndex};
+use super::file_scan::Sums;
 use super::input::{Content, Held, chained_digest, made_by_signer};
 use super::{Node, RunReport, now};
 use crate::keys::{KeyId, RrsigHeader};
@@ -109,8 +109,14 @@ struct Memo {
 /// version being built comes from (it becomes current once that version is published).
 #[derive(Default)]
 struct FileIndexes {
-    current: Option<crate::node::file_index::FileIndex>,
-    pending: Option<crate::node::file_index::FileIndex>,
+    current: Option<Arc<FileIndex>>,
+    pending: Option<FileIndex>,
+}
+
+/// A changed input file as read: whole, or around its change (see [`FileIndex::scan`]).
+enum FileRead {
+    Whole(Vec<u8>),
+    Edit(Edit),
 }
 
 /// What changed in a primary's zone since the input with digest `base`.
@@ -124,15 +130,17 @@ struct InputDelta {
 enum Input {
     /// A file input that did not change since the last read: read it again.
     Reread,
-    /// Master-file text; its digest when it is not the text's own (a primary's zone);
-    /// whether to compare it with the current version first (a changed file: see
-    /// [`crate::node::file_index`] and [`crate::node::file_delta`]), and the file's index.
-    Text(
-        Vec<u8>,
-        Option<[u8; 32]>,
-        bool,
-        Option<Arc<std::sync::Mutex<FileIndexes>>>,
-    ),
+    /// A primary's zone as master-file text, and the digest of the records held.
+    Text(Vec<u8>, [u8; 32]),
+    /// A changed input file: its sums, its text (or the text around its change), whether
+    /// to compare it with the current version first (see [`crate::node::file_index`] and
+    /// [`crate::node::file_delta`]), and the file's index.
+    File {
+        sums: Sums,
+        read: FileRead,
+        compare: bool,
+        files: Arc<std::sync::Mutex<FileIndexes>>,
+    },
     /// Only `changed` RRsets differ from the current version's input: `text` holds every
     /// record at their owners and at the apex; `digest` is the new input's.
     Delta {
@@ -552,12 +560,6 @@ async fn propose_all(node: &Node, cmds: Vec<Command>) -> Result<Outcome, String>
     Ok(last)
 }
 
-fn input_digest(bytes: &[u8]) -> [u8; 32] {
-    let mut d = [0u8; 32];
-    d.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
-    d
-}
-
 fn input_path(cfg: &ZoneConfig) -> Result<&str, String> {
     cfg.input
         .strip_prefix("file:")
@@ -688,14 +690,22 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     };
     let input_serial = memo.primary_serial;
     let input = match (file_input, &memo.input) {
-        (Some(bytes), _) => {
+        (Some((sums, read)), _) => {
             // Compared piece by piece once per input; a build from that which fails
             // (a keystore fault, a key change) is retried from the whole file.
             let compare = quick_ok && memo.file_as_delta != Some(memo.digest);
             if compare {
                 memo.file_as_delta = Some(memo.digest);
             }
-            Input::Text(bytes, None, compare, Some(memo.files.clone()))
+            match read {
+                FileRead::Edit(_) if !compare => Input::Reread,
+                read => Input::File {
+                    sums,
+                    read,
+                    compare,
+                    files: memo.files.clone(),
+                },
+            }
         }
         (None, Some(_)) => primary_input(node, zone, memo, current.as_ref(), quick_ok).await?,
         (None, None) => Input::Reread,
@@ -855,8 +865,8 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
 /// of that file (made by the build) becomes current.
 fn index_file(files: &std::sync::Mutex<FileIndexes>, digest: [u8; 32]) {
     let Ok(mut g) = files.lock() else { return };
-    if let Some(p) = g.pending.take().filter(|p| p.digest == digest) {
-        g.current = Some(p);
+    if let Some(p) = g.pending.take().filter(|p| p.sums.digest == digest) {
+        g.current = Some(Arc::new(p));
     }
 }
 
@@ -952,7 +962,7 @@ async fn primary_input(
     .await
     .map_err(|e| e.to_string())?;
     memo.input = Some(held);
-    Ok(Input::Text(text, Some(digest), false, None))
+    Ok(Input::Text(text, digest))
 }
 
 /// Runs `f` on `zone`'s replicated content (empty when the zone is gone).
@@ -963,13 +973,14 @@ fn with_content<R>(node: &Node, zone: &str, f: impl FnOnce(&Content) -> R) -> R 
     })
 }
 
-/// A file input: read (and hashed) only when its size or mtime moved; the bytes then go
-/// on to the build, which parses exactly what was hashed.
+/// A file input: read only when its size or mtime moved; the bytes then go on to the
+/// build, which parses exactly what was summed. With the index of the last file, it is
+/// read once in parts and only the text around its change is kept ([`FileIndex::scan`]).
 async fn read_if_changed(
     zone: &str,
     cfg: &ZoneConfig,
     memo: &mut Memo,
-) -> Result<Option<Vec<u8>>, String> {
+) -> Result<Option<(Sums, FileRead)>, String> {
     let path = input_path(cfg)?.to_string();
     let meta = std::fs::metadata(&path).map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
     let stat = (
@@ -979,19 +990,46 @@ async fn read_if_changed(
     if memo.stat == Some(stat) {
         return Ok(None);
     }
+    let index = memo.files.lock().ok().and_then(|g| g.current.clone());
+    let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
     let p = path.clone();
-    let (bytes, d) = crate::node::spawn_blocking(move || {
-        std::fs::read(&p).map(|b| {
-            let d = input_digest(&b);
-            (b, d)
-        })
+    let t = Instant::now();
+    let (sums, read) = crate::node::spawn_blocking(move || -> std::io::Result<_> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&p)?;
+        let len = f.metadata()?.len() as usize;
+        if let Some(index) = index {
+            let opts = ParseOptions {
+                origin,
+                limits: Limits::default(),
+                keep_dnssec: false,
+            };
+            let (sums, edit) = index.scan(&f, len, &opts)?;
+            if let Some(e) = edit {
+                return Ok((sums, FileRead::Edit(e)));
+            }
+        }
+        let mut b = Vec::with_capacity(len);
+        f.read_to_end(&mut b)?;
+        Ok((Sums::of(&b), FileRead::Whole(b)))
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
-    memo.digest = d;
+    let (how, kept) = match &read {
+        FileRead::Whole(b) => ("whole", b.len()),
+        FileRead::Edit(e) => ("around its change", e.read),
+    };
+    tracing::debug!(
+        zone,
+        how,
+        kept,
+        ms = t.elapsed().as_millis() as u64,
+        "input file read"
+    );
+    memo.digest = sums.digest;
     memo.stat = Some(stat);
-    Ok(Some(bytes))
+    Ok(Some((sums, read)))
 }
 
 /// A primary's zone: asks for its SOA when notified, when its refresh interval has passed
@@ -1390,29 +1428,58 @@ fn build_version(
         keep_dnssec: false,
     };
     let t_start = Instant::now();
-    let (input, digest, mut delta, what, compare, files) = match input {
+    let read_whole = || -> Result<(Vec<u8>, Sums), BuildError> {
+        let b = std::fs::read(input_path(cfg)?)
+            .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
+        let sums = Sums::of(&b);
+        Ok((b, sums))
+    };
+    let mut edit = None;
+    let (input, input_digest, mut delta, what, compare, files, sums) = match input {
         Input::Reread => {
-            let b = std::fs::read(input_path(cfg)?)
-                .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
-            (b, None, None, path, false, None)
+            let (b, sums) = read_whole()?;
+            (b, sums.digest, None, path, false, None, Some(sums))
         }
-        Input::Text(b, d, compare, files) => (b, d, None, path, compare, files),
+        Input::Text(b, d) => (b, d, None, path, false, None, None),
+        Input::File {
+            sums,
+            read,
+            compare,
+            files,
+        } => {
+            let b = match read {
+                FileRead::Whole(b) => b,
+                FileRead::Edit(e) => {
+                    edit = Some(e);
+                    Vec::new()
+                }
+            };
+            (b, sums.digest, None, path, compare, Some(files), Some(sums))
+        }
         Input::Delta {
             text,
             changed,
             digest,
             how,
-        } => (text, Some(digest), Some((changed, how)), how, false, None),
+        } => (text, digest, Some((changed, how)), how, false, None, None),
     };
-    let input_digest = digest.unwrap_or_else(|| input_digest(&input));
     // The pieces of the file against those of the file the current version was built
     // from: only new pieces are parsed; the state is read (locked) at the end only.
     let pieces = files.as_ref().filter(|_| compare).and_then(|f| {
         let base = current.as_ref()?.input_digest;
-        let prepared = {
-            let g = f.lock().ok()?;
-            let index = g.current.as_ref().filter(|i| i.digest == base)?;
-            index.prepare(&input, input_digest, std::path::Path::new(what), &popts)?
+        let index = f.lock().ok()?.current.clone();
+        let index = index.filter(|i| i.sums.digest == base)?;
+        let sums = sums.clone()?;
+        let path = std::path::Path::new(what);
+        let (prepared, how) = match edit.take() {
+            Some(e) => (
+                index.prepare_edit(e, sums, path, &popts)?,
+                "file edit compared",
+            ),
+            None => (
+                index.prepare(&input, sums, path, &popts)?,
+                "file pieces compared",
+            ),
         };
         let (mini, touched, index) = node.sm.with(|st| {
             let z = st
@@ -1422,8 +1489,22 @@ fn build_version(
             prepared.finish(&z.content)
         })?;
         f.lock().ok()?.pending = Some(index);
-        Some((mini, touched, "file pieces compared"))
+        Some((mini, touched, how))
     });
+    // Read around its change but not told apart that way: the whole file, which must be
+    // what was read.
+    let input = match (&pieces, &sums) {
+        (None, Some(read)) if input.is_empty() && read.len > 0 => {
+            let (b, again) = read_whole()?;
+            if again.digest != read.digest {
+                return Err(BuildError::Transient(format!(
+                    "zone {zone}: input {path} changed while it was read"
+                )));
+            }
+            b
+        }
+        _ => input,
+    };
     let by_pieces = pieces.is_some();
     // Else the text is read twice without the state; the state is read (locked) only for
     // the version's sums and for the final comparison, on the same version.
@@ -1450,9 +1531,9 @@ fn build_version(
     // delegations, once per file that is not).
     if let Some(f) = files.as_ref().filter(|_| !by_pieces) {
         let t = Instant::now();
-        let index = crate::node::file_index::FileIndex::build(
+        let index = FileIndex::build(
             &input,
-            input_digest,
+            sums.clone().expect("a file's sums"),
             std::path::Path::new(what),
             &popts,
         );

@@ -11,6 +11,7 @@
 pub mod check;
 pub mod file_delta;
 pub mod file_index;
+pub mod file_scan;
 pub mod input;
 pub mod lab;
 pub mod leader;

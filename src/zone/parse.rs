@@ -227,6 +227,32 @@ pub fn content_pieces(input: &[u8], opts: &ParseOptions, mask: u64) -> Option<Ve
     split::cut(input, &opts.origin, None, split::Cut::Content(mask))
 }
 
+/// [`content_pieces`] of `input` (whose first byte begins the piece `first` of a longer
+/// text), up to the first cut where `stop` says the rest is known: the pieces before it
+/// and the piece `stop` was shown, or `None` at the end of `input`. Positions and lines are
+/// those of the longer text.
+pub fn content_pieces_from(
+    input: &[u8],
+    first: &Piece,
+    mask: u64,
+    stop: &mut dyn FnMut(&Piece) -> bool,
+) -> Option<(Vec<Piece>, Option<Piece>)> {
+    let at = first.start;
+    let shift = |mut p: Piece| {
+        p.start += at;
+        p.end += at;
+        p
+    };
+    let first = Piece {
+        start: 0,
+        ..first.clone()
+    };
+    let (pieces, stopped) = split::cut_from(input, first, split::Cut::Content(mask), &mut |p| {
+        stop(&shift(p.clone()))
+    })?;
+    Some((pieces.into_iter().map(shift).collect(), stopped.map(shift)))
+}
+
 /// The records of one piece of `input`.
 pub fn parse_one(
     input: &[u8],
@@ -513,6 +539,7 @@ mod split {
 
     use super::{Name, rdata};
 
+    #[derive(Clone, Debug)]
     pub struct Chunk {
         pub start: usize,
         pub end: usize,
@@ -548,20 +575,36 @@ mod split {
         default_ttl: Option<u32>,
         how: Cut,
     ) -> Option<Vec<Chunk>> {
-        let (step, mask) = match how {
-            Cut::Every(n) => (n, None),
-            Cut::Content(mask) => (0, Some(mask)),
-        };
-        let mut last_owner: &[u8] = &[];
-        let mut chunks = vec![Chunk {
+        let first = Chunk {
             start: 0,
             end: input.len(),
             line: 1,
             origin: origin.clone(),
             default_ttl,
+        };
+        cut_from(input, first, how, &mut |_| false).map(|(c, _)| c)
+    }
+
+    /// [`cut`] from a place where a piece starts (`first`: its line, `$ORIGIN` and `$TTL`;
+    /// `input` starts there), stopping before the first piece `stop` says to: the pieces
+    /// before it, and that piece (its `end` is the input's).
+    pub fn cut_from(
+        input: &[u8],
+        first: Chunk,
+        how: Cut,
+        stop: &mut dyn FnMut(&Chunk) -> bool,
+    ) -> Option<(Vec<Chunk>, Option<Chunk>)> {
+        let (step, mask) = match how {
+            Cut::Every(n) => (n, None),
+            Cut::Content(mask) => (0, Some(mask)),
+        };
+        let mut last_owner: &[u8] = &[];
+        let (mut origin, mut ttl) = (first.origin.clone(), first.default_ttl);
+        let (mut pos, mut line, mut depth) = (0usize, first.line, 0u32);
+        let mut chunks = vec![Chunk {
+            end: input.len(),
+            ..first
         }];
-        let (mut origin, mut ttl) = (origin.clone(), default_ttl);
-        let (mut pos, mut line, mut depth) = (0usize, 1u32, 0u32);
         let mut next_cut = step;
         while pos < input.len() {
             let end = input[pos..]
@@ -599,13 +642,17 @@ mod split {
                     }
                 {
                     chunks.last_mut().expect("one").end = pos;
-                    chunks.push(Chunk {
+                    let next = Chunk {
                         start: pos,
                         end: input.len(),
                         line,
                         origin: origin.clone(),
                         default_ttl: ttl,
-                    });
+                    };
+                    if stop(&next) {
+                        return Some((chunks, Some(next)));
+                    }
+                    chunks.push(next);
                     next_cut = pos + step;
                 }
             }
@@ -613,7 +660,7 @@ mod split {
             pos = end + 1;
             line += 1;
         }
-        Some(chunks)
+        Some((chunks, None))
     }
 
     /// Parenthesis depth after `line`, skipping quoted strings, escapes and comments.
