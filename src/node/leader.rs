@@ -1020,7 +1020,7 @@ async fn read_if_changed(
         FileRead::Whole(b) => ("whole", b.len()),
         FileRead::Edit(e) => ("around its change", e.read),
     };
-    tracing::debug!(
+    tracing::info!(
         zone,
         how,
         kept,
