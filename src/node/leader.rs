@@ -991,7 +991,6 @@ async fn read_if_changed(
         return Ok(None);
     }
     let index = memo.files.lock().ok().and_then(|g| g.current.clone());
-    let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
     let p = path.clone();
     let t = Instant::now();
     let (sums, read) = crate::node::spawn_blocking(move || -> std::io::Result<_> {
@@ -999,12 +998,7 @@ async fn read_if_changed(
         let mut f = std::fs::File::open(&p)?;
         let len = f.metadata()?.len() as usize;
         if let Some(index) = index {
-            let opts = ParseOptions {
-                origin,
-                limits: Limits::default(),
-                keep_dnssec: false,
-            };
-            let (sums, edit) = index.scan(&f, len, &opts)?;
+            let (sums, edit) = index.scan(&f, len)?;
             if let Some(e) = edit {
                 return Ok((sums, FileRead::Edit(e)));
             }
