@@ -275,7 +275,12 @@ impl FileIndex {
         let shared = self.sums.shared_start(sums);
         // The first piece not wholly shared, the piece before it (cut again from its start),
         // and the last piece not found again where it moved.
-        let k = self.order.partition_point(|s| s.piece.end <= shared);
+        // (At most the last piece: the one before it then ends with a newline, so its
+        // start is still a cut even when the change extends the file's last line.)
+        let k = self
+            .order
+            .partition_point(|s| s.piece.end <= shared)
+            .min(n - 1);
         let r = k.saturating_sub(1);
         let last_changed = (k..n).rev().find(|&j| !found[j]).unwrap_or(r).max(r);
         let moved = |x: usize| x as i64 + delta;

@@ -101,7 +101,8 @@ pub fn scan(file: &File, len: usize, expect: &[Expect]) -> io::Result<(Sums, Vec
     let nblocks = len.div_ceil(BLOCK);
     let parts = rayon::current_num_threads().clamp(1, nblocks.max(1));
     let per = nblocks.div_ceil(parts).max(1);
-    let out: Vec<io::Result<(Vec<u128>, Vec<bool>)>> = (0..parts)
+    type Part = (Vec<u128>, Vec<u128>, Vec<bool>);
+    let out: Vec<io::Result<Part>> = (0..parts)
         .into_par_iter()
         .map(|i| {
             let lo = (i * per * BLOCK).min(len);
@@ -109,29 +110,44 @@ pub fn scan(file: &File, len: usize, expect: &[Expect]) -> io::Result<(Sums, Vec
             // The ranges that start in this part are checked by it, to their end.
             let a = expect.partition_point(|e| e.start < lo);
             let z = expect.partition_point(|e| e.start < hi);
-            scan_part(file, lo, hi, &expect[a..z])
+            scan_part(file, len, lo, hi, &expect[a..z])
         })
         .collect();
     let mut blocks = Vec::with_capacity(nblocks);
+    let mut past = Vec::new();
     let mut ok = Vec::with_capacity(expect.len());
     for part in out {
-        let (b, o) = part?;
+        let (b, p, o) = part?;
+        past.push((blocks.len() + b.len(), p));
         blocks.extend(b);
         ok.extend(o);
+    }
+    // A range read past its part's end was read apart from the blocks there: the same
+    // bytes both times, or the file changed while it was read.
+    for (at, p) in past {
+        if blocks.get(at..at + p.len()) != Some(&p[..]) {
+            return Err(io::Error::other("the file changed while it was read"));
+        }
     }
     Ok((Sums::from_blocks(len, blocks), ok))
 }
 
-/// Bytes `lo..hi` (block aligned at `lo`) as block sums, and `expect` read to their end.
+/// Bytes `lo..hi` (block aligned at `lo`) as block sums, the sums of the blocks read past
+/// `hi`, and `expect` read to their end.
 fn scan_part(
     file: &File,
+    len: usize,
     lo: usize,
     hi: usize,
     expect: &[Expect],
-) -> io::Result<(Vec<u128>, Vec<bool>)> {
-    let end = expect.last().map_or(hi, |e| e.end.max(hi));
+) -> io::Result<(Vec<u128>, Vec<u128>, Vec<bool>)> {
+    let end = expect.last().map_or(hi, |e| {
+        let whole = e.end.div_ceil(BLOCK).saturating_mul(BLOCK).min(len);
+        whole.max(e.end).max(hi)
+    });
     let mut buf = vec![0u8; READ.min(end - lo)];
     let mut blocks = Vec::with_capacity((hi - lo).div_ceil(BLOCK));
+    let mut past = Vec::new();
     let mut ok = Vec::with_capacity(expect.len());
     let mut h = Xxh3::new();
     let mut e = 0;
@@ -143,6 +159,10 @@ fn scan_part(
         let b = &buf[..n];
         if pos < hi {
             blocks.extend(b[..n.min(hi - pos)].chunks(BLOCK).map(tag));
+        }
+        if pos + n > hi {
+            let from = hi.max(pos) - pos;
+            past.extend(b[from..].chunks(BLOCK).map(tag));
         }
         while let Some(x) = expect.get(e) {
             if x.start >= pos + n {
@@ -166,7 +186,7 @@ fn scan_part(
         }
         pos += n;
     }
-    Ok((blocks, ok))
+    Ok((blocks, past, ok))
 }
 
 /// Bytes `start..end` of the file `sums` describes, read again with the whole blocks

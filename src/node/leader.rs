@@ -697,14 +697,13 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             if compare {
                 memo.file_as_delta = Some(memo.digest);
             }
-            match read {
-                FileRead::Edit(_) if !compare => Input::Reread,
-                read => Input::File {
-                    sums,
-                    read,
-                    compare,
-                    files: memo.files.clone(),
-                },
+            // (Read around its change but not compared: the build reads it whole and
+            // checks that it is what was read.)
+            Input::File {
+                sums,
+                read,
+                compare,
+                files: memo.files.clone(),
             }
         }
         (None, Some(_)) => primary_input(node, zone, memo, current.as_ref(), quick_ok).await?,
@@ -748,6 +747,8 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             return Ok(());
         }
         Err(BuildError::Transient(e)) => {
+            // (The file may have changed while it was read: read it again.)
+            memo.stat = None;
             let wait = memo
                 .retry
                 .map_or(Duration::from_secs(1), |(_, w)| (w * 2).min(RETRY_MAX));
