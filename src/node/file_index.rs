@@ -40,6 +40,8 @@ const CUT_MASK: u64 = (1 << 9) - 1;
 const RESYNC_PIECES: usize = 4;
 
 type PieceId = [u8; 32];
+/// Where a piece's bytes are: the text holding it, and the piece's place in that text.
+type TextOf<'t> = dyn Fn(&Piece) -> Option<(&'t [u8], Piece)> + 't;
 
 /// One piece of a file: where it is, its hash (with the `$ORIGIN` and `$TTL` in force),
 /// and a quick sum of its bytes alone ([`file_scan::tag`]) to find it again.
@@ -72,14 +74,15 @@ pub struct Edit {
     pub read: usize,
 }
 
-fn span(input: &[u8], p: Piece) -> Span {
+/// The piece `p` of a text of which `input` holds the bytes from `at` on.
+fn span(input: &[u8], at: usize, p: Piece) -> Span {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(p.origin.as_wire());
     ctx.update(&p.default_ttl.map_or([0; 5], |t| {
         let b = t.to_be_bytes();
         [1, b[0], b[1], b[2], b[3]]
     }));
-    let bytes = &input[p.start..p.end];
+    let bytes = &input[p.start - at..p.end - at];
     ctx.update(bytes);
     Span {
         id: ctx.finish().as_ref().try_into().expect("32 octets"),
@@ -97,7 +100,7 @@ fn cut(input: &[u8], opts: &ParseOptions) -> Option<Vec<Span>> {
     if pieces.iter().skip(1).any(|p| p.default_ttl.is_none()) {
         return None;
     }
-    Some(pieces.into_par_iter().map(|p| span(input, p)).collect())
+    Some(pieces.into_par_iter().map(|p| span(input, 0, p)).collect())
 }
 
 /// What a piece holds: its distinct owners (in the order they first come), how many
@@ -296,7 +299,8 @@ impl FileIndex {
         };
         let mut read = text.len();
         // The old piece that begins where a new cut falls, found again there, past the
-        // change: from it on the cuts are the old ones.
+        // change: from it on the cuts are the old ones. (`j >= last_changed`, and
+        // `last_changed >= r`, so every old piece after `j` was found again.)
         let meets = |p: &Piece| {
             let old_end = p.start as i64 - delta;
             let j = self
@@ -306,7 +310,6 @@ impl FileIndex {
                 && self.order[j].piece.end as i64 == old_end
                 && j >= last_changed
                 && j + 1 < n
-                && found[j + 1..].iter().all(|f| *f)
                 && self.order[j + 1].piece.origin == p.origin
                 && self.order[j + 1].piece.default_ttl == p.default_ttl)
                 .then_some(j + 1)
@@ -330,14 +333,7 @@ impl FileIndex {
             return Ok(None);
         }
         let mut spans: Vec<Span> = self.order[..r].to_vec();
-        spans.extend(cuts.into_iter().map(|mut p| {
-            p.start -= base;
-            p.end -= base;
-            let mut s = span(&text, p);
-            s.piece.start += base;
-            s.piece.end += base;
-            s
-        }));
+        spans.extend(cuts.into_iter().map(|p| span(&text, base, p)));
         if let (Some(j), Some(at)) = (resumes, stopped) {
             let lines = at.line as i64 - self.order[j].piece.line as i64;
             spans.extend(self.order[j..].iter().map(|s| {
@@ -373,7 +369,7 @@ impl FileIndex {
     fn compare<'t>(
         &self,
         spans: Vec<Span>,
-        text: &dyn Fn(&Piece) -> Option<(&'t [u8], Piece)>,
+        text: &TextOf<'t>,
         sums: Sums,
         path: &Path,
         opts: &ParseOptions,

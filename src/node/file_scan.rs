@@ -74,9 +74,7 @@ impl Sums {
             .count();
         (same * BLOCK).min(self.len).min(other.len)
     }
-}
 
-impl Sums {
     /// Whether the blocks over bytes `start..end` are the same in `self`'s file and in
     /// `other`'s, a file of the same length.
     pub fn same_blocks(&self, other: &Sums, start: usize, end: usize) -> bool {

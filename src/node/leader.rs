@@ -1430,6 +1430,7 @@ fn build_version(
         Ok((b, sums))
     };
     let mut edit = None;
+    let mut around_change = false;
     let (input, input_digest, mut delta, what, compare, files, sums) = match input {
         Input::Reread => {
             let (b, sums) = read_whole()?;
@@ -1446,6 +1447,7 @@ fn build_version(
                 FileRead::Whole(b) => b,
                 FileRead::Edit(e) => {
                     edit = Some(e);
+                    around_change = true;
                     Vec::new()
                 }
             };
@@ -1489,7 +1491,7 @@ fn build_version(
     // Read around its change but not told apart that way: the whole file, which must be
     // what was read.
     let input = match (&pieces, &sums) {
-        (None, Some(read)) if input.is_empty() && read.len > 0 => {
+        (None, Some(read)) if around_change => {
             let (b, again) = read_whole()?;
             if again.digest != read.digest {
                 return Err(BuildError::Transient(format!(
