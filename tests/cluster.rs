@@ -489,7 +489,10 @@ fn nodes_share_keys_in_a_pkcs11_token() {
     let hsm = tempfile::tempdir().unwrap();
     let conf = common::softhsm_conf(hsm.path());
     common::init_softhsm_token(&conf, "signers");
-    let uri = "pkcs11:token=signers?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234";
+    let uri = format!(
+        "pkcs11:token=signers?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value={}",
+        common::USER_PIN
+    );
     let conf_s = conf.display().to_string();
     let mut c = Cluster::start_with(3, 17900, "", |n| {
         let text = std::fs::read_to_string(&n.config).unwrap();

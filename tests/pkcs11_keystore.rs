@@ -89,7 +89,8 @@ fn errors_are_clear(base: &str, bad_pin: &Path) {
     let msg = e.to_string();
     assert!(msg.contains("wrong PIN") && msg.contains("\"t\""), "{msg}");
     let e = hsm::open(&format!(
-        "pkcs11:token=missing?module-path={MODULE}&pin-value=1234"
+        "pkcs11:token=missing?module-path={MODULE}&pin-value={}",
+        common::USER_PIN
     ))
     .err()
     .expect("no such token");
@@ -98,8 +99,8 @@ fn errors_are_clear(base: &str, bad_pin: &Path) {
         msg.contains("\"missing\"") && msg.contains("\"t\""),
         "lists the labels found: {msg}"
     );
-    assert!(!msg.contains("1234"), "no PIN in messages: {msg}");
-    let e = hsm::open("pkcs11:token=t?module-path=/nonexistent/module.so&pin-value=1234")
+    assert!(!msg.contains(common::USER_PIN), "no PIN in messages: {msg}");
+    let e = hsm::open("pkcs11:token=t?module-path=/nonexistent/module.so&pin-value=x")
         .err()
         .expect("no module");
     assert!(e.to_string().contains("cannot load PKCS#11 module"), "{e}");
@@ -121,9 +122,9 @@ fn softhsm_keystore() {
     unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
     init_softhsm_token(&conf, "t");
     let pin = dir.path().join("pin");
-    std::fs::write(&pin, "1234\n").unwrap();
+    std::fs::write(&pin, format!("{}\n", common::USER_PIN)).unwrap();
     let bad_pin = dir.path().join("badpin");
-    std::fs::write(&bad_pin, "9999\n").unwrap();
+    std::fs::write(&bad_pin, format!("{}\n", common::WRONG_PIN)).unwrap();
 
     // First: once this process has logged in to the token, every later login is accepted
     // (PKCS#11 login state is per application), so a wrong PIN shows only before that.
@@ -140,11 +141,12 @@ fn softhsm_keystore() {
     concurrent_signing(store.as_ref(), &zone);
 
     let with_value = hsm::open(&format!(
-        "pkcs11:token=t?module-path={MODULE}&pin-value=1234"
+        "pkcs11:token=t?module-path={MODULE}&pin-value={}",
+        common::USER_PIN
     ))
     .expect("pin-value");
     assert!(
-        !with_value.describe().contains("1234"),
+        !with_value.describe().contains(common::USER_PIN),
         "{}",
         with_value.describe()
     );
@@ -157,7 +159,8 @@ fn softhsm_keystore() {
         .next()
         .unwrap();
     let only = hsm::open(&format!(
-        "pkcs11:token=t;object={label}?module-path={MODULE}&pin-value=1234"
+        "pkcs11:token=t;object={label}?module-path={MODULE}&pin-value={}",
+        common::USER_PIN
     ))
     .unwrap();
     let keys = only.load(&zone).unwrap();

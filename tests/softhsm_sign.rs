@@ -22,8 +22,12 @@ impl Hsm {
         let dir = tempfile::tempdir().unwrap();
         let conf = softhsm_conf(dir.path());
         init_softhsm_token(&conf, label);
-        std::fs::write(dir.path().join("pin"), "1234\n").unwrap();
-        std::fs::write(dir.path().join("badpin"), "0000\n").unwrap();
+        std::fs::write(dir.path().join("pin"), format!("{}\n", common::USER_PIN)).unwrap();
+        std::fs::write(
+            dir.path().join("badpin"),
+            format!("{}\n", common::WRONG_PIN),
+        )
+        .unwrap();
         Hsm {
             dir: dir.path().to_path_buf(),
             _dir: dir,
@@ -80,7 +84,7 @@ fn sign_with_hsm(alg: &str) {
         "{listed}"
     );
     assert!(
-        !listed.contains("1234"),
+        !listed.contains(common::USER_PIN),
         "the PIN must never be printed: {listed}"
     );
     let input = generated_zone(&hsm.dir, "tld", "tld", 800);
@@ -133,11 +137,20 @@ fn wrong_pin_is_a_clear_error_and_never_printed() {
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("wrong PIN") && err.contains("pins"), "{err}");
-    assert!(!format!("{out}{err}").contains("0000"), "PIN leaked: {err}");
-    let inline = format!("pkcs11:token=pins?module-path={MODULE}&pin-value=0000");
+    assert!(
+        !format!("{out}{err}").contains(common::WRONG_PIN),
+        "PIN leaked: {err}"
+    );
+    let inline = format!(
+        "pkcs11:token=pins?module-path={MODULE}&pin-value={}",
+        common::WRONG_PIN
+    );
     let (code, out, err) = hsm.qs(&["keys", "list", "--zone", "example", "--keystore", &inline]);
     assert_ne!(code, 0);
     assert!(err.contains("wrong PIN"), "{err}");
-    assert!(!format!("{out}{err}").contains("0000"), "PIN leaked: {err}");
+    assert!(
+        !format!("{out}{err}").contains(common::WRONG_PIN),
+        "PIN leaked: {err}"
+    );
     assert!(Path::new(MODULE).exists());
 }

@@ -107,7 +107,13 @@ pub fn softhsm_conf(dir: &Path) -> PathBuf {
     conf
 }
 
-/// Creates a SoftHSM2 token `label` (user PIN 1234) in the token directory of `conf`.
+/// The user PIN of every test token. Tests assert it is never printed, so it must be a string
+/// no key tag, hex id or base64 key can contain (a PIN of digits once matched a key tag).
+pub const USER_PIN: &str = "Qz-user-pin-7x";
+/// A PIN that is always wrong, with the same property.
+pub const WRONG_PIN: &str = "Vk-wrong-pin-9w";
+
+/// Creates a SoftHSM2 token `label` (user PIN [`USER_PIN`]) in the token directory of `conf`.
 pub fn init_softhsm_token(conf: &Path, label: &str) {
     let out = std::process::Command::new("softhsm2-util")
         .env("SOFTHSM2_CONF", conf)
@@ -117,7 +123,7 @@ pub fn init_softhsm_token(conf: &Path, label: &str) {
             "--label",
             label,
             "--pin",
-            "1234",
+            USER_PIN,
             "--so-pin",
             "5678",
         ])
