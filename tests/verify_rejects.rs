@@ -213,3 +213,48 @@ fn unusable_input_exits_2() {
     let (code, _, err) = qs(&["verify", "--zone", "example", "/nonexistent/zone"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// A zone large enough that its P-256 keys' signatures are checked through tables of the
+/// keys' multiples: intact it is valid; one flipped signature among thousands is named.
+#[test]
+fn flipped_byte_in_a_large_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = make_keys(&dir.path().join("keys"), "tld", "13", false);
+    let input = generated_zone(dir.path(), "tld", "tld", 6000);
+    let out = dir.path().join("signed");
+    sign_ok("tld", p(&input), p(&out), &ks, &["--denial", "nsec"]);
+    let (code, text, err) = qs(&["verify", "--zone", "tld", p(&out)]);
+    assert_eq!(code, 0, "{text}{err}");
+    assert!(text.contains("0 failure(s)"), "{text}");
+    let signed = std::fs::read_to_string(&out).unwrap();
+    // The 1000th RRSIG over a DS record.
+    let mut seen = 0;
+    let mut owner = String::new();
+    let mutated: String = signed
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() > 4 && f[3] == "RRSIG" && f[4] == "DS" {
+                seen += 1;
+                if seen == 1000 {
+                    owner = f[0].to_string();
+                    let mut b = l.as_bytes().to_vec();
+                    let i = b.len() - 20;
+                    b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+                    return String::from_utf8(b).unwrap() + "\n";
+                }
+            }
+            format!("{l}\n")
+        })
+        .collect();
+    assert!(!owner.is_empty(), "only {seen} DS signatures");
+    let path = dir.path().join("mutated");
+    std::fs::write(&path, mutated).unwrap();
+    let (code, text, err) = qs(&["verify", "--zone", "tld", p(&path)]);
+    assert_eq!(code, 1, "{text}{err}");
+    assert!(
+        text.contains(&format!("{owner} DS: RRSIG")) && text.contains("does not verify"),
+        "{text}"
+    );
+    assert!(text.contains("1 failure(s)"), "{text}");
+}

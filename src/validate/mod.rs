@@ -24,6 +24,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use crate::keys::ecdsa_check::ScalarVerifier;
+use crate::keys::ecdsa_table::TableVerifier;
 use crate::keys::{DnsKey, RrsigHeader, Verifier, signed_data};
 use crate::signer::cache::serial_le;
 use crate::zone::{Name, Node, NodeKind, Zone, rtype};
@@ -74,8 +75,9 @@ pub(crate) fn failure(owner: &Name, t: u16, message: impl Into<String>) -> Failu
 pub(crate) struct Keys {
     by_tag: HashMap<(u16, u8), Vec<(DnsKey, Verifier)>>,
     algorithms: Vec<u8>,
-    /// (key tag, algorithm) held by exactly one key, whose scalar is at hand.
-    scalar: HashMap<(u16, u8), Arc<ScalarVerifier>>,
+    /// (key tag, algorithm) held by exactly one key whose signatures are checked in batches:
+    /// through its scalar when at hand, else through a table of its multiples (P-256).
+    batched: HashMap<(u16, u8), Arc<dyn BatchCheck>>,
 }
 
 impl Keys {
@@ -85,20 +87,28 @@ impl Keys {
             None => Keys {
                 by_tag: HashMap::new(),
                 algorithms: Vec::new(),
-                scalar: HashMap::new(),
+                batched: HashMap::new(),
             },
         }
     }
 
-    /// Checks the signatures of the keys in `private` through their scalars.
-    fn attach(&mut self, private: &[Arc<ScalarVerifier>]) {
+    /// Checks the signatures of the keys in `private` through their scalars and, with
+    /// `tables`, those of the other P-256 keys through tables of their multiples.
+    fn attach(&mut self, private: &[Arc<ScalarVerifier>], tables: bool) {
         for (tag, candidates) in &self.by_tag {
-            if let [(k, _)] = candidates.as_slice()
-                && let Some(v) = private
-                    .iter()
-                    .find(|v| v.key() == (k.algorithm, k.public_key.as_slice()))
+            let [(k, _)] = candidates.as_slice() else {
+                continue;
+            };
+            if let Some(v) = private
+                .iter()
+                .find(|v| v.key() == (k.algorithm, k.public_key.as_slice()))
             {
-                self.scalar.insert(*tag, v.clone());
+                self.batched.insert(*tag, v.clone());
+            } else if tables
+                && k.algorithm == 13
+                && let Ok(v) = TableVerifier::new(&k.public_key)
+            {
+                self.batched.insert(*tag, Arc::new(v));
             }
         }
     }
@@ -139,7 +149,7 @@ impl Keys {
         Keys {
             by_tag,
             algorithms,
-            scalar: HashMap::new(),
+            batched: HashMap::new(),
         }
     }
 }
@@ -156,7 +166,7 @@ pub(crate) struct SignedRrset<'a> {
 /// Checks every RRSIG in `sigs` over the authoritative RRset `set`, and that each algorithm
 /// of the DNSKEY RRset has a valid one. Returns the number of RRSIGs checked.
 ///
-/// With `defer`, signatures of keys checked through their scalar are queued there (and
+/// With `defer`, signatures of keys checked in batches are queued there (and
 /// counted as good here); [`settle`] checks them and reports those that fail.
 pub(crate) fn check_rrset_sigs(
     set: &SignedRrset<'_>,
@@ -283,7 +293,9 @@ pub fn verify_source(
     let mut failures = Vec::new();
     let apex = src.apex();
     let mut keys = Keys::from_apex(apex, &mut failures);
-    keys.attach(&opts.private_keys);
+    // A key's table costs about a hundred signature checks to build.
+    let tables = !opts.signatures_prechecked && src.node_count() >= TABLE_MIN_NODES;
+    keys.attach(&opts.private_keys, tables);
     if apex.rrset(rtype::DNSKEY).is_none() {
         failures.push(failure(
             &apex.name,
@@ -295,7 +307,7 @@ pub fn verify_source(
     let t0 = std::time::Instant::now();
     let (done, total) = (std::sync::atomic::AtomicUsize::new(0), src.node_count());
     // Summed as the threads go (a result per node was 40 bytes × every node of the zone).
-    // In chunks: signatures checked through a scalar are settled a chunk's batch at a time.
+    // In chunks: signatures checked in batches are settled a chunk's batch at a time.
     const CHUNK: usize = 256;
     src.windows(&mut |nodes: &[Node]| {
         let (sets, sigs, found) = nodes
@@ -355,9 +367,31 @@ fn authoritative(kind: NodeKind, t: u16) -> bool {
     }
 }
 
-/// A signature queued for a batched check through its key's scalar.
+/// Zones with at least this many nodes have their P-256 keys' signatures checked through
+/// tables of the keys' multiples (see [`TableVerifier`]).
+const TABLE_MIN_NODES: usize = 4096;
+
+/// A key whose signatures are checked many at a time.
+pub(crate) trait BatchCheck: Send + Sync {
+    /// Whether each (signed data, signature) pair verifies.
+    fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> Vec<bool>;
+}
+
+impl BatchCheck for ScalarVerifier {
+    fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
+        ScalarVerifier::verify_batch(self, items)
+    }
+}
+
+impl BatchCheck for TableVerifier {
+    fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
+        TableVerifier::verify_batch(self, items)
+    }
+}
+
+/// A signature queued for a batched check.
 pub(crate) struct Deferred {
-    check: Arc<ScalarVerifier>,
+    check: Arc<dyn BatchCheck>,
     data: Vec<u8>,
     sig: Vec<u8>,
     owner: Name,
@@ -518,7 +552,7 @@ fn check_rrsig(
         return Ok(());
     }
     signed_data(h, set.owner, set.rtype, set.rdatas, buf);
-    if let (Some(queue), Some(v)) = (defer, keys.scalar.get(&(tag, h.algorithm))) {
+    if let (Some(queue), Some(v)) = (defer, keys.batched.get(&(tag, h.algorithm))) {
         queue.push(Deferred {
             check: v.clone(),
             data: buf.clone(),
