@@ -154,3 +154,67 @@ fn wrong_pin_is_a_clear_error_and_never_printed() {
     );
     assert!(Path::new(MODULE).exists());
 }
+
+/// In a zone of 4,096 names or more, the signatures of a P-256 key in the token are checked
+/// through a table of the key's multiples instead of one public-key verification each: a
+/// token that returns a wrong signature now and then is still caught every time, and the
+/// good signatures still pass.
+#[test]
+fn corrupted_hsm_signatures_in_a_large_zone_are_caught() {
+    let hsm = Hsm::new("big");
+    let uri = hsm.uri("big", "pin");
+    for role in ["ksk", "zsk"] {
+        hsm.qs_ok(&[
+            "keys",
+            "generate",
+            "--zone",
+            "tld",
+            "--keystore",
+            &uri,
+            "--algorithm",
+            "13",
+            "--role",
+            role,
+        ]);
+    }
+    let input = generated_zone(&hsm.dir, "tld", "tld", 6000);
+    let out = hsm.dir.join("big.signed");
+    for every in [1u32, 997, 4999] {
+        std::fs::write(&out, "previous version\n").unwrap();
+        let ks = format!("fault:every={every}:{uri}");
+        let (code, o, e) = hsm.qs(&[
+            "sign",
+            "--zone",
+            "tld",
+            "--input",
+            p(&input),
+            "--output",
+            p(&out),
+            "--keystore",
+            &ks,
+        ]);
+        assert_ne!(code, 0, "every={every} slipped through:\n{o}\n{e}");
+        assert!(
+            e.contains("does not verify against its public key"),
+            "every={every}: {e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "previous version\n",
+            "output was touched with every={every}"
+        );
+    }
+    hsm.qs_ok(&[
+        "sign",
+        "--zone",
+        "tld",
+        "--input",
+        p(&input),
+        "--output",
+        p(&out),
+        "--keystore",
+        &uri,
+    ]);
+    let (code, o, e) = hsm.qs(&["verify", "--zone", "tld", p(&out)]);
+    assert_eq!(code, 0, "{o}\n{e}");
+}

@@ -17,6 +17,26 @@ use serde::{Deserialize, Serialize};
 
 pub use algorithm::{Algorithm, Verifier};
 
+/// A key whose signatures are checked many at a time (one modular inversion per batch):
+/// through its private scalar ([`ecdsa_check::ScalarVerifier`]) or a table of its public
+/// key's multiples ([`ecdsa_table::TableVerifier`]).
+pub trait BatchCheck: Send + Sync {
+    /// Whether each (signed data, signature) pair verifies.
+    fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> Vec<bool>;
+}
+
+impl BatchCheck for ecdsa_check::ScalarVerifier {
+    fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
+        ecdsa_check::ScalarVerifier::verify_batch(self, items)
+    }
+}
+
+impl BatchCheck for ecdsa_table::TableVerifier {
+    fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
+        ecdsa_table::TableVerifier::verify_batch(self, items)
+    }
+}
+
 use crate::zone::Name;
 
 /// DNSKEY flags (RFC 4034 §2.1.1).

@@ -26,7 +26,9 @@ pub use cache::SignatureCache;
 pub use nsec3::Nsec3Params;
 
 use crate::hsm::{HsmError, SigningKey};
+use crate::keys::BatchCheck;
 use crate::keys::ecdsa_check::ScalarVerifier;
+use crate::keys::ecdsa_table::TableVerifier;
 use crate::keys::{KeyId, RrsigHeader, Verifier, rrsig_labels, signed_data};
 use crate::zone::rdata::type_bitmap;
 use crate::zone::{Name, Node, NodeKind, Rrset, Zone, rtype};
@@ -152,19 +154,28 @@ struct Signer {
 enum Check {
     /// Public-key verification.
     PublicKey(Verifier),
-    /// The ECDSA verification equation through the private scalar (soft keys).
-    Scalar(ScalarVerifier),
+    /// Many at a time, a chunk's batch: the ECDSA verification equation through the private
+    /// scalar (soft keys), or through a table of the public key's multiples (P-256 keys
+    /// that sign a large zone, such as PKCS#11 keys).
+    Batch(Box<dyn BatchCheck>),
 }
 
 impl Check {
-    fn for_key(k: &dyn SigningKey) -> Result<Check, SignError> {
+    /// `large`: the zone is large enough that a key's table pays for itself.
+    fn for_key(k: &dyn SigningKey, large: bool) -> Result<Check, SignError> {
         let d = k.dnskey();
         let bad = |msg: String| SignError::BadKey {
             handle: k.handle().into(),
             msg,
         };
         if let Some(v) = crate::hsm::scalar_verifier(k) {
-            return v.map(Check::Scalar).map_err(bad);
+            return v
+                .map(|v: ScalarVerifier| Check::Batch(Box::new(v)))
+                .map_err(bad);
+        }
+        if large && d.algorithm == 13 {
+            let v = TableVerifier::new(&d.public_key).map_err(bad)?;
+            return Ok(Check::Batch(Box::new(v)));
         }
         d.verifier()
             .map(Check::PublicKey)
@@ -190,7 +201,8 @@ pub fn sign_zone(
     if keys.is_empty() {
         return Err(SignError::NoKeys(zone.origin.to_text()));
     }
-    let (signers, ksks, zsks) = signers_of(&zone.origin, keys, opts)?;
+    let large = zone.nodes.len() >= crate::validate::TABLE_MIN_NODES;
+    let (signers, ksks, zsks) = signers_of(&zone.origin, keys, opts, large)?;
 
     add_apex_records(&mut zone, keys, opts);
     let denial_ttl = zone.denial_ttl();
@@ -291,6 +303,7 @@ fn signers_of(
     origin: &Name,
     keys: &[Arc<dyn SigningKey>],
     opts: &SignOptions,
+    large: bool,
 ) -> Result<Roles, SignError> {
     crate::hsm::check_key_tags(keys).map_err(SignError::KeyTag)?;
     let signers: Vec<Signer> = keys
@@ -301,7 +314,7 @@ fn signers_of(
                 key: k.clone(),
                 id: d.id(),
                 tag: d.key_tag(),
-                check: Check::for_key(k.as_ref())?,
+                check: Check::for_key(k.as_ref(), large)?,
             })
         })
         .collect::<Result<_, SignError>>()?;
@@ -337,7 +350,8 @@ pub fn sign_rrsets(
     opts: &SignOptions,
     cache: &SignatureCache,
 ) -> Result<(RrsigSets, usize), SignError> {
-    let (signers, ksks, zsks) = signers_of(origin, keys, opts)?;
+    let large = items.len() >= crate::validate::TABLE_MIN_NODES;
+    let (signers, ksks, zsks) = signers_of(origin, keys, opts, large)?;
     let plan = Plan {
         origin,
         signers: &signers,
@@ -438,7 +452,7 @@ fn sign_chunk(
                     return Err(bad_signature(s, owner, set.rtype));
                 }
                 Check::PublicKey(_) => {}
-                Check::Scalar(_) => pending.push(Pending {
+                Check::Batch(_) => pending.push(Pending {
                     item: ii,
                     signer: ki,
                     data,
@@ -451,7 +465,7 @@ fn sign_chunk(
         outs.push((out, signed));
     }
     for (ki, s) in plan.signers.iter().enumerate() {
-        let Check::Scalar(v) = &s.check else { continue };
+        let Check::Batch(v) = &s.check else { continue };
         let mine: Vec<&Pending> = pending.iter().filter(|p| p.signer == ki).collect();
         let checks: Vec<(&[u8], &[u8])> = mine
             .iter()

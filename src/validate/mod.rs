@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
+use crate::keys::BatchCheck;
 use crate::keys::ecdsa_check::ScalarVerifier;
 use crate::keys::ecdsa_table::TableVerifier;
 use crate::keys::{DnsKey, RrsigHeader, Verifier, signed_data};
@@ -368,26 +369,8 @@ fn authoritative(kind: NodeKind, t: u16) -> bool {
 }
 
 /// Zones with at least this many nodes have their P-256 keys' signatures checked through
-/// tables of the keys' multiples (see [`TableVerifier`]).
-const TABLE_MIN_NODES: usize = 4096;
-
-/// A key whose signatures are checked many at a time.
-pub(crate) trait BatchCheck: Send + Sync {
-    /// Whether each (signed data, signature) pair verifies.
-    fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> Vec<bool>;
-}
-
-impl BatchCheck for ScalarVerifier {
-    fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
-        ScalarVerifier::verify_batch(self, items)
-    }
-}
-
-impl BatchCheck for TableVerifier {
-    fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
-        TableVerifier::verify_batch(self, items)
-    }
-}
+/// tables of the keys' multiples (see [`TableVerifier`]); the signer uses it too.
+pub(crate) const TABLE_MIN_NODES: usize = 4096;
 
 /// A signature queued for a batched check.
 pub(crate) struct Deferred {
