@@ -140,6 +140,16 @@ fn three_nodes_replicate_validate_fail_over_and_catch_up() {
     // SIGKILL the leader; change one RRset; the new leader publishes the next serial.
     let old = c.leader();
     let before = c.zone_status(old);
+    // The standbys keep the index of the current version's input file for a takeover.
+    for id in (1..=3).filter(|id| *id != old) {
+        lab::wait_for(Duration::from_secs(30), || {
+            std::fs::read_to_string(&c.node(id).log)
+                .ok()?
+                .contains("standby: input file indexed for a takeover")
+                .then_some(())
+        })
+        .unwrap_or_else(|| panic!("node {id} indexes the input file as a standby"));
+    }
     c.kill(old, libc::SIGKILL);
     c.append_record("added IN TXT \"after the failover\"");
     let new = c.leader();
@@ -153,8 +163,9 @@ fn three_nodes_replicate_validate_fail_over_and_catch_up() {
         log.lines()
             .any(|l| l.contains("names or types came or went")
                 && l.contains(&format!("serial={serial2} "))
-                && l.contains("input=\"file compared\"")),
-        "the new name was signed with the denial records around it, not the whole zone:\n{log}"
+                && l.contains("input=\"file edit compared\"")),
+        "the new name was signed with the denial records around it, not the whole zone, \
+         and the file read around its change through the index the standby kept:\n{log}"
     );
     assert_eq!(
         z["resigned_unchanged"].as_u64(),

@@ -476,6 +476,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The new file's index alone (a standby keeping it for a takeover).
+    pub fn into_index(self) -> FileIndex {
+        self.index
+    }
+
     /// The small zone, the RRsets at the owners that may have changed (the content's and
     /// the new file's), and the new file's index; `None` when an owner of a new piece is
     /// also named in a piece that stayed (it has records in the content but was in no
