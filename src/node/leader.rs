@@ -98,10 +98,6 @@ struct Memo {
     /// The pieces of the input file the current version was built from (a changed file
     /// is compared with them first: [`crate::node::file_index`]).
     files: Arc<std::sync::Mutex<FileIndexes>>,
-    /// On a standby: the file last read that was not the current version's input (its
-    /// size and mtime, and its digest), not read again until it changes or a version
-    /// built from it is current.
-    standby_other: Option<((SystemTime, u64), [u8; 32])>,
     /// Parent actions already logged: (key, submit?).
     parent_told: HashSet<(KeyId, bool)>,
     /// When the parent's servers were last asked, and what was wrong then.
@@ -110,33 +106,31 @@ struct Memo {
 }
 
 impl Memo {
-    /// What a node that does not lead keeps: the input's index and what it knows of the
-    /// file the index is of.
+    /// What a node that does not lead keeps: the input's index.
     fn standby(&self) -> Memo {
         Memo {
             input_of: self.input_of.clone(),
-            stat: self.stat,
-            digest: self.digest,
             files: self.files.clone(),
-            standby_other: self.standby_other,
             ..Default::default()
         }
     }
 }
 
-/// On a node that does not lead, a zone whose input is a file: once this node has
-/// validated the current version, the index of that version's input file (when the file
-/// here is that input), made from the last index around the file's change, or from the
-/// whole file (~2 s at 1M) when there is none or the change is too large. A file that is
-/// not (yet) the current version's input is left alone until it changes again.
-async fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
+/// On a node that does not lead, a zone whose input is a file: the index of the current
+/// version's input file (when the file here is that input), made from the last index
+/// around the file's change, or from the whole file (~2 s of CPU at 1M) when there is none
+/// or the change is too large. It is made in the background, on threads that yield to
+/// everything else (the check of the version among them): this node takes over at once
+/// if elected meanwhile. A file that is not (yet) the current version's input is left
+/// alone until it changes again.
+fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
     let found = node.sm.with(|st| {
         let z = st.zones.get(zone)?;
         let cfg = z.config.clone()?;
         let v = z.current.as_ref()?;
-        Some((cfg, v.input_digest, v.hash))
+        Some((cfg, v.input_digest))
     });
-    let Some((cfg, digest, hash)) = found else {
+    let Some((cfg, digest)) = found else {
         return;
     };
     let Some(path) = cfg.input.strip_prefix("file:").map(str::to_string) else {
@@ -148,19 +142,6 @@ async fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
             ..Default::default()
         };
     }
-    let index = memo.files.lock().ok().and_then(|g| g.current.clone());
-    if index.as_ref().is_some_and(|i| i.sums.digest == digest) {
-        return;
-    }
-    // The check of the version comes first.
-    let validated = node
-        .local()
-        .last_good
-        .get(zone)
-        .is_some_and(|v| v.hash == hash);
-    if !validated {
-        return;
-    }
     let Ok(meta) = std::fs::metadata(&path) else {
         return;
     };
@@ -168,15 +149,20 @@ async fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
         meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         meta.len(),
     );
-    if memo.stat == Some(stat) && memo.digest == digest {
-        return; // this version's input, read already: its index could not be made
-    }
-    if memo
-        .standby_other
-        .is_some_and(|(s, d)| s == stat && d != digest)
-    {
-        return; // read already: not the current version's input
-    }
+    let (index, generation) = {
+        let Ok(mut g) = memo.files.lock() else { return };
+        if g.standby_busy || g.current.as_ref().is_some_and(|i| i.sums.digest == digest) {
+            return;
+        }
+        // Read already: not the current version's input, or its index could not be made.
+        if g.standby_seen
+            .is_some_and(|(s, d, made)| s == stat && (d != digest || !made))
+        {
+            return;
+        }
+        g.standby_busy = true;
+        (g.current.clone(), g.generation)
+    };
     let Ok(origin) = Name::parse(zone.as_bytes(), None) else {
         return;
     };
@@ -188,55 +174,56 @@ async fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
         },
         keep_dnssec: false,
     };
-    let t = Instant::now();
-    let made = crate::node::spawn_blocking(move || {
-        standby_pool().install(|| -> std::io::Result<_> {
-            use std::io::Read;
-            let mut f = std::fs::File::open(&path)?;
-            let len = f.metadata()?.len() as usize;
-            let p = std::path::Path::new(&path);
-            if let Some(index) = index {
-                let (sums, edit) = index.scan(&f, len)?;
+    let files = memo.files.clone();
+    let zone = zone.to_string();
+    tokio::spawn(async move {
+        let t = Instant::now();
+        let made = crate::node::spawn_blocking(move || {
+            standby_pool().install(|| -> std::io::Result<_> {
+                use std::io::Read;
+                let mut f = std::fs::File::open(&path)?;
+                let len = f.metadata()?.len() as usize;
+                let p = std::path::Path::new(&path);
+                if let Some(index) = index {
+                    let (sums, edit) = index.scan(&f, len)?;
+                    if sums.digest != digest {
+                        return Ok((sums.digest, None, "around its change"));
+                    }
+                    if let Some(next) = edit
+                        .and_then(|e| index.prepare_edit(e, sums, p, &popts))
+                        .map(|pr| pr.into_index())
+                    {
+                        return Ok((digest, Some(next), "around its change"));
+                    }
+                }
+                let mut b = Vec::with_capacity(len);
+                f.read_to_end(&mut b)?;
+                let sums = Sums::of(&b);
                 if sums.digest != digest {
-                    return Ok((sums.digest, None, "around its change"));
+                    return Ok((sums.digest, None, "whole"));
                 }
-                if let Some(next) = edit
-                    .and_then(|e| index.prepare_edit(e, sums, p, &popts))
-                    .map(|pr| pr.into_index())
-                {
-                    return Ok((digest, Some(next), "around its change"));
-                }
-            }
-            let mut b = Vec::with_capacity(len);
-            f.read_to_end(&mut b)?;
-            let sums = Sums::of(&b);
-            if sums.digest != digest {
-                return Ok((sums.digest, None, "whole"));
-            }
-            Ok((digest, FileIndex::build(&b, sums, p, &popts), "whole"))
+                Ok((digest, FileIndex::build(&b, sums, p, &popts), "whole"))
+            })
         })
-    })
-    .await;
-    let Ok(Ok((read, next, how))) = made else {
-        return;
-    };
-    if read != digest {
-        memo.standby_other = Some((stat, read));
-        return;
-    }
-    memo.stat = Some(stat);
-    memo.digest = digest;
-    if let (Some(next), Ok(mut g)) = (next, memo.files.lock()) {
-        tracing::info!(
-            zone,
-            how,
-            pieces = next.len(),
-            ms = t.elapsed().as_millis() as u64,
-            "standby: input file indexed for a takeover"
-        );
-        g.current = Some(Arc::new(next));
-        g.pending = None;
-    }
+        .await;
+        let Ok(mut g) = files.lock() else { return };
+        g.standby_busy = false;
+        let Ok(Ok((read, next, how))) = made else {
+            return;
+        };
+        g.standby_seen = Some((stat, read, next.is_some()));
+        // (Unless this node became leader and made its own index meanwhile.)
+        if let Some(next) = next.filter(|_| g.generation == generation) {
+            tracing::info!(
+                zone,
+                how,
+                pieces = next.len(),
+                ms = t.elapsed().as_millis() as u64,
+                "standby: input file indexed for a takeover"
+            );
+            g.current = Some(Arc::new(next));
+        }
+    });
 }
 
 /// Threads for a standby's index of the input, at the lowest CPU priority (nice 19): it
@@ -262,6 +249,15 @@ fn standby_pool() -> &'static rayon::ThreadPool {
 struct FileIndexes {
     current: Option<Arc<FileIndex>>,
     pending: Option<FileIndex>,
+    /// Counts the indexes this node made as leader (a standby's index made meanwhile is
+    /// dropped).
+    generation: u64,
+    /// A standby is making an index ([`standby_index`]).
+    standby_busy: bool,
+    /// The file a standby read last: its size and mtime, its digest, and whether an index
+    /// was made of it (not read again until it changes, or a version built from it is
+    /// current).
+    standby_seen: Option<((SystemTime, u64), [u8; 32], bool)>,
 }
 
 /// A changed input file as read: whole, or around its change (see [`FileIndex::scan`]).
@@ -330,7 +326,7 @@ pub async fn run(node: Arc<Node>) {
             for zone in zones {
                 let m = memo.entry(zone.clone()).or_default();
                 *m = m.standby();
-                standby_index(&node, &zone, m).await;
+                standby_index(&node, &zone, m);
             }
             continue;
         }
@@ -1032,6 +1028,7 @@ fn index_file(files: &std::sync::Mutex<FileIndexes>, digest: [u8; 32]) {
     let Ok(mut g) = files.lock() else { return };
     if let Some(p) = g.pending.take().filter(|p| p.sums.digest == digest) {
         g.current = Some(Arc::new(p));
+        g.generation += 1;
     }
 }
 

@@ -23,6 +23,61 @@ pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    /// The entries appended last, as they were appended: replicating them to each
+    /// follower and applying them reads them from here instead of decoding them from sled
+    /// again (a version's stage entries share their records' bytes with these).
+    recent: std::sync::Arc<std::sync::Mutex<Recent>>,
+}
+
+/// The newest entries of the log, in order and without gaps, up to [`RECENT_BYTES`] of
+/// their encoded size; always a suffix of what is in sled.
+#[derive(Default)]
+struct Recent {
+    entries: std::collections::BTreeMap<u64, (EntryOf<TypeConfig>, usize)>,
+    bytes: usize,
+}
+
+/// How much of the log's end [`Recent`] holds, in encoded bytes (about 32 stage entries).
+const RECENT_BYTES: usize = 64 << 20;
+
+impl Recent {
+    fn push(&mut self, idx: u64, e: EntryOf<TypeConfig>, len: usize) {
+        // Appends follow the last entry (after a truncation when they replace some).
+        if self
+            .entries
+            .last_key_value()
+            .is_some_and(|(k, _)| k + 1 != idx)
+        {
+            self.clear();
+        }
+        self.entries.insert(idx, (e, len));
+        self.bytes += len;
+        while self.bytes > RECENT_BYTES {
+            let Some((_, (_, n))) = self.entries.pop_first() else {
+                break;
+            };
+            self.bytes -= n;
+        }
+    }
+
+    /// Drops the entries from index `from` on.
+    fn truncate(&mut self, from: u64) {
+        for (_, (_, n)) in self.entries.split_off(&from) {
+            self.bytes -= n;
+        }
+    }
+
+    /// Drops the entries up to index `upto`.
+    fn purge(&mut self, upto: u64) {
+        let keep = self.entries.split_off(&(upto + 1));
+        let gone = std::mem::replace(&mut self.entries, keep);
+        self.bytes -= gone.values().map(|(_, n)| n).sum::<usize>();
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
 }
 
 /// Chaos runs (`fault_control`'s `disk = fsync-error`): every flush fails as an fsync that
@@ -66,6 +121,7 @@ impl LogStore {
             log: db.open_tree("log").map_err(err)?,
             meta: db.open_tree("meta").map_err(err)?,
             db,
+            recent: Default::default(),
         })
     }
 
@@ -97,6 +153,20 @@ impl LogStore {
         crate::blocking(|| {
             let mut out = Vec::new();
             let mut bytes = 0usize;
+            {
+                let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+                if recent.entries.contains_key(&start) {
+                    for (idx, (e, n)) in recent.entries.range(start..) {
+                        if !range.contains(idx) || (!out.is_empty() && bytes + n > max_bytes) {
+                            return Ok(out);
+                        }
+                        bytes += n;
+                        out.push(e.clone());
+                    }
+                    // Past the newest entry: nothing more in sled either.
+                    return Ok(out);
+                }
+            }
             for item in self.log.range(start.to_be_bytes()..) {
                 let (k, v) = item.map_err(err)?;
                 let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
@@ -199,10 +269,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // workers so that heartbeats go on meanwhile.
         crate::blocking(|| {
             let mut batch = sled::Batch::default();
+            let mut kept = Vec::new();
             for e in entries {
-                batch.insert(&e.index().to_be_bytes(), encode(&e));
+                let v = encode(&e);
+                kept.push((e.index(), v.len(), e));
+                batch.insert(&kept.last().expect("pushed").0.to_be_bytes(), v);
             }
-            self.log.apply_batch(batch).map_err(err)
+            // Under the lock, so a read never sees the cache ahead of or behind sled.
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            self.log.apply_batch(batch).map_err(err)?;
+            for (idx, n, e) in kept {
+                recent.push(idx, e, n);
+            }
+            Ok::<_, io::Error>(())
         })?;
         let db = self.db.clone();
         if current_thread() {
@@ -221,6 +300,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
         let from = last.map_or(0, |l| l.index() + 1);
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .truncate(from);
         let keys: Vec<_> = self
             .log
             .range(from.to_be_bytes()..)
@@ -234,6 +317,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, upto: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .purge(upto.index());
         self.put_meta("purged", &upto)?;
         self.flush().await?;
         let keys: Vec<_> = self
