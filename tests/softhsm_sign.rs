@@ -60,23 +60,30 @@ impl Hsm {
     }
 }
 
+impl Hsm {
+    /// A KSK and a ZSK of algorithm `alg` for zone tld., generated in the token.
+    fn generate_ksk_and_zsk(&self, uri: &str, alg: &str) {
+        for role in ["ksk", "zsk"] {
+            self.qs_ok(&[
+                "keys",
+                "generate",
+                "--zone",
+                "tld",
+                "--keystore",
+                uri,
+                "--algorithm",
+                alg,
+                "--role",
+                role,
+            ]);
+        }
+    }
+}
+
 fn sign_with_hsm(alg: &str) {
     let hsm = Hsm::new("qs");
     let uri = hsm.uri("qs", "pin");
-    for role in ["ksk", "zsk"] {
-        hsm.qs_ok(&[
-            "keys",
-            "generate",
-            "--zone",
-            "tld",
-            "--keystore",
-            &uri,
-            "--algorithm",
-            alg,
-            "--role",
-            role,
-        ]);
-    }
+    hsm.generate_ksk_and_zsk(&uri, alg);
     let listed = hsm.qs_ok(&["keys", "list", "--zone", "tld", "--keystore", &uri]);
     assert_eq!(listed.lines().count(), 2, "{listed}");
     assert!(
@@ -163,20 +170,7 @@ fn wrong_pin_is_a_clear_error_and_never_printed() {
 fn corrupted_hsm_signatures_in_a_large_zone_are_caught() {
     let hsm = Hsm::new("big");
     let uri = hsm.uri("big", "pin");
-    for role in ["ksk", "zsk"] {
-        hsm.qs_ok(&[
-            "keys",
-            "generate",
-            "--zone",
-            "tld",
-            "--keystore",
-            &uri,
-            "--algorithm",
-            "13",
-            "--role",
-            role,
-        ]);
-    }
+    hsm.generate_ksk_and_zsk(&uri, "13");
     let input = generated_zone(&hsm.dir, "tld", "tld", 6000);
     let out = hsm.dir.join("big.signed");
     for every in [1u32, 997, 4999] {

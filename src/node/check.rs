@@ -461,16 +461,7 @@ fn private_keys(
 /// and the leader's signing: re-checking a large zone must not delay heartbeats.
 fn validator_pool() -> &'static rayon::ThreadPool {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("validate-{i}"))
-            .start_handler(|_| {
-                // SAFETY: setpriority on the calling thread (Linux: per-thread nice value).
-                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
-            })
-            .build()
-            .expect("validator threads")
-    })
+    POOL.get_or_init(|| crate::node::niced_pool("validate", 10))
 }
 
 /// The apex keys of a zone's current content, with the validator's RRSIG checks.

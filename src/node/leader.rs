@@ -166,42 +166,33 @@ fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
     let Ok(origin) = Name::parse(zone.as_bytes(), None) else {
         return;
     };
-    let popts = ParseOptions {
-        origin,
-        limits: Limits {
-            zone_records_max: cfg.max_records.min(usize::MAX as u64) as usize,
-            ..Limits::default()
-        },
-        keep_dnssec: false,
-    };
+    let popts = parse_options(origin, &cfg);
     let files = memo.files.clone();
     let zone = zone.to_string();
     tokio::spawn(async move {
         let t = Instant::now();
         let made = crate::node::spawn_blocking(move || {
             standby_pool().install(|| -> std::io::Result<_> {
-                use std::io::Read;
-                let mut f = std::fs::File::open(&path)?;
-                let len = f.metadata()?.len() as usize;
                 let p = std::path::Path::new(&path);
-                if let Some(index) = index {
-                    let (sums, edit) = index.scan(&f, len)?;
-                    if sums.digest != digest {
-                        return Ok((sums.digest, None, "around its change"));
-                    }
-                    if let Some(next) = edit
-                        .and_then(|e| index.prepare_edit(e, sums, p, &popts))
-                        .map(|pr| pr.into_index())
-                    {
-                        return Ok((digest, Some(next), "around its change"));
-                    }
-                }
-                let mut b = Vec::with_capacity(len);
-                f.read_to_end(&mut b)?;
-                let sums = Sums::of(&b);
+                let (sums, read) = read_file(&path, index.as_deref())?;
                 if sums.digest != digest {
-                    return Ok((sums.digest, None, "whole"));
+                    return Ok((sums.digest, None, "read"));
                 }
+                let (b, sums) = match read {
+                    FileRead::Edit(e) => {
+                        let index = index.as_deref().expect("an edit is read through an index");
+                        if let Some(pr) = index.prepare_edit(e, sums, p, &popts) {
+                            return Ok((digest, Some(pr.into_index()), "around its change"));
+                        }
+                        // Too large a change for the index: the whole file.
+                        let (sums, read) = read_file(&path, None)?;
+                        match read {
+                            FileRead::Whole(b) if sums.digest == digest => (b, sums),
+                            _ => return Ok((sums.digest, None, "whole")),
+                        }
+                    }
+                    FileRead::Whole(b) => (b, sums),
+                };
                 Ok((digest, FileIndex::build(&b, sums, p, &popts), "whole"))
             })
         })
@@ -231,16 +222,7 @@ fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
 /// same cores in a lab, and must not delay them.
 fn standby_pool() -> &'static rayon::ThreadPool {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("standby-{i}"))
-            .start_handler(|_| {
-                // SAFETY: setpriority on the calling thread (Linux: per-thread nice value).
-                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-            })
-            .build()
-            .expect("standby threads")
-    })
+    POOL.get_or_init(|| crate::node::niced_pool("standby", 19))
 }
 
 /// The index of the file the current version was built from, and the one of the file the
@@ -1135,6 +1117,36 @@ fn with_content<R>(node: &Node, zone: &str, f: impl FnOnce(&Content) -> R) -> R 
     })
 }
 
+/// How a zone's input is parsed: its origin, the zone's record limit, DNSSEC records
+/// dropped.
+fn parse_options(origin: Name, cfg: &ZoneConfig) -> ParseOptions {
+    ParseOptions {
+        origin,
+        limits: Limits {
+            zone_records_max: cfg.max_records.min(usize::MAX as u64) as usize,
+            ..Limits::default()
+        },
+        keep_dnssec: false,
+    }
+}
+
+/// Reads the file at `path` with its sums: through `index` (the last file's) around its
+/// change when that finds one, else whole.
+fn read_file(path: &str, index: Option<&FileIndex>) -> std::io::Result<(Sums, FileRead)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len() as usize;
+    if let Some(index) = index {
+        let (sums, edit) = index.scan(&f, len)?;
+        if let Some(e) = edit {
+            return Ok((sums, FileRead::Edit(e)));
+        }
+    }
+    let mut b = Vec::with_capacity(len);
+    f.read_to_end(&mut b)?;
+    Ok((Sums::of(&b), FileRead::Whole(b)))
+}
+
 /// A file input: read only when its size or mtime moved; the bytes then go on to the
 /// build, which parses exactly what was summed. With the index of the last file, it is
 /// read once in parts and only the text around its change is kept ([`FileIndex::scan`]).
@@ -1155,23 +1167,10 @@ async fn read_if_changed(
     let index = memo.files.lock().ok().and_then(|g| g.current.clone());
     let p = path.clone();
     let t = Instant::now();
-    let (sums, read) = crate::node::spawn_blocking(move || -> std::io::Result<_> {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&p)?;
-        let len = f.metadata()?.len() as usize;
-        if let Some(index) = index {
-            let (sums, edit) = index.scan(&f, len)?;
-            if let Some(e) = edit {
-                return Ok((sums, FileRead::Edit(e)));
-            }
-        }
-        let mut b = Vec::with_capacity(len);
-        f.read_to_end(&mut b)?;
-        Ok((Sums::of(&b), FileRead::Whole(b)))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
+    let (sums, read) = crate::node::spawn_blocking(move || read_file(&p, index.as_deref()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
     let (how, kept) = match &read {
         FileRead::Whole(b) => ("whole", b.len()),
         FileRead::Edit(e) => ("around its change", e.read),
@@ -1575,14 +1574,7 @@ fn build_version(
 ) -> Result<(Vec<RrsetChange>, Version), BuildError> {
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
     let path = cfg.input.strip_prefix("file:").unwrap_or(&cfg.input);
-    let popts = ParseOptions {
-        origin: origin.clone(),
-        limits: Limits {
-            zone_records_max: cfg.max_records.min(usize::MAX as u64) as usize,
-            ..Limits::default()
-        },
-        keep_dnssec: false,
-    };
+    let popts = parse_options(origin.clone(), cfg);
     let t_start = Instant::now();
     let read_whole = || -> Result<(Vec<u8>, Sums), BuildError> {
         let b = std::fs::read(input_path(cfg)?)

@@ -309,6 +309,19 @@ pub fn set_sim_clock(start: u64) {
     SIM_CLOCK.with(|c| c.set(Some((start, tokio::time::Instant::now()))));
 }
 
+/// A rayon pool whose threads (`{name}-{i}`) run at CPU priority `nice`: background work
+/// that must not delay the Raft runtime or the leader's signing.
+pub(crate) fn niced_pool(name: &'static str, nice: i32) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .thread_name(move |i| format!("{name}-{i}"))
+        .start_handler(move |_| {
+            // SAFETY: setpriority on the calling thread (Linux: per-thread nice value).
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+        })
+        .build()
+        .unwrap_or_else(|e| panic!("{name} threads: {e}"))
+}
+
 /// Runs blocking work off the async threads (tokio's blocking pool), or inline on a
 /// current-thread runtime, where the deterministic simulation keeps everything in order.
 pub async fn spawn_blocking<T: Send + 'static>(

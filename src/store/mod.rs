@@ -271,9 +271,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut batch = sled::Batch::default();
             let mut kept = Vec::new();
             for e in entries {
-                let v = encode(&e);
-                kept.push((e.index(), v.len(), e));
-                batch.insert(&kept.last().expect("pushed").0.to_be_bytes(), v);
+                let (idx, v) = (e.index(), encode(&e));
+                kept.push((idx, v.len(), e));
+                batch.insert(&idx.to_be_bytes(), v);
             }
             // Under the lock, so a read never sees the cache ahead of or behind sled.
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
