@@ -27,7 +27,9 @@ use super::input::{Content, Held, chained_digest, made_by_signer};
 use super::{Node, RunReport, now};
 use crate::keys::{KeyId, RrsigHeader};
 use crate::replica::state::{Owner, ZoneState, hex};
-use crate::replica::{Command, KeyRecord, Outcome, RrsetChange, RrsetVal, Version, ZoneConfig};
+use crate::replica::{
+    Command, KeyRecord, Outcome, Part, RrsetChange, RrsetVal, Version, ZoneConfig,
+};
 use crate::signer::cache::{CacheEntry, CachedRrsig, serial_le};
 use crate::signer::{Denial, Nsec3Params, SignOptions, SignatureCache, SignedZone, sign_zone};
 use crate::zone::{Limits, Name, ParseOptions, Zone, rtype};
@@ -656,6 +658,31 @@ async fn ensure_fenced(
     Err(why)
 }
 
+/// `changes` cut into parts of about [`STAGE_BYTES`] (at least one part, perhaps empty),
+/// each encoded once, on all cores.
+fn encode_parts(changes: Vec<RrsetChange>) -> Vec<Part> {
+    use rayon::prelude::*;
+    let mut cuts = vec![0];
+    let mut bytes = 0usize;
+    for (i, c) in changes.iter().enumerate() {
+        bytes += c.owner.as_wire().len()
+            + c.val.as_ref().map_or(0, |v| {
+                v.rdatas.iter().map(|d| d.len() + 4).sum::<usize>()
+                    + v.sigs.iter().map(|d| d.len() + 4).sum::<usize>()
+            });
+        if bytes >= STAGE_BYTES {
+            cuts.push(i + 1);
+            bytes = 0;
+        }
+    }
+    if cuts.len() == 1 || *cuts.last().expect("one cut") != changes.len() {
+        cuts.push(changes.len());
+    }
+    cuts.par_windows(2)
+        .map(|w| Part::encode(&changes[w[0]..w[1]]))
+        .collect()
+}
+
 async fn propose(node: &Node, cmd: Command) -> Result<Outcome, String> {
     let what = cmd.to_string();
     match node.raft.client_write(cmd).await {
@@ -906,37 +933,20 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     memo.retry = None;
     let base = current.as_ref().map(|v| v.hash);
     let upload = (now() << 20) ^ (node.id & 0xfffff) ^ started.elapsed().as_nanos() as u64;
-    let mut cmds = Vec::new();
-    let mut chunk: Vec<RrsetChange> = Vec::new();
-    let mut bytes = 0usize;
     let n_changes = changes.len() as u64;
-    for c in changes {
-        bytes += c.owner.as_wire().len()
-            + c.val.as_ref().map_or(0, |v| {
-                v.rdatas.iter().map(|d| d.len() + 4).sum::<usize>()
-                    + v.sigs.iter().map(|d| d.len() + 4).sum::<usize>()
-            });
-        chunk.push(c);
-        if bytes >= STAGE_BYTES {
-            let part = cmds.len() as u32;
-            cmds.push(Command::Stage {
-                zone: zone.into(),
-                upload,
-                part,
-                changes: std::mem::take(&mut chunk),
-            });
-            bytes = 0;
-        }
-    }
-    if !chunk.is_empty() || cmds.is_empty() {
-        let part = cmds.len() as u32;
-        cmds.push(Command::Stage {
+    let parts = crate::node::spawn_blocking(move || encode_parts(changes))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut cmds: Vec<Command> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(part, changes)| Command::Stage {
             zone: zone.into(),
             upload,
-            part,
-            changes: chunk,
-        });
-    }
+            part: part as u32,
+            changes,
+        })
+        .collect();
     let parts = cmds.len() as u32;
     // Signed on a clock that jumped since it was compared (inception and expiration
     // would be off): not proposed; the next tick compares again and builds anew.

@@ -16,7 +16,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use tokio::sync::watch;
 
 use super::state::ClusterState;
-use super::{Outcome, TypeConfig, decode, decode_counted, encode};
+use super::{Command, Outcome, TypeConfig, decode, decode_counted, encode};
 use crate::zone::write::AtomicFile;
 
 pub type Snapshot = SnapshotOf<TypeConfig, Cursor<Vec<u8>>>;
@@ -163,11 +163,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // diffing, a validator): keep that off the runtime's worker threads, or
             // heartbeats stall and elections follow.
             let out = crate::blocking(|| {
+                // A stage entry's changes are decoded before the state is locked.
+                let decoded = match &entry.payload {
+                    EntryPayload::Normal(Command::Stage { changes, .. }) => Some(changes.decode()),
+                    _ => None,
+                };
                 let mut st = self.write();
                 st.last_applied = Some(log_id.clone());
                 match entry.payload {
                     EntryPayload::Blank => Outcome::Done,
-                    EntryPayload::Normal(cmd) => st.apply(&log_id, cmd),
+                    EntryPayload::Normal(cmd) => st.apply_decoded(&log_id, cmd, decoded),
                     EntryPayload::Membership(m) => {
                         st.membership =
                             StoredMembershipOf::<TypeConfig>::new(Some(log_id.clone()), m);

@@ -111,7 +111,7 @@ pub enum Command {
         zone: String,
         upload: u64,
         part: u32,
-        changes: Vec<RrsetChange>,
+        changes: Part,
     },
     /// Makes a staged version current, if `base` is still the current version's hash.
     Publish {
@@ -181,6 +181,122 @@ impl fmt::Display for Command {
             Command::Fenced { target, ok, .. } => write!(f, "fenced {target}: {ok}"),
             Command::Unfence { target, .. } => write!(f, "unfence {target}"),
         }
+    }
+}
+
+/// The RRset changes of one `Stage` entry, encoded once by the leader that made them.
+///
+/// The log, the cache of its newest entries and every append request copy these bytes
+/// as they are; each node decodes them once, when it applies the entry. Carried as
+/// records, a 1M-delegation version was encoded and decoded seven times on its way
+/// (three encodings on the leader, a decoding and an encoding on each follower, and
+/// its Arc-shared records cloned per reader): ~40% of the cluster's CPU while staging.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Part {
+    count: u32,
+    bytes: std::sync::Arc<[u8]>,
+}
+
+impl Part {
+    pub fn encode(changes: &[RrsetChange]) -> Part {
+        Part {
+            count: changes.len() as u32,
+            bytes: encode(&changes).into(),
+        }
+    }
+
+    /// How many changes the part holds.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Its encoded size in bytes.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The changes; an error when the bytes do not hold as many as announced.
+    pub fn decode(&self) -> std::io::Result<Vec<RrsetChange>> {
+        let (changes, used) = decode_counted::<Vec<RrsetChange>>(&self.bytes)?;
+        if changes.len() != self.len() || used != self.bytes.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "part holds {} changes in {used} of its {} bytes; {} announced",
+                    changes.len(),
+                    self.bytes.len(),
+                    self.len()
+                ),
+            ));
+        }
+        Ok(changes)
+    }
+}
+
+impl fmt::Debug for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Part({} changes, {} bytes)", self.count, self.bytes.len())
+    }
+}
+
+/// Bytes written as one run (`serialize_bytes`), not element by element.
+struct Run<'a>(&'a [u8]);
+
+impl Serialize for Run<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+impl Serialize for Part {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&self.count)?;
+        t.serialize_element(&Run(&self.bytes))?;
+        t.end()
+    }
+}
+
+struct RunBuf(Vec<u8>);
+
+impl<'de> Deserialize<'de> for RunBuf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RunBuf, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RunBuf;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<RunBuf, E> {
+                Ok(RunBuf(b.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, b: Vec<u8>) -> Result<RunBuf, E> {
+                Ok(RunBuf(b))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<RunBuf, A::Error> {
+                let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = a.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(RunBuf(out))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Part {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Part, D::Error> {
+        let (count, RunBuf(bytes)) = <(u32, RunBuf)>::deserialize(d)?;
+        Ok(Part {
+            count,
+            bytes: bytes.into(),
+        })
     }
 }
 

@@ -524,6 +524,17 @@ impl ClusterState {
 
     /// Applies one normal entry. `log_id` gives the fencing token of a publish.
     pub fn apply(&mut self, log_id: &LogId, cmd: Command) -> Outcome {
+        self.apply_decoded(log_id, cmd, None)
+    }
+
+    /// [`Self::apply`], given the changes of a `Stage` entry already decoded (outside the
+    /// state's lock: see `machine`); `None` decodes them here.
+    pub fn apply_decoded(
+        &mut self,
+        log_id: &LogId,
+        cmd: Command,
+        decoded: Option<std::io::Result<Vec<RrsetChange>>>,
+    ) -> Outcome {
         let token: Token = (log_id.committed_leader_id().term, log_id.index());
         match cmd {
             Command::AddZone { zone, origin } => {
@@ -680,7 +691,12 @@ impl ClusterState {
                         parts.len()
                     ));
                 }
-                parts.push(changes);
+                match decoded.unwrap_or_else(|| changes.decode()) {
+                    Ok(changes) => parts.push(changes),
+                    Err(e) => {
+                        return Outcome::Refused(format!("upload {upload}: part {part}: {e}"));
+                    }
+                }
                 Outcome::Done
             }
             Command::Publish {
@@ -853,6 +869,7 @@ impl ClusterState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replica::Part;
 
     fn lid(index: u64) -> LogId {
         LogId::new(
@@ -920,7 +937,7 @@ mod tests {
                 zone: "example.".into(),
                 upload,
                 part: 0,
-                changes,
+                changes: Part::encode(&changes),
             },
         );
         *idx += 1;
@@ -1007,7 +1024,7 @@ mod tests {
                 zone: "example.".into(),
                 upload: 1,
                 part: 0,
-                changes: vec![change("a.example.", 1)],
+                changes: Part::encode(&[change("a.example.", 1)]),
             },
         );
         let hash = st.zones["example."].hash_after([change("a.example.", 1)].iter());
@@ -1231,7 +1248,7 @@ mod tests {
                 zone: "example.".into(),
                 upload: 99,
                 part: 0,
-                changes: vec![change("c.example.", 3)],
+                changes: Part::encode(&[change("c.example.", 3)]),
             },
         );
         idx += 1;
@@ -1263,7 +1280,7 @@ mod tests {
                 zone: "example.".into(),
                 upload: 100,
                 part: 1,
-                changes: vec![],
+                changes: Part::encode(&[]),
             },
         );
         assert!(
