@@ -140,18 +140,52 @@ impl FileIndex {
     /// Cuts and parses the whole of `input` (whose sums are `sums`) for its owners.
     /// `None` when it cannot be cut or a piece does not parse on its own.
     pub fn build(input: &[u8], sums: Sums, path: &Path, opts: &ParseOptions) -> Option<FileIndex> {
+        Self::build_keeping(input, sums, path, opts, false).map(|(i, _)| i)
+    }
+
+    /// [`FileIndex::build`], also handing back the records of the whole file in its order
+    /// (as a parse of the whole file gives them): a read that needs both parses once.
+    pub fn build_parsed(
+        input: &[u8],
+        sums: Sums,
+        path: &Path,
+        opts: &ParseOptions,
+    ) -> Option<(FileIndex, Parsed)> {
+        let (index, parsed) = Self::build_keeping(input, sums, path, opts, true)?;
+        Some((index, parsed.expect("kept")))
+    }
+
+    fn build_keeping(
+        input: &[u8],
+        sums: Sums,
+        path: &Path,
+        opts: &ParseOptions,
+        keep: bool,
+    ) -> Option<(FileIndex, Option<Parsed>)> {
         use rayon::prelude::*;
         let spans = cut(input, opts)?;
-        let owners: Vec<Holds> = spans
+        let (owners, parts): (Vec<Holds>, Vec<Option<Parsed>>) = spans
             .par_iter()
             .map(|s| {
                 let r = parse_one(input, &s.piece, path, opts).ok()?;
-                Some(holds(&r, &opts.origin))
+                Some((holds(&r, &opts.origin), keep.then_some(r)))
             })
-            .collect::<Option<_>>()?;
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         if owners.iter().map(|h| h.records).sum::<usize>() > opts.limits.zone_records_max {
             return None;
         }
+        let parsed = keep.then(|| {
+            let mut all = Parsed::default();
+            all.records
+                .reserve(owners.iter().map(|h| h.records).sum::<usize>());
+            for p in parts.into_iter().flatten() {
+                all.records.extend(p.records);
+                all.warnings.extend(p.warnings);
+            }
+            all
+        });
         let mut seen = HashSet::with_capacity(owners.iter().map(|h| h.owners.len()).sum());
         let mut split = HashSet::new();
         for o in owners.iter().flat_map(|h| h.owners.iter()) {
@@ -166,12 +200,13 @@ impl FileIndex {
                 return None; // two pieces alike: their owners are named twice anyway
             }
         }
-        Some(FileIndex {
+        let index = FileIndex {
             sums,
             order: spans,
             pieces: map,
             split,
-        })
+        };
+        Some((index, parsed))
     }
 
     /// The new file `input` (with sums `sums`) against the one this index describes:
@@ -650,6 +685,34 @@ mod tests {
 
     fn name(s: &str) -> Name {
         Name::parse(s.as_bytes(), None).unwrap()
+    }
+
+    /// A file read whole is parsed once, by its pieces, for both the index and the zone:
+    /// the same records, in the same order and with the same lines, as a parse of the
+    /// whole, and the same index as one built on its own.
+    #[test]
+    fn the_pieces_parse_a_whole_file_as_a_whole_parse_would() {
+        let mut t = text(&|i| {
+            (i % 997 == 5).then(|| {
+                format!(
+                    "h{i} 60 IN A 192.0.2.9\n$ORIGIN sub.example.\nx{i} IN TXT \"a ; b\" ( \"c\"\n  \"d\" )\n$ORIGIN example.\n$TTL 600\n"
+                )
+            })
+        });
+        t.push_str("h9 IN MX 10 mail ; a comment\n");
+        let b = t.as_bytes();
+        let whole = crate::zone::parse::parse_file_bytes(b, Path::new("z"), &opts()).unwrap();
+        let (index, parsed) =
+            FileIndex::build_parsed(b, Sums::of(b), Path::new("z"), &opts()).unwrap();
+        assert!(index.len() > 5, "{} pieces", index.len());
+        assert_eq!(parsed.records.len(), whole.records.len());
+        assert_eq!(format!("{:?}", parsed.records), format!("{:?}", whole.records));
+        let alone = FileIndex::build(b, Sums::of(b), Path::new("z"), &opts()).unwrap();
+        assert_eq!(layout(&index), layout(&alone));
+        // What cannot be parsed by pieces is left to the whole parse.
+        let untimed = t.replace("$TTL 300\n", "").replace(" IN ", " 300 IN ");
+        let b = untimed.as_bytes();
+        assert!(FileIndex::build_parsed(b, Sums::of(b), Path::new("z"), &opts()).is_none());
     }
 
     #[test]

@@ -165,7 +165,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let out = crate::blocking(|| {
                 // A stage entry's changes are decoded before the state is locked.
                 let decoded = match &entry.payload {
-                    EntryPayload::Normal(Command::Stage { changes, .. }) => Some(changes.decode()),
+                    EntryPayload::Normal(Command::Stage { changes, .. }) => {
+                        Some(changes.decode().map(super::state::Staged::new))
+                    }
                     _ => None,
                 };
                 let mut st = self.write();

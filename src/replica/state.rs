@@ -206,7 +206,7 @@ pub struct ZoneState {
     pub current: Option<Version>,
     pub history: VecDeque<Version>,
     /// Versions under construction: upload id → parts.
-    pub staged: BTreeMap<u64, Vec<Vec<RrsetChange>>>,
+    pub staged: BTreeMap<u64, Vec<Staged>>,
     /// Bumped by `zone reload`; the leader re-reads the input when it changes.
     pub reload_seq: u64,
     /// The RRsets each recent version changed, by the index of its Publish: what a node
@@ -217,6 +217,44 @@ pub struct ZoneState {
     pub journal: Vec<Delta>,
     /// Key lifecycle: per-key record states, decided by the engine through `KeyEval`.
     pub keyset: crate::kasp::KeySet,
+}
+
+/// One part of a version under construction, as a node holds it until the version's
+/// `Publish`. What a first version's fill needs of it (the digests' sum, whether its
+/// changes are in order) is worked out when the part is decoded, outside the state's
+/// lock and while later parts are still arriving, not all at once at the publish.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Staged {
+    pub changes: Vec<RrsetChange>,
+    /// The sum of the digests of the RRsets it sets (see [`hash_step`]).
+    sum: [u8; 32],
+    /// Its changes are in strictly increasing (owner, type) order.
+    ordered: bool,
+}
+
+impl Staged {
+    pub fn new(changes: Vec<RrsetChange>) -> Staged {
+        let mut sum = [0; 32];
+        for c in &changes {
+            if let Some(v) = &c.val {
+                hash_step(&mut sum, &rrset_digest(&c.owner, c.rtype, v), false);
+            }
+        }
+        let ordered = changes.windows(2).all(|w| before(&w[0], &w[1]));
+        Staged {
+            changes,
+            sum,
+            ordered,
+        }
+    }
+}
+
+/// Does `a` come strictly before `b` in (owner, type) order?
+fn before(a: &RrsetChange, b: &RrsetChange) -> bool {
+    a.owner
+        .cmp_canonical(&b.owner)
+        .then(a.rtype.cmp(&b.rtype))
+        .is_lt()
 }
 
 /// The change from one version to the next.
@@ -319,20 +357,18 @@ pub fn hash_step(h: &mut [u8; 32], d: &[u8; 32], sub: bool) {
 }
 
 /// Are the changes of all parts in strictly increasing (owner, type) order?
-fn strictly_ordered(staged: &[Vec<RrsetChange>]) -> bool {
-    let mut it = staged.iter().flatten();
-    let Some(mut prev) = it.next() else {
-        return true;
-    };
-    for c in it {
-        let ord = c
-            .owner
-            .cmp_canonical(&prev.owner)
-            .then(c.rtype.cmp(&prev.rtype));
-        if ord.is_le() {
+fn strictly_ordered(staged: &[Staged]) -> bool {
+    let mut last: Option<&RrsetChange> = None;
+    for p in staged {
+        if !p.ordered {
             return false;
         }
-        prev = c;
+        if let (Some(a), Some(b)) = (last, p.changes.first())
+            && !before(a, b)
+        {
+            return false;
+        }
+        last = p.changes.last().or(last);
     }
     true
 }
@@ -396,6 +432,35 @@ impl ZoneState {
         h
     }
 
+    /// [`Self::hash_after`] of many changes, on all cores (the sum is order-free).
+    pub fn hash_after_all(&self, changes: &[RrsetChange]) -> [u8; 32] {
+        use rayon::prelude::*;
+        let sums = |ch: &[RrsetChange]| {
+            let (mut add, mut sub) = ([0u8; 32], [0u8; 32]);
+            for c in ch {
+                if let Some(old) = self.content.get(&(Owner(c.owner.clone()), c.rtype)) {
+                    hash_step(&mut sub, &rrset_digest(&c.owner, c.rtype, old), false);
+                }
+                if let Some(new) = &c.val {
+                    hash_step(&mut add, &rrset_digest(&c.owner, c.rtype, new), false);
+                }
+            }
+            (add, sub)
+        };
+        let (add, sub) = changes.par_chunks(4096).map(sums).reduce(
+            || ([0u8; 32], [0u8; 32]),
+            |(mut a1, mut s1), (a2, s2)| {
+                hash_step(&mut a1, &a2, false);
+                hash_step(&mut s1, &s2, false);
+                (a1, s1)
+            },
+        );
+        let mut h = self.hash;
+        hash_step(&mut h, &add, false);
+        hash_step(&mut h, &sub, true);
+        h
+    }
+
     /// Applies `changes`, recording in `undo` what each replaced.
     fn apply_changes(
         &mut self,
@@ -429,16 +494,16 @@ impl ZoneState {
     /// the two it consumes). Collecting all parts into one vector first, as
     /// `BTreeMap::from_iter` needs, held the whole version a second time plus a sort's
     /// scratch space: ~300 MiB at 1M delegations, on every node at once.
-    fn fill(&mut self, staged: Vec<Vec<RrsetChange>>) {
+    fn fill(&mut self, staged: Vec<Staged>) {
         type Map = BTreeMap<(Owner, u16), RrsetVal>;
         debug_assert!(self.content.is_empty());
         let mut stack: Vec<Map> = Vec::new();
         let mut last_owner: Option<Owner> = None;
         for part in staged {
-            let mut entries = Vec::with_capacity(part.len());
-            for c in part {
+            hash_step(&mut self.hash, &part.sum, false);
+            let mut entries = Vec::with_capacity(part.changes.len());
+            for c in part.changes {
                 let Some(v) = c.val else { continue };
-                hash_step(&mut self.hash, &rrset_digest(&c.owner, c.rtype, &v), false);
                 // RRsets of one owner share its name (each arrived with its own copy).
                 let owner = match &last_owner {
                     Some(o) if o.0 == c.owner => o.clone(),
@@ -533,7 +598,7 @@ impl ClusterState {
         &mut self,
         log_id: &LogId,
         cmd: Command,
-        decoded: Option<std::io::Result<Vec<RrsetChange>>>,
+        decoded: Option<std::io::Result<Staged>>,
     ) -> Outcome {
         let token: Token = (log_id.committed_leader_id().term, log_id.index());
         match cmd {
@@ -691,7 +756,7 @@ impl ClusterState {
                         parts.len()
                     ));
                 }
-                match decoded.unwrap_or_else(|| changes.decode()) {
+                match decoded.unwrap_or_else(|| changes.decode().map(Staged::new)) {
                     Ok(changes) => parts.push(changes),
                     Err(e) => {
                         return Outcome::Refused(format!("upload {upload}: part {part}: {e}"));
@@ -732,14 +797,14 @@ impl ClusterState {
                         version.serial, cur.serial
                     ));
                 }
-                let n_changes: usize = staged.iter().map(Vec::len).sum();
+                let n_changes: usize = staged.iter().map(|p| p.changes.len()).sum();
                 // What a version changed is kept for the validator's incremental check; a
                 // version that changed more is validated in full, which an empty list says.
                 let touched: Option<Vec<(Name, u16)>> =
                     (n_changes <= RECENT_TOUCHED_MAX).then(|| {
                         staged
                             .iter()
-                            .flatten()
+                            .flat_map(|p| &p.changes)
                             .map(|c| (c.owner.clone(), c.rtype))
                             .collect()
                     });
@@ -762,7 +827,7 @@ impl ClusterState {
                 } else {
                     let mut undo = Vec::with_capacity(n_changes);
                     for part in staged {
-                        z.apply_changes(part, &mut undo);
+                        z.apply_changes(part.changes, &mut undo);
                     }
                     Some(undo)
                 };
@@ -1123,16 +1188,39 @@ mod tests {
         let mut rest = all.clone();
         for size in [1, 2, 3, 5, 8, 13, 1, 4] {
             let tail = rest.split_off(size.min(rest.len()));
-            parts.push(std::mem::replace(&mut rest, tail));
+            parts.push(Staged::new(std::mem::replace(&mut rest, tail)));
         }
         assert!(rest.is_empty() && strictly_ordered(&parts));
+        // Each part in order, but two of them swapped: not in order as a whole.
+        let mut swapped = parts.clone();
+        swapped.swap(3, 4);
+        assert!(swapped.iter().all(|p| p.ordered) && !strictly_ordered(&swapped));
         let mut filled = ZoneState::default();
         filled.fill(parts);
         let mut one_by_one = ZoneState::default();
+        assert_eq!(
+            one_by_one.hash_after_all(&all),
+            one_by_one.hash_after(all.iter())
+        );
         one_by_one.apply_changes(all, &mut Vec::new());
         assert_eq!(filled.content.len(), 37);
         assert_eq!(filled.content, one_by_one.content);
         assert_eq!(filled.hash, one_by_one.hash);
+        // Over content that is there: what is removed and replaced counts too.
+        let later: Vec<RrsetChange> = (0..37)
+            .map(|i| {
+                let mut c = change(&names[i], 2);
+                if i % 3 == 0 {
+                    c.val = None;
+                }
+                c
+            })
+            .collect();
+        assert_eq!(
+            filled.hash_after_all(&later),
+            filled.hash_after(later.iter())
+        );
+        assert_ne!(filled.hash_after_all(&later), filled.hash);
     }
 
     #[test]
@@ -1151,7 +1239,7 @@ mod tests {
             change("b.example.", 2),
             change("c.example.", 3),
         ];
-        let strictly = |c: &[RrsetChange]| strictly_ordered(&[c.to_vec()]);
+        let strictly = |c: &[RrsetChange]| strictly_ordered(&[Staged::new(c.to_vec())]);
         assert!(strictly(&ordered));
         let mut shuffled = ordered.clone();
         shuffled.reverse();
