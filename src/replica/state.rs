@@ -1179,6 +1179,70 @@ mod tests {
     /// A first version fills the empty content in one pass: the same content and hash as
     /// applying its changes one by one (the path taken when they are not in order), owners
     /// shared between their RRsets, and a wrong hash leaves the zone empty.
+    /// A stage part travels as the leader encoded it: through a log entry's encoding its
+    /// bytes come back unchanged, and bytes that do not hold what the part announces are
+    /// refused when it is applied, with the state unchanged.
+    #[test]
+    fn a_part_travels_as_encoded_and_a_bad_one_is_refused() {
+        let changes = vec![change("a.example.", 1), change("b.example.", 2)];
+        let part = Part::encode(&changes);
+        let cmd = Command::Stage {
+            zone: "example.".into(),
+            upload: 5,
+            part: 0,
+            changes: part.clone(),
+        };
+        let back: Command = crate::replica::decode(&crate::replica::encode(&cmd)).unwrap();
+        let Command::Stage { changes: got, .. } = back else {
+            panic!("not a stage entry")
+        };
+        assert_eq!(got, part);
+        assert_eq!(got.decode().unwrap(), changes);
+
+        // Two changes announced, one encoded.
+        let mut bytes = crate::replica::encode(&(2u32, serde_bytes_of(&changes[..1])));
+        let short: Part = crate::replica::decode(&bytes).unwrap();
+        assert!(short.decode().is_err());
+        // A byte cut off the end.
+        bytes = crate::replica::encode(&part);
+        let whole: Part = crate::replica::decode(&bytes).unwrap();
+        let cut = Part {
+            count: whole.count,
+            bytes: whole.bytes[..whole.bytes.len() - 1].into(),
+        };
+        assert!(cut.decode().is_err());
+
+        let mut st = with_example_zone();
+        let out = st.apply(
+            &lid(2),
+            Command::Stage {
+                zone: "example.".into(),
+                upload: 5,
+                part: 0,
+                changes: short,
+            },
+        );
+        assert!(
+            matches!(&out, Outcome::Refused(m) if m.contains("part 0") && m.contains("announced")),
+            "{out:?}"
+        );
+        assert_eq!(st.zones["example."].staged.get(&5).map_or(0, Vec::len), 0);
+    }
+
+    /// The encoding of `changes` as one run of bytes, as a part carries them.
+    fn serde_bytes_of(changes: &[RrsetChange]) -> serde_bytes_run::Run {
+        serde_bytes_run::Run(crate::replica::encode(&changes))
+    }
+
+    mod serde_bytes_run {
+        pub struct Run(pub Vec<u8>);
+        impl serde::Serialize for Run {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+    }
+
     #[test]
     fn a_fill_from_many_parts_merges_them_into_the_same_content() {
         let names: Vec<String> = (0..37).map(|i| format!("n{i:03}.example.")).collect();
