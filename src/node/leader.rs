@@ -126,13 +126,14 @@ impl Memo {
 /// if elected meanwhile. A file that is not (yet) the current version's input is left
 /// alone until it changes again.
 fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
+    // Before the zone's first version, its input is indexed ahead (while the leader
+    // signs it, not while this node checks it): `want` is then the file as it is.
     let found = node.sm.with(|st| {
         let z = st.zones.get(zone)?;
         let cfg = z.config.clone()?;
-        let v = z.current.as_ref()?;
-        Some((cfg, v.input_digest))
+        Some((cfg, z.current.as_ref().map(|v| v.input_digest)))
     });
-    let Some((cfg, digest)) = found else {
+    let Some((cfg, want)) = found else {
         return;
     };
     let Some(path) = cfg.input.strip_prefix("file:").map(str::to_string) else {
@@ -153,12 +154,16 @@ fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
     );
     let (index, generation) = {
         let Ok(mut g) = memo.files.lock() else { return };
-        if g.standby_busy || g.current.as_ref().is_some_and(|i| i.sums.digest == digest) {
+        let indexed = match want {
+            Some(digest) => g.current.as_ref().is_some_and(|i| i.sums.digest == digest),
+            None => g.current.is_some(),
+        };
+        if g.standby_busy || indexed {
             return;
         }
         // Read already: not the current version's input, or its index could not be made.
         if g.standby_seen
-            .is_some_and(|(s, d, made)| s == stat && (d != digest || !made))
+            .is_some_and(|(s, d, made)| s == stat && (Some(d) != want || !made))
         {
             return;
         }
@@ -177,9 +182,10 @@ fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
             standby_pool().install(|| -> std::io::Result<_> {
                 let p = std::path::Path::new(&path);
                 let (sums, read) = read_file(&path, index.as_deref())?;
-                if sums.digest != digest {
+                if want.is_some_and(|d| d != sums.digest) {
                     return Ok((sums.digest, None, "read"));
                 }
+                let digest = sums.digest;
                 let (b, sums) = match read {
                     FileRead::Edit(e) => {
                         let index = index.as_deref().expect("an edit is read through an index");
