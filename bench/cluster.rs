@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use quorumsign::node::lab;
 
+#[path = "common.rs"]
+mod common;
+use common::{fresh_work, generate_zone, qs_bin};
+
 const ZONE: &str = "tld.";
 
 #[derive(Parser)]
@@ -178,11 +182,6 @@ fn first_ds(zone: &Path) -> (String, String) {
     (format!("{owner}.{ZONE}"), rest.to_string())
 }
 
-fn qs_bin() -> PathBuf {
-    let me = std::env::current_exe().expect("exe");
-    me.with_file_name("quorumsign")
-}
-
 fn run(cmd: &mut Command) -> Duration {
     let t = Instant::now();
     let out = cmd.output().expect("run");
@@ -306,26 +305,10 @@ fn single_node(qs: &Path, work: &Path, zone: &Path) -> Duration {
 
 fn main() {
     let o = Opts::parse();
-    let work = o
-        .work
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("qs-bench-cluster"));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let work = std::fs::canonicalize(&work).unwrap();
+    let work = fresh_work(o.work.clone(), "qs-bench-cluster");
     let qs = qs_bin();
     let zone = work.join("tld.zone");
-    let out = Command::new(&qs)
-        .args([
-            "generate-zone",
-            "--zone",
-            ZONE,
-            "--count",
-            &o.count.to_string(),
-        ])
-        .output()
-        .unwrap();
-    std::fs::write(&zone, out.stdout).unwrap();
+    generate_zone(&qs, ZONE, o.count, &zone);
     println!(
         "zone: {} delegations, {} MiB",
         o.count,

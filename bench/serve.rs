@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use quorumsign::node::lab;
 
+#[path = "common.rs"]
+mod common;
+use common::{fresh_work, generate_zone, qs_bin};
+
 const ZONE: &str = "tld.";
 
 #[derive(Parser)]
@@ -31,12 +35,6 @@ struct Opts {
     port: u16,
     #[arg(long, default_value_t = 18290)]
     knot_port: u16,
-}
-
-fn qs_bin() -> PathBuf {
-    std::env::current_exe()
-        .expect("exe")
-        .with_file_name("quorumsign")
 }
 
 /// Runs kdig with `args`, output to `out`; returns (seconds, answer lines).
@@ -120,34 +118,18 @@ impl Drop for Kill {
 
 fn main() {
     let o = Opts::parse();
-    let work = o
-        .work
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("qs-bench-serve"));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let work = std::fs::canonicalize(&work).unwrap();
+    let work = fresh_work(o.work.clone(), "qs-bench-serve");
     let qs = qs_bin();
     let zone = work.join("tld.zone");
-    let out = Command::new(&qs)
-        .args([
-            "generate-zone",
-            "--zone",
-            ZONE,
-            "--count",
-            &o.count.to_string(),
-        ])
-        .output()
-        .unwrap();
-    std::fs::write(&zone, &out.stdout).unwrap();
+    let unsigned = generate_zone(&qs, ZONE, o.count, &zone);
     println!(
         "zone: {} delegations, {} MiB unsigned",
         o.count,
-        out.stdout.len() >> 20
+        unsigned.len() >> 20
     );
 
     // Queries: existing delegations (referrals with DS or NSEC3 proofs) and NXDOMAINs.
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&unsigned);
     let mut q = String::new();
     for (i, l) in text
         .lines()

@@ -706,7 +706,10 @@ mod tests {
             FileIndex::build_parsed(b, Sums::of(b), Path::new("z"), &opts()).unwrap();
         assert!(index.len() > 5, "{} pieces", index.len());
         assert_eq!(parsed.records.len(), whole.records.len());
-        assert_eq!(format!("{:?}", parsed.records), format!("{:?}", whole.records));
+        assert_eq!(
+            format!("{:?}", parsed.records),
+            format!("{:?}", whole.records)
+        );
         let alone = FileIndex::build(b, Sums::of(b), Path::new("z"), &opts()).unwrap();
         assert_eq!(layout(&index), layout(&alone));
         // What cannot be parsed by pieces is left to the whole parse.

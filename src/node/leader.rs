@@ -1699,7 +1699,10 @@ fn build_version(
     let index_files = |input: &[u8], keep: bool| -> Option<Parsed> {
         let f = files.as_ref().filter(|_| !by_pieces)?;
         let t = Instant::now();
-        let (sums, path) = (sums.clone().expect("a file's sums"), std::path::Path::new(what));
+        let (sums, path) = (
+            sums.clone().expect("a file's sums"),
+            std::path::Path::new(what),
+        );
         let (index, parsed) = if keep {
             let (i, p) = FileIndex::build_parsed(input, sums, path, &popts)?;
             (i, Some(p))
@@ -1729,12 +1732,10 @@ fn build_version(
             // (at 1M delegations 110 MiB, on top of the content the leader holds).
             let parsed = match index_files(&input, true) {
                 Some(p) => p,
-                None => crate::zone::parse::parse_file_bytes(
-                    &input,
-                    std::path::Path::new(what),
-                    &popts,
-                )
-                .map_err(|e| format!("zone {zone}: {e}"))?,
+                None => {
+                    crate::zone::parse::parse_file_bytes(&input, std::path::Path::new(what), &popts)
+                        .map_err(|e| format!("zone {zone}: {e}"))?
+                }
             };
             drop(input);
             Zone::build(parsed, &origin, what, &popts.limits)

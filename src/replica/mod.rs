@@ -214,11 +214,6 @@ impl Part {
         self.count == 0
     }
 
-    /// Its encoded size in bytes.
-    pub fn size(&self) -> usize {
-        self.bytes.len()
-    }
-
     /// The changes; an error when the bytes do not hold as many as announced.
     pub fn decode(&self) -> std::io::Result<Vec<RrsetChange>> {
         let (changes, used) = decode_counted::<Vec<RrsetChange>>(&self.bytes)?;
@@ -239,7 +234,12 @@ impl Part {
 
 impl fmt::Debug for Part {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Part({} changes, {} bytes)", self.count, self.bytes.len())
+        write!(
+            f,
+            "Part({} changes, {} bytes)",
+            self.count,
+            self.bytes.len()
+        )
     }
 }
 
