@@ -8,12 +8,15 @@ use quorumsign::replica::machine::StateMachine;
 use quorumsign::store::LogStore;
 use tempfile::TempDir;
 
-struct Builder;
+/// Builds stores that spill entries from `spill_from` encoded bytes on.
+struct Builder {
+    spill_from: usize,
+}
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().unwrap();
-        let log = LogStore::open(&dir.path().join("raft")).unwrap();
+        let log = LogStore::open_spilling(&dir.path().join("raft"), self.spill_from).unwrap();
         let sm = StateMachine::open(&dir.path().join("sm")).unwrap();
         Ok((dir, log, sm))
     }
@@ -21,7 +24,111 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_conformance_suite() {
-    Suite::test_all(Builder).await.expect("conformance suite");
+    let b = Builder {
+        spill_from: quorumsign::store::SPILL_BYTES,
+    };
+    Suite::test_all(b).await.expect("conformance suite");
+}
+
+/// The same suite with every entry in a file of its own (see `store`'s large entries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_conformance_suite_every_entry_spilled() {
+    Suite::test_all(Builder { spill_from: 0 })
+        .await
+        .expect("conformance suite, entries spilled");
+}
+
+/// Spilled entries: a truncation and a purge delete their files, files no entry names
+/// are deleted at open, and a damaged file is refused with the entry and file named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spilled_entries_files_follow_the_log() {
+    use openraft::alias::{EntryOf, LogIdOf};
+    use openraft::entry::RaftEntry;
+    use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
+    use openraft::type_config::TypeConfigExt;
+
+    let id = |i: u64| {
+        LogIdOf::<TypeConfig>::new(
+            openraft::impls::leader_id_adv::LeaderId {
+                term: 2,
+                node_id: 1,
+            },
+            i,
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft");
+    let spill = path.join("spill");
+    let files = || {
+        let mut v: Vec<String> = std::fs::read_dir(&spill)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    {
+        let mut log = LogStore::open_spilling(&path, 0).unwrap();
+        let entries: Vec<EntryOf<TypeConfig>> = (1..=10)
+            .map(|i| EntryOf::<TypeConfig>::new_blank(id(i)))
+            .collect();
+        let (tx, rx) = TypeConfig::oneshot();
+        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+        assert_eq!(files().len(), 10, "{:?}", files());
+        log.truncate_after(Some(id(7))).await.unwrap();
+        log.purge(id(3)).await.unwrap();
+        let left = files();
+        assert_eq!(left.len(), 4, "{left:?}");
+        assert!(left[0].starts_with("00000000000000000004-"), "{left:?}");
+        assert!(left[3].starts_with("00000000000000000007-"), "{left:?}");
+    }
+    std::fs::write(spill.join("00000000000000000099-00000000000000ff"), b"x").unwrap();
+    std::fs::write(
+        spill.join("00000000000000000008-0000000000000001.tmp"),
+        b"x",
+    )
+    .unwrap();
+    let reopen = || {
+        (0..100)
+            .find_map(|_| {
+                LogStore::open_spilling(&path, 0).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                })
+            })
+            .expect("store reopens")
+    };
+    let mut log = reopen();
+    assert_eq!(files().len(), 4, "orphans deleted at open: {:?}", files());
+    let got = log.try_get_log_entries(4..=7).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.index()).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7]
+    );
+    let st = log.get_log_state().await.unwrap();
+    assert_eq!(st.last_log_id.unwrap().index(), 7);
+    assert_eq!(st.last_purged_log_id.unwrap().index(), 3);
+    drop(log);
+    let five = spill.join(
+        files()
+            .into_iter()
+            .find(|f| f.starts_with("00000000000000000005-"))
+            .unwrap(),
+    );
+    let mut bytes = std::fs::read(&five).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&five, bytes).unwrap();
+    let mut log = reopen();
+    let e = log
+        .try_get_log_entries(4..=7)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Raft log entry 5") && e.contains(&five.display().to_string()),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,6 +308,19 @@ fn acknowledged_appends_survive_sigkill() {
             );
             for (i, e) in got.iter().enumerate() {
                 assert_eq!(e.index(), i as u64 + 1, "round {round}: entry out of place");
+                // Every seventh is a large (spilled) entry; its content must be whole.
+                let want = if e.index() % 7 == 0 { 96 << 10 } else { 512 };
+                match &e.payload {
+                    openraft::EntryPayload::Normal(quorumsign::replica::Command::Audit {
+                        origin,
+                    }) => assert_eq!(
+                        origin.command.len(),
+                        want,
+                        "round {round}: entry {} damaged",
+                        e.index()
+                    ),
+                    _ => panic!("round {round}: entry {} is not the one appended", e.index()),
+                }
             }
             let v = log.read_vote().await.unwrap().expect("vote survives");
             assert!(
@@ -212,4 +332,42 @@ fn acknowledged_appends_survive_sigkill() {
         checked = acked;
     }
     assert!(checked >= 1000, "the rounds appended {checked} entries");
+}
+
+/// A log written before its values were tagged (no `format` in `meta`) is read as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_of_the_untagged_format_is_migrated() {
+    use openraft::alias::{EntryOf, LogIdOf};
+    use openraft::entry::RaftEntry;
+    use openraft::storage::{RaftLogReader, RaftLogStorage};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft");
+    {
+        let db = sled::open(&path).unwrap();
+        let log = db.open_tree("log").unwrap();
+        for i in 1..=3u64 {
+            let id = LogIdOf::<TypeConfig>::new(
+                openraft::impls::leader_id_adv::LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                i,
+            );
+            let e = EntryOf::<TypeConfig>::new_blank(id);
+            log.insert(i.to_be_bytes(), quorumsign::replica::encode(&e))
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let mut log = LogStore::open(&path).unwrap();
+    let got = log.try_get_log_entries(1..=3).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.index()).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        log.get_log_state().await.unwrap().last_log_id.unwrap().index(),
+        3
+    );
 }

@@ -851,11 +851,14 @@ fn store_torture(dir: &std::path::Path) -> Result<(), String> {
                             },
                             i,
                         );
+                        // Every seventh entry is large enough to live in a file of
+                        // its own (`store::SPILL_BYTES`).
+                        let len = if i % 7 == 0 { 96 << 10 } else { 512 };
                         let cmd = Command::Audit {
                             origin: Origin {
                                 at: i,
                                 by: "torture".into(),
-                                command: "x".repeat(512),
+                                command: "x".repeat(len),
                             },
                         };
                         EntryOf::<TypeConfig>::new_normal(lid, cmd)

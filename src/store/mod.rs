@@ -1,10 +1,23 @@
 //! The Raft log and vote, in sled.
 //!
-//! Trees: `log` (big-endian index → bincode entry) and `meta` (`vote`, `committed`,
-//! `purged`). A vote is flushed to disk before `save_vote` returns; appended entries are
-//! flushed before openraft is told they are (the `IOFlushed` callback), so nothing is
-//! acknowledged to a leader that a crash could lose. tests/store.rs runs openraft's
-//! conformance suite over this store and a SIGKILL crash test over a real node.
+//! Trees: `log` (big-endian index → tagged entry) and `meta` (`vote`, `committed`,
+//! `purged`, `format`). A vote is flushed to disk before `save_vote` returns; appended
+//! entries are flushed before openraft is told they are (the `IOFlushed` callback), so
+//! nothing is acknowledged to a leader that a crash could lose. tests/store.rs runs
+//! openraft's conformance suite over this store (as it is, and with every entry spilled)
+//! and a SIGKILL crash test over a real node.
+//!
+//! # Large entries
+//! A version's stage entries are about 2 MiB each, hundreds of MiB for a 1M-delegation
+//! zone. In sled's pages they were written about three times over (leaf pages of up to
+//! 19 MB consolidated and rewritten as blobs), and the kernel's copying of those writes
+//! was a fifth of the cluster's CPU while a version was staged. An entry of
+//! [`SPILL_BYTES`] or more is written to a file of its own under `spill/`, named by its
+//! index and the xxh3 of its bytes, and sled holds a pointer to it. The file is written
+//! under a temporary name, fsynced, renamed and its directory fsynced before the pointer
+//! is inserted, so a pointer sled has made durable always names a whole file. A file is
+//! deleted only after the removal of its pointer is flushed; files no pointer names
+//! (a crash between the two, or during a write) are deleted when the store is opened.
 
 use std::fmt::Debug;
 use std::io;
@@ -23,6 +36,10 @@ pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    /// Where large entries are kept (see the module's documentation).
+    spill: std::path::PathBuf,
+    /// Entries whose encoding is at least this long are spilled.
+    spill_from: usize,
     /// The entries appended last, as they were appended: replicating them to each
     /// follower and applying them reads them from here instead of decoding them from sled
     /// again (a version's stage entries share their records' bytes with these).
@@ -107,8 +124,62 @@ fn err(e: sled::Error) -> io::Error {
     io::Error::other(format!("sled: {e}"))
 }
 
+/// Entries whose encoding is at least this long live in files of their own.
+pub const SPILL_BYTES: usize = 64 << 10;
+
+/// The first byte of a value of the `log` tree: the entry's encoding follows…
+const INLINE: u8 = 0;
+/// …or a [`Spilled`] pointer to the file that holds it.
+const SPILLED: u8 = 1;
+
+/// The on-disk layout of the `log` tree's values (`meta`'s `format`): values written
+/// before there was a `format` are untagged encodings, tagged [`INLINE`] at open.
+const FORMAT: u32 = 2;
+
+/// Where a spilled entry is: the file named by its index and `hash`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Spilled {
+    /// The entry's id, so the log's state is known without reading the file.
+    log_id: LogIdOf<TypeConfig>,
+    len: u64,
+    /// xxh3-64 of the file's bytes.
+    hash: u64,
+}
+
+fn spill_name(idx: u64, hash: u64) -> String {
+    format!("{idx:020}-{hash:016x}")
+}
+
+fn tagged(tag: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(bytes.len() + 1);
+    v.push(tag);
+    v.extend_from_slice(bytes);
+    v
+}
+
+/// Writes `bytes` to `dir/name` durably: a temporary file, fsynced, then renamed (the
+/// caller fsyncs `dir` before it relies on the name).
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, dir.join(name))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 impl LogStore {
     pub fn open(dir: &Path) -> io::Result<LogStore> {
+        LogStore::open_spilling(dir, SPILL_BYTES)
+    }
+
+    /// [`LogStore::open`], spilling entries from `spill_from` encoded bytes (0: all of
+    /// them, for the conformance suite).
+    pub fn open_spilling(dir: &Path, spill_from: usize) -> io::Result<LogStore> {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
@@ -117,12 +188,148 @@ impl LogStore {
             .cache_capacity(64 << 20)
             .open()
             .map_err(err)?;
-        Ok(LogStore {
+        let spill = dir.join("spill");
+        std::fs::create_dir_all(&spill)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", spill.display())))?;
+        let store = LogStore {
             log: db.open_tree("log").map_err(err)?,
             meta: db.open_tree("meta").map_err(err)?,
             db,
+            spill,
+            spill_from,
             recent: Default::default(),
-        })
+        };
+        store.migrate()?;
+        store.tidy()?;
+        Ok(store)
+    }
+
+    /// Tags the values of a log written before values were tagged.
+    fn migrate(&self) -> io::Result<()> {
+        if self.get_meta::<u32>("format")?.is_some() {
+            return Ok(());
+        }
+        for item in self.log.iter() {
+            let (k, v) = item.map_err(err)?;
+            self.log.insert(k, tagged(INLINE, &v)).map_err(err)?;
+        }
+        self.put_meta("format", &FORMAT)?;
+        self.db.flush().map_err(err)?;
+        Ok(())
+    }
+
+    /// After a crash: drops what a purge left behind, and the files no pointer names.
+    fn tidy(&self) -> io::Result<()> {
+        if let Some(p) = self.get_meta::<LogIdOf<TypeConfig>>("purged")? {
+            for k in self.log.range(..=p.index().to_be_bytes()).keys() {
+                self.log.remove(k.map_err(err)?).map_err(err)?;
+            }
+        }
+        let named = |name: &str| -> io::Result<bool> {
+            let Some((idx, hash)) = name.split_once('-') else {
+                return Ok(false);
+            };
+            let (Ok(idx), Ok(hash)) = (idx.parse::<u64>(), u64::from_str_radix(hash, 16)) else {
+                return Ok(false);
+            };
+            Ok(match self.log.get(idx.to_be_bytes()).map_err(err)? {
+                Some(v) if v.first() == Some(&SPILLED) => decode::<Spilled>(&v[1..])?.hash == hash,
+                _ => false,
+            })
+        };
+        for f in std::fs::read_dir(&self.spill)? {
+            let f = f?;
+            let name = f.file_name();
+            if !named(&name.to_string_lossy())? {
+                std::fs::remove_file(f.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `log` tree's value for entry `e`, its file written first when it is spilled;
+    /// and the entry's encoded length.
+    fn value_of(&self, e: &EntryOf<TypeConfig>) -> io::Result<(Vec<u8>, usize, bool)> {
+        let bytes = encode(e);
+        let n = bytes.len();
+        if n < self.spill_from {
+            return Ok((tagged(INLINE, &bytes), n, false));
+        }
+        let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+        write_durably(&self.spill, &spill_name(e.index(), hash), &bytes)?;
+        let ptr = Spilled {
+            log_id: e.log_id(),
+            len: n as u64,
+            hash,
+        };
+        Ok((tagged(SPILLED, &encode(&ptr)), n, true))
+    }
+
+    /// The entry a `log` tree value stands for (reading its file when it is spilled).
+    fn entry_of(&self, idx: u64, v: &[u8]) -> io::Result<EntryOf<TypeConfig>> {
+        match v.split_first() {
+            Some((&INLINE, b)) => decode(b),
+            Some((&SPILLED, b)) => {
+                let s: Spilled = decode(b)?;
+                let path = self.spill.join(spill_name(idx, s.hash));
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("Raft log entry {idx}: {}: {e}", path.display()),
+                    )
+                })?;
+                if bytes.len() as u64 != s.len || xxhash_rust::xxh3::xxh3_64(&bytes) != s.hash {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "Raft log entry {idx}: {} holds {} bytes that are not the {} written",
+                            path.display(),
+                            bytes.len(),
+                            s.len
+                        ),
+                    ));
+                }
+                decode(&bytes)
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("Raft log entry {idx}: unknown value tag"),
+            )),
+        }
+    }
+
+    /// The encoded length of the entry a `log` tree value stands for.
+    fn len_of(v: &[u8]) -> io::Result<usize> {
+        match v.split_first() {
+            Some((&SPILLED, b)) => Ok(decode::<Spilled>(b)?.len as usize),
+            _ => Ok(v.len().saturating_sub(1)),
+        }
+    }
+
+    /// The id of the entry a `log` tree value stands for (without reading a file).
+    fn log_id_of(&self, idx: u64, v: &[u8]) -> io::Result<LogIdOf<TypeConfig>> {
+        match v.split_first() {
+            Some((&SPILLED, b)) => Ok(decode::<Spilled>(b)?.log_id),
+            _ => Ok(self.entry_of(idx, v)?.log_id()),
+        }
+    }
+
+    /// Removes the entries of `keys` from sled, flushes, then deletes their files.
+    async fn remove(&self, keys: Vec<(sled::IVec, sled::IVec)>) -> io::Result<()> {
+        let mut files = Vec::new();
+        for (k, v) in keys {
+            if let Some((&SPILLED, b)) = v.split_first() {
+                let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
+                files.push(self.spill.join(spill_name(idx, decode::<Spilled>(b)?.hash)));
+            }
+            self.log.remove(k).map_err(err)?;
+        }
+        self.flush().await?;
+        for f in files {
+            // A file left behind is deleted at the next open.
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(())
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
@@ -170,11 +377,12 @@ impl LogStore {
             for item in self.log.range(start.to_be_bytes()..) {
                 let (k, v) = item.map_err(err)?;
                 let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
-                if !range.contains(&idx) || (!out.is_empty() && bytes + v.len() > max_bytes) {
+                let n = Self::len_of(&v)?;
+                if !range.contains(&idx) || (!out.is_empty() && bytes + n > max_bytes) {
                     break;
                 }
-                bytes += v.len();
-                out.push(decode(&v)?);
+                bytes += n;
+                out.push(self.entry_of(idx, &v)?);
             }
             Ok(out)
         })
@@ -225,7 +433,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let purged: Option<LogIdOf<TypeConfig>> = self.get_meta("purged")?;
         let last = match self.log.last().map_err(err)? {
-            Some((_, v)) => Some(decode::<EntryOf<TypeConfig>>(&v)?.log_id()),
+            Some((k, v)) => {
+                let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
+                Some(self.log_id_of(idx, &v)?)
+            }
             None => purged.clone(),
         };
         Ok(LogState {
@@ -270,10 +481,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         crate::blocking(|| {
             let mut batch = sled::Batch::default();
             let mut kept = Vec::new();
+            let mut spilled = false;
             for e in entries {
-                let (idx, v) = (e.index(), encode(&e));
-                kept.push((idx, v.len(), e));
+                let (v, n, s) = self.value_of(&e)?;
+                spilled |= s;
+                let idx = e.index();
+                kept.push((idx, n, e));
                 batch.insert(&idx.to_be_bytes(), v);
+            }
+            // The files' names are durable before any pointer to them can be.
+            if spilled {
+                sync_dir(&self.spill)?;
             }
             // Under the lock, so a read never sees the cache ahead of or behind sled.
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
@@ -307,13 +525,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let keys: Vec<_> = self
             .log
             .range(from.to_be_bytes()..)
-            .keys()
             .collect::<Result<_, _>>()
             .map_err(err)?;
-        for k in keys {
-            self.log.remove(k).map_err(err)?;
-        }
-        self.flush().await
+        self.remove(keys).await
     }
 
     async fn purge(&mut self, upto: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
@@ -326,13 +540,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let keys: Vec<_> = self
             .log
             .range(..=upto.index().to_be_bytes())
-            .keys()
             .collect::<Result<_, _>>()
             .map_err(err)?;
-        for k in keys {
-            self.log.remove(k).map_err(err)?;
-        }
-        Ok(())
+        self.remove(keys).await
     }
 }
 
