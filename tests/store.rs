@@ -367,7 +367,12 @@ async fn a_log_of_the_untagged_format_is_migrated() {
         vec![1, 2, 3]
     );
     assert_eq!(
-        log.get_log_state().await.unwrap().last_log_id.unwrap().index(),
+        log.get_log_state()
+            .await
+            .unwrap()
+            .last_log_id
+            .unwrap()
+            .index(),
         3
     );
 }
