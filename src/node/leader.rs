@@ -1544,14 +1544,16 @@ fn cache_of<'a>(
 
 /// The RRsets of a signed zone with their RRSIGs (consumes it: nothing is copied).
 pub fn entries_of(signed: SignedZone) -> Vec<((Owner, u16), RrsetVal)> {
-    let mut out = Vec::with_capacity(signed.stats.rrsets + signed.nsec3.len());
+    use rayon::prelude::*;
     let SignedZone { zone, nsec3, .. } = signed;
-    for node in zone.nodes.into_iter().chain(nsec3) {
+    // Each node on its own, on all cores; the collected order is the nodes' order.
+    let of = |node: crate::zone::Node| {
         let covered: Vec<u16> = node
             .sigs
             .iter()
             .map(|(_, s)| RrsigHeader::parse(s).map_or(0, |(h, _)| h.type_covered))
             .collect();
+        let mut out = Vec::with_capacity(node.rrsets.len());
         for set in node.rrsets {
             let mut sigs: Vec<_> = node
                 .sigs
@@ -1570,7 +1572,10 @@ pub fn entries_of(signed: SignedZone) -> Vec<((Owner, u16), RrsetVal)> {
                 },
             ));
         }
-    }
+        out
+    };
+    let mut out: Vec<_> = zone.nodes.into_par_iter().flat_map_iter(of).collect();
+    out.par_extend(nsec3.into_par_iter().flat_map_iter(of));
     out
 }
 
@@ -1902,44 +1907,62 @@ fn build_version(
             .min()
     };
     let rrsets = entries.len() as u64;
-    let mut old = z.content.iter().peekable();
-    let gone = |k: &(Owner, u16)| RrsetChange {
-        owner: k.0.0.clone(),
-        rtype: k.1,
-        val: None,
-    };
-    for (key, val) in entries {
-        if let Some(e) = expirations(&val) {
-            min_expiration = min_expiration.min(e);
-        }
-        while let Some((ok, _)) = old.next_if(|(ok, _)| **ok < key) {
-            changes.push(gone(ok));
-        }
-        match old.next_if(|(ok, _)| **ok == key) {
-            Some((_, o)) if *o == val => {}
-            Some((_, o)) => {
-                if o.ttl == val.ttl
-                    && o.rdatas == val.rdatas
-                    && key.1 != rtype::SOA
-                    && expirations(o).is_some_and(|e| e >= due_by)
-                {
-                    resigned_unchanged += 1;
-                }
-                changes.push(RrsetChange {
-                    owner: key.0.0,
-                    rtype: key.1,
-                    val: Some(val),
-                });
-            }
-            None => changes.push(RrsetChange {
+    if z.content.is_empty() {
+        // A first version: every RRset is new, and they are in order. On all cores.
+        use rayon::prelude::*;
+        min_expiration = entries
+            .par_iter()
+            .filter_map(|(_, v)| expirations(v))
+            .min()
+            .unwrap_or(u32::MAX);
+        changes = entries
+            .into_par_iter()
+            .map(|(key, val)| RrsetChange {
                 owner: key.0.0,
                 rtype: key.1,
                 val: Some(val),
-            }),
+            })
+            .collect();
+    } else {
+        let mut old = z.content.iter().peekable();
+        let gone = |k: &(Owner, u16)| RrsetChange {
+            owner: k.0.0.clone(),
+            rtype: k.1,
+            val: None,
+        };
+        for (key, val) in entries {
+            if let Some(e) = expirations(&val) {
+                min_expiration = min_expiration.min(e);
+            }
+            while let Some((ok, _)) = old.next_if(|(ok, _)| **ok < key) {
+                changes.push(gone(ok));
+            }
+            match old.next_if(|(ok, _)| **ok == key) {
+                Some((_, o)) if *o == val => {}
+                Some((_, o)) => {
+                    if o.ttl == val.ttl
+                        && o.rdatas == val.rdatas
+                        && key.1 != rtype::SOA
+                        && expirations(o).is_some_and(|e| e >= due_by)
+                    {
+                        resigned_unchanged += 1;
+                    }
+                    changes.push(RrsetChange {
+                        owner: key.0.0,
+                        rtype: key.1,
+                        val: Some(val),
+                    });
+                }
+                None => changes.push(RrsetChange {
+                    owner: key.0.0,
+                    rtype: key.1,
+                    val: Some(val),
+                }),
+            }
         }
-    }
-    for (ok, _) in old {
-        changes.push(gone(ok));
+        for (ok, _) in old {
+            changes.push(gone(ok));
+        }
     }
     let hash = z.hash_after_all(&changes);
     let ms = |a: Instant, b: Instant| (b - a).as_millis() as u64;
