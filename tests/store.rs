@@ -8,6 +8,27 @@ use quorumsign::replica::machine::StateMachine;
 use quorumsign::store::LogStore;
 use tempfile::TempDir;
 
+/// The id of entry `i` of a leader `node_id` in `term`.
+fn log_id(term: u64, node_id: u64, i: u64) -> openraft::alias::LogIdOf<TypeConfig> {
+    openraft::alias::LogIdOf::<TypeConfig>::new(
+        openraft::impls::leader_id_adv::LeaderId { term, node_id },
+        i,
+    )
+}
+
+/// Opens the store at `path` again: the flush task of the store closed just before may
+/// still hold the database for a moment after it has signalled.
+fn reopen(path: &std::path::Path, spill_from: usize) -> LogStore {
+    (0..100)
+        .find_map(|_| {
+            LogStore::open_spilling(path, spill_from).ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            })
+        })
+        .expect("store reopens")
+}
+
 /// Builds stores that spill entries from `spill_from` encoded bytes on.
 struct Builder {
     spill_from: usize,
@@ -42,20 +63,12 @@ async fn openraft_conformance_suite_every_entry_spilled() {
 /// are deleted at open, and a damaged file is refused with the entry and file named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spilled_entries_files_follow_the_log() {
-    use openraft::alias::{EntryOf, LogIdOf};
+    use openraft::alias::EntryOf;
     use openraft::entry::RaftEntry;
     use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
     use openraft::type_config::TypeConfigExt;
 
-    let id = |i: u64| {
-        LogIdOf::<TypeConfig>::new(
-            openraft::impls::leader_id_adv::LeaderId {
-                term: 2,
-                node_id: 1,
-            },
-            i,
-        )
-    };
+    let id = |i| log_id(2, 1, i);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("raft");
     let spill = path.join("spill");
@@ -89,17 +102,7 @@ async fn spilled_entries_files_follow_the_log() {
         b"x",
     )
     .unwrap();
-    let reopen = || {
-        (0..100)
-            .find_map(|_| {
-                LogStore::open_spilling(&path, 0).ok().or_else(|| {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    None
-                })
-            })
-            .expect("store reopens")
-    };
-    let mut log = reopen();
+    let mut log = reopen(&path, 0);
     assert_eq!(files().len(), 4, "orphans deleted at open: {:?}", files());
     let got = log.try_get_log_entries(4..=7).await.unwrap();
     assert_eq!(
@@ -119,7 +122,7 @@ async fn spilled_entries_files_follow_the_log() {
     let mut bytes = std::fs::read(&five).unwrap();
     bytes[0] ^= 0xff;
     std::fs::write(&five, bytes).unwrap();
-    let mut log = reopen();
+    let mut log = reopen(&path, 0);
     let e = log
         .try_get_log_entries(4..=7)
         .await
@@ -146,29 +149,13 @@ async fn vote_and_entries_survive_reopen() {
             .await
             .unwrap();
         let entries: Vec<EntryOf<TypeConfig>> = (1..=100)
-            .map(|i| {
-                EntryOf::<TypeConfig>::new_blank(openraft::alias::LogIdOf::<TypeConfig>::new(
-                    openraft::impls::leader_id_adv::LeaderId {
-                        term: 3,
-                        node_id: 2,
-                    },
-                    i,
-                ))
-            })
+            .map(|i| EntryOf::<TypeConfig>::new_blank(log_id(3, 2, i)))
             .collect();
         let (tx, rx) = TypeConfig::oneshot();
         log.append(entries, IOFlushed::signal(tx)).await.unwrap();
         rx.await.unwrap().unwrap();
     }
-    // The flush task may still hold the database for a moment after it has signalled.
-    let mut log = (0..100)
-        .find_map(|_| {
-            LogStore::open(&path).ok().or_else(|| {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                None
-            })
-        })
-        .expect("store reopens");
+    let mut log = reopen(&path, quorumsign::store::SPILL_BYTES);
     let vote = log.read_vote().await.unwrap().expect("vote kept");
     assert_eq!(vote, VoteOf::<TypeConfig>::new(3, 2));
     let got = log.try_get_log_entries(1..=100).await.unwrap();
@@ -183,24 +170,15 @@ async fn vote_and_entries_survive_reopen() {
 /// whatever `max_payload_entries` says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_for_sending_is_bounded_in_bytes() {
-    use openraft::alias::{EntryOf, LogIdOf};
+    use openraft::alias::EntryOf;
     use openraft::entry::RaftEntry;
     use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
     use openraft::type_config::TypeConfigExt;
     use quorumsign::replica::{Command, Origin};
 
-    let log_id = |i| {
-        LogIdOf::<TypeConfig>::new(
-            openraft::impls::leader_id_adv::LeaderId {
-                term: 1,
-                node_id: 1,
-            },
-            i,
-        )
-    };
     let big = |i, mib: f64| {
         EntryOf::<TypeConfig>::new_normal(
-            log_id(i),
+            log_id(1, 1, i),
             Command::Reload {
                 name: "x".repeat((mib * 1048576.0) as usize),
                 origin: Origin {
@@ -214,7 +192,7 @@ async fn a_read_for_sending_is_bounded_in_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = LogStore::open(&dir.path().join("raft")).unwrap();
     let mut entries: Vec<EntryOf<TypeConfig>> = (1..=10).map(|i| big(i, 1.5)).collect();
-    entries.extend((11..=30).map(|i| EntryOf::<TypeConfig>::new_blank(log_id(i))));
+    entries.extend((11..=30).map(|i| EntryOf::<TypeConfig>::new_blank(log_id(1, 1, i))));
     entries.push(big(31, 6.0));
     let (tx, rx) = TypeConfig::oneshot();
     log.append(entries, IOFlushed::signal(tx)).await.unwrap();
@@ -337,7 +315,7 @@ fn acknowledged_appends_survive_sigkill() {
 /// A log written before its values were tagged (no `format` in `meta`) is read as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_of_the_untagged_format_is_migrated() {
-    use openraft::alias::{EntryOf, LogIdOf};
+    use openraft::alias::EntryOf;
     use openraft::entry::RaftEntry;
     use openraft::storage::{RaftLogReader, RaftLogStorage};
 
@@ -347,14 +325,7 @@ async fn a_log_of_the_untagged_format_is_migrated() {
         let db = sled::open(&path).unwrap();
         let log = db.open_tree("log").unwrap();
         for i in 1..=3u64 {
-            let id = LogIdOf::<TypeConfig>::new(
-                openraft::impls::leader_id_adv::LeaderId {
-                    term: 1,
-                    node_id: 1,
-                },
-                i,
-            );
-            let e = EntryOf::<TypeConfig>::new_blank(id);
+            let e = EntryOf::<TypeConfig>::new_blank(log_id(1, 1, i));
             log.insert(i.to_be_bytes(), quorumsign::replica::encode(&e))
                 .unwrap();
         }

@@ -1907,62 +1907,44 @@ fn build_version(
             .min()
     };
     let rrsets = entries.len() as u64;
-    if z.content.is_empty() {
-        // A first version: every RRset is new, and they are in order. On all cores.
-        use rayon::prelude::*;
-        min_expiration = entries
-            .par_iter()
-            .filter_map(|(_, v)| expirations(v))
-            .min()
-            .unwrap_or(u32::MAX);
-        changes = entries
-            .into_par_iter()
-            .map(|(key, val)| RrsetChange {
-                owner: key.0.0,
-                rtype: key.1,
-                val: Some(val),
-            })
-            .collect();
-    } else {
-        let mut old = z.content.iter().peekable();
-        let gone = |k: &(Owner, u16)| RrsetChange {
-            owner: k.0.0.clone(),
-            rtype: k.1,
-            val: None,
-        };
-        for (key, val) in entries {
-            if let Some(e) = expirations(&val) {
-                min_expiration = min_expiration.min(e);
-            }
-            while let Some((ok, _)) = old.next_if(|(ok, _)| **ok < key) {
-                changes.push(gone(ok));
-            }
-            match old.next_if(|(ok, _)| **ok == key) {
-                Some((_, o)) if *o == val => {}
-                Some((_, o)) => {
-                    if o.ttl == val.ttl
-                        && o.rdatas == val.rdatas
-                        && key.1 != rtype::SOA
-                        && expirations(o).is_some_and(|e| e >= due_by)
-                    {
-                        resigned_unchanged += 1;
-                    }
-                    changes.push(RrsetChange {
-                        owner: key.0.0,
-                        rtype: key.1,
-                        val: Some(val),
-                    });
+    let mut old = z.content.iter().peekable();
+    let gone = |k: &(Owner, u16)| RrsetChange {
+        owner: k.0.0.clone(),
+        rtype: k.1,
+        val: None,
+    };
+    for (key, val) in entries {
+        if let Some(e) = expirations(&val) {
+            min_expiration = min_expiration.min(e);
+        }
+        while let Some((ok, _)) = old.next_if(|(ok, _)| **ok < key) {
+            changes.push(gone(ok));
+        }
+        match old.next_if(|(ok, _)| **ok == key) {
+            Some((_, o)) if *o == val => {}
+            Some((_, o)) => {
+                if o.ttl == val.ttl
+                    && o.rdatas == val.rdatas
+                    && key.1 != rtype::SOA
+                    && expirations(o).is_some_and(|e| e >= due_by)
+                {
+                    resigned_unchanged += 1;
                 }
-                None => changes.push(RrsetChange {
+                changes.push(RrsetChange {
                     owner: key.0.0,
                     rtype: key.1,
                     val: Some(val),
-                }),
+                });
             }
+            None => changes.push(RrsetChange {
+                owner: key.0.0,
+                rtype: key.1,
+                val: Some(val),
+            }),
         }
-        for (ok, _) in old {
-            changes.push(gone(ok));
-        }
+    }
+    for (ok, _) in old {
+        changes.push(gone(ok));
     }
     let hash = z.hash_after_all(&changes);
     let ms = |a: Instant, b: Instant| (b - a).as_millis() as u64;

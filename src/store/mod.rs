@@ -150,6 +150,19 @@ fn spill_name(idx: u64, hash: u64) -> String {
     format!("{idx:020}-{hash:016x}")
 }
 
+/// The pointer a `log` tree value holds, when its entry is spilled.
+fn spilled(v: &[u8]) -> io::Result<Option<Spilled>> {
+    match v.split_first() {
+        Some((&SPILLED, b)) => decode(b).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The index a `log` tree key stands for.
+fn index_of(k: &[u8]) -> io::Result<u64> {
+    Ok(u64::from_be_bytes(k.try_into().map_err(io::Error::other)?))
+}
+
 fn tagged(tag: u8, bytes: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(bytes.len() + 1);
     v.push(tag);
@@ -233,8 +246,8 @@ impl LogStore {
                 return Ok(false);
             };
             Ok(match self.log.get(idx.to_be_bytes()).map_err(err)? {
-                Some(v) if v.first() == Some(&SPILLED) => decode::<Spilled>(&v[1..])?.hash == hash,
-                _ => false,
+                Some(v) => spilled(&v)?.is_some_and(|s| s.hash == hash),
+                None => false,
             })
         };
         for f in std::fs::read_dir(&self.spill)? {
@@ -249,11 +262,11 @@ impl LogStore {
 
     /// The `log` tree's value for entry `e`, its file written first when it is spilled;
     /// and the entry's encoded length.
-    fn value_of(&self, e: &EntryOf<TypeConfig>) -> io::Result<(Vec<u8>, usize, bool)> {
+    fn value_of(&self, e: &EntryOf<TypeConfig>) -> io::Result<(Vec<u8>, usize)> {
         let bytes = encode(e);
         let n = bytes.len();
         if n < self.spill_from {
-            return Ok((tagged(INLINE, &bytes), n, false));
+            return Ok((tagged(INLINE, &bytes), n));
         }
         let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
         write_durably(&self.spill, &spill_name(e.index(), hash), &bytes)?;
@@ -262,7 +275,12 @@ impl LogStore {
             len: n as u64,
             hash,
         };
-        Ok((tagged(SPILLED, &encode(&ptr)), n, true))
+        Ok((tagged(SPILLED, &encode(&ptr)), n))
+    }
+
+    /// The file of entry `idx`, spilled with `hash`.
+    fn file_of(&self, idx: u64, hash: u64) -> std::path::PathBuf {
+        self.spill.join(spill_name(idx, hash))
     }
 
     /// The entry a `log` tree value stands for (reading its file when it is spilled).
@@ -271,7 +289,7 @@ impl LogStore {
             Some((&INLINE, b)) => decode(b),
             Some((&SPILLED, b)) => {
                 let s: Spilled = decode(b)?;
-                let path = self.spill.join(spill_name(idx, s.hash));
+                let path = self.file_of(idx, s.hash);
                 let bytes = std::fs::read(&path).map_err(|e| {
                     io::Error::new(
                         e.kind(),
@@ -300,17 +318,14 @@ impl LogStore {
 
     /// The encoded length of the entry a `log` tree value stands for.
     fn len_of(v: &[u8]) -> io::Result<usize> {
-        match v.split_first() {
-            Some((&SPILLED, b)) => Ok(decode::<Spilled>(b)?.len as usize),
-            _ => Ok(v.len().saturating_sub(1)),
-        }
+        Ok(spilled(v)?.map_or(v.len().saturating_sub(1), |s| s.len as usize))
     }
 
     /// The id of the entry a `log` tree value stands for (without reading a file).
     fn log_id_of(&self, idx: u64, v: &[u8]) -> io::Result<LogIdOf<TypeConfig>> {
-        match v.split_first() {
-            Some((&SPILLED, b)) => Ok(decode::<Spilled>(b)?.log_id),
-            _ => Ok(self.entry_of(idx, v)?.log_id()),
+        match spilled(v)? {
+            Some(s) => Ok(s.log_id),
+            None => Ok(self.entry_of(idx, v)?.log_id()),
         }
     }
 
@@ -318,9 +333,8 @@ impl LogStore {
     async fn remove(&self, keys: Vec<(sled::IVec, sled::IVec)>) -> io::Result<()> {
         let mut files = Vec::new();
         for (k, v) in keys {
-            if let Some((&SPILLED, b)) = v.split_first() {
-                let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
-                files.push(self.spill.join(spill_name(idx, decode::<Spilled>(b)?.hash)));
+            if let Some(s) = spilled(&v)? {
+                files.push(self.file_of(index_of(&k)?, s.hash));
             }
             self.log.remove(k).map_err(err)?;
         }
@@ -376,7 +390,7 @@ impl LogStore {
             }
             for item in self.log.range(start.to_be_bytes()..) {
                 let (k, v) = item.map_err(err)?;
-                let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
+                let idx = index_of(&k)?;
                 let n = Self::len_of(&v)?;
                 if !range.contains(&idx) || (!out.is_empty() && bytes + n > max_bytes) {
                     break;
@@ -433,10 +447,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let purged: Option<LogIdOf<TypeConfig>> = self.get_meta("purged")?;
         let last = match self.log.last().map_err(err)? {
-            Some((k, v)) => {
-                let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(io::Error::other)?);
-                Some(self.log_id_of(idx, &v)?)
-            }
+            Some((k, v)) => Some(self.log_id_of(index_of(&k)?, &v)?),
             None => purged.clone(),
         };
         Ok(LogState {
@@ -481,16 +492,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         crate::blocking(|| {
             let mut batch = sled::Batch::default();
             let mut kept = Vec::new();
-            let mut spilled = false;
+            let mut any_spilled = false;
             for e in entries {
-                let (v, n, s) = self.value_of(&e)?;
-                spilled |= s;
+                let (v, n) = self.value_of(&e)?;
+                any_spilled |= v.first() == Some(&SPILLED);
                 let idx = e.index();
                 kept.push((idx, n, e));
                 batch.insert(&idx.to_be_bytes(), v);
             }
             // The files' names are durable before any pointer to them can be.
-            if spilled {
+            if any_spilled {
                 sync_dir(&self.spill)?;
             }
             // Under the lock, so a read never sees the cache ahead of or behind sled.
