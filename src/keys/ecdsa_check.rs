@@ -12,11 +12,15 @@
 //!
 //! # Limitations
 //! Only for the soft keystore (PKCS#11 keys never reveal `d`; those signatures get the full
-//! public-key verification). The big-number arithmetic on `d` is not constant-time; the
-//! soft keystore already keeps `d` in process memory and is meant for labs and demos.
+//! public-key verification). For P-256 the scalar arithmetic is constant-time; for P-384 it
+//! goes through aws-lc's big numbers, which are not. The soft keystore already keeps `d` in
+//! process memory and is meant for labs and demos.
 
 use aws_lc_rs::digest;
 use aws_lc_sys as sys;
+use p256::elliptic_curve::PrimeField;
+use p256::elliptic_curve::ops::Reduce;
+use p256::{FieldBytes, Scalar, U256};
 
 /// Checks signatures of one ECDSA key by its private scalar.
 pub struct ScalarVerifier {
@@ -110,6 +114,66 @@ impl ScalarVerifier {
     /// Checks many signatures at once: the modular inverses of all `s` values come from one
     /// inversion (Montgomery's trick), which is most of the cost of a lone check.
     pub fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
+        if self.alg == 13 {
+            self.verify_batch_p256(items)
+        } else {
+            self.verify_batch_bn(items)
+        }
+    }
+
+    /// P-256: the scalar arithmetic (`s⁻¹`, `e + r·d`) in fixed-size, constant-time scalars,
+    /// with nothing allocated per signature; only `k·G` goes to aws-lc. The big-number path
+    /// spent about a third of a check in allocation and division.
+    fn verify_batch_p256(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
+        let mut ok = vec![false; items.len()];
+        let mut padded = FieldBytes::default();
+        padded[32 - self.d.len()..].copy_from_slice(&self.d);
+        let d = Option::<Scalar>::from(Scalar::from_repr(padded));
+        padded.iter_mut().for_each(|b| *b = 0);
+        let Some(d) = d else {
+            return ok;
+        };
+        let parsed = crate::keys::ecdsa_table::parse_batch(items);
+        // SAFETY: every BIGNUM/point is owned by `a` and freed with it; the group is static.
+        unsafe {
+            let group = sys::EC_GROUP_new_by_curve_name(self.nid);
+            let Some(mut a) = Arena::new(group) else {
+                return ok;
+            };
+            let (t, x) = (a.bn(), a.bn());
+            let mut xb = FieldBytes::default();
+            for (i, (e, r, w)) in parsed
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| Some((i, (*p)?)))
+            {
+                // P = s⁻¹·(e + r·d)·G; valid when x(P) ≡ r (mod n).
+                let k = (w * (e + r * d)).to_repr();
+                ok[i] = !sys::BN_bin2bn(k.as_ptr(), k.len(), t).is_null()
+                    && sys::EC_POINT_mul(
+                        group,
+                        a.point,
+                        t,
+                        std::ptr::null(),
+                        std::ptr::null(),
+                        a.ctx,
+                    ) == 1
+                    && sys::EC_POINT_get_affine_coordinates_GFp(
+                        group,
+                        a.point,
+                        x,
+                        std::ptr::null_mut(),
+                        a.ctx,
+                    ) == 1
+                    && sys::BN_bn2bin_padded(xb.as_mut_ptr(), xb.len(), x) == 1
+                    && <Scalar as Reduce<U256>>::reduce_bytes(&xb) == r;
+            }
+        }
+        ok
+    }
+
+    /// Other curves (P-384), through aws-lc's big numbers.
+    fn verify_batch_bn(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
         let mut ok = vec![false; items.len()];
         // SAFETY: every BIGNUM/point is owned by `a` and freed with it; the group is static.
         unsafe {

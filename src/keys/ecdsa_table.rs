@@ -268,22 +268,7 @@ impl TableVerifier {
 
     /// Checks each (signed data, signature) pair; one scalar inversion for the whole batch.
     pub fn verify_batch(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
-        // (e, r, s) of each well-formed signature; s is later replaced by s⁻¹.
-        let mut parsed: Vec<Option<(Scalar, Scalar, Scalar)>> =
-            items.iter().map(|(d, s)| parse(d, s)).collect();
-        let mut prefix = Vec::with_capacity(items.len());
-        let mut acc = Scalar::ONE;
-        for (_, _, s) in parsed.iter().flatten() {
-            prefix.push(acc);
-            acc *= s;
-        }
-        let mut inv = Option::<Scalar>::from(acc.invert()).expect("nonzero s");
-        for (_, _, s) in parsed.iter_mut().rev().flatten() {
-            let w = inv * prefix.pop().unwrap();
-            inv *= *s;
-            *s = w;
-        }
-        parsed
+        parse_batch(items)
             .iter()
             .map(|p| p.is_some_and(|(e, r, w)| self.check(&e, &r, &w)))
             .collect()
@@ -310,6 +295,26 @@ impl TableVerifier {
         }
         false
     }
+}
+
+/// `(e, r, s⁻¹)` of each (signed data, P-256 signature) pair that is well formed (see
+/// [`parse`]), with one scalar inversion for the whole batch (Montgomery's trick).
+pub(crate) fn parse_batch(items: &[(&[u8], &[u8])]) -> Vec<Option<(Scalar, Scalar, Scalar)>> {
+    let mut parsed: Vec<Option<(Scalar, Scalar, Scalar)>> =
+        items.iter().map(|(d, s)| parse(d, s)).collect();
+    let mut prefix = Vec::with_capacity(items.len());
+    let mut acc = Scalar::ONE;
+    for (_, _, s) in parsed.iter().flatten() {
+        prefix.push(acc);
+        acc *= s;
+    }
+    let mut inv = Option::<Scalar>::from(acc.invert()).expect("nonzero s");
+    for (_, _, s) in parsed.iter_mut().rev().flatten() {
+        let w = inv * prefix.pop().unwrap();
+        inv *= *s;
+        *s = w;
+    }
+    parsed
 }
 
 /// `(e, r, s)` when `sig` is 64 octets with `r` and `s` in `1..n`.
