@@ -279,7 +279,6 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
                 );
                 return Ok(());
             }
-            crate::mem::single_arena(); // before any other thread exists
             super::init_tracing(&cfg.log_level);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

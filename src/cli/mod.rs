@@ -94,6 +94,7 @@ enum Cmd {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    crate::mem::init();
     let cli = Cli::parse();
     if !matches!(
         cli.cmd,

@@ -112,15 +112,14 @@ pub async fn run(node: Arc<Node>) {
                         crate::mem::trim();
                     }
                     if good.as_ref().is_none_or(|g| g.token != version.token) {
-                        // After a full check only (see `mem::figures_for`).
+                        // After a full check only.
                         let rrsets = if full { version.rrsets as usize } else { 0 };
-                        let (heap_mib, rss_mib) = crate::mem::figures_for(rrsets);
+                        let rss_mib = crate::mem::rss_for(rrsets);
                         tracing::info!(
                             zone,
                             serial = version.serial,
                             full,
                             ms = began.elapsed().as_millis() as u64,
-                            heap_mib,
                             rss_mib,
                             "version validated"
                         );
@@ -213,7 +212,6 @@ fn validate(
         Vec::new()
     };
     let rrsets = z.content.len();
-    let (content_heap_mib, _) = crate::mem::figures_for(rrsets);
     drop(st);
     // Opened with the state released (unsealing a key is deliberately slow).
     let private_keys = private_keys(node, &records);
@@ -229,8 +227,8 @@ fn validate(
     if src.lost.load(Ordering::Relaxed) {
         return Err(SUPERSEDED.into());
     }
-    let (heap_mib, rss_mib) = crate::mem::figures_for(rrsets);
-    tracing::info!(zone, content_heap_mib, heap_mib, rss_mib, "full check done");
+    let rss_mib = crate::mem::rss_for(rrsets);
+    tracing::info!(zone, rss_mib, "full check done");
     if !report.valid {
         let f = &report.failures[0];
         return Err(format!(

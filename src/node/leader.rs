@@ -979,7 +979,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     if n_changes >= TRIM_AFTER_CHANGES {
         crate::mem::trim(); // the build's transients are gone: give their pages back
     }
-    let (heap_mib, rss_mib) = crate::mem::figures_for(n_changes as usize);
+    let rss_mib = crate::mem::rss_for(n_changes as usize);
     let ms = started.elapsed().as_millis() as u64;
     if let Outcome::Published { token, .. } = out {
         tracing::info!(
@@ -991,7 +991,6 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             changes = n_changes,
             ms,
             token = format!("{}:{}", token.0, token.1),
-            heap_mib,
             rss_mib,
             "published"
         );
@@ -1949,7 +1948,7 @@ fn build_version(
     let hash = z.hash_after_all(&changes);
     let ms = |a: Instant, b: Instant| (b - a).as_millis() as u64;
     let t_end = Instant::now();
-    let (heap_mib, rss_mib) = crate::mem::figures_for(rrsets as usize);
+    let rss_mib = crate::mem::rss_for(rrsets as usize);
     tracing::info!(
         zone,
         serial,
@@ -1959,7 +1958,6 @@ fn build_version(
         sign_ms = ms(t_cache, t_signed),
         gate_ms = ms(t_signed, t_gate),
         diff_ms = ms(t_gate, t_end),
-        heap_mib,
         rss_mib,
         "version built"
     );

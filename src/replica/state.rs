@@ -823,14 +823,11 @@ impl ClusterState {
                 // A first version (or a zone emptied) is built in one pass, with full B-tree
                 // nodes and no undo list (`None`).
                 let undo = if z.content.is_empty() && strictly_ordered(&staged) {
-                    let (staged_heap_mib, _) = crate::mem::figures_for(n_changes);
                     z.fill(staged);
-                    let (heap_mib, rss_mib) = crate::mem::figures_for(n_changes);
+                    let rss_mib = crate::mem::rss_for(n_changes);
                     tracing::info!(
                         zone,
                         rrsets = z.content.len(),
-                        staged_heap_mib,
-                        heap_mib,
                         rss_mib,
                         "first version filled"
                     );
