@@ -22,10 +22,6 @@ pub mod transport;
 pub mod validate;
 pub mod zone;
 
-/// See [`mem`].
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// FNV-1a (64-bit) of `bytes`: a fast, stable hash for what must come out the same on
 /// every node and every run (signature jitter, where a file is cut, comparison buckets).
 pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {

@@ -1,3 +1,7 @@
+/// See `quorumsign::mem`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     std::process::exit(quorumsign::cli::main());
 }

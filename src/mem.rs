@@ -1,5 +1,6 @@
-//! The process's allocator: mimalloc for Rust's allocations, tuned to hand freed memory
-//! back at once; and the resident size the logs carry.
+//! The process's allocator: mimalloc for Rust's allocations in the `quorumsign` binary
+//! (`src/main.rs`), tuned to hand freed memory back at once; and the resident size the logs
+//! carry.
 //!
 //! A large version is built, staged, applied and validated in big transient allocations,
 //! on several threads at once. With glibc's malloc a node had to choose: one arena (what
