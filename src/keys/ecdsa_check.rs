@@ -84,16 +84,7 @@ impl ScalarVerifier {
             let group = sys::EC_GROUP_new_by_curve_name(self.nid);
             let mut c = Arena::new(group)?;
             let (kb, x, y) = (c.bn_from(k), c.bn(), c.bn());
-            if sys::EC_POINT_mul(
-                group,
-                c.point,
-                kb,
-                std::ptr::null(),
-                std::ptr::null(),
-                c.ctx,
-            ) != 1
-                || sys::EC_POINT_get_affine_coordinates_GFp(group, c.point, x, y, c.ctx) != 1
-            {
+            if !c.mul_generator(group, kb, x, y) {
                 return None;
             }
             let (mut xo, mut yo) = (vec![0u8; self.half], vec![0u8; self.half]);
@@ -150,21 +141,7 @@ impl ScalarVerifier {
                 // P = s⁻¹·(e + r·d)·G; valid when x(P) ≡ r (mod n).
                 let k = (w * (e + r * d)).to_repr();
                 ok[i] = !sys::BN_bin2bn(k.as_ptr(), k.len(), t).is_null()
-                    && sys::EC_POINT_mul(
-                        group,
-                        a.point,
-                        t,
-                        std::ptr::null(),
-                        std::ptr::null(),
-                        a.ctx,
-                    ) == 1
-                    && sys::EC_POINT_get_affine_coordinates_GFp(
-                        group,
-                        a.point,
-                        x,
-                        std::ptr::null_mut(),
-                        a.ctx,
-                    ) == 1
+                    && a.mul_generator(group, t, x, std::ptr::null_mut())
                     && sys::BN_bn2bin_padded(xb.as_mut_ptr(), xb.len(), x) == 1
                     && <Scalar as Reduce<U256>>::reduce_bytes(&xb) == r;
             }
@@ -238,15 +215,7 @@ impl ScalarVerifier {
                     && sys::BN_mod_mul(t, r, d, n, a.ctx) == 1
                     && sys::BN_mod_add(t, t, e, n, a.ctx) == 1
                     && sys::BN_mod_mul(t, t, w, n, a.ctx) == 1
-                    && sys::EC_POINT_mul(
-                        group,
-                        a.point,
-                        t,
-                        std::ptr::null(),
-                        std::ptr::null(),
-                        a.ctx,
-                    ) == 1
-                    && sys::EC_POINT_get_affine_coordinates_GFp(group, a.point, x, y, a.ctx) == 1
+                    && a.mul_generator(group, t, x, y)
                     && sys::BN_nnmod(x, x, n, a.ctx) == 1;
                 ok[i] = good && sys::BN_cmp(x, r) == 0;
             }
@@ -273,6 +242,26 @@ impl Arena {
             }
         };
         (!a.ctx.is_null() && !a.point.is_null()).then_some(a)
+    }
+
+    /// `k·G` into `x` and `y` (affine; `y` may be null); false when that fails (`k·G` is
+    /// the point at infinity).
+    ///
+    /// # Safety
+    /// `group` is the arena's group; `k`, `x` and a non-null `y` are live BIGNUMs.
+    unsafe fn mul_generator(
+        &mut self,
+        group: *const sys::EC_GROUP,
+        k: *const sys::BIGNUM,
+        x: *mut sys::BIGNUM,
+        y: *mut sys::BIGNUM,
+    ) -> bool {
+        let (no_point, no_scalar) = (std::ptr::null(), std::ptr::null());
+        // SAFETY: as the caller promises; the point and context are the arena's own.
+        unsafe {
+            sys::EC_POINT_mul(group, self.point, k, no_point, no_scalar, self.ctx) == 1
+                && sys::EC_POINT_get_affine_coordinates_GFp(group, self.point, x, y, self.ctx) == 1
+        }
     }
 
     fn bn(&mut self) -> *mut sys::BIGNUM {
