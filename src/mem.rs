@@ -33,7 +33,9 @@ pub fn resident() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// Returns the free memory of every heap to the system (after a large transient).
+/// Returns free memory to the system after a large transient: the calling thread's free
+/// pages and what mimalloc's arenas hold free (other threads' heaps purge their own freed
+/// pages at once, see [`init`]), and glibc's free pages (the C libraries' heap).
 pub fn trim() {
     // SAFETY: mi_collect only releases memory that is free.
     unsafe { libmimalloc_sys::mi_collect(true) };

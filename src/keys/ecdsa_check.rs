@@ -18,8 +18,8 @@
 
 use aws_lc_rs::digest;
 use aws_lc_sys as sys;
-use p256::elliptic_curve::PrimeField;
 use p256::elliptic_curve::ops::Reduce;
+use p256::elliptic_curve::{Field, PrimeField};
 use p256::{FieldBytes, Scalar, U256};
 
 /// Checks signatures of one ECDSA key by its private scalar.
@@ -56,6 +56,9 @@ impl ScalarVerifier {
         };
         if public_key.len() != 2 * half || d.len() > half {
             return Err("key sizes do not match the curve".into());
+        }
+        if alg == 13 && p256_scalar(d).is_none() {
+            return Err("the private scalar is not in 1..n".into());
         }
         let v = ScalarVerifier {
             nid,
@@ -117,11 +120,7 @@ impl ScalarVerifier {
     /// spent about a third of a check in allocation and division.
     fn verify_batch_p256(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
         let mut ok = vec![false; items.len()];
-        let mut padded = FieldBytes::default();
-        padded[32 - self.d.len()..].copy_from_slice(&self.d);
-        let d = Option::<Scalar>::from(Scalar::from_repr(padded));
-        padded.iter_mut().for_each(|b| *b = 0);
-        let Some(d) = d else {
+        let Some(d) = p256_scalar(&self.d) else {
             return ok;
         };
         let parsed = crate::keys::ecdsa_table::parse_batch(items);
@@ -222,6 +221,15 @@ impl ScalarVerifier {
         }
         ok
     }
+}
+
+/// `d` (big-endian, at most 32 octets) as a P-256 scalar, when it is in `1..n`.
+fn p256_scalar(d: &[u8]) -> Option<Scalar> {
+    let mut padded = FieldBytes::default();
+    padded[32 - d.len()..].copy_from_slice(d);
+    let s = Option::<Scalar>::from(Scalar::from_repr(padded));
+    padded.iter_mut().for_each(|b| *b = 0);
+    s.filter(|s| !bool::from(s.is_zero()))
 }
 
 /// BIGNUMs, one point and a BN_CTX, all freed together.
