@@ -39,6 +39,11 @@ pub trait SigningKey: Send + Sync {
     fn handle(&self) -> &str;
     /// Signs `data` (the full RRSIG input; the key hashes it as its algorithm says).
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, HsmError>;
+    /// Signs each of `items`, in order. Keystores that can share work across signatures
+    /// (soft P-256 keys) override it; the default signs them one by one.
+    fn sign_batch(&self, items: &[&[u8]]) -> Result<Vec<Vec<u8>>, HsmError> {
+        items.iter().map(|d| self.sign(d)).collect()
+    }
     /// The ECDSA private scalar, for keystores that hold it in this process, so that the
     /// signer can check each signature at the cost of one generator multiplication
     /// ([`crate::keys::ecdsa_check`]). `None` (the default) means full public-key checks.

@@ -11,6 +11,7 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPa
 
 use super::{HsmError, Keystore, SigningKey};
 use crate::keys::algorithm::{join_rsa_public_key, split_rsa_public_key, strip_zeros};
+use crate::keys::ecdsa_sign::P256Signer;
 use crate::keys::{Algorithm, DnsKey, FLAG_SEP, FLAG_ZONE, keyfile};
 use crate::zone::Name;
 
@@ -207,6 +208,30 @@ impl SigningKey for SoftKey {
                 .map(|b| b.as_ref().to_vec()),
             _ => None,
         }
+    }
+
+    fn sign_batch(&self, items: &[&[u8]]) -> Result<Vec<Vec<u8>>, HsmError> {
+        let Private::Ecdsa(kp) = &self.private else {
+            return items.iter().map(|d| self.sign(d)).collect();
+        };
+        if self.dnskey.algorithm != Algorithm::EcdsaP256Sha256.number() || items.len() < 2 {
+            return items.iter().map(|d| self.sign(d)).collect();
+        }
+        let fail = |msg: String| HsmError::Sign {
+            key: self.handle.clone(),
+            msg,
+        };
+        let d = kp
+            .private_key()
+            .as_be_bytes()
+            .map_err(|_| fail("crypto library refused".into()))?;
+        let signer = P256Signer::new(d.as_ref()).ok_or_else(|| fail("bad P-256 scalar".into()))?;
+        let sigs = signer.sign_batch(items).map_err(fail)?;
+        // An item the batch could not sign (a zero nonce, r or s) is signed on its own.
+        sigs.into_iter()
+            .zip(items)
+            .map(|(s, d)| s.map_or_else(|| self.sign(d), |s| Ok(s.to_vec())))
+            .collect()
     }
 
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, HsmError> {

@@ -120,30 +120,17 @@ impl ScalarVerifier {
     /// spent about a third of a check in allocation and division.
     fn verify_batch_p256(&self, items: &[(&[u8], &[u8])]) -> Vec<bool> {
         let mut ok = vec![false; items.len()];
-        let Some(d) = p256_scalar(&self.d) else {
+        let (Some(d), Some(mut base)) = (p256_scalar(&self.d), P256Base::new()) else {
             return ok;
         };
         let parsed = crate::keys::ecdsa_table::parse_batch(items);
-        // SAFETY: every BIGNUM/point is owned by `a` and freed with it; the group is static.
-        unsafe {
-            let group = sys::EC_GROUP_new_by_curve_name(self.nid);
-            let Some(mut a) = Arena::new(group) else {
-                return ok;
-            };
-            let (t, x) = (a.bn(), a.bn());
-            let mut xb = FieldBytes::default();
-            for (i, (e, r, w)) in parsed
-                .iter()
-                .enumerate()
-                .filter_map(|(i, p)| Some((i, (*p)?)))
-            {
-                // P = s⁻¹·(e + r·d)·G; valid when x(P) ≡ r (mod n).
-                let k = (w * (e + r * d)).to_repr();
-                ok[i] = !sys::BN_bin2bn(k.as_ptr(), k.len(), t).is_null()
-                    && a.mul_generator(group, t, x, std::ptr::null_mut())
-                    && sys::BN_bn2bin_padded(xb.as_mut_ptr(), xb.len(), x) == 1
-                    && <Scalar as Reduce<U256>>::reduce_bytes(&xb) == r;
-            }
+        for (i, (e, r, w)) in parsed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, (*p)?)))
+        {
+            // P = s⁻¹·(e + r·d)·G; valid when x(P) ≡ r (mod n).
+            ok[i] = base.x_mod_n(&(w * (e + r * d))) == Some(r);
         }
         ok
     }
@@ -224,12 +211,49 @@ impl ScalarVerifier {
 }
 
 /// `d` (big-endian, at most 32 octets) as a P-256 scalar, when it is in `1..n`.
-fn p256_scalar(d: &[u8]) -> Option<Scalar> {
+pub(crate) fn p256_scalar(d: &[u8]) -> Option<Scalar> {
     let mut padded = FieldBytes::default();
     padded[32 - d.len()..].copy_from_slice(d);
     let s = Option::<Scalar>::from(Scalar::from_repr(padded));
     padded.iter_mut().for_each(|b| *b = 0);
     s.filter(|s| !bool::from(s.is_zero()))
+}
+
+/// `x(k·G) mod n` on P-256 through aws-lc's precomputed tables of the generator
+/// (constant-time), for many `k` with one set of aws-lc objects.
+pub(crate) struct P256Base {
+    group: *const sys::EC_GROUP,
+    arena: Arena,
+    k: *mut sys::BIGNUM,
+    x: *mut sys::BIGNUM,
+}
+
+impl P256Base {
+    pub(crate) fn new() -> Option<P256Base> {
+        // SAFETY: the group is a static built-in curve; the arena owns what it allocates.
+        unsafe {
+            let group = sys::EC_GROUP_new_by_curve_name(sys::NID_X9_62_prime256v1);
+            let mut arena = Arena::new(group)?;
+            let (k, x) = (arena.bn(), arena.bn());
+            Some(P256Base { group, arena, k, x })
+        }
+    }
+
+    /// `None` when `k·G` is the point at infinity (`k = 0`) or aws-lc fails.
+    pub(crate) fn x_mod_n(&mut self, k: &Scalar) -> Option<Scalar> {
+        let mut kb = k.to_repr();
+        let mut xb = FieldBytes::default();
+        // SAFETY: `k` and `x` are the arena's live BIGNUMs, `group` its group.
+        let done = unsafe {
+            !sys::BN_bin2bn(kb.as_ptr(), kb.len(), self.k).is_null()
+                && self
+                    .arena
+                    .mul_generator(self.group, self.k, self.x, std::ptr::null_mut())
+                && sys::BN_bn2bin_padded(xb.as_mut_ptr(), xb.len(), self.x) == 1
+        };
+        kb.iter_mut().for_each(|b| *b = 0);
+        done.then(|| <Scalar as Reduce<U256>>::reduce_bytes(&xb))
+    }
 }
 
 /// BIGNUMs, one point and a BN_CTX, all freed together.

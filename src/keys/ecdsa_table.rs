@@ -302,19 +302,42 @@ impl TableVerifier {
 pub(crate) fn parse_batch(items: &[(&[u8], &[u8])]) -> Vec<Option<(Scalar, Scalar, Scalar)>> {
     let mut parsed: Vec<Option<(Scalar, Scalar, Scalar)>> =
         items.iter().map(|(d, s)| parse(d, s)).collect();
-    let mut prefix = Vec::with_capacity(items.len());
-    let mut acc = Scalar::ONE;
-    for (_, _, s) in parsed.iter().flatten() {
-        prefix.push(acc);
-        acc *= s;
-    }
-    let mut inv = Option::<Scalar>::from(acc.invert()).expect("nonzero s");
-    for (_, _, s) in parsed.iter_mut().rev().flatten() {
-        let w = inv * prefix.pop().unwrap();
-        inv *= *s;
+    let mut ss: Vec<Scalar> = parsed.iter().flatten().map(|(_, _, s)| *s).collect();
+    invert_all(&mut ss);
+    for ((_, _, s), w) in parsed.iter_mut().flatten().zip(ss) {
         *s = w;
     }
     parsed
+}
+
+/// Replaces each (nonzero) scalar by its inverse, with one inversion for all of them
+/// (Montgomery's trick: three multiplications per scalar instead of an inversion each).
+/// Constant-time in the values.
+pub(crate) fn invert_all(values: &mut [Scalar]) {
+    let mut prefix = Vec::with_capacity(values.len());
+    let mut acc = Scalar::ONE;
+    for v in values.iter() {
+        prefix.push(acc);
+        acc *= v;
+    }
+    let mut inv = Option::<Scalar>::from(acc.invert()).unwrap_or(Scalar::ZERO);
+    for (v, p) in values.iter_mut().zip(prefix.iter()).rev() {
+        let w = inv * p;
+        inv *= *v;
+        *v = w;
+    }
+    // The partial products of secret scalars (nonces) are secret too.
+    wipe(&mut prefix);
+    wipe(std::slice::from_mut(&mut inv));
+    wipe(std::slice::from_mut(&mut acc));
+}
+
+/// Overwrites scalars (volatile writes, so the stores are not optimised away).
+pub(crate) fn wipe(values: &mut [Scalar]) {
+    for v in values {
+        // SAFETY: `v` is a valid, aligned, exclusive reference.
+        unsafe { std::ptr::write_volatile(v, Scalar::ZERO) };
+    }
 }
 
 /// `(e, r, s)` when `sig` is 64 octets with `r` and `s` in `1..n`.

@@ -7,6 +7,7 @@
 
 pub mod algorithm;
 pub mod ecdsa_check;
+pub mod ecdsa_sign;
 pub mod ecdsa_table;
 pub mod keyfile;
 

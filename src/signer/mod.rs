@@ -405,16 +405,21 @@ struct Plan<'a> {
     opts: &'a SignOptions,
 }
 
-/// A fresh signature waiting for its batched check.
+/// A signature to make: where its RRSIG goes, the RRSIG rdata before the signature, and
+/// the data to sign.
 struct Pending {
     item: usize,
+    slot: usize,
     signer: usize,
+    head: Vec<u8>,
+    inception: u32,
+    expiration: u32,
     data: Vec<u8>,
-    sig: Vec<u8>,
 }
 
 /// Signs (or reuses from the cache) every RRSIG of `items`; checks every fresh signature
 /// before returning it. Returns per item its cache entry and how many RRSIGs were made.
+/// Each key signs the chunk's data in one call ([`SigningKey::sign_batch`]).
 fn sign_chunk(
     plan: &Plan<'_>,
     items: &[(&Name, &Rrset)],
@@ -446,34 +451,60 @@ fn sign_chunk(
                 out.rrsigs.push(c.clone());
                 continue;
             }
-            let (rrsig, data, sig) = sign_one(s, plan.origin, owner, set, plan.opts)?;
-            match &s.check {
-                Check::PublicKey(v) if !v.verify(&data, &sig) => {
-                    return Err(bad_signature(s, owner, set.rtype));
-                }
-                Check::PublicKey(_) => {}
-                Check::Batch(_) => pending.push(Pending {
-                    item: ii,
-                    signer: ki,
-                    data,
-                    sig,
-                }),
-            }
-            out.rrsigs.push(rrsig);
+            let mut p = prepare_one(s, plan.origin, owner, set, plan.opts);
+            (p.item, p.slot, p.signer) = (ii, out.rrsigs.len(), ki);
+            pending.push(p);
+            // A placeholder until the key has signed.
+            out.rrsigs.push(cache::CachedRrsig {
+                key: s.id,
+                inception: 0,
+                expiration: 0,
+                rdata: std::sync::Arc::from(&[][..]),
+            });
             signed += 1;
         }
         outs.push((out, signed));
     }
     for (ki, s) in plan.signers.iter().enumerate() {
-        let Check::Batch(v) = &s.check else { continue };
         let mine: Vec<&Pending> = pending.iter().filter(|p| p.signer == ki).collect();
-        let checks: Vec<(&[u8], &[u8])> = mine
-            .iter()
-            .map(|p| (p.data.as_slice(), p.sig.as_slice()))
-            .collect();
-        if let Some(bad) = v.verify_batch(&checks).iter().position(|ok| !ok) {
-            let (owner, set) = items[mine[bad].item];
+        if mine.is_empty() {
+            continue;
+        }
+        let data: Vec<&[u8]> = mine.iter().map(|p| p.data.as_slice()).collect();
+        let sigs = s.key.sign_batch(&data)?;
+        if sigs.len() != mine.len() {
+            let (owner, set) = items[mine[0].item];
             return Err(bad_signature(s, owner, set.rtype));
+        }
+        match &s.check {
+            Check::PublicKey(v) => {
+                if let Some(bad) = data.iter().zip(&sigs).position(|(d, g)| !v.verify(d, g)) {
+                    let (owner, set) = items[mine[bad].item];
+                    return Err(bad_signature(s, owner, set.rtype));
+                }
+            }
+            Check::Batch(v) => {
+                let checks: Vec<(&[u8], &[u8])> = data
+                    .iter()
+                    .zip(&sigs)
+                    .map(|(d, g)| (*d, g.as_slice()))
+                    .collect();
+                if let Some(bad) = v.verify_batch(&checks).iter().position(|ok| !ok) {
+                    let (owner, set) = items[mine[bad].item];
+                    return Err(bad_signature(s, owner, set.rtype));
+                }
+            }
+        }
+        for (p, sig) in mine.iter().zip(sigs) {
+            let mut rdata = Vec::with_capacity(p.head.len() + sig.len());
+            rdata.extend_from_slice(&p.head);
+            rdata.extend_from_slice(&sig);
+            outs[p.item].0.rrsigs[p.slot] = cache::CachedRrsig {
+                key: s.id,
+                inception: p.inception,
+                expiration: p.expiration,
+                rdata: rdata.into(),
+            };
         }
     }
     Ok(outs)
@@ -489,14 +520,14 @@ fn bad_signature(s: &Signer, owner: &Name, t: u16) -> SignError {
     }
 }
 
-/// Makes one RRSIG; returns it with the signed data and the raw signature for the check.
-fn sign_one(
+/// The RRSIG `s` will make over `set`, all but the signature, and the data it signs.
+fn prepare_one(
     s: &Signer,
     origin: &Name,
     owner: &Name,
     set: &Rrset,
     opts: &SignOptions,
-) -> Result<(cache::CachedRrsig, Vec<u8>, Vec<u8>), SignError> {
+) -> Pending {
     let inception = opts.now.wrapping_sub(opts.inception_offset_s);
     let jitter = if opts.jitter_s == 0 {
         0
@@ -516,20 +547,17 @@ fn sign_one(
     };
     let mut data = Vec::with_capacity(256);
     signed_data(&header, owner, set.rtype, &set.rdatas, &mut data);
-    let sig = s.key.sign(&data)?;
-    let mut rdata = Vec::with_capacity(128 + sig.len());
-    header.write(&mut rdata);
-    rdata.extend_from_slice(&sig);
-    Ok((
-        cache::CachedRrsig {
-            key: s.id,
-            inception,
-            expiration,
-            rdata: rdata.into(),
-        },
+    let mut head = Vec::with_capacity(128);
+    header.write(&mut head);
+    Pending {
+        item: 0,
+        slot: 0,
+        signer: 0,
+        head,
+        inception,
+        expiration,
         data,
-        sig,
-    ))
+    }
 }
 
 /// A stable per-RRset number (FNV-1a) so jitter is the same on every run and every node.
