@@ -95,3 +95,76 @@ fn two_keys_with_one_key_tag_are_refused() {
         .expect("refused");
     assert!(err.to_string().contains("key tag collision"), "{err}");
 }
+
+/// A soft P-256 key whose batches come back damaged: one signature altered, or one missing.
+struct BadBatches {
+    inner: quorumsign::hsm::soft::SoftKey,
+    drop_one: bool,
+}
+
+impl quorumsign::hsm::SigningKey for BadBatches {
+    fn dnskey(&self) -> &quorumsign::keys::DnsKey {
+        self.inner.dnskey()
+    }
+    fn handle(&self) -> &str {
+        "bad-batches"
+    }
+    fn private_scalar(&self) -> Option<Vec<u8>> {
+        self.inner.private_scalar()
+    }
+    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, quorumsign::hsm::HsmError> {
+        self.inner.sign(data)
+    }
+    fn sign_batch(&self, items: &[&[u8]]) -> Result<Vec<Vec<u8>>, quorumsign::hsm::HsmError> {
+        let mut sigs = self.inner.sign_batch(items)?;
+        if self.drop_one {
+            sigs.pop();
+        } else if let Some(s) = sigs.get_mut(items.len() / 2) {
+            s[40] ^= 0x01;
+        }
+        Ok(sigs)
+    }
+}
+
+#[test]
+fn a_damaged_or_short_batch_stops_the_run() {
+    use quorumsign::hsm::SigningKey;
+    use quorumsign::hsm::soft::SoftKey;
+    use quorumsign::keys::Algorithm;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated_zone(dir.path(), "tld", "tld", 3000);
+    let origin = quorumsign::zone::Name::parse(b"tld.", None).unwrap();
+    let opts = quorumsign::zone::ParseOptions {
+        origin,
+        limits: Default::default(),
+        keep_dnssec: false,
+    };
+    let so = quorumsign::signer::SignOptions::new(quorumsign::hsm::soft::now_u32());
+    for (drop_one, expect) in [
+        (false, "does not verify against its public key"),
+        (true, "signatures returned for"),
+    ] {
+        let (ksk, _) = SoftKey::generate(Algorithm::EcdsaP256Sha256, true).unwrap();
+        let (zsk, _) = SoftKey::generate(Algorithm::EcdsaP256Sha256, false).unwrap();
+        let bad = BadBatches {
+            inner: zsk,
+            drop_one,
+        };
+        let keys: Vec<Arc<dyn SigningKey>> = vec![Arc::new(ksk), Arc::new(bad)];
+        let (zone, _) = quorumsign::zone::Zone::load(&input, &opts).unwrap();
+        let err = quorumsign::signer::sign_zone(zone, &keys, &so, &Default::default(), &|_, _| {})
+            .err()
+            .expect("a damaged batch must stop the run");
+        let msg = err.to_string();
+        assert!(msg.contains(expect) && msg.contains("bad-batches"), "{msg}");
+    }
+    // Undamaged batches of the same kind of keys sign the whole zone.
+    let (ksk, _) = SoftKey::generate(Algorithm::EcdsaP256Sha256, true).unwrap();
+    let (zsk, _) = SoftKey::generate(Algorithm::EcdsaP256Sha256, false).unwrap();
+    let keys: Vec<Arc<dyn SigningKey>> = vec![Arc::new(ksk), Arc::new(zsk)];
+    let (zone, _) = quorumsign::zone::Zone::load(&input, &opts).unwrap();
+    let signed =
+        quorumsign::signer::sign_zone(zone, &keys, &so, &Default::default(), &|_, _| {}).unwrap();
+    assert!(signed.stats.signed > 3000, "{:?}", signed.stats);
+}

@@ -214,6 +214,14 @@ impl SigningKey for ControlledKey {
     fn private_scalar(&self) -> Option<Vec<u8>> {
         self.inner.private_scalar()
     }
+    fn sign_batch(&self, items: &[&[u8]]) -> Result<Vec<Vec<u8>>, HsmError> {
+        // While all is well, the inner key's own batch path; otherwise each signature
+        // misbehaves as the mode says.
+        if self.control.mode() == Mode::Ok {
+            return self.inner.sign_batch(items);
+        }
+        items.iter().map(|d| self.sign(d)).collect()
+    }
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, HsmError> {
         let start = std::time::Instant::now();
         while self.control.mode() == Mode::Stall && start.elapsed() < STALL_LIMIT {

@@ -39,8 +39,9 @@ pub trait SigningKey: Send + Sync {
     fn handle(&self) -> &str;
     /// Signs `data` (the full RRSIG input; the key hashes it as its algorithm says).
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, HsmError>;
-    /// Signs each of `items`, in order. Keystores that can share work across signatures
-    /// (soft P-256 keys) override it; the default signs them one by one.
+    /// Signs each of `items`: exactly one signature per item, in order. Keystores that can
+    /// share work across signatures (soft P-256 keys) override it; the default signs them
+    /// one by one. The signer checks every signature it gets, so an override need not.
     fn sign_batch(&self, items: &[&[u8]]) -> Result<Vec<Vec<u8>>, HsmError> {
         items.iter().map(|d| self.sign(d)).collect()
     }

@@ -8,7 +8,10 @@
 //! signature, with aws-lc's precomputed tables) instead of a double multiplication with the
 //! variable point `Q` (about three signatures' cost). The test is the verification equation
 //! itself, so a signature that this check accepts verifies with the public key, and a
-//! corrupted one is rejected exactly as a verifier would reject it.
+//! corrupted one is rejected exactly as a verifier would reject it (given a correct `k·G`:
+//! the batch signer of [`crate::keys::ecdsa_sign`] computes `r` with the same
+//! [`P256Base`], so the soft keystore also verifies one signature of each batch with the
+//! public key).
 //!
 //! # Limitations
 //! Only for the soft keystore (PKCS#11 keys never reveal `d`; those signatures get the full
@@ -251,7 +254,7 @@ impl P256Base {
                     .mul_generator(self.group, self.k, self.x, std::ptr::null_mut())
                 && sys::BN_bn2bin_padded(xb.as_mut_ptr(), xb.len(), self.x) == 1
         };
-        kb.iter_mut().for_each(|b| *b = 0);
+        crate::keys::ecdsa_table::wipe(kb.as_mut_slice());
         done.then(|| <Scalar as Reduce<U256>>::reduce_bytes(&xb))
     }
 }

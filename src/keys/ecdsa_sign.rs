@@ -11,8 +11,9 @@
 //!
 //! The nonce is hedged: `k = SHA-512(label ‖ d ‖ SHA-256(data) ‖ 32 random octets)` reduced
 //! modulo `n` (the 512-bit value leaves a bias below 2⁻²⁵⁶). With a working random source
-//! `k` is uniform; should the source ever repeat or fail, `k` still differs for every
-//! (key, data) pair, the property RFC 6979 gives deterministic ECDSA.
+//! `k` is uniform; should the source ever repeat its output, `k` still differs for every
+//! (key, data) pair, the property RFC 6979 gives deterministic ECDSA. (A source that
+//! reports failure stops the batch.)
 //!
 //! # Limitations
 //! P-256 only. Nothing here checks the signatures: the signer checks every one it gets
@@ -74,13 +75,15 @@ impl P256Signer {
             for part in [NONCE_LABEL, &d_bytes[..], h.as_ref(), noise] {
                 ctx.update(part);
             }
-            let wide = ctx.finish();
-            let (hi, lo) = wide.as_ref().split_at(32);
+            let mut wide = [0u8; 64];
+            wide.copy_from_slice(ctx.finish().as_ref());
+            let (hi, lo) = wide.split_at(32);
             ks.push(reduce(hi) * wrap + reduce(lo));
+            wipe(&mut wide[..]);
             es.push(reduce(h.as_ref()));
         }
-        d_bytes.iter_mut().for_each(|b| *b = 0);
-        noise.iter_mut().for_each(|b| *b = 0);
+        wipe(d_bytes.as_mut_slice());
+        wipe(&mut noise[..]);
         let zero_k: Vec<bool> = ks.iter().map(|k| bool::from(k.is_zero())).collect();
         for (k, z) in ks.iter_mut().zip(&zero_k) {
             if *z {

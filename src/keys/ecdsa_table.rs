@@ -310,9 +310,9 @@ pub(crate) fn parse_batch(items: &[(&[u8], &[u8])]) -> Vec<Option<(Scalar, Scala
     parsed
 }
 
-/// Replaces each (nonzero) scalar by its inverse, with one inversion for all of them
-/// (Montgomery's trick: three multiplications per scalar instead of an inversion each).
-/// Constant-time in the values.
+/// Replaces each scalar by its inverse, with one inversion for all of them (Montgomery's
+/// trick: three multiplications per scalar instead of an inversion each). Constant-time in
+/// the values. Callers pass nonzero scalars only: one zero turns every output into zero.
 pub(crate) fn invert_all(values: &mut [Scalar]) {
     let mut prefix = Vec::with_capacity(values.len());
     let mut acc = Scalar::ONE;
@@ -332,11 +332,12 @@ pub(crate) fn invert_all(values: &mut [Scalar]) {
     wipe(std::slice::from_mut(&mut acc));
 }
 
-/// Overwrites scalars (volatile writes, so the stores are not optimised away).
-pub(crate) fn wipe(values: &mut [Scalar]) {
+/// Overwrites secrets (scalars, octets) with zeros through volatile writes, so the stores
+/// are not optimised away as dead.
+pub(crate) fn wipe<T: Default>(values: &mut [T]) {
     for v in values {
-        // SAFETY: `v` is a valid, aligned, exclusive reference.
-        unsafe { std::ptr::write_volatile(v, Scalar::ZERO) };
+        // SAFETY: `v` is a valid, aligned, exclusive reference; the old value is plain data.
+        unsafe { std::ptr::write_volatile(v, T::default()) };
     }
 }
 

@@ -392,7 +392,8 @@ fn signed_rrsets(n: &Node) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
-/// RRsets signed together; the soft-key checks of a batch share one modular inversion.
+/// RRsets signed together: each key signs a chunk's RRsets in one call, and the batched
+/// checks of a chunk share one modular inversion.
 const CHECK_BATCH: usize = 512;
 
 /// What every chunk of signing work needs to see.
@@ -473,8 +474,14 @@ fn sign_chunk(
         let data: Vec<&[u8]> = mine.iter().map(|p| p.data.as_slice()).collect();
         let sigs = s.key.sign_batch(&data)?;
         if sigs.len() != mine.len() {
-            let (owner, set) = items[mine[0].item];
-            return Err(bad_signature(s, owner, set.rtype));
+            return Err(SignError::Hsm(HsmError::Sign {
+                key: s.key.handle().into(),
+                msg: format!(
+                    "{} signatures returned for {} inputs",
+                    sigs.len(),
+                    mine.len()
+                ),
+            }));
         }
         match &s.check {
             Check::PublicKey(v) => {
