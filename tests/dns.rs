@@ -1415,12 +1415,21 @@ fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mi
         notes.contains("TTL 3600 s, above ds_ttl = 600 s"),
         "{notes}"
     );
-    // Every node holds the same key set, each key once.
-    let sets: Vec<serde_json::Value> = c
-        .running()
-        .iter()
-        .map(|n| keys_of(&n.admin).expect("keys show")["keyset"].clone())
-        .collect();
+    // Every node holds the same key set, each key once. The nodes are read one after the
+    // other while the leader may still be publishing (a publish clears the keys' pending
+    // marks), so they are read again until they agree, for at most 10 s.
+    let mut sets: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..40 {
+        sets = c
+            .running()
+            .iter()
+            .map(|n| keys_of(&n.admin).expect("keys show")["keyset"].clone())
+            .collect();
+        if sets.windows(2).all(|w| w[0]["keys"] == w[1]["keys"]) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
     assert!(
         sets.windows(2).all(|w| w[0]["keys"] == w[1]["keys"]),
         "nodes differ: {sets:?}"
