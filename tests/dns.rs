@@ -1418,6 +1418,7 @@ fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mi
     // Every node holds the same key set, each key once. The nodes are read one after the
     // other while the leader may still be publishing (a publish clears the keys' pending
     // marks), so they are read again until they agree, for at most 10 s.
+    let agree = |sets: &[serde_json::Value]| sets.windows(2).all(|w| w[0]["keys"] == w[1]["keys"]);
     let mut sets: Vec<serde_json::Value> = Vec::new();
     for _ in 0..40 {
         sets = c
@@ -1425,15 +1426,12 @@ fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mi
             .iter()
             .map(|n| keys_of(&n.admin).expect("keys show")["keyset"].clone())
             .collect();
-        if sets.windows(2).all(|w| w[0]["keys"] == w[1]["keys"]) {
+        if agree(&sets) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
-    assert!(
-        sets.windows(2).all(|w| w[0]["keys"] == w[1]["keys"]),
-        "nodes differ: {sets:?}"
-    );
+    assert!(agree(&sets), "nodes differ: {sets:?}");
     // The timing audit names the parent's TTL above the policy's.
     let (_, out, err) = qs(&["policy", "check", CHILD, "--admin", c.admin()]);
     assert!(

@@ -220,7 +220,7 @@ impl SigningKey for ControlledKey {
         if self.control.mode() == Mode::Ok {
             return self.inner.sign_batch(items);
         }
-        items.iter().map(|d| self.sign(d)).collect()
+        super::sign_each(self, items)
     }
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, HsmError> {
         let start = std::time::Instant::now();

@@ -43,7 +43,7 @@ pub trait SigningKey: Send + Sync {
     /// share work across signatures (soft P-256 keys) override it; the default signs them
     /// one by one. The signer checks every signature it gets, so an override need not.
     fn sign_batch(&self, items: &[&[u8]]) -> Result<Vec<Vec<u8>>, HsmError> {
-        items.iter().map(|d| self.sign(d)).collect()
+        sign_each(self, items)
     }
     /// The ECDSA private scalar, for keystores that hold it in this process, so that the
     /// signer can check each signature at the cost of one generator multiplication
@@ -51,6 +51,15 @@ pub trait SigningKey: Send + Sync {
     fn private_scalar(&self) -> Option<Vec<u8>> {
         None
     }
+}
+
+/// Signs `items` one by one with [`SigningKey::sign`]: the default batch, and the fallback
+/// of keys that override [`SigningKey::sign_batch`] for some of their requests.
+pub fn sign_each<K: SigningKey + ?Sized>(
+    key: &K,
+    items: &[&[u8]],
+) -> Result<Vec<Vec<u8>>, HsmError> {
+    items.iter().map(|d| key.sign(d)).collect()
 }
 
 /// A checker through `k`'s private scalar when its keystore holds one (see

@@ -211,12 +211,11 @@ impl SigningKey for SoftKey {
     }
 
     fn sign_batch(&self, items: &[&[u8]]) -> Result<Vec<Vec<u8>>, HsmError> {
-        let Private::Ecdsa(kp) = &self.private else {
-            return items.iter().map(|d| self.sign(d)).collect();
+        let p256 = self.dnskey.algorithm == Algorithm::EcdsaP256Sha256.number();
+        let kp = match &self.private {
+            Private::Ecdsa(kp) if p256 && items.len() > 1 => kp,
+            _ => return super::sign_each(self, items),
         };
-        if self.dnskey.algorithm != Algorithm::EcdsaP256Sha256.number() || items.len() < 2 {
-            return items.iter().map(|d| self.sign(d)).collect();
-        }
         let fail = |msg: String| HsmError::Sign {
             key: self.handle.clone(),
             msg,

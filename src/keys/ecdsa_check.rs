@@ -213,8 +213,11 @@ impl ScalarVerifier {
     }
 }
 
-/// `d` (big-endian, at most 32 octets) as a P-256 scalar, when it is in `1..n`.
+/// `d` (big-endian) as a P-256 scalar, when it is in `1..n` (and so at most 32 octets).
 pub(crate) fn p256_scalar(d: &[u8]) -> Option<Scalar> {
+    if d.len() > 32 {
+        return None;
+    }
     let mut padded = FieldBytes::default();
     padded[32 - d.len()..].copy_from_slice(d);
     let s = Option::<Scalar>::from(Scalar::from_repr(padded));

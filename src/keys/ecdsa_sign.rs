@@ -48,11 +48,8 @@ impl Drop for P256Signer {
 }
 
 impl P256Signer {
-    /// `d`: the private scalar, big-endian, at most 32 octets; `None` unless in `1..n`.
+    /// `d`: the private scalar, big-endian; `None` unless in `1..n`.
     pub fn new(d: &[u8]) -> Option<P256Signer> {
-        if d.len() > 32 {
-            return None;
-        }
         p256_scalar(d).map(|d| P256Signer { d })
     }
 

@@ -452,9 +452,7 @@ fn sign_chunk(
                 out.rrsigs.push(c.clone());
                 continue;
             }
-            let mut p = prepare_one(s, plan.origin, owner, set, plan.opts);
-            (p.item, p.slot, p.signer) = (ii, out.rrsigs.len(), ki);
-            pending.push(p);
+            pending.push(prepare_one(plan, ki, owner, set, ii, out.rrsigs.len()));
             // A placeholder until the key has signed.
             out.rrsigs.push(cache::CachedRrsig {
                 key: s.id,
@@ -483,24 +481,18 @@ fn sign_chunk(
                 ),
             }));
         }
-        match &s.check {
-            Check::PublicKey(v) => {
-                if let Some(bad) = data.iter().zip(&sigs).position(|(d, g)| !v.verify(d, g)) {
-                    let (owner, set) = items[mine[bad].item];
-                    return Err(bad_signature(s, owner, set.rtype));
-                }
-            }
-            Check::Batch(v) => {
-                let checks: Vec<(&[u8], &[u8])> = data
-                    .iter()
-                    .zip(&sigs)
-                    .map(|(d, g)| (*d, g.as_slice()))
-                    .collect();
-                if let Some(bad) = v.verify_batch(&checks).iter().position(|ok| !ok) {
-                    let (owner, set) = items[mine[bad].item];
-                    return Err(bad_signature(s, owner, set.rtype));
-                }
-            }
+        let checks: Vec<(&[u8], &[u8])> = data
+            .iter()
+            .zip(&sigs)
+            .map(|(d, g)| (*d, g.as_slice()))
+            .collect();
+        let ok = match &s.check {
+            Check::PublicKey(v) => checks.iter().map(|(d, g)| v.verify(d, g)).collect(),
+            Check::Batch(v) => v.verify_batch(&checks),
+        };
+        if let Some(bad) = ok.iter().position(|ok| !ok) {
+            let (owner, set) = items[mine[bad].item];
+            return Err(bad_signature(s, owner, set.rtype));
         }
         for (p, sig) in mine.iter().zip(sigs) {
             let mut rdata = Vec::with_capacity(p.head.len() + sig.len());
@@ -527,14 +519,17 @@ fn bad_signature(s: &Signer, owner: &Name, t: u16) -> SignError {
     }
 }
 
-/// The RRSIG `s` will make over `set`, all but the signature, and the data it signs.
+/// The RRSIG signer `signer` of the plan will make over `set` (item `item` of the chunk,
+/// RRSIG `slot` of its entry): all but the signature, and the data it signs.
 fn prepare_one(
-    s: &Signer,
-    origin: &Name,
+    plan: &Plan<'_>,
+    signer: usize,
     owner: &Name,
     set: &Rrset,
-    opts: &SignOptions,
+    item: usize,
+    slot: usize,
 ) -> Pending {
+    let (s, opts) = (&plan.signers[signer], plan.opts);
     let inception = opts.now.wrapping_sub(opts.inception_offset_s);
     let jitter = if opts.jitter_s == 0 {
         0
@@ -550,16 +545,16 @@ fn prepare_one(
         expiration,
         inception,
         key_tag: s.tag,
-        signer: origin.clone(),
+        signer: plan.origin.clone(),
     };
     let mut data = Vec::with_capacity(256);
     signed_data(&header, owner, set.rtype, &set.rdatas, &mut data);
     let mut head = Vec::with_capacity(128);
     header.write(&mut head);
     Pending {
-        item: 0,
-        slot: 0,
-        signer: 0,
+        item,
+        slot,
+        signer,
         head,
         inception,
         expiration,
