@@ -4,7 +4,7 @@
 //! id = 1
 //! data_dir = "node1"                 # relative paths are relative to this file
 //! raft_listen = "127.0.0.1:7101"     # node-to-node RPC, mutual TLS
-//! admin_listen = "127.0.0.1:7201"    # admin API (HTTP, bind it to loopback)
+//! admin_listen = "127.0.0.1:7201"    # optional: admin API over HTTPS (client certificates)
 //! keystore = "embedded"              # or a pkcs11: URI shared by every node
 //! passphrase_file = "cluster.pass"   # seals embedded keys in the replicated state
 //! log_level = "info"
@@ -14,10 +14,21 @@
 //! cert = "certs/node-1.pem"
 //! key = "certs/node-1.key"
 //!
+//! [admin]                            # optional; see `access` for the roles
+//! socket = "/run/quorumsign/admin.sock"   # the default; mode 0660
+//! socket_group = "quorumsign"        # group of the socket (default: the node's)
+//! operator_ca = "certs/operator-ca.pem"   # CA of operator certificates (admin_listen)
+//! names = ["signer1.example.net"]    # Host names admin_listen answers for
+//! [admin.users]                      # Unix user (name or uid) on the socket -> role
+//! root = "security-officer"
+//! dnsops = "operator"
+//! [admin.certs]                      # certificate common name -> role (beats the SAN)
+//! nagios = "monitor"
+//!
 //! [[peers]]                          # every other member, for bootstrap and admission
 //! id = 2
 //! raft = "127.0.0.1:7102"
-//! admin = "127.0.0.1:7202"
+//! admin = "127.0.0.1:7202"           # optional: its HTTPS admin address, for operators
 //!
 //! [raft]                             # optional; these are the defaults (one site)
 //! heartbeat_ms = 100
@@ -55,7 +66,10 @@ pub struct NodeConfig {
     pub id: NodeId,
     pub data_dir: PathBuf,
     pub raft_listen: String,
-    pub admin_listen: String,
+    /// The admin API over HTTPS with client certificates of `admin.operator_ca`.
+    pub admin_listen: Option<String>,
+    #[serde(default)]
+    pub admin: AdminConfig,
     #[serde(default = "default_keystore")]
     pub keystore: String,
     pub passphrase_file: Option<PathBuf>,
@@ -149,7 +163,116 @@ pub struct TlsConfig {
 pub struct Peer {
     pub id: NodeId,
     pub raft: String,
-    pub admin: String,
+    /// Its HTTPS admin address, shown to operators (nodes never use it).
+    pub admin: Option<String>,
+}
+
+/// The admin API's ways in, who may use them, and their limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The Unix socket (mode 0660): callers are known by their uid.
+    pub socket: PathBuf,
+    /// The group that owns the socket; by default the node's.
+    pub socket_group: Option<String>,
+    /// The CA whose client certificates `admin_listen` accepts (operators, not nodes).
+    pub operator_ca: Option<PathBuf>,
+    /// Host names `admin_listen` answers for besides its own address (the Host header).
+    pub names: Vec<String>,
+    /// Unix user name or numeric uid -> role, for the socket.
+    pub users: std::collections::BTreeMap<String, String>,
+    /// Certificate subject common name -> role; beats the role the certificate names.
+    pub certs: std::collections::BTreeMap<String, String>,
+    /// Connections served at once, both listeners together; more are closed at once.
+    pub max_connections: usize,
+    /// Largest request head, bytes.
+    pub max_header_bytes: usize,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// TLS handshake deadline, milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// From a connection's start to the end of its request head, milliseconds. A
+    /// connection carries one request, so this is also its idle timeout.
+    pub header_timeout_ms: u64,
+    /// Reading the request body, milliseconds.
+    pub body_timeout_ms: u64,
+    /// Carrying out a request and writing the answer, seconds.
+    pub request_timeout_s: u64,
+    /// Largest operator note (`POST /v1/audit`), bytes.
+    pub note_max_bytes: usize,
+    /// Operator notes accepted per minute on this node.
+    pub notes_per_minute: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            socket: PathBuf::from("/run/quorumsign/admin.sock"),
+            socket_group: None,
+            operator_ca: None,
+            names: Vec::new(),
+            users: Default::default(),
+            certs: Default::default(),
+            max_connections: 64,
+            max_header_bytes: 16 << 10,
+            max_body_bytes: 1 << 20,
+            handshake_timeout_ms: 5_000,
+            header_timeout_ms: 5_000,
+            body_timeout_ms: 10_000,
+            request_timeout_s: 300,
+            note_max_bytes: 4 << 10,
+            notes_per_minute: 10,
+        }
+    }
+}
+
+impl AdminConfig {
+    fn check(&self, https: bool) -> Result<(), String> {
+        for (who, role) in self.users.iter().chain(&self.certs) {
+            crate::access::Role::parse(role).map_err(|e| format!("admin: {who}: {e}"))?;
+        }
+        if https && self.operator_ca.is_none() {
+            return Err("admin_listen needs admin.operator_ca (the CA of operator certificates)".into());
+        }
+        if let Some(ca) = &self.operator_ca
+            && !ca.exists()
+        {
+            return Err(format!("admin.operator_ca {} does not exist", ca.display()));
+        }
+        for (what, v) in [
+            ("max_connections", self.max_connections as u64),
+            ("max_header_bytes", self.max_header_bytes as u64),
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("body_timeout_ms", self.body_timeout_ms),
+            ("request_timeout_s", self.request_timeout_s),
+            ("note_max_bytes", self.note_max_bytes as u64),
+            ("notes_per_minute", self.notes_per_minute as u64),
+        ] {
+            if v == 0 {
+                return Err(format!("admin.{what} must be 1 or more"));
+            }
+        }
+        if self.max_header_bytes < 8192 {
+            return Err("admin.max_header_bytes must be 8192 or more".into());
+        }
+        Ok(())
+    }
+
+    /// The role mapped to a Unix user (by name, then by uid).
+    pub fn user_role(&self, name: Option<&str>, uid: u32) -> Option<crate::access::Role> {
+        name.and_then(|n| self.users.get(n))
+            .or_else(|| self.users.get(&uid.to_string()))
+            .and_then(|r| crate::access::Role::parse(r).ok())
+    }
+
+    /// The role mapped to a certificate's common name.
+    pub fn cert_role(&self, cn: &str) -> Option<crate::access::Role> {
+        self.certs
+            .get(cn)
+            .and_then(|r| crate::access::Role::parse(r).ok())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +366,10 @@ impl NodeConfig {
         if let Some(p) = c.fault_control.as_mut() {
             abs(p);
         }
+        abs(&mut c.admin.socket);
+        if let Some(p) = c.admin.operator_ca.as_mut() {
+            abs(p);
+        }
         if let Some(f) = c.fence.as_mut()
             && let Some(p) = f.command.first_mut()
         {
@@ -310,19 +437,25 @@ impl NodeConfig {
             }
         }
         for (what, a) in [
-            ("raft_listen", &self.raft_listen),
-            ("admin_listen", &self.admin_listen),
+            ("raft_listen", Some(&self.raft_listen)),
+            ("admin_listen", self.admin_listen.as_ref()),
         ] {
-            a.parse::<std::net::SocketAddr>()
-                .map_err(|e| format!("{what} {a:?}: {e} (expected IP:PORT)"))?;
+            if let Some(a) = a {
+                a.parse::<std::net::SocketAddr>()
+                    .map_err(|e| format!("{what} {a:?}: {e} (expected IP:PORT)"))?;
+            }
         }
+        self.admin.check(self.admin_listen.is_some())?;
         for p in &self.peers {
             if p.id == self.id {
                 return Err(format!("peer {} is this node's own id", p.id));
             }
-            for a in [&p.raft, &p.admin] {
-                a.parse::<std::net::SocketAddr>()
-                    .map_err(|e| format!("peer {}: address {a:?}: {e}", p.id))?;
+            p.raft
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("peer {}: raft address {:?}: {e}", p.id, p.raft))?;
+            if let Some(a) = &p.admin {
+                crate::admin::client::Target::parse(a)
+                    .map_err(|e| format!("peer {}: admin address {a:?}: {e}", p.id))?;
             }
         }
         let mut ids: Vec<_> = self.peers.iter().map(|p| p.id).collect();
@@ -374,7 +507,11 @@ impl NodeConfig {
     pub fn me(&self) -> NodeAddr {
         NodeAddr {
             raft: self.raft_listen.clone(),
-            admin: self.admin_listen.clone(),
+            admin: self
+                .admin_listen
+                .as_ref()
+                .map(|a| format!("https://{a}"))
+                .unwrap_or_default(),
         }
     }
 
@@ -396,7 +533,7 @@ impl NodeConfig {
                     p.id,
                     NodeAddr {
                         raft: p.raft.clone(),
-                        admin: p.admin.clone(),
+                        admin: p.admin.clone().unwrap_or_default(),
                     },
                 )
             })

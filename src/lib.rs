@@ -4,6 +4,7 @@
 //! files), [`hsm`] (keystores), [`signer`] (RRSIGs, NSEC/NSEC3, signature cache) and
 //! [`validate`] (the independent checker every version passes before publication).
 
+pub mod access;
 pub mod admin;
 pub mod cli;
 pub mod config;

@@ -401,7 +401,7 @@ fn fourth_node_joins_from_a_snapshot_and_foreign_certificates_are_refused() {
         "--raft",
         &n4.raft,
         "--node-admin",
-        &n4.admin,
+        &n4.https,
         "--admin",
         &c.node(1).admin,
     ]);
@@ -426,9 +426,9 @@ fn fourth_node_joins_from_a_snapshot_and_foreign_certificates_are_refused() {
 
     // Admission: a certificate of another CA, and a member-CA certificate for a non-member.
     let other = c.dir.path().join("other-ca");
-    quorumsign::transport::certs::make(&other, &[1]).unwrap();
+    quorumsign::transport::certs::make(&other, &[1], &|_| Vec::new()).unwrap();
     let certs = c.dir.path().join("certs");
-    quorumsign::transport::certs::make(&certs, &[9]).unwrap();
+    quorumsign::transport::certs::make(&certs, &[9], &|_| Vec::new()).unwrap();
     let probe = |dir: &Path, cert_id: u64, as_id: u64| {
         qs(&[
             "cluster",
@@ -1009,7 +1009,7 @@ fn node_replace_fences_joins_and_removes_and_unsafe_steps_are_refused() {
         "--raft",
         &n4.raft,
         "--node-admin",
-        &n4.admin,
+        &n4.https,
         "--admin",
         &admin,
     ]);

@@ -1,10 +1,27 @@
-//! A small client for the admin API, used by the CLI and the tests.
+//! The admin API's client, used by the CLI, the lab, the tests and the benchmarks: hyper
+//! over the node's Unix socket, or over HTTPS with a client certificate.
+//!
+//! A target is a socket path (`/run/quorumsign/admin.sock`, `./node-1.sock`) or
+//! `https://HOST:PORT` (a host name or an IP literal). HTTPS needs credentials: the CLI's
+//! `--admin-cert`, `--admin-key` and `--admin-ca` ([`set_credentials`]), or the variables
+//! `QUORUMSIGN_ADMIN_CERT`, `QUORUMSIGN_ADMIN_KEY` and `QUORUMSIGN_ADMIN_CA`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
+
+/// Every path of the API starts with this.
+pub const PREFIX: &str = "/v1";
+
+/// Largest answer read (a signed zone of a few million records).
+const ANSWER_MAX: usize = 1 << 30;
 
 pub struct Answer {
     pub code: u16,
@@ -25,84 +42,274 @@ impl Answer {
     }
 }
 
-/// One HTTP request to `addr`; no redirects.
+/// Where the admin API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Unix(PathBuf),
+    Https { host: String, port: u16 },
+}
+
+impl Target {
+    /// A socket path or `https://HOST:PORT`.
+    pub fn parse(s: &str) -> Result<Target, String> {
+        if let Some(rest) = s.strip_prefix("https://") {
+            let rest = rest.trim_end_matches('/');
+            let (host, port) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| format!("{s:?}: expected https://HOST:PORT"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("{s:?}: port {port:?} is not a number"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let ok_host = host.parse::<std::net::IpAddr>().is_ok()
+                || (!host.is_empty()
+                    && host.len() <= 253
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+            if !ok_host || port == 0 {
+                return Err(format!("{s:?}: expected https://HOST:PORT"));
+            }
+            return Ok(Target::Https {
+                host: host.to_string(),
+                port,
+            });
+        }
+        if s.contains("://") {
+            return Err(format!(
+                "{s:?}: the admin API is reached through a socket path or https://HOST:PORT"
+            ));
+        }
+        if s.starts_with('/') || s.starts_with("./") || s.ends_with(".sock") {
+            return Ok(Target::Unix(PathBuf::from(s)));
+        }
+        Err(format!(
+            "{s:?}: give the node's admin socket (a path) or https://HOST:PORT"
+        ))
+    }
+
+    /// The Host header this client sends.
+    fn authority(&self) -> String {
+        match self {
+            Target::Unix(_) => "localhost".into(),
+            Target::Https { host, port } if host.contains(':') => format!("[{host}]:{port}"),
+            Target::Https { host, port } => format!("{host}:{port}"),
+        }
+    }
+}
+
+/// A client certificate, its key and the CA that issued the node's server certificate.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+static CREDENTIALS: OnceLock<Credentials> = OnceLock::new();
+
+/// Sets the credentials of every HTTPS call this process makes (the CLI's options).
+pub fn set_credentials(c: Credentials) {
+    let _ = CREDENTIALS.set(c);
+}
+
+fn credentials() -> Result<Credentials, String> {
+    if let Some(c) = CREDENTIALS.get() {
+        return Ok(c.clone());
+    }
+    let var = |n: &str| std::env::var_os(n).map(PathBuf::from);
+    match (
+        var("QUORUMSIGN_ADMIN_CERT"),
+        var("QUORUMSIGN_ADMIN_KEY"),
+        var("QUORUMSIGN_ADMIN_CA"),
+    ) {
+        (Some(cert), Some(key), Some(ca)) => Ok(Credentials { cert, key, ca }),
+        _ => Err("an https admin address needs --admin-cert, --admin-key and --admin-ca \
+                  (or QUORUMSIGN_ADMIN_CERT, QUORUMSIGN_ADMIN_KEY, QUORUMSIGN_ADMIN_CA)"
+            .into()),
+    }
+}
+
+fn tls_config(c: &Credentials) -> Result<Arc<rustls::ClientConfig>, String> {
+    let at = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: rustls::pki_types::pem::Error| format!("{p}: {e}")
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&c.ca).map_err(at(&c.ca))? {
+        roots
+            .add(cert.map_err(at(&c.ca))?)
+            .map_err(|e| format!("{}: {e}", c.ca.display()))?;
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.cert)
+        .map_err(at(&c.cert))?
+        .collect::<Result<_, _>>()
+        .map_err(at(&c.cert))?;
+    let key = PrivateKeyDer::from_pem_file(&c.key).map_err(at(&c.key))?;
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .map_err(|e| format!("{}: {e}", c.cert.display()))?;
+    Ok(Arc::new(cfg))
+}
+
+/// One request to the admin API at `admin`; `path` is below [`PREFIX`] (`/status`).
 pub fn call(
-    addr: &str,
+    admin: &str,
     method: &str,
     path: &str,
     body: Option<&Value>,
     timeout: Duration,
 ) -> Result<Answer, String> {
-    let sock: std::net::SocketAddr = addr
-        .parse()
-        .map_err(|e| format!("admin address {addr:?}: {e}"))?;
-    let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(3))
-        .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout)).ok();
-    let body = body
-        .map(|b| serde_json::to_vec(b).unwrap_or_default())
-        .unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())
-        .and_then(|_| s.write_all(&body))
-        .map_err(|e| format!("{addr}: {e}"))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)
-        .map_err(|e| format!("{addr}: no answer: {e}"))?;
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("{addr}: malformed answer"))?;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("{addr}: malformed status line"))?;
-    Ok(Answer {
-        code,
-        body: buf[end + 4..].to_vec(),
-    })
+    let target = Target::parse(admin)?;
+    // A change always carries a JSON body (the server refuses one without), `{}` at least.
+    let body = match body {
+        Some(b) => Some(serde_json::to_vec(b).unwrap_or_default()),
+        None if matches!(method, "POST" | "PATCH" | "PUT") => Some(b"{}".to_vec()),
+        None => None,
+    };
+    let run = move || -> Result<Answer, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            tokio::time::timeout(timeout, request(&target, method, path, body))
+                .await
+                .map_err(|_| format!("{admin}: no answer in {timeout:?}"))?
+        })
+    };
+    // A runtime cannot be started on a thread that drives one: such callers get a thread.
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| {
+            s.spawn(run)
+                .join()
+                .unwrap_or_else(|_| Err("admin call panicked".into()))
+        })
+    } else {
+        run()
+    }
 }
 
-/// As [`call`], sent on to the leader when the node is not the leader. While there is no
-/// leader (an election), it retries for up to 15 s.
+async fn request(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Answer, String> {
+    let shown = match target {
+        Target::Unix(p) => p.display().to_string(),
+        Target::Https { .. } => format!("https://{}", target.authority()),
+    };
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{PREFIX}{path}"))
+        .header(hyper::header::HOST, target.authority());
+    if body.is_some() {
+        req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let answer = match target {
+        Target::Unix(p) => {
+            let s = tokio::net::UnixStream::connect(p)
+                .await
+                .map_err(|e| format!("cannot reach the admin socket {shown}: {e}"))?;
+            send(s, req).await
+        }
+        Target::Https { host, port } => {
+            let tls = tls_config(&credentials()?)?;
+            let s = tokio::net::TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(|e| format!("cannot reach the admin API at {shown}: {e}"))?;
+            let name = ServerName::try_from(host.clone()).map_err(|e| format!("{shown}: {e}"))?;
+            let s = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, s)
+                .await
+                .map_err(|e| format!("{shown}: TLS: {e}"))?;
+            send(s, req).await
+        }
+    };
+    answer.map_err(|e| format!("{shown}: {e}"))
+}
+
+async fn send<S>(io: S, req: hyper::Request<Full<Bytes>>) -> Result<Answer, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(conn);
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let code = resp.status().as_u16();
+    let body = Limited::new(resp.into_body(), ANSWER_MAX)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes()
+        .to_vec();
+    driver.abort();
+    Ok(Answer { code, body })
+}
+
+/// As [`call`]. The node sends a change on to the leader itself; while there is no leader
+/// (an election) it answers 503, and this retries for up to 15 s.
 pub fn call_leader(
-    addr: &str,
+    admin: &str,
     method: &str,
     path: &str,
     body: Option<&Value>,
     timeout: Duration,
 ) -> Result<Answer, String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let mut target = addr.to_string();
     loop {
-        let a = match call(&target, method, path, body, timeout) {
-            Ok(a) => a,
-            // The leader we were sent to may have just died: start over from `addr`.
-            Err(e) if target != addr && std::time::Instant::now() < deadline => {
-                tracing::debug!("{e}; retrying");
-                target = addr.to_string();
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        if a.code != 421 {
+        let a = call(admin, method, path, body, timeout)?;
+        if a.code != 503 || !a.message().contains("no leader") {
             return Ok(a);
         }
         if std::time::Instant::now() >= deadline {
             return Err("no leader (election in progress or no quorum); try again".into());
         }
-        match a.json().get("leader_admin").and_then(Value::as_str) {
-            Some(leader) if leader != target => target = leader.to_string(),
-            _ => {
-                target = addr.to_string();
-                std::thread::sleep(Duration::from_millis(200));
-            }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            Target::parse("/run/quorumsign/admin.sock"),
+            Ok(Target::Unix("/run/quorumsign/admin.sock".into()))
+        );
+        assert_eq!(
+            Target::parse("https://signer1.example.net:7201"),
+            Ok(Target::Https {
+                host: "signer1.example.net".into(),
+                port: 7201
+            })
+        );
+        assert_eq!(
+            Target::parse("https://[::1]:7201").map(|t| t.authority()),
+            Ok("[::1]:7201".into())
+        );
+        for bad in [
+            "127.0.0.1:7201",
+            "http://127.0.0.1:7201",
+            "https://127.0.0.1",
+            "https://a b:1",
+            "https://x;touch:1",
+            "https://x:0",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }
 }

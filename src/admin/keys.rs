@@ -35,6 +35,7 @@ struct KeyReq {
 
 pub(super) async fn handle(
     node: &Arc<Node>,
+    caller: &crate::access::Caller,
     method: &str,
     name: &str,
     what: &str,
@@ -60,7 +61,7 @@ pub(super) async fn handle(
                 Command::KeyEvent {
                     zone: name.clone(),
                     event,
-                    origin: Some(origin(text)),
+                    origin: Some(origin(caller, text)),
                 },
             )
             .await

@@ -1,46 +1,55 @@
-//! The admin API: HTTP/1.1 with JSON bodies, one request per connection.
+//! The admin API: JSON over HTTP/1.1 on the node's Unix socket and, when configured, over
+//! HTTPS with client certificates (`server`). Every path starts with `/v1`; every caller is
+//! authenticated and has a role (`access`), and each endpoint needs one:
 //!
-//! | method | path                      | what                                        |
-//! |--------|---------------------------|---------------------------------------------|
-//! | GET    | /status                   | this node: role, term, indexes, readiness, zones |
-//! | POST   | /init                     | bootstrap the cluster with this node and its peers |
-//! | GET    | /zones                    | zones and their current versions            |
-//! | POST   | /zones                    | add a zone `{name, file, denial?, algorithm?, csk?}` |
-//! | DELETE | /zones/NAME               | remove a zone                               |
-//! | POST   | /zones/NAME/reload        | re-read a zone's input now                  |
-//! | GET    | /zones/NAME/signed        | the signed zone as this node validated it   |
-//! | POST   | /nodes                    | add a node `{id, raft, admin}`: learner, then voter |
-//! | DELETE | /nodes/ID                 | remove a node                               |
-//! | POST   | /leader/transfer          | `{to}`                                      |
-//! | GET    | /audit                    | the replicated audit log                    |
-//! | GET    | /zones/NAME/keys          | key states, goals, parent, engine notes     |
-//! | POST   | /zones/NAME/keys          | rollover, ds-seen, ds-gone, clock-ok, backup-commit |
-//! | GET    | /zones/NAME/backup        | keys not yet backed up                      |
-//! | GET    | /zones/NAME/policy-check  | timing audit against the zone and parent   |
+//! | method | path (below /v1)          | role     | what                                  |
+//! |--------|---------------------------|----------|---------------------------------------|
+//! | GET    | /status                   | monitor  | this node: role, term, indexes, readiness, zones |
+//! | GET    | /cluster                  | monitor  | every member's status (over the node transport) |
+//! | POST   | /init                     | operator | bootstrap the cluster with this node and its peers |
+//! | GET    | /zones                    | monitor  | zones and their current versions      |
+//! | POST   | /zones                    | operator | add a zone `{name, file, denial?, algorithm?, csk?}`; with a `policy`: security-officer |
+//! | PATCH  | /zones/NAME               | operator | change a zone; with a `policy`: security-officer |
+//! | DELETE | /zones/NAME               | operator | remove a zone `{confirm: NAME}`; its keys are kept retired |
+//! | POST   | /zones/NAME/reload        | operator | re-read a zone's input now            |
+//! | GET    | /zones/NAME/signed        | operator | the signed zone as this node validated it |
+//! | POST   | /nodes                    | operator | add a node `{id, raft, admin?}`: learner, caught up, then voter |
+//! | DELETE | /nodes/ID                 | operator | remove a node                         |
+//! | POST   | /nodes/ID/fence, /unfence | operator | fence (or confirm `{manual: true}`), unfence |
+//! | POST   | /leader/transfer          | operator | `{to}`                                |
+//! | GET    | /audit                    | monitor  | the replicated audit log              |
+//! | POST   | /audit                    | operator | an operator note `{command}` (bounded, rate-limited) |
+//! | POST   | /keystore                 | security-officer | `{available}`: this node's keystore on or off (drills) |
+//! | POST   | /nodes/ID/keystore        | security-officer | the same for node ID (sent to it over the node transport) |
+//! | GET    | /zones/NAME/keys          | monitor  | key states, goals, parent, engine notes |
+//! | POST   | /zones/NAME/keys          | security-officer | rollover, ds-seen, ds-gone, clock-ok, backup-commit |
+//! | DELETE | /zones/NAME/keys          | security-officer | destroy a removed zone's retired keys `{confirm: NAME}` |
+//! | GET    | /zones/NAME/backup        | monitor  | keys not yet backed up                |
+//! | GET    | /zones/NAME/policy-check  | monitor  | timing audit against the zone and parent |
 //!
-//! Commands that change the cluster go to the leader; another node answers 421 with the
-//! leader's id and admin address (the CLI follows it). Bind the admin API to loopback or a
-//! management network: it has no authentication of its own.
+//! A change sent to a node that does not lead is carried to the leader over the node
+//! transport, on behalf of the same caller. A request outside the caller's role gets 403
+//! naming the role it needs. Every change is audited with the caller's identity and role,
+//! in the replicated audit log and as one `audit` log line.
 
 pub mod client;
 mod keys;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::ServerState;
 use openraft::type_config::async_runtime::WatchReceiver;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
+use crate::access::{Caller, Role};
 use crate::node::{Node, now};
 use crate::replica::state::hex;
 use crate::replica::{Command, NodeAddr, NodeId, Origin, Outcome, ZoneConfig};
-
-const HEAD_MAX: usize = 64 << 10;
-const BODY_MAX: usize = 1 << 20;
+use crate::transport::{Control, ControlReply};
 
 pub struct Reply {
     pub code: u16,
@@ -60,85 +69,6 @@ fn error(code: u16, msg: impl Into<String>) -> Reply {
     json_reply(code, json!({ "error": msg.into() }))
 }
 
-pub async fn serve(listener: TcpListener, node: Arc<Node>) {
-    loop {
-        let Ok((sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let node = node.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection(sock, node).await {
-                tracing::debug!("admin connection: {e}");
-            }
-        });
-    }
-}
-
-async fn connection(mut sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let head_end = loop {
-        let mut chunk = [0u8; 4096];
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        if buf.len() > HEAD_MAX {
-            return respond(&mut sock, error(431, "request head too large")).await;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.lines();
-    let mut first = lines.next().unwrap_or("").split_whitespace();
-    let (method, path) = (
-        first.next().unwrap_or("").to_string(),
-        first.next().unwrap_or("").to_string(),
-    );
-    let len: usize = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or(0);
-    if len > BODY_MAX {
-        return respond(&mut sock, error(413, "request body too large")).await;
-    }
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < len {
-        let mut chunk = vec![0u8; len - body.len()];
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    let reply = handle(&node, &method, &path, &body).await;
-    respond(&mut sock, reply).await
-}
-
-async fn respond(sock: &mut TcpStream, r: Reply) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        r.code,
-        match r.code {
-            200 => "OK",
-            400 => "Bad Request",
-            404 => "Not Found",
-            409 => "Conflict",
-            421 => "Misdirected Request",
-            503 => "Service Unavailable",
-            _ => "Error",
-        },
-        r.content_type,
-        r.body.len()
-    );
-    sock.write_all(head.as_bytes()).await?;
-    sock.write_all(&r.body).await?;
-    sock.shutdown().await
-}
-
 fn not_leader(node: &Node) -> Reply {
     let m = node.raft.metrics().borrow_watched().clone();
     let leader = m.current_leader;
@@ -155,10 +85,13 @@ fn not_leader(node: &Node) -> Reply {
     )
 }
 
-fn origin(command: String) -> Origin {
+/// An audit origin: the command, who asked for it and with which role. Also written as one
+/// `audit` log line, so that syslog keeps the trail beyond the replicated window.
+fn origin(caller: &Caller, command: String) -> Origin {
+    tracing::info!(target: "audit", who = %caller.name, role = %caller.role, via = caller.via, %command, "audit");
     Origin {
         at: now(),
-        by: "admin-api".into(),
+        by: caller.label(),
         command,
     }
 }
@@ -298,13 +231,121 @@ fn apply_opts(
 struct NodeAdd {
     id: NodeId,
     raft: String,
-    admin: String,
+    /// Its HTTPS admin address, shown to operators.
+    #[serde(default)]
+    admin: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Transfer {
     to: NodeId,
+}
+
+/// Sends a change to the leader over the node transport, on behalf of `caller`; while
+/// there is no leader (an election) it tries again for up to 15 s.
+async fn forward(node: &Arc<Node>, caller: &Caller, method: &str, path: &str, body: &[u8]) -> Reply {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut last = "no leader (election in progress or no quorum)".to_string();
+    while tokio::time::Instant::now() < deadline {
+        let leader = node.raft.metrics().borrow_watched().current_leader;
+        match leader {
+            Some(l) if l == node.id => {
+                if node.is_leader() {
+                    return Box::pin(handle(node, caller, method, path, body, true)).await;
+                }
+            }
+            Some(l) => {
+                let req = Control::Admin {
+                    caller: caller.clone(),
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    body: body.to_vec(),
+                };
+                match node.ask(l, req, crate::transport::CONTROL_TIMEOUT).await {
+                    Ok(ControlReply::Admin { code: 421, .. }) => {}
+                    Ok(ControlReply::Admin { code, body }) => {
+                        return Reply {
+                            code,
+                            body,
+                            content_type: "application/json",
+                        };
+                    }
+                    Ok(r) => last = format!("leader {l}: unexpected answer {r:?}"),
+                    Err(e) => last = format!("leader {l}: {e}"),
+                }
+            }
+            None => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    error(503, format!("cannot reach the leader: {last}"))
+}
+
+/// Answers a control request of node `from` (authenticated by its certificate).
+pub async fn answer_control(node: &Arc<Node>, from: NodeId, req: Control) -> ControlReply {
+    match req {
+        Control::Time => ControlReply::Time(now()),
+        Control::Status => {
+            let n = node.clone();
+            match crate::node::spawn_blocking(move || status(&n)).await {
+                Ok(v) => ControlReply::Status(serde_json::to_vec(&v).unwrap_or_default()),
+                Err(e) => ControlReply::Failed(e),
+            }
+        }
+        Control::Init => {
+            let r = init_here(node).await;
+            if r.code == 200 {
+                ControlReply::Done
+            } else {
+                ControlReply::Failed(String::from_utf8_lossy(&r.body).into_owned())
+            }
+        }
+        Control::Admin {
+            caller,
+            method,
+            path,
+            body,
+        } => {
+            if caller.via != from {
+                return ControlReply::Failed(format!(
+                    "node {from} forwarded a caller authenticated by node {}",
+                    caller.via
+                ));
+            }
+            let r = handle(node, &caller, &method, &path, &body, true).await;
+            ControlReply::Admin {
+                code: r.code,
+                body: r.body,
+            }
+        }
+    }
+}
+
+/// The status of every member, asked over the node transport (`null` for one that does
+/// not answer).
+async fn cluster_status(node: &Arc<Node>) -> Value {
+    let n = node.clone();
+    let mine = crate::node::spawn_blocking(move || status(&n))
+        .await
+        .unwrap_or(Value::Null);
+    let ids: Vec<NodeId> = mine["nodes"]
+        .as_object()
+        .map(|m| m.keys().filter_map(|k| k.parse().ok()).collect())
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for id in ids {
+        let v = if id == node.id {
+            mine.clone()
+        } else {
+            match node.ask(id, Control::Status, Duration::from_secs(3)).await {
+                Ok(ControlReply::Status(b)) => serde_json::from_slice(&b).unwrap_or(Value::Null),
+                _ => Value::Null,
+            }
+        };
+        out.insert(id.to_string(), v);
+    }
+    json!({ "from": node.id, "members": out })
 }
 
 /// Initializes this node's Raft with the members of its config.
@@ -323,43 +364,73 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Reply> {
     serde_json::from_slice(body).map_err(|e| error(400, format!("request body: {e}")))
 }
 
-async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Reply {
+/// The role an endpoint needs. Reading is for monitors, except the whole signed zone
+/// (NSEC3 and all, past the transfer ACL); keys, the keystore and policies are for the
+/// security officer; every other change is for operators.
+pub fn needed_role(method: &str, parts: &[&str], body: &[u8]) -> Role {
+    let has_policy = || {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .is_some_and(|v| !v["policy"].is_null())
+    };
+    match (method, parts) {
+        ("GET", ["zones", _, "signed"]) => Role::Operator,
+        ("GET", _) => Role::Monitor,
+        (_, ["zones", _, "keys"]) | (_, ["keystore"]) | (_, ["nodes", _, "keystore"]) => {
+            Role::SecurityOfficer
+        }
+        ("POST", ["zones"]) | ("PATCH", ["zones", _]) if has_policy() => Role::SecurityOfficer,
+        _ => Role::Operator,
+    }
+}
+
+/// Answers one admin request of `caller`. `forwarded`: sent on by another node, which
+/// authenticated the caller; such a request is never sent on again.
+pub async fn handle(
+    node: &Arc<Node>,
+    caller: &Caller,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    forwarded: bool,
+) -> Reply {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let needed = needed_role(method, &parts, body);
+    if !caller.role.covers(needed) {
+        tracing::warn!(target: "audit", who = %caller.name, role = %caller.role, %method, %path,
+            needed = %needed, "refused: outside the caller's role");
+        return error(
+            403,
+            format!(
+                "{method} /v1{path} needs the role {needed}; {} has the role {}",
+                caller.name, caller.role
+            ),
+        );
+    }
     let writes = method != "GET";
-    if writes
-        && !matches!(
-            parts.as_slice(),
-            ["init"] | ["init", "local"] | ["keystore"]
-        )
-        && !node.is_leader()
-    {
-        return not_leader(node);
+    let local = matches!(parts.as_slice(), ["init"] | ["keystore"] | ["nodes", _, "keystore"]);
+    if writes && !local && !node.is_leader() {
+        if forwarded {
+            return not_leader(node);
+        }
+        return forward(node, caller, method, path, body).await;
     }
     match (method, parts.as_slice()) {
-        ("GET", ["time"]) => json_reply(200, json!({ "now": now() })),
         ("GET", ["status"]) => json_reply(200, crate::blocking(|| status(node))),
+        ("GET", ["cluster"]) => json_reply(200, cluster_status(node).await),
         ("POST", ["init"]) => {
             // Every reachable member gets the first entry too, so that none starts with an
             // empty store (an empty store grants no vote: `transport::Blank`).
-            let peers: Vec<String> = node.cfg.peers.iter().map(|p| p.admin.clone()).collect();
-            crate::blocking(|| {
-                for admin in &peers {
-                    match client::call(
-                        admin,
-                        "POST",
-                        "/init/local",
-                        Some(&json!({})),
-                        std::time::Duration::from_secs(5),
-                    ) {
-                        Ok(a) if a.code == 200 => {}
-                        Ok(a) => tracing::info!(%admin, code = a.code, "peer not initialized here"),
-                        Err(e) => tracing::info!(%admin, "peer not initialized here: {e}"),
-                    }
+            for p in &node.cfg.peers {
+                match node.ask(p.id, Control::Init, Duration::from_secs(5)).await {
+                    Ok(ControlReply::Done) => {}
+                    Ok(r) => tracing::info!(peer = p.id, "peer not initialized here: {r:?}"),
+                    Err(e) => tracing::info!(peer = p.id, "peer not initialized here: {e}"),
                 }
-            });
+            }
+            let _ = origin(caller, "cluster init".into());
             init_here(node).await
         }
-        ("POST", ["init", "local"]) => init_here(node).await,
         ("GET", ["zones"]) => json_reply(200, crate::blocking(|| status(node))["zones"].clone()),
         ("POST", ["zones"]) => {
             let req: ZoneAdd = match parse(body) {
@@ -406,7 +477,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             if let Err(e) = apply_opts(node, &mut cfg, opts, true) {
                 return error(400, e);
             }
-            let o = origin(format!("zone add {} {}", cfg.name, cfg.input));
+            let o = origin(caller, format!("zone add {} {}", cfg.name, cfg.input));
             propose(
                 node,
                 Command::AddZone {
@@ -450,7 +521,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             if let Err(e) = apply_opts(node, &mut cfg, opts, false) {
                 return error(400, e);
             }
-            let o = origin(format!("zone set {name}"));
+            let o = origin(caller, format!("zone set {name}"));
             propose(
                 node,
                 Command::SetZone {
@@ -460,13 +531,42 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             )
             .await
         }
+        ("DELETE", ["zones", name, "keys"]) => {
+            let name = absolute(name);
+            let confirm = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v["confirm"].as_str().map(absolute));
+            if confirm.as_deref() != Some(name.as_str()) {
+                return error(
+                    400,
+                    format!("destroying the keys of {name} needs {{\"confirm\": \"{name}\"}} (keys purge {name} --confirm {name})"),
+                );
+            }
+            propose(
+                node,
+                Command::PurgeKeys {
+                    zone: name.clone(),
+                    origin: origin(caller, format!("keys purge {name}")),
+                },
+            )
+            .await
+        }
         ("DELETE", ["zones", name]) => {
             let name = absolute(name);
+            let confirm = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v["confirm"].as_str().map(absolute));
+            if confirm.as_deref() != Some(name.as_str()) {
+                return error(
+                    400,
+                    format!("removing zone {name} needs {{\"confirm\": \"{name}\"}} (zone remove {name} --confirm {name})"),
+                );
+            }
             propose(
                 node,
                 Command::RemoveZone {
                     name: name.clone(),
-                    origin: origin(format!("zone remove {name}")),
+                    origin: origin(caller, format!("zone remove {name}")),
                 },
             )
             .await
@@ -477,7 +577,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 node,
                 Command::Reload {
                     name: name.clone(),
-                    origin: origin(format!("zone reload {name}")),
+                    origin: origin(caller, format!("zone reload {name}")),
                 },
             )
             .await
@@ -511,12 +611,49 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 Ok(r) => r,
                 Err(r) => return r,
             };
-            let addr = NodeAddr {
-                raft: req.raft.clone(),
-                admin: req.admin.clone(),
+            let Ok(_one_change) = MEMBERSHIP.try_lock() else {
+                return error(409, "another membership change is in progress; try again when it ends");
             };
-            if let Err(e) = node.raft.add_learner(req.id, addr, true).await {
+            let addr = match check_new_node(node, &req).await {
+                Ok(a) => a,
+                Err(e) => return error(409, format!("node add {}: {e}", req.id)),
+            };
+            let _ = origin(caller, format!("node add {} {} (started)", req.id, req.raft));
+            if let Err(e) = node.raft.add_learner(req.id, addr, false).await {
                 return error(503, format!("add node {} as learner: {e}", req.id));
+            }
+            let wait = Duration::from_secs(node.cfg.admin.request_timeout_s.saturating_sub(15).max(5));
+            if let Err(e) = caught_up(node, req.id, wait).await {
+                let ids: std::collections::BTreeSet<NodeId> = [req.id].into();
+                let undone = node
+                    .raft
+                    .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
+                    .await;
+                return error(
+                    503,
+                    format!(
+                        "node add {}: {e}; {}",
+                        req.id,
+                        match undone {
+                            Ok(_) => "it was taken out again".to_string(),
+                            Err(u) => format!("taking it out again failed ({u}): run node remove {}", req.id),
+                        }
+                    ),
+                );
+            }
+            let (voters, healthy) = healthy_voters(node);
+            let need = (voters.len() + 1) / 2 + 1;
+            if healthy.len() + 1 < need {
+                return error(
+                    409,
+                    format!(
+                        "node add {}: with {} voters a majority needs {need} healthy, and only {} would be (healthy now: {healthy:?}); it stays a learner (node remove {} undoes it)",
+                        req.id,
+                        voters.len() + 1,
+                        healthy.len() + 1,
+                        req.id
+                    ),
+                );
             }
             let voters: std::collections::BTreeSet<NodeId> = [req.id].into();
             if let Err(e) = node
@@ -529,7 +666,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             let _ = node
                 .raft
                 .client_write(Command::Audit {
-                    origin: origin(format!("node add {} {}", req.id, req.raft)),
+                    origin: origin(caller, format!("node add {} {}", req.id, req.raft)),
                 })
                 .await;
             json_reply(200, json!({ "ok": true, "added": req.id }))
@@ -538,14 +675,19 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             let Ok(id) = id.parse::<NodeId>() else {
                 return error(400, format!("bad node id {id:?}"));
             };
+            let Ok(_one_change) = MEMBERSHIP.try_lock() else {
+                return error(409, "another membership change is in progress; try again when it ends");
+            };
             if let Err(e) = check_majority_without(node, id, "remove") {
                 return error(409, e);
             }
             let ids: std::collections::BTreeSet<NodeId> = [id].into();
-            if let Err(e) = node
-                .raft
-                .change_membership(openraft::ChangeMembers::RemoveVoters(ids.clone()), false)
-                .await
+            let (voters, _) = healthy_voters(node);
+            if voters.contains(&id)
+                && let Err(e) = node
+                    .raft
+                    .change_membership(openraft::ChangeMembers::RemoveVoters(ids.clone()), false)
+                    .await
             {
                 return error(503, format!("remove node {id}: {e}"));
             }
@@ -556,7 +698,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             let _ = node
                 .raft
                 .client_write(Command::Audit {
-                    origin: origin(format!("node remove {id}")),
+                    origin: origin(caller, format!("node remove {id}")),
                 })
                 .await;
             json_reply(200, json!({ "ok": true, "removed": id }))
@@ -569,7 +711,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             let _ = node
                 .raft
                 .client_write(Command::Audit {
-                    origin: origin(format!("leader transfer --to {}", req.to)),
+                    origin: origin(caller, format!("leader transfer --to {}", req.to)),
                 })
                 .await;
             // A clean handover: the next leader does not fence this one.
@@ -631,7 +773,7 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                     target: id,
                     ok,
                     outcome: outcome.clone(),
-                    origin: origin(format!(
+                    origin: origin(caller, format!(
                         "node fence {id}{}",
                         if manual { " --manual" } else { "" }
                     )),
@@ -649,46 +791,54 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 return error(400, format!("bad node id {id:?}"));
             };
             // Letting a node back that still acts as leader would make two active signers.
-            let admin = {
-                let m = node.raft.metrics().borrow_watched().clone();
-                m.membership_config
-                    .membership()
-                    .nodes()
-                    .find(|(n, _)| **n == id)
-                    .map(|(_, a)| a.admin.clone())
-            };
-            if let Some(admin) = admin {
-                let claims = tokio::task::spawn_blocking(move || {
-                    crate::admin::client::call(
-                        &admin,
-                        "GET",
-                        "/status",
-                        None,
-                        std::time::Duration::from_secs(2),
-                    )
-                    .ok()
-                    .map(|a| a.json())
-                    .is_some_and(|s| s["role"] == "leader")
-                })
-                .await
-                .unwrap_or(false);
-                if claims && id != node.id {
-                    return error(
-                        409,
-                        format!(
-                            "unfence node {id}: it still acts as leader; that would make two active signers"
-                        ),
-                    );
-                }
+            let claims = id != node.id
+                && match node.ask(id, Control::Status, Duration::from_secs(2)).await {
+                    Ok(ControlReply::Status(b)) => serde_json::from_slice::<Value>(&b)
+                        .is_ok_and(|s| s["role"] == "leader"),
+                    _ => false,
+                };
+            if claims {
+                return error(
+                    409,
+                    format!(
+                        "unfence node {id}: it still acts as leader; that would make two active signers"
+                    ),
+                );
             }
             propose(
                 node,
                 Command::Unfence {
                     target: id,
-                    origin: origin(format!("node unfence {id}")),
+                    origin: origin(caller, format!("node unfence {id}")),
                 },
             )
             .await
+        }
+        ("POST", ["nodes", id, "keystore"]) => {
+            let Ok(id) = id.parse::<NodeId>() else {
+                return error(400, format!("bad node id {id:?}"));
+            };
+            if id == node.id {
+                return Box::pin(handle(node, caller, method, "/keystore", body, forwarded)).await;
+            }
+            if forwarded {
+                return error(409, format!("node {id}: a forwarded request is not sent on again"));
+            }
+            let req = Control::Admin {
+                caller: caller.clone(),
+                method: method.to_string(),
+                path: "/keystore".into(),
+                body: body.to_vec(),
+            };
+            match node.ask(id, req, crate::transport::CONTROL_TIMEOUT).await {
+                Ok(ControlReply::Admin { code, body }) => Reply {
+                    code,
+                    body,
+                    content_type: "application/json",
+                },
+                Ok(r) => error(502, format!("node {id}: unexpected answer {r:?}")),
+                Err(e) => error(502, format!("node {id}: {e}")),
+            }
         }
         ("POST", ["keystore"]) => {
             // Drills: take this node's keystore away (or give it back), then re-test at once.
@@ -713,22 +863,15 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
                 let _ = node
                     .raft
                     .client_write(Command::Audit {
-                        origin: origin(what),
+                        origin: origin(caller, what),
                     })
                     .await;
             } else {
-                let admin = own_admin(node);
-                let body = json!({ "command": what });
-                let _ = tokio::task::spawn_blocking(move || {
-                    crate::admin::client::call_leader(
-                        &admin,
-                        "POST",
-                        "/audit",
-                        Some(&body),
-                        std::time::Duration::from_secs(10),
-                    )
-                })
-                .await;
+                let body = serde_json::to_vec(&json!({ "command": what })).unwrap_or_default();
+                let r = forward(node, caller, "POST", "/audit", &body).await;
+                if r.code != 200 {
+                    tracing::warn!("keystore change not recorded in the audit log: {}", String::from_utf8_lossy(&r.body));
+                }
             }
             json_reply(200, json!({ "ok": true, "available": available }))
         }
@@ -739,17 +882,37 @@ async fn handle(node: &Arc<Node>, method: &str, path: &str, body: &[u8]) -> Repl
             else {
                 return error(400, "request body: {\"command\": \"…\"}");
             };
+            let a = &node.cfg.admin;
+            if command.len() > a.note_max_bytes {
+                return error(
+                    413,
+                    format!(
+                        "operator note of {} bytes is over admin.note_max_bytes = {}",
+                        command.len(),
+                        a.note_max_bytes
+                    ),
+                );
+            }
+            if !note_allowed(a.notes_per_minute) {
+                return error(
+                    429,
+                    format!(
+                        "more than admin.notes_per_minute = {} operator notes in the last minute",
+                        a.notes_per_minute
+                    ),
+                );
+            }
             propose(
                 node,
                 Command::Audit {
-                    origin: origin(command),
+                    origin: origin(caller, command),
                 },
             )
             .await
         }
         ("GET", ["audit"]) => json_reply(200, node.sm.with(|st| json!(st.audit))),
         (m, ["zones", name, what @ ("keys" | "backup" | "policy-check")]) => {
-            keys::handle(node, m, name, what, body).await
+            keys::handle(node, caller, m, name, what, body).await
         }
         _ => error(404, format!("no such endpoint: {method} {path}")),
     }
@@ -805,9 +968,113 @@ fn check_majority_without(node: &Node, id: NodeId, what: &str) -> Result<(), Str
     Ok(())
 }
 
-/// This node's own admin address (for requests it sends on to the leader).
-fn own_admin(node: &Node) -> String {
-    node.cfg.admin_listen.clone()
+/// One membership change at a time (node add and remove, on the leader).
+static MEMBERSHIP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Pre-flight of `node add`: a new id, addresses that parse and resolve, and the node
+/// answering over the transport with a certificate for its id.
+async fn check_new_node(node: &Arc<Node>, req: &NodeAdd) -> Result<NodeAddr, String> {
+    if req.id == 0 {
+        return Err("node ids start at 1".into());
+    }
+    let m = node.raft.metrics().borrow_watched().clone();
+    let membership = m.membership_config.membership();
+    if membership.get_joint_config().len() > 1 {
+        return Err("the cluster is undergoing a configuration change; try again when it ends".into());
+    }
+    if membership.voter_ids().any(|v| v == req.id) {
+        return Err("it is already a voter".into());
+    }
+    if membership.learner_ids().any(|v| v == req.id) {
+        return Err(format!(
+            "it is already a learner (an add that did not finish): node remove {} first",
+            req.id
+        ));
+    }
+    let (host, port) = req
+        .raft
+        .rsplit_once(':')
+        .ok_or_else(|| format!("raft address {:?}: expected HOST:PORT", req.raft))?;
+    let host_ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!("raft address {:?}: expected HOST:PORT", req.raft));
+    }
+    let resolved = tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host(&req.raft))
+        .await
+        .map_err(|_| format!("raft address {:?}: name lookup timed out", req.raft))?
+        .map_err(|e| format!("raft address {:?}: {e}", req.raft))?
+        .count();
+    if resolved == 0 {
+        return Err(format!("raft address {:?} resolves to nothing", req.raft));
+    }
+    if let Some(a) = &req.admin {
+        match client::Target::parse(a) {
+            Ok(client::Target::Https { .. }) => {}
+            _ => return Err(format!("admin address {a:?}: expected https://HOST:PORT")),
+        }
+    }
+    let addr = NodeAddr {
+        raft: req.raft.clone(),
+        admin: req.admin.clone().unwrap_or_default(),
+    };
+    match node
+        .peers
+        .ask(req.id, &addr, Control::Time, Duration::from_secs(5))
+        .await
+    {
+        Ok(ControlReply::Time(_)) => Ok(addr),
+        Ok(r) => Err(format!("it answered {r:?} to a clock request")),
+        Err(e) => Err(format!(
+            "it does not answer over the node transport with a certificate for its id: {e}"
+        )),
+    }
+}
+
+/// Waits until learner `id` has the leader's log up to where it was when the wait began.
+async fn caught_up(node: &Arc<Node>, id: NodeId, wait: Duration) -> Result<(), String> {
+    let target = node.raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let m = node.raft.metrics().borrow_watched().clone();
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map(|l| l.index());
+        if matched.is_some_and(|i| i >= target) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "it did not catch up within {} s (has {matched:?} of {target})",
+                wait.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether one more operator note fits in the last minute's allowance (this node's).
+fn note_allowed(per_minute: u32) -> bool {
+    static NOTES: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>> =
+        std::sync::Mutex::new(std::collections::VecDeque::new());
+    let mut notes = NOTES.lock().unwrap_or_else(|e| e.into_inner());
+    let now = std::time::Instant::now();
+    while notes
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+    {
+        notes.pop_front();
+    }
+    if notes.len() >= per_minute as usize {
+        return false;
+    }
+    notes.push_back(now);
+    true
 }
 
 fn absolute(name: &str) -> String {

@@ -1,5 +1,7 @@
 //! Cluster commands: `node`, `cluster`, `leader`, `zone`. All but `node run` and
-//! `cluster certs` talk to a node's admin API (`--admin`, or QUORUMSIGN_ADMIN).
+//! `cluster certs` talk to a node's admin API (`--admin`, or QUORUMSIGN_ADMIN): its Unix
+//! socket, or `https://HOST:PORT` with an operator certificate (`--admin-cert`,
+//! `--admin-key`, `--admin-ca`).
 
 use std::time::Duration;
 
@@ -13,8 +15,8 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Args, Clone)]
 pub struct AdminArgs {
-    /// Admin API address of any node.
-    #[arg(long, env = "QUORUMSIGN_ADMIN", default_value = "127.0.0.1:7201")]
+    /// Admin API of any node: its socket path or https://HOST:PORT.
+    #[arg(long, env = "QUORUMSIGN_ADMIN", default_value = "/run/quorumsign/admin.sock")]
     pub admin: String,
     /// Machine-readable output.
     #[arg(long)]
@@ -38,13 +40,13 @@ pub enum NodeCmd {
         /// Its Raft address.
         #[arg(long)]
         raft: String,
-        /// Its admin address.
+        /// Its HTTPS admin address (https://HOST:PORT), shown to operators.
         #[arg(long = "node-admin")]
-        node_admin: String,
+        node_admin: Option<String>,
         #[command(flatten)]
         a: AdminArgs,
     },
-    /// Remove a node from the cluster.
+    /// Remove a node from the cluster (also undoes an add that did not finish).
     Remove {
         id: u64,
         #[command(flatten)]
@@ -76,9 +78,9 @@ pub enum NodeCmd {
         /// The new node's Raft address.
         #[arg(long)]
         raft: String,
-        /// The new node's admin address.
+        /// The new node's HTTPS admin address (https://HOST:PORT), shown to operators.
         #[arg(long = "node-admin")]
-        node_admin: String,
+        node_admin: Option<String>,
         /// The old node was fenced by hand (no hook is run).
         #[arg(long)]
         manual: bool,
@@ -89,13 +91,21 @@ pub enum NodeCmd {
 
 #[derive(Subcommand)]
 pub enum ClusterCmd {
-    /// Make a lab CA and node certificates (node-<id>.quorumsign).
+    /// Make a lab CA and node certificates (node-<id>.quorumsign), or (`certs operator`)
+    /// an operator certificate with a role.
+    #[command(args_conflicts_with_subcommands = true)]
     Certs {
+        #[command(subcommand)]
+        kind: Option<CertsKind>,
         #[arg(long)]
-        dir: std::path::PathBuf,
+        dir: Option<std::path::PathBuf>,
         /// Node ids, e.g. 1,2,3.
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<u64>,
+        /// A further name of one node's certificate, for its HTTPS admin listener:
+        /// `ID=HOST` (a host name or an IP address; repeat for several).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
     },
     /// Bootstrap: the node at --admin initialises the cluster with itself and its peers.
     Init {
@@ -135,6 +145,22 @@ pub enum ClusterCmd {
     Audit {
         #[command(flatten)]
         a: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CertsKind {
+    /// An operator's client certificate for the HTTPS admin API, issued by the operator CA
+    /// (`operator-ca.pem`, made in --dir if missing), naming its role.
+    Operator {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// The operator's name (the certificate's common name, as audited).
+        #[arg(long)]
+        name: String,
+        /// monitor, operator or security-officer.
+        #[arg(long)]
+        role: String,
     },
 }
 
@@ -223,8 +249,13 @@ pub enum ZoneCmd {
         #[command(flatten)]
         a: AdminArgs,
     },
+    /// Remove a zone: it is no longer signed or served. Its keys are kept, retired, until
+    /// a security officer runs `keys purge`.
     Remove {
         name: String,
+        /// The zone's name again.
+        #[arg(long)]
+        confirm: String,
         #[command(flatten)]
         a: AdminArgs,
     },
@@ -269,11 +300,12 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
             let cfg = NodeConfig::load(&config)?;
             if check {
                 println!(
-                    "{}: ok (node {}, raft {}, admin {}, {} peers, keystore {})",
+                    "{}: ok (node {}, raft {}, admin socket {}, admin https {}, {} peers, keystore {})",
                     config.display(),
                     cfg.id,
                     cfg.raft_listen,
-                    cfg.admin_listen,
+                    cfg.admin.socket.display(),
+                    cfg.admin_listen.as_deref().unwrap_or("-"),
                     cfg.peers.len(),
                     cfg.keystore
                 );
@@ -332,7 +364,7 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
             node_admin,
             manual,
             a,
-        } => replace(id, with, &raft, &node_admin, manual, &a),
+        } => replace(id, with, &raft, node_admin.as_deref(), manual, &a),
         NodeCmd::Unfence { id, a } => {
             let ans = call_leader(
                 &a.admin,
@@ -350,7 +382,7 @@ fn replace(
     id: u64,
     with: u64,
     raft: &str,
-    node_admin: &str,
+    node_admin: Option<&str>,
     manual: bool,
     a: &AdminArgs,
 ) -> Result<(), String> {
@@ -405,9 +437,9 @@ fn replace(
     let leader_zones = zone_serials(&call(&a.admin, "GET", "/status", None, TIMEOUT)?.json());
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     loop {
-        let ok = call(node_admin, "GET", "/status", None, TIMEOUT)
+        let ok = call(&a.admin, "GET", "/cluster", None, TIMEOUT)
             .ok()
-            .map(|ans| ans.json())
+            .map(|ans| ans.json()["members"][with.to_string()].clone())
             .is_some_and(|s| {
                 leader_zones.iter().all(|(z, serial)| {
                     s["zones"].as_array().is_some_and(|zs| {
@@ -545,9 +577,17 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
             )?;
             ok(ans, &a, |_| format!("zone {name} changed"))
         }
-        ZoneCmd::Remove { name, a } => {
-            let ans = call_leader(&a.admin, "DELETE", &format!("/zones/{name}"), None, TIMEOUT)?;
-            ok(ans, &a, |_| format!("zone {name} removed"))
+        ZoneCmd::Remove { name, confirm, a } => {
+            let ans = call_leader(
+                &a.admin,
+                "DELETE",
+                &format!("/zones/{name}"),
+                Some(&json!({ "confirm": confirm })),
+                TIMEOUT,
+            )?;
+            ok(ans, &a, |_| {
+                format!("zone {name} removed; its keys are kept retired (keys purge removes them)")
+            })
         }
         ZoneCmd::Reload { name, a } => {
             let ans = call_leader(
@@ -600,11 +640,37 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
 
 pub fn cluster(cmd: ClusterCmd) -> Result<(), String> {
     match cmd {
-        ClusterCmd::Certs { dir, nodes } => {
+        ClusterCmd::Certs {
+            kind: Some(CertsKind::Operator { dir, name, role }),
+            ..
+        } => {
+            let role = crate::access::Role::parse(&role)?;
+            for f in crate::transport::certs::operator(&dir, &name, role)? {
+                println!("{f}");
+            }
+            Ok(())
+        }
+        ClusterCmd::Certs {
+            kind: None,
+            dir,
+            nodes,
+            hosts,
+        } => {
+            let dir = dir.ok_or("--dir: give the directory of the certificates")?;
             if nodes.is_empty() {
                 return Err("--nodes: give at least one node id".into());
             }
-            let files = crate::transport::certs::make(&dir, &nodes)?;
+            let mut names: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+            for h in &hosts {
+                let (id, host) = h
+                    .split_once('=')
+                    .and_then(|(i, n)| Some((i.parse::<u64>().ok()?, n)))
+                    .ok_or_else(|| format!("--host {h:?}: expected ID=HOST"))?;
+                names.entry(id).or_default().push(host.to_string());
+            }
+            let files = crate::transport::certs::make(&dir, &nodes, &|id| {
+                names.get(&id).cloned().unwrap_or_default()
+            })?;
             for f in files {
                 println!("{f}");
             }
@@ -664,7 +730,6 @@ pub fn cluster(cmd: ClusterCmd) -> Result<(), String> {
     }
 }
 
-/// Status of the node at `admin` and of every member it knows.
 /// (zone, current serial) of every zone in one node's status.
 pub fn zone_serials(status: &Value) -> Vec<(String, u64)> {
     status["zones"]
@@ -677,27 +742,27 @@ pub fn zone_serials(status: &Value) -> Vec<(String, u64)> {
         .unwrap_or_default()
 }
 
+/// The status of every member, as the node at `admin` gathers it over the node transport.
 pub fn gather_status(admin: &str) -> Result<Value, String> {
-    let first = call(admin, "GET", "/status", None, Duration::from_secs(5))?;
-    if first.code != 200 {
-        return Err(first.message());
+    let ans = call(admin, "GET", "/cluster", None, Duration::from_secs(15))?;
+    if ans.code != 200 {
+        return Err(ans.message());
     }
-    let first = first.json();
-    let mut nodes = Vec::new();
-    let members = first["nodes"].as_object().cloned().unwrap_or_default();
-    if members.is_empty() {
-        nodes.push(first.clone());
-    }
-    for (id, addr) in &members {
-        let a = addr["admin"].as_str().unwrap_or("");
-        match call(a, "GET", "/status", None, Duration::from_secs(5)) {
-            Ok(ans) if ans.code == 200 => nodes.push(ans.json()),
-            Ok(ans) => nodes.push(
-                json!({ "id": id.parse::<u64>().unwrap_or(0), "unreachable": ans.message() }),
-            ),
-            Err(e) => nodes.push(json!({ "id": id.parse::<u64>().unwrap_or(0), "unreachable": e })),
-        }
-    }
+    let v = ans.json();
+    let nodes: Vec<Value> = v["members"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(id, s)| {
+                    if s.is_null() {
+                        json!({ "id": id.parse::<u64>().unwrap_or(0), "unreachable": "no answer over the node transport" })
+                    } else {
+                        s.clone()
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(json!({ "nodes": nodes }))
 }
 

@@ -249,10 +249,9 @@ fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
         "DNSKEY RRsets read",
         format!("{} zone(s) from node {leader} over DNS", zones.len()),
     );
-    let ladmin = lnode_admin(&st, leader)?;
-    let tadmin = lnode_admin(&st, target)?;
+    let admin = a.a.admin.clone();
     let ans = call(
-        &ladmin,
+        &admin,
         "POST",
         "/leader/transfer",
         Some(&json!({ "to": target })),
@@ -267,16 +266,14 @@ fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
         format!("node {leader} -> node {target}"),
     );
     wait(Duration::from_secs(30), || {
-        let s = call(&tadmin, "GET", "/status", None, Duration::from_secs(2))
-            .ok()?
-            .json();
+        let s = status_of(&admin, target)?;
         (s["role"] == "leader").then_some(())
     })
     .ok_or(format!("node {target} did not become leader in 30 s"))?;
     r.step(true, "new leader", format!("node {target}"));
     for (z, serial) in &zones {
         let ans = call(
-            &tadmin,
+            &admin,
             "POST",
             &format!("/zones/{z}/reload"),
             None,
@@ -285,7 +282,7 @@ fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
         if ans.code != 200 {
             return Err(format!("zone reload {z}: {}", ans.message()));
         }
-        let new = new_serial_everywhere(&st, z, *serial, Duration::from_secs(120)).ok_or(
+        let new = new_serial_everywhere(&admin, &st, z, *serial, Duration::from_secs(120)).ok_or(
             format!("zone {z}: no new serial validated on every node in 120 s"),
         )?;
         let answering = st["nodes"].as_array().map_or(0, |ns| {
@@ -296,7 +293,7 @@ fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
             "published by the new leader",
             format!("{z} serial {serial} -> {new}, validated on {answering} node(s)"),
         );
-        let s = call(&tadmin, "GET", "/status", None, Duration::from_secs(5))?.json();
+        let s = status_of(&admin, target).ok_or(format!("node {target} does not answer"))?;
         let zz = s["zones"]
             .as_array()
             .and_then(|zs| zs.iter().find(|x| x["name"] == z.as_str()).cloned())
@@ -327,20 +324,23 @@ fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
 }
 
 /// Waits until every answering member validated a serial of `zone` above `serial`.
-fn new_serial_everywhere(st: &Value, zone: &str, serial: u64, timeout: Duration) -> Option<u64> {
-    let members: Vec<String> = st["nodes"]
+fn new_serial_everywhere(
+    admin: &str,
+    st: &Value,
+    zone: &str,
+    serial: u64,
+    timeout: Duration,
+) -> Option<u64> {
+    let members: Vec<u64> = st["nodes"]
         .as_array()?
         .iter()
         .filter(|n| n["unreachable"].is_null())
         .filter_map(|n| n["id"].as_u64())
-        .filter_map(|id| lnode_admin(st, id).ok())
         .collect();
     wait(timeout, || {
         let mut seen = None;
         for m in &members {
-            let s = call(m, "GET", "/status", None, Duration::from_secs(2))
-                .ok()?
-                .json();
+            let s = status_of(admin, *m)?;
             let zz = s["zones"]
                 .as_array()?
                 .iter()
@@ -390,11 +390,12 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
     )? {
         return Ok(());
     }
-    let ladmin = lnode_admin(&st, leader)?;
+    let admin = a.a.admin.clone();
+    let keystore = format!("/nodes/{leader}/keystore");
     let off = call(
-        &ladmin,
+        &admin,
         "POST",
-        "/keystore",
+        &keystore,
         Some(&json!({ "available": false })),
         Duration::from_secs(30),
     )?;
@@ -405,17 +406,15 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
     r.step(true, "keystore taken away", format!("node {leader}"));
     let restore = || {
         let _ = call(
-            &ladmin,
+            &admin,
             "POST",
-            "/keystore",
+            &keystore,
             Some(&json!({ "available": true })),
             Duration::from_secs(30),
         );
     };
     let new = wait(Duration::from_secs(60), || {
-        let s = call(&ladmin, "GET", "/status", None, Duration::from_secs(2))
-            .ok()?
-            .json();
+        let s = status_of(&admin, leader)?;
         s["leader"].as_u64().filter(|l| *l != leader)
     });
     let Some(new) = new else {
@@ -423,11 +422,10 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
         return Err(format!("node {leader} did not step down in 60 s"));
     };
     r.step(true, "leader stepped down", format!("node {new} leads"));
-    let nadmin = lnode_admin(&st, new)?;
     let mut worst = Duration::ZERO;
     for (z, serial) in &zones {
         let ans = call(
-            &nadmin,
+            &admin,
             "POST",
             &format!("/zones/{z}/reload"),
             None,
@@ -437,7 +435,7 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
             restore();
             return Err(format!("zone reload {z}: {}", ans.message()));
         }
-        let Some(v) = new_serial_everywhere(&st, z, *serial, Duration::from_secs(120)) else {
+        let Some(v) = new_serial_everywhere(&admin, &st, z, *serial, Duration::from_secs(120)) else {
             restore();
             return Err(format!(
                 "zone {z}: no new serial validated everywhere in 120 s"
@@ -457,9 +455,7 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
     r.step(true, "publication gap", format!("{} ms", worst.as_millis()));
     restore();
     let back = wait(Duration::from_secs(30), || {
-        let s = call(&ladmin, "GET", "/status", None, Duration::from_secs(2))
-            .ok()?
-            .json();
+        let s = status_of(&admin, leader)?;
         (s["readiness"]["ready"] == true).then_some(())
     });
     r.step(
@@ -470,19 +466,12 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
     Ok(())
 }
 
-fn lnode_admin(st: &Value, id: u64) -> Result<String, String> {
-    node_of(st, id)
-        .and_then(|n| {
-            n["nodes"][id.to_string()]["admin"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .or_else(|| {
-            st["nodes"].as_array()?.iter().find_map(|n| {
-                n["nodes"][id.to_string()]["admin"]
-                    .as_str()
-                    .map(str::to_string)
-            })
-        })
-        .ok_or(format!("no admin address for node {id}"))
+/// Node `id`'s status, through the node at `admin` (which asks it over the node
+/// transport).
+fn status_of(admin: &str, id: u64) -> Option<Value> {
+    let v = call(admin, "GET", "/cluster", None, Duration::from_secs(5))
+        .ok()?
+        .json();
+    let s = v["members"][id.to_string()].clone();
+    (!s.is_null()).then_some(s)
 }

@@ -52,6 +52,15 @@ pub enum ClusterKeysCmd {
         #[command(flatten)]
         a: AdminArgs,
     },
+    /// Destroy the retired keys of a removed zone (security officer; cannot be undone).
+    Purge {
+        zone: String,
+        /// The zone's name again.
+        #[arg(long)]
+        confirm: String,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -167,6 +176,16 @@ pub fn keys(cmd: ClusterKeysCmd) -> Result<(), String> {
         ClusterKeysCmd::ClockOk { zone, a } => {
             let ans = post(&a, &zone, json!({ "action": "clock-ok" }))?;
             ok(ans, &a, |_| format!("zone {zone}: clock confirmed"))
+        }
+        ClusterKeysCmd::Purge { zone, confirm, a } => {
+            let ans = call_leader(
+                &a.admin,
+                "DELETE",
+                &format!("/zones/{zone}/keys"),
+                Some(&json!({ "confirm": confirm })),
+                TIMEOUT,
+            )?;
+            ok(ans, &a, |_| format!("zone {zone}: retired keys destroyed"))
         }
     }
 }

@@ -20,6 +20,15 @@ struct Cli {
     /// Log filter (error, warn, info, debug, trace), also QUORUMSIGN_LOG.
     #[arg(long, global = true, default_value = "info")]
     log: String,
+    /// Client certificate for an https admin address (also QUORUMSIGN_ADMIN_CERT).
+    #[arg(long, global = true, env = "QUORUMSIGN_ADMIN_CERT")]
+    admin_cert: Option<std::path::PathBuf>,
+    /// Its private key (also QUORUMSIGN_ADMIN_KEY).
+    #[arg(long, global = true, env = "QUORUMSIGN_ADMIN_KEY")]
+    admin_key: Option<std::path::PathBuf>,
+    /// The CA of the nodes' certificates (also QUORUMSIGN_ADMIN_CA).
+    #[arg(long, global = true, env = "QUORUMSIGN_ADMIN_CA")]
+    admin_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -96,6 +105,13 @@ enum Cmd {
 pub fn main() -> i32 {
     crate::mem::init();
     let cli = Cli::parse();
+    if let (Some(cert), Some(key), Some(ca)) = (&cli.admin_cert, &cli.admin_key, &cli.admin_ca) {
+        crate::admin::client::set_credentials(crate::admin::client::Credentials {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+        });
+    }
     if !matches!(
         cli.cmd,
         Cmd::Node {

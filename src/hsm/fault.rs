@@ -127,7 +127,9 @@ impl Mode {
 /// A keystore fault switch read from a file (a node's `fault_control`, for chaos runs):
 /// the file's `keystore = MODE` line is reread every 100 ms; a missing file means `ok`.
 /// Its `clock = ±SECONDS` line is handed to `on_clock` (the node's wall-clock offset), and
-/// `disk = fsync-error` makes every flush of the Raft log fail (`store::inject_fsync_errors`).
+/// `disk = fsync-error` makes every flush of the Raft log fail (`store::inject_fsync_errors`),
+/// and `control = drop` (or `drop:ID,…`) drops node-to-node control traffic
+/// (`transport::drop_control`).
 pub struct Control {
     mode: std::sync::atomic::AtomicU8,
     clock: std::sync::atomic::AtomicI64,
@@ -161,6 +163,18 @@ impl Control {
                     .and_then(|v| v.trim_start_matches('+').parse().ok())
                     .unwrap_or(0);
                 let fsync_errors = line("disk").is_some_and(|v| v == "fsync-error");
+                let control = line("control").and_then(|v| {
+                    let v = v.strip_prefix("drop")?;
+                    Some(
+                        v.trim_start_matches(':')
+                            .split(',')
+                            .filter_map(|id| id.trim().parse().ok())
+                            .collect::<Vec<u64>>(),
+                    )
+                });
+                if crate::transport::drop_control(control.clone()) {
+                    tracing::warn!(dropped = ?control, "fault control: node-to-node control traffic");
+                }
                 if fsync_errors != crate::store::inject_fsync_errors(fsync_errors) {
                     tracing::warn!(fsync_errors, "fault control: Raft log flushes");
                 }

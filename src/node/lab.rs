@@ -15,7 +15,11 @@ pub struct LabNode {
     pub id: u64,
     pub config: PathBuf,
     pub raft: String,
+    /// The admin socket (the lab's user has the security-officer role on it).
     pub admin: String,
+    /// The HTTPS admin address (`https://IP:PORT`); operator certificates of the lab are
+    /// `certs/operator-lab-{monitor,operator,security-officer}.pem`.
+    pub https: String,
     /// DNS (UDP and TCP).
     pub dns: String,
     pub log: PathBuf,
@@ -73,33 +77,47 @@ pub fn write_hosts(
     let dns_addr = |p: u16, id: u64| at(id, dns_addr(p, id));
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let certs = dir.join("certs");
-    crate::transport::certs::make(&certs, ids)?;
+    crate::transport::certs::make(&certs, ids, &|id| vec![host(id)])?;
+    for role in crate::access::Role::ALL {
+        let name = format!("lab-{role}");
+        if !certs.join(format!("operator-{name}.pem")).exists() {
+            crate::transport::certs::operator(&certs, &name, role)?;
+        }
+    }
+    let private = |path: &Path, text: String| {
+        crate::transport::certs::write_private(path, &text)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
     let pass = dir.join("cluster.pass");
     if !pass.exists() {
         let mut b = [0u8; 24];
         aws_lc_rs::rand::fill(&mut b).map_err(|_| "no randomness")?;
-        std::fs::write(&pass, data_encoding::HEXLOWER.encode(&b)).map_err(|e| e.to_string())?;
+        private(&pass, data_encoding::HEXLOWER.encode(&b))?;
     }
     let secret = dir.join("tsig.secret");
     if !secret.exists() {
         let mut b = [0u8; 32];
         aws_lc_rs::rand::fill(&mut b).map_err(|_| "no randomness")?;
-        std::fs::write(&secret, data_encoding::BASE64.encode(&b)).map_err(|e| e.to_string())?;
+        private(&secret, data_encoding::BASE64.encode(&b))?;
     }
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
     let mut out = Vec::new();
     for &id in ids {
         let mut t = format!(
             "id = {id}\ndata_dir = \"data-{id}\"\nraft_listen = \"{}\"\nadmin_listen = \"{}\"\n\
              keystore = \"embedded\"\npassphrase_file = \"cluster.pass\"\nlog_level = \"info\"\n{extra}\n\
              [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node-{id}.pem\"\nkey = \"certs/node-{id}.key\"\n\
-             \n[dns]\nlisten = \"{}\"\n\n[[tsig]]\nname = \"{LAB_TSIG_KEY}\"\nsecret_file = \"tsig.secret\"\n",
+             \n[dns]\nlisten = \"{}\"\n\n[[tsig]]\nname = \"{LAB_TSIG_KEY}\"\nsecret_file = \"tsig.secret\"\n\
+             \n[admin]\nsocket = \"admin-{id}.sock\"\noperator_ca = \"certs/operator-ca.pem\"\n\
+             [admin.users]\n\"{uid}\" = \"security-officer\"\n",
             raft_addr(base_port, id),
             admin_addr(base_port, id),
             dns_addr(base_port, id)
         );
         for &p in peers.iter().filter(|p| **p != id) {
             t.push_str(&format!(
-                "\n[[peers]]\nid = {p}\nraft = \"{}\"\nadmin = \"{}\"\n",
+                "\n[[peers]]\nid = {p}\nraft = \"{}\"\nadmin = \"https://{}\"\n",
                 raft_addr(base_port, p),
                 admin_addr(base_port, p)
             ));
@@ -110,7 +128,8 @@ pub fn write_hosts(
             id,
             config,
             raft: raft_addr(base_port, id),
-            admin: admin_addr(base_port, id),
+            admin: dir.join(format!("admin-{id}.sock")).display().to_string(),
+            https: format!("https://{}", admin_addr(base_port, id)),
             dns: dns_addr(base_port, id),
             log: dir.join(format!("node-{id}.log")),
             env: Vec::new(),

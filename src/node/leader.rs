@@ -28,7 +28,7 @@ use super::{Node, RunReport, now};
 use crate::keys::{KeyId, RrsigHeader};
 use crate::replica::state::{Owner, ZoneState, hex};
 use crate::replica::{
-    Command, KeyRecord, Outcome, Part, RrsetChange, RrsetVal, Version, ZoneConfig,
+    Command, KeyRecord, NodeId, Outcome, Part, RrsetChange, RrsetVal, Version, ZoneConfig,
 };
 use crate::signer::cache::{CacheEntry, CachedRrsig, serial_le};
 use crate::signer::{Denial, Nsec3Params, SignOptions, SignatureCache, SignedZone, sign_zone};
@@ -417,14 +417,14 @@ pub async fn run(node: Arc<Node>) {
 }
 
 /// A leader that must not sign (a witness, or one whose keystore is lost) gives leadership
-/// to the most caught-up ready signer (readiness from each member's admin API), keeping a
+/// to the most caught-up ready signer (readiness from each member's status), keeping a
 /// clean handover that was meant for it.
 /// How long a clock comparison is reused: the signing loop compares once per tick, and
 /// nothing is signed or committed on an older comparison.
 const CLOCK_FRESH: Duration = Duration::from_millis(250);
 
-/// Whether this node's wall clock agrees, within `max_clock_skew_s`, with at least one of
-/// the other voters that answer (`GET /time`). No answer: trusted.
+/// Whether this node's wall clock agrees, within `max_clock_skew_s`, with a majority of the
+/// voters (see [`compare_clocks`]); a comparison younger than [`CLOCK_FRESH`] is reused.
 async fn clock_agrees(node: &Arc<Node>) -> Result<(), String> {
     let last = node.local().clock_checked.clone();
     if let Some((at, _, r)) = last
@@ -456,55 +456,55 @@ fn clock_steady(node: &Node) -> Result<(), String> {
     Ok(())
 }
 
+/// Compares this leader's wall clock with the other voters' over the node transport. Fails
+/// closed: it passes only when a majority of the voters (this one included) answered and
+/// agree with this clock within `max_clock_skew_s`.
 async fn compare_clocks(node: &Arc<Node>) -> Result<(), String> {
-    let peers: Vec<String> = node.sm.with(|st| {
-        st.membership
+    let voters: Vec<NodeId> = {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        node.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
             .membership()
-            .nodes()
-            .filter(|(id, _)| **id != node.id)
-            .map(|(_, a)| a.admin.clone())
+            .voter_ids()
             .collect()
-    });
+    };
     let skew = node.cfg.signer.max_clock_skew_s;
-    let theirs = crate::node::spawn_blocking(move || {
-        peers
-            .iter()
-            .filter_map(|admin| {
-                let a =
-                    crate::admin::client::call(admin, "GET", "/time", None, Duration::from_secs(1))
-                        .ok()?;
-                a.json()["now"].as_u64()
-            })
-            .collect::<Vec<u64>>()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let asks = voters.iter().copied().filter(|v| *v != node.id).map(|v| async move {
+        let r = node
+            .ask(v, crate::transport::Control::Time, Duration::from_secs(1))
+            .await;
+        (v, r)
+    });
+    let answers = futures::future::join_all(asks).await;
     let mine = now();
-    if theirs.is_empty() || theirs.iter().any(|t| t.abs_diff(mine) <= skew) {
+    let need = voters.len() / 2 + 1;
+    let (mut agree, mut off, mut silent) = (1, Vec::new(), Vec::new());
+    for (v, r) in answers {
+        match r {
+            Ok(crate::transport::ControlReply::Time(t)) if t.abs_diff(mine) <= skew => agree += 1,
+            Ok(crate::transport::ControlReply::Time(t)) => {
+                off.push(format!("node {v} {:+} s", mine as i64 - t as i64))
+            }
+            Ok(r) => silent.push(format!("node {v}: {r:?}")),
+            Err(e) => silent.push(e),
+        }
+    }
+    if agree >= need {
         return Ok(());
     }
-    let off: Vec<String> = theirs
-        .iter()
-        .map(|t| format!("{:+} s", mine as i64 - *t as i64))
-        .collect();
     Err(format!(
-        "this node's clock differs from every other voter's by more than \
-         max_clock_skew_s = {skew} ({})",
-        off.join(", ")
+        "clock check failed: {agree} of {} voters (this one included) agree within \
+         max_clock_skew_s = {skew}, a majority needs {need}; differing: [{}]; no answer: [{}]",
+        voters.len(),
+        off.join(", "),
+        silent.join("; ")
     ))
 }
 
 async fn hand_over(node: &Arc<Node>, why: &str) -> Result<(), String> {
-    let (members, handover) = node.sm.with(|st| {
-        let m: Vec<(u64, String)> = st
-            .membership
-            .membership()
-            .nodes()
-            .filter(|(id, _)| **id != node.id)
-            .map(|(id, a)| (*id, a.admin.clone()))
-            .collect();
-        (m, st.handover)
-    });
+    let handover = node.sm.with(|st| st.handover);
     let voters: Vec<u64> = {
         use openraft::type_config::async_runtime::WatchReceiver;
         node.raft
@@ -516,32 +516,27 @@ async fn hand_over(node: &Arc<Node>, why: &str) -> Result<(), String> {
             .collect()
     };
     let others: Vec<u64> = voters.iter().copied().filter(|v| *v != node.id).collect();
-    let (candidates, silent) = crate::node::spawn_blocking(move || {
-        let mut silent = 0;
-        let best = members
-            .into_iter()
-            .filter(|(id, _)| voters.contains(id))
-            .filter_map(|(id, admin)| {
-                let Ok(a) = crate::admin::client::call(
-                    &admin,
-                    "GET",
-                    "/status",
-                    None,
-                    Duration::from_secs(2),
-                ) else {
-                    silent += 1;
-                    return None;
-                };
-                let s = a.json();
-                (s["readiness"]["ready"] == true && s["witness"] != true)
-                    .then(|| (id, s["last_applied"].as_u64().unwrap_or(0)))
-            })
-            .max_by_key(|(_, applied)| *applied);
-        (best, silent)
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    // No admin API answered: the voter Raft knows to be most caught up, rather than a
+    let asks = others.iter().map(|id| async move {
+        let r = node
+            .ask(*id, crate::transport::Control::Status, Duration::from_secs(2))
+            .await;
+        (*id, r)
+    });
+    let mut silent = 0;
+    let candidates = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .filter_map(|(id, r)| {
+            let Ok(crate::transport::ControlReply::Status(b)) = r else {
+                silent += 1;
+                return None;
+            };
+            let s: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+            (s["readiness"]["ready"] == true && s["witness"] != true)
+                .then(|| (id, s["last_applied"].as_u64().unwrap_or(0)))
+        })
+        .max_by_key(|(_, applied)| *applied);
+    // No member answered: the voter Raft knows to be most caught up, rather than a
     // leader that keeps leading without signing.
     let fallback = || {
         use openraft::type_config::async_runtime::WatchReceiver;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  node run ─► open store + state machine ─► Raft ─┬─► transport::serve (raft_listen)
-//!                                                   ├─► admin::serve (admin_listen)
+//!                                                   ├─► admin::server (socket, admin_listen)
 //!                                                   ├─► leader::run   (signs only while leader)
 //!                                                   └─► check::run    (validate on apply, readiness)
 //! ```
@@ -359,6 +359,40 @@ pub struct Node {
     pub tsig: Vec<crate::serve::tsig::TsigKey>,
     /// The last append a leader got this node to accept.
     pub contact: transport::Contact,
+    /// How this node reaches the others for control (clock, status, init, forwarded admin
+    /// requests): the mutual-TLS transport, or the simulation's network.
+    pub peers: Arc<dyn Peers>,
+}
+
+/// Node-to-node control requests ([`transport::Control`]).
+#[async_trait::async_trait]
+pub trait Peers: Send + Sync {
+    async fn ask(
+        &self,
+        to: NodeId,
+        addr: &crate::replica::NodeAddr,
+        req: transport::Control,
+        ttl: Duration,
+    ) -> Result<transport::ControlReply, String>;
+}
+
+/// [`Peers`] over the mutual-TLS transport.
+pub struct TlsPeers {
+    pub me: NodeId,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+#[async_trait::async_trait]
+impl Peers for TlsPeers {
+    async fn ask(
+        &self,
+        to: NodeId,
+        addr: &crate::replica::NodeAddr,
+        req: transport::Control,
+        ttl: Duration,
+    ) -> Result<transport::ControlReply, String> {
+        transport::control(&self.tls, self.me, to, &addr.raft, req, ttl).await
+    }
 }
 
 impl Node {
@@ -449,6 +483,29 @@ impl Node {
         }
     }
 
+    /// Sends a control request to member (or configured peer) `to`.
+    pub async fn ask(
+        &self,
+        to: NodeId,
+        req: transport::Control,
+        ttl: Duration,
+    ) -> Result<transport::ControlReply, String> {
+        let addr = self.address_of(to).ok_or_else(|| format!("node {to} is not a member"))?;
+        self.peers.ask(to, &addr, req, ttl).await
+    }
+
+    /// The address of member `id` (or, before the cluster is initialised, of a peer of
+    /// this node's config).
+    pub fn address_of(&self, id: NodeId) -> Option<crate::replica::NodeAddr> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.membership_config
+            .membership()
+            .nodes()
+            .find(|(n, _)| **n == id)
+            .map(|(_, a)| a.clone())
+            .or_else(|| self.cfg.members().get(&id).cloned())
+    }
+
     /// Is `id` allowed to open an RPC connection: a configured peer or a member.
     fn admits(&self, id: NodeId) -> bool {
         if id == self.id || self.cfg.peers.iter().any(|p| p.id == id) {
@@ -483,9 +540,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let raft_listener = tokio::net::TcpListener::bind(&cfg.raft_listen)
         .await
         .map_err(|e| format!("raft_listen {}: {e}", cfg.raft_listen))?;
-    let admin_listener = tokio::net::TcpListener::bind(&cfg.admin_listen)
-        .await
-        .map_err(|e| format!("admin_listen {}: {e}", cfg.admin_listen))?;
+    let admin_listeners = crate::admin::server::bind(&cfg).await?;
     let node = Arc::new(Node {
         id: cfg.id,
         cfg: cfg.clone(),
@@ -495,6 +550,10 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         local: Mutex::new(Local::default()),
         tsig: cfg.tsig_keys()?,
         contact: Default::default(),
+        peers: Arc::new(TlsPeers {
+            me: cfg.id,
+            tls: tls.client.clone(),
+        }),
     });
     let admit_node = node.clone();
     let admit: transport::Admit = Arc::new(move |id| admit_node.admits(id));
@@ -517,6 +576,16 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             });
         }
     }
+    let answer_node = Arc::downgrade(&node);
+    let control: transport::ControlHandler = Arc::new(move |from, req| {
+        let node = answer_node.upgrade();
+        Box::pin(async move {
+            match node {
+                Some(node) => crate::admin::answer_control(&node, from, req).await,
+                None => transport::ControlReply::Failed("node shutting down".into()),
+            }
+        })
+    });
     tokio::spawn(transport::serve(
         raft_listener,
         tls,
@@ -524,8 +593,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         admit,
         blank,
         node.contact.clone(),
+        control,
     ));
-    tokio::spawn(crate::admin::serve(admin_listener, node.clone()));
+    tokio::spawn(crate::admin::server::serve(admin_listeners, node.clone()));
     tokio::spawn(leader::run(node.clone()));
     tokio::spawn(check::run(node.clone()));
     tokio::spawn(watch_lease(node.clone()));
@@ -535,7 +605,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     tracing::info!(
         id = cfg.id,
         raft = %cfg.raft_listen,
-        admin = %cfg.admin_listen,
+        admin_socket = %cfg.admin.socket.display(),
+        admin_https = cfg.admin_listen.as_deref().unwrap_or("-"),
         keystore = %node.keys.describe(),
         "node started"
     );

@@ -97,6 +97,8 @@ impl Dice {
 /// that how sends to different nodes interleave does not change any message's fate).
 struct Net {
     rafts: BTreeMap<NodeId, Raft>,
+    /// The running nodes, for control requests (clock, status).
+    nodes: BTreeMap<NodeId, std::sync::Weak<Node>>,
     cut: BTreeSet<(NodeId, NodeId)>,
     seed: u64,
     dice: BTreeMap<(NodeId, NodeId), Dice>,
@@ -178,6 +180,35 @@ impl SimPeer {
     }
 }
 
+/// Control requests across the simulated network, answered by the target node itself.
+struct SimControl {
+    me: NodeId,
+    net: Shared,
+}
+
+#[async_trait::async_trait]
+impl super::Peers for SimControl {
+    async fn ask(
+        &self,
+        to: NodeId,
+        _addr: &NodeAddr,
+        req: crate::transport::Control,
+        _ttl: Duration,
+    ) -> Result<crate::transport::ControlReply, String> {
+        let peer = SimPeer {
+            me: self.me,
+            target: to,
+            net: self.net.clone(),
+        };
+        peer.there().await.map_err(|e| e.to_string())?;
+        let node = lock(&self.net).nodes.get(&to).and_then(|n| n.upgrade());
+        let node = node.ok_or_else(|| format!("node {to} down"))?;
+        let r = crate::admin::answer_control(&node, self.me, req).await;
+        peer.back().await.map_err(|e| e.to_string())?;
+        Ok(r)
+    }
+}
+
 fn remote<E: std::fmt::Display>(e: E) -> RPCError<TypeConfig> {
     RPCError::Network(NetworkError::from_string(e.to_string()))
 }
@@ -241,11 +272,11 @@ struct SimNode {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// The node's config: nothing listens (its admin addresses refuse at once), a short
+/// The node's config: nothing listens (control goes over the simulated network), a short
 /// election timeout, and a fast signing tick.
 fn config(dir: &Path, id: NodeId) -> Result<NodeConfig, String> {
     let mut t = format!(
-        "id = {id}\ndata_dir = \"n{id}\"\nraft_listen = \"127.0.0.1:9\"\nadmin_listen = \"127.0.0.1:9\"\n\
+        "id = {id}\ndata_dir = \"n{id}\"\nraft_listen = \"127.0.0.1:9\"\n\
          keystore = \"embedded\"\npassphrase_file = \"pass\"\nlog_level = \"warn\"\n\
          [tls]\nca = \"unused.pem\"\ncert = \"unused.pem\"\nkey = \"unused.pem\"\n\
          [raft]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\n\
@@ -254,7 +285,7 @@ fn config(dir: &Path, id: NodeId) -> Result<NodeConfig, String> {
     );
     for p in IDS.iter().filter(|p| **p != id) {
         t.push_str(&format!(
-            "[[peers]]\nid = {p}\nraft = \"127.0.0.1:9\"\nadmin = \"127.0.0.1:9\"\n"
+            "[[peers]]\nid = {p}\nraft = \"127.0.0.1:9\"\n"
         ));
     }
     NodeConfig::from_text(&t, &dir.join(format!("node-{id}.toml")))
@@ -300,7 +331,12 @@ async fn start(dir: &Path, id: NodeId, net: &Shared) -> Result<SimNode, String> 
         local: Mutex::new(Local::default()),
         tsig: Vec::new(),
         contact: Default::default(),
+        peers: Arc::new(SimControl {
+            me: id,
+            net: net.clone(),
+        }),
     });
+    lock(net).nodes.insert(id, Arc::downgrade(&node));
     let tasks = vec![
         tokio::spawn(leader::run(node.clone())),
         tokio::spawn(check::run(node.clone())),
@@ -311,6 +347,7 @@ async fn start(dir: &Path, id: NodeId, net: &Shared) -> Result<SimNode, String> 
 
 async fn stop(n: SimNode, net: &Shared) {
     lock(net).rafts.remove(&n.node.id);
+    lock(net).nodes.remove(&n.node.id);
     for t in &n.tasks {
         t.abort();
     }
@@ -437,6 +474,7 @@ async fn simulate(seed: u64, dir: PathBuf, rounds: u32) -> Outcome {
     }
     let net: Shared = Arc::new(Mutex::new(Net {
         rafts: BTreeMap::new(),
+        nodes: BTreeMap::new(),
         cut: BTreeSet::new(),
         seed: seed ^ 0x5eed_5eed_5eed_5eed,
         dice: BTreeMap::new(),

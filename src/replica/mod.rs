@@ -147,6 +147,11 @@ pub enum Command {
         target: NodeId,
         origin: Origin,
     },
+    /// A security officer destroys the retired keys of a removed zone (`keys purge`).
+    PurgeKeys {
+        zone: String,
+        origin: Origin,
+    },
 }
 
 impl fmt::Display for Command {
@@ -180,6 +185,7 @@ impl fmt::Display for Command {
             Command::Handover { from, to } => write!(f, "handover {from} -> {to}"),
             Command::Fenced { target, ok, .. } => write!(f, "fenced {target}: {ok}"),
             Command::Unfence { target, .. } => write!(f, "unfence {target}"),
+            Command::PurgeKeys { zone, .. } => write!(f, "purge the keys of {zone}"),
         }
     }
 }

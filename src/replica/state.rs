@@ -618,6 +618,11 @@ impl ClusterState {
                     Some(z) if z.config.is_some() => {
                         Outcome::Refused(format!("zone {} already exists", zone.name))
                     }
+                    None if self.keys.iter().any(|k| k.zone == zone.name) => Outcome::Refused(format!(
+                        "zone {} was removed and its keys are kept retired: a security officer \
+                         purges them first (keys purge {} --confirm {})",
+                        zone.name, zone.name, zone.name
+                    )),
                     _ => {
                         let name = zone.name.clone();
                         self.zones.insert(
@@ -634,8 +639,9 @@ impl ClusterState {
                 out
             }
             Command::RemoveZone { name, origin } => {
+                // The keys stay (retired with the zone) until a security officer purges
+                // them: a removal by mistake is undone without a key roll.
                 let out = if self.zones.remove(&name).is_some() {
-                    self.keys.retain(|k| k.zone != name);
                     Outcome::Done
                 } else {
                     Outcome::Refused(format!("no zone {name}"))
@@ -916,6 +922,20 @@ impl ClusterState {
                     Outcome::Done
                 } else {
                     Outcome::Refused(format!("node {target} is not fenced"))
+                };
+                self.audit(token, origin, &out);
+                out
+            }
+            Command::PurgeKeys { zone, origin } => {
+                let out = if self.zones.contains_key(&zone) {
+                    Outcome::Refused(format!(
+                        "zone {zone} is still signed: remove it first (zone remove)"
+                    ))
+                } else if !self.keys.iter().any(|k| k.zone == zone) {
+                    Outcome::Refused(format!("no retired keys of zone {zone}"))
+                } else {
+                    self.keys.retain(|k| k.zone != zone);
+                    Outcome::Done
                 };
                 self.audit(token, origin, &out);
                 out

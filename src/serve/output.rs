@@ -85,45 +85,50 @@ fn still_current(node: &Node, zone: &str, token: Token) -> bool {
 /// sends NOTIFY anyway.
 const MEMBERS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Waits until every other member reports (admin API) that it validated `serial` of `zone`.
-/// Members that do not answer are skipped; `Err` names those still behind at the bound.
-fn members_serving(node: &Node, zone: &str, serial: u32) -> Result<(), String> {
+/// Waits until every other member reports (a status request over the node transport) that
+/// it validated `serial` of `zone`. Members that do not answer are skipped; `Err` names
+/// those still behind at the bound.
+async fn members_serving(node: &Node, zone: &str, serial: u32) -> Result<(), String> {
     use openraft::type_config::async_runtime::WatchReceiver;
-    let others: Vec<(u64, String)> = {
+    let others: Vec<u64> = {
         let m = node.raft.metrics();
         let m = m.borrow_watched();
         m.membership_config
             .membership()
             .nodes()
             .filter(|(id, _)| **id != node.id)
-            .map(|(id, a)| (*id, a.admin.clone()))
+            .map(|(id, _)| *id)
             .collect()
     };
-    let deadline = std::time::Instant::now() + MEMBERS_WAIT;
+    let deadline = tokio::time::Instant::now() + MEMBERS_WAIT;
     let mut behind = others;
     loop {
-        behind.retain(|(_, admin)| {
-            let Ok(ans) =
-                crate::admin::client::call(admin, "GET", "/status", None, MEMBERS_WAIT / 5)
-            else {
-                return false; // unreachable: not waited for
+        let asks = behind.iter().map(|id| async move {
+            let r = node
+                .ask(*id, crate::transport::Control::Status, MEMBERS_WAIT / 5)
+                .await;
+            let Ok(crate::transport::ControlReply::Status(b)) = r else {
+                return None; // unreachable: not waited for
             };
-            let v = ans.json();
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
             let served = v["zones"].as_array().and_then(|zs| {
                 zs.iter()
                     .find(|z| z["name"] == zone)
                     .and_then(|z| z["validated_serial"].as_u64())
             });
-            served.is_none_or(|s| !crate::signer::cache::serial_le(serial, s as u32))
+            served
+                .is_none_or(|s| !crate::signer::cache::serial_le(serial, s as u32))
+                .then_some(*id)
         });
+        behind = futures::future::join_all(asks).await.into_iter().flatten().collect();
         if behind.is_empty() {
             return Ok(());
         }
-        if std::time::Instant::now() >= deadline {
-            let ids: Vec<String> = behind.iter().map(|(id, _)| format!("node {id}")).collect();
+        if tokio::time::Instant::now() >= deadline {
+            let ids: Vec<String> = behind.iter().map(|id| format!("node {id}")).collect();
             return Err(ids.join(", "));
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
@@ -165,10 +170,8 @@ pub async fn after_publish(node: std::sync::Arc<Node>, zone: String, serial: u32
     }
     // Secondaries may ask any node: NOTIFY once the other members serve this version
     // (or have not answered within the bound — a dead node does not hold it back).
-    let n = node.clone();
-    let z = zone.clone();
-    let waited = tokio::task::spawn_blocking(move || members_serving(&n, &z, serial)).await;
-    if let Ok(Err(lagging)) = waited {
+    let waited = members_serving(&node, &zone, serial).await;
+    if let Err(lagging) = waited {
         tracing::warn!(
             zone,
             serial,

@@ -63,7 +63,51 @@ pub enum Request {
         done: bool,
     },
     Transfer(TransferLeaderRequest<TypeConfig>),
+    /// What a node needs from another beside Raft (clock, status, init, a forwarded admin
+    /// request): answered by the node's [`ControlHandler`].
+    Control(Control),
 }
+
+/// Node-to-node control: typed requests authenticated by the node certificates, never the
+/// admin API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Control {
+    /// The answering node's wall clock (Unix seconds).
+    Time,
+    /// The answering node's status, as `GET /v1/status` gives it (JSON).
+    Status,
+    /// Initialise the answering node's Raft with the members of its config (`cluster init`).
+    Init,
+    /// An admin request authenticated by the sending node, to be carried out by the
+    /// answering node (the leader) on behalf of `caller`.
+    Admin {
+        caller: crate::access::Caller,
+        method: String,
+        path: String,
+        body: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControlReply {
+    Time(u64),
+    /// JSON text.
+    Status(Vec<u8>),
+    Done,
+    /// An admin answer: HTTP status code and JSON body.
+    Admin { code: u16, body: Vec<u8> },
+    Failed(String),
+}
+
+/// Answers [`Control`] requests from node `from` (already authenticated).
+pub type ControlHandler = Arc<
+    dyn Fn(NodeId, Control) -> std::pin::Pin<Box<dyn Future<Output = ControlReply> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Deadline of one control request (a forwarded admin request may wait for a commit).
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Serialize, Deserialize)]
 pub enum Response {
@@ -74,6 +118,7 @@ pub enum Response {
     PartReceived,
     Snapshot(SnapshotResponse<TypeConfig>),
     Transfer(TransferLeaderResponse<TypeConfig>),
+    Control(ControlReply),
     Failed(String),
 }
 
@@ -193,6 +238,7 @@ pub async fn serve(
     admit: Admit,
     blank: Blank,
     contact: Contact,
+    control: ControlHandler,
 ) {
     let acceptor = TlsAcceptor::from(tls.server);
     loop {
@@ -204,15 +250,16 @@ pub async fn serve(
                 continue;
             }
         };
-        let (acceptor, raft, admit, blank, contact) = (
+        let (acceptor, raft, admit, blank, contact, control) = (
             acceptor.clone(),
             raft.clone(),
             admit.clone(),
             blank.clone(),
             contact.clone(),
+            control.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = connection(sock, acceptor, raft, admit, blank, contact).await
+            if let Err(e) = connection(sock, acceptor, raft, admit, blank, contact, control).await
                 && e.kind() != io::ErrorKind::UnexpectedEof
             {
                 tracing::info!(%peer, "raft connection closed: {e}");
@@ -228,6 +275,7 @@ async fn connection(
     admit: Admit,
     blank: Blank,
     contact: Contact,
+    control: ControlHandler,
 ) -> io::Result<()> {
     sock.set_nodelay(true)?;
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock))
@@ -314,6 +362,11 @@ async fn connection(
                 Ok(x) => Response::Transfer(x),
                 Err(e) => Response::Failed(e.to_string()),
             },
+            Request::Control(_) if control_dropped(from) => {
+                // Fault injection: as if the request never arrived.
+                return Ok(());
+            }
+            Request::Control(c) => Response::Control(control(from, c).await),
         };
         write_frame(&mut tls, &encode(&resp)).await?;
     }
@@ -349,6 +402,56 @@ pub async fn dial(
         Response::Welcome => Ok(s),
         Response::Refused(why) => Err(io::Error::new(io::ErrorKind::PermissionDenied, why)),
         _ => Err(io::Error::other("unexpected reply to Hello")),
+    }
+}
+
+/// Chaos runs (`fault_control`'s `control = drop` or `control = drop:ID,ID`): control
+/// requests to and from every node, or those listed, are dropped while Raft still flows.
+static CONTROL_DROP: std::sync::Mutex<Option<Vec<NodeId>>> = std::sync::Mutex::new(None);
+
+/// Sets which peers' control traffic is dropped (`Some(empty)`: every peer's); returns
+/// whether that changed anything.
+pub fn drop_control(peers: Option<Vec<NodeId>>) -> bool {
+    let mut d = CONTROL_DROP.lock().unwrap_or_else(|e| e.into_inner());
+    let changed = *d != peers;
+    *d = peers;
+    changed
+}
+
+fn control_dropped(peer: NodeId) -> bool {
+    match &*CONTROL_DROP.lock().unwrap_or_else(|e| e.into_inner()) {
+        None => false,
+        Some(ids) => ids.is_empty() || ids.contains(&peer),
+    }
+}
+
+/// Sends one control request to node `to` at `addr` over a connection of its own (the
+/// Raft connections stay free for Raft), and waits at most `ttl` for the answer.
+pub async fn control(
+    tls: &Arc<rustls::ClientConfig>,
+    me: NodeId,
+    to: NodeId,
+    addr: &str,
+    req: Control,
+    ttl: Duration,
+) -> Result<ControlReply, String> {
+    if control_dropped(to) {
+        return Err(format!(
+            "node {to}: control traffic dropped (fault injection)"
+        ));
+    }
+    let ask = async {
+        let mut s = dial(tls, me, to, addr).await?;
+        write_frame(&mut s, &encode(&Request::Control(req))).await?;
+        let frame = read_frame(&mut s).await?;
+        decode::<Response>(&frame)
+    };
+    match tokio::time::timeout(ttl, ask).await {
+        Err(_) => Err(format!("node {to}: no answer in {ttl:?}")),
+        Ok(Err(e)) => Err(format!("node {to}: {e}")),
+        Ok(Ok(Response::Control(r))) => Ok(r),
+        Ok(Ok(Response::Failed(m) | Response::Refused(m))) => Err(format!("node {to}: {m}")),
+        Ok(Ok(_)) => Err(format!("node {to}: unexpected reply")),
     }
 }
 
