@@ -16,10 +16,10 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy"
 fi
 $SUDO apt-get install -y -qq --no-install-recommends \
-    softhsm2 bind9 bind9-utils bind9-dnsutils ldnsutils knot knot-dnssecutils knot-dnsutils unbound >/dev/null
+    softhsm2 bind9 bind9-utils bind9-dnsutils ldnsutils knot knot-dnssecutils knot-dnsutils unbound shellcheck >/dev/null
 if [ -n "$policy" ]; then $SUDO rm -f "$policy"; fi
 
-for t in dnssec-verify dnssec-keygen dnssec-dsfromkey ldns-keygen ldns-verify-zone ldns-signzone kzonecheck kzonesign keymgr softhsm2-util named unbound delv dig kdig knotd; do
+for t in dnssec-verify dnssec-keygen dnssec-dsfromkey ldns-keygen ldns-verify-zone ldns-signzone kzonecheck kzonesign keymgr softhsm2-util named unbound delv dig kdig knotd shellcheck; do
     command -v "$t" >/dev/null || { echo "missing test tool: $t" >&2; exit 1; }
 done
 
