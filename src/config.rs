@@ -348,8 +348,16 @@ impl NodeConfig {
 
     /// Parses and checks `text`, read from `path` (relative paths are taken from there).
     pub fn from_text(text: &str, path: &Path) -> Result<NodeConfig, String> {
-        let mut c: NodeConfig =
-            toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
+        // The error names the line and column, never the text there: it may be a secret.
+        let mut c: NodeConfig = toml::from_str(text).map_err(|e: toml::de::Error| {
+            let at = e.span().map(|s| {
+                let before = &text.as_bytes()[..s.start.min(text.len())];
+                let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                let col = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+                format!("line {line}, column {col}: ")
+            });
+            format!("{}: {}{}", path.display(), at.unwrap_or_default(), e.message())
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -384,6 +392,33 @@ impl NodeConfig {
         }
         c.check().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(c)
+    }
+
+    /// Secret files this node reads that group or others may read: one warning each.
+    pub fn exposed_secrets(&self) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut files: Vec<(&str, &Path)> = vec![("tls.key", &self.tls.key)];
+        if let Some(p) = &self.passphrase_file {
+            files.push(("passphrase_file", p));
+        }
+        for t in &self.tsig {
+            if let Some(p) = &t.secret_file {
+                files.push(("tsig secret_file", p));
+            }
+        }
+        files
+            .into_iter()
+            .filter_map(|(what, p)| {
+                let mode = std::fs::metadata(p).ok()?.permissions().mode();
+                (mode & 0o077 != 0).then(|| {
+                    format!(
+                        "{what} {} is readable by group or others (mode {:o}); chmod 600 it",
+                        p.display(),
+                        mode & 0o777
+                    )
+                })
+            })
+            .collect()
     }
 
     /// The TSIG keys of `[[tsig]]`, secrets read.

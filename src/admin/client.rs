@@ -165,7 +165,20 @@ pub fn call(
     body: Option<&Value>,
     timeout: Duration,
 ) -> Result<Answer, String> {
+    call_as(admin, None, method, path, body, timeout)
+}
+
+/// As [`call`], over HTTPS with `creds` instead of the process's credentials.
+pub fn call_as(
+    admin: &str,
+    creds: Option<&Credentials>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> Result<Answer, String> {
     let target = Target::parse(admin)?;
+    let creds = creds.cloned();
     // A change always carries a JSON body (the server refuses one without), `{}` at least.
     let body = match body {
         Some(b) => Some(serde_json::to_vec(b).unwrap_or_default()),
@@ -178,7 +191,7 @@ pub fn call(
             .build()
             .map_err(|e| e.to_string())?;
         rt.block_on(async {
-            tokio::time::timeout(timeout, request(&target, method, path, body))
+            tokio::time::timeout(timeout, request(&target, creds, method, path, body))
                 .await
                 .map_err(|_| format!("{admin}: no answer in {timeout:?}"))?
         })
@@ -197,6 +210,7 @@ pub fn call(
 
 async fn request(
     target: &Target,
+    creds: Option<Credentials>,
     method: &str,
     path: &str,
     body: Option<Vec<u8>>,
@@ -223,7 +237,11 @@ async fn request(
             send(s, req).await
         }
         Target::Https { host, port } => {
-            let tls = tls_config(&credentials()?)?;
+            let creds = match creds {
+                Some(c) => c,
+                None => credentials()?,
+            };
+            let tls = tls_config(&creds)?;
             let s = tokio::net::TcpStream::connect((host.as_str(), *port))
                 .await
                 .map_err(|e| format!("cannot reach the admin API at {shown}: {e}"))?;

@@ -522,8 +522,17 @@ impl Node {
 
 /// Starts a node and runs until SIGINT or SIGTERM.
 pub async fn run(cfg: NodeConfig) -> Result<(), String> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+    if !cfg.data_dir.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.data_dir)
+            .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+    }
+    for w in cfg.exposed_secrets() {
+        tracing::warn!("{w}");
+    }
     let _lock = lock_data_dir(&cfg.data_dir)?;
     let tls = Tls::load(&cfg.tls_files()).map_err(|e| e.to_string())?;
     let log = LogStore::open(&cfg.data_dir.join("raft")).map_err(|e| format!("raft log: {e}"))?;
