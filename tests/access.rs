@@ -1,0 +1,365 @@
+//! Who may use the admin API, with real node processes and real TLS: the role matrix over
+//! HTTPS (no certificate, a foreign CA, monitor, operator, security officer) and the Unix
+//! socket; browser-style requests; slow and idle connections and the connection cap; the
+//! three-bogus-adds wedge; bounded operator notes; audit entries naming the caller; the
+//! modes of the files the lab and the node create.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{p, qs};
+use quorumsign::admin::client::{Credentials, call, call_as};
+use quorumsign::node::lab;
+use serde_json::{Value, json};
+
+const ZONE: &str = "example.";
+const T: Duration = Duration::from_secs(30);
+
+fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_quorumsign"))
+}
+
+struct Lab {
+    dir: tempfile::TempDir,
+    procs: lab::Procs,
+}
+
+impl Lab {
+    fn start(port: u16) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = lab::write(dir.path(), &[1, 2, 3], &[1, 2, 3], port, "").unwrap();
+        let mut procs = lab::Procs::local(nodes, &exe());
+        procs.start().unwrap();
+        let l = Lab { dir, procs };
+        let (code, out, err) = qs(&["cluster", "init", "--admin", l.sock(1)]);
+        assert_eq!(code, 0, "cluster init: {out}{err}");
+        l.procs.agreed_leader(T).expect("a leader");
+        let zone = l.dir.path().join("example.zone");
+        std::fs::copy(common::example_zone(), &zone).unwrap();
+        let (code, out, err) = qs(&["zone", "add", ZONE, "--file", p(&zone), "--admin", l.sock(1)]);
+        assert_eq!(code, 0, "zone add: {out}{err}");
+        l.serial_everywhere(0);
+        l
+    }
+
+    fn sock(&self, id: u64) -> &str {
+        &self.procs.node(id).admin
+    }
+
+    fn https(&self, id: u64) -> &str {
+        &self.procs.node(id).https
+    }
+
+    fn creds(&self, role: &str) -> Credentials {
+        let c = self.dir.path().join("certs");
+        Credentials {
+            cert: c.join(format!("operator-lab-{role}.pem")),
+            key: c.join(format!("operator-lab-{role}.key")),
+            ca: c.join("ca.pem"),
+        }
+    }
+
+    /// Waits until every node validated one serial above `after`; returns it.
+    fn serial_everywhere(&self, after: u64) -> u64 {
+        self.procs
+            .converged(ZONE, after, Duration::from_secs(60))
+            .expect("every node validates a new serial")[0]
+            .0
+    }
+}
+
+/// One raw HTTP/1.1 exchange on a Unix socket, as a hostile client writes it; the answer's
+/// status code (0 when the connection closed without one).
+fn raw(sock: &str, request: &str) -> u16 {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// How long until the server closes an open connection that sends `first` and then nothing.
+fn closed_after(sock: &str, first: &[u8]) -> Duration {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let t = Instant::now();
+    s.write_all(first).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return t.elapsed(),
+            Ok(_) => {}
+        }
+    }
+}
+
+#[test]
+fn every_endpoint_needs_its_role_over_https_and_the_socket() {
+    let l = Lab::start(22100);
+    // A certificate of another operator CA: refused at the handshake or with 401.
+    let foreign = tempfile::tempdir().unwrap();
+    quorumsign::transport::certs::operator(
+        foreign.path(),
+        "mallory",
+        quorumsign::access::Role::SecurityOfficer,
+    )
+    .unwrap();
+    let foreign = Credentials {
+        cert: foreign.path().join("operator-mallory.pem"),
+        key: foreign.path().join("operator-mallory.key"),
+        ca: l.creds("monitor").ca,
+    };
+    // No client certificate at all: a certificate file without the key refuses to load, so
+    // this goes through a raw TLS client with no client auth.
+    let no_cert = {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(l.creds("monitor").ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let addr = l.https(1).trim_start_matches("https://").to_string();
+        let mut conn = rustls::ClientConnection::new(
+            std::sync::Arc::new(cfg),
+            "127.0.0.1".try_into().unwrap(),
+        )
+        .unwrap();
+        let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+        let req = format!("GET /v1/status HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let _ = tls.write_all(req.as_bytes());
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).to_string()
+    };
+    assert!(
+        !no_cert.contains("\"role\""),
+        "status given without a certificate: {no_cert}"
+    );
+    // (method, path, body, role needed). Bodies make the change fail after the role check
+    // where it would disturb the cluster.
+    let leader = l.procs.agreed_leader(T).unwrap();
+    let matrix: Vec<(&str, String, Option<Value>, &str)> = vec![
+        ("GET", "/status".into(), None, "monitor"),
+        ("GET", "/cluster".into(), None, "monitor"),
+        ("GET", "/zones".into(), None, "monitor"),
+        ("GET", "/audit".into(), None, "monitor"),
+        ("GET", format!("/zones/{ZONE}/keys"), None, "monitor"),
+        ("GET", format!("/zones/{ZONE}/backup"), None, "monitor"),
+        ("GET", format!("/zones/{ZONE}/signed"), None, "operator"),
+        ("POST", format!("/zones/{ZONE}/reload"), None, "operator"),
+        ("POST", "/audit".into(), Some(json!({ "command": "matrix" })), "operator"),
+        ("POST", "/nodes/9/unfence".into(), None, "operator"),
+        ("DELETE", "/nodes/9".into(), None, "operator"),
+        ("POST", "/nodes".into(), Some(json!({ "id": 9, "raft": "127.0.0.1:1" })), "operator"),
+        ("DELETE", "/zones/nosuch.".into(), Some(json!({ "confirm": "nosuch." })), "operator"),
+        ("POST", "/leader/transfer".into(), Some(json!({ "to": leader })), "operator"),
+        ("POST", format!("/zones/{ZONE}/keys"), Some(json!({ "action": "bogus" })), "security-officer"),
+        ("DELETE", "/zones/nosuch./keys".into(), Some(json!({ "confirm": "nosuch." })), "security-officer"),
+        ("POST", "/keystore".into(), Some(json!({ "available": true })), "security-officer"),
+        ("POST", "/nodes/2/keystore".into(), Some(json!({ "available": true })), "security-officer"),
+        ("PATCH", format!("/zones/{ZONE}"), Some(json!({ "policy": "not toml [" })), "security-officer"),
+    ];
+    let rank = |r: &str| ["monitor", "operator", "security-officer"].iter().position(|x| *x == r).unwrap();
+    for (method, path, body, needed) in &matrix {
+        let body = body.as_ref();
+        let a = call_as(l.https(1), Some(&foreign), method, path, body, T);
+        assert!(
+            a.as_ref().map_or(true, |a| a.code == 401),
+            "{method} {path} with a foreign CA: {:?}",
+            a.map(|a| (a.code, a.message()))
+        );
+        for role in ["monitor", "operator", "security-officer"] {
+            let a = call_as(l.https(1), Some(&l.creds(role)), method, path, body, T)
+                .unwrap_or_else(|e| panic!("{method} {path} as {role}: {e}"));
+            if rank(role) < rank(needed) {
+                assert_eq!(a.code, 403, "{method} {path} as {role}: {}", a.message());
+                assert!(a.message().contains(&format!("needs the role {needed}")), "{}", a.message());
+            } else {
+                assert!(
+                    a.code != 401 && a.code != 403,
+                    "{method} {path} as {role}: {} {}",
+                    a.code,
+                    a.message()
+                );
+            }
+        }
+        // The lab maps its own uid to security-officer on the socket.
+        let a = call(l.sock(2), method, path, body, T).unwrap();
+        assert!(a.code != 401 && a.code != 403, "{method} {path} on the socket: {}", a.message());
+        if *method == "POST" && path == "/leader/transfer" {
+            l.procs.agreed_leader(T).expect("a leader after the transfer");
+        }
+    }
+    // Refusals and changes are audited with the caller's identity and role.
+    let audit = call(l.sock(3), "GET", "/audit", None, T).unwrap().json();
+    let by: Vec<String> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r["origin"]["by"], r["origin"]["command"]))
+        .collect();
+    assert!(
+        by.iter().any(|b| b.contains("cert:lab-operator (operator)") && b.contains("matrix")),
+        "{by:#?}"
+    );
+    assert!(by.iter().any(|b| b.contains("unix:")), "{by:#?}");
+
+    // Browser-style requests on the socket: text/plain, a foreign Origin, a foreign Host.
+    let s = l.sock(1);
+    let note = r#"{"command":"x"}"#;
+    let post = |ct: &str, extra: &str, host: &str| {
+        format!(
+            "POST /v1/audit HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ct}\r\n{extra}Content-Length: {}\r\n\r\n{note}",
+            note.len()
+        )
+    };
+    assert_eq!(raw(s, &post("text/plain", "", "localhost")), 415);
+    assert_eq!(raw(s, &post("application/json", "Origin: http://evil.example\r\n", "localhost")), 403);
+    assert_eq!(raw(s, &post("application/json", "", "evil.example")), 421);
+    assert_eq!(raw(s, "GET /v1/status HTTP/1.1\r\nHost: rebind.evil.example\r\n\r\n"), 421);
+    assert_eq!(raw(s, &post("application/json", "", "localhost")), 200);
+    // The same over HTTPS: a Host that is not the listener's.
+    let a = call_as(
+        &l.https(1).replace("127.0.0.1", "localhost"),
+        Some(&l.creds("monitor")),
+        "GET",
+        "/status",
+        None,
+        T,
+    );
+    if let Ok(a) = a {
+        assert_eq!(a.code, 421, "Host localhost over HTTPS: {}", a.message());
+    }
+
+    // Operator notes: bounded in size and in rate.
+    let big = json!({ "command": "x".repeat(5000) });
+    let a = call(s, "POST", "/audit", Some(&big), T).unwrap();
+    assert_eq!(a.code, 413, "{}", a.message());
+    let mut refused = 0;
+    for i in 0..12 {
+        let a = call(s, "POST", "/audit", Some(&json!({ "command": format!("note {i}") })), T).unwrap();
+        if a.code == 429 {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 2, "12 notes in a row, {refused} refused");
+
+    // The wedge: three adds of nodes that do not exist, even with credentials, change
+    // nothing; the cluster keeps publishing and a later remove still works.
+    for id in [4, 5, 6] {
+        let (code, out, err) = qs(&[
+            "node", "add", "--id", &id.to_string(), "--raft", &format!("127.0.0.1:{}", 1 + id),
+            "--admin", l.sock(1),
+        ]);
+        assert_ne!(code, 0, "bogus add of node {id} accepted: {out}");
+        assert!(err.contains("does not answer"), "{err}");
+    }
+    let st = call(s, "GET", "/status", None, T).unwrap().json();
+    assert_eq!(st["voters"].as_array().unwrap().len(), 3, "{st}");
+    assert!(st["learners"].as_array().unwrap().is_empty(), "{st}");
+    let before = l.serial_everywhere(0);
+    let zone = l.dir.path().join("example.zone");
+    let mut text = std::fs::read_to_string(&zone).unwrap();
+    text.push_str("wedge 300 IN A 192.0.2.77\n");
+    std::fs::write(&zone, text).unwrap();
+    let (code, out, err) = qs(&["zone", "reload", ZONE, "--admin", l.sock(2)]);
+    assert_eq!(code, 0, "{out}{err}");
+    l.serial_everywhere(before);
+}
+
+#[test]
+fn slow_idle_and_too_many_connections_are_closed() {
+    let l = Lab::start(22300);
+    let s = l.sock(1).to_string();
+    // Idle: nothing sent; a head sent a byte a second never completes; a body that stalls.
+    let idle = closed_after(&s, b"");
+    assert!(idle < Duration::from_secs(9), "idle connection open for {idle:?}");
+    let slow = {
+        let mut c = UnixStream::connect(&s).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(900))).unwrap();
+        let t = Instant::now();
+        let head = b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let mut closed = None;
+        for b in head.iter().take(30) {
+            if c.write_all(&[*b]).is_err() {
+                closed = Some(t.elapsed());
+                break;
+            }
+            let mut buf = [0u8; 64];
+            match c.read(&mut buf) {
+                Ok(0) => {
+                    closed = Some(t.elapsed());
+                    break;
+                }
+                _ => {}
+            }
+        }
+        closed.expect("a head dripped over 27 s was still read")
+    };
+    assert!(slow < Duration::from_secs(9), "slow head open for {slow:?}");
+    let stalled = raw(
+        &s,
+        "POST /v1/audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    );
+    assert_eq!(stalled, 408, "a stalled body");
+    // The connection cap (64): the 65th connection is closed at once, and once the others
+    // are gone requests are served again.
+    let held: Vec<UnixStream> = (0..64).map(|_| UnixStream::connect(&s).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let over = closed_after(&s, b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(over < Duration::from_secs(2), "65th connection served or held {over:?}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(call(&s, "GET", "/status", None, T).unwrap().code, 200);
+
+    // Files: secrets 0600, directories of secrets 0700, the socket 0660.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let d = l.dir.path();
+    for f in ["cluster.pass", "tsig.secret", "certs/ca.key", "certs/node-1.key", "certs/operator-ca.key", "certs/operator-lab-monitor.key"] {
+        assert_eq!(mode(&d.join(f)), 0o600, "{f}");
+    }
+    assert_eq!(mode(&d.join("certs")), 0o700);
+    assert_eq!(mode(&d.join("data-1")), 0o700);
+    assert_eq!(mode(Path::new(&s)), 0o660);
+}
+
+#[test]
+fn a_config_error_never_echoes_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    lab::write(dir.path(), &[1], &[1], 22500, "").unwrap();
+    let cfg = dir.path().join("node-1.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "secret_file = \"tsig.secret\"",
+        "secret = \"c2VjcmV0LXRzaWctdmFsdWUtMTIzNDU2Nzg5MA== trailing",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (code, out, err) = qs(&["node", "run", "--config", p(&cfg), "--check"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("line "), "{err}");
+    assert!(!err.contains("c2VjcmV0"), "the secret was echoed: {err}");
+    // Readable by others: the node says so when it starts (checked without starting it).
+    let pass = dir.path().join("cluster.pass");
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = lab::write(dir.path(), &[1], &[1], 22500, "").unwrap()[0].config.clone();
+    let c = quorumsign::config::NodeConfig::load(&cfg).unwrap();
+    let w = c.exposed_secrets();
+    assert!(w.iter().any(|w| w.contains("cluster.pass")), "{w:?}");
+}
