@@ -18,6 +18,10 @@
 //!                         disagrees with the others' must not sign but hand over
 //!               disk      node 3's data dir (a 96 MiB tmpfs) filled up, a zone change
 //!                         meanwhile, then freed; a node that stopped on it is restarted
+//!               control   a node's node-to-node control traffic (clock, status, forwarded
+//!                         changes) dropped both ways while Raft still flows, a zone change
+//!                         meanwhile: a leader that cannot compare its clock with a
+//!                         majority must not sign but hand over
 //!     every tick (300 ms), every running node, during and after the fault: serial, hash,
 //!               DNSKEY RRset, earliest RRSIG expiration of the version it serves, and that
 //!               version through the validator ─► checkers V S K F
@@ -70,6 +74,7 @@ enum Kind {
     Wipe,
     Clock,
     Disk,
+    Control,
 }
 
 #[derive(Parser)]
@@ -85,7 +90,7 @@ struct Opts {
     #[arg(long, default_value_t = 30)]
     bound_s: u64,
     /// Fault kinds to draw from (partition needs network namespaces: root).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe, Kind::Clock, Kind::Disk])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe, Kind::Clock, Kind::Disk, Kind::Control])]
     kinds: Vec<Kind>,
     /// Without the key-roll workload (ZSK rolls on a key clock 100× real time, checked by R).
     #[arg(long)]
@@ -699,6 +704,27 @@ fn main() -> ExitCode {
                 std::fs::write(control(victim), "clock = 0\n").unwrap();
                 ev(format!("clock of node {victim} back"));
             }
+            Kind::Control => {
+                let victim = if rng.below(2) == 0 {
+                    leader
+                } else {
+                    let others = lab.others(leader);
+                    others[rng.below(others.len() as u64) as usize]
+                };
+                let role = role_of(victim, leader);
+                std::fs::write(control(victim), "control = drop\n").unwrap();
+                ev(format!("control traffic of node {victim} ({role}) dropped"));
+                tally.add(&format!("control: dropped on a {role}"));
+                let rec = format!("n{fault} TXT \"during the control drop\"");
+                if change(&mut text, &zone_file, &rec, &lab, &exe, &mut acked) {
+                    ev(format!(
+                        "zone changed (n{fault}) during the control drop, reload acknowledged"
+                    ));
+                }
+                watch(&lab, &mut c, &mut keys, EPISODE);
+                std::fs::write(control(victim), "control = none\n").unwrap();
+                ev(format!("control traffic of node {victim} back"));
+            }
             Kind::Disk if rng.below(2) == 0 => {
                 // Every flush of one node's Raft log fails as an fsync returning EIO would:
                 // the node must stop (nothing unflushed acknowledged) and, restarted by its
@@ -829,7 +855,7 @@ fn main() -> ExitCode {
         .map(|(_, v)| v)
         .sum();
     println!(
-        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}, clock jumps {}, disk faults {}) in {:.1} s",
+        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}, clock jumps {}, disk faults {}, control drops {}) in {:.1} s",
         o.seed,
         tally.of("kill"),
         tally.of("pause"),
@@ -838,6 +864,7 @@ fn main() -> ExitCode {
         tally.of("wipe"),
         tally.of("clock"),
         tally.of("disk"),
+        tally.of("control"),
         start.elapsed().as_secs_f64()
     );
     for (what, n) in &tally.0 {

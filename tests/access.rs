@@ -363,3 +363,132 @@ fn a_config_error_never_echoes_a_secret() {
     let w = c.exposed_secrets();
     assert!(w.iter().any(|w| w.contains("cluster.pass")), "{w:?}");
 }
+
+/// Kills a daemon the test started when the test ends.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn operator_key_events_are_checked_with_the_parent_and_removed_zones_keep_their_keys() {
+    const CHILD: &str = "child.parent.test.";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The key clock runs 600 times real time, so that the KSK's DS is due within seconds.
+    let epoch = quorumsign::node::now();
+    let extra = format!("\n[signer]\ntick_ms = 100\nkasp_time_scale = 600\nkasp_epoch = {epoch}\n");
+    let nodes = lab::write(d, &[1], &[1], 22600, &extra).unwrap();
+    let mut procs = lab::Procs::local(nodes, &exe());
+    procs.start().unwrap();
+    let s = procs.node(1).admin.clone();
+    let (code, out, err) = qs(&["cluster", "init", "--admin", &s]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The parent: Knot on loopback serving parent.test. without a DS for the child.
+    let parent_port = 22690;
+    let pd = d.join("parent");
+    std::fs::create_dir_all(&pd).unwrap();
+    std::fs::write(
+        pd.join("parent.zone"),
+        "$TTL 3600\n@ SOA ns hostmaster 1 3600 600 86400 600\n@ NS ns\nns A 127.0.0.1\n\
+         child NS ns.child\nns.child A 127.0.0.1\n",
+    )
+    .unwrap();
+    let kconf = pd.join("knot.conf");
+    std::fs::write(
+        &kconf,
+        format!(
+            "server:\n    rundir: \"{k}\"\n    listen: 127.0.0.1@{parent_port}\n\
+             database:\n    storage: \"{k}\"\n\
+             zone:\n  - domain: parent.test.\n    storage: \"{k}\"\n    file: parent.zone\n",
+            k = pd.display()
+        ),
+    )
+    .unwrap();
+    let _knot = Daemon(
+        std::process::Command::new("knotd")
+            .args(["-c", p(&kconf)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("knotd (install the test tools with `bash tests/run.sh`)"),
+    );
+    let child = d.join("child.zone");
+    std::fs::write(
+        &child,
+        "$TTL 600\n@ SOA ns hostmaster 1 3600 600 86400 600\n@ NS ns\nns A 127.0.0.1\nwww A 192.0.2.1\n",
+    )
+    .unwrap();
+    let policy = d.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "dnskey_ttl = 600\nds_ttl = 600\npropagation_delay = 300\nparent_propagation_delay = 600\n\
+             publish_safety = 60\nretire_safety = 60\npurge_after = 3600\nzsk_lifetime = 0\n\
+             ksk_lifetime = 0\nparent_servers = [\"127.0.0.1:{parent_port}\"]\n\
+             parent_check_interval = 3600\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = qs(&[
+        "zone", "add", CHILD, "--file", p(&child), "--policy", p(&policy), "--admin", &s,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let ksk = lab::wait_for(Duration::from_secs(60), || {
+        let v = call(&s, "GET", &format!("/zones/{CHILD}/keys"), None, T).ok()?.json();
+        v["keys"].as_array()?.iter().find_map(|k| {
+            (k["role"] == "ksk" || k["role"] == "csk").then(|| k["tag"].as_u64()).flatten()
+        })
+    })
+    .expect("the child's KSK");
+    let tag = ksk.to_string();
+    // Knot must answer before the check means anything.
+    lab::wait_for(Duration::from_secs(10), || {
+        let (code, out, _) = common::tool(
+            "kdig",
+            &["@127.0.0.1", "-p", &parent_port.to_string(), "parent.test.", "SOA", "+short"],
+        );
+        (code == 0 && out.contains("hostmaster")).then_some(())
+    })
+    .expect("the parent answers");
+    // A forged "DS seen": the parent serves no DS of the child, so it is refused.
+    let (code, out, err) = qs(&["keys", "ds-seen", CHILD, &tag, "--admin", &s]);
+    assert_ne!(code, 0, "ds-seen accepted although the parent has no DS: {out}");
+    assert!(err.contains("do not serve a DS of this key"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{parent_port}: no DS")), "{err}");
+    // A security officer may force it once the DS is due; the audit log says so, with the
+    // parent's answer.
+    lab::wait_for(Duration::from_secs(60), || {
+        let (code, _, err) = qs(&["keys", "ds-seen", CHILD, &tag, "--force", "--admin", &s]);
+        assert!(code == 0 || err.contains("not submitted"), "{err}");
+        (code == 0).then_some(())
+    })
+    .expect("a forced ds-seen is taken once the DS is submitted");
+    let audit = call(&s, "GET", "/audit", None, T).unwrap().json().to_string();
+    assert!(audit.contains("FORCED: the parent's servers do not serve a DS"), "{audit}");
+
+    // zone remove needs the name twice and keeps the keys; the zone cannot come back
+    // before a purge, which needs the name twice too.
+    let (code, _, err) = qs(&["zone", "remove", CHILD, "--confirm", "other.test.", "--admin", &s]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--confirm"), "{err}");
+    let (code, out, err) = qs(&["zone", "remove", CHILD, "--confirm", CHILD, "--admin", &s]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = qs(&[
+        "zone", "add", CHILD, "--file", p(&child), "--policy", p(&policy), "--admin", &s,
+    ]);
+    assert_ne!(code, 0, "re-added over retired keys");
+    assert!(err.contains("keys purge"), "{err}");
+    let (code, _, _) = qs(&["keys", "purge", CHILD, "--confirm", "x.", "--admin", &s]);
+    assert_ne!(code, 0);
+    let (code, out, err) = qs(&["keys", "purge", CHILD, "--confirm", CHILD, "--admin", &s]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = qs(&[
+        "zone", "add", CHILD, "--file", p(&child), "--policy", p(&policy), "--admin", &s,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -1,7 +1,7 @@
 //! The chaos harness's smoke run: a real three-node cluster (each node in its own network
 //! namespace when the tests run as root), a zone change before each fault, faults of every
 //! kind from a seed (leader kills, pauses, partitions, keystore episodes, wiped nodes, clock
-//! jumps, a full disk), and
+//! jumps, a full disk, node-to-node control traffic dropped), and
 //! the key-roll workload (ZSK rolls on a key clock 100× real time), and the invariant
 //! checkers (V S K F L P A R) over what every node serves; the run must end with every kind
 //! applied, checks made and no violation.
@@ -28,6 +28,7 @@ fn smoke_run_of_every_fault_kind_finds_no_violation() {
         "leader pauses",
         "keystore episodes",
         "wiped nodes",
+        "control drops",
     ];
     if root {
         kinds.push("partitions");

@@ -1147,3 +1147,57 @@ fn keys_wait_for_their_backup_before_the_zone_is_signed() {
     let audit = common::qs_ok(&["cluster", "audit", "--admin", &admin]);
     assert!(audit.contains("keys backup-commit backup.test."), "{audit}");
 }
+
+/// The leader's clock check over the node transport fails closed: with its control traffic
+/// dropped (Raft still flowing) it raises the clock alarm and hands over, and the others
+/// carry on; with every node's control traffic dropped nothing new is signed until it is
+/// back.
+#[test]
+fn clock_check_fails_closed_when_control_traffic_is_dropped() {
+    let c = Cluster::start(3, 23100, "fault_control = \"fault.ctl\"\n");
+    let ctl = c.dir.path().join("fault.ctl");
+    let (serial, _) = c.converged(0);
+    let old = c.leader();
+    // Every node drops control traffic to and from the leader.
+    std::fs::write(&ctl, format!("control = drop:{old}\n")).unwrap();
+    let alarm = lab::wait_for(Duration::from_secs(20), || {
+        lab::status(&c.node(old).admin)?["clock_alarm"]
+            .as_str()
+            .filter(|a| a.contains("clock check failed"))
+            .map(str::to_string)
+    })
+    .expect("the cut-off leader raises the clock alarm");
+    assert!(alarm.contains("a majority needs 2"), "{alarm}");
+    let new = lab::wait_for(Duration::from_secs(30), || {
+        c.procs.agreed_leader(Duration::from_secs(1)).filter(|l| *l != old)
+    })
+    .expect("another node leads");
+    c.append_record("during-drop 300 IN A 192.0.2.71");
+    let (code, out, err) = qs(&["zone", "reload", ZONE, "--admin", &c.node(new).admin]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (serial2, _) = c.converged(serial);
+    // Every node's control traffic dropped: no leader can compare clocks, none signs.
+    std::fs::write(&ctl, "control = drop\n").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    c.append_record("all-dropped 300 IN A 192.0.2.72");
+    let published = lab::wait_for(Duration::from_secs(8), || {
+        c.procs
+            .running()
+            .iter()
+            .filter_map(|n| lab::status(&n.admin))
+            .filter_map(|s| lab::zone_of(&s, ZONE)?["serial"].as_u64())
+            .find(|s| *s > serial2)
+    });
+    assert_eq!(published, None, "a version was signed without a clock check");
+    let alarms = c
+        .procs
+        .running()
+        .iter()
+        .filter_map(|n| lab::status(&n.admin))
+        .filter(|s| s["clock_alarm"].is_string())
+        .count();
+    assert!(alarms >= 1, "no node raised the clock alarm");
+    // Control back: the change is published everywhere.
+    std::fs::write(&ctl, "control = none\n").unwrap();
+    c.converged(serial2);
+}

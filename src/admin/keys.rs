@@ -11,7 +11,6 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Reply, absolute, error, json_reply, origin, parse, propose};
@@ -20,18 +19,7 @@ use crate::keys::KeyId;
 use crate::node::Node;
 use crate::replica::Command;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyReq {
-    action: String,
-    role: Option<String>,
-    tag: Option<u16>,
-    ttl: Option<u32>,
-    #[serde(default)]
-    tags: Vec<u16>,
-    #[serde(default)]
-    all: bool,
-}
+use super::api::KeyAction as KeyReq;
 
 pub(super) async fn handle(
     node: &Arc<Node>,
@@ -52,10 +40,27 @@ pub(super) async fn handle(
                 Ok(r) => r,
                 Err(r) => return r,
             };
-            let (event, text) = match event_of(node, &name, &req) {
+            let (event, mut text) = match event_of(node, &name, &req) {
                 Ok(e) => e,
                 Err(e) => return error(400, e),
             };
+            let claim = match &event {
+                Event::DsSeen { key, .. } => Some((*key, true)),
+                Event::DsGone { key, .. } => Some((*key, false)),
+                _ => None,
+            };
+            if let Some((key, seen)) = claim {
+                match parent_agrees(node, &name, key, seen).await {
+                    Ok(note) => text.push_str(&format!(" ({note})")),
+                    Err(why) if req.force => text.push_str(&format!(" (FORCED: {why})")),
+                    Err(why) => {
+                        return error(
+                            409,
+                            format!("{why}; a security officer may record it anyway with --force"),
+                        );
+                    }
+                }
+            }
             propose(
                 node,
                 Command::KeyEvent {
@@ -236,6 +241,55 @@ fn backup_list(node: &Node, zone: &str) -> Option<Value> {
             .collect();
         Some(json!({ "zone": zone, "to_back_up": todo }))
     })
+}
+
+/// Cross-checks an operator's `ds-seen` (`seen`) or `ds-gone` of `key` with the parent's
+/// servers, when the zone's policy names them (`parent_servers`) or a resolver to find
+/// them. `Ok` says how it was checked; `Err` gives the parent's answer that contradicts it.
+async fn parent_agrees(node: &Arc<Node>, zone: &str, key: KeyId, seen: bool) -> Result<String, String> {
+    let Some((policy, dnskey)) = node.sm.with(|st| {
+        let z = st.zones.get(zone)?;
+        let dnskey = st.keys.iter().find(|r| r.id == key).map(|r| r.dnskey.clone())?;
+        Some((z.config.as_ref()?.synced_policy(), dnskey))
+    }) else {
+        return Err(format!("zone {zone} or its key is unknown"));
+    };
+    if policy.parent_servers.is_empty() && policy.parent_resolver.is_empty() {
+        return Ok("not cross-checked: the policy names no parent servers".into());
+    }
+    let origin = crate::zone::Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
+    let servers = crate::kasp::parent::servers(&policy, &origin)
+        .await
+        .map_err(|e| format!("the parent's servers cannot be found: {e}"))?;
+    let view = crate::kasp::parent::ask(&servers, &origin).await;
+    let answers: Vec<String> = view
+        .servers
+        .iter()
+        .map(|(s, r)| match r {
+            Ok(ds) if ds.is_empty() => format!("{s}: no DS"),
+            Ok(ds) => format!("{s}: {} DS", ds.len()),
+            Err(e) => format!("{s}: {e}"),
+        })
+        .collect();
+    if !view.agree {
+        return Err(format!(
+            "the parent's servers do not all answer alike: {}",
+            answers.join("; ")
+        ));
+    }
+    let served = crate::kasp::parent::holds(&view.ds, &origin, &dnskey);
+    match (seen, served) {
+        (true, true) => Ok(format!("the parent serves its DS: {}", answers.join("; "))),
+        (false, false) => Ok(format!("the parent no longer serves its DS: {}", answers.join("; "))),
+        (true, false) => Err(format!(
+            "the parent's servers do not serve a DS of this key: {}",
+            answers.join("; ")
+        )),
+        (false, true) => Err(format!(
+            "the parent's servers still serve a DS of this key: {}",
+            answers.join("; ")
+        )),
+    }
 }
 
 async fn policy_check(node: &Arc<Node>, zone: &str) -> Reply {

@@ -32,6 +32,7 @@
 //! naming the role it needs. Every change is audited with the caller's identity and role,
 //! in the replicated audit log and as one `audit` log line.
 
+pub mod api;
 pub mod client;
 mod keys;
 pub mod server;
@@ -46,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::access::{Caller, Role};
+use api::{Confirm, Fence, Keystore, LeaderTransfer, NodeAdd, Note, ZoneAdd, ZoneSet};
 use crate::node::{Node, now};
 use crate::replica::state::hex;
 use crate::replica::{Command, NodeAddr, NodeId, Origin, Outcome, ZoneConfig};
@@ -116,46 +118,6 @@ async fn propose(node: &Node, cmd: Command) -> Reply {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ZoneAdd {
-    name: String,
-    /// An absolute zone file path …
-    file: Option<String>,
-    /// … or a hidden primary: `ADDR:PORT [key NAME]`.
-    primary: Option<String>,
-    denial: Option<String>,
-    algorithm: Option<u8>,
-    csk: Option<bool>,
-    serial: Option<String>,
-    output: Option<String>,
-    #[serde(default)]
-    notify: Vec<String>,
-    #[serde(default)]
-    transfer: Vec<String>,
-    max_records: Option<u64>,
-    /// A key and signing policy (TOML text).
-    policy: Option<String>,
-}
-
-/// `PATCH /zones/NAME`: what to change; lists replace the zone's lists.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ZoneSet {
-    file: Option<String>,
-    primary: Option<String>,
-    serial: Option<String>,
-    output: Option<String>,
-    #[serde(default)]
-    no_output: bool,
-    notify: Option<Vec<String>>,
-    transfer: Option<Vec<String>>,
-    max_records: Option<u64>,
-    /// A new key and signing policy (TOML text): a changed algorithm or key roles starts
-    /// the rolls that get there.
-    policy: Option<String>,
-}
-
 /// Input and publication options of a zone (`zone add`, `zone set`).
 struct ZoneOpts {
     file: Option<String>,
@@ -224,22 +186,6 @@ fn apply_opts(
         cfg.max_records = m;
     }
     Ok(())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NodeAdd {
-    id: NodeId,
-    raft: String,
-    /// Its HTTPS admin address, shown to operators.
-    #[serde(default)]
-    admin: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Transfer {
-    to: NodeId,
 }
 
 /// Sends a change to the leader over the node transport, on behalf of `caller`; while
@@ -533,14 +479,8 @@ pub async fn handle(
         }
         ("DELETE", ["zones", name, "keys"]) => {
             let name = absolute(name);
-            let confirm = serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| v["confirm"].as_str().map(absolute));
-            if confirm.as_deref() != Some(name.as_str()) {
-                return error(
-                    400,
-                    format!("destroying the keys of {name} needs {{\"confirm\": \"{name}\"}} (keys purge {name} --confirm {name})"),
-                );
+            if let Err(r) = confirmed(body, &name, "destroying the keys of", "keys purge") {
+                return r;
             }
             propose(
                 node,
@@ -553,14 +493,8 @@ pub async fn handle(
         }
         ("DELETE", ["zones", name]) => {
             let name = absolute(name);
-            let confirm = serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| v["confirm"].as_str().map(absolute));
-            if confirm.as_deref() != Some(name.as_str()) {
-                return error(
-                    400,
-                    format!("removing zone {name} needs {{\"confirm\": \"{name}\"}} (zone remove {name} --confirm {name})"),
-                );
+            if let Err(r) = confirmed(body, &name, "removing zone", "zone remove") {
+                return r;
             }
             propose(
                 node,
@@ -704,7 +638,7 @@ pub async fn handle(
             json_reply(200, json!({ "ok": true, "removed": id }))
         }
         ("POST", ["leader", "transfer"]) => {
-            let req: Transfer = match parse(body) {
+            let req: LeaderTransfer = match parse(body) {
                 Ok(r) => r,
                 Err(r) => return r,
             };
@@ -731,9 +665,10 @@ pub async fn handle(
             let Ok(id) = id.parse::<NodeId>() else {
                 return error(400, format!("bad node id {id:?}"));
             };
-            let manual = serde_json::from_slice::<Value>(body)
-                .ok()
-                .is_some_and(|v| v["manual"] == true);
+            let manual = match parse::<Fence>(body) {
+                Ok(f) => f.manual,
+                Err(r) => return r,
+            };
             if let Err(e) = check_majority_without(node, id, "fence") {
                 return error(409, e);
             }
@@ -842,11 +777,9 @@ pub async fn handle(
         }
         ("POST", ["keystore"]) => {
             // Drills: take this node's keystore away (or give it back), then re-test at once.
-            let available = serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| v["available"].as_bool());
-            let Some(available) = available else {
-                return error(400, "request body: {\"available\": true|false}");
+            let available = match parse::<Keystore>(body) {
+                Ok(k) => k.available,
+                Err(r) => return r,
             };
             node.keys
                 .available
@@ -867,7 +800,7 @@ pub async fn handle(
                     })
                     .await;
             } else {
-                let body = serde_json::to_vec(&json!({ "command": what })).unwrap_or_default();
+                let body = serde_json::to_vec(&Note { command: what }).unwrap_or_default();
                 let r = forward(node, caller, "POST", "/audit", &body).await;
                 if r.code != 200 {
                     tracing::warn!("keystore change not recorded in the audit log: {}", String::from_utf8_lossy(&r.body));
@@ -876,11 +809,9 @@ pub async fn handle(
             json_reply(200, json!({ "ok": true, "available": available }))
         }
         ("POST", ["audit"]) => {
-            let Some(command) = serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| v["command"].as_str().map(str::to_string))
-            else {
-                return error(400, "request body: {\"command\": \"…\"}");
+            let command = match parse::<Note>(body) {
+                Ok(n) => n.command,
+                Err(r) => return r,
             };
             let a = &node.cfg.admin;
             if command.len() > a.note_max_bytes {
@@ -966,6 +897,20 @@ fn check_majority_without(node: &Node, id: NodeId, what: &str) -> Result<(), Str
         ));
     }
     Ok(())
+}
+
+/// Whether `body` confirms a destructive step on zone `name` (`{"confirm": NAME}`).
+fn confirmed(body: &[u8], name: &str, what: &str, command: &str) -> Result<(), Reply> {
+    let confirm = serde_json::from_slice::<Confirm>(body)
+        .ok()
+        .map(|c| absolute(&c.confirm));
+    if confirm.as_deref() == Some(name) {
+        return Ok(());
+    }
+    Err(error(
+        400,
+        format!("{what} {name} needs {{\"confirm\": \"{name}\"}} ({command} {name} --confirm {name})"),
+    ))
 }
 
 /// One membership change at a time (node add and remove, on the leader).

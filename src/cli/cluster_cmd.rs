@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use crate::admin::api::{self, body};
 use crate::admin::client::{Answer, call, call_leader};
 use crate::config::NodeConfig;
 
@@ -324,12 +325,16 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
             node_admin,
             a,
         } => {
-            let body = json!({ "id": id, "raft": raft, "admin": node_admin });
+            let req = api::NodeAdd {
+                id,
+                raft,
+                admin: node_admin,
+            };
             let ans = call_leader(
                 &a.admin,
                 "POST",
                 "/nodes",
-                Some(&body),
+                Some(&body(&req)),
                 Duration::from_secs(600),
             )?;
             ok(ans, &a, |_| {
@@ -341,12 +346,11 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
             ok(ans, &a, |_| format!("node {id} removed"))
         }
         NodeCmd::Fence { id, manual, a } => {
-            let body = json!({ "manual": manual });
             let ans = call_leader(
                 &a.admin,
                 "POST",
                 &format!("/nodes/{id}/fence"),
-                Some(&body),
+                Some(&body(&api::Fence { manual })),
                 std::time::Duration::from_secs(300),
             )?;
             ok(ans, &a, |_| {
@@ -407,7 +411,7 @@ fn replace(
             &a.admin,
             "POST",
             &format!("/nodes/{id}/fence"),
-            Some(&json!({ "manual": manual })),
+            Some(&body(&api::Fence { manual })),
             Duration::from_secs(300),
         )?;
         if ans.code != 200 {
@@ -426,7 +430,11 @@ fn replace(
         &a.admin,
         "POST",
         "/nodes",
-        Some(&json!({ "id": with, "raft": raft, "admin": node_admin })),
+        Some(&body(&api::NodeAdd {
+            id: with,
+            raft: raft.to_string(),
+            admin: node_admin.map(str::to_string),
+        })),
         Duration::from_secs(600),
     )?;
     if ans.code != 200 {
@@ -479,7 +487,7 @@ pub fn leader(cmd: LeaderCmd) -> Result<(), String> {
         &a.admin,
         "POST",
         "/leader/transfer",
-        Some(&json!({ "to": to })),
+        Some(&body(&api::LeaderTransfer { to })),
         TIMEOUT,
     )?;
     ok(ans, &a, |_| {
@@ -517,11 +525,21 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
                     std::env::current_dir().unwrap_or_default().join(o)
                 }
             });
-            let body = json!({ "name": name, "file": file, "primary": primary,
-                               "serial": serial, "output": output, "notify": notify,
-                               "transfer": transfer, "max_records": max_records,
-                               "denial": denial, "algorithm": algorithm, "csk": csk,
-                               "policy": policy });
+            let req = api::ZoneAdd {
+                name: name.clone(),
+                file,
+                primary,
+                denial,
+                algorithm,
+                csk,
+                serial: Some(serial),
+                output: output.map(|o| o.display().to_string()),
+                notify,
+                transfer,
+                max_records,
+                policy,
+            };
+            let body = body(&req);
             let ans = call_leader(&a.admin, "POST", "/zones", Some(&body), TIMEOUT)?;
             ok(ans, &a, |_| {
                 format!("zone {name} added; the leader signs it now")
@@ -563,11 +581,18 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
                     Some(v)
                 }
             };
-            let body = json!({ "file": file, "primary": primary, "serial": serial,
-                               "output": output.map(abs), "no_output": no_output,
-                               "notify": list(notify, no_notify),
-                               "transfer": list(transfer, no_transfer),
-                               "max_records": max_records, "policy": policy });
+            let req = api::ZoneSet {
+                file,
+                primary,
+                serial,
+                output: output.map(|o| abs(o).display().to_string()),
+                no_output,
+                notify: list(notify, no_notify),
+                transfer: list(transfer, no_transfer),
+                max_records,
+                policy,
+            };
+            let body = body(&req);
             let ans = call_leader(
                 &a.admin,
                 "PATCH",
@@ -582,7 +607,7 @@ pub fn zone(cmd: ZoneCmd) -> Result<(), String> {
                 &a.admin,
                 "DELETE",
                 &format!("/zones/{name}"),
-                Some(&json!({ "confirm": confirm })),
+                Some(&body(&api::Confirm { confirm })),
                 TIMEOUT,
             )?;
             ok(ans, &a, |_| {

@@ -70,7 +70,12 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     let leader = lab::wait_for(Duration::from_secs(20), || lab::leader_of(&admin1))
         .ok_or("no leader was elected in 20 s")?;
     step(t0, &format!("cluster initialised; node {leader} leads"));
-    let body = serde_json::json!({ "name": ZONE, "file": zone_file.display().to_string(), "denial": "nsec3" });
+    let body = crate::admin::api::body(&crate::admin::api::ZoneAdd {
+        name: ZONE.into(),
+        file: Some(zone_file.display().to_string()),
+        denial: Some("nsec3".into()),
+        ..Default::default()
+    });
     let ans = crate::admin::client::call_leader(
         &admin1,
         "POST",

@@ -254,7 +254,7 @@ fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
         &admin,
         "POST",
         "/leader/transfer",
-        Some(&json!({ "to": target })),
+        Some(&crate::admin::api::body(&crate::admin::api::LeaderTransfer { to: target })),
         Duration::from_secs(30),
     )?;
     if ans.code != 200 {
@@ -396,7 +396,7 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
         &admin,
         "POST",
         &keystore,
-        Some(&json!({ "available": false })),
+        Some(&crate::admin::api::body(&crate::admin::api::Keystore { available: false })),
         Duration::from_secs(30),
     )?;
     if off.code != 200 {
@@ -409,7 +409,7 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
             &admin,
             "POST",
             &keystore,
-            Some(&json!({ "available": true })),
+            Some(&crate::admin::api::body(&crate::admin::api::Keystore { available: true })),
             Duration::from_secs(30),
         );
     };

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::cluster_cmd::{AdminArgs, ok, read_policy};
+use crate::admin::api::KeyAction;
 use crate::admin::client::{call, call_leader};
 use crate::kasp::sim::{Run, World, check};
 use crate::kasp::{Facts, KeySet, Policy};
@@ -36,6 +37,9 @@ pub enum ClusterKeysCmd {
         /// The DS TTL the parent serves (default: the policy's ds_ttl; the larger counts).
         #[arg(long)]
         ttl: Option<u32>,
+        /// Record it even when the parent's servers answer otherwise (audited).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         a: AdminArgs,
     },
@@ -43,6 +47,9 @@ pub enum ClusterKeysCmd {
     DsGone {
         zone: String,
         tag: u16,
+        /// Record it even when the parent's servers answer otherwise (audited).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         a: AdminArgs,
     },
@@ -129,12 +136,16 @@ pub struct PlanArgs {
     a: AdminArgs,
 }
 
-fn post(a: &AdminArgs, zone: &str, body: Value) -> Result<crate::admin::client::Answer, String> {
+fn post(
+    a: &AdminArgs,
+    zone: &str,
+    req: &KeyAction,
+) -> Result<crate::admin::client::Answer, String> {
     call_leader(
         &a.admin,
         "POST",
         &format!("/zones/{zone}/keys"),
-        Some(&body),
+        Some(&crate::admin::api::body(req)),
         TIMEOUT,
     )
 }
@@ -152,29 +163,64 @@ pub fn keys(cmd: ClusterKeysCmd) -> Result<(), String> {
             ok(ans, &a, show)
         }
         ClusterKeysCmd::Rollover { zone, role, a } => {
-            let ans = post(&a, &zone, json!({ "action": "rollover", "role": role }))?;
+            let req = KeyAction {
+                action: "rollover".into(),
+                role: Some(role.clone()),
+                ..Default::default()
+            };
+            let ans = post(&a, &zone, &req)?;
             ok(ans, &a, |_| {
                 format!("zone {zone}: {role} rollover requested")
             })
         }
-        ClusterKeysCmd::DsSeen { zone, tag, ttl, a } => {
+        ClusterKeysCmd::DsSeen {
+            zone,
+            tag,
+            ttl,
+            force,
+            a,
+        } => {
             let ans = post(
                 &a,
                 &zone,
-                json!({ "action": "ds-seen", "tag": tag, "ttl": ttl }),
+                &KeyAction {
+                    action: "ds-seen".into(),
+                    tag: Some(tag),
+                    ttl,
+                    force,
+                    ..Default::default()
+                },
             )?;
             ok(ans, &a, |_| {
                 format!("zone {zone}: DS of key {tag} recorded as seen")
             })
         }
-        ClusterKeysCmd::DsGone { zone, tag, a } => {
-            let ans = post(&a, &zone, json!({ "action": "ds-gone", "tag": tag }))?;
+        ClusterKeysCmd::DsGone {
+            zone,
+            tag,
+            force,
+            a,
+        } => {
+            let ans = post(
+                &a,
+                &zone,
+                &KeyAction {
+                    action: "ds-gone".into(),
+                    tag: Some(tag),
+                    force,
+                    ..Default::default()
+                },
+            )?;
             ok(ans, &a, |_| {
                 format!("zone {zone}: DS of key {tag} recorded as gone")
             })
         }
         ClusterKeysCmd::ClockOk { zone, a } => {
-            let ans = post(&a, &zone, json!({ "action": "clock-ok" }))?;
+            let req = KeyAction {
+                action: "clock-ok".into(),
+                ..Default::default()
+            };
+            let ans = post(&a, &zone, &req)?;
             ok(ans, &a, |_| format!("zone {zone}: clock confirmed"))
         }
         ClusterKeysCmd::Purge { zone, confirm, a } => {
@@ -182,7 +228,7 @@ pub fn keys(cmd: ClusterKeysCmd) -> Result<(), String> {
                 &a.admin,
                 "DELETE",
                 &format!("/zones/{zone}/keys"),
-                Some(&json!({ "confirm": confirm })),
+                Some(&crate::admin::api::body(&crate::admin::api::Confirm { confirm })),
                 TIMEOUT,
             )?;
             ok(ans, &a, |_| format!("zone {zone}: retired keys destroyed"))
@@ -273,7 +319,12 @@ pub fn backup(cmd: BackupCmd) -> Result<(), String> {
             let ans = post(
                 &a,
                 &zone,
-                json!({ "action": "backup-commit", "tags": tags, "all": all }),
+                &KeyAction {
+                    action: "backup-commit".into(),
+                    tags,
+                    all,
+                    ..Default::default()
+                },
             )?;
             ok(ans, &a, |_| format!("zone {zone}: backup recorded"))
         }
