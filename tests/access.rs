@@ -338,6 +338,18 @@ fn slow_idle_and_too_many_connections_are_closed() {
     }
     assert_eq!(mode(&d.join("certs")), 0o700);
     assert_eq!(mode(&d.join("data-1")), 0o700);
+    // Nothing the node made in its data dir (store, snapshots, spill files) is open to
+    // group or others.
+    let mut stack = vec![d.join("data-1")];
+    let mut seen = 0;
+    while let Some(p) = stack.pop() {
+        assert_eq!(mode(&p) & 0o077, 0, "{} is mode {:o}", p.display(), mode(&p));
+        seen += 1;
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(seen > 3, "only {seen} entries in the data dir");
     assert_eq!(mode(Path::new(&s)), 0o660);
 }
 

@@ -18,7 +18,8 @@ pub struct DemoArgs {
     /// Where to put configs, certificates, data and logs (default: a new directory in /tmp).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// First port: node N uses PORT+N (Raft) and PORT+100+N (admin).
+    /// First port: node N uses PORT+N (Raft), PORT+100+N (HTTPS admin) and PORT+150+N (DNS);
+    /// its admin socket is DIR/admin-N.sock.
     #[arg(long, default_value_t = 7100)]
     port: u16,
     /// Run the failover drill, print the results and stop instead of waiting for Ctrl-C.
@@ -107,10 +108,14 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         println!(
             "\nTry:\n  {q} cluster status --admin {admin1}\n  {q} zone show {ZONE} --admin {}\n  \
              {q} leader transfer --to 2 --admin {admin1}\n  dig @127.0.0.1 -p {} +dnssec www.{ZONE} A\n  \
+             {q} cluster status --admin {} --admin-cert {c}/operator-lab-monitor.pem \\\n      \
+             --admin-key {c}/operator-lab-monitor.key --admin-ca {c}/ca.pem   # HTTPS, as a monitor\n  \
              kill -9 <pid of the leader>, then cluster status again\n\
              Press Ctrl-C to stop the cluster.",
             lab[1].admin,
-            lab[0].dns.rsplit(':').next().unwrap_or("")
+            lab[0].dns.rsplit(':').next().unwrap_or(""),
+            lab[0].https,
+            c = dir.join("certs").display()
         );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

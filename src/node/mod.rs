@@ -522,6 +522,10 @@ impl Node {
 
 /// Starts a node and runs until SIGINT or SIGTERM.
 pub async fn run(cfg: NodeConfig) -> Result<(), String> {
+    // Everything the node creates (store, snapshots, spill files) is its own alone; the
+    // few public files (a signed zone's output) set their mode themselves.
+    // SAFETY: umask only changes the process's file-creation mask.
+    unsafe { libc::umask(0o077) };
     if !cfg.data_dir.exists() {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -532,6 +536,18 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     }
     for w in cfg.exposed_secrets() {
         tracing::warn!("{w}");
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cfg.data_dir)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "data_dir {} is open to group or others (mode {mode:o}); chmod 700 it",
+                cfg.data_dir.display()
+            );
+        }
     }
     let _lock = lock_data_dir(&cfg.data_dir)?;
     let tls = Tls::load(&cfg.tls_files()).map_err(|e| e.to_string())?;

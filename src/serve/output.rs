@@ -51,6 +51,10 @@ pub fn write_guarded(
         ));
     }
     let mut f = AtomicFile::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The node's umask keeps what it creates private; a signed zone is public, for the
+    // name servers that read it.
+    f.set_mode(0o644)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let head = format!(
         "{HEADER} zone={zone} serial={serial} token={}:{}\n",
         token.0, token.1

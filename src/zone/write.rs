@@ -53,6 +53,13 @@ impl AtomicFile {
         })
     }
 
+    /// Sets the file's mode (not subject to the process's umask).
+    pub fn set_mode(&self, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let f = self.writer.as_ref().expect("open").get_ref();
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+    }
+
     pub fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
         self.writer.as_mut().expect("open").write_all(b)
     }
