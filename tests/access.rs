@@ -88,6 +88,45 @@ fn raw(sock: &str, request: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// One raw HTTP/1.1 exchange over TLS with node 1's HTTPS listener, with `creds`' client
+/// certificate or none; `{addr}` in `request` is the listener's address. The whole answer.
+fn raw_tls(l: &Lab, creds: Option<&Credentials>, request: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(l.creds("monitor").ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let cfg = match creds {
+        None => builder.with_no_client_auth(),
+        Some(c) => {
+            let chain = CertificateDer::pem_file_iter(&c.cert)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_file(&c.key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    let addr = l.https(1).trim_start_matches("https://").to_string();
+    let mut conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(cfg), "127.0.0.1".try_into().unwrap())
+            .unwrap();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    let _ = tls.write_all(request.replace("{addr}", &addr).as_bytes());
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
+}
+
 /// How long until the server closes an open connection that sends `first` and then nothing.
 fn closed_after(sock: &str, first: &[u8]) -> Duration {
     let mut s = UnixStream::connect(sock).unwrap();
@@ -121,34 +160,7 @@ fn every_endpoint_needs_its_role_over_https_and_the_socket() {
     };
     // No client certificate at all: a certificate file without the key refuses to load, so
     // this goes through a raw TLS client with no client auth.
-    let no_cert = {
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls::pki_types::CertificateDer::pem_file_iter(l.creds("monitor").ca).unwrap() {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let addr = l.https(1).trim_start_matches("https://").to_string();
-        let mut conn = rustls::ClientConnection::new(
-            std::sync::Arc::new(cfg),
-            "127.0.0.1".try_into().unwrap(),
-        )
-        .unwrap();
-        let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-        let req = format!("GET /v1/status HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-        let _ = tls.write_all(req.as_bytes());
-        let mut out = Vec::new();
-        let _ = tls.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).to_string()
-    };
+    let no_cert = raw_tls(&l, None, "GET /v1/status HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     assert!(
         !no_cert.contains("\"role\""),
         "status given without a certificate: {no_cert}"
@@ -236,18 +248,19 @@ fn every_endpoint_needs_its_role_over_https_and_the_socket() {
     assert_eq!(raw(s, &post("application/json", "", "evil.example")), 421);
     assert_eq!(raw(s, "GET /v1/status HTTP/1.1\r\nHost: rebind.evil.example\r\n\r\n"), 421);
     assert_eq!(raw(s, &post("application/json", "", "localhost")), 200);
-    // The same over HTTPS: a Host that is not the listener's.
-    let a = call_as(
-        &l.https(1).replace("127.0.0.1", "localhost"),
-        Some(&l.creds("monitor")),
-        "GET",
-        "/status",
-        None,
-        T,
+    // The same over HTTPS with a monitor's certificate: a Host that is not the listener's,
+    // then the listener's own.
+    let monitor = l.creds("monitor");
+    let rebound = raw_tls(&l, Some(&monitor), "GET /v1/status HTTP/1.1\r\nHost: rebind.evil.example\r\n\r\n");
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    let own = raw_tls(&l, Some(&monitor), "GET /v1/status HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    assert!(own.starts_with("HTTP/1.1 200"), "{own}");
+    let origin = raw_tls(
+        &l,
+        Some(&monitor),
+        "GET /v1/status HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://evil.example\r\n\r\n",
     );
-    if let Ok(a) = a {
-        assert_eq!(a.code, 421, "Host localhost over HTTPS: {}", a.message());
-    }
+    assert!(origin.starts_with("HTTP/1.1 403"), "{origin}");
 
     // Operator notes: bounded in size and in rate.
     let big = json!({ "command": "x".repeat(5000) });

@@ -75,6 +75,15 @@ pub struct Fence {
     pub manual: bool,
 }
 
+/// `POST /v1/nodes/ID/rejoin`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rejoin {
+    /// Wipe the node's store even when it is not known to be restored from an old copy.
+    #[serde(default)]
+    pub force: bool,
+}
+
 /// `POST /v1/keystore`, `POST /v1/nodes/ID/keystore`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -16,6 +16,7 @@
 //! | POST   | /nodes                    | operator | add a node `{id, raft, admin?}`: learner, caught up, then voter |
 //! | DELETE | /nodes/ID                 | operator | remove a node                         |
 //! | POST   | /nodes/ID/fence, /unfence | operator | fence (or confirm `{manual: true}`), unfence |
+//! | POST   | /nodes/ID/rejoin          | operator | a node restored from an old copy wipes its store and re-learns `{force?}` |
 //! | POST   | /leader/transfer          | operator | `{to}`                                |
 //! | GET    | /audit                    | monitor  | the replicated audit log              |
 //! | POST   | /audit                    | operator | an operator note `{command}` (bounded, rate-limited) |
@@ -239,6 +240,14 @@ pub async fn answer_control(node: &Arc<Node>, from: NodeId, req: Control) -> Con
                 Err(e) => ControlReply::Failed(e),
             }
         }
+        Control::Identity => ControlReply::Identity {
+            store: node.identity.store.clone(),
+            incarnation: node.identity.incarnation,
+        },
+        Control::StoreRecord { of } => ControlReply::StoreRecord {
+            record: node.sm.with(|st| st.stores.get(&of).cloned()),
+        },
+        Control::Rejoin { force } => crate::node::restore::rejoin(node, force),
         Control::Init => {
             let r = init_here(node).await;
             if r.code == 200 {
@@ -721,6 +730,35 @@ pub async fn handle(
                 error(502, format!("fence of node {id} failed: {outcome}"))
             }
         }
+        ("POST", ["nodes", id, "rejoin"]) => {
+            let Ok(id) = id.parse::<NodeId>() else {
+                return error(400, format!("bad node id {id:?}"));
+            };
+            let force = match parse::<api::Rejoin>(body) {
+                Ok(r) => r.force,
+                Err(r) => return r,
+            };
+            if let Err(e) = check_majority_without(node, id, "rejoin") {
+                return error(409, e);
+            }
+            let _ = origin(caller, format!("node rejoin {id}{}", if force { " --force" } else { "" }));
+            match node.ask(id, Control::Rejoin { force }, Duration::from_secs(10)).await {
+                Ok(ControlReply::Done) => {}
+                Ok(ControlReply::Failed(e)) => return error(409, format!("node rejoin {id}: {e}")),
+                Ok(r) => return error(502, format!("node {id}: unexpected answer {r:?}")),
+                Err(e) => return error(502, format!("node rejoin {id}: {e}")),
+            }
+            propose(
+                node,
+                Command::Audit {
+                    origin: origin(
+                        caller,
+                        format!("node rejoin {id}: its store is wiped; started again it re-learns everything"),
+                    ),
+                },
+            )
+            .await
+        }
         ("POST", ["nodes", id, "unfence"]) => {
             let Ok(id) = id.parse::<NodeId>() else {
                 return error(400, format!("bad node id {id:?}"));
@@ -1168,6 +1206,9 @@ pub fn status(node: &Node) -> Value {
         "fence_block": local.fence_block,
         "now": now(),
         "clock_alarm": local.clock_alarm,
+        "store": { "id": node.identity.store, "incarnation": format!("{:x}", node.identity.incarnation) },
+        "store_check": node.hold.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        "stores": st.stores,
         "fenced": st_fenced,
         "zones": zones,
         "last_run": local.last_run,

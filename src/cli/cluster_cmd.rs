@@ -63,6 +63,21 @@ pub enum NodeCmd {
         #[command(flatten)]
         a: AdminArgs,
     },
+    /// A node whose store was restored from an older copy (`cluster status` says so): it
+    /// wipes its store (kept aside under DATA/restored-TIME/) and stops; started again by
+    /// its supervisor, it re-learns everything from the leader. Waits until it serves
+    /// every zone's current version.
+    Rejoin {
+        id: u64,
+        /// Wipe it even when its store is not known to be an older copy.
+        #[arg(long)]
+        force: bool,
+        /// How long to wait for it to serve again, seconds.
+        #[arg(long, default_value_t = 600)]
+        wait_s: u64,
+        #[command(flatten)]
+        a: AdminArgs,
+    },
     /// Let a fenced node back (after you have undone the fence).
     Unfence {
         id: u64,
@@ -369,6 +384,28 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
             manual,
             a,
         } => replace(id, with, &raft, node_admin.as_deref(), manual, &a),
+        NodeCmd::Rejoin {
+            id,
+            force,
+            wait_s,
+            a,
+        } => {
+            let ans = call_leader(
+                &a.admin,
+                "POST",
+                &format!("/nodes/{id}/rejoin"),
+                Some(&body(&api::Rejoin { force })),
+                TIMEOUT,
+            )?;
+            if ans.code != 200 {
+                return Err(ans.message());
+            }
+            println!("node {id} wipes its store and stops; its supervisor starts it again");
+            let st = call(&a.admin, "GET", "/status", None, TIMEOUT)?.json();
+            wait_serving(&a, id, &zone_serials(&st), Duration::from_secs(wait_s))?;
+            println!("node {id} re-learned the cluster's state and serves every zone");
+            Ok(())
+        }
         NodeCmd::Unfence { id, a } => {
             let ans = call_leader(
                 &a.admin,
@@ -443,31 +480,8 @@ fn replace(
     step(format!("node {with} joined as a voter"));
     // 3. It serves what the leader has.
     let leader_zones = zone_serials(&call(&a.admin, "GET", "/status", None, TIMEOUT)?.json());
-    let deadline = std::time::Instant::now() + Duration::from_secs(600);
-    loop {
-        let ok = call(&a.admin, "GET", "/cluster", None, TIMEOUT)
-            .ok()
-            .map(|ans| ans.json()["members"][with.to_string()].clone())
-            .is_some_and(|s| {
-                leader_zones.iter().all(|(z, serial)| {
-                    s["zones"].as_array().is_some_and(|zs| {
-                        zs.iter().any(|x| {
-                            x["name"] == z.as_str()
-                                && x["validated_serial"].as_u64().is_some_and(|v| v >= *serial)
-                        })
-                    })
-                })
-            });
-        if ok {
-            break;
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(format!(
-                "node {with} did not validate every zone in 600 s; node {id} stays a member"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_serving(a, with, &leader_zones, Duration::from_secs(600))
+        .map_err(|e| format!("{e}; node {id} stays a member"))?;
     step(format!(
         "node {with} validated every zone ({})",
         leader_zones.len()
@@ -479,6 +493,43 @@ fn replace(
     }
     step(format!("node {id} removed; node {with} replaces it"));
     Ok(())
+}
+
+/// Waits until node `id` (asked through the node at `a.admin`) has validated at least
+/// `zones`' serials.
+fn wait_serving(
+    a: &AdminArgs,
+    id: u64,
+    zones: &[(String, u64)],
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let ok = call(&a.admin, "GET", "/cluster", None, TIMEOUT)
+            .ok()
+            .map(|ans| ans.json()["members"][id.to_string()].clone())
+            .is_some_and(|s| {
+                s["store_check"].is_null()
+                    && zones.iter().all(|(z, serial)| {
+                        s["zones"].as_array().is_some_and(|zs| {
+                            zs.iter().any(|x| {
+                                x["name"] == z.as_str()
+                                    && x["validated_serial"].as_u64().is_some_and(|v| v >= *serial)
+                            })
+                        })
+                    })
+            });
+        if ok {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "node {id} did not validate every zone in {} s",
+                timeout.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 pub fn leader(cmd: LeaderCmd) -> Result<(), String> {

@@ -15,6 +15,7 @@ pub mod file_scan;
 pub mod input;
 pub mod lab;
 pub mod leader;
+pub mod restore;
 pub mod shape;
 pub mod sim;
 
@@ -362,6 +363,13 @@ pub struct Node {
     /// How this node reaches the others for control (clock, status, init, forwarded admin
     /// requests): the mutual-TLS transport, or the simulation's network.
     pub peers: Arc<dyn Peers>,
+    /// This node's Raft store: its identity and this incarnation ([`restore`]).
+    pub identity: crate::store::StoreIdentity,
+    pub log_store: Option<LogStore>,
+    /// The cluster has recorded this store for this node.
+    pub adopted: std::sync::atomic::AtomicBool,
+    /// Why this node grants no vote and acknowledges nothing now ([`restore`]).
+    pub hold: transport::Hold,
 }
 
 /// Node-to-node control requests ([`transport::Control`]).
@@ -550,8 +558,13 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         }
     }
     let _lock = lock_data_dir(&cfg.data_dir)?;
+    restore::wipe_if_marked(&cfg.data_dir)?;
     let tls = Tls::load(&cfg.tls_files()).map_err(|e| e.to_string())?;
     let log = LogStore::open(&cfg.data_dir.join("raft")).map_err(|e| format!("raft log: {e}"))?;
+    let identity = log
+        .begin_incarnation()
+        .map_err(|e| format!("raft log: {e}"))?;
+    let log_store = log.clone();
     let sm = StateMachine::open(&cfg.data_dir.join("state")).map_err(|e| format!("state: {e}"))?;
     let keys = KeyResolver::new(&cfg)?;
     let config = raft_config(&cfg)?;
@@ -579,6 +592,12 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             me: cfg.id,
             tls: tls.client.clone(),
         }),
+        adopted: std::sync::atomic::AtomicBool::new(identity.adopted),
+        identity,
+        log_store: Some(log_store),
+        hold: Arc::new(Mutex::new(Some(
+            "store check: comparing this store with what the other members record of it".into(),
+        ))),
     });
     let admit_node = node.clone();
     let admit: transport::Admit = Arc::new(move |id| admit_node.admits(id));
@@ -617,9 +636,12 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         raft.clone(),
         admit,
         blank,
+        node.hold.clone(),
         node.contact.clone(),
         control,
     ));
+    tokio::spawn(restore::check(node.clone()));
+    tokio::spawn(restore::record(node.clone()));
     tokio::spawn(crate::admin::server::serve(admin_listeners, node.clone()));
     tokio::spawn(leader::run(node.clone()));
     tokio::spawn(check::run(node.clone()));

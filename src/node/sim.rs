@@ -335,6 +335,10 @@ async fn start(dir: &Path, id: NodeId, net: &Shared) -> Result<SimNode, String> 
             me: id,
             net: net.clone(),
         }),
+        identity: Default::default(),
+        log_store: None,
+        adopted: Default::default(),
+        hold: Default::default(),
     });
     lock(net).nodes.insert(id, Arc::downgrade(&node));
     let tasks = vec![

@@ -57,6 +57,18 @@ pub struct Origin {
     pub command: String,
 }
 
+/// A node's Raft store as the cluster last saw it: what a store restored from an older copy
+/// is recognised by (`node::restore`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreRecord {
+    /// The store's identity, drawn when it was first opened (hex).
+    pub store: String,
+    /// The incarnation it ran as: a number drawn at each opening of the store.
+    pub incarnation: u64,
+    /// The highest log index the leader saw it acknowledge.
+    pub acked: u64,
+}
+
 /// The commands of the replicated log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -152,6 +164,8 @@ pub enum Command {
         zone: String,
         origin: Origin,
     },
+    /// The leader saw these members' stores so.
+    StoreSeen { stores: Vec<(NodeId, StoreRecord)> },
 }
 
 impl fmt::Display for Command {
@@ -186,6 +200,13 @@ impl fmt::Display for Command {
             Command::Fenced { target, ok, .. } => write!(f, "fenced {target}: {ok}"),
             Command::Unfence { target, .. } => write!(f, "unfence {target}"),
             Command::PurgeKeys { zone, .. } => write!(f, "purge the keys of {zone}"),
+            Command::StoreSeen { stores } => {
+                write!(f, "stores seen:")?;
+                for (node, r) in stores {
+                    write!(f, " node {node} {} incarnation {:x} acked {};", r.store, r.incarnation, r.acked)?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -317,6 +317,8 @@ pub struct ClusterState {
     pub handover: Option<(NodeId, NodeId)>,
     /// Nodes fenced, with the term in which that was done.
     pub fenced: BTreeMap<NodeId, u64>,
+    /// Each member's store as the leader last saw it.
+    pub stores: BTreeMap<NodeId, super::StoreRecord>,
 }
 
 /// SHA-256 of one RRset with its signatures: a term of the content hash.
@@ -925,6 +927,18 @@ impl ClusterState {
                 };
                 self.audit(token, origin, &out);
                 out
+            }
+            Command::StoreSeen { stores } => {
+                // The acknowledged index of one incarnation only grows.
+                for (node, record) in stores {
+                    let e = self.stores.entry(node).or_default();
+                    if e.store == record.store && e.incarnation == record.incarnation {
+                        e.acked = e.acked.max(record.acked);
+                    } else {
+                        *e = record;
+                    }
+                }
+                Outcome::Done
             }
             Command::PurgeKeys { zone, origin } => {
                 let out = if self.zones.contains_key(&zone) {

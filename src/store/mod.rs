@@ -31,6 +31,22 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 
 use crate::replica::{TypeConfig, decode, encode};
 
+/// Incarnations a store remembers.
+pub const INCARNATIONS_KEPT: usize = 64;
+
+/// Who a store is: see [`LogStore::begin_incarnation`].
+#[derive(Debug, Clone, Default)]
+pub struct StoreIdentity {
+    /// Drawn when the store was first opened (hex).
+    pub store: String,
+    /// This opening's.
+    pub incarnation: u64,
+    /// The last incarnations, this one last.
+    pub history: Vec<u64>,
+    /// The cluster has recorded this store for this node.
+    pub adopted: bool,
+}
+
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
@@ -215,6 +231,50 @@ impl LogStore {
         store.migrate()?;
         store.tidy()?;
         Ok(store)
+    }
+
+    /// Opens a new incarnation of this store: its identity (drawn the first time), a new
+    /// incarnation number, and the last [`INCARNATIONS_KEPT`] incarnations, flushed before
+    /// it returns. A copy of this store restored later holds an older history than the one
+    /// the cluster has seen, which is how the node knows (`node::restore`).
+    pub fn begin_incarnation(&self) -> io::Result<StoreIdentity> {
+        let random = || {
+            let mut b = [0u8; 8];
+            aws_lc_rs::rand::fill(&mut b)
+                .map(|_| u64::from_be_bytes(b))
+                .map_err(|_| io::Error::other("no randomness"))
+        };
+        let store = match self.get_meta::<String>("store_id")? {
+            Some(s) => s,
+            None => {
+                let s = format!("{:016x}{:016x}", random()?, random()?);
+                self.put_meta("store_id", &s)?;
+                s
+            }
+        };
+        let mut history: Vec<u64> = self.get_meta("incarnations")?.unwrap_or_default();
+        let incarnation = random()?;
+        history.push(incarnation);
+        if history.len() > INCARNATIONS_KEPT {
+            history.drain(..history.len() - INCARNATIONS_KEPT);
+        }
+        self.put_meta("incarnations", &history)?;
+        self.db.flush().map_err(err)?;
+        Ok(StoreIdentity {
+            store,
+            incarnation,
+            history,
+            adopted: self.get_meta::<bool>("adopted")?.unwrap_or(false),
+        })
+    }
+
+    /// Records that the cluster has seen this store (its identity is in the replicated
+    /// state): from then on, another identity recorded for this node means this store is
+    /// an old copy.
+    pub fn adopt(&self) -> io::Result<()> {
+        self.put_meta("adopted", &true)?;
+        self.db.flush().map_err(err)?;
+        Ok(())
     }
 
     /// Tags the values of a log written before values were tagged.

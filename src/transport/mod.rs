@@ -78,6 +78,14 @@ pub enum Control {
     Status,
     /// Initialise the answering node's Raft with the members of its config (`cluster init`).
     Init,
+    /// The answering node's store: identity and incarnation.
+    Identity,
+    /// What the answering node's replicated state records of node `of`'s store.
+    StoreRecord { of: NodeId },
+    /// Wipe this node's store and stop, to re-learn everything from the leader once
+    /// started again (`node rejoin`); refused by a leader, and by a node whose store is
+    /// not known to be restored from an old copy unless `force`.
+    Rejoin { force: bool },
     /// An admin request authenticated by the sending node, to be carried out by the
     /// answering node (the leader) on behalf of `caller`.
     Admin {
@@ -96,6 +104,10 @@ pub enum ControlReply {
     Done,
     /// An admin answer: HTTP status code and JSON body.
     Admin { code: u16, body: Vec<u8> },
+    Identity { store: String, incarnation: u64 },
+    StoreRecord {
+        record: Option<crate::replica::StoreRecord>,
+    },
     Failed(String),
 }
 
@@ -224,6 +236,11 @@ pub type Admit = Arc<dyn Fn(NodeId) -> bool + Send + Sync>;
 /// grants no vote until a leader has given it a log.
 pub type Blank = Arc<std::sync::atomic::AtomicBool>;
 
+/// Why this node grants no vote and acknowledges no append, while that is so: its store
+/// is being checked against what the others know of it, or it was found restored from an
+/// older copy (`node::restore`).
+pub type Hold = Arc<std::sync::Mutex<Option<String>>>;
+
 /// The last append a leader got this node to accept: when, and the leader's commit index
 /// then. Once this node has applied that index it knew itself current at that instant
 /// (`Node::stale` bounds how long a node serves without knowing it).
@@ -237,6 +254,7 @@ pub async fn serve(
     raft: Raft,
     admit: Admit,
     blank: Blank,
+    hold: Hold,
     contact: Contact,
     control: ControlHandler,
 ) {
@@ -250,16 +268,18 @@ pub async fn serve(
                 continue;
             }
         };
-        let (acceptor, raft, admit, blank, contact, control) = (
+        let (acceptor, raft, admit, blank, hold, contact, control) = (
             acceptor.clone(),
             raft.clone(),
             admit.clone(),
             blank.clone(),
+            hold.clone(),
             contact.clone(),
             control.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = connection(sock, acceptor, raft, admit, blank, contact, control).await
+            let guards = Guards { blank, hold };
+            if let Err(e) = connection(sock, acceptor, raft, admit, guards, contact, control).await
                 && e.kind() != io::ErrorKind::UnexpectedEof
             {
                 tracing::info!(%peer, "raft connection closed: {e}");
@@ -273,10 +293,11 @@ async fn connection(
     acceptor: TlsAcceptor,
     raft: Raft,
     admit: Admit,
-    blank: Blank,
+    guards: Guards,
     contact: Contact,
     control: ControlHandler,
 ) -> io::Result<()> {
+    let Guards { blank, hold } = guards;
     sock.set_nodelay(true)?;
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock))
         .await
@@ -315,6 +336,12 @@ async fn connection(
         };
         let resp = match req {
             Request::Hello { .. } => Response::Failed("Hello twice".into()),
+            Request::Append(_) | Request::Vote(_) | Request::SnapshotPart { .. }
+                if held(&hold).is_some() =>
+            {
+                let why = held(&hold).unwrap_or_default();
+                Response::Failed(format!("node held: {why}"))
+            }
             Request::Append(r) => {
                 let (at, commit) = (tokio::time::Instant::now(), r.leader_commit);
                 match raft.append_entries(r).await {
@@ -370,6 +397,16 @@ async fn connection(
         };
         write_frame(&mut tls, &encode(&resp)).await?;
     }
+}
+
+/// What keeps a node from voting or acknowledging.
+struct Guards {
+    blank: Blank,
+    hold: Hold,
+}
+
+fn held(hold: &Hold) -> Option<String> {
+    hold.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 type Stream = tokio_rustls::client::TlsStream<TcpStream>;

@@ -1,0 +1,333 @@
+//! A node restored from an older copy of its data dir (a VM snapshot, a backup, a disk
+//! image rolled back) must not vote or acknowledge: Raft is safe only while every node
+//! keeps what it acknowledged, and a node that forgot entries it acknowledged can help
+//! elect a leader that never had them, which then publishes another content under a
+//! published serial or forgets a committed key.
+//!
+//! ```text
+//!  every opening of a store ─► identity (drawn once) + a new incarnation (history kept)
+//!  leader, every 2 s ─► StoreSeen: each member's identity, incarnation and the highest
+//!                       index it acknowledged (replicated)
+//!  every node, from its start and every 2 s ─► asks the others what their replicated
+//!     state records of its own store ─► judge():
+//!        another store recorded for it, once its own was recorded  ┐
+//!        an incarnation it never ran as (the copy is older)         ├─► held: no vote, no
+//!        acknowledged up to N, holds less                           ┘   append, alarm
+//!        nothing against it from a majority (itself included) ─► released
+//!  node rejoin N ─► N wipes its store (kept aside under restored-TIME/) and stops; started
+//!                   again it is blank and re-learns everything from the leader
+//! ```
+//! Limitations: a copy that loses only the last couple of seconds of acknowledgements,
+//! before the leader recorded them and with no restart since, is not recognised by the
+//! index; and a node whose every peer is stale cannot know better than they do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::type_config::async_runtime::WatchReceiver;
+
+use super::Node;
+use crate::replica::{Command, NodeId, StoreRecord};
+use crate::store::StoreIdentity;
+use crate::transport::{Control, ControlReply};
+
+/// How often a node compares its store with what the others record of it.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often the leader records the members' stores.
+const RECORD_EVERY: Duration = Duration::from_secs(2);
+
+/// The marker `node rejoin` leaves in the data dir before the node stops.
+pub const REJOIN_MARKER: &str = "REJOIN";
+
+/// Whether `r`, what a peer's replicated state records of this node's store, shows that
+/// this store (`me`, whose log ends at `holds`) is an older copy. `Err` says why.
+pub fn judge(me: &StoreIdentity, holds: u64, r: &StoreRecord) -> Result<(), String> {
+    if r.store != me.store {
+        if me.adopted {
+            return Err(format!(
+                "store restored from an older copy: the cluster records store {} for this node since, \
+                 this is {}",
+                r.store, me.store
+            ));
+        }
+        // A new store (a wiped node re-learning) the leader has not recorded yet.
+        return Ok(());
+    }
+    if !me.history.contains(&r.incarnation) {
+        return Err(format!(
+            "store restored from an older copy: it ran as incarnation {:x} after this copy was made",
+            r.incarnation
+        ));
+    }
+    if r.acked > holds {
+        return Err(format!(
+            "store restored from an older copy: acknowledged up to {}, holds {holds}",
+            r.acked
+        ));
+    }
+    Ok(())
+}
+
+/// The index this node's log ends at.
+fn holds(node: &Node) -> u64 {
+    node.raft
+        .metrics()
+        .borrow_watched()
+        .last_log_index
+        .unwrap_or(0)
+}
+
+/// Compares this node's store with what the other members record of it, from the start
+/// and then every [`CHECK_EVERY`]; holds the node (see [`crate::transport::Hold`]) while
+/// no majority has answered at the start, and for good once one answer shows the store
+/// is an older copy.
+pub async fn check(node: Arc<Node>) {
+    let mut released = false;
+    loop {
+        let log_end = holds(&node);
+        let blank = log_end == 0;
+        let (voters, members): (Vec<NodeId>, Vec<NodeId>) = {
+            let m = node.raft.metrics().borrow_watched().clone();
+            let ms = m.membership_config.membership();
+            (ms.voter_ids().collect(), ms.nodes().map(|(id, _)| *id).collect())
+        };
+        let asks = members.iter().filter(|id| **id != node.id).map(|id| {
+            let node = node.clone();
+            let id = *id;
+            async move {
+                let r = node
+                    .ask(id, Control::StoreRecord { of: node.id }, Duration::from_secs(1))
+                    .await;
+                (id, r)
+            }
+        });
+        let mut agree = 1;
+        for (id, r) in futures::future::join_all(asks).await {
+            let record = match r {
+                Ok(ControlReply::StoreRecord { record }) => record,
+                _ => continue,
+            };
+            let verdict = match &record {
+                Some(r) if !blank => judge(&node.identity, log_end, r),
+                _ => Ok(()),
+            };
+            match verdict {
+                Ok(()) => agree += 1,
+                Err(why) => {
+                    let why = format!("{why} (as node {id} records it)");
+                    {
+                        let mut h = node.hold.lock().unwrap_or_else(|e| e.into_inner());
+                        if h.as_deref() != Some(why.as_str()) {
+                            tracing::error!(
+                                "ALARM: {why}; this node grants no vote and acknowledges nothing: \
+                                 run `quorumsign node rejoin {}`",
+                                node.id
+                            );
+                        }
+                        *h = Some(why);
+                    }
+                    // Held for good: the node stays as it is for the operator to see.
+                    return hold_forever(node).await;
+                }
+            }
+        }
+        if !released && (blank || agree >= voters.len() / 2 + 1 || voters.len() <= 1) {
+            released = true;
+            *node.hold.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            tracing::info!(
+                answers = agree - 1,
+                "store check passed: no member records a newer state of this store"
+            );
+        }
+        adopt(&node);
+        tokio::time::sleep(if released {
+            CHECK_EVERY
+        } else {
+            Duration::from_millis(300)
+        })
+        .await;
+    }
+}
+
+async fn hold_forever(_node: Arc<Node>) {
+    std::future::pending::<()>().await
+}
+
+/// Marks the store as recorded by the cluster once this node's applied state names it.
+fn adopt(node: &Node) {
+    if node.adopted.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let recorded = node.sm.with(|st| {
+        st.stores
+            .get(&node.id)
+            .is_some_and(|r| r.store == node.identity.store)
+    });
+    if recorded
+        && let Some(store) = &node.log_store
+        && store.adopt().is_ok()
+    {
+        node.adopted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The leader's side: every [`RECORD_EVERY`], each member's store identity (asked over the
+/// node transport) and the highest index the leader saw it acknowledge, committed when an
+/// identity changed or an acknowledgement moved by more than the record's own entry.
+pub async fn record(node: Arc<Node>) {
+    loop {
+        tokio::time::sleep(RECORD_EVERY).await;
+        if node.may_publish().is_err() {
+            continue;
+        }
+        let m = node.raft.metrics().borrow_watched().clone();
+        let members: Vec<NodeId> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        let known = node.sm.with(|st| st.stores.clone());
+        let asks = members.iter().map(|id| {
+            let node = node.clone();
+            let id = *id;
+            async move {
+                if id == node.id {
+                    return Some((id, node.identity.store.clone(), node.identity.incarnation));
+                }
+                match node.ask(id, Control::Identity, Duration::from_secs(1)).await {
+                    Ok(ControlReply::Identity { store, incarnation }) => {
+                        Some((id, store, incarnation))
+                    }
+                    _ => None,
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        for (id, store, incarnation) in futures::future::join_all(asks).await.into_iter().flatten() {
+            let acked = if id == node.id {
+                m.last_log_index.unwrap_or(0)
+            } else {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map_or(0, |l| l.index())
+            };
+            let record = StoreRecord {
+                store,
+                incarnation,
+                acked,
+            };
+            let news = match known.get(&id) {
+                None => true,
+                Some(k) => {
+                    k.store != record.store
+                        || k.incarnation != record.incarnation
+                        || record.acked > k.acked + 1
+                }
+            };
+            if news {
+                seen.push((id, record));
+            }
+        }
+        if !seen.is_empty() {
+            let _ = node.raft.client_write(Command::StoreSeen { stores: seen }).await;
+        }
+    }
+}
+
+/// At start, before the stores are opened: a data dir that `node rejoin` marked has its
+/// store and state moved aside (kept under `restored-UNIXTIME/`), so the node starts blank.
+pub fn wipe_if_marked(data_dir: &std::path::Path) -> Result<(), String> {
+    let marker = data_dir.join(REJOIN_MARKER);
+    if !marker.exists() {
+        return Ok(());
+    }
+    let aside = data_dir.join(format!("restored-{}", super::now()));
+    std::fs::create_dir_all(&aside).map_err(|e| format!("{}: {e}", aside.display()))?;
+    for d in ["raft", "state"] {
+        let from = data_dir.join(d);
+        if from.exists() {
+            std::fs::rename(&from, aside.join(d))
+                .map_err(|e| format!("{} -> {}: {e}", from.display(), aside.display()))?;
+        }
+    }
+    std::fs::remove_file(&marker).map_err(|e| format!("{}: {e}", marker.display()))?;
+    tracing::warn!(
+        kept = %aside.display(),
+        "rejoin: this node's store and state were moved aside; it starts blank and re-learns \
+         everything from the leader"
+    );
+    Ok(())
+}
+
+/// This node's answer to `node rejoin`: marks the data dir and stops the process (its
+/// supervisor starts it again; see [`wipe_if_marked`]).
+pub fn rejoin(node: &Arc<Node>, force: bool) -> ControlReply {
+    if node.is_leader() {
+        return ControlReply::Failed("this node is the leader; hand over first".into());
+    }
+    let held = node.hold.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let regressed = held
+        .as_deref()
+        .is_some_and(|h| h.starts_with("store restored"));
+    if !regressed && !force {
+        return ControlReply::Failed(format!(
+            "node {}'s store is not known to be restored from an older copy ({}); \
+             --force wipes it anyway",
+            node.id,
+            held.as_deref().unwrap_or("it checks out")
+        ));
+    }
+    let marker = node.cfg.data_dir.join(REJOIN_MARKER);
+    let why = held.unwrap_or_else(|| "forced by an operator".into());
+    if let Err(e) = std::fs::write(&marker, &why) {
+        return ControlReply::Failed(format!("{}: {e}", marker.display()));
+    }
+    tracing::warn!("rejoin requested ({why}): stopping; started again, this node re-learns its store");
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::process::exit(75);
+    });
+    ControlReply::Done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me(adopted: bool) -> StoreIdentity {
+        StoreIdentity {
+            store: "aa".into(),
+            incarnation: 3,
+            history: vec![1, 2, 3],
+            adopted,
+        }
+    }
+
+    fn rec(store: &str, incarnation: u64, acked: u64) -> StoreRecord {
+        StoreRecord {
+            store: store.into(),
+            incarnation,
+            acked,
+        }
+    }
+
+    #[test]
+    fn a_copy_is_known_by_incarnation_index_or_identity() {
+        // What the cluster saw of this very store, up to what it holds: fine.
+        assert!(judge(&me(true), 13, &rec("aa", 2, 13)).is_ok());
+        assert!(judge(&me(true), 13, &rec("aa", 3, 10)).is_ok());
+        // It acknowledged more than it holds.
+        let e = judge(&me(true), 11, &rec("aa", 2, 13)).unwrap_err();
+        assert!(e.contains("acknowledged up to 13, holds 11"), "{e}");
+        // It ran as an incarnation this copy never had: the copy is older.
+        let e = judge(&me(true), 13, &rec("aa", 9, 5)).unwrap_err();
+        assert!(e.contains("incarnation 9"), "{e}");
+        // Another store was recorded for this node after this one was.
+        assert!(judge(&me(true), 13, &rec("bb", 1, 1)).is_err());
+        // A new store not yet recorded (a wiped node re-learning): fine.
+        assert!(judge(&me(false), 13, &rec("bb", 1, 20)).is_ok());
+    }
+}
