@@ -245,7 +245,7 @@ pub async fn answer_control(node: &Arc<Node>, from: NodeId, req: Control) -> Con
             incarnation: node.identity.incarnation,
         },
         Control::StoreRecord { of } => ControlReply::StoreRecord {
-            record: node.sm.with(|st| st.stores.get(&of).cloned()),
+            record: crate::node::restore::record_of(node, of).await,
         },
         Control::Rejoin { force } => crate::node::restore::rejoin(node, force),
         Control::Init => {

@@ -68,13 +68,49 @@ pub fn judge(me: &StoreIdentity, holds: u64, r: &StoreRecord) -> Result<(), Stri
     Ok(())
 }
 
-/// The index this node's log ends at.
-fn holds(node: &Node) -> u64 {
-    node.raft
-        .metrics()
-        .borrow_watched()
-        .last_log_index
-        .unwrap_or(0)
+/// What this node knows of node `of`'s store: its applied state's record, updated by the
+/// records in its log beyond what it applied (after a restart a node applies only what it
+/// knew committed; the rest of its log is still what a leader saw of `of`).
+pub async fn record_of(node: &Node, of: NodeId) -> Option<StoreRecord> {
+    use openraft::storage::RaftLogReader;
+    let (mut record, applied) = node.sm.with(|st| {
+        (
+            st.stores.get(&of).cloned(),
+            st.last_applied.as_ref().map_or(0, |l| l.index() + 1),
+        )
+    });
+    let Some(store) = &node.log_store else {
+        return record;
+    };
+    let mut reader = store.clone();
+    let entries = reader.try_get_log_entries(applied..).await.unwrap_or_default();
+    for e in entries {
+        if let openraft::EntryPayload::Normal(Command::StoreSeen { stores }) = e.payload {
+            for (n, r) in stores {
+                if n != of {
+                    continue;
+                }
+                match &mut record {
+                    Some(k) if k.store == r.store && k.incarnation == r.incarnation => {
+                        k.acked = k.acked.max(r.acked)
+                    }
+                    _ => record = Some(r),
+                }
+            }
+        }
+    }
+    record
+}
+
+/// The index this node's log ends at, as Raft reports it or, before it does, as the
+/// store holds it.
+fn holds(node: &Node) -> Option<u64> {
+    let reported = node.raft.metrics().borrow_watched().last_log_index;
+    let stored = node
+        .log_store
+        .as_ref()
+        .and_then(|s| s.last_index().ok().flatten());
+    reported.max(stored)
 }
 
 /// Compares this node's store with what the other members record of it, from the start
@@ -85,7 +121,8 @@ pub async fn check(node: Arc<Node>) {
     let mut released = false;
     loop {
         let log_end = holds(&node);
-        let blank = log_end == 0;
+        let blank = log_end.is_none();
+        let log_end = log_end.unwrap_or(0);
         let (voters, members): (Vec<NodeId>, Vec<NodeId>) = {
             let m = node.raft.metrics().borrow_watched().clone();
             let ms = m.membership_config.membership();

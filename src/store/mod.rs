@@ -268,6 +268,18 @@ impl LogStore {
         })
     }
 
+    /// The index of the last entry in the log (or the last one purged), read from the
+    /// store itself: at start, before Raft has reported anything.
+    pub fn last_index(&self) -> io::Result<Option<u64>> {
+        if let Some((k, _)) = self.log.last().map_err(err)? {
+            let b: [u8; 8] = k.as_ref().try_into().map_err(|_| io::Error::other("bad log key"))?;
+            return Ok(Some(u64::from_be_bytes(b)));
+        }
+        Ok(self
+            .get_meta::<LogIdOf<TypeConfig>>("purged")?
+            .map(|p| p.index()))
+    }
+
     /// Records that the cluster has seen this store (its identity is in the replicated
     /// state): from then on, another identity recorded for this node means this store is
     /// an old copy.

@@ -1,0 +1,161 @@
+//! A node restored from an older copy of its data dir, with real node processes: the
+//! operator's VM-snapshot restore of a follower while the leader is killed must not make
+//! the cluster publish a serial again with another content; the restored node refuses to
+//! vote or acknowledge until `node rejoin`, after which it serves the same content.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{p, qs};
+use quorumsign::node::lab;
+use serde_json::Value;
+
+const ZONE: &str = "example.";
+
+fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_quorumsign"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+/// (serial, hash) of the zone as node `n` serves it (validated), if it answers.
+fn served(n: &lab::LabNode) -> Option<(u64, String)> {
+    lab::validated_serial(&n.admin, ZONE)
+}
+
+fn status(n: &lab::LabNode) -> Option<Value> {
+    lab::status(&n.admin)
+}
+
+#[test]
+fn a_follower_restored_from_an_old_copy_never_makes_a_serial_mean_two_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let nodes = lab::write(d, &[1, 2, 3], &[1, 2, 3], 23300, "").unwrap();
+    let mut procs = lab::Procs::local(nodes, &exe());
+    procs.start().unwrap();
+    let (code, out, err) = qs(&["cluster", "init", "--admin", &procs.node(1).admin]);
+    assert_eq!(code, 0, "{out}{err}");
+    let zone = d.join("example.zone");
+    std::fs::copy(common::example_zone(), &zone).unwrap();
+    let (code, out, err) = qs(&["zone", "add", ZONE, "--file", p(&zone), "--admin", &procs.node(1).admin]);
+    assert_eq!(code, 0, "{out}{err}");
+    let first = procs.converged(ZONE, 0, Duration::from_secs(60)).expect("first version")[0].0;
+    let leader = procs.agreed_leader(Duration::from_secs(30)).unwrap();
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
+    let (a, b) = (others[0], others[1]);
+
+    // --- phase: A's data dir copied while A is briefly stopped; A runs again.
+    procs.kill(a);
+    let data_a = d.join(format!("data-{a}"));
+    let copy = d.join("copy-of-a");
+    copy_dir(&data_a, &copy);
+    procs.restart(a).unwrap();
+    // The leader records A's new incarnation, on every running node.
+    let incarnation = lab::wait_for(Duration::from_secs(20), || {
+        let s = status(procs.node(a))?;
+        s["store_check"].is_null().then(|| s["store"]["incarnation"].as_str().map(str::to_string))?
+    })
+    .expect("A passes its store check");
+    lab::wait_for(Duration::from_secs(20), || {
+        [leader, b].iter().all(|n| {
+            status(procs.node(*n)).is_some_and(|s| {
+                format!("{:x}", s["stores"][a.to_string()]["incarnation"].as_u64().unwrap_or(0))
+                    == incarnation
+            })
+        })
+        .then_some(())
+    })
+    .expect("every node records A's new incarnation");
+
+    // --- phase: B stopped; a change published by the leader and A.
+    procs.kill(b);
+    let mut text = std::fs::read_to_string(&zone).unwrap();
+    text.push_str("restored 300 IN A 192.0.2.99\n");
+    std::fs::write(&zone, text).unwrap();
+    let (code, out, err) = qs(&["zone", "reload", ZONE, "--admin", &procs.node(a).admin]);
+    assert_eq!(code, 0, "{out}{err}");
+    let second = procs.converged(ZONE, first, Duration::from_secs(60)).expect("second version");
+    let (serial2, hash2) = second[0].clone();
+
+    // --- phase: A restored from the copy, the leader SIGKILLed, A and B started.
+    procs.kill(a);
+    std::fs::remove_dir_all(&data_a).unwrap();
+    copy_dir(&copy, &data_a);
+    procs.kill(leader);
+    procs.restart(a).unwrap();
+    procs.restart(b).unwrap();
+    let why = lab::wait_for(Duration::from_secs(20), || {
+        status(procs.node(a))?["store_check"].as_str().map(str::to_string)
+            .filter(|w| w.contains("restored from an older copy"))
+    })
+    .expect("A knows it was restored from an older copy");
+    assert!(why.contains("incarnation"), "{why}");
+    // Neither A nor B publishes anything while the old leader is away: B alone has no
+    // majority, and A grants no vote.
+    let conflict = lab::wait_for(Duration::from_secs(10), || {
+        [a, b].iter().find_map(|n| {
+            let (s, h) = served(procs.node(*n))?;
+            (s >= serial2 && h != hash2).then(|| format!("node {n} serves {s} {h}"))
+        })
+    });
+    assert_eq!(conflict, None, "a serial with another content");
+    for n in [a, b] {
+        let s = status(procs.node(n)).unwrap();
+        assert_ne!(s["role"], "leader", "node {n} leads: {s}");
+    }
+
+    // --- phase: the old leader back: B and it carry the second version; A stays held.
+    procs.restart(leader).unwrap();
+    lab::wait_for(Duration::from_secs(60), || {
+        [leader, b]
+            .iter()
+            .all(|n| served(procs.node(*n)) == Some((serial2, hash2.clone())))
+            .then_some(())
+    })
+    .expect("the old leader and B serve the second version");
+    assert!(
+        status(procs.node(a)).unwrap()["store_check"]
+            .as_str()
+            .is_some_and(|w| w.contains("restored")),
+        "A released"
+    );
+
+    // --- phase: node rejoin: A wipes its store, is started again and re-learns.
+    let admin = procs.node(b).admin.clone();
+    let rejoin = std::thread::spawn(move || {
+        qs(&["node", "rejoin", &a.to_string(), "--wait-s", "120", "--admin", &admin])
+    });
+    lab::wait_for(Duration::from_secs(20), || {
+        procs.exited().iter().any(|(id, _)| *id == a).then_some(())
+    })
+    .expect("A stops after wiping its store");
+    procs.restart(a).unwrap();
+    let (code, out, err) = rejoin.join().unwrap();
+    assert_eq!(code, 0, "node rejoin: {out}{err}");
+    let all = procs
+        .converged(ZONE, serial2 - 1, Duration::from_secs(60))
+        .expect("every node serves the same version");
+    for (s, h) in &all {
+        assert_eq!((s, h), (&all[0].0, &all[0].1));
+    }
+    assert!(
+        std::fs::read_dir(&data_a)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("restored-")),
+        "the old store is kept aside"
+    );
+}
