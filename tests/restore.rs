@@ -42,9 +42,21 @@ fn status(n: &lab::LabNode) -> Option<Value> {
 
 #[test]
 fn a_follower_restored_from_an_old_copy_never_makes_a_serial_mean_two_contents() {
+    restored(23300, false);
+}
+
+#[test]
+fn the_leader_restored_from_an_old_copy_never_makes_a_serial_mean_two_contents() {
+    restored(23500, true);
+}
+
+/// The scenario: node A's data dir copied while A is briefly stopped (A is the leader then
+/// when `leader_copied`, a follower otherwise), A running again; B stopped and a change
+/// published by the leader L and A; A restored from the copy and L killed; A and B started.
+fn restored(port: u16, leader_copied: bool) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let nodes = lab::write(d, &[1, 2, 3], &[1, 2, 3], 23300, "").unwrap();
+    let nodes = lab::write(d, &[1, 2, 3], &[1, 2, 3], port, "").unwrap();
     let mut procs = lab::Procs::local(nodes, &exe());
     procs.start().unwrap();
     let (code, out, err) = qs(&["cluster", "init", "--admin", &procs.node(1).admin]);
@@ -54,16 +66,24 @@ fn a_follower_restored_from_an_old_copy_never_makes_a_serial_mean_two_contents()
     let (code, out, err) = qs(&["zone", "add", ZONE, "--file", p(&zone), "--admin", &procs.node(1).admin]);
     assert_eq!(code, 0, "{out}{err}");
     let first = procs.converged(ZONE, 0, Duration::from_secs(60)).expect("first version")[0].0;
-    let leader = procs.agreed_leader(Duration::from_secs(30)).unwrap();
-    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
-    let (a, b) = (others[0], others[1]);
+    let first_leader = procs.agreed_leader(Duration::from_secs(30)).unwrap();
+    let a = if leader_copied {
+        first_leader
+    } else {
+        [1, 2, 3].into_iter().find(|i| *i != first_leader).unwrap()
+    };
 
     // --- phase: A's data dir copied while A is briefly stopped; A runs again.
     procs.kill(a);
     let data_a = d.join(format!("data-{a}"));
     let copy = d.join("copy-of-a");
     copy_dir(&data_a, &copy);
+    let leader = lab::wait_for(Duration::from_secs(30), || {
+        procs.agreed_leader(Duration::from_secs(1)).filter(|l| *l != a)
+    })
+    .expect("a leader other than A");
     procs.restart(a).unwrap();
+    let b = [1, 2, 3].into_iter().find(|i| *i != leader && *i != a).unwrap();
     // The leader records A's new incarnation, on every running node.
     let incarnation = lab::wait_for(Duration::from_secs(20), || {
         let s = status(procs.node(a))?;
