@@ -18,6 +18,11 @@
 //!                         disagrees with the others' must not sign but hand over
 //!               disk      node 3's data dir (a 96 MiB tmpfs) filled up, a zone change
 //!                         meanwhile, then freed; a node that stopped on it is restarted
+//!               restore   a node stopped, its data dir copied, restarted; later (the next
+//!                         restore of it) stopped again, its data dir replaced by that older
+//!                         copy and restarted: it must refuse to vote or acknowledge, and the
+//!                         harness, as an operator, runs `node rejoin` on it (not drawn unless
+//!                         named in --kinds yet: see the README)
 //!               control   a node's node-to-node control traffic (clock, status, forwarded
 //!                         changes) dropped both ways while Raft still flows, a zone change
 //!                         meanwhile: a leader that cannot compare its clock with a
@@ -75,6 +80,7 @@ enum Kind {
     Clock,
     Disk,
     Control,
+    Restore,
 }
 
 #[derive(Parser)]
@@ -704,6 +710,60 @@ fn main() -> ExitCode {
                 std::fs::write(control(victim), "clock = 0\n").unwrap();
                 ev(format!("clock of node {victim} back"));
             }
+            Kind::Restore => {
+                let victim = lab.procs.nodes[rng.below(3) as usize].id;
+                let role = role_of(victim, leader);
+                let data = dir.join(format!("data-{victim}"));
+                let copy = dir.join(format!("copy-of-{victim}"));
+                lab.kill(victim);
+                if !copy.exists() {
+                    copy_dir(&data, &copy);
+                    lab.restart(victim);
+                    ev(format!("node {victim} ({role}) stopped, its data dir copied, restarted"));
+                    tally.add("(restore: copies taken)");
+                } else {
+                    let _ = std::fs::remove_dir_all(&data);
+                    copy_dir(&copy, &data);
+                    let _ = std::fs::remove_dir_all(&copy);
+                    lab.restart(victim);
+                    ev(format!("node {victim} ({role}) restored from its older copy"));
+                    tally.add(&format!("restore: a {role}"));
+                    watch(&lab, &mut c, &mut keys, EPISODE);
+                    // The operator: a node that knows it is an older copy is rejoined.
+                    let held = lab::status(&lab.admin(victim)).is_some_and(|s| {
+                        s["store_check"]
+                            .as_str()
+                            .is_some_and(|w| w.contains("restored from an older copy"))
+                    });
+                    ev(format!("node {victim} held as an older copy: {held}"));
+                    if held {
+                        // Through any other node, until one takes it (an election may be on).
+                        let mut said = String::new();
+                        let done = lab::wait_for(Duration::from_secs(30), || {
+                            let via = lab.others(victim)[rng.below(2) as usize];
+                            let a = quorumsign::admin::client::call(
+                                &lab.admin(via),
+                                "POST",
+                                &format!("/nodes/{victim}/rejoin"),
+                                None,
+                                Duration::from_secs(30),
+                            );
+                            said = a.as_ref().map_or_else(|e| e.clone(), |a| format!("{} {}", a.code, a.message()));
+                            a.is_ok_and(|a| a.code == 200).then_some(())
+                        });
+                        ev(format!("node rejoin {victim}: {said}"));
+                        if done.is_none() {
+                            tally.add("(restore: rejoin refused)");
+                        }
+                        // It stops by itself; the exit is seen and it is started again below.
+                        lab::wait_for(Duration::from_secs(10), || {
+                            lab.procs.node_exited(victim).then_some(())
+                        });
+                    } else {
+                        tally.add("(restore: not recognised)");
+                    }
+                }
+            }
             Kind::Control => {
                 let victim = if rng.below(2) == 0 {
                     leader
@@ -855,7 +915,7 @@ fn main() -> ExitCode {
         .map(|(_, v)| v)
         .sum();
     println!(
-        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}, clock jumps {}, disk faults {}, control drops {}) in {:.1} s",
+        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}, clock jumps {}, disk faults {}, control drops {}, restores {}) in {:.1} s",
         o.seed,
         tally.of("kill"),
         tally.of("pause"),
@@ -865,6 +925,7 @@ fn main() -> ExitCode {
         tally.of("clock"),
         tally.of("disk"),
         tally.of("control"),
+        tally.of("restore: a"),
         start.elapsed().as_secs_f64()
     );
     for (what, n) in &tally.0 {
@@ -915,6 +976,18 @@ fn main() -> ExitCode {
 }
 
 /// How the event log names node `id`'s part when a fault hit it.
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::create_dir_all(to);
+    for e in std::fs::read_dir(from).into_iter().flatten().flatten() {
+        let t = to.join(e.file_name());
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            copy_dir(&e.path(), &t);
+        } else {
+            let _ = std::fs::copy(e.path(), &t);
+        }
+    }
+}
+
 fn role_of(id: u64, leader: u64) -> &'static str {
     if id == leader { "leader" } else { "follower" }
 }

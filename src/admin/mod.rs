@@ -738,7 +738,9 @@ pub async fn handle(
                 Ok(r) => r.force,
                 Err(r) => return r,
             };
-            if let Err(e) = check_majority_without(node, id, "rejoin") {
+            // A node held as an older copy already counts for nothing; wiping one that is
+            // not (--force) must leave a healthy majority.
+            if force && let Err(e) = check_majority_without(node, id, "rejoin") {
                 return error(409, e);
             }
             let _ = origin(caller, format!("node rejoin {id}{}", if force { " --force" } else { "" }));

@@ -894,6 +894,9 @@ pub fn format_status(v: &Value) -> String {
         for p in r["problems"].as_array().into_iter().flatten() {
             s.push_str(&format!("      readiness: {}\n", p.as_str().unwrap_or("")));
         }
+        if let Some(h) = n["store_check"].as_str() {
+            s.push_str(&format!("      HELD: {h}\n"));
+        }
     }
     let Some(any) = nodes.iter().find(|n| n["zones"].is_array()) else {
         return s;

@@ -93,9 +93,7 @@ pub async fn run(node: Arc<Node>) {
             if built_here && good.as_ref().is_none_or(|g| g.token != version.token) {
                 last_full.entry(zone.clone()).or_insert_with(Instant::now);
                 let mut l = node.local();
-                l.alarms.remove(&zone);
-                l.behind.remove(&zone);
-                l.last_good.insert(zone, version);
+                accept(&node, &mut l, zone, version);
                 continue;
             }
             let n = node.clone();
@@ -124,9 +122,7 @@ pub async fn run(node: Arc<Node>) {
                             "version validated"
                         );
                     }
-                    l.alarms.remove(&zone);
-                    l.behind.remove(&zone);
-                    l.last_good.insert(zone, version);
+                    accept(&node, &mut l, zone, version);
                 }
                 Err(e) if e == SUPERSEDED => {
                     // A newer version arrived meanwhile: the next round validates that one.
@@ -149,6 +145,37 @@ pub async fn run(node: Arc<Node>) {
 }
 
 const SUPERSEDED: &str = "superseded while validating";
+
+/// Makes a validated `version` the one this node serves for `zone`, unless this node
+/// served the same serial with another content before: then it stops answering for the
+/// zone and raises the alarm (the cluster's state is not what it published).
+fn accept(node: &Node, l: &mut crate::node::Local, zone: String, version: crate::replica::Version) {
+    if let Some((serial, hash)) = l.served.get(&zone).copied()
+        && serial == version.serial
+        && hash != version.hash
+    {
+        let why = format!(
+            "serial {serial} was served by this node with content {}, and the cluster now holds \
+             {} under it: not answering for the zone",
+            crate::replica::state::hex(&hash[..8]),
+            crate::replica::state::hex(&version.hash[..8])
+        );
+        if l.conflicts.get(&zone) != Some(&why) {
+            tracing::error!(zone, "ALARM: {why}");
+        }
+        l.alarms.insert(zone.clone(), why.clone());
+        l.conflicts.insert(zone, why);
+        return;
+    }
+    l.conflicts.remove(&zone);
+    l.alarms.remove(&zone);
+    l.behind.remove(&zone);
+    if l.served.get(&zone) != Some(&(version.serial, version.hash)) {
+        l.served.insert(zone.clone(), (version.serial, version.hash));
+        crate::node::served::save(&node.cfg.data_dir, &l.served);
+    }
+    l.last_good.insert(zone, version);
+}
 
 /// Validates `version` of `zone` as this node holds it. Returns whether it was a full check.
 fn validate(

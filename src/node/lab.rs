@@ -260,6 +260,13 @@ impl Procs {
         Ok(())
     }
 
+    /// Whether node `id`'s process has ended by itself (without taking it from [`exited`]).
+    pub fn node_exited(&mut self, id: u64) -> bool {
+        let i = self.nodes.iter().position(|n| n.id == id);
+        i.and_then(|i| self.children[i].as_mut())
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     /// Nodes whose process ended by itself since the last look: (id, how).
     pub fn exited(&mut self) -> Vec<(u64, String)> {
         let mut out = Vec::new();

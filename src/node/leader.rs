@@ -1746,13 +1746,14 @@ fn build_version(
     }
     let (file_serial, _, _) = unsigned.soa();
     let input_serial = input_serial.unwrap_or(file_serial);
-    let serial = next_serial(
-        &cfg.serial,
-        current.as_ref().map(|v| v.serial),
-        file_serial,
-        now(),
-    )
-    .map_err(|e| format!("zone {zone}: {e}"))?;
+    // A zone removed and added again starts after the serial it was last published with:
+    // a serial once published never carries another content.
+    let last = current
+        .as_ref()
+        .map(|v| v.serial)
+        .or_else(|| node.sm.with(|st| st.last_published(zone)));
+    let serial = next_serial(&cfg.serial, last, file_serial, now())
+        .map_err(|e| format!("zone {zone}: {e}"))?;
     set_serial(&mut unsigned, serial);
     let mut facts = facts_of(&unsigned);
     if let (Some(_), Some(cur)) = (&delta, &current) {

@@ -89,6 +89,44 @@ pub struct Local {
     pub behind: BTreeMap<String, tokio::time::Instant>,
     /// Zone → why this node does not answer for it now (see [`Node::stale`]).
     pub stale: BTreeMap<String, String>,
+    /// Zone -> the (serial, content hash) this node served last, kept in `DATA/served`
+    /// across restarts ([`served`]).
+    #[serde(skip)]
+    pub served: BTreeMap<String, (u32, [u8; 32])>,
+    /// Zone -> why this node does not answer for it at all: the cluster now holds another
+    /// content under a serial this node served.
+    pub conflicts: BTreeMap<String, String>,
+}
+
+/// What a node served, kept across restarts: a serial this node answered with must never
+/// come back with another content (a store restored from an old copy, or state that
+/// diverged from what was published).
+pub mod served {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    const FILE: &str = "served";
+
+    pub fn load(data_dir: &Path) -> BTreeMap<String, (u32, [u8; 32])> {
+        std::fs::read(data_dir.join(FILE))
+            .ok()
+            .and_then(|b| crate::replica::decode(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes the record (temp file, fsync, rename).
+    pub fn save(data_dir: &Path, served: &BTreeMap<String, (u32, [u8; 32])>) {
+        let mut f = match crate::zone::write::AtomicFile::create(&data_dir.join(FILE)) {
+            Ok(f) => f,
+            Err(e) => return tracing::warn!("{}: {e}", data_dir.join(FILE).display()),
+        };
+        if let Err(e) = f
+            .write_all(&crate::replica::encode(served))
+            .and_then(|_| f.commit())
+        {
+            tracing::warn!("{}: {e}", data_dir.join(FILE).display());
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -427,6 +465,9 @@ impl Node {
         zone: &str,
         z: &crate::replica::state::ZoneState,
     ) -> Option<String> {
+        if let Some(c) = l.conflicts.get(zone) {
+            return Some(c.clone());
+        }
         let cfg = z.config.as_ref()?;
         // Never below four heartbeats: a follower learns it is current only that often.
         let limit = Duration::from_millis(
@@ -585,7 +626,10 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         raft: raft.clone(),
         sm,
         keys,
-        local: Mutex::new(Local::default()),
+        local: Mutex::new(Local {
+            served: served::load(&cfg.data_dir),
+            ..Default::default()
+        }),
         tsig: cfg.tsig_keys()?,
         contact: Default::default(),
         peers: Arc::new(TlsPeers {
@@ -640,6 +684,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         node.contact.clone(),
         control,
     ));
+    // Held (see `restore`) until the store check passes: no election either.
+    node.raft.runtime_config().elect(false);
     tokio::spawn(restore::check(node.clone()));
     tokio::spawn(restore::record(node.clone()));
     tokio::spawn(crate::admin::server::serve(admin_listeners, node.clone()));

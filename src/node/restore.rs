@@ -163,6 +163,9 @@ pub async fn check(node: Arc<Node>) {
                         }
                         *h = Some(why);
                     }
+                    // Nor does it stand for election: a held node's higher terms would only
+                    // depose the leader the others follow.
+                    node.raft.runtime_config().elect(false);
                     // Held for good: the node stays as it is for the operator to see.
                     return hold_forever(node).await;
                 }
@@ -171,6 +174,7 @@ pub async fn check(node: Arc<Node>) {
         if !released && (blank || agree >= voters.len() / 2 + 1 || voters.len() <= 1) {
             released = true;
             *node.hold.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            node.raft.runtime_config().elect(true);
             tracing::info!(
                 answers = agree - 1,
                 "store check passed: no member records a newer state of this store"

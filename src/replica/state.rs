@@ -319,6 +319,30 @@ pub struct ClusterState {
     pub fenced: BTreeMap<NodeId, u64>,
     /// Each member's store as the leader last saw it.
     pub stores: BTreeMap<NodeId, super::StoreRecord>,
+    /// Zone -> the serials published last and their content hashes, oldest first (at most
+    /// [`PUBLISHED_KEPT`]; kept when a zone is removed): a serial once published never
+    /// carries another content.
+    pub published: BTreeMap<String, VecDeque<(u32, [u8; 32])>>,
+}
+
+/// Serials remembered per zone in [`ClusterState::published`].
+pub const PUBLISHED_KEPT: usize = 1024;
+
+impl ClusterState {
+    /// The content published under `serial` of `zone`, if remembered.
+    pub fn published_hash(&self, zone: &str, serial: u32) -> Option<[u8; 32]> {
+        self.published
+            .get(zone)?
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == serial)
+            .map(|(_, h)| *h)
+    }
+
+    /// The serial `zone` was published with last, if remembered (also after a removal).
+    pub fn last_published(&self, zone: &str) -> Option<u32> {
+        self.published.get(zone)?.back().map(|(s, _)| *s)
+    }
 }
 
 /// SHA-256 of one RRset with its signatures: a term of the content hash.
@@ -790,6 +814,19 @@ impl ClusterState {
                 base,
                 mut version,
             } => {
+                if let Some(h) = self.published_hash(&zone, version.serial)
+                    && h != version.hash
+                {
+                    if let Some(z) = self.zones.get_mut(&zone) {
+                        z.staged.remove(&upload);
+                    }
+                    return Outcome::Refused(format!(
+                        "zone {zone}: serial {} was published with content {}; it never carries \
+                         another (the leader moves the serial forward)",
+                        version.serial,
+                        hex(&h[..8])
+                    ));
+                }
                 let Some(z) = self.zones.get_mut(&zone) else {
                     return Outcome::Refused(format!("no zone {zone}"));
                 };
@@ -883,6 +920,11 @@ impl ClusterState {
                     z.history.pop_front();
                 }
                 z.current = Some(version.clone());
+                let p = self.published.entry(zone.clone()).or_default();
+                p.push_back((version.serial, version.hash));
+                while p.len() > PUBLISHED_KEPT {
+                    p.pop_front();
+                }
                 Outcome::Published {
                     serial: version.serial,
                     token,
@@ -1063,6 +1105,43 @@ mod tests {
                 version,
             },
         )
+    }
+
+    /// A serial once published never carries another content, also after the zone was
+    /// removed and added again; the same content under it is no conflict.
+    #[test]
+    fn a_published_serial_never_carries_another_content() {
+        let mut st = with_example_zone();
+        let mut idx = 1;
+        let first = publish(&mut st, &mut idx, vec![change("a", 1)], 7, None);
+        assert!(matches!(first, Outcome::Published { serial: 7, .. }), "{first:?}");
+        let h7 = st.published_hash("example.", 7).unwrap();
+        idx += 1;
+        st.apply(
+            &lid(idx),
+            Command::RemoveZone {
+                name: "example.".into(),
+                origin: origin(),
+            },
+        );
+        idx += 1;
+        st.apply(
+            &lid(idx),
+            Command::AddZone {
+                zone: ZoneConfig::new("example", "file:/dev/null"),
+                origin: origin(),
+            },
+        );
+        assert_eq!(st.last_published("example."), Some(7));
+        let again = publish(&mut st, &mut idx, vec![change("b", 2)], 7, None);
+        let Outcome::Refused(why) = again else {
+            panic!("serial 7 published with another content: {again:?}");
+        };
+        assert!(why.contains("serial 7 was published"), "{why}");
+        assert!(st.zones["example."].current.is_none());
+        let same = publish(&mut st, &mut idx, vec![change("a", 1)], 7, None);
+        assert!(matches!(same, Outcome::Published { .. }), "{same:?}");
+        assert_eq!(st.published_hash("example.", 7), Some(h7));
     }
 
     /// `zone set` with a new input counts as a reload (the next version is built from all
