@@ -719,14 +719,18 @@ fn main() -> ExitCode {
                 if !copy.exists() {
                     copy_dir(&data, &copy);
                     lab.restart(victim);
-                    ev(format!("node {victim} ({role}) stopped, its data dir copied, restarted"));
+                    ev(format!(
+                        "node {victim} ({role}) stopped, its data dir copied, restarted"
+                    ));
                     tally.add("(restore: copies taken)");
                 } else {
                     let _ = std::fs::remove_dir_all(&data);
                     copy_dir(&copy, &data);
                     let _ = std::fs::remove_dir_all(&copy);
                     lab.restart(victim);
-                    ev(format!("node {victim} ({role}) restored from its older copy"));
+                    ev(format!(
+                        "node {victim} ({role}) restored from its older copy"
+                    ));
                     tally.add(&format!("restore: a {role}"));
                     watch(&lab, &mut c, &mut keys, EPISODE);
                     // The operator: a node that knows it is an older copy is rejoined.
@@ -748,7 +752,10 @@ fn main() -> ExitCode {
                                 None,
                                 Duration::from_secs(30),
                             );
-                            said = a.as_ref().map_or_else(|e| e.clone(), |a| format!("{} {}", a.code, a.message()));
+                            said = a.as_ref().map_or_else(
+                                |e| e.clone(),
+                                |a| format!("{} {}", a.code, a.message()),
+                            );
                             a.is_ok_and(|a| a.code == 200).then_some(())
                         });
                         ev(format!("node rejoin {victim}: {said}"));

@@ -232,7 +232,9 @@ impl AdminConfig {
             crate::access::Role::parse(role).map_err(|e| format!("admin: {who}: {e}"))?;
         }
         if https && self.operator_ca.is_none() {
-            return Err("admin_listen needs admin.operator_ca (the CA of operator certificates)".into());
+            return Err(
+                "admin_listen needs admin.operator_ca (the CA of operator certificates)".into(),
+            );
         }
         if let Some(ca) = &self.operator_ca
             && !ca.exists()
@@ -356,7 +358,12 @@ impl NodeConfig {
                 let col = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
                 format!("line {line}, column {col}: ")
             });
-            format!("{}: {}{}", path.display(), at.unwrap_or_default(), e.message())
+            format!(
+                "{}: {}{}",
+                path.display(),
+                at.unwrap_or_default(),
+                e.message()
+            )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let abs = |p: &mut PathBuf| {

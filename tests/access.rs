@@ -41,7 +41,15 @@ impl Lab {
         l.procs.agreed_leader(T).expect("a leader");
         let zone = l.dir.path().join("example.zone");
         std::fs::copy(common::example_zone(), &zone).unwrap();
-        let (code, out, err) = qs(&["zone", "add", ZONE, "--file", p(&zone), "--admin", l.sock(1)]);
+        let (code, out, err) = qs(&[
+            "zone",
+            "add",
+            ZONE,
+            "--file",
+            p(&zone),
+            "--admin",
+            l.sock(1),
+        ]);
         assert_eq!(code, 0, "zone add: {out}{err}");
         l.serial_everywhere(0);
         l
@@ -177,19 +185,69 @@ fn every_endpoint_needs_its_role_over_https_and_the_socket() {
         ("GET", format!("/zones/{ZONE}/backup"), None, "monitor"),
         ("GET", format!("/zones/{ZONE}/signed"), None, "operator"),
         ("POST", format!("/zones/{ZONE}/reload"), None, "operator"),
-        ("POST", "/audit".into(), Some(json!({ "command": "matrix" })), "operator"),
+        (
+            "POST",
+            "/audit".into(),
+            Some(json!({ "command": "matrix" })),
+            "operator",
+        ),
         ("POST", "/nodes/9/unfence".into(), None, "operator"),
         ("DELETE", "/nodes/9".into(), None, "operator"),
-        ("POST", "/nodes".into(), Some(json!({ "id": 9, "raft": "127.0.0.1:1" })), "operator"),
-        ("DELETE", "/zones/nosuch.".into(), Some(json!({ "confirm": "nosuch." })), "operator"),
-        ("POST", "/leader/transfer".into(), Some(json!({ "to": leader })), "operator"),
-        ("POST", format!("/zones/{ZONE}/keys"), Some(json!({ "action": "bogus" })), "security-officer"),
-        ("DELETE", "/zones/nosuch./keys".into(), Some(json!({ "confirm": "nosuch." })), "security-officer"),
-        ("POST", "/keystore".into(), Some(json!({ "available": true })), "security-officer"),
-        ("POST", "/nodes/2/keystore".into(), Some(json!({ "available": true })), "security-officer"),
-        ("PATCH", format!("/zones/{ZONE}"), Some(json!({ "policy": "not toml [" })), "security-officer"),
+        (
+            "POST",
+            "/nodes".into(),
+            Some(json!({ "id": 9, "raft": "127.0.0.1:1" })),
+            "operator",
+        ),
+        (
+            "DELETE",
+            "/zones/nosuch.".into(),
+            Some(json!({ "confirm": "nosuch." })),
+            "operator",
+        ),
+        (
+            "POST",
+            "/leader/transfer".into(),
+            Some(json!({ "to": leader })),
+            "operator",
+        ),
+        (
+            "POST",
+            format!("/zones/{ZONE}/keys"),
+            Some(json!({ "action": "bogus" })),
+            "security-officer",
+        ),
+        (
+            "DELETE",
+            "/zones/nosuch./keys".into(),
+            Some(json!({ "confirm": "nosuch." })),
+            "security-officer",
+        ),
+        (
+            "POST",
+            "/keystore".into(),
+            Some(json!({ "available": true })),
+            "security-officer",
+        ),
+        (
+            "POST",
+            "/nodes/2/keystore".into(),
+            Some(json!({ "available": true })),
+            "security-officer",
+        ),
+        (
+            "PATCH",
+            format!("/zones/{ZONE}"),
+            Some(json!({ "policy": "not toml [" })),
+            "security-officer",
+        ),
     ];
-    let rank = |r: &str| ["monitor", "operator", "security-officer"].iter().position(|x| *x == r).unwrap();
+    let rank = |r: &str| {
+        ["monitor", "operator", "security-officer"]
+            .iter()
+            .position(|x| *x == r)
+            .unwrap()
+    };
     for (method, path, body, needed) in &matrix {
         let body = body.as_ref();
         let a = call_as(l.https(1), Some(&foreign), method, path, body, T);
@@ -203,7 +261,11 @@ fn every_endpoint_needs_its_role_over_https_and_the_socket() {
                 .unwrap_or_else(|e| panic!("{method} {path} as {role}: {e}"));
             if rank(role) < rank(needed) {
                 assert_eq!(a.code, 403, "{method} {path} as {role}: {}", a.message());
-                assert!(a.message().contains(&format!("needs the role {needed}")), "{}", a.message());
+                assert!(
+                    a.message().contains(&format!("needs the role {needed}")),
+                    "{}",
+                    a.message()
+                );
             } else {
                 assert!(
                     a.code != 401 && a.code != 403,
@@ -215,9 +277,15 @@ fn every_endpoint_needs_its_role_over_https_and_the_socket() {
         }
         // The lab maps its own uid to security-officer on the socket.
         let a = call(l.sock(2), method, path, body, T).unwrap();
-        assert!(a.code != 401 && a.code != 403, "{method} {path} on the socket: {}", a.message());
+        assert!(
+            a.code != 401 && a.code != 403,
+            "{method} {path} on the socket: {}",
+            a.message()
+        );
         if *method == "POST" && path == "/leader/transfer" {
-            l.procs.agreed_leader(T).expect("a leader after the transfer");
+            l.procs
+                .agreed_leader(T)
+                .expect("a leader after the transfer");
         }
     }
     // Refusals and changes are audited with the caller's identity and role.
@@ -229,7 +297,8 @@ fn every_endpoint_needs_its_role_over_https_and_the_socket() {
         .map(|r| format!("{} {}", r["origin"]["by"], r["origin"]["command"]))
         .collect();
     assert!(
-        by.iter().any(|b| b.contains("cert:lab-operator (operator)") && b.contains("matrix")),
+        by.iter()
+            .any(|b| b.contains("cert:lab-operator (operator)") && b.contains("matrix")),
         "{by:#?}"
     );
     assert!(by.iter().any(|b| b.contains("unix:")), "{by:#?}");
@@ -244,16 +313,40 @@ fn every_endpoint_needs_its_role_over_https_and_the_socket() {
         )
     };
     assert_eq!(raw(s, &post("text/plain", "", "localhost")), 415);
-    assert_eq!(raw(s, &post("application/json", "Origin: http://evil.example\r\n", "localhost")), 403);
+    assert_eq!(
+        raw(
+            s,
+            &post(
+                "application/json",
+                "Origin: http://evil.example\r\n",
+                "localhost"
+            )
+        ),
+        403
+    );
     assert_eq!(raw(s, &post("application/json", "", "evil.example")), 421);
-    assert_eq!(raw(s, "GET /v1/status HTTP/1.1\r\nHost: rebind.evil.example\r\n\r\n"), 421);
+    assert_eq!(
+        raw(
+            s,
+            "GET /v1/status HTTP/1.1\r\nHost: rebind.evil.example\r\n\r\n"
+        ),
+        421
+    );
     assert_eq!(raw(s, &post("application/json", "", "localhost")), 200);
     // The same over HTTPS with a monitor's certificate: a Host that is not the listener's,
     // then the listener's own.
     let monitor = l.creds("monitor");
-    let rebound = raw_tls(&l, Some(&monitor), "GET /v1/status HTTP/1.1\r\nHost: rebind.evil.example\r\n\r\n");
+    let rebound = raw_tls(
+        &l,
+        Some(&monitor),
+        "GET /v1/status HTTP/1.1\r\nHost: rebind.evil.example\r\n\r\n",
+    );
     assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
-    let own = raw_tls(&l, Some(&monitor), "GET /v1/status HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let own = raw_tls(
+        &l,
+        Some(&monitor),
+        "GET /v1/status HTTP/1.1\r\nHost: {addr}\r\n\r\n",
+    );
     assert!(own.starts_with("HTTP/1.1 200"), "{own}");
     let origin = raw_tls(
         &l,
@@ -268,7 +361,14 @@ fn every_endpoint_needs_its_role_over_https_and_the_socket() {
     assert_eq!(a.code, 413, "{}", a.message());
     let mut refused = 0;
     for i in 0..12 {
-        let a = call(s, "POST", "/audit", Some(&json!({ "command": format!("note {i}") })), T).unwrap();
+        let a = call(
+            s,
+            "POST",
+            "/audit",
+            Some(&json!({ "command": format!("note {i}") })),
+            T,
+        )
+        .unwrap();
         if a.code == 429 {
             refused += 1;
         }
@@ -279,8 +379,14 @@ fn every_endpoint_needs_its_role_over_https_and_the_socket() {
     // nothing; the cluster keeps publishing and a later remove still works.
     for id in [4, 5, 6] {
         let (code, out, err) = qs(&[
-            "node", "add", "--id", &id.to_string(), "--raft", &format!("127.0.0.1:{}", 1 + id),
-            "--admin", l.sock(1),
+            "node",
+            "add",
+            "--id",
+            &id.to_string(),
+            "--raft",
+            &format!("127.0.0.1:{}", 1 + id),
+            "--admin",
+            l.sock(1),
         ]);
         assert_ne!(code, 0, "bogus add of node {id} accepted: {out}");
         assert!(err.contains("does not answer"), "{err}");
@@ -304,10 +410,14 @@ fn slow_idle_and_too_many_connections_are_closed() {
     let s = l.sock(1).to_string();
     // Idle: nothing sent; a head sent a byte a second never completes; a body that stalls.
     let idle = closed_after(&s, b"");
-    assert!(idle < Duration::from_secs(9), "idle connection open for {idle:?}");
+    assert!(
+        idle < Duration::from_secs(9),
+        "idle connection open for {idle:?}"
+    );
     let slow = {
         let mut c = UnixStream::connect(&s).unwrap();
-        c.set_read_timeout(Some(Duration::from_millis(900))).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(900)))
+            .unwrap();
         let t = Instant::now();
         let head = b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         let mut closed = None;
@@ -338,7 +448,10 @@ fn slow_idle_and_too_many_connections_are_closed() {
     let held: Vec<UnixStream> = (0..64).map(|_| UnixStream::connect(&s).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));
     let over = closed_after(&s, b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert!(over < Duration::from_secs(2), "65th connection served or held {over:?}");
+    assert!(
+        over < Duration::from_secs(2),
+        "65th connection served or held {over:?}"
+    );
     drop(held);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(call(&s, "GET", "/status", None, T).unwrap().code, 200);
@@ -346,7 +459,14 @@ fn slow_idle_and_too_many_connections_are_closed() {
     // Files: secrets 0600, directories of secrets 0700, the socket 0660.
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let d = l.dir.path();
-    for f in ["cluster.pass", "tsig.secret", "certs/ca.key", "certs/node-1.key", "certs/operator-ca.key", "certs/operator-lab-monitor.key"] {
+    for f in [
+        "cluster.pass",
+        "tsig.secret",
+        "certs/ca.key",
+        "certs/node-1.key",
+        "certs/operator-ca.key",
+        "certs/operator-lab-monitor.key",
+    ] {
         assert_eq!(mode(&d.join(f)), 0o600, "{f}");
     }
     assert_eq!(mode(&d.join("certs")), 0o700);
@@ -356,7 +476,13 @@ fn slow_idle_and_too_many_connections_are_closed() {
     let mut stack = vec![d.join("data-1")];
     let mut seen = 0;
     while let Some(p) = stack.pop() {
-        assert_eq!(mode(&p) & 0o077, 0, "{} is mode {:o}", p.display(), mode(&p));
+        assert_eq!(
+            mode(&p) & 0o077,
+            0,
+            "{} is mode {:o}",
+            p.display(),
+            mode(&p)
+        );
         seen += 1;
         if p.is_dir() {
             stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
@@ -383,7 +509,9 @@ fn a_config_error_never_echoes_a_secret() {
     // Readable by others: the node says so when it starts (checked without starting it).
     let pass = dir.path().join("cluster.pass");
     std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let cfg = lab::write(dir.path(), &[1], &[1], 22500, "").unwrap()[0].config.clone();
+    let cfg = lab::write(dir.path(), &[1], &[1], 22500, "").unwrap()[0]
+        .config
+        .clone();
     let c = quorumsign::config::NodeConfig::load(&cfg).unwrap();
     let w = c.exposed_secrets();
     assert!(w.iter().any(|w| w.contains("cluster.pass")), "{w:?}");
@@ -460,13 +588,25 @@ fn operator_key_events_are_checked_with_the_parent_and_removed_zones_keep_their_
     )
     .unwrap();
     let (code, out, err) = qs(&[
-        "zone", "add", CHILD, "--file", p(&child), "--policy", p(&policy), "--admin", &s,
+        "zone",
+        "add",
+        CHILD,
+        "--file",
+        p(&child),
+        "--policy",
+        p(&policy),
+        "--admin",
+        &s,
     ]);
     assert_eq!(code, 0, "{out}{err}");
     let ksk = lab::wait_for(Duration::from_secs(60), || {
-        let v = call(&s, "GET", &format!("/zones/{CHILD}/keys"), None, T).ok()?.json();
+        let v = call(&s, "GET", &format!("/zones/{CHILD}/keys"), None, T)
+            .ok()?
+            .json();
         v["keys"].as_array()?.iter().find_map(|k| {
-            (k["role"] == "ksk" || k["role"] == "csk").then(|| k["tag"].as_u64()).flatten()
+            (k["role"] == "ksk" || k["role"] == "csk")
+                .then(|| k["tag"].as_u64())
+                .flatten()
         })
     })
     .expect("the child's KSK");
@@ -475,16 +615,29 @@ fn operator_key_events_are_checked_with_the_parent_and_removed_zones_keep_their_
     lab::wait_for(Duration::from_secs(10), || {
         let (code, out, _) = common::tool(
             "kdig",
-            &["@127.0.0.1", "-p", &parent_port.to_string(), "parent.test.", "SOA", "+short"],
+            &[
+                "@127.0.0.1",
+                "-p",
+                &parent_port.to_string(),
+                "parent.test.",
+                "SOA",
+                "+short",
+            ],
         );
         (code == 0 && out.contains("hostmaster")).then_some(())
     })
     .expect("the parent answers");
     // A forged "DS seen": the parent serves no DS of the child, so it is refused.
     let (code, out, err) = qs(&["keys", "ds-seen", CHILD, &tag, "--admin", &s]);
-    assert_ne!(code, 0, "ds-seen accepted although the parent has no DS: {out}");
+    assert_ne!(
+        code, 0,
+        "ds-seen accepted although the parent has no DS: {out}"
+    );
     assert!(err.contains("do not serve a DS of this key"), "{err}");
-    assert!(err.contains(&format!("127.0.0.1:{parent_port}: no DS")), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{parent_port}: no DS")),
+        "{err}"
+    );
     // A security officer may force it once the DS is due; the audit log says so, with the
     // parent's answer.
     lab::wait_for(Duration::from_secs(60), || {
@@ -493,18 +646,40 @@ fn operator_key_events_are_checked_with_the_parent_and_removed_zones_keep_their_
         (code == 0).then_some(())
     })
     .expect("a forced ds-seen is taken once the DS is submitted");
-    let audit = call(&s, "GET", "/audit", None, T).unwrap().json().to_string();
-    assert!(audit.contains("FORCED: the parent's servers do not serve a DS"), "{audit}");
+    let audit = call(&s, "GET", "/audit", None, T)
+        .unwrap()
+        .json()
+        .to_string();
+    assert!(
+        audit.contains("FORCED: the parent's servers do not serve a DS"),
+        "{audit}"
+    );
 
     // zone remove needs the name twice and keeps the keys; the zone cannot come back
     // before a purge, which needs the name twice too.
-    let (code, _, err) = qs(&["zone", "remove", CHILD, "--confirm", "other.test.", "--admin", &s]);
+    let (code, _, err) = qs(&[
+        "zone",
+        "remove",
+        CHILD,
+        "--confirm",
+        "other.test.",
+        "--admin",
+        &s,
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("--confirm"), "{err}");
     let (code, out, err) = qs(&["zone", "remove", CHILD, "--confirm", CHILD, "--admin", &s]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, _, err) = qs(&[
-        "zone", "add", CHILD, "--file", p(&child), "--policy", p(&policy), "--admin", &s,
+        "zone",
+        "add",
+        CHILD,
+        "--file",
+        p(&child),
+        "--policy",
+        p(&policy),
+        "--admin",
+        &s,
     ]);
     assert_ne!(code, 0, "re-added over retired keys");
     assert!(err.contains("keys purge"), "{err}");
@@ -513,7 +688,15 @@ fn operator_key_events_are_checked_with_the_parent_and_removed_zones_keep_their_
     let (code, out, err) = qs(&["keys", "purge", CHILD, "--confirm", CHILD, "--admin", &s]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = qs(&[
-        "zone", "add", CHILD, "--file", p(&child), "--policy", p(&policy), "--admin", &s,
+        "zone",
+        "add",
+        CHILD,
+        "--file",
+        p(&child),
+        "--policy",
+        p(&policy),
+        "--admin",
+        &s,
     ]);
     assert_eq!(code, 0, "{out}{err}");
 }

@@ -1169,7 +1169,9 @@ fn clock_check_fails_closed_when_control_traffic_is_dropped() {
     .expect("the cut-off leader raises the clock alarm");
     assert!(alarm.contains("a majority needs 2"), "{alarm}");
     let new = lab::wait_for(Duration::from_secs(30), || {
-        c.procs.agreed_leader(Duration::from_secs(1)).filter(|l| *l != old)
+        c.procs
+            .agreed_leader(Duration::from_secs(1))
+            .filter(|l| *l != old)
     })
     .expect("another node leads");
     c.append_record("during-drop 300 IN A 192.0.2.71");
@@ -1188,7 +1190,10 @@ fn clock_check_fails_closed_when_control_traffic_is_dropped() {
             .filter_map(|s| lab::zone_of(&s, ZONE)?["serial"].as_u64())
             .find(|s| *s > serial2)
     });
-    assert_eq!(published, None, "a version was signed without a clock check");
+    assert_eq!(
+        published, None,
+        "a version was signed without a clock check"
+    );
     let alarms = c
         .procs
         .running()

@@ -50,7 +50,11 @@ fn fakes(dir: &Path) -> PathBuf {
 
 fn run(dir: &Path, script: &str, args: &[&str]) -> (i32, String) {
     let bin = fakes(dir);
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new("sh")
         .arg(fencing().join(script))
         .args(args)
@@ -121,7 +125,10 @@ fn refuses_hostile(script: &str, first: &dyn Fn(&Path) -> String) {
     for [node, addr, term, reason] in &cases {
         let (code, out) = run(dir.path(), script, &[&first, node, addr, term, reason]);
         assert_eq!(code, 2, "{script} {node:?} {addr:?} {term:?}: {out}");
-        assert!(!canary.exists(), "{script} {node:?} {addr:?} {term:?} ran a command");
+        assert!(
+            !canary.exists(),
+            "{script} {node:?} {addr:?} {term:?} ran a command"
+        );
         assert!(
             !dir.path().join("log").exists(),
             "{script} {node:?} {addr:?} {term:?} called a tool: {}",
@@ -185,13 +192,24 @@ fn ipmi_fence_refuses_hostile_arguments_and_map_lines() {
         "2 * admin".into(),
     ] {
         let map = map_of(dir.path(), &line);
-        let (code, out) = run(dir.path(), "fence-ipmi.sh", &[&map, "2", "10.0.0.9:7101", "7", "r"]);
+        let (code, out) = run(
+            dir.path(),
+            "fence-ipmi.sh",
+            &[&map, "2", "10.0.0.9:7101", "7", "r"],
+        );
         assert_eq!(code, 2, "map line {line:?}: {out}");
         assert!(!canary.exists(), "map line {line:?} ran a command");
-        assert!(!dir.path().join("log").exists(), "map line {line:?} called ipmitool");
+        assert!(
+            !dir.path().join("log").exists(),
+            "map line {line:?} called ipmitool"
+        );
     }
     let map = map_of(dir.path(), "2 bmc2.example admin");
-    let (code, out) = run(dir.path(), "fence-ipmi.sh", &[&map, "2", "10.0.0.9:7101", "7", "r"]);
+    let (code, out) = run(
+        dir.path(),
+        "fence-ipmi.sh",
+        &[&map, "2", "10.0.0.9:7101", "7", "r"],
+    );
     assert_eq!(code, 0, "{out}");
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
     assert!(
@@ -209,18 +227,35 @@ fn file_fence_refuses_hostile_arguments_and_keeps_the_reason_as_data() {
     let dir = tempfile::tempdir().unwrap();
     let canary = dir.path().join("canary");
     let reason = format!("why $(touch {})\nnode=9 forged", canary.display());
-    let (code, out) = run(dir.path(), "fence-file.sh", &[&d, "2", "127.0.0.1:7102", "7", &reason]);
+    let (code, out) = run(
+        dir.path(),
+        "fence-file.sh",
+        &[&d, "2", "127.0.0.1:7102", "7", &reason],
+    );
     assert_eq!(code, 0, "{out}");
     assert!(!canary.exists());
     let rec = std::fs::read_to_string(fenced.path().join("fenced-node-2")).unwrap();
-    assert_eq!(rec.lines().count(), 1, "the reason made a second line: {rec}");
-    assert!(rec.starts_with("node=2 address=127.0.0.1:7102 term=7 "), "{rec}");
+    assert_eq!(
+        rec.lines().count(),
+        1,
+        "the reason made a second line: {rec}"
+    );
+    assert!(
+        rec.starts_with("node=2 address=127.0.0.1:7102 term=7 "),
+        "{rec}"
+    );
 }
 
 #[test]
 fn fence_scripts_are_shellcheck_clean() {
     let out = Command::new("shellcheck")
-        .args(["-x", "fence-args.sh", "fence-file.sh", "fence-ipmi.sh", "fence-nftables.sh"])
+        .args([
+            "-x",
+            "fence-args.sh",
+            "fence-file.sh",
+            "fence-ipmi.sh",
+            "fence-nftables.sh",
+        ])
         .current_dir(fencing())
         .output()
         .expect("shellcheck (install the test tools with `bash tests/run.sh`)");

@@ -63,9 +63,20 @@ fn restored(port: u16, leader_copied: bool) {
     assert_eq!(code, 0, "{out}{err}");
     let zone = d.join("example.zone");
     std::fs::copy(common::example_zone(), &zone).unwrap();
-    let (code, out, err) = qs(&["zone", "add", ZONE, "--file", p(&zone), "--admin", &procs.node(1).admin]);
+    let (code, out, err) = qs(&[
+        "zone",
+        "add",
+        ZONE,
+        "--file",
+        p(&zone),
+        "--admin",
+        &procs.node(1).admin,
+    ]);
     assert_eq!(code, 0, "{out}{err}");
-    let first = procs.converged(ZONE, 0, Duration::from_secs(60)).expect("first version")[0].0;
+    let first = procs
+        .converged(ZONE, 0, Duration::from_secs(60))
+        .expect("first version")[0]
+        .0;
     let first_leader = procs.agreed_leader(Duration::from_secs(30)).unwrap();
     let a = if leader_copied {
         first_leader
@@ -79,25 +90,38 @@ fn restored(port: u16, leader_copied: bool) {
     let copy = d.join("copy-of-a");
     copy_dir(&data_a, &copy);
     let leader = lab::wait_for(Duration::from_secs(30), || {
-        procs.agreed_leader(Duration::from_secs(1)).filter(|l| *l != a)
+        procs
+            .agreed_leader(Duration::from_secs(1))
+            .filter(|l| *l != a)
     })
     .expect("a leader other than A");
     procs.restart(a).unwrap();
-    let b = [1, 2, 3].into_iter().find(|i| *i != leader && *i != a).unwrap();
+    let b = [1, 2, 3]
+        .into_iter()
+        .find(|i| *i != leader && *i != a)
+        .unwrap();
     // The leader records A's new incarnation, on every running node.
     let incarnation = lab::wait_for(Duration::from_secs(20), || {
         let s = status(procs.node(a))?;
-        s["store_check"].is_null().then(|| s["store"]["incarnation"].as_str().map(str::to_string))?
+        s["store_check"]
+            .is_null()
+            .then(|| s["store"]["incarnation"].as_str().map(str::to_string))?
     })
     .expect("A passes its store check");
     lab::wait_for(Duration::from_secs(20), || {
-        [leader, b].iter().all(|n| {
-            status(procs.node(*n)).is_some_and(|s| {
-                format!("{:x}", s["stores"][a.to_string()]["incarnation"].as_u64().unwrap_or(0))
-                    == incarnation
+        [leader, b]
+            .iter()
+            .all(|n| {
+                status(procs.node(*n)).is_some_and(|s| {
+                    format!(
+                        "{:x}",
+                        s["stores"][a.to_string()]["incarnation"]
+                            .as_u64()
+                            .unwrap_or(0)
+                    ) == incarnation
+                })
             })
-        })
-        .then_some(())
+            .then_some(())
     })
     .expect("every node records A's new incarnation");
 
@@ -108,7 +132,9 @@ fn restored(port: u16, leader_copied: bool) {
     std::fs::write(&zone, text).unwrap();
     let (code, out, err) = qs(&["zone", "reload", ZONE, "--admin", &procs.node(a).admin]);
     assert_eq!(code, 0, "{out}{err}");
-    let second = procs.converged(ZONE, first, Duration::from_secs(60)).expect("second version");
+    let second = procs
+        .converged(ZONE, first, Duration::from_secs(60))
+        .expect("second version");
     let (serial2, hash2) = second[0].clone();
 
     // --- phase: A restored from the copy, the leader SIGKILLed, A and B started.
@@ -119,7 +145,9 @@ fn restored(port: u16, leader_copied: bool) {
     procs.restart(a).unwrap();
     procs.restart(b).unwrap();
     let why = lab::wait_for(Duration::from_secs(20), || {
-        status(procs.node(a))?["store_check"].as_str().map(str::to_string)
+        status(procs.node(a))?["store_check"]
+            .as_str()
+            .map(str::to_string)
             .filter(|w| w.contains("restored from an older copy"))
     })
     .expect("A knows it was restored from an older copy");
@@ -157,7 +185,15 @@ fn restored(port: u16, leader_copied: bool) {
     // --- phase: node rejoin: A wipes its store, is started again and re-learns.
     let admin = procs.node(b).admin.clone();
     let rejoin = std::thread::spawn(move || {
-        qs(&["node", "rejoin", &a.to_string(), "--wait-s", "120", "--admin", &admin])
+        qs(&[
+            "node",
+            "rejoin",
+            &a.to_string(),
+            "--wait-s",
+            "120",
+            "--admin",
+            &admin,
+        ])
     });
     lab::wait_for(Duration::from_secs(20), || {
         procs.exited().iter().any(|(id, _)| *id == a).then_some(())
@@ -173,9 +209,11 @@ fn restored(port: u16, leader_copied: bool) {
         assert_eq!((s, h), (&all[0].0, &all[0].1));
     }
     assert!(
-        std::fs::read_dir(&data_a)
+        std::fs::read_dir(&data_a).unwrap().any(|e| e
             .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("restored-")),
+            .file_name()
+            .to_string_lossy()
+            .starts_with("restored-")),
         "the old store is kept aside"
     );
 }

@@ -124,9 +124,11 @@ fn credentials() -> Result<Credentials, String> {
         var("QUORUMSIGN_ADMIN_CA"),
     ) {
         (Some(cert), Some(key), Some(ca)) => Ok(Credentials { cert, key, ca }),
-        _ => Err("an https admin address needs --admin-cert, --admin-key and --admin-ca \
+        _ => Err(
+            "an https admin address needs --admin-cert, --admin-key and --admin-ca \
                   (or QUORUMSIGN_ADMIN_CERT, QUORUMSIGN_ADMIN_KEY, QUORUMSIGN_ADMIN_CA)"
-            .into()),
+                .into(),
+        ),
     }
 }
 

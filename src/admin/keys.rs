@@ -246,10 +246,19 @@ fn backup_list(node: &Node, zone: &str) -> Option<Value> {
 /// Cross-checks an operator's `ds-seen` (`seen`) or `ds-gone` of `key` with the parent's
 /// servers, when the zone's policy names them (`parent_servers`) or a resolver to find
 /// them. `Ok` says how it was checked; `Err` gives the parent's answer that contradicts it.
-async fn parent_agrees(node: &Arc<Node>, zone: &str, key: KeyId, seen: bool) -> Result<String, String> {
+async fn parent_agrees(
+    node: &Arc<Node>,
+    zone: &str,
+    key: KeyId,
+    seen: bool,
+) -> Result<String, String> {
     let Some((policy, dnskey)) = node.sm.with(|st| {
         let z = st.zones.get(zone)?;
-        let dnskey = st.keys.iter().find(|r| r.id == key).map(|r| r.dnskey.clone())?;
+        let dnskey = st
+            .keys
+            .iter()
+            .find(|r| r.id == key)
+            .map(|r| r.dnskey.clone())?;
         Some((z.config.as_ref()?.synced_policy(), dnskey))
     }) else {
         return Err(format!("zone {zone} or its key is unknown"));
@@ -280,7 +289,10 @@ async fn parent_agrees(node: &Arc<Node>, zone: &str, key: KeyId, seen: bool) -> 
     let served = crate::kasp::parent::holds(&view.ds, &origin, &dnskey);
     match (seen, served) {
         (true, true) => Ok(format!("the parent serves its DS: {}", answers.join("; "))),
-        (false, false) => Ok(format!("the parent no longer serves its DS: {}", answers.join("; "))),
+        (false, false) => Ok(format!(
+            "the parent no longer serves its DS: {}",
+            answers.join("; ")
+        )),
         (true, false) => Err(format!(
             "the parent's servers do not serve a DS of this key: {}",
             answers.join("; ")

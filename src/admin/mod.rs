@@ -48,11 +48,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::access::{Caller, Role};
-use api::{Confirm, Fence, Keystore, LeaderTransfer, NodeAdd, Note, ZoneAdd, ZoneSet};
 use crate::node::{Node, now};
 use crate::replica::state::hex;
 use crate::replica::{Command, NodeAddr, NodeId, Origin, Outcome, ZoneConfig};
 use crate::transport::{Control, ControlReply};
+use api::{Confirm, Fence, Keystore, LeaderTransfer, NodeAdd, Note, ZoneAdd, ZoneSet};
 
 pub struct Reply {
     pub code: u16,
@@ -191,7 +191,13 @@ fn apply_opts(
 
 /// Sends a change to the leader over the node transport, on behalf of `caller`; while
 /// there is no leader (an election) it tries again for up to 15 s.
-async fn forward(node: &Arc<Node>, caller: &Caller, method: &str, path: &str, body: &[u8]) -> Reply {
+async fn forward(
+    node: &Arc<Node>,
+    caller: &Caller,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Reply {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let mut last = "no leader (election in progress or no quorum)".to_string();
     while tokio::time::Instant::now() < deadline {
@@ -363,7 +369,10 @@ pub async fn handle(
         );
     }
     let writes = method != "GET";
-    let local = matches!(parts.as_slice(), ["init"] | ["keystore"] | ["nodes", _, "keystore"]);
+    let local = matches!(
+        parts.as_slice(),
+        ["init"] | ["keystore"] | ["nodes", _, "keystore"]
+    );
     if writes && !local && !node.is_leader() {
         if forwarded {
             return not_leader(node);
@@ -555,17 +564,24 @@ pub async fn handle(
                 Err(r) => return r,
             };
             let Ok(_one_change) = MEMBERSHIP.try_lock() else {
-                return error(409, "another membership change is in progress; try again when it ends");
+                return error(
+                    409,
+                    "another membership change is in progress; try again when it ends",
+                );
             };
             let addr = match check_new_node(node, &req).await {
                 Ok(a) => a,
                 Err(e) => return error(409, format!("node add {}: {e}", req.id)),
             };
-            let _ = origin(caller, format!("node add {} {} (started)", req.id, req.raft));
+            let _ = origin(
+                caller,
+                format!("node add {} {} (started)", req.id, req.raft),
+            );
             if let Err(e) = node.raft.add_learner(req.id, addr, false).await {
                 return error(503, format!("add node {} as learner: {e}", req.id));
             }
-            let wait = Duration::from_secs(node.cfg.admin.request_timeout_s.saturating_sub(15).max(5));
+            let wait =
+                Duration::from_secs(node.cfg.admin.request_timeout_s.saturating_sub(15).max(5));
             if let Err(e) = caught_up(node, req.id, wait).await {
                 let ids: std::collections::BTreeSet<NodeId> = [req.id].into();
                 let undone = node
@@ -579,7 +595,10 @@ pub async fn handle(
                         req.id,
                         match undone {
                             Ok(_) => "it was taken out again".to_string(),
-                            Err(u) => format!("taking it out again failed ({u}): run node remove {}", req.id),
+                            Err(u) => format!(
+                                "taking it out again failed ({u}): run node remove {}",
+                                req.id
+                            ),
                         }
                     ),
                 );
@@ -619,7 +638,10 @@ pub async fn handle(
                 return error(400, format!("bad node id {id:?}"));
             };
             let Ok(_one_change) = MEMBERSHIP.try_lock() else {
-                return error(409, "another membership change is in progress; try again when it ends");
+                return error(
+                    409,
+                    "another membership change is in progress; try again when it ends",
+                );
             };
             if let Err(e) = check_majority_without(node, id, "remove") {
                 return error(409, e);
@@ -717,10 +739,10 @@ pub async fn handle(
                     target: id,
                     ok,
                     outcome: outcome.clone(),
-                    origin: origin(caller, format!(
-                        "node fence {id}{}",
-                        if manual { " --manual" } else { "" }
-                    )),
+                    origin: origin(
+                        caller,
+                        format!("node fence {id}{}", if manual { " --manual" } else { "" }),
+                    ),
                 },
             )
             .await;
@@ -743,8 +765,14 @@ pub async fn handle(
             if force && let Err(e) = check_majority_without(node, id, "rejoin") {
                 return error(409, e);
             }
-            let _ = origin(caller, format!("node rejoin {id}{}", if force { " --force" } else { "" }));
-            match node.ask(id, Control::Rejoin { force }, Duration::from_secs(10)).await {
+            let _ = origin(
+                caller,
+                format!("node rejoin {id}{}", if force { " --force" } else { "" }),
+            );
+            match node
+                .ask(id, Control::Rejoin { force }, Duration::from_secs(10))
+                .await
+            {
                 Ok(ControlReply::Done) => {}
                 Ok(ControlReply::Failed(e)) => return error(409, format!("node rejoin {id}: {e}")),
                 Ok(r) => return error(502, format!("node {id}: unexpected answer {r:?}")),
@@ -768,8 +796,9 @@ pub async fn handle(
             // Letting a node back that still acts as leader would make two active signers.
             let claims = id != node.id
                 && match node.ask(id, Control::Status, Duration::from_secs(2)).await {
-                    Ok(ControlReply::Status(b)) => serde_json::from_slice::<Value>(&b)
-                        .is_ok_and(|s| s["role"] == "leader"),
+                    Ok(ControlReply::Status(b)) => {
+                        serde_json::from_slice::<Value>(&b).is_ok_and(|s| s["role"] == "leader")
+                    }
                     _ => false,
                 };
             if claims {
@@ -797,7 +826,10 @@ pub async fn handle(
                 return Box::pin(handle(node, caller, method, "/keystore", body, forwarded)).await;
             }
             if forwarded {
-                return error(409, format!("node {id}: a forwarded request is not sent on again"));
+                return error(
+                    409,
+                    format!("node {id}: a forwarded request is not sent on again"),
+                );
             }
             let req = Control::Admin {
                 caller: caller.clone(),
@@ -843,7 +875,10 @@ pub async fn handle(
                 let body = serde_json::to_vec(&Note { command: what }).unwrap_or_default();
                 let r = forward(node, caller, "POST", "/audit", &body).await;
                 if r.code != 200 {
-                    tracing::warn!("keystore change not recorded in the audit log: {}", String::from_utf8_lossy(&r.body));
+                    tracing::warn!(
+                        "keystore change not recorded in the audit log: {}",
+                        String::from_utf8_lossy(&r.body)
+                    );
                 }
             }
             json_reply(200, json!({ "ok": true, "available": available }))
@@ -949,7 +984,9 @@ fn confirmed(body: &[u8], name: &str, what: &str, command: &str) -> Result<(), R
     }
     Err(error(
         400,
-        format!("{what} {name} needs {{\"confirm\": \"{name}\"}} ({command} {name} --confirm {name})"),
+        format!(
+            "{what} {name} needs {{\"confirm\": \"{name}\"}} ({command} {name} --confirm {name})"
+        ),
     ))
 }
 
@@ -965,7 +1002,9 @@ async fn check_new_node(node: &Arc<Node>, req: &NodeAdd) -> Result<NodeAddr, Str
     let m = node.raft.metrics().borrow_watched().clone();
     let membership = m.membership_config.membership();
     if membership.get_joint_config().len() > 1 {
-        return Err("the cluster is undergoing a configuration change; try again when it ends".into());
+        return Err(
+            "the cluster is undergoing a configuration change; try again when it ends".into(),
+        );
     }
     if membership.voter_ids().any(|v| v == req.id) {
         return Err("it is already a voter".into());
@@ -1021,7 +1060,12 @@ async fn check_new_node(node: &Arc<Node>, req: &NodeAdd) -> Result<NodeAddr, Str
 
 /// Waits until learner `id` has the leader's log up to where it was when the wait began.
 async fn caught_up(node: &Arc<Node>, id: NodeId, wait: Duration) -> Result<(), String> {
-    let target = node.raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
+    let target = node
+        .raft
+        .metrics()
+        .borrow_watched()
+        .last_log_index
+        .unwrap_or(0);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let m = node.raft.metrics().borrow_watched().clone();

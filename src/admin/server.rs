@@ -102,7 +102,11 @@ pub async fn bind(cfg: &NodeConfig) -> Result<Listeners, String> {
 fn server_tls(cfg: &NodeConfig) -> Result<Arc<rustls::ServerConfig>, String> {
     use rustls::pki_types::PrivateKeyDer;
     use rustls::pki_types::pem::PemObject;
-    let ca = cfg.admin.operator_ca.as_ref().expect("checked with the config");
+    let ca = cfg
+        .admin
+        .operator_ca
+        .as_ref()
+        .expect("checked with the config");
     let at = |p: &std::path::Path| {
         let p = p.display().to_string();
         move |e: rustls::pki_types::pem::Error| format!("{p}: {e}")
@@ -114,10 +118,12 @@ fn server_tls(cfg: &NodeConfig) -> Result<Arc<rustls::ServerConfig>, String> {
             .add(c.map_err(at(ca))?)
             .map_err(|e| format!("admin.operator_ca {}: {e}", ca.display()))?;
     }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| format!("admin.operator_ca {}: {e}", ca.display()))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| format!("admin.operator_ca {}: {e}", ca.display()))?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cfg.tls.cert)
         .map_err(at(&cfg.tls.cert))?
         .collect::<Result<_, _>>()
@@ -141,7 +147,8 @@ fn group_id(name: &str) -> Option<u32> {
     let mut buf = vec![0 as libc::c_char; 16 << 10];
     let mut out: *mut libc::group = std::ptr::null_mut();
     // SAFETY: getgrnam_r writes into `grp` and `buf`, both live and of the sizes given.
-    let r = unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
+    let r =
+        unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
     (r == 0 && !out.is_null()).then_some(grp.gr_gid)
 }
 
@@ -177,10 +184,14 @@ fn unix_caller(a: &AdminConfig, node: u64, uid: u32) -> Result<Caller, String> {
 
 /// The caller behind a verified client certificate: its common name, and the role mapped to
 /// it in `admin.certs` or else the role its `urn:quorumsign:role:` SAN names.
-pub fn cert_caller(a: &AdminConfig, node: u64, cert: &CertificateDer<'_>) -> Result<Caller, String> {
+pub fn cert_caller(
+    a: &AdminConfig,
+    node: u64,
+    cert: &CertificateDer<'_>,
+) -> Result<Caller, String> {
     use x509_parser::prelude::*;
-    let (_, x) = X509Certificate::from_der(cert.as_ref())
-        .map_err(|e| format!("client certificate: {e}"))?;
+    let (_, x) =
+        X509Certificate::from_der(cert.as_ref()).map_err(|e| format!("client certificate: {e}"))?;
     let cn = x
         .subject()
         .iter_common_name()
@@ -236,7 +247,8 @@ pub async fn serve(l: Listeners, node: Arc<Node>) {
                     tracing::warn!(%peer, "admin connection refused: admin.max_connections reached");
                     continue;
                 };
-                let (acceptor, router, a, id) = (acceptor.clone(), router.clone(), a.clone(), node.id);
+                let (acceptor, router, a, id) =
+                    (acceptor.clone(), router.clone(), a.clone(), node.id);
                 tokio::spawn(async move {
                     let hs = Duration::from_millis(a.handshake_timeout_ms);
                     let tls = match tokio::time::timeout(hs, acceptor.accept(sock)).await {
@@ -250,7 +262,11 @@ pub async fn serve(l: Listeners, node: Arc<Node>) {
                             return;
                         }
                     };
-                    let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first().cloned());
+                    let cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first().cloned());
                     let who = match cert {
                         Some(c) => cert_caller(&a, id, &c),
                         None => Err("no client certificate".into()),
@@ -339,9 +355,15 @@ fn host_allowed(node: &Node, via: &Via, host: &str) -> bool {
                 return false;
             }
             let name = name.trim_start_matches('[').trim_end_matches(']');
-            name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == sa.ip())
+            name.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip == sa.ip())
                 || name.eq_ignore_ascii_case(&crate::transport::node_dns_name(node.id))
-                || node.cfg.admin.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+                || node
+                    .cfg
+                    .admin
+                    .names
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
         }
     }
 }
@@ -402,14 +424,20 @@ async fn dispatch(
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body over admin.max_body_bytes = {}", a.max_body_bytes),
+                format!(
+                    "request body over admin.max_body_bytes = {}",
+                    a.max_body_bytes
+                ),
             );
         }
         Ok(Err(e)) => return refuse(StatusCode::BAD_REQUEST, format!("request body: {e}")),
         Err(_) => {
             return refuse(
                 StatusCode::REQUEST_TIMEOUT,
-                format!("request body not read within admin.body_timeout_ms = {}", a.body_timeout_ms),
+                format!(
+                    "request body not read within admin.body_timeout_ms = {}",
+                    a.body_timeout_ms
+                ),
             );
         }
     };

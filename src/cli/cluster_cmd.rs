@@ -17,7 +17,11 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Args, Clone)]
 pub struct AdminArgs {
     /// Admin API of any node: its socket path or https://HOST:PORT.
-    #[arg(long, env = "QUORUMSIGN_ADMIN", default_value = "/run/quorumsign/admin.sock")]
+    #[arg(
+        long,
+        env = "QUORUMSIGN_ADMIN",
+        default_value = "/run/quorumsign/admin.sock"
+    )]
     pub admin: String,
     /// Machine-readable output.
     #[arg(long)]

@@ -254,7 +254,9 @@ fn failover(a: &FailoverArgs, r: &mut Report) -> Result<(), String> {
         &admin,
         "POST",
         "/leader/transfer",
-        Some(&crate::admin::api::body(&crate::admin::api::LeaderTransfer { to: target })),
+        Some(&crate::admin::api::body(
+            &crate::admin::api::LeaderTransfer { to: target },
+        )),
         Duration::from_secs(30),
     )?;
     if ans.code != 200 {
@@ -396,7 +398,9 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
         &admin,
         "POST",
         &keystore,
-        Some(&crate::admin::api::body(&crate::admin::api::Keystore { available: false })),
+        Some(&crate::admin::api::body(&crate::admin::api::Keystore {
+            available: false,
+        })),
         Duration::from_secs(30),
     )?;
     if off.code != 200 {
@@ -409,7 +413,9 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
             &admin,
             "POST",
             &keystore,
-            Some(&crate::admin::api::body(&crate::admin::api::Keystore { available: true })),
+            Some(&crate::admin::api::body(&crate::admin::api::Keystore {
+                available: true,
+            })),
             Duration::from_secs(30),
         );
     };
@@ -435,7 +441,8 @@ fn hsm_loss(a: &HsmLossArgs, r: &mut Report) -> Result<(), String> {
             restore();
             return Err(format!("zone reload {z}: {}", ans.message()));
         }
-        let Some(v) = new_serial_everywhere(&admin, &st, z, *serial, Duration::from_secs(120)) else {
+        let Some(v) = new_serial_everywhere(&admin, &st, z, *serial, Duration::from_secs(120))
+        else {
             restore();
             return Err(format!(
                 "zone {z}: no new serial validated everywhere in 120 s"

@@ -228,7 +228,9 @@ pub fn keys(cmd: ClusterKeysCmd) -> Result<(), String> {
                 &a.admin,
                 "DELETE",
                 &format!("/zones/{zone}/keys"),
-                Some(&crate::admin::api::body(&crate::admin::api::Confirm { confirm })),
+                Some(&crate::admin::api::body(&crate::admin::api::Confirm {
+                    confirm,
+                })),
                 TIMEOUT,
             )?;
             ok(ans, &a, |_| format!("zone {zone}: retired keys destroyed"))

@@ -171,7 +171,8 @@ fn accept(node: &Node, l: &mut crate::node::Local, zone: String, version: crate:
     l.alarms.remove(&zone);
     l.behind.remove(&zone);
     if l.served.get(&zone) != Some(&(version.serial, version.hash)) {
-        l.served.insert(zone.clone(), (version.serial, version.hash));
+        l.served
+            .insert(zone.clone(), (version.serial, version.hash));
         crate::node::served::save(&node.cfg.data_dir, &l.served);
     }
     l.last_good.insert(zone, version);

@@ -471,12 +471,16 @@ async fn compare_clocks(node: &Arc<Node>) -> Result<(), String> {
             .collect()
     };
     let skew = node.cfg.signer.max_clock_skew_s;
-    let asks = voters.iter().copied().filter(|v| *v != node.id).map(|v| async move {
-        let r = node
-            .ask(v, crate::transport::Control::Time, Duration::from_secs(1))
-            .await;
-        (v, r)
-    });
+    let asks = voters
+        .iter()
+        .copied()
+        .filter(|v| *v != node.id)
+        .map(|v| async move {
+            let r = node
+                .ask(v, crate::transport::Control::Time, Duration::from_secs(1))
+                .await;
+            (v, r)
+        });
     let answers = futures::future::join_all(asks).await;
     let mine = now();
     let need = voters.len() / 2 + 1;
@@ -518,7 +522,11 @@ async fn hand_over(node: &Arc<Node>, why: &str) -> Result<(), String> {
     let others: Vec<u64> = voters.iter().copied().filter(|v| *v != node.id).collect();
     let asks = others.iter().map(|id| async move {
         let r = node
-            .ask(*id, crate::transport::Control::Status, Duration::from_secs(2))
+            .ask(
+                *id,
+                crate::transport::Control::Status,
+                Duration::from_secs(2),
+            )
             .await;
         (*id, r)
     });

@@ -539,7 +539,9 @@ impl Node {
         req: transport::Control,
         ttl: Duration,
     ) -> Result<transport::ControlReply, String> {
-        let addr = self.address_of(to).ok_or_else(|| format!("node {to} is not a member"))?;
+        let addr = self
+            .address_of(to)
+            .ok_or_else(|| format!("node {to} is not a member"))?;
         self.peers.ask(to, &addr, req, ttl).await
     }
 

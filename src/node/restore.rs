@@ -83,7 +83,10 @@ pub async fn record_of(node: &Node, of: NodeId) -> Option<StoreRecord> {
         return record;
     };
     let mut reader = store.clone();
-    let entries = reader.try_get_log_entries(applied..).await.unwrap_or_default();
+    let entries = reader
+        .try_get_log_entries(applied..)
+        .await
+        .unwrap_or_default();
     for e in entries {
         if let openraft::EntryPayload::Normal(Command::StoreSeen { stores }) = e.payload {
             for (n, r) in stores {
@@ -126,14 +129,21 @@ pub async fn check(node: Arc<Node>) {
         let (voters, members): (Vec<NodeId>, Vec<NodeId>) = {
             let m = node.raft.metrics().borrow_watched().clone();
             let ms = m.membership_config.membership();
-            (ms.voter_ids().collect(), ms.nodes().map(|(id, _)| *id).collect())
+            (
+                ms.voter_ids().collect(),
+                ms.nodes().map(|(id, _)| *id).collect(),
+            )
         };
         let asks = members.iter().filter(|id| **id != node.id).map(|id| {
             let node = node.clone();
             let id = *id;
             async move {
                 let r = node
-                    .ask(id, Control::StoreRecord { of: node.id }, Duration::from_secs(1))
+                    .ask(
+                        id,
+                        Control::StoreRecord { of: node.id },
+                        Duration::from_secs(1),
+                    )
                     .await;
                 (id, r)
             }
@@ -237,7 +247,10 @@ pub async fn record(node: Arc<Node>) {
                 if id == node.id {
                     return Some((id, node.identity.store.clone(), node.identity.incarnation));
                 }
-                match node.ask(id, Control::Identity, Duration::from_secs(1)).await {
+                match node
+                    .ask(id, Control::Identity, Duration::from_secs(1))
+                    .await
+                {
                     Ok(ControlReply::Identity { store, incarnation }) => {
                         Some((id, store, incarnation))
                     }
@@ -246,7 +259,8 @@ pub async fn record(node: Arc<Node>) {
             }
         });
         let mut seen = Vec::new();
-        for (id, store, incarnation) in futures::future::join_all(asks).await.into_iter().flatten() {
+        for (id, store, incarnation) in futures::future::join_all(asks).await.into_iter().flatten()
+        {
             let acked = if id == node.id {
                 m.last_log_index.unwrap_or(0)
             } else {
@@ -273,7 +287,10 @@ pub async fn record(node: Arc<Node>) {
             }
         }
         if !seen.is_empty() {
-            let _ = node.raft.client_write(Command::StoreSeen { stores: seen }).await;
+            let _ = node
+                .raft
+                .client_write(Command::StoreSeen { stores: seen })
+                .await;
         }
     }
 }
@@ -326,7 +343,9 @@ pub fn rejoin(node: &Arc<Node>, force: bool) -> ControlReply {
     if let Err(e) = std::fs::write(&marker, &why) {
         return ControlReply::Failed(format!("{}: {e}", marker.display()));
     }
-    tracing::warn!("rejoin requested ({why}): stopping; started again, this node re-learns its store");
+    tracing::warn!(
+        "rejoin requested ({why}): stopping; started again, this node re-learns its store"
+    );
     tokio::spawn(async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         std::process::exit(75);

@@ -284,9 +284,7 @@ fn config(dir: &Path, id: NodeId) -> Result<NodeConfig, String> {
          [signer]\ntick_ms = 200\nreadiness_s = 5\n"
     );
     for p in IDS.iter().filter(|p| **p != id) {
-        t.push_str(&format!(
-            "[[peers]]\nid = {p}\nraft = \"127.0.0.1:9\"\n"
-        ));
+        t.push_str(&format!("[[peers]]\nid = {p}\nraft = \"127.0.0.1:9\"\n"));
     }
     NodeConfig::from_text(&t, &dir.join(format!("node-{id}.toml")))
 }

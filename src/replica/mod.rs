@@ -165,7 +165,9 @@ pub enum Command {
         origin: Origin,
     },
     /// The leader saw these members' stores so.
-    StoreSeen { stores: Vec<(NodeId, StoreRecord)> },
+    StoreSeen {
+        stores: Vec<(NodeId, StoreRecord)>,
+    },
 }
 
 impl fmt::Display for Command {
@@ -203,7 +205,11 @@ impl fmt::Display for Command {
             Command::StoreSeen { stores } => {
                 write!(f, "stores seen:")?;
                 for (node, r) in stores {
-                    write!(f, " node {node} {} incarnation {:x} acked {};", r.store, r.incarnation, r.acked)?;
+                    write!(
+                        f,
+                        " node {node} {} incarnation {:x} acked {};",
+                        r.store, r.incarnation, r.acked
+                    )?;
                 }
                 Ok(())
             }

@@ -644,11 +644,13 @@ impl ClusterState {
                     Some(z) if z.config.is_some() => {
                         Outcome::Refused(format!("zone {} already exists", zone.name))
                     }
-                    None if self.keys.iter().any(|k| k.zone == zone.name) => Outcome::Refused(format!(
-                        "zone {} was removed and its keys are kept retired: a security officer \
+                    None if self.keys.iter().any(|k| k.zone == zone.name) => {
+                        Outcome::Refused(format!(
+                            "zone {} was removed and its keys are kept retired: a security officer \
                          purges them first (keys purge {} --confirm {})",
-                        zone.name, zone.name, zone.name
-                    )),
+                            zone.name, zone.name, zone.name
+                        ))
+                    }
                     _ => {
                         let name = zone.name.clone();
                         self.zones.insert(
@@ -814,19 +816,9 @@ impl ClusterState {
                 base,
                 mut version,
             } => {
-                if let Some(h) = self.published_hash(&zone, version.serial)
-                    && h != version.hash
-                {
-                    if let Some(z) = self.zones.get_mut(&zone) {
-                        z.staged.remove(&upload);
-                    }
-                    return Outcome::Refused(format!(
-                        "zone {zone}: serial {} was published with content {}; it never carries \
-                         another (the leader moves the serial forward)",
-                        version.serial,
-                        hex(&h[..8])
-                    ));
-                }
+                let published = self
+                    .published_hash(&zone, version.serial)
+                    .filter(|h| *h != version.hash);
                 let Some(z) = self.zones.get_mut(&zone) else {
                     return Outcome::Refused(format!("no zone {zone}"));
                 };
@@ -851,6 +843,14 @@ impl ClusterState {
                     return Outcome::Refused(format!(
                         "zone {zone}: serial {} does not follow {}",
                         version.serial, cur.serial
+                    ));
+                }
+                if let Some(h) = published {
+                    return Outcome::Refused(format!(
+                        "zone {zone}: serial {} was published with content {}; it never carries \
+                         another (the leader moves the serial forward)",
+                        version.serial,
+                        hex(&h[..8])
                     ));
                 }
                 let n_changes: usize = staged.iter().map(|p| p.changes.len()).sum();
@@ -1113,8 +1113,11 @@ mod tests {
     fn a_published_serial_never_carries_another_content() {
         let mut st = with_example_zone();
         let mut idx = 1;
-        let first = publish(&mut st, &mut idx, vec![change("a", 1)], 7, None);
-        assert!(matches!(first, Outcome::Published { serial: 7, .. }), "{first:?}");
+        let first = publish(&mut st, &mut idx, vec![change("a.example.", 1)], 7, None);
+        assert!(
+            matches!(first, Outcome::Published { serial: 7, .. }),
+            "{first:?}"
+        );
         let h7 = st.published_hash("example.", 7).unwrap();
         idx += 1;
         st.apply(
@@ -1133,13 +1136,13 @@ mod tests {
             },
         );
         assert_eq!(st.last_published("example."), Some(7));
-        let again = publish(&mut st, &mut idx, vec![change("b", 2)], 7, None);
+        let again = publish(&mut st, &mut idx, vec![change("b.example.", 2)], 7, None);
         let Outcome::Refused(why) = again else {
             panic!("serial 7 published with another content: {again:?}");
         };
         assert!(why.contains("serial 7 was published"), "{why}");
         assert!(st.zones["example."].current.is_none());
-        let same = publish(&mut st, &mut idx, vec![change("a", 1)], 7, None);
+        let same = publish(&mut st, &mut idx, vec![change("a.example.", 1)], 7, None);
         assert!(matches!(same, Outcome::Published { .. }), "{same:?}");
         assert_eq!(st.published_hash("example.", 7), Some(h7));
     }

@@ -124,7 +124,11 @@ async fn members_serving(node: &Node, zone: &str, serial: u32) -> Result<(), Str
                 .is_none_or(|s| !crate::signer::cache::serial_le(serial, s as u32))
                 .then_some(*id)
         });
-        behind = futures::future::join_all(asks).await.into_iter().flatten().collect();
+        behind = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         if behind.is_empty() {
             return Ok(());
         }

@@ -272,7 +272,10 @@ impl LogStore {
     /// store itself: at start, before Raft has reported anything.
     pub fn last_index(&self) -> io::Result<Option<u64>> {
         if let Some((k, _)) = self.log.last().map_err(err)? {
-            let b: [u8; 8] = k.as_ref().try_into().map_err(|_| io::Error::other("bad log key"))?;
+            let b: [u8; 8] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| io::Error::other("bad log key"))?;
             return Ok(Some(u64::from_be_bytes(b)));
         }
         Ok(self

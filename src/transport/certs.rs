@@ -13,9 +13,9 @@ use crate::replica::NodeId;
 
 /// Writes a secret file, created 0600 (and set to 0600 if it existed).
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::PermissionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -56,7 +56,10 @@ fn private_dir(dir: &Path) -> Result<(), String> {
 /// `written`.
 fn ca(dir: &Path, stem: &str, name: &str, written: &mut Vec<String>) -> Result<KeyPair, String> {
     let e = |e: rcgen::Error| e.to_string();
-    let (ca_pem, ca_key_path) = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
+    let (ca_pem, ca_key_path) = (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    );
     if ca_key_path.exists() {
         let text = std::fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?;
         return KeyPair::from_pem(&text).map_err(e);

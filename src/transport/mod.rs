@@ -103,8 +103,14 @@ pub enum ControlReply {
     Status(Vec<u8>),
     Done,
     /// An admin answer: HTTP status code and JSON body.
-    Admin { code: u16, body: Vec<u8> },
-    Identity { store: String, incarnation: u64 },
+    Admin {
+        code: u16,
+        body: Vec<u8>,
+    },
+    Identity {
+        store: String,
+        incarnation: u64,
+    },
     StoreRecord {
         record: Option<crate::replica::StoreRecord>,
     },
