@@ -32,27 +32,8 @@ struct Lab {
 impl Lab {
     fn start(port: u16) -> Lab {
         let dir = tempfile::tempdir().unwrap();
-        let nodes = lab::write(dir.path(), &[1, 2, 3], &[1, 2, 3], port, "").unwrap();
-        let mut procs = lab::Procs::local(nodes, &exe());
-        procs.start().unwrap();
-        let l = Lab { dir, procs };
-        let (code, out, err) = qs(&["cluster", "init", "--admin", l.sock(1)]);
-        assert_eq!(code, 0, "cluster init: {out}{err}");
-        l.procs.agreed_leader(T).expect("a leader");
-        let zone = l.dir.path().join("example.zone");
-        std::fs::copy(common::example_zone(), &zone).unwrap();
-        let (code, out, err) = qs(&[
-            "zone",
-            "add",
-            ZONE,
-            "--file",
-            p(&zone),
-            "--admin",
-            l.sock(1),
-        ]);
-        assert_eq!(code, 0, "zone add: {out}{err}");
-        l.serial_everywhere(0);
-        l
+        let procs = common::example_lab(dir.path(), 3, port, "");
+        Lab { dir, procs }
     }
 
     fn sock(&self, id: u64) -> &str {
@@ -427,12 +408,9 @@ fn slow_idle_and_too_many_connections_are_closed() {
                 break;
             }
             let mut buf = [0u8; 64];
-            match c.read(&mut buf) {
-                Ok(0) => {
-                    closed = Some(t.elapsed());
-                    break;
-                }
-                _ => {}
+            if let Ok(0) = c.read(&mut buf) {
+                closed = Some(t.elapsed());
+                break;
             }
         }
         closed.expect("a head dripped over 27 s was still read")
@@ -587,17 +565,20 @@ fn operator_key_events_are_checked_with_the_parent_and_removed_zones_keep_their_
         ),
     )
     .unwrap();
-    let (code, out, err) = qs(&[
-        "zone",
-        "add",
-        CHILD,
-        "--file",
-        p(&child),
-        "--policy",
-        p(&policy),
-        "--admin",
-        &s,
-    ]);
+    let add_child = || {
+        qs(&[
+            "zone",
+            "add",
+            CHILD,
+            "--file",
+            p(&child),
+            "--policy",
+            p(&policy),
+            "--admin",
+            &s,
+        ])
+    };
+    let (code, out, err) = add_child();
     assert_eq!(code, 0, "{out}{err}");
     let ksk = lab::wait_for(Duration::from_secs(60), || {
         let v = call(&s, "GET", &format!("/zones/{CHILD}/keys"), None, T)
@@ -670,33 +651,13 @@ fn operator_key_events_are_checked_with_the_parent_and_removed_zones_keep_their_
     assert!(err.contains("--confirm"), "{err}");
     let (code, out, err) = qs(&["zone", "remove", CHILD, "--confirm", CHILD, "--admin", &s]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, _, err) = qs(&[
-        "zone",
-        "add",
-        CHILD,
-        "--file",
-        p(&child),
-        "--policy",
-        p(&policy),
-        "--admin",
-        &s,
-    ]);
+    let (code, _, err) = add_child();
     assert_ne!(code, 0, "re-added over retired keys");
     assert!(err.contains("keys purge"), "{err}");
     let (code, _, _) = qs(&["keys", "purge", CHILD, "--confirm", "x.", "--admin", &s]);
     assert_ne!(code, 0);
     let (code, out, err) = qs(&["keys", "purge", CHILD, "--confirm", CHILD, "--admin", &s]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = qs(&[
-        "zone",
-        "add",
-        CHILD,
-        "--file",
-        p(&child),
-        "--policy",
-        p(&policy),
-        "--admin",
-        &s,
-    ]);
+    let (code, out, err) = add_child();
     assert_eq!(code, 0, "{out}{err}");
 }

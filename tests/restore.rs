@@ -5,18 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{p, qs};
+use common::qs;
 use quorumsign::node::lab;
 use serde_json::Value;
 
 const ZONE: &str = "example.";
-
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_quorumsign"))
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -56,23 +52,8 @@ fn the_leader_restored_from_an_old_copy_never_makes_a_serial_mean_two_contents()
 fn restored(port: u16, leader_copied: bool) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let nodes = lab::write(d, &[1, 2, 3], &[1, 2, 3], port, "").unwrap();
-    let mut procs = lab::Procs::local(nodes, &exe());
-    procs.start().unwrap();
-    let (code, out, err) = qs(&["cluster", "init", "--admin", &procs.node(1).admin]);
-    assert_eq!(code, 0, "{out}{err}");
+    let mut procs = common::example_lab(d, 3, port, "");
     let zone = d.join("example.zone");
-    std::fs::copy(common::example_zone(), &zone).unwrap();
-    let (code, out, err) = qs(&[
-        "zone",
-        "add",
-        ZONE,
-        "--file",
-        p(&zone),
-        "--admin",
-        &procs.node(1).admin,
-    ]);
-    assert_eq!(code, 0, "{out}{err}");
     let first = procs
         .converged(ZONE, 0, Duration::from_secs(60))
         .expect("first version")[0]

@@ -604,7 +604,8 @@ pub async fn handle(
                 );
             }
             let (voters, healthy) = healthy_voters(node);
-            let need = (voters.len() + 1) / 2 + 1;
+            let after = voters.len() + 1;
+            let need = after / 2 + 1;
             if healthy.len() + 1 < need {
                 return error(
                     409,

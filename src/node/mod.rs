@@ -681,8 +681,10 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         tls,
         raft.clone(),
         admit,
-        blank,
-        node.hold.clone(),
+        transport::Guards {
+            blank,
+            hold: node.hold.clone(),
+        },
         node.contact.clone(),
         control,
     ));

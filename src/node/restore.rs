@@ -181,7 +181,7 @@ pub async fn check(node: Arc<Node>) {
                 }
             }
         }
-        if !released && (blank || agree >= voters.len() / 2 + 1 || voters.len() <= 1) {
+        if !released && (blank || agree > voters.len() / 2 || voters.len() <= 1) {
             released = true;
             *node.hold.lock().unwrap_or_else(|e| e.into_inner()) = None;
             node.raft.runtime_config().elect(true);

@@ -259,11 +259,11 @@ pub async fn serve(
     tls: Tls,
     raft: Raft,
     admit: Admit,
-    blank: Blank,
-    hold: Hold,
+    guards: Guards,
     contact: Contact,
     control: ControlHandler,
 ) {
+    let Guards { blank, hold } = guards;
     let acceptor = TlsAcceptor::from(tls.server);
     loop {
         let (sock, peer) = match listener.accept().await {
@@ -406,9 +406,9 @@ async fn connection(
 }
 
 /// What keeps a node from voting or acknowledging.
-struct Guards {
-    blank: Blank,
-    hold: Hold,
+pub struct Guards {
+    pub blank: Blank,
+    pub hold: Hold,
 }
 
 fn held(hold: &Hold) -> Option<String> {

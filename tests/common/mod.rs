@@ -198,3 +198,35 @@ pub fn generated_zone(dir: &Path, shape: &str, zone: &str, count: usize) -> Path
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// A lab cluster of nodes 1..=n on loopback from `port` in `dir`: started, initialised,
+/// with the example zone (copied to `dir/example.zone`) added and validated on every node.
+pub fn example_lab(dir: &Path, n: u64, port: u16, extra: &str) -> quorumsign::node::lab::Procs {
+    use quorumsign::node::lab;
+    let ids: Vec<u64> = (1..=n).collect();
+    let nodes = lab::write(dir, &ids, &ids, port, extra).unwrap();
+    let mut procs = lab::Procs::local(nodes, Path::new(env!("CARGO_BIN_EXE_quorumsign")));
+    procs.start().unwrap();
+    let admin = procs.node(1).admin.clone();
+    let (code, out, err) = qs(&["cluster", "init", "--admin", &admin]);
+    assert_eq!(code, 0, "cluster init: {out}{err}");
+    procs
+        .agreed_leader(std::time::Duration::from_secs(30))
+        .expect("a leader");
+    let zone = dir.join("example.zone");
+    std::fs::copy(example_zone(), &zone).unwrap();
+    let (code, out, err) = qs(&[
+        "zone",
+        "add",
+        "example.",
+        "--file",
+        p(&zone),
+        "--admin",
+        &admin,
+    ]);
+    assert_eq!(code, 0, "zone add: {out}{err}");
+    procs
+        .converged("example.", 0, std::time::Duration::from_secs(60))
+        .expect("the example zone validated on every node");
+    procs
+}
