@@ -252,7 +252,11 @@ pub async fn answer_control(node: &Arc<Node>, from: NodeId, req: Control) -> Con
         },
         Control::StoreRecord { of } => ControlReply::StoreRecord {
             record: crate::node::restore::record_of(node, of).await,
+            announced: crate::node::restore::announced(node, of),
         },
+        Control::Announce { store, incarnation } => {
+            crate::node::restore::remember(node, from, store, incarnation)
+        }
         Control::Rejoin { force } => crate::node::restore::rejoin(node, force),
         Control::Init => {
             let r = init_here(node).await;

@@ -6,10 +6,13 @@
 //!
 //! ```text
 //!  every opening of a store ─► identity (drawn once) + a new incarnation (history kept)
+//!  at start ─► announced to every member, each keeps it durably (DATA/announced); the
+//!              node is released only once a majority has kept it, so any later copy
+//!              restored from before this start meets a member that knows better
 //!  leader, every 2 s ─► StoreSeen: each member's identity, incarnation and the highest
 //!                       index it acknowledged (replicated)
-//!  every node, from its start and every 2 s ─► asks the others what their replicated
-//!     state records of its own store ─► judge():
+//!  every node, from its start and every 2 s ─► asks the others what they announced and
+//!     their replicated state record of its own store ─► judge():
 //!        another store recorded for it, once its own was recorded  ┐
 //!        an incarnation it never ran as (the copy is older)         ├─► held: no vote, no
 //!        acknowledged up to N, holds less                           ┘   append, alarm
@@ -38,6 +41,67 @@ const RECORD_EVERY: Duration = Duration::from_secs(2);
 
 /// The marker `node rejoin` leaves in the data dir before the node stops.
 pub const REJOIN_MARKER: &str = "REJOIN";
+/// Where a node keeps what the others announced of their stores.
+const ANNOUNCED: &str = "announced";
+
+type Announced = std::collections::BTreeMap<NodeId, (String, u64)>;
+
+fn load_announced(node: &Node) -> Announced {
+    std::fs::read(node.cfg.data_dir.join(ANNOUNCED))
+        .ok()
+        .and_then(|b| crate::replica::decode(&b).ok())
+        .unwrap_or_default()
+}
+
+/// What node `of` last announced of its store to this node.
+pub fn announced(node: &Node, of: NodeId) -> Option<(String, u64)> {
+    let _guard = ANNOUNCE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    load_announced(node).remove(&of)
+}
+
+static ANNOUNCE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Keeps, durably, that node `from` runs as `store` / `incarnation` (temp file, fsync,
+/// rename), then answers `Done`.
+pub fn remember(node: &Node, from: NodeId, store: String, incarnation: u64) -> ControlReply {
+    let _guard = ANNOUNCE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut all = load_announced(node);
+    if all.get(&from) == Some(&(store.clone(), incarnation)) {
+        return ControlReply::Done;
+    }
+    all.insert(from, (store, incarnation));
+    let path = node.cfg.data_dir.join(ANNOUNCED);
+    let written = crate::zone::write::AtomicFile::create(&path).and_then(|mut f| {
+        f.write_all(&crate::replica::encode(&all))?;
+        f.commit()
+    });
+    match written {
+        Ok(()) => ControlReply::Done,
+        Err(e) => ControlReply::Failed(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Whether an announcement `a` by this node's own id, kept by a peer, shows this store to
+/// be an older copy: another store announced since this one was recorded, or an
+/// incarnation this copy never ran as.
+fn judge_announced(me: &StoreIdentity, a: &(String, u64)) -> Result<(), String> {
+    if a.0 != me.store {
+        if me.adopted {
+            return Err(format!(
+                "store restored from an older copy: store {} started as this node since, this is {}",
+                a.0, me.store
+            ));
+        }
+        return Ok(());
+    }
+    if !me.history.contains(&a.1) {
+        return Err(format!(
+            "store restored from an older copy: it ran as incarnation {:x} after this copy was made",
+            a.1
+        ));
+    }
+    Ok(())
+}
 
 /// Whether `r`, what a peer's replicated state records of this node's store, shows that
 /// this store (`me`, whose log ends at `holds`) is an older copy. `Err` says why.
@@ -149,15 +213,23 @@ pub async fn check(node: Arc<Node>) {
             }
         });
         let mut agree = 1;
+        let mut agreeing = Vec::new();
         for (id, r) in futures::future::join_all(asks).await {
-            let record = match r {
-                Ok(ControlReply::StoreRecord { record }) => record,
+            let (record, announced) = match r {
+                Ok(ControlReply::StoreRecord { record, announced }) => (record, announced),
                 _ => continue,
             };
             let verdict = match &record {
                 Some(r) if !blank => judge(&node.identity, log_end, r),
                 _ => Ok(()),
-            };
+            }
+            .and_then(|()| match &announced {
+                Some(a) if !blank => judge_announced(&node.identity, a),
+                _ => Ok(()),
+            });
+            if verdict.is_ok() {
+                agreeing.push(id);
+            }
             match verdict {
                 Ok(()) => agree += 1,
                 Err(why) => {
@@ -181,7 +253,17 @@ pub async fn check(node: Arc<Node>) {
                 }
             }
         }
-        if !released && (blank || agree > voters.len() / 2 || voters.len() <= 1) {
+        // Released once a majority (this node included) found nothing against this store and
+        // keeps this incarnation: a copy restored later meets one of them.
+        let kept = if released {
+            0
+        } else {
+            announce(&node, &agreeing).await
+        };
+        if !released
+            && (kept + 1 > voters.len() / 2 || voters.len() <= 1)
+            && (blank || agree > voters.len() / 2)
+        {
             released = true;
             *node.hold.lock().unwrap_or_else(|e| e.into_inner()) = None;
             node.raft.runtime_config().elect(true);
@@ -198,6 +280,29 @@ pub async fn check(node: Arc<Node>) {
         })
         .await;
     }
+}
+
+/// Announces this node's store and incarnation to `to`; how many kept it.
+async fn announce(node: &Arc<Node>, to: &[NodeId]) -> usize {
+    let asks = to.iter().map(|id| {
+        let node = node.clone();
+        let id = *id;
+        async move {
+            let req = Control::Announce {
+                store: node.identity.store.clone(),
+                incarnation: node.identity.incarnation,
+            };
+            matches!(
+                node.ask(id, req, Duration::from_secs(2)).await,
+                Ok(ControlReply::Done)
+            )
+        }
+    });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .filter(|kept| *kept)
+        .count()
 }
 
 async fn hold_forever(_node: Arc<Node>) {
@@ -372,6 +477,16 @@ mod tests {
             incarnation,
             acked,
         }
+    }
+
+    #[test]
+    fn an_announcement_kept_by_a_peer_shows_an_older_copy() {
+        assert!(judge_announced(&me(true), &("aa".into(), 3)).is_ok());
+        assert!(judge_announced(&me(true), &("aa".into(), 1)).is_ok());
+        let e = judge_announced(&me(true), &("aa".into(), 7)).unwrap_err();
+        assert!(e.contains("incarnation 7"), "{e}");
+        assert!(judge_announced(&me(true), &("bb".into(), 1)).is_err());
+        assert!(judge_announced(&me(false), &("bb".into(), 1)).is_ok());
     }
 
     #[test]

@@ -80,8 +80,12 @@ pub enum Control {
     Init,
     /// The answering node's store: identity and incarnation.
     Identity,
-    /// What the answering node's replicated state records of node `of`'s store.
+    /// What the answering node knows of node `of`'s store: its replicated state's record
+    /// and the last incarnation `of` announced to it.
     StoreRecord { of: NodeId },
+    /// The sending node runs as this store and incarnation: the answering node keeps that
+    /// durably before it answers `Done`.
+    Announce { store: String, incarnation: u64 },
     /// Wipe this node's store and stop, to re-learn everything from the leader once
     /// started again (`node rejoin`); refused by a leader, and by a node whose store is
     /// not known to be restored from an old copy unless `force`.
@@ -113,6 +117,8 @@ pub enum ControlReply {
     },
     StoreRecord {
         record: Option<crate::replica::StoreRecord>,
+        /// (store, incarnation) the node last announced to the answering one.
+        announced: Option<(String, u64)>,
     },
     Failed(String),
 }
