@@ -269,6 +269,42 @@ fn every_endpoint_needs_its_role_over_https_and_the_socket() {
                 .expect("a leader after the transfer");
         }
     }
+    // A body that is not one JSON object is refused before its role is judged: a policy
+    // given positionally in an array would otherwise pass for an operator's zone add.
+    let array = json!([
+        "arr.example.",
+        "/dev/null",
+        null,
+        null,
+        null,
+        null,
+        null,
+        null,
+        [],
+        [],
+        null,
+        "ksk_lifetime = 0\n"
+    ]);
+    for (method, path) in [
+        ("POST", "/zones".to_string()),
+        ("PATCH", format!("/zones/{ZONE}")),
+    ] {
+        let a = call_as(
+            l.https(1),
+            Some(&l.creds("operator")),
+            method,
+            &path,
+            Some(&array),
+            T,
+        )
+        .unwrap();
+        assert_eq!(
+            a.code,
+            400,
+            "{method} {path} with an array body: {}",
+            a.message()
+        );
+    }
     // Refusals and changes are audited with the caller's identity and role.
     let audit = call(l.sock(3), "GET", "/audit", None, T).unwrap().json();
     let by: Vec<String> = audit

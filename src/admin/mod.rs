@@ -215,7 +215,10 @@ async fn forward(
                     path: path.to_string(),
                     body: body.to_vec(),
                 };
-                match node.ask(l, req, crate::transport::CONTROL_TIMEOUT).await {
+                // As long as the leader carries out a request (a node add waits for the
+                // learner to catch up).
+                let ttl = Duration::from_secs(node.cfg.admin.request_timeout_s);
+                match node.ask(l, req, ttl).await {
                     Ok(ControlReply::Admin { code: 421, .. }) => {}
                     Ok(ControlReply::Admin { code, body }) => {
                         return Reply {
@@ -225,7 +228,19 @@ async fn forward(
                         };
                     }
                     Ok(r) => last = format!("leader {l}: unexpected answer {r:?}"),
-                    Err(e) => last = format!("leader {l}: {e}"),
+                    Err(e) if e.contains(crate::transport::NOT_SENT) => {
+                        last = format!("leader {l}: {e}")
+                    }
+                    // Sent, and no answer: it may have been carried out; never twice.
+                    Err(e) => {
+                        return error(
+                            504,
+                            format!(
+                                "leader {l} did not answer ({e}); the change may or may not have been \
+                                 made: look at cluster status and the audit log before trying again"
+                            ),
+                        );
+                    }
                 }
             }
             None => {}
@@ -360,6 +375,11 @@ pub async fn handle(
     forwarded: bool,
 ) -> Reply {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Every body is one JSON object: the role an endpoint needs may depend on its fields,
+    // and a struct read from an array would escape that look.
+    if !body.is_empty() && !serde_json::from_slice::<Value>(body).is_ok_and(|v| v.is_object()) {
+        return error(400, "the request body must be one JSON object");
+    }
     let needed = needed_role(method, &parts, body);
     if !caller.role.covers(needed) {
         tracing::warn!(target: "audit", who = %caller.name, role = %caller.role, %method, %path,
@@ -836,6 +856,10 @@ pub async fn handle(
                     format!("node {id}: a forwarded request is not sent on again"),
                 );
             }
+            let available = match parse::<Keystore>(body) {
+                Ok(k) => k.available,
+                Err(r) => return r,
+            };
             let req = Control::Admin {
                 caller: caller.clone(),
                 method: method.to_string(),
@@ -843,11 +867,17 @@ pub async fn handle(
                 body: body.to_vec(),
             };
             match node.ask(id, req, crate::transport::CONTROL_TIMEOUT).await {
-                Ok(ControlReply::Admin { code, body }) => Reply {
-                    code,
-                    body,
-                    content_type: "application/json",
-                },
+                Ok(ControlReply::Admin { code, body }) => {
+                    if code == 200 {
+                        let what = format!("keystore of node {id} available={available}");
+                        audit_note(node, caller, what).await;
+                    }
+                    Reply {
+                        code,
+                        body,
+                        content_type: "application/json",
+                    }
+                }
                 Ok(r) => error(502, format!("node {id}: unexpected answer {r:?}")),
                 Err(e) => error(502, format!("node {id}: {e}")),
             }
@@ -867,24 +897,11 @@ pub async fn handle(
             {
                 node.local().readiness = r;
             }
-            // Recorded through the leader (this node may be a follower).
-            let what = format!("keystore of node {} available={available}", node.id);
-            if node.is_leader() {
-                let _ = node
-                    .raft
-                    .client_write(Command::Audit {
-                        origin: origin(caller, what),
-                    })
-                    .await;
-            } else {
-                let body = serde_json::to_vec(&Note { command: what }).unwrap_or_default();
-                let r = forward(node, caller, "POST", "/audit", &body).await;
-                if r.code != 200 {
-                    tracing::warn!(
-                        "keystore change not recorded in the audit log: {}",
-                        String::from_utf8_lossy(&r.body)
-                    );
-                }
+            // Sent here by another node: that node records it (a forwarded request is never
+            // sent on again).
+            if !forwarded {
+                let what = format!("keystore of node {} available={available}", node.id);
+                audit_note(node, caller, what).await;
             }
             json_reply(200, json!({ "ok": true, "available": available }))
         }
@@ -1089,6 +1106,28 @@ async fn caught_up(node: &Arc<Node>, id: NodeId, wait: Duration) -> Result<(), S
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Records `what` in the replicated audit log through the leader (this node may be a
+/// follower); a failure is logged, the `audit` log line is written anyway.
+async fn audit_note(node: &Arc<Node>, caller: &Caller, what: String) {
+    if node.is_leader() {
+        let _ = node
+            .raft
+            .client_write(Command::Audit {
+                origin: origin(caller, what),
+            })
+            .await;
+        return;
+    }
+    let body = serde_json::to_vec(&Note { command: what }).unwrap_or_default();
+    let r = forward(node, caller, "POST", "/audit", &body).await;
+    if r.code != 200 {
+        tracing::warn!(
+            "not recorded in the audit log: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
 }
 

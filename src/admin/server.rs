@@ -286,12 +286,19 @@ pub async fn serve(l: Listeners, node: Arc<Node>) {
             tracing::warn!("admin socket connection refused: admin.max_connections reached");
             continue;
         };
-        let who = match sock.peer_cred() {
-            Ok(c) => unix_caller(&a, node.id, c.uid()),
-            Err(e) => Err(format!("peer credentials: {e}")),
-        };
-        let (router, a) = (router.clone(), a.clone());
+        let cred = sock.peer_cred();
+        let (router, a, id) = (router.clone(), a.clone(), node.id);
         tokio::spawn(async move {
+            // The user name lookup may ask NSS (LDAP, …): not on the accept loop.
+            let who = match cred {
+                Ok(c) => {
+                    let a = a.clone();
+                    tokio::task::spawn_blocking(move || unix_caller(&a, id, c.uid()))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()))
+                }
+                Err(e) => Err(format!("peer credentials: {e}")),
+            };
             connection(sock, Who(who, Via::Unix), router, &a).await;
             drop(slot);
         });

@@ -92,8 +92,8 @@ pub async fn run(node: Arc<Node>) {
                     .is_some_and(|r| r.serial == version.serial && r.error.is_none());
             if built_here && good.as_ref().is_none_or(|g| g.token != version.token) {
                 last_full.entry(zone.clone()).or_insert_with(Instant::now);
-                let mut l = node.local();
-                accept(&node, &mut l, zone, version);
+                let keep = accept(&mut node.local(), zone, version);
+                keep_served(&node, keep).await;
                 continue;
             }
             let n = node.clone();
@@ -102,44 +102,49 @@ pub async fn run(node: Arc<Node>) {
             let res =
                 crate::node::spawn_blocking(move || validate(&n, &z, &v, g.as_ref(), stale)).await;
             let res = res.unwrap_or_else(|e| Err(format!("validator crashed: {e}")));
-            let mut l = node.local();
-            match res {
-                Ok(full) => {
-                    if full {
-                        last_full.insert(zone.clone(), Instant::now());
-                        crate::mem::trim();
+            let keep = {
+                let mut keep = None;
+                let mut l = node.local();
+                match res {
+                    Ok(full) => {
+                        if full {
+                            last_full.insert(zone.clone(), Instant::now());
+                            crate::mem::trim();
+                        }
+                        if good.as_ref().is_none_or(|g| g.token != version.token) {
+                            // After a full check only.
+                            let rrsets = if full { version.rrsets as usize } else { 0 };
+                            let rss_mib = crate::mem::rss_for(rrsets);
+                            tracing::info!(
+                                zone,
+                                serial = version.serial,
+                                full,
+                                ms = began.elapsed().as_millis() as u64,
+                                rss_mib,
+                                "version validated"
+                            );
+                        }
+                        keep = accept(&mut l, zone, version);
                     }
-                    if good.as_ref().is_none_or(|g| g.token != version.token) {
-                        // After a full check only.
-                        let rrsets = if full { version.rrsets as usize } else { 0 };
-                        let rss_mib = crate::mem::rss_for(rrsets);
-                        tracing::info!(
+                    Err(e) if e == SUPERSEDED => {
+                        // A newer version arrived meanwhile: the next round validates that one.
+                        tracing::debug!(zone, serial = version.serial, "{e}");
+                    }
+                    Err(e) => {
+                        tracing::error!(
                             zone,
                             serial = version.serial,
-                            full,
-                            ms = began.elapsed().as_millis() as u64,
-                            rss_mib,
-                            "version validated"
+                            "ALARM: version does not validate on this node; keeping serial {}: {e}",
+                            good.as_ref()
+                                .map_or("none".into(), |g| g.serial.to_string())
                         );
+                        l.alarms
+                            .insert(zone, format!("serial {}: {e}", version.serial));
                     }
-                    accept(&node, &mut l, zone, version);
                 }
-                Err(e) if e == SUPERSEDED => {
-                    // A newer version arrived meanwhile: the next round validates that one.
-                    tracing::debug!(zone, serial = version.serial, "{e}");
-                }
-                Err(e) => {
-                    tracing::error!(
-                        zone,
-                        serial = version.serial,
-                        "ALARM: version does not validate on this node; keeping serial {}: {e}",
-                        good.as_ref()
-                            .map_or("none".into(), |g| g.serial.to_string())
-                    );
-                    l.alarms
-                        .insert(zone, format!("serial {}: {e}", version.serial));
-                }
-            }
+                keep
+            };
+            keep_served(&node, keep).await;
         }
     }
 }
@@ -149,7 +154,14 @@ const SUPERSEDED: &str = "superseded while validating";
 /// Makes a validated `version` the one this node serves for `zone`, unless this node
 /// served the same serial with another content before: then it stops answering for the
 /// zone and raises the alarm (the cluster's state is not what it published).
-fn accept(node: &Node, l: &mut crate::node::Local, zone: String, version: crate::replica::Version) {
+/// Returns what to keep in `DATA/served` when that changed: the caller writes it once the
+/// lock on `l` is released (every DNS query takes that lock).
+#[must_use]
+fn accept(
+    l: &mut crate::node::Local,
+    zone: String,
+    version: crate::replica::Version,
+) -> Option<std::collections::BTreeMap<String, (u32, [u8; 32])>> {
     if let Some((serial, hash)) = l.served.get(&zone).copied()
         && serial == version.serial
         && hash != version.hash
@@ -165,17 +177,29 @@ fn accept(node: &Node, l: &mut crate::node::Local, zone: String, version: crate:
         }
         l.alarms.insert(zone.clone(), why.clone());
         l.conflicts.insert(zone, why);
-        return;
+        return None;
     }
     l.conflicts.remove(&zone);
     l.alarms.remove(&zone);
     l.behind.remove(&zone);
-    if l.served.get(&zone) != Some(&(version.serial, version.hash)) {
+    let changed = l.served.get(&zone) != Some(&(version.serial, version.hash));
+    if changed {
         l.served
             .insert(zone.clone(), (version.serial, version.hash));
-        crate::node::served::save(&node.cfg.data_dir, &l.served);
     }
     l.last_good.insert(zone, version);
+    changed.then(|| l.served.clone())
+}
+
+/// Writes what this node served, off the async threads.
+async fn keep_served(
+    node: &Arc<Node>,
+    served: Option<std::collections::BTreeMap<String, (u32, [u8; 32])>>,
+) {
+    if let Some(served) = served {
+        let dir = node.cfg.data_dir.clone();
+        let _ = crate::node::spawn_blocking(move || crate::node::served::save(&dir, &served)).await;
+    }
 }
 
 /// Validates `version` of `zone` as this node holds it. Returns whether it was a full check.

@@ -540,7 +540,7 @@ async fn hand_over(node: &Arc<Node>, why: &str) -> Result<(), String> {
                 return None;
             };
             let s: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
-            (s["readiness"]["ready"] == true && s["witness"] != true)
+            (s["readiness"]["ready"] == true && s["witness"] != true && s["store_check"].is_null())
                 .then(|| (id, s["last_applied"].as_u64().unwrap_or(0)))
         })
         .max_by_key(|(_, applied)| *applied);

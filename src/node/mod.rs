@@ -604,13 +604,12 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     restore::wipe_if_marked(&cfg.data_dir)?;
     let tls = Tls::load(&cfg.tls_files()).map_err(|e| e.to_string())?;
     let log = LogStore::open(&cfg.data_dir.join("raft")).map_err(|e| format!("raft log: {e}"))?;
-    let identity = log
-        .begin_incarnation()
-        .map_err(|e| format!("raft log: {e}"))?;
     let log_store = log.clone();
     let sm = StateMachine::open(&cfg.data_dir.join("state")).map_err(|e| format!("state: {e}"))?;
     let keys = KeyResolver::new(&cfg)?;
-    let config = raft_config(&cfg)?;
+    let mut config = raft_config(&cfg)?;
+    // Held (see `restore`) until the store check passes: no election either.
+    config.enable_elect = false;
     let network = Network {
         me: cfg.id,
         tls: tls.client.clone(),
@@ -622,6 +621,11 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("raft_listen {}: {e}", cfg.raft_listen))?;
     let admin_listeners = crate::admin::server::bind(&cfg).await?;
+    // Drawn once nothing else can stop the start (a restart loop would use up the
+    // incarnations a store remembers).
+    let identity = log_store
+        .begin_incarnation()
+        .map_err(|e| format!("raft log: {e}"))?;
     let node = Arc::new(Node {
         id: cfg.id,
         cfg: cfg.clone(),
@@ -688,8 +692,6 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         node.contact.clone(),
         control,
     ));
-    // Held (see `restore`) until the store check passes: no election either.
-    node.raft.runtime_config().elect(false);
     tokio::spawn(restore::check(node.clone()));
     tokio::spawn(restore::record(node.clone()));
     tokio::spawn(crate::admin::server::serve(admin_listeners, node.clone()));
@@ -751,6 +753,10 @@ pub fn raft_config(cfg: &NodeConfig) -> Result<openraft::Config, String> {
         // A member restarted with a wiped data dir is refilled from the leader (snapshot or
         // log) instead of being left behind; it grants no vote meanwhile (`transport::Blank`).
         allow_log_reversion: Some(true),
+        // A restarted leader earns leadership again in an election rather than resuming it
+        // from its stored vote: a store restored from an older copy must not lead with its
+        // older log (`restore`).
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()

@@ -94,13 +94,25 @@ fn judge_announced(me: &StoreIdentity, a: &(String, u64)) -> Result<(), String> 
         }
         return Ok(());
     }
-    if !me.history.contains(&a.1) {
-        return Err(format!(
-            "store restored from an older copy: it ran as incarnation {:x} after this copy was made",
-            a.1
-        ));
+    ran_as(me, a.1)
+}
+
+/// Whether this store (`me`) can have run as `incarnation`: one it remembers, or one older
+/// than all it remembers. `Err` when the incarnation is one it never had (a later start of
+/// this store than the copy knows of).
+fn ran_as(me: &StoreIdentity, incarnation: u64) -> Result<(), String> {
+    let counter = |i: u64| i >> 32;
+    if me.history.contains(&incarnation) {
+        return Ok(());
     }
-    Ok(())
+    let oldest = me.history.first().map_or(0, |i| counter(*i));
+    if counter(incarnation) < oldest {
+        return Ok(());
+    }
+    Err(format!(
+        "store restored from an older copy: it ran as incarnation {:x} after this copy was made",
+        incarnation
+    ))
 }
 
 /// Whether `r`, what a peer's replicated state records of this node's store, shows that
@@ -117,12 +129,7 @@ pub fn judge(me: &StoreIdentity, holds: u64, r: &StoreRecord) -> Result<(), Stri
         // A new store (a wiped node re-learning) the leader has not recorded yet.
         return Ok(());
     }
-    if !me.history.contains(&r.incarnation) {
-        return Err(format!(
-            "store restored from an older copy: it ran as incarnation {:x} after this copy was made",
-            r.incarnation
-        ));
-    }
+    ran_as(me, r.incarnation)?;
     if r.acked > holds {
         return Err(format!(
             "store restored from an older copy: acknowledged up to {}, holds {holds}",
@@ -190,14 +197,17 @@ pub async fn check(node: Arc<Node>) {
         let log_end = holds(&node);
         let blank = log_end.is_none();
         let log_end = log_end.unwrap_or(0);
-        let (voters, members): (Vec<NodeId>, Vec<NodeId>) = {
-            let m = node.raft.metrics().borrow_watched().clone();
-            let ms = m.membership_config.membership();
-            (
-                ms.voter_ids().collect(),
-                ms.nodes().map(|(id, _)| *id).collect(),
-            )
-        };
+        // The membership as this node's state holds it (Raft's metrics may not carry it yet
+        // at start), and the peers of its config besides: a member added since this copy
+        // was made is asked too.
+        let (voters, members): (Vec<NodeId>, Vec<NodeId>) = node.sm.with(|st| {
+            let ms = st.membership.membership();
+            let mut members: Vec<NodeId> = ms.nodes().map(|(id, _)| *id).collect();
+            members.extend(node.cfg.peers.iter().map(|p| p.id));
+            members.sort();
+            members.dedup();
+            (ms.voter_ids().collect(), members)
+        });
         let asks = members.iter().filter(|id| **id != node.id).map(|id| {
             let node = node.clone();
             let id = *id;
@@ -230,8 +240,25 @@ pub async fn check(node: Arc<Node>) {
             if verdict.is_ok() {
                 agreeing.push(id);
             }
+            // A contrary answer is judged again with the log end read after it arrived: a
+            // record committed meanwhile may name an index this node took meanwhile too.
+            let verdict = match verdict {
+                Err(_) => {
+                    let now_holds = holds(&node).unwrap_or(0).max(log_end);
+                    match &record {
+                        Some(r) if !blank => judge(&node.identity, now_holds, r),
+                        _ => Ok(()),
+                    }
+                    .and_then(|()| match &announced {
+                        Some(a) if !blank => judge_announced(&node.identity, a),
+                        _ => Ok(()),
+                    })
+                }
+                ok => ok,
+            };
             match verdict {
-                Ok(()) => agree += 1,
+                Ok(()) if voters.contains(&id) => agree += 1,
+                Ok(()) => {}
                 Err(why) => {
                     let why = format!("{why} (as node {id} records it)");
                     {
@@ -366,8 +393,10 @@ pub async fn record(node: Arc<Node>) {
         let mut seen = Vec::new();
         for (id, store, incarnation) in futures::future::join_all(asks).await.into_iter().flatten()
         {
+            // The leader's own log end may not be flushed yet: only what followers
+            // acknowledged (flushed) is recorded.
             let acked = if id == node.id {
-                m.last_log_index.unwrap_or(0)
+                0
             } else {
                 m.replication
                     .as_ref()
@@ -462,11 +491,17 @@ pub fn rejoin(node: &Arc<Node>, force: bool) -> ControlReply {
 mod tests {
     use super::*;
 
+    /// Incarnation `counter` with random part `r`.
+    fn inc(counter: u64, r: u64) -> u64 {
+        (counter << 32) | r
+    }
+
+    /// Store `aa`, remembering incarnations 5, 6 and 7 (this opening).
     fn me(adopted: bool) -> StoreIdentity {
         StoreIdentity {
             store: "aa".into(),
-            incarnation: 3,
-            history: vec![1, 2, 3],
+            incarnation: inc(7, 70),
+            history: vec![inc(5, 50), inc(6, 60), inc(7, 70)],
             adopted,
         }
     }
@@ -481,28 +516,32 @@ mod tests {
 
     #[test]
     fn an_announcement_kept_by_a_peer_shows_an_older_copy() {
-        assert!(judge_announced(&me(true), &("aa".into(), 3)).is_ok());
-        assert!(judge_announced(&me(true), &("aa".into(), 1)).is_ok());
-        let e = judge_announced(&me(true), &("aa".into(), 7)).unwrap_err();
-        assert!(e.contains("incarnation 7"), "{e}");
-        assert!(judge_announced(&me(true), &("bb".into(), 1)).is_err());
-        assert!(judge_announced(&me(false), &("bb".into(), 1)).is_ok());
+        assert!(judge_announced(&me(true), &("aa".into(), inc(7, 70))).is_ok());
+        assert!(judge_announced(&me(true), &("aa".into(), inc(5, 50))).is_ok());
+        assert!(judge_announced(&me(true), &("aa".into(), inc(7, 72))).is_err());
+        assert!(judge_announced(&me(true), &("bb".into(), inc(1, 1))).is_err());
+        assert!(judge_announced(&me(false), &("bb".into(), inc(1, 1))).is_ok());
     }
 
     #[test]
     fn a_copy_is_known_by_incarnation_index_or_identity() {
         // What the cluster saw of this very store, up to what it holds: fine.
-        assert!(judge(&me(true), 13, &rec("aa", 2, 13)).is_ok());
-        assert!(judge(&me(true), 13, &rec("aa", 3, 10)).is_ok());
+        assert!(judge(&me(true), 13, &rec("aa", inc(6, 60), 13)).is_ok());
+        assert!(judge(&me(true), 13, &rec("aa", inc(7, 70), 10)).is_ok());
+        // Older than all it remembers: nothing to say.
+        assert!(judge(&me(true), 13, &rec("aa", inc(2, 9), 10)).is_ok());
         // It acknowledged more than it holds.
-        let e = judge(&me(true), 11, &rec("aa", 2, 13)).unwrap_err();
+        let e = judge(&me(true), 11, &rec("aa", inc(6, 60), 13)).unwrap_err();
         assert!(e.contains("acknowledged up to 13, holds 11"), "{e}");
-        // It ran as an incarnation this copy never had: the copy is older.
-        let e = judge(&me(true), 13, &rec("aa", 9, 5)).unwrap_err();
-        assert!(e.contains("incarnation 9"), "{e}");
+        // It ran as an incarnation this copy never had: the same counter drawn by another
+        // start (the store started again after the copy), or a later counter.
+        let e = judge(&me(true), 13, &rec("aa", inc(7, 71), 5)).unwrap_err();
+        assert!(e.contains(&format!("{:x}", inc(7, 71))), "{e}");
+        assert!(judge(&me(true), 13, &rec("aa", inc(8, 1), 5)).is_err());
+        assert!(judge(&me(true), 13, &rec("aa", inc(6, 61), 5)).is_err());
         // Another store was recorded for this node after this one was.
-        assert!(judge(&me(true), 13, &rec("bb", 1, 1)).is_err());
+        assert!(judge(&me(true), 13, &rec("bb", inc(1, 1), 1)).is_err());
         // A new store not yet recorded (a wiped node re-learning): fine.
-        assert!(judge(&me(false), 13, &rec("bb", 1, 20)).is_ok());
+        assert!(judge(&me(false), 13, &rec("bb", inc(1, 1), 20)).is_ok());
     }
 }

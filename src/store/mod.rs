@@ -39,7 +39,7 @@ pub const INCARNATIONS_KEPT: usize = 64;
 pub struct StoreIdentity {
     /// Drawn when the store was first opened (hex).
     pub store: String,
-    /// This opening's.
+    /// This opening's: a counter (high 32 bits) and a random number (low 32 bits).
     pub incarnation: u64,
     /// The last incarnations, this one last.
     pub history: Vec<u64>,
@@ -253,7 +253,11 @@ impl LogStore {
             }
         };
         let mut history: Vec<u64> = self.get_meta("incarnations")?.unwrap_or_default();
-        let incarnation = random()?;
+        // A counter in the high half, so that an incarnation older than those remembered is
+        // still known to be older; a random low half, so that two copies of one store that
+        // both start again do not draw the same.
+        let counter = history.last().map_or(1, |last| (last >> 32) + 1);
+        let incarnation = (counter << 32) | (random()? & 0xffff_ffff);
         history.push(incarnation);
         if history.len() > INCARNATIONS_KEPT {
             history.drain(..history.len() - INCARNATIONS_KEPT);

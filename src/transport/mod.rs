@@ -133,6 +133,9 @@ pub type ControlHandler = Arc<
 /// Deadline of one control request (a forwarded admin request may wait for a commit).
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// In a control error: the request never left this node (it may be sent again).
+pub const NOT_SENT: &str = "not sent";
+
 #[derive(Serialize, Deserialize)]
 pub enum Response {
     Welcome,
@@ -348,7 +351,10 @@ async fn connection(
         };
         let resp = match req {
             Request::Hello { .. } => Response::Failed("Hello twice".into()),
-            Request::Append(_) | Request::Vote(_) | Request::SnapshotPart { .. }
+            Request::Append(_)
+            | Request::Vote(_)
+            | Request::SnapshotPart { .. }
+            | Request::Transfer(_)
                 if held(&hold).is_some() =>
             {
                 let why = held(&hold).unwrap_or_default();
@@ -489,8 +495,12 @@ pub async fn control(
             "node {to}: control traffic dropped (fault injection)"
         ));
     }
+    let mut s = match tokio::time::timeout(ttl, dial(tls, me, to, addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("node {to}: {NOT_SENT}: {e}")),
+        Err(_) => return Err(format!("node {to}: {NOT_SENT}: no connection in {ttl:?}")),
+    };
     let ask = async {
-        let mut s = dial(tls, me, to, addr).await?;
         write_frame(&mut s, &encode(&Request::Control(req))).await?;
         let frame = read_frame(&mut s).await?;
         decode::<Response>(&frame)
