@@ -21,8 +21,7 @@
 //!               restore   a node stopped, its data dir copied, restarted; later (the next
 //!                         restore of it) stopped again, its data dir replaced by that older
 //!                         copy and restarted: it must refuse to vote or acknowledge, and the
-//!                         harness, as an operator, runs `node rejoin` on it (not drawn unless
-//!                         named in --kinds yet: see the README)
+//!                         harness, as an operator, runs `node rejoin` on it
 //!               control   a node's node-to-node control traffic (clock, status, forwarded
 //!                         changes) dropped both ways while Raft still flows, a zone change
 //!                         meanwhile: a leader that cannot compare its clock with a
@@ -96,7 +95,7 @@ struct Opts {
     #[arg(long, default_value_t = 30)]
     bound_s: u64,
     /// Fault kinds to draw from (partition needs network namespaces: root).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe, Kind::Clock, Kind::Disk, Kind::Control])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe, Kind::Clock, Kind::Disk, Kind::Control, Kind::Restore])]
     kinds: Vec<Kind>,
     /// Without the key-roll workload (ZSK rolls on a key clock 100× real time, checked by R).
     #[arg(long)]

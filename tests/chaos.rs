@@ -1,7 +1,8 @@
 //! The chaos harness's smoke run: a real three-node cluster (each node in its own network
 //! namespace when the tests run as root), a zone change before each fault, faults of every
 //! kind from a seed (leader kills, pauses, partitions, keystore episodes, wiped nodes, clock
-//! jumps, a full disk, node-to-node control traffic dropped), and
+//! jumps, a full disk, node-to-node control traffic dropped, a node restored from an older copy
+//! of its data dir and rejoined), and
 //! the key-roll workload (ZSK rolls on a key clock 100× real time), and the invariant
 //! checkers (V S K F L P A R) over what every node serves; the run must end with every kind
 //! applied, checks made and no violation.
@@ -42,6 +43,15 @@ fn smoke_run_of_every_fault_kind_finds_no_violation() {
             .unwrap_or_else(|| panic!("no count of {k}:\n{text}"));
         assert!(n >= 2, "only {n} {k}:\n{text}");
     }
+    let restores: u32 = text
+        .split("restores ")
+        .nth(1)
+        .and_then(|r| r.split([',', ')']).next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count of restores:\n{text}"));
+    assert!(restores >= 1, "no restore:\n{text}");
+    assert!(!text.contains("(restore: not recognised)"), "{text}");
+    assert!(!text.contains("(restore: rejoin refused)"), "{text}");
     for inv in ['V', 'S', 'K', 'F', 'L', 'A', 'R'] {
         let line = text
             .lines()

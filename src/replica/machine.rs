@@ -16,7 +16,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use tokio::sync::watch;
 
 use super::state::ClusterState;
-use super::{Command, Outcome, TypeConfig, decode, decode_counted, encode};
+use super::{Command, Outcome, TypeConfig, decode_counted, encode};
 use crate::zone::write::AtomicFile;
 
 pub type Snapshot = SnapshotOf<TypeConfig, Cursor<Vec<u8>>>;
@@ -45,7 +45,7 @@ impl StateMachine {
         let mut state = ClusterState::default();
         let path = dir.join("snapshot");
         if let Some(file) = load_snapshot(&path)? {
-            state = decode(&file.data)?;
+            state = ClusterState::decode(&file.data)?;
         }
         let idx = state.last_applied.as_ref().map_or(0, |l| l.index());
         Ok(StateMachine {
@@ -204,7 +204,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let idx = crate::blocking(|| -> io::Result<u64> {
-            let state: ClusterState = decode(&data)?;
+            let state = ClusterState::decode(&data)?;
             self.save(meta, &data)?;
             let idx = state.last_applied.as_ref().map_or(0, |l| l.index());
             *self.write() = state;

@@ -325,6 +325,55 @@ pub struct ClusterState {
     pub published: BTreeMap<String, VecDeque<(u32, [u8; 32])>>,
 }
 
+/// The state as it was encoded before `stores` and `published` were added: a snapshot of
+/// that layout still loads (bincode encodes fields by position).
+#[derive(Deserialize)]
+struct ClusterStateBefore {
+    last_applied: Option<LogId>,
+    membership: openraft::alias::StoredMembershipOf<TypeConfig>,
+    zones: BTreeMap<String, ZoneState>,
+    keys: Vec<KeyRecord>,
+    audit: VecDeque<AuditRecord>,
+    last_leader: Option<(NodeId, u64)>,
+    handover: Option<(NodeId, NodeId)>,
+    fenced: BTreeMap<NodeId, u64>,
+}
+
+impl ClusterState {
+    /// Decodes a snapshot's state, of this layout or the one before.
+    pub fn decode(bytes: &[u8]) -> std::io::Result<ClusterState> {
+        match super::decode::<ClusterState>(bytes) {
+            Ok(st) => Ok(st),
+            Err(e) => {
+                let Ok(b) = super::decode::<ClusterStateBefore>(bytes) else {
+                    return Err(e);
+                };
+                // The serials published so far are those of the current versions.
+                let published = b
+                    .zones
+                    .iter()
+                    .filter_map(|(name, z)| {
+                        let v = z.current.as_ref()?;
+                        Some((name.clone(), VecDeque::from([(v.serial, v.hash)])))
+                    })
+                    .collect();
+                Ok(ClusterState {
+                    last_applied: b.last_applied,
+                    membership: b.membership,
+                    zones: b.zones,
+                    keys: b.keys,
+                    audit: b.audit,
+                    last_leader: b.last_leader,
+                    handover: b.handover,
+                    fenced: b.fenced,
+                    stores: BTreeMap::new(),
+                    published,
+                })
+            }
+        }
+    }
+}
+
 /// Serials remembered per zone in [`ClusterState::published`].
 pub const PUBLISHED_KEPT: usize = 1024;
 
@@ -1145,6 +1194,43 @@ mod tests {
         let same = publish(&mut st, &mut idx, vec![change("a.example.", 1)], 7, None);
         assert!(matches!(same, Outcome::Published { .. }), "{same:?}");
         assert_eq!(st.published_hash("example.", 7), Some(h7));
+    }
+
+    /// A snapshot of the state's layout before `stores` and `published` still loads.
+    #[test]
+    fn a_state_of_the_layout_before_loads() {
+        let mut st = with_example_zone();
+        let mut idx = 1;
+        publish(&mut st, &mut idx, vec![change("a.example.", 1)], 7, None);
+        #[derive(Serialize)]
+        struct Before<'a> {
+            last_applied: &'a Option<LogId>,
+            membership: &'a openraft::alias::StoredMembershipOf<TypeConfig>,
+            zones: &'a BTreeMap<String, ZoneState>,
+            keys: &'a Vec<KeyRecord>,
+            audit: &'a VecDeque<AuditRecord>,
+            last_leader: &'a Option<(NodeId, u64)>,
+            handover: &'a Option<(NodeId, NodeId)>,
+            fenced: &'a BTreeMap<NodeId, u64>,
+        }
+        let old = crate::replica::encode(&Before {
+            last_applied: &st.last_applied,
+            membership: &st.membership,
+            zones: &st.zones,
+            keys: &st.keys,
+            audit: &st.audit,
+            last_leader: &st.last_leader,
+            handover: &st.handover,
+            fenced: &st.fenced,
+        });
+        let back = ClusterState::decode(&old).unwrap();
+        assert_eq!(back.last_applied, st.last_applied);
+        assert_eq!(
+            back.published_hash("example.", 7),
+            st.published_hash("example.", 7)
+        );
+        let now = ClusterState::decode(&crate::replica::encode(&st)).unwrap();
+        assert_eq!(now.published, st.published);
     }
 
     /// `zone set` with a new input counts as a reload (the next version is built from all
