@@ -721,7 +721,7 @@ fn main() -> ExitCode {
                     ev(format!(
                         "node {victim} ({role}) stopped, its data dir copied, restarted"
                     ));
-                    tally.add("(restore: copies taken)");
+                    tally.add("restore copy taken");
                 } else {
                     let _ = std::fs::remove_dir_all(&data);
                     copy_dir(&copy, &data);
