@@ -136,6 +136,29 @@ pub struct PlanArgs {
     a: AdminArgs,
 }
 
+/// `keys ds-seen` / `keys ds-gone`: the operator's word on the parent's DS of key `tag`.
+fn ds_event(
+    a: &AdminArgs,
+    zone: &str,
+    tag: u16,
+    ttl: Option<u32>,
+    force: bool,
+    action: &str,
+    what: &str,
+) -> Result<(), String> {
+    let req = KeyAction {
+        action: action.into(),
+        tag: Some(tag),
+        ttl,
+        force,
+        ..Default::default()
+    };
+    let ans = post(a, zone, &req)?;
+    ok(ans, a, |_| {
+        format!("zone {zone}: DS of key {tag} recorded as {what}")
+    })
+}
+
 fn post(
     a: &AdminArgs,
     zone: &str,
@@ -179,42 +202,13 @@ pub fn keys(cmd: ClusterKeysCmd) -> Result<(), String> {
             ttl,
             force,
             a,
-        } => {
-            let ans = post(
-                &a,
-                &zone,
-                &KeyAction {
-                    action: "ds-seen".into(),
-                    tag: Some(tag),
-                    ttl,
-                    force,
-                    ..Default::default()
-                },
-            )?;
-            ok(ans, &a, |_| {
-                format!("zone {zone}: DS of key {tag} recorded as seen")
-            })
-        }
+        } => ds_event(&a, &zone, tag, ttl, force, "ds-seen", "seen"),
         ClusterKeysCmd::DsGone {
             zone,
             tag,
             force,
             a,
-        } => {
-            let ans = post(
-                &a,
-                &zone,
-                &KeyAction {
-                    action: "ds-gone".into(),
-                    tag: Some(tag),
-                    force,
-                    ..Default::default()
-                },
-            )?;
-            ok(ans, &a, |_| {
-                format!("zone {zone}: DS of key {tag} recorded as gone")
-            })
-        }
+        } => ds_event(&a, &zone, tag, None, force, "ds-gone", "gone"),
         ClusterKeysCmd::ClockOk { zone, a } => {
             let req = KeyAction {
                 action: "clock-ok".into(),
