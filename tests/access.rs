@@ -80,33 +80,25 @@ fn raw(sock: &str, request: &str) -> u16 {
 /// One raw HTTP/1.1 exchange over TLS with node 1's HTTPS listener, with `creds`' client
 /// certificate or none; `{addr}` in `request` is the listener's address. The whole answer.
 fn raw_tls(l: &Lab, creds: Option<&Credentials>, request: &str) -> String {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(l.creds("monitor").ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
+    use quorumsign::transport::{client_config, load_chain, load_key, load_roots};
+    let roots = std::sync::Arc::new(load_roots(&l.creds("monitor").ca).unwrap());
     let cfg = match creds {
-        None => builder.with_no_client_auth(),
+        None => std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        ),
         Some(c) => {
-            let chain = CertificateDer::pem_file_iter(&c.cert)
-                .unwrap()
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            let key = PrivateKeyDer::from_pem_file(&c.key).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
+            let (chain, key) = (load_chain(&c.cert).unwrap(), load_key(&c.key).unwrap());
+            client_config(roots, chain, key, &c.cert).unwrap()
         }
     };
     let addr = l.https(1).trim_start_matches("https://").to_string();
-    let mut conn =
-        rustls::ClientConnection::new(std::sync::Arc::new(cfg), "127.0.0.1".try_into().unwrap())
-            .unwrap();
+    let mut conn = rustls::ClientConnection::new(cfg, "127.0.0.1".try_into().unwrap()).unwrap();
     let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);

@@ -6,15 +6,14 @@
 //! `--admin-cert`, `--admin-key` and `--admin-ca` ([`set_credentials`]), or the variables
 //! `QUORUMSIGN_ADMIN_CERT`, `QUORUMSIGN_ADMIN_KEY` and `QUORUMSIGN_ADMIN_CA`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 
 /// Every path of the API starts with this.
@@ -133,30 +132,11 @@ fn credentials() -> Result<Credentials, String> {
 }
 
 fn tls_config(c: &Credentials) -> Result<Arc<rustls::ClientConfig>, String> {
-    let at = |p: &Path| {
-        let p = p.display().to_string();
-        move |e: rustls::pki_types::pem::Error| format!("{p}: {e}")
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&c.ca).map_err(at(&c.ca))? {
-        roots
-            .add(cert.map_err(at(&c.ca))?)
-            .map_err(|e| format!("{}: {e}", c.ca.display()))?;
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.cert)
-        .map_err(at(&c.cert))?
-        .collect::<Result<_, _>>()
-        .map_err(at(&c.cert))?;
-    let key = PrivateKeyDer::from_pem_file(&c.key).map_err(at(&c.key))?;
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .map_err(|e| format!("{}: {e}", c.cert.display()))?;
-    Ok(Arc::new(cfg))
+    use crate::transport::{client_config, load_chain, load_key, load_roots};
+    let roots = load_roots(&c.ca).map_err(|e| e.to_string())?;
+    let chain = load_chain(&c.cert).map_err(|e| e.to_string())?;
+    let key = load_key(&c.key).map_err(|e| e.to_string())?;
+    client_config(Arc::new(roots), chain, key, &c.cert).map_err(|e| e.to_string())
 }
 
 /// One request to the admin API at `admin`; `path` is below [`PREFIX`] (`/status`).

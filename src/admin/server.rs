@@ -100,42 +100,22 @@ pub async fn bind(cfg: &NodeConfig) -> Result<Listeners, String> {
 
 /// The node's certificate as server certificate; client certificates of the operator CA.
 fn server_tls(cfg: &NodeConfig) -> Result<Arc<rustls::ServerConfig>, String> {
-    use rustls::pki_types::PrivateKeyDer;
-    use rustls::pki_types::pem::PemObject;
+    use crate::transport::{load_chain, load_key, load_roots, server_config};
     let ca = cfg
         .admin
         .operator_ca
-        .as_ref()
+        .clone()
         .expect("checked with the config");
-    let at = |p: &std::path::Path| {
-        let p = p.display().to_string();
-        move |e: rustls::pki_types::pem::Error| format!("{p}: {e}")
+    let files = crate::transport::TlsFiles {
+        ca,
+        ..cfg.tls_files()
     };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(at(ca))? {
-        roots
-            .add(c.map_err(at(ca))?)
-            .map_err(|e| format!("admin.operator_ca {}: {e}", ca.display()))?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| format!("admin.operator_ca {}: {e}", ca.display()))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cfg.tls.cert)
-        .map_err(at(&cfg.tls.cert))?
-        .collect::<Result<_, _>>()
-        .map_err(at(&cfg.tls.cert))?;
-    let key = PrivateKeyDer::from_pem_file(&cfg.tls.key).map_err(at(&cfg.tls.key))?;
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("{}: {e}", cfg.tls.cert.display()))?;
-    Ok(Arc::new(server))
+    let roots = load_roots(&files.ca).map_err(|e| format!("admin.operator_ca {e}"))?;
+    let (chain, key) = (
+        load_chain(&files.cert).map_err(|e| e.to_string())?,
+        load_key(&files.key).map_err(|e| e.to_string())?,
+    );
+    server_config(Arc::new(roots), chain, key, &files).map_err(|e| e.to_string())
 }
 
 fn group_id(name: &str) -> Option<u32> {

@@ -194,42 +194,77 @@ fn tls_err(what: &Path, e: impl std::fmt::Display) -> io::Error {
 
 impl Tls {
     pub fn load(f: &TlsFiles) -> io::Result<Tls> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(&f.ca).map_err(|e| tls_err(&f.ca, e))? {
-            roots
-                .add(c.map_err(|e| tls_err(&f.ca, e))?)
-                .map_err(|e| tls_err(&f.ca, e))?;
-        }
-        let roots = Arc::new(roots);
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&f.cert)
-            .map_err(|e| tls_err(&f.cert, e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| tls_err(&f.cert, e))?;
-        let key = PrivateKeyDer::from_pem_file(&f.key).map_err(|e| tls_err(&f.key, e))?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            roots.clone(),
-            provider.clone(),
-        )
-        .build()
-        .map_err(|e| tls_err(&f.ca, e))?;
-        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_err(&f.cert, e))?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain.clone(), key.clone_key())
-            .map_err(|e| tls_err(&f.cert, e))?;
-        let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_err(&f.cert, e))?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| tls_err(&f.cert, e))?;
+        let roots = Arc::new(load_roots(&f.ca)?);
+        let (chain, key) = (load_chain(&f.cert)?, load_key(&f.key)?);
         Ok(Tls {
-            server: Arc::new(server),
-            client: Arc::new(client),
+            server: server_config(roots.clone(), chain.clone(), key.clone_key(), f)?,
+            client: client_config(roots, chain, key, &f.cert)?,
         })
     }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The certificates of the PEM file `path`, as trust anchors.
+pub fn load_roots(path: &Path) -> io::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(path).map_err(|e| tls_err(path, e))? {
+        roots
+            .add(c.map_err(|e| tls_err(path, e))?)
+            .map_err(|e| tls_err(path, e))?;
+    }
+    Ok(roots)
+}
+
+/// The certificate chain of the PEM file `path`.
+pub fn load_chain(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
+    CertificateDer::pem_file_iter(path)
+        .map_err(|e| tls_err(path, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls_err(path, e))
+}
+
+/// The private key of the PEM file `path`.
+pub fn load_key(path: &Path) -> io::Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| tls_err(path, e))
+}
+
+/// A server presenting `chain` and `key` (of the files `f`) that requires a client
+/// certificate issued by one of `roots`.
+pub fn server_config(
+    roots: Arc<rustls::RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    f: &TlsFiles,
+) -> io::Result<Arc<rustls::ServerConfig>> {
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| tls_err(&f.ca, e))?;
+    let server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(&f.cert, e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| tls_err(&f.cert, e))?;
+    Ok(Arc::new(server))
+}
+
+/// A client that trusts `roots` and presents `chain` and `key` (of the file `cert`).
+pub fn client_config(
+    roots: Arc<rustls::RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cert: &Path,
+) -> io::Result<Arc<rustls::ClientConfig>> {
+    let client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(cert, e))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| tls_err(cert, e))?;
+    Ok(Arc::new(client))
 }
 
 /// True when the peer's certificate is valid for `node-<id>.quorumsign`.
