@@ -716,7 +716,9 @@ fn main() -> ExitCode {
                 let copy = dir.join(format!("copy-of-{victim}"));
                 lab.kill(victim);
                 if !copy.exists() {
-                    copy_dir(&data, &copy);
+                    if let Err(e) = lab::copy_dir(&data, &copy) {
+                        ev(format!("copy of node {victim}'s data dir: {e}"));
+                    }
                     lab.restart(victim);
                     ev(format!(
                         "node {victim} ({role}) stopped, its data dir copied, restarted"
@@ -724,7 +726,9 @@ fn main() -> ExitCode {
                     tally.add("restore copy taken");
                 } else {
                     let _ = std::fs::remove_dir_all(&data);
-                    copy_dir(&copy, &data);
+                    if let Err(e) = lab::copy_dir(&copy, &data) {
+                        ev(format!("restore of node {victim}'s data dir: {e}"));
+                    }
                     let _ = std::fs::remove_dir_all(&copy);
                     lab.restart(victim);
                     ev(format!(
@@ -982,18 +986,6 @@ fn main() -> ExitCode {
 }
 
 /// How the event log names node `id`'s part when a fault hit it.
-fn copy_dir(from: &Path, to: &Path) {
-    let _ = std::fs::create_dir_all(to);
-    for e in std::fs::read_dir(from).into_iter().flatten().flatten() {
-        let t = to.join(e.file_name());
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            copy_dir(&e.path(), &t);
-        } else {
-            let _ = std::fs::copy(e.path(), &t);
-        }
-    }
-}
-
 fn role_of(id: u64, leader: u64) -> &'static str {
     if id == leader { "leader" } else { "follower" }
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::qs;
@@ -13,19 +12,6 @@ use quorumsign::node::lab;
 use serde_json::Value;
 
 const ZONE: &str = "example.";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
 
 /// (serial, hash) of the zone as node `n` serves it (validated), if it answers.
 fn served(n: &lab::LabNode) -> Option<(u64, String)> {
@@ -69,7 +55,7 @@ fn restored(port: u16, leader_copied: bool) {
     procs.kill(a);
     let data_a = d.join(format!("data-{a}"));
     let copy = d.join("copy-of-a");
-    copy_dir(&data_a, &copy);
+    lab::copy_dir(&data_a, &copy).unwrap();
     let leader = lab::wait_for(Duration::from_secs(30), || {
         procs
             .agreed_leader(Duration::from_secs(1))
@@ -121,7 +107,7 @@ fn restored(port: u16, leader_copied: bool) {
     // --- phase: A restored from the copy, the leader SIGKILLed, A and B started.
     procs.kill(a);
     std::fs::remove_dir_all(&data_a).unwrap();
-    copy_dir(&copy, &data_a);
+    lab::copy_dir(&copy, &data_a).unwrap();
     procs.kill(leader);
     procs.restart(a).unwrap();
     procs.restart(b).unwrap();

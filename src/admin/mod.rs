@@ -91,12 +91,18 @@ fn not_leader(node: &Node) -> Reply {
 /// An audit origin: the command, who asked for it and with which role. Also written as one
 /// `audit` log line, so that syslog keeps the trail beyond the replicated window.
 fn origin(caller: &Caller, command: String) -> Origin {
-    tracing::info!(target: "audit", who = %caller.name, role = %caller.role, via = caller.via, %command, "audit");
+    audit_line(caller, &command);
     Origin {
         at: now(),
         by: caller.label(),
         command,
     }
+}
+
+/// The `audit` log line alone: for a step whose replicated record comes later (or never,
+/// when it fails).
+fn audit_line(caller: &Caller, command: &str) {
+    tracing::info!(target: "audit", who = %caller.name, role = %caller.role, via = caller.via, %command, "audit");
 }
 
 async fn propose(node: &Node, cmd: Command) -> Reply {
@@ -313,17 +319,22 @@ async fn cluster_status(node: &Arc<Node>) -> Value {
         .as_object()
         .map(|m| m.keys().filter_map(|k| k.parse().ok()).collect())
         .unwrap_or_default();
-    let mut out = BTreeMap::new();
-    for id in ids {
-        let v = if id == node.id {
-            mine.clone()
-        } else {
-            match node.ask(id, Control::Status, Duration::from_secs(3)).await {
+    let has_me = ids.contains(&node.id);
+    let others: Vec<NodeId> = ids.into_iter().filter(|id| *id != node.id).collect();
+    let mut out: BTreeMap<String, Value> = node
+        .ask_each(&others, Control::Status, Duration::from_secs(3))
+        .await
+        .into_iter()
+        .map(|(id, r)| {
+            let v = match r {
                 Ok(ControlReply::Status(b)) => serde_json::from_slice(&b).unwrap_or(Value::Null),
                 _ => Value::Null,
-            }
-        };
-        out.insert(id.to_string(), v);
+            };
+            (id.to_string(), v)
+        })
+        .collect();
+    if has_me {
+        out.insert(node.id.to_string(), mine);
     }
     json!({ "from": node.id, "members": out })
 }
@@ -416,7 +427,7 @@ pub async fn handle(
                     Err(e) => tracing::info!(peer = p.id, "peer not initialized here: {e}"),
                 }
             }
-            let _ = origin(caller, "cluster init".into());
+            audit_line(caller, "cluster init");
             init_here(node).await
         }
         ("GET", ["zones"]) => json_reply(200, crate::blocking(|| status(node))["zones"].clone()),
@@ -597,9 +608,9 @@ pub async fn handle(
                 Ok(a) => a,
                 Err(e) => return error(409, format!("node add {}: {e}", req.id)),
             };
-            let _ = origin(
+            audit_line(
                 caller,
-                format!("node add {} {} (started)", req.id, req.raft),
+                &format!("node add {} {} (started)", req.id, req.raft),
             );
             if let Err(e) = node.raft.add_learner(req.id, addr, false).await {
                 return error(503, format!("add node {} as learner: {e}", req.id));
@@ -790,9 +801,9 @@ pub async fn handle(
             if force && let Err(e) = check_majority_without(node, id, "rejoin") {
                 return error(409, e);
             }
-            let _ = origin(
+            audit_line(
                 caller,
-                format!("node rejoin {id}{}", if force { " --force" } else { "" }),
+                &format!("node rejoin {id}{}", if force { " --force" } else { "" }),
             );
             match node
                 .ask(id, Control::Rejoin { force }, Duration::from_secs(10))

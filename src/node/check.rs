@@ -198,7 +198,11 @@ async fn keep_served(
 ) {
     if let Some(served) = served {
         let dir = node.cfg.data_dir.clone();
-        let _ = crate::node::spawn_blocking(move || crate::node::served::save(&dir, &served)).await;
+        let path = dir.join("served");
+        let r = crate::node::spawn_blocking(move || crate::node::kept::save(&path, &served)).await;
+        if let Err(e) = r.and_then(|r| r.map_err(|e| e.to_string())) {
+            tracing::warn!("{}/served: {e}", dir.display());
+        }
     }
 }
 

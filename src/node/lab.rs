@@ -138,6 +138,21 @@ pub fn write_hosts(
     Ok(out)
 }
 
+/// Copies the directory `from` (a node's data dir) to `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let t = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &t)?;
+        } else {
+            std::fs::copy(e.path(), &t)?;
+        }
+    }
+    Ok(())
+}
+
 /// Starts `exe node run --config …`, logging to the node's log file (appended).
 pub fn spawn(exe: &Path, n: &LabNode) -> Result<Child, String> {
     let log = std::fs::OpenOptions::new()

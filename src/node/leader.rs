@@ -460,28 +460,16 @@ fn clock_steady(node: &Node) -> Result<(), String> {
 /// closed: it passes only when a majority of the voters (this one included) answered and
 /// agree with this clock within `max_clock_skew_s`.
 async fn compare_clocks(node: &Arc<Node>) -> Result<(), String> {
-    let voters: Vec<NodeId> = {
-        use openraft::type_config::async_runtime::WatchReceiver;
-        node.raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect()
-    };
+    let voters = node.voters();
     let skew = node.cfg.signer.max_clock_skew_s;
-    let asks = voters
-        .iter()
-        .copied()
-        .filter(|v| *v != node.id)
-        .map(|v| async move {
-            let r = node
-                .ask(v, crate::transport::Control::Time, Duration::from_secs(1))
-                .await;
-            (v, r)
-        });
-    let answers = futures::future::join_all(asks).await;
+    let others: Vec<NodeId> = voters.iter().copied().filter(|v| *v != node.id).collect();
+    let answers = node
+        .ask_each(
+            &others,
+            crate::transport::Control::Time,
+            Duration::from_secs(1),
+        )
+        .await;
     let mine = now();
     let need = voters.len() / 2 + 1;
     let (mut agree, mut off, mut silent) = (1, Vec::new(), Vec::new());
@@ -509,30 +497,17 @@ async fn compare_clocks(node: &Arc<Node>) -> Result<(), String> {
 
 async fn hand_over(node: &Arc<Node>, why: &str) -> Result<(), String> {
     let handover = node.sm.with(|st| st.handover);
-    let voters: Vec<u64> = {
-        use openraft::type_config::async_runtime::WatchReceiver;
-        node.raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect()
-    };
+    let voters = node.voters();
     let others: Vec<u64> = voters.iter().copied().filter(|v| *v != node.id).collect();
-    let asks = others.iter().map(|id| async move {
-        let r = node
-            .ask(
-                *id,
-                crate::transport::Control::Status,
-                Duration::from_secs(2),
-            )
-            .await;
-        (*id, r)
-    });
+    let answers = node
+        .ask_each(
+            &others,
+            crate::transport::Control::Status,
+            Duration::from_secs(2),
+        )
+        .await;
     let mut silent = 0;
-    let candidates = futures::future::join_all(asks)
-        .await
+    let candidates = answers
         .into_iter()
         .filter_map(|(id, r)| {
             let Ok(crate::transport::ControlReply::Status(b)) = r else {

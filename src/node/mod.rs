@@ -98,34 +98,25 @@ pub struct Local {
     pub conflicts: BTreeMap<String, String>,
 }
 
-/// What a node served, kept across restarts: a serial this node answered with must never
-/// come back with another content (a store restored from an old copy, or state that
-/// diverged from what was published).
-pub mod served {
-    use std::collections::BTreeMap;
+/// Small records a node keeps in its data dir across restarts: what it served (`served`:
+/// a serial this node answered with must never come back with another content) and what
+/// the other members announced of their stores (`announced`, see [`restore`]).
+pub mod kept {
     use std::path::Path;
 
-    const FILE: &str = "served";
-
-    pub fn load(data_dir: &Path) -> BTreeMap<String, (u32, [u8; 32])> {
-        std::fs::read(data_dir.join(FILE))
+    /// The record in `path`, or an empty one when there is none (or it does not decode).
+    pub fn load<T: serde::de::DeserializeOwned + Default>(path: &Path) -> T {
+        std::fs::read(path)
             .ok()
             .and_then(|b| crate::replica::decode(&b).ok())
             .unwrap_or_default()
     }
 
     /// Writes the record (temp file, fsync, rename).
-    pub fn save(data_dir: &Path, served: &BTreeMap<String, (u32, [u8; 32])>) {
-        let mut f = match crate::zone::write::AtomicFile::create(&data_dir.join(FILE)) {
-            Ok(f) => f,
-            Err(e) => return tracing::warn!("{}: {e}", data_dir.join(FILE).display()),
-        };
-        if let Err(e) = f
-            .write_all(&crate::replica::encode(served))
-            .and_then(|_| f.commit())
-        {
-            tracing::warn!("{}: {e}", data_dir.join(FILE).display());
-        }
+    pub fn save<T: serde::Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
+        let mut f = crate::zone::write::AtomicFile::create(path)?;
+        f.write_all(&crate::replica::encode(v))?;
+        f.commit()
     }
 }
 
@@ -545,6 +536,31 @@ impl Node {
         self.peers.ask(to, &addr, req, ttl).await
     }
 
+    /// Sends `req` to each of `to` at once; the answers in the same order.
+    pub async fn ask_each(
+        &self,
+        to: &[NodeId],
+        req: transport::Control,
+        ttl: Duration,
+    ) -> Vec<(NodeId, Result<transport::ControlReply, String>)> {
+        let asks = to.iter().map(|id| {
+            let req = req.clone();
+            async move { (*id, self.ask(*id, req, ttl).await) }
+        });
+        futures::future::join_all(asks).await
+    }
+
+    /// The voters of the membership Raft has now.
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
     /// The address of member `id` (or, before the cluster is initialised, of a peer of
     /// this node's config).
     pub fn address_of(&self, id: NodeId) -> Option<crate::replica::NodeAddr> {
@@ -633,7 +649,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         sm,
         keys,
         local: Mutex::new(Local {
-            served: served::load(&cfg.data_dir),
+            served: kept::load(&cfg.data_dir.join("served")),
             ..Default::default()
         }),
         tsig: cfg.tsig_keys()?,

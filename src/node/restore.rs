@@ -47,10 +47,7 @@ const ANNOUNCED: &str = "announced";
 type Announced = std::collections::BTreeMap<NodeId, (String, u64)>;
 
 fn load_announced(node: &Node) -> Announced {
-    std::fs::read(node.cfg.data_dir.join(ANNOUNCED))
-        .ok()
-        .and_then(|b| crate::replica::decode(&b).ok())
-        .unwrap_or_default()
+    super::kept::load(&node.cfg.data_dir.join(ANNOUNCED))
 }
 
 /// What node `of` last announced of its store to this node.
@@ -71,11 +68,7 @@ pub fn remember(node: &Node, from: NodeId, store: String, incarnation: u64) -> C
     }
     all.insert(from, (store, incarnation));
     let path = node.cfg.data_dir.join(ANNOUNCED);
-    let written = crate::zone::write::AtomicFile::create(&path).and_then(|mut f| {
-        f.write_all(&crate::replica::encode(&all))?;
-        f.commit()
-    });
-    match written {
+    match super::kept::save(&path, &all) {
         Ok(()) => ControlReply::Done,
         Err(e) => ControlReply::Failed(format!("{}: {e}", path.display())),
     }
@@ -85,16 +78,12 @@ pub fn remember(node: &Node, from: NodeId, store: String, incarnation: u64) -> C
 /// be an older copy: another store announced since this one was recorded, or an
 /// incarnation this copy never ran as.
 fn judge_announced(me: &StoreIdentity, a: &(String, u64)) -> Result<(), String> {
-    if a.0 != me.store {
-        if me.adopted {
-            return Err(format!(
-                "store restored from an older copy: store {} started as this node since, this is {}",
-                a.0, me.store
-            ));
-        }
-        return Ok(());
-    }
-    ran_as(me, a.1)
+    let announced = StoreRecord {
+        store: a.0.clone(),
+        incarnation: a.1,
+        acked: 0,
+    };
+    judge(me, 0, &announced)
 }
 
 /// Whether this store (`me`) can have run as `incarnation`: one it remembers, or one older
@@ -121,7 +110,7 @@ pub fn judge(me: &StoreIdentity, holds: u64, r: &StoreRecord) -> Result<(), Stri
     if r.store != me.store {
         if me.adopted {
             return Err(format!(
-                "store restored from an older copy: the cluster records store {} for this node since, \
+                "store restored from an older copy: store {} was recorded for this node since, \
                  this is {}",
                 r.store, me.store
             ));
@@ -160,16 +149,8 @@ pub async fn record_of(node: &Node, of: NodeId) -> Option<StoreRecord> {
         .unwrap_or_default();
     for e in entries {
         if let openraft::EntryPayload::Normal(Command::StoreSeen { stores }) = e.payload {
-            for (n, r) in stores {
-                if n != of {
-                    continue;
-                }
-                match &mut record {
-                    Some(k) if k.store == r.store && k.incarnation == r.incarnation => {
-                        k.acked = k.acked.max(r.acked)
-                    }
-                    _ => record = Some(r),
-                }
+            for (_, r) in stores.into_iter().filter(|(n, _)| *n == of) {
+                record.get_or_insert_with(Default::default).update(r);
             }
         }
     }
@@ -208,54 +189,41 @@ pub async fn check(node: Arc<Node>) {
             members.dedup();
             (ms.voter_ids().collect(), members)
         });
-        let asks = members.iter().filter(|id| **id != node.id).map(|id| {
-            let node = node.clone();
-            let id = *id;
-            async move {
-                let r = node
-                    .ask(
-                        id,
-                        Control::StoreRecord { of: node.id },
-                        Duration::from_secs(1),
-                    )
-                    .await;
-                (id, r)
-            }
-        });
+        let others: Vec<NodeId> = members.into_iter().filter(|id| *id != node.id).collect();
+        let answers = node
+            .ask_each(
+                &others,
+                Control::StoreRecord { of: node.id },
+                Duration::from_secs(1),
+            )
+            .await;
         let mut agree = 1;
         let mut agreeing = Vec::new();
-        for (id, r) in futures::future::join_all(asks).await {
+        for (id, r) in answers {
             let (record, announced) = match r {
                 Ok(ControlReply::StoreRecord { record, announced }) => (record, announced),
                 _ => continue,
             };
-            let verdict = match &record {
-                Some(r) if !blank => judge(&node.identity, log_end, r),
-                _ => Ok(()),
-            }
-            .and_then(|()| match &announced {
-                Some(a) if !blank => judge_announced(&node.identity, a),
-                _ => Ok(()),
-            });
+            // A blank store has nothing to be an older copy of.
+            let assess = |holds: u64| -> Result<(), String> {
+                if blank {
+                    return Ok(());
+                }
+                if let Some(r) = &record {
+                    judge(&node.identity, holds, r)?;
+                }
+                if let Some(a) = &announced {
+                    judge_announced(&node.identity, a)?;
+                }
+                Ok(())
+            };
+            // A contrary answer is judged again with the log end read after it arrived: a
+            // record committed meanwhile may name an index this node took meanwhile too.
+            let verdict =
+                assess(log_end).or_else(|_| assess(holds(&node).unwrap_or(0).max(log_end)));
             if verdict.is_ok() {
                 agreeing.push(id);
             }
-            // A contrary answer is judged again with the log end read after it arrived: a
-            // record committed meanwhile may name an index this node took meanwhile too.
-            let verdict = match verdict {
-                Err(_) => {
-                    let now_holds = holds(&node).unwrap_or(0).max(log_end);
-                    match &record {
-                        Some(r) if !blank => judge(&node.identity, now_holds, r),
-                        _ => Ok(()),
-                    }
-                    .and_then(|()| match &announced {
-                        Some(a) if !blank => judge_announced(&node.identity, a),
-                        _ => Ok(()),
-                    })
-                }
-                ok => ok,
-            };
             match verdict {
                 Ok(()) if voters.contains(&id) => agree += 1,
                 Ok(()) => {}
@@ -311,24 +279,14 @@ pub async fn check(node: Arc<Node>) {
 
 /// Announces this node's store and incarnation to `to`; how many kept it.
 async fn announce(node: &Arc<Node>, to: &[NodeId]) -> usize {
-    let asks = to.iter().map(|id| {
-        let node = node.clone();
-        let id = *id;
-        async move {
-            let req = Control::Announce {
-                store: node.identity.store.clone(),
-                incarnation: node.identity.incarnation,
-            };
-            matches!(
-                node.ask(id, req, Duration::from_secs(2)).await,
-                Ok(ControlReply::Done)
-            )
-        }
-    });
-    futures::future::join_all(asks)
+    let req = Control::Announce {
+        store: node.identity.store.clone(),
+        incarnation: node.identity.incarnation,
+    };
+    node.ask_each(to, req, Duration::from_secs(2))
         .await
         .into_iter()
-        .filter(|kept| *kept)
+        .filter(|(_, r)| matches!(r, Ok(ControlReply::Done)))
         .count()
 }
 
@@ -372,27 +330,26 @@ pub async fn record(node: Arc<Node>) {
             .map(|(id, _)| *id)
             .collect();
         let known = node.sm.with(|st| st.stores.clone());
-        let asks = members.iter().map(|id| {
-            let node = node.clone();
-            let id = *id;
-            async move {
-                if id == node.id {
-                    return Some((id, node.identity.store.clone(), node.identity.incarnation));
-                }
-                match node
-                    .ask(id, Control::Identity, Duration::from_secs(1))
-                    .await
-                {
-                    Ok(ControlReply::Identity { store, incarnation }) => {
-                        Some((id, store, incarnation))
-                    }
-                    _ => None,
-                }
-            }
-        });
+        let others: Vec<NodeId> = members
+            .iter()
+            .copied()
+            .filter(|id| *id != node.id)
+            .collect();
+        let mine = (
+            node.id,
+            node.identity.store.clone(),
+            node.identity.incarnation,
+        );
+        let theirs = node
+            .ask_each(&others, Control::Identity, Duration::from_secs(1))
+            .await
+            .into_iter()
+            .filter_map(|(id, r)| match r {
+                Ok(ControlReply::Identity { store, incarnation }) => Some((id, store, incarnation)),
+                _ => None,
+            });
         let mut seen = Vec::new();
-        for (id, store, incarnation) in futures::future::join_all(asks).await.into_iter().flatten()
-        {
+        for (id, store, incarnation) in std::iter::once(mine).chain(theirs) {
             // The leader's own log end may not be flushed yet: only what followers
             // acknowledged (flushed) is recorded.
             let acked = if id == node.id {

@@ -69,6 +69,18 @@ pub struct StoreRecord {
     pub acked: u64,
 }
 
+impl StoreRecord {
+    /// Takes a later record of the same node: the acknowledged index of one incarnation
+    /// only grows; another store or incarnation replaces it.
+    pub fn update(&mut self, later: StoreRecord) {
+        if self.store == later.store && self.incarnation == later.incarnation {
+            self.acked = self.acked.max(later.acked);
+        } else {
+            *self = later;
+        }
+    }
+}
+
 /// The commands of the replicated log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {

@@ -1020,14 +1020,8 @@ impl ClusterState {
                 out
             }
             Command::StoreSeen { stores } => {
-                // The acknowledged index of one incarnation only grows.
                 for (node, record) in stores {
-                    let e = self.stores.entry(node).or_default();
-                    if e.store == record.store && e.incarnation == record.incarnation {
-                        e.acked = e.acked.max(record.acked);
-                    } else {
-                        *e = record;
-                    }
+                    self.stores.entry(node).or_default().update(record);
                 }
                 Outcome::Done
             }

@@ -107,27 +107,25 @@ async fn members_serving(node: &Node, zone: &str, serial: u32) -> Result<(), Str
     let deadline = tokio::time::Instant::now() + MEMBERS_WAIT;
     let mut behind = others;
     loop {
-        let asks = behind.iter().map(|id| async move {
-            let r = node
-                .ask(*id, crate::transport::Control::Status, MEMBERS_WAIT / 5)
-                .await;
-            let Ok(crate::transport::ControlReply::Status(b)) = r else {
-                return None; // unreachable: not waited for
-            };
-            let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
-            let served = v["zones"].as_array().and_then(|zs| {
-                zs.iter()
-                    .find(|z| z["name"] == zone)
-                    .and_then(|z| z["validated_serial"].as_u64())
-            });
-            served
-                .is_none_or(|s| !crate::signer::cache::serial_le(serial, s as u32))
-                .then_some(*id)
-        });
-        behind = futures::future::join_all(asks)
-            .await
+        let answers = node
+            .ask_each(&behind, crate::transport::Control::Status, MEMBERS_WAIT / 5)
+            .await;
+        behind = answers
             .into_iter()
-            .flatten()
+            .filter_map(|(id, r)| {
+                let Ok(crate::transport::ControlReply::Status(b)) = r else {
+                    return None; // unreachable: not waited for
+                };
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+                let served = v["zones"].as_array().and_then(|zs| {
+                    zs.iter()
+                        .find(|z| z["name"] == zone)
+                        .and_then(|z| z["validated_serial"].as_u64())
+                });
+                served
+                    .is_none_or(|s| !crate::signer::cache::serial_le(serial, s as u32))
+                    .then_some(id)
+            })
             .collect();
         if behind.is_empty() {
             return Ok(());
