@@ -256,7 +256,7 @@ fn key_id(tag: u16) -> quorumsign::keys::KeyId {
 
 impl Keys {
     fn now(&self) -> u64 {
-        let t = quorumsign::node::now();
+        let t = quorumsign::runtime::wall();
         self.epoch + t.saturating_sub(self.epoch) * KASP_SCALE
     }
 
@@ -453,7 +453,7 @@ fn main() -> ExitCode {
         Some(n) => format!("{}.{}", n.subnet, 10 + id),
         None => "127.0.0.1".to_string(),
     };
-    let epoch = quorumsign::node::now();
+    let epoch = quorumsign::runtime::wall();
     let extra = if o.no_key_rolls {
         String::new()
     } else {
@@ -1072,7 +1072,7 @@ fn look(
     at_ms: u64,
     exe: &Path,
 ) -> Vec<Observation> {
-    let now = quorumsign::node::now() as u32;
+    let now = quorumsign::runtime::wall() as u32;
     let mut out = Vec::new();
     for n in lab.answering() {
         let at = keys.as_ref().map(|k| k.now());

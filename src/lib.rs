@@ -13,9 +13,9 @@ pub mod fuzz;
 pub mod hsm;
 pub mod kasp;
 pub mod keys;
-pub mod mem;
 pub mod node;
 pub mod replica;
+pub mod runtime;
 pub mod serve;
 pub mod signer;
 pub mod store;
@@ -29,13 +29,4 @@ pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// Runs blocking work from async code: through `block_in_place` on a multi-threaded runtime
-/// (the nodes), inline on a current-thread one (the deterministic simulation's).
-pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }

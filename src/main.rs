@@ -1,4 +1,4 @@
-/// See `quorumsign::mem`.
+/// See `quorumsign::runtime::mem`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -539,7 +539,7 @@ fn operator_key_events_are_checked_with_the_parent_and_removed_zones_keep_their_
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // The key clock runs 600 times real time, so that the KSK's DS is due within seconds.
-    let epoch = quorumsign::node::now();
+    let epoch = quorumsign::runtime::wall();
     let extra = format!("\n[signer]\ntick_ms = 100\nkasp_time_scale = 600\nkasp_epoch = {epoch}\n");
     let nodes = lab::write(d, &[1], &[1], 22600, &extra).unwrap();
     let mut procs = lab::Procs::local(nodes, &exe());

@@ -1061,7 +1061,7 @@ struct Recorder {
 
 impl Recorder {
     fn kasp_now(&self) -> u64 {
-        let t = quorumsign::node::now();
+        let t = quorumsign::runtime::wall();
         self.epoch
             + (t.saturating_sub(self.epoch)) * self.scale
             + (std::time::SystemTime::now()
@@ -1150,7 +1150,7 @@ impl Recorder {
 fn key_rolls_on_an_accelerated_clock_with_a_real_parent_and_the_leader_killed_mid_roll() {
     const SCALE: u64 = 600;
     const CHILD: &str = "child.parent.test.";
-    let epoch = quorumsign::node::now();
+    let epoch = quorumsign::runtime::wall();
     let mut c = Cluster::start_with(
         21100,
         &format!("\n[signer]\ntick_ms = 100\nkasp_time_scale = {SCALE}\nkasp_epoch = {epoch}\n"),

@@ -66,7 +66,7 @@ pub(super) async fn handle(
                 Command::KeyEvent {
                     zone: name.clone(),
                     event,
-                    origin: Some(origin(caller, text)),
+                    origin: Some(origin(node, caller, text)),
                 },
             )
             .await

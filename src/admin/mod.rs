@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::access::{Caller, Role};
-use crate::node::{Node, now};
+use crate::node::Node;
 use crate::replica::state::hex;
 use crate::replica::{Command, NodeAddr, NodeId, Origin, Outcome, ZoneConfig};
 use crate::transport::{Control, ControlReply};
@@ -90,10 +90,10 @@ fn not_leader(node: &Node) -> Reply {
 
 /// An audit origin: the command, who asked for it and with which role. Also written as one
 /// `audit` log line, so that syslog keeps the trail beyond the replicated window.
-fn origin(caller: &Caller, command: String) -> Origin {
+fn origin(node: &Node, caller: &Caller, command: String) -> Origin {
     audit_line(caller, &command);
     Origin {
-        at: now(),
+        at: node.now(),
         by: caller.label(),
         command,
     }
@@ -259,10 +259,10 @@ async fn forward(
 /// Answers a control request of node `from` (authenticated by its certificate).
 pub async fn answer_control(node: &Arc<Node>, from: NodeId, req: Control) -> ControlReply {
     match req {
-        Control::Time => ControlReply::Time(now()),
+        Control::Time => ControlReply::Time(node.now()),
         Control::Status => {
             let n = node.clone();
-            match crate::node::spawn_blocking(move || status(&n)).await {
+            match crate::runtime::spawn_blocking(move || status(&n)).await {
                 Ok(v) => ControlReply::Status(serde_json::to_vec(&v).unwrap_or_default()),
                 Err(e) => ControlReply::Failed(e),
             }
@@ -312,7 +312,7 @@ pub async fn answer_control(node: &Arc<Node>, from: NodeId, req: Control) -> Con
 /// not answer).
 async fn cluster_status(node: &Arc<Node>) -> Value {
     let n = node.clone();
-    let mine = crate::node::spawn_blocking(move || status(&n))
+    let mine = crate::runtime::spawn_blocking(move || status(&n))
         .await
         .unwrap_or(Value::Null);
     let ids: Vec<NodeId> = mine["nodes"]
@@ -415,7 +415,7 @@ pub async fn handle(
         return forward(node, caller, method, path, body).await;
     }
     match (method, parts.as_slice()) {
-        ("GET", ["status"]) => json_reply(200, crate::blocking(|| status(node))),
+        ("GET", ["status"]) => json_reply(200, crate::runtime::blocking(|| status(node))),
         ("GET", ["cluster"]) => json_reply(200, cluster_status(node).await),
         ("POST", ["init"]) => {
             // Every reachable member gets the first entry too, so that none starts with an
@@ -430,7 +430,10 @@ pub async fn handle(
             audit_line(caller, "cluster init");
             init_here(node).await
         }
-        ("GET", ["zones"]) => json_reply(200, crate::blocking(|| status(node))["zones"].clone()),
+        ("GET", ["zones"]) => json_reply(
+            200,
+            crate::runtime::blocking(|| status(node))["zones"].clone(),
+        ),
         ("POST", ["zones"]) => {
             let req: ZoneAdd = match parse(body) {
                 Ok(r) => r,
@@ -476,7 +479,7 @@ pub async fn handle(
             if let Err(e) = apply_opts(node, &mut cfg, opts, true) {
                 return error(400, e);
             }
-            let o = origin(caller, format!("zone add {} {}", cfg.name, cfg.input));
+            let o = origin(node, caller, format!("zone add {} {}", cfg.name, cfg.input));
             propose(
                 node,
                 Command::AddZone {
@@ -520,7 +523,7 @@ pub async fn handle(
             if let Err(e) = apply_opts(node, &mut cfg, opts, false) {
                 return error(400, e);
             }
-            let o = origin(caller, format!("zone set {name}"));
+            let o = origin(node, caller, format!("zone set {name}"));
             propose(
                 node,
                 Command::SetZone {
@@ -539,7 +542,7 @@ pub async fn handle(
                 node,
                 Command::PurgeKeys {
                     zone: name.clone(),
-                    origin: origin(caller, format!("keys purge {name}")),
+                    origin: origin(node, caller, format!("keys purge {name}")),
                 },
             )
             .await
@@ -553,7 +556,7 @@ pub async fn handle(
                 node,
                 Command::RemoveZone {
                     name: name.clone(),
-                    origin: origin(caller, format!("zone remove {name}")),
+                    origin: origin(node, caller, format!("zone remove {name}")),
                 },
             )
             .await
@@ -564,7 +567,7 @@ pub async fn handle(
                 node,
                 Command::Reload {
                     name: name.clone(),
-                    origin: origin(caller, format!("zone reload {name}")),
+                    origin: origin(node, caller, format!("zone reload {name}")),
                 },
             )
             .await
@@ -664,7 +667,7 @@ pub async fn handle(
             let _ = node
                 .raft
                 .client_write(Command::Audit {
-                    origin: origin(caller, format!("node add {} {}", req.id, req.raft)),
+                    origin: origin(node, caller, format!("node add {} {}", req.id, req.raft)),
                 })
                 .await;
             json_reply(200, json!({ "ok": true, "added": req.id }))
@@ -699,7 +702,7 @@ pub async fn handle(
             let _ = node
                 .raft
                 .client_write(Command::Audit {
-                    origin: origin(caller, format!("node remove {id}")),
+                    origin: origin(node, caller, format!("node remove {id}")),
                 })
                 .await;
             json_reply(200, json!({ "ok": true, "removed": id }))
@@ -712,7 +715,7 @@ pub async fn handle(
             let _ = node
                 .raft
                 .client_write(Command::Audit {
-                    origin: origin(caller, format!("leader transfer --to {}", req.to)),
+                    origin: origin(node, caller, format!("leader transfer --to {}", req.to)),
                 })
                 .await;
             // A clean handover: the next leader does not fence this one.
@@ -776,6 +779,7 @@ pub async fn handle(
                     ok,
                     outcome: outcome.clone(),
                     origin: origin(
+                        node,
                         caller,
                         format!("node fence {id}{}", if manual { " --manual" } else { "" }),
                     ),
@@ -818,6 +822,7 @@ pub async fn handle(
                 node,
                 Command::Audit {
                     origin: origin(
+                        node,
                         caller,
                         format!("node rejoin {id}: its store is wiped; started again it re-learns everything"),
                     ),
@@ -849,7 +854,7 @@ pub async fn handle(
                 node,
                 Command::Unfence {
                     target: id,
-                    origin: origin(caller, format!("node unfence {id}")),
+                    origin: origin(node, caller, format!("node unfence {id}")),
                 },
             )
             .await
@@ -944,7 +949,7 @@ pub async fn handle(
             propose(
                 node,
                 Command::Audit {
-                    origin: origin(caller, command),
+                    origin: origin(node, caller, command),
                 },
             )
             .await
@@ -1127,7 +1132,7 @@ async fn audit_note(node: &Arc<Node>, caller: &Caller, what: String) {
         let _ = node
             .raft
             .client_write(Command::Audit {
-                origin: origin(caller, what),
+                origin: origin(node, caller, what),
             })
             .await;
         return;
@@ -1305,7 +1310,7 @@ pub fn status(node: &Node) -> Value {
         "readiness": readiness,
         "self_fenced": local.self_fenced,
         "fence_block": local.fence_block,
-        "now": now(),
+        "now": node.now(),
         "clock_alarm": local.clock_alarm,
         "store": { "id": node.identity.store, "incarnation": format!("{:x}", node.identity.incarnation) },
         "store_check": node.hold.lock().unwrap_or_else(|e| e.into_inner()).clone(),

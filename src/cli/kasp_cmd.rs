@@ -418,7 +418,7 @@ pub fn plan(a: PlanArgs) -> Result<(), String> {
                 soa_ttl: a.soa_ttl,
                 soa_minimum: a.soa_minimum,
             };
-            (KeySet::default(), policy, facts, crate::node::now(), 0)
+            (KeySet::default(), policy, facts, crate::runtime::wall(), 0)
         }
     };
     if a.zone.is_some()

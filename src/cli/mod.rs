@@ -103,7 +103,7 @@ enum Cmd {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    crate::mem::init();
+    crate::runtime::mem::init();
     let cli = Cli::parse();
     if let (Some(cert), Some(key), Some(ca)) = (&cli.admin_cert, &cli.admin_key, &cli.admin_ca) {
         crate::admin::client::set_credentials(crate::admin::client::Credentials {

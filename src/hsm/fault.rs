@@ -138,7 +138,10 @@ pub struct Control {
 
 impl Control {
     /// Starts the thread that follows `path`.
-    pub fn follow(path: std::path::PathBuf, on_clock: fn(i64)) -> Arc<Control> {
+    pub fn follow(
+        path: std::path::PathBuf,
+        on_clock: impl Fn(i64) + Send + 'static,
+    ) -> Arc<Control> {
         let other = aws_lc_rs::signature::EcdsaKeyPair::generate(
             &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
         )

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Node, Readiness, now};
+use super::{Node, Readiness};
 use crate::keys::RrsigHeader;
 use crate::replica::state::RrsetVal;
 use crate::replica::state::{Owner, ZoneState, hex};
@@ -39,7 +39,7 @@ pub async fn run(node: Arc<Node>) {
             r = applied.changed() => if r.is_err() { return },
             _ = readiness.tick() => {
                 let n = node.clone();
-                if let Ok(r) = crate::node::spawn_blocking(move || check_readiness(&n)).await {
+                if let Ok(r) = crate::runtime::spawn_blocking(move || check_readiness(&n)).await {
                     node.local().readiness = r;
                 }
             }
@@ -55,7 +55,7 @@ pub async fn run(node: Arc<Node>) {
         let active = node.sm.with(|st| st.keys.len());
         if active != node.local().readiness.keys_tested {
             let n = node.clone();
-            if let Ok(r) = crate::node::spawn_blocking(move || check_readiness(&n)).await {
+            if let Ok(r) = crate::runtime::spawn_blocking(move || check_readiness(&n)).await {
                 node.local().readiness = r;
             }
         }
@@ -100,7 +100,8 @@ pub async fn run(node: Arc<Node>) {
             let (z, v, g) = (zone.clone(), version.clone(), good.clone());
             let began = Instant::now();
             let res =
-                crate::node::spawn_blocking(move || validate(&n, &z, &v, g.as_ref(), stale)).await;
+                crate::runtime::spawn_blocking(move || validate(&n, &z, &v, g.as_ref(), stale))
+                    .await;
             let res = res.unwrap_or_else(|e| Err(format!("validator crashed: {e}")));
             let keep = {
                 let mut keep = None;
@@ -109,12 +110,12 @@ pub async fn run(node: Arc<Node>) {
                     Ok(full) => {
                         if full {
                             last_full.insert(zone.clone(), Instant::now());
-                            crate::mem::trim();
+                            crate::runtime::mem::trim();
                         }
                         if good.as_ref().is_none_or(|g| g.token != version.token) {
                             // After a full check only.
                             let rrsets = if full { version.rrsets as usize } else { 0 };
-                            let rss_mib = crate::mem::rss_for(rrsets);
+                            let rss_mib = crate::runtime::mem::rss_for(rrsets);
                             tracing::info!(
                                 zone,
                                 serial = version.serial,
@@ -199,7 +200,8 @@ async fn keep_served(
     if let Some(served) = served {
         let dir = node.cfg.data_dir.clone();
         let path = dir.join("served");
-        let r = crate::node::spawn_blocking(move || crate::node::kept::save(&path, &served)).await;
+        let r =
+            crate::runtime::spawn_blocking(move || crate::node::kept::save(&path, &served)).await;
         if let Err(e) = r.and_then(|r| r.map_err(|e| e.to_string())) {
             tracing::warn!("{}/served: {e}", dir.display());
         }
@@ -248,7 +250,7 @@ fn validate(
         })
     });
     let full = force_full || touched.is_none() || z.content.len() <= FULL_EVERY_VERSION_MAX;
-    let t = now() as u32;
+    let t = node.now() as u32;
     if !full {
         match incremental(z, &origin, touched.as_ref().expect("touched"), t) {
             // A chain too sparse around the changes for a bounded walk: the full check.
@@ -283,7 +285,7 @@ fn validate(
     if src.lost.load(Ordering::Relaxed) {
         return Err(SUPERSEDED.into());
     }
-    let rss_mib = crate::mem::rss_for(rrsets);
+    let rss_mib = crate::runtime::mem::rss_for(rrsets);
     tracing::info!(zone, rss_mib, "full check done");
     if !report.valid {
         let f = &report.failures[0];
@@ -515,7 +517,7 @@ fn private_keys(
 /// and the leader's signing: re-checking a large zone must not delay heartbeats.
 fn validator_pool() -> &'static rayon::ThreadPool {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| crate::node::niced_pool("validate", 10))
+    POOL.get_or_init(|| crate::runtime::niced_pool("validate", 10))
 }
 
 /// The apex keys of a zone's current content, with the validator's RRSIG checks.
@@ -655,7 +657,7 @@ pub fn check_readiness(node: &Node) -> Readiness {
     if node.cfg.witness {
         problems.push("witness: votes, never signs".to_string());
     }
-    let probe = format!("quorumsign readiness probe {} {}", node.id, now());
+    let probe = format!("quorumsign readiness probe {} {}", node.id, node.now());
     for rec in keys.iter().filter(|_| !node.cfg.witness) {
         let r = node.keys.resolve(rec).and_then(|k| {
             let sig = k.sign(probe.as_bytes()).map_err(|e| e.to_string())?;
@@ -683,7 +685,7 @@ pub fn check_readiness(node: &Node) -> Readiness {
     Readiness {
         fence,
         ready: problems.is_empty(),
-        checked_at: now(),
+        checked_at: node.now(),
         keys_tested: keys.len(),
         problems,
     }
@@ -694,7 +696,6 @@ pub fn check_readiness(node: &Node) -> Readiness {
 pub(crate) mod testing {
     use std::sync::Arc;
 
-    use super::now;
     use crate::hsm::SigningKey;
     use crate::hsm::soft::SoftKey;
     use crate::keys::Algorithm;
@@ -764,7 +765,7 @@ pub(crate) mod testing {
                 ) as Arc<dyn SigningKey>
             })
             .collect();
-        let t = now() as u32;
+        let t = crate::runtime::wall() as u32;
         let mut opts = SignOptions::new(t);
         opts.denial = denial;
         let signed = sign_zone(zone, &keys, &opts, &SignatureCache::default(), &|_, _| {}).unwrap();

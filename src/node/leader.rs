@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::file_index::{Edit, FileIndex};
 use super::file_scan::Sums;
 use super::input::{Content, Held, chained_digest, made_by_signer};
-use super::{Node, RunReport, now};
+use super::{Node, RunReport};
 use crate::keys::{KeyId, RrsigHeader};
 use crate::replica::state::{Owner, ZoneState, hex};
 use crate::replica::{
@@ -35,8 +35,8 @@ use crate::signer::{Denial, Nsec3Params, SignOptions, SignatureCache, SignedZone
 use crate::zone::{Limits, Name, ParseOptions, Parsed, Zone, rtype};
 
 /// Versions of at least this many changed RRsets hand their build's memory back after
-/// proposing (see [`crate::mem::trim`]).
-const TRIM_AFTER_CHANGES: u64 = crate::mem::LARGE as u64;
+/// proposing (see [`crate::runtime::mem::trim`]).
+const TRIM_AFTER_CHANGES: u64 = crate::runtime::mem::LARGE as u64;
 
 /// Largest encoded size of one `Stage` entry, roughly.
 const STAGE_BYTES: usize = 2 << 20;
@@ -178,7 +178,7 @@ fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
     let zone = zone.to_string();
     tokio::spawn(async move {
         let t = Instant::now();
-        let made = crate::node::spawn_blocking(move || {
+        let made = crate::runtime::spawn_blocking(move || {
             standby_pool().install(|| -> std::io::Result<_> {
                 let p = std::path::Path::new(&path);
                 let (sums, read) = read_file(&path, index.as_deref())?;
@@ -230,7 +230,7 @@ fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
 /// same cores in a lab, and must not delay them.
 fn standby_pool() -> &'static rayon::ThreadPool {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| crate::node::niced_pool("standby", 19))
+    POOL.get_or_init(|| crate::runtime::niced_pool("standby", 19))
 }
 
 /// The index of the file the current version was built from, and the one of the file the
@@ -406,7 +406,7 @@ pub async fn run(node: Arc<Node>) {
                 node.local().last_run.insert(
                     zone.clone(),
                     RunReport {
-                        at: now(),
+                        at: node.now(),
                         error: Some(e),
                         ..Default::default()
                     },
@@ -434,7 +434,7 @@ async fn clock_agrees(node: &Arc<Node>) -> Result<(), String> {
         return r;
     }
     let r = compare_clocks(node).await;
-    node.local().clock_checked = Some((Instant::now(), now(), r.clone()));
+    node.local().clock_checked = Some((Instant::now(), node.now(), r.clone()));
     r
 }
 
@@ -446,7 +446,7 @@ fn clock_steady(node: &Node) -> Result<(), String> {
         return Err("the clock was never compared with the other voters'".into());
     };
     let expect = wall + at.elapsed().as_secs();
-    let t = now();
+    let t = node.now();
     if t.abs_diff(expect) > 2 {
         return Err(format!(
             "the wall clock jumped {:+} s since it was compared with the other voters'",
@@ -470,7 +470,7 @@ async fn compare_clocks(node: &Arc<Node>) -> Result<(), String> {
             Duration::from_secs(1),
         )
         .await;
-    let mine = now();
+    let mine = node.now();
     let need = voters.len() / 2 + 1;
     let (mut agree, mut off, mut silent) = (1, Vec::new(), Vec::new());
     for (v, r) in answers {
@@ -609,7 +609,7 @@ async fn ensure_fenced(
     );
     let (c, me, a, r) = (cfg.clone(), node.id, address.clone(), reason.clone());
     let outcome =
-        crate::node::spawn_blocking(move || crate::fence::run_hook(&c, me, prev, &a, term, &r))
+        crate::runtime::spawn_blocking(move || crate::fence::run_hook(&c, me, prev, &a, term, &r))
             .await
             .map_err(|e| e.to_string())?;
     let cmd = Command::Fenced {
@@ -617,7 +617,7 @@ async fn ensure_fenced(
         ok: outcome.ok,
         outcome: outcome.summary.clone(),
         origin: crate::replica::Origin {
-            at: now(),
+            at: node.now(),
             by: format!("node {}", node.id),
             command: format!("fence node {prev} ({address}) in term {term}"),
         },
@@ -804,7 +804,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         }
         None => read_if_changed(zone, &cfg, memo).await?,
     };
-    let t = now() as u32;
+    let t = node.now() as u32;
     let mut key_ids: Vec<KeyId> = keys.iter().map(|k| k.id).collect();
     key_ids.sort();
     let refresh_due = current
@@ -863,7 +863,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         (None, None) => Input::Reread,
     };
     let file_input = cfg.input.starts_with("file:");
-    let built = crate::node::spawn_blocking(move || {
+    let built = crate::runtime::spawn_blocking(move || {
         build_version(
             &n,
             &z,
@@ -916,9 +916,9 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     memo.failed = None;
     memo.retry = None;
     let base = current.as_ref().map(|v| v.hash);
-    let upload = (now() << 20) ^ (node.id & 0xfffff) ^ started.elapsed().as_nanos() as u64;
+    let upload = (node.now() << 20) ^ (node.id & 0xfffff) ^ started.elapsed().as_nanos() as u64;
     let n_changes = changes.len() as u64;
-    let parts = crate::node::spawn_blocking(move || encode_parts(changes))
+    let parts = crate::runtime::spawn_blocking(move || encode_parts(changes))
         .await
         .map_err(|e| e.to_string())?;
     let mut cmds: Vec<Command> = parts
@@ -948,16 +948,16 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     node.local().last_run.insert(
         zone.into(),
         RunReport {
-            at: now(),
+            at: node.now(),
             serial,
             ..Default::default()
         },
     );
     let out = propose_all(node, cmds).await?;
     if n_changes >= TRIM_AFTER_CHANGES {
-        crate::mem::trim(); // the build's transients are gone: give their pages back
+        crate::runtime::mem::trim(); // the build's transients are gone: give their pages back
     }
-    let rss_mib = crate::mem::rss_for(n_changes as usize);
+    let rss_mib = crate::runtime::mem::rss_for(n_changes as usize);
     let ms = started.elapsed().as_millis() as u64;
     if let Outcome::Published { token, .. } = out {
         tracing::info!(
@@ -985,7 +985,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
     node.local().last_run.insert(
         zone.into(),
         RunReport {
-            at: now(),
+            at: node.now(),
             serial,
             ms,
             signed,
@@ -1061,7 +1061,7 @@ async fn primary_input(
         memo.whole_as_delta = Some(digest);
         let apex = Owner(origin);
         // A walk over the whole content: off the runtime's workers (see `transfer_if_newer`).
-        let text = crate::blocking(|| {
+        let text = crate::runtime::blocking(|| {
             node.sm.with(|st| {
                 let z = st.zones.get(zone)?;
                 let changed = held.changed_against(&z.content)?;
@@ -1088,7 +1088,7 @@ async fn primary_input(
     // The whole zone, rendered off the runtime (a large zone takes a while).
     let held = memo.input.take().expect("a primary's zone is held");
     let (n, z) = (node.clone(), zone.to_string());
-    let (held, text) = crate::node::spawn_blocking(move || {
+    let (held, text) = crate::runtime::spawn_blocking(move || {
         let text = if held.is_whole() {
             held.text(&Content::new())
         } else {
@@ -1160,7 +1160,7 @@ async fn read_if_changed(
     let index = memo.files.lock().ok().and_then(|g| g.current.clone());
     let p = path.clone();
     let t = Instant::now();
-    let (sums, read) = crate::node::spawn_blocking(move || read_file(&p, index.as_deref()))
+    let (sums, read) = crate::runtime::spawn_blocking(move || read_file(&p, index.as_deref()))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
@@ -1324,7 +1324,7 @@ async fn transfer_if_newer(
         client::Transfer::Full(recs) => {
             // Seconds for a large zone: off the runtime's workers, or the Raft heartbeats
             // they also carry stall and the followers elect another leader (seen at 1M).
-            let (held, digest) = crate::blocking(|| {
+            let (held, digest) = crate::runtime::blocking(|| {
                 let held = Held::whole(apex.clone(), recs);
                 let digest = held.digest();
                 (held, digest)
@@ -1735,7 +1735,7 @@ fn build_version(
         .as_ref()
         .map(|v| v.serial)
         .or_else(|| node.sm.with(|st| st.last_published(zone)));
-    let serial = next_serial(&cfg.serial, last, file_serial, now())
+    let serial = next_serial(&cfg.serial, last, file_serial, node.now())
         .map_err(|e| format!("zone {zone}: {e}"))?;
     set_serial(&mut unsigned, serial);
     let mut facts = facts_of(&unsigned);
@@ -1758,7 +1758,7 @@ fn build_version(
         .map(|k| node.keys.resolve(k))
         .collect::<Result<_, _>>()
         .map_err(BuildError::Transient)?;
-    let t = now() as u32;
+    let t = node.now() as u32;
     let opts = SignOptions {
         now: t,
         inception_offset_s: cfg.inception_offset_s,
@@ -1826,6 +1826,7 @@ fn build_version(
             }) as u64;
             let reused = rrsets.saturating_sub(signed);
             let version = made.version(
+                node.now(),
                 hash,
                 rrsets,
                 changes.len() as u64,
@@ -1927,7 +1928,7 @@ fn build_version(
     let hash = z.hash_after_all(&changes);
     let ms = |a: Instant, b: Instant| (b - a).as_millis() as u64;
     let t_end = Instant::now();
-    let rss_mib = crate::mem::rss_for(rrsets as usize);
+    let rss_mib = crate::runtime::mem::rss_for(rrsets as usize);
     tracing::info!(
         zone,
         serial,
@@ -1941,7 +1942,14 @@ fn build_version(
         "version built"
     );
     let counts = (stats.signed as u64, stats.reused as u64, resigned_unchanged);
-    let version = made.version(hash, rrsets, changes.len() as u64, counts, min_expiration);
+    let version = made.version(
+        node.now(),
+        hash,
+        rrsets,
+        changes.len() as u64,
+        counts,
+        min_expiration,
+    );
     Ok((changes, version))
 }
 
@@ -1961,6 +1969,7 @@ impl Made {
     /// `counts`: RRsets signed, signatures reused, unchanged RRsets re-signed.
     fn version(
         self,
+        at: u64,
         hash: [u8; 32],
         rrsets: u64,
         changes: u64,
@@ -1971,7 +1980,7 @@ impl Made {
             serial: self.serial,
             hash,
             token: (0, 0),
-            published_at: now(),
+            published_at: at,
             leader: self.leader,
             rrsets,
             changes,
@@ -2418,7 +2427,7 @@ async fn generate_unique(
     for _ in 0..8 {
         let n = node.clone();
         let (z, r) = (zone.to_string(), role.to_string());
-        let rec = crate::node::spawn_blocking(move || n.keys.generate(&z, alg, &r))
+        let rec = crate::runtime::spawn_blocking(move || n.keys.generate(&z, alg, &r))
             .await
             .map_err(|e| e.to_string())??;
         if !taken.contains(&(rec.tag, rec.algorithm)) {

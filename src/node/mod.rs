@@ -150,10 +150,12 @@ pub struct KeyResolver {
     cache: Mutex<HashMap<KeyId, Arc<dyn SigningKey>>>,
     /// Chaos runs: the switch that makes every key misbehave (`fault_control`).
     fault: Option<Arc<crate::hsm::fault::Control>>,
+    /// What key creation times are read from.
+    clock: crate::runtime::Clock,
 }
 
 impl KeyResolver {
-    pub fn new(cfg: &NodeConfig) -> Result<KeyResolver, String> {
+    pub fn new(cfg: &NodeConfig, clock: &crate::runtime::Clock) -> Result<KeyResolver, String> {
         let sealer = match &cfg.passphrase_file {
             Some(p) => Some(Sealer::from_file(p).map_err(|e| e.to_string())?),
             None => None,
@@ -180,10 +182,11 @@ impl KeyResolver {
             tracing::warn!(file = %p.display(), "fault injection enabled (chaos runs only)");
         }
         Ok(KeyResolver {
-            fault: cfg
-                .fault_control
-                .clone()
-                .map(|p| crate::hsm::fault::Control::follow(p, set_clock_offset)),
+            fault: cfg.fault_control.clone().map(|p| {
+                let clock = clock.clone();
+                crate::hsm::fault::Control::follow(p, move |s| clock.set_offset(s))
+            }),
+            clock: clock.clone(),
             available: std::sync::atomic::AtomicBool::new(true),
             sealer,
             store,
@@ -312,74 +315,18 @@ impl KeyResolver {
             tag: d.key_tag(),
             dnskey: d.rdata(),
             state: "pool".into(),
-            created: now(),
+            created: self.clock.now(),
             handle,
             sealed,
         })
     }
 }
 
-/// Seconds added to the wall clock: only fault injection (`fault_control`'s `clock = ±N`)
-/// sets it, to make this node's clock jump.
-static CLOCK_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-
-pub fn set_clock_offset(s: i64) {
-    CLOCK_OFFSET.store(s, std::sync::atomic::Ordering::SeqCst);
-}
-
-thread_local! {
-    /// The deterministic simulation's wall clock: a start time and the simulated instant it
-    /// was set at (`sim::run` sets it on its thread).
-    static SIM_CLOCK: std::cell::Cell<Option<(u64, tokio::time::Instant)>> =
-        const { std::cell::Cell::new(None) };
-}
-
-/// Makes this thread's wall clock follow the simulated clock from `start` (Unix seconds).
-pub fn set_sim_clock(start: u64) {
-    SIM_CLOCK.with(|c| c.set(Some((start, tokio::time::Instant::now()))));
-}
-
-/// A rayon pool whose threads (`{name}-{i}`) run at CPU priority `nice`: background work
-/// that must not delay the Raft runtime or the leader's signing.
-pub(crate) fn niced_pool(name: &'static str, nice: i32) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .thread_name(move |i| format!("{name}-{i}"))
-        .start_handler(move |_| {
-            // SAFETY: setpriority on the calling thread (Linux: per-thread nice value).
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
-        })
-        .build()
-        .unwrap_or_else(|e| panic!("{name} threads: {e}"))
-}
-
-/// Runs blocking work off the async threads (tokio's blocking pool), or inline on a
-/// current-thread runtime, where the deterministic simulation keeps everything in order.
-pub async fn spawn_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => Ok(f()),
-        _ => tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| e.to_string()),
-    }
-}
-
-/// Wall-clock time, Unix seconds: what signatures, validation and the key lifecycle use.
-pub fn now() -> u64 {
-    let t = match SIM_CLOCK.with(|c| c.get()) {
-        Some((start, at)) => start + at.elapsed().as_secs(),
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    };
-    t.saturating_add_signed(CLOCK_OFFSET.load(std::sync::atomic::Ordering::Relaxed))
-}
-
 /// A running node.
 pub struct Node {
     pub id: NodeId,
+    /// This node's wall clock.
+    pub clock: crate::runtime::Clock,
     pub cfg: NodeConfig,
     pub raft: Raft,
     pub sm: StateMachine,
@@ -433,9 +380,14 @@ impl Peers for TlsPeers {
 }
 
 impl Node {
+    /// Unix seconds now on this node's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
     /// Now on the key-lifecycle clock (real time unless a drill or test speeds it up).
     pub fn kasp_now(&self) -> u64 {
-        let t = now();
+        let t = self.now();
         let (scale, epoch) = (self.cfg.signer.kasp_time_scale, self.cfg.signer.kasp_epoch);
         if scale <= 1 || t < epoch {
             return t;
@@ -622,7 +574,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let log = LogStore::open(&cfg.data_dir.join("raft")).map_err(|e| format!("raft log: {e}"))?;
     let log_store = log.clone();
     let sm = StateMachine::open(&cfg.data_dir.join("state")).map_err(|e| format!("state: {e}"))?;
-    let keys = KeyResolver::new(&cfg)?;
+    let clock = crate::runtime::Clock::wall();
+    let keys = KeyResolver::new(&cfg, &clock)?;
     let mut config = raft_config(&cfg)?;
     // Held (see `restore`) until the store check passes: no election either.
     config.enable_elect = false;
@@ -644,6 +597,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         .map_err(|e| format!("raft log: {e}"))?;
     let node = Arc::new(Node {
         id: cfg.id,
+        clock,
         cfg: cfg.clone(),
         raft: raft.clone(),
         sm,

@@ -393,7 +393,7 @@ pub fn wipe_if_marked(data_dir: &std::path::Path) -> Result<(), String> {
     if !marker.exists() {
         return Ok(());
     }
-    let aside = data_dir.join(format!("restored-{}", super::now()));
+    let aside = data_dir.join(format!("restored-{}", crate::runtime::wall()));
     std::fs::create_dir_all(&aside).map_err(|e| format!("{}: {e}", aside.display()))?;
     for d in ["raft", "state"] {
         let from = data_dir.join(d);

@@ -697,7 +697,7 @@ mod tests {
             .keys()
             .map(|(o, t)| (o.0.clone(), *t))
             .collect();
-        crate::node::check::incremental(after, &origin, &all, crate::node::now() as u32)
+        crate::node::check::incremental(after, &origin, &all, crate::runtime::wall() as u32)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
     }
 

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  seed ─┬─► network: every message delayed 1–10 ms, 2 % lost, links cut by the schedule
-//!        ├─► openraft's election timeouts (replica::rt seeds this thread's generator)
+//!        ├─► openraft's election timeouts (runtime::rt seeds this thread's generator)
 //!        └─► schedule, per round: the zone changes (reload through the leader), then one
 //!            of: a node isolated 2–5 s | the leader's messages to the others dropped |
 //!            a node crashed (Raft shut down, tasks aborted) and restarted from its data
@@ -36,10 +36,11 @@ use openraft::raft::{
 };
 use openraft::type_config::async_runtime::WatchReceiver;
 
-use super::{KeyResolver, Local, Node, check, leader, now, raft_config, watch_lease};
+use super::{KeyResolver, Local, Node, check, leader, raft_config, watch_lease};
 use crate::config::NodeConfig;
 use crate::replica::machine::{Snapshot, StateMachine};
-use crate::replica::{Command, NodeAddr, NodeId, Origin, Raft, TypeConfig, ZoneConfig, rt};
+use crate::replica::{Command, NodeAddr, NodeId, Origin, Raft, TypeConfig, ZoneConfig};
+use crate::runtime::rt;
 use crate::store::LogStore;
 
 const ZONE: &str = "sim.test.";
@@ -71,11 +72,7 @@ pub fn run(seed: u64, dir: &Path, rounds: u32) -> Outcome {
         .start_paused(true)
         .build()
         .expect("runtime");
-    runtime.block_on(async {
-        // Signatures, validation and the key lifecycle read the simulated clock too.
-        super::set_sim_clock(START);
-        simulate(seed, dir.to_path_buf(), rounds).await
-    })
+    runtime.block_on(async { simulate(seed, dir.to_path_buf(), rounds).await })
 }
 
 /// The simulated wall clock starts here (2026-01-01).
@@ -311,7 +308,8 @@ async fn start(dir: &Path, id: NodeId, net: &Shared) -> Result<SimNode, String> 
             Err(e) => return Err(format!("node {id}: {e}")),
         }
     };
-    let keys = KeyResolver::new(&cfg)?;
+    let clock = crate::runtime::Clock::simulated(START);
+    let keys = KeyResolver::new(&cfg, &clock)?;
     let network = SimNetwork {
         me: id,
         net: net.clone(),
@@ -322,6 +320,7 @@ async fn start(dir: &Path, id: NodeId, net: &Shared) -> Result<SimNode, String> 
     lock(net).rafts.insert(id, raft.clone());
     let node = Arc::new(Node {
         id,
+        clock,
         cfg,
         raft,
         sm,
@@ -498,8 +497,9 @@ async fn simulate(seed: u64, dir: PathBuf, rounds: u32) -> Outcome {
     for n in nodes.values() {
         let _ = n.node.raft.initialize(members.clone()).await;
     }
+    let clock = crate::runtime::Clock::simulated(START);
     let origin = |command: String| Origin {
-        at: now(),
+        at: clock.now(),
         by: "simulation".into(),
         command,
     };

@@ -66,7 +66,7 @@ impl StateMachine {
     /// Reads the state from async code: the wait for the lock (a large apply may hold it
     /// for seconds) must not stall a runtime worker thread.
     pub fn with<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
-        crate::blocking(|| f(&self.read()))
+        crate::runtime::blocking(|| f(&self.read()))
     }
 
     /// As [`with`](Self::with) for short reads (a DNS query): when the lock is free, read
@@ -75,7 +75,7 @@ impl StateMachine {
         if let Ok(g) = self.state.try_read() {
             return f(&g);
         }
-        crate::blocking(|| f(&self.read()))
+        crate::runtime::blocking(|| f(&self.read()))
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, ClusterState> {
@@ -121,7 +121,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let this = self.clone();
-        crate::node::spawn_blocking(move || {
+        crate::runtime::spawn_blocking(move || {
             let (data, meta) = {
                 let st = this.read();
                 let meta = SnapshotMetaOf::<TypeConfig> {
@@ -162,7 +162,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // Applying a large version takes seconds and may wait for a reader (the leader
             // diffing, a validator): keep that off the runtime's worker threads, or
             // heartbeats stall and elections follow.
-            let out = crate::blocking(|| {
+            let out = crate::runtime::blocking(|| {
                 // A stage entry's changes are decoded before the state is locked.
                 let decoded = match &entry.payload {
                     EntryPayload::Normal(Command::Stage { changes, .. }) => {
@@ -203,7 +203,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
-        let idx = crate::blocking(|| -> io::Result<u64> {
+        let idx = crate::runtime::blocking(|| -> io::Result<u64> {
             let state = ClusterState::decode(&data)?;
             self.save(meta, &data)?;
             let idx = state.last_applied.as_ref().map_or(0, |l| l.index());
@@ -216,7 +216,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let this = self.clone();
-        let file = crate::node::spawn_blocking(move || this.load_file())
+        let file = crate::runtime::spawn_blocking(move || this.load_file())
             .await
             .map_err(io::Error::other)??;
         Ok(file.map(|f| Snapshot {

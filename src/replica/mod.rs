@@ -11,7 +11,6 @@
 //! publish is refused because the base moved.
 
 pub mod machine;
-pub mod rt;
 pub mod state;
 
 use std::fmt;
@@ -40,7 +39,7 @@ openraft::declare_raft_types!(
         D = Command,
         R = Outcome,
         Node = NodeAddr,
-        AsyncRuntime = rt::Rt,
+        AsyncRuntime = crate::runtime::rt::Rt,
 );
 
 pub type Raft = openraft::Raft<TypeConfig, machine::StateMachine>;

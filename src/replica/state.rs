@@ -918,7 +918,7 @@ impl ClusterState {
                 // nodes and no undo list (`None`).
                 let undo = if z.content.is_empty() && strictly_ordered(&staged) {
                     z.fill(staged);
-                    let rss_mib = crate::mem::rss_for(n_changes);
+                    let rss_mib = crate::runtime::mem::rss_for(n_changes);
                     tracing::info!(
                         zone,
                         rrsets = z.content.len(),

@@ -16,7 +16,6 @@ use tokio::net::TcpStream;
 use super::notify::{Remote, message, rand_id};
 use super::our_name;
 use super::tsig::{self, TsigKey};
-use crate::node::now;
 use crate::zone::{Name, rtype};
 
 const CONNECT: Duration = Duration::from_secs(10);
@@ -112,7 +111,7 @@ fn check(
             std::slice::from_ref(k),
             prior.as_deref(),
             !first,
-            now(),
+            crate::runtime::wall(),
         )
         .map_err(|e| format!("{what}: {}", e.reason))?;
         *prior = Some(t.mac);
@@ -138,7 +137,7 @@ pub async fn serial(remote: &Remote, key: Option<&TsigKey>, zone: &Name) -> Resu
     let mut c = Conn::open(remote).await?;
     let id = rand_id();
     let mut q = message(id, 0, zone, rtype::SOA, None);
-    let mut prior = key.map(|k| tsig::sign(&mut q, k, None, false, now()));
+    let mut prior = key.map(|k| tsig::sign(&mut q, k, None, false, crate::runtime::wall()));
     c.send(&q).await?;
     let raw = c
         .recv()
@@ -255,7 +254,7 @@ pub async fn transfer(
             message(id, 0, zone, u16::from(RecordType::IXFR), Some(&rr))
         }
     };
-    let prior = key.map(|k| tsig::sign(&mut q, k, None, false, now()));
+    let prior = key.map(|k| tsig::sign(&mut q, k, None, false, crate::runtime::wall()));
     c.send(&q).await?;
     let mut a = Assembler::new(id, key, prior, from.map(|(s, _)| s), max_records, what);
     loop {
@@ -277,7 +276,7 @@ pub async fn transfer(
         }
     }
     // Splitting a large IXFR into its deltas, or checking a large AXFR, takes a while.
-    crate::blocking(|| a.finish())
+    crate::runtime::blocking(|| a.finish())
 }
 
 /// Reads the messages of one AXFR or IXFR answer, in order, into a [`Fetched`]; no I/O,

@@ -25,7 +25,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use crate::node::{Node, now};
+use crate::node::Node;
 use crate::replica::state::{ClusterState, ZoneState};
 use crate::zone::Name;
 use answer::Rr;
@@ -151,7 +151,7 @@ pub async fn send<R: ResponseHandler>(
             )
             .destructive_emit(&mut enc)
             .map_err(|e| format!("encoding response: {e}"))?;
-        let time = now();
+        let time = crate::runtime::wall();
         let m = tsig::sign_mac(
             &tbs,
             key,
@@ -366,7 +366,13 @@ impl RequestHandler for DnsHandler {
         let src = request.src();
         // TSIG first: a signed request that does not verify gets NOTAUTH and is logged.
         let auth = if request.signature.is_some() {
-            match tsig::verify(request.as_slice(), &self.node.tsig, None, false, now()) {
+            match tsig::verify(
+                request.as_slice(),
+                &self.node.tsig,
+                None,
+                false,
+                crate::runtime::wall(),
+            ) {
                 Ok((t, key)) => Auth::Key(key, t.mac),
                 Err(r) => {
                     tracing::warn!(%src, "refused: {}", r.reason);
@@ -419,7 +425,7 @@ async fn tsig_error<R: ResponseHandler>(
         let rd = &sig.data;
         let t = TSIG::new(
             rd.algorithm.clone(),
-            now(),
+            crate::runtime::wall(),
             rd.fudge,
             Vec::new(),
             request.metadata.id,

@@ -13,7 +13,7 @@ use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 
 use super::tsig::{self, TsigKey};
 use super::{Auth, error, reply};
-use crate::node::{Node, now};
+use crate::node::Node;
 use crate::zone::Name;
 
 /// A `primary:ADDR:PORT [key NAME]` or notify target `ADDR:PORT [key NAME]`, parsed.
@@ -162,7 +162,7 @@ pub async fn send_notify(
     let id: u16 = rand_id();
     let mut m = message(id, 4, zone, crate::zone::rtype::SOA, None);
     add_token(&mut m, token);
-    let mac = key.map(|k| tsig::sign(&mut m, k, None, false, now()));
+    let mac = key.map(|k| tsig::sign(&mut m, k, None, false, crate::runtime::wall()));
     let mut last = String::new();
     for _ in 0..3 {
         sock.send(&m)
@@ -183,8 +183,14 @@ pub async fn send_notify(
                     return Err(format!("answered {}", ResponseCode::from(0, rcode)));
                 }
                 if let (Some(k), Some(mac)) = (key, &mac) {
-                    tsig::verify(r, std::slice::from_ref(k), Some(mac), false, now())
-                        .map_err(|e| format!("answer's TSIG: {}", e.reason))?;
+                    tsig::verify(
+                        r,
+                        std::slice::from_ref(k),
+                        Some(mac),
+                        false,
+                        crate::runtime::wall(),
+                    )
+                    .map_err(|e| format!("answer's TSIG: {}", e.reason))?;
                 }
                 return Ok(());
             }

@@ -24,7 +24,6 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Mutex;
 
 use super::{Auth, DnsHandler, our_name, tsig, xfr};
-use crate::node::now;
 
 /// An idle connection is closed after this long.
 const IDLE: Duration = Duration::from_secs(30);
@@ -142,7 +141,13 @@ async fn connection(
         let auth = match &request.signature {
             None => Auth::None,
             Some(_) => {
-                match tsig::verify(request.as_slice(), &handler.node.tsig, None, false, now()) {
+                match tsig::verify(
+                    request.as_slice(),
+                    &handler.node.tsig,
+                    None,
+                    false,
+                    crate::runtime::wall(),
+                ) {
                     Ok((t, key)) => Auth::Key(key, t.mac),
                     Err(_) => {
                         handler

@@ -12,7 +12,7 @@ use super::answer::{Rr, push_rrset};
 use super::tsig::{self, TsigKey};
 use super::view::View;
 use super::{Auth, XFR_MESSAGE_BYTES, acl_allows, served};
-use crate::node::{Node, now};
+use crate::node::Node;
 use crate::replica::state::{Delta, RrsetVal};
 use crate::signer::cache::serial_le;
 use crate::zone::{Name, rtype};
@@ -198,7 +198,13 @@ struct Sender<'a, S: Sink> {
 impl<S: Sink> Sender<'_, S> {
     async fn send(&mut self, mut m: Vec<u8>) -> Result<(), String> {
         if let Some((key, prior)) = &mut self.key {
-            let mac = tsig::sign(&mut m, key, Some(prior), !self.first, now());
+            let mac = tsig::sign(
+                &mut m,
+                key,
+                Some(prior),
+                !self.first,
+                crate::runtime::wall(),
+            );
             *prior = mac;
         }
         self.first = false;

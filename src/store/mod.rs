@@ -450,7 +450,7 @@ impl LogStore {
             Bound::Excluded(x) => x + 1,
             Bound::Unbounded => 0,
         };
-        crate::blocking(|| {
+        crate::runtime::blocking(|| {
             let mut out = Vec::new();
             let mut bytes = 0usize;
             {
@@ -568,7 +568,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         // Encoding and inserting megabytes of entries is CPU work: keep it off the runtime
         // workers so that heartbeats go on meanwhile.
-        crate::blocking(|| {
+        crate::runtime::blocking(|| {
             let mut batch = sled::Batch::default();
             let mut kept = Vec::new();
             let mut any_spilled = false;

@@ -380,7 +380,7 @@ async fn connection(
     loop {
         let frame = read_frame(&mut tls).await?;
         let req: Request = if frame.len() > 1 << 20 {
-            crate::blocking(|| decode(&frame))?
+            crate::runtime::blocking(|| decode(&frame))?
         } else {
             decode(&frame)?
         };
@@ -610,7 +610,7 @@ impl Peer {
             self.conn = Some(c);
         }
         let conn = self.conn.as_mut().expect("connected");
-        let body = crate::blocking(|| encode(req));
+        let body = crate::runtime::blocking(|| encode(req));
         let res = tokio::time::timeout(ttl, async {
             write_frame(conn, &body).await?;
             read_frame(conn).await

@@ -135,7 +135,7 @@ impl AsyncRuntime for Rt {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let work = crate::node::spawn_blocking(f);
+        let work = crate::runtime::spawn_blocking(f);
         async move { work.await.map_err(std::io::Error::other) }
     }
 }
