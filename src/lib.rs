@@ -7,6 +7,7 @@
 pub mod access;
 pub mod admin;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod fence;
 pub mod fuzz;

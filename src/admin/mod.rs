@@ -165,7 +165,7 @@ fn apply_opts(
         _ => return Err("give exactly one of file and primary".into()),
     }
     if let Some(p) = o.serial {
-        crate::node::leader::next_serial(&p, None, 1, 0)?;
+        crate::zone::serial::next(&p, None, 1, 0)?;
         cfg.serial = p;
     }
     if let Some(out) = o.output {

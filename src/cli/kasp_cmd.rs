@@ -236,7 +236,7 @@ fn show(v: &Value) -> String {
     let mut out = format!(
         "zone {}  (key clock {}, DS TTL seen {} s)\n{:<6} {:<4} {:>3} {:<7} {:<12} {:<12} {:<14} {:<12} {:<7} {}\n",
         v["zone"].as_str().unwrap_or("?"),
-        crate::kasp::sim::utc(v["now"].as_u64().unwrap_or(0)),
+        crate::zone::civil::utc(v["now"].as_u64().unwrap_or(0)),
         v["ds_ttl_observed"],
         "TAG",
         "ROLE",
@@ -457,13 +457,13 @@ pub fn plan(a: PlanArgs) -> Result<(), String> {
         println!(
             "plan for {} days from {} (parent modelled: registration {} s, spread {} s, DS TTL {} s)",
             a.days,
-            crate::kasp::sim::utc(now),
+            crate::zone::civil::utc(now),
             world.parent_delay,
             world.parent_spread,
             world.parent_ttl
         );
         for l in &run.timeline {
-            println!("{}  {}", crate::kasp::sim::utc(l.at), l.text);
+            println!("{}  {}", crate::zone::civil::utc(l.at), l.text);
         }
     }
     if a.simulate {
@@ -477,7 +477,7 @@ pub fn plan(a: PlanArgs) -> Result<(), String> {
             );
         } else {
             for b in bogus.iter().take(20) {
-                println!("BOGUS at {}: {}", crate::kasp::sim::utc(b.at), b.what);
+                println!("BOGUS at {}: {}", crate::zone::civil::utc(b.at), b.what);
             }
             return Err(format!("{} bogus instant(s) in the plan", bogus.len()));
         }

@@ -387,7 +387,7 @@ fn gate(
         if now < at {
             return Err(Blocked::Until(
                 at,
-                format!("{} → {next} at {}", k.rec[r], super::sim::utc(at)),
+                format!("{} → {next} at {}", k.rec[r], crate::zone::civil::utc(at)),
             ));
         }
     }

@@ -505,15 +505,3 @@ impl Run {
 pub fn tags(set: &KeySet) -> BTreeMap<KeyId, u16> {
     set.keys.values().map(|k| (k.id, k.tag)).collect()
 }
-
-/// `YYYY-MM-DD HH:MM:SS` UTC.
-pub fn utc(t: u64) -> String {
-    let (y, m, d) = crate::node::leader::civil_from_days((t / 86_400) as i64);
-    let s = t % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}

@@ -30,7 +30,7 @@ use crate::replica::state::{Owner, ZoneState, hex};
 use crate::replica::{
     Command, KeyRecord, NodeId, Outcome, Part, RrsetChange, RrsetVal, Version, ZoneConfig,
 };
-use crate::signer::cache::{CacheEntry, CachedRrsig, serial_le};
+use crate::signer::cache::{CacheEntry, CachedRrsig};
 use crate::signer::{Denial, Nsec3Params, SignOptions, SignatureCache, SignedZone, sign_zone};
 use crate::zone::{Limits, Name, ParseOptions, Parsed, Zone, rtype};
 
@@ -1281,7 +1281,7 @@ async fn transfer_if_newer(
         )
     };
     if let Some(k) = known {
-        if !serial_le(k, serial) {
+        if !crate::zone::serial::le(k, serial) {
             return Err(backwards(k, serial));
         }
     }
@@ -1312,7 +1312,7 @@ async fn transfer_if_newer(
         Err(e) => return Err(e),
     };
     if let Some(k) = known
-        && !serial_le(k, f.serial)
+        && !crate::zone::serial::le(k, f.serial)
     {
         return Err(backwards(k, f.serial));
     }
@@ -1372,59 +1372,6 @@ async fn transfer_if_newer(
     memo.refresh = Duration::from_secs(f.refresh.clamp(1, 86_400) as u64);
     memo.primary_serial = Some(f.serial);
     Ok(())
-}
-
-/// The serial of the next version under `policy` (`keep`, `increment`, `unixtime`,
-/// `datecounter`), never at or behind the current one.
-pub fn next_serial(
-    policy: &str,
-    current: Option<u32>,
-    input: u32,
-    now: u64,
-) -> Result<u32, String> {
-    let after = |c: Option<u32>, want: u32| match c {
-        Some(c) if !serial_le(want, c) => want,
-        Some(c) => c.wrapping_add(1),
-        None => want,
-    };
-    Ok(match policy {
-        "keep" => match current {
-            Some(c) if serial_le(input, c) => {
-                return Err(format!(
-                    "serial policy keep: the input's serial {input} does not move forward \
-                     from the published {c}"
-                ));
-            }
-            _ => input,
-        },
-        "increment" => after(current, input),
-        "unixtime" => after(current, now as u32),
-        "datecounter" => {
-            let days = (now / 86_400) as i64;
-            let (y, m, d) = civil_from_days(days);
-            let base = (y as u32) * 1_000_000 + m * 10_000 + d * 100;
-            after(current, base)
-        }
-        p => {
-            return Err(format!(
-                "serial policy {p:?}: expected keep, increment, unixtime or datecounter"
-            ));
-        }
-    })
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d)
 }
 
 pub fn denial_of(cfg: &ZoneConfig) -> Result<Denial, String> {
@@ -1735,7 +1682,7 @@ fn build_version(
         .as_ref()
         .map(|v| v.serial)
         .or_else(|| node.sm.with(|st| st.last_published(zone)));
-    let serial = next_serial(&cfg.serial, last, file_serial, node.now())
+    let serial = crate::zone::serial::next(&cfg.serial, last, file_serial, node.now())
         .map_err(|e| format!("zone {zone}: {e}"))?;
     set_serial(&mut unsigned, serial);
     let mut facts = facts_of(&unsigned);
@@ -2442,49 +2389,4 @@ async fn generate_unique(
     Err(format!(
         "zone {zone}: 8 new keys in a row had colliding tags"
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // 2026-11-23 00:00:00 UTC
-    const NOW: u64 = 1_795_392_000;
-
-    #[test]
-    fn serial_policies_move_forward_and_never_back() {
-        assert_eq!(next_serial("increment", None, 7, NOW), Ok(7));
-        assert_eq!(next_serial("increment", Some(7), 7, NOW), Ok(8));
-        assert_eq!(next_serial("increment", Some(7), 100, NOW), Ok(100));
-        assert_eq!(next_serial("increment", Some(100), 7, NOW), Ok(101));
-        assert_eq!(next_serial("keep", Some(7), 8, NOW), Ok(8));
-        assert!(
-            next_serial("keep", Some(7), 7, NOW)
-                .unwrap_err()
-                .contains("does not move forward")
-        );
-        assert_eq!(next_serial("unixtime", None, 1, NOW), Ok(NOW as u32));
-        assert_eq!(
-            next_serial("unixtime", Some(NOW as u32 + 5), 1, NOW),
-            Ok(NOW as u32 + 6)
-        );
-        assert_eq!(next_serial("datecounter", None, 1, NOW), Ok(2026112300));
-        assert_eq!(
-            next_serial("datecounter", Some(2026112300), 1, NOW),
-            Ok(2026112301)
-        );
-        assert_eq!(
-            next_serial("datecounter", Some(2026112299), 1, NOW + 86_400),
-            Ok(2026112400)
-        );
-        // Serial arithmetic (RFC 1982): past the wrap, still forward.
-        assert_eq!(next_serial("increment", Some(u32::MAX), 3, NOW), Ok(3));
-        assert_eq!(
-            next_serial("increment", Some(u32::MAX), u32::MAX, NOW),
-            Ok(0)
-        );
-        assert!(next_serial("sometimes", None, 1, NOW).is_err());
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
 }

@@ -887,7 +887,7 @@ impl ClusterState {
                     ));
                 }
                 if let Some(cur) = &z.current
-                    && !crate::signer::cache::serial_le(cur.serial, version.serial.wrapping_sub(1))
+                    && !crate::zone::serial::le(cur.serial, version.serial.wrapping_sub(1))
                 {
                     return Outcome::Refused(format!(
                         "zone {zone}: serial {} does not follow {}",

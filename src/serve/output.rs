@@ -123,7 +123,7 @@ async fn members_serving(node: &Node, zone: &str, serial: u32) -> Result<(), Str
                         .and_then(|z| z["validated_serial"].as_u64())
                 });
                 served
-                    .is_none_or(|s| !crate::signer::cache::serial_le(serial, s as u32))
+                    .is_none_or(|s| !crate::zone::serial::le(serial, s as u32))
                     .then_some(id)
             })
             .collect();

@@ -14,7 +14,7 @@ use super::view::View;
 use super::{Auth, XFR_MESSAGE_BYTES, acl_allows, served};
 use crate::node::Node;
 use crate::replica::state::{Delta, RrsetVal};
-use crate::signer::cache::serial_le;
+use crate::zone::serial;
 use crate::zone::{Name, rtype};
 
 fn soa_rr(origin: &Name, v: &RrsetVal) -> Option<Rr> {
@@ -296,7 +296,7 @@ pub async fn transfer_tcp<S: Sink>(
         };
         let soa = soa_rr(&origin, v.get(&origin, rtype::SOA)?)?;
         if let Some(c) = client {
-            if serial_le(serial, c) {
+            if serial::le(serial, c) {
                 return Some((serial, token, soa.clone(), Some(("up to date", vec![soa]))));
             }
             let deltas = z.deltas_from(|d| d.from_serial == c).map(|ds| {

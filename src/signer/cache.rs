@@ -82,8 +82,8 @@ impl SignatureCache {
         }
         e.rrsigs.iter().find(|s| {
             &s.key == key
-                && serial_le(s.inception, now)
-                && serial_le(now.wrapping_add(refresh_s), s.expiration)
+                && crate::zone::serial::le(s.inception, now)
+                && crate::zone::serial::le(now.wrapping_add(refresh_s), s.expiration)
         })
     }
 
@@ -161,11 +161,6 @@ impl SignatureCache {
                 msg: e.to_string(),
             })
     }
-}
-
-/// RFC 1982 serial-number `a <= b` for 32-bit timestamps.
-pub fn serial_le(a: u32, b: u32) -> bool {
-    a == b || (b.wrapping_sub(a) as i32) > 0
 }
 
 #[cfg(test)]

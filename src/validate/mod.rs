@@ -27,7 +27,7 @@ use crate::keys::BatchCheck;
 use crate::keys::ecdsa_check::ScalarVerifier;
 use crate::keys::ecdsa_table::TableVerifier;
 use crate::keys::{DnsKey, RrsigHeader, Verifier, signed_data};
-use crate::signer::cache::serial_le;
+use crate::zone::serial;
 use crate::zone::{Name, Node, NodeKind, Zone, rtype};
 
 #[derive(Debug, Clone, Default)]
@@ -513,13 +513,13 @@ fn check_rrsig(
             h.original_ttl, set.ttl
         ));
     }
-    if !serial_le(h.inception, opts.now) {
+    if !serial::le(h.inception, opts.now) {
         return Err(format!(
             "RRSIG (tag {tag}) is not yet valid: inception {}",
             crate::zone::rdata::format_rrsig_time(h.inception)
         ));
     }
-    if !serial_le(opts.now, h.expiration) {
+    if !serial::le(opts.now, h.expiration) {
         return Err(format!(
             "RRSIG (tag {tag}) has expired: expiration {}",
             crate::zone::rdata::format_rrsig_time(h.expiration)
@@ -572,8 +572,8 @@ fn check_ksk(
         .filter_map(|(_, d)| RrsigHeader::parse(d))
         .filter(|(h, _)| {
             h.type_covered == rtype::DNSKEY
-                && serial_le(h.inception, opts.now)
-                && serial_le(opts.now, h.expiration)
+                && serial::le(h.inception, opts.now)
+                && serial::le(opts.now, h.expiration)
         })
         .filter_map(|(h, sig)| {
             signed_data(&h, &apex.name, rtype::DNSKEY, &set.rdatas, &mut buf);

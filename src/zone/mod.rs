@@ -11,12 +11,14 @@
 //! Names are kept lower-cased in wire form; nodes are in RFC 4034 §6.1 order and the
 //! records of an RRset in §6.3 order, so signing and NSEC chains need no further sorting.
 
+pub mod civil;
 pub mod generate;
 pub mod name;
 pub mod parse;
 pub mod rdata;
 pub mod rdatas;
 pub mod rtype;
+pub mod serial;
 pub mod write;
 
 use rayon::prelude::*;

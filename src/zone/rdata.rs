@@ -656,14 +656,14 @@ pub fn parse_rrsig_time(text: &[u8]) -> Option<u32> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se;
+    let secs = super::civil::to_days(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + se;
     // Serial number arithmetic (RFC 4034 §3.1.5): keep the low 32 bits.
     Some(secs as u64 as u32)
 }
 
 pub fn format_rrsig_time(t: u32) -> String {
     let secs = t as i64;
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let (y, mo, d) = super::civil::from_days(secs.div_euclid(86_400));
     let r = secs.rem_euclid(86_400);
     format!(
         "{y:04}{mo:02}{d:02}{:02}{:02}{:02}",
@@ -671,30 +671,6 @@ pub fn format_rrsig_time(t: u32) -> String {
         (r / 60) % 60,
         r % 60
     )
-}
-
-// Howard Hinnant's civil-date algorithms.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
