@@ -145,9 +145,9 @@ impl Knot {
 /// NOTIFYs every node (TSIG-signed, as the zone's primary would), the leader first: the
 /// change timings run from here, so knotd's own commit time is not counted.
 fn notify(nodes: &[&lab::LabNode], leader: Option<u64>, secret: &str) {
-    use quorumsign::serve::notify::{Remote, send_notify};
+    use quorumsign::dns::{Remote, send_notify};
     let key =
-        quorumsign::serve::tsig::TsigKey::new(lab::LAB_TSIG_KEY, "hmac-sha256", secret).unwrap();
+        quorumsign::dns::tsig::TsigKey::new(lab::LAB_TSIG_KEY, "hmac-sha256", secret).unwrap();
     let zone = quorumsign::zone::Name::parse(ZONE.as_bytes(), None).unwrap();
     let mut order: Vec<&&lab::LabNode> = nodes.iter().collect();
     order.sort_by_key(|n| Some(n.id) != leader);

@@ -1010,7 +1010,7 @@ fn notify_listener(
         let mut buf = [0u8; 4096];
         while let Ok((n, from)) = sock.recv_from(&mut buf) {
             let m = &buf[..n];
-            let opt = quorumsign::serve::notify::TOKEN_OPTION.to_be_bytes();
+            let opt = quorumsign::dns::TOKEN_OPTION.to_be_bytes();
             let token = m
                 .windows(4)
                 .position(|w| w[..2] == opt && w[2..] == [0, 16])

@@ -429,7 +429,7 @@ impl NodeConfig {
     }
 
     /// The TSIG keys of `[[tsig]]`, secrets read.
-    pub fn tsig_keys(&self) -> Result<Vec<crate::serve::tsig::TsigKey>, String> {
+    pub fn tsig_keys(&self) -> Result<Vec<crate::dns::tsig::TsigKey>, String> {
         let mut out = Vec::new();
         for t in &self.tsig {
             let secret = match (&t.secret, &t.secret_file) {
@@ -443,10 +443,10 @@ impl NodeConfig {
                     ));
                 }
             };
-            let k = crate::serve::tsig::TsigKey::new(&t.name, &t.algorithm, &secret)?;
+            let k = crate::dns::tsig::TsigKey::new(&t.name, &t.algorithm, &secret)?;
             if out
                 .iter()
-                .any(|o: &crate::serve::tsig::TsigKey| o.name == k.name)
+                .any(|o: &crate::dns::tsig::TsigKey| o.name == k.name)
             {
                 return Err(format!("tsig {}: defined twice", t.name));
             }

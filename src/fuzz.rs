@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::serve::client::Assembler;
+use crate::dns::client::Assembler;
 use crate::zone::{Limits, Name, ParseOptions, Zone};
 
 /// Every target, by the name of its corpus directory.

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod dns;
 pub mod fence;
 pub mod fuzz;
 pub mod hsm;

@@ -1075,7 +1075,7 @@ impl Recorder {
     fn ask(&self, addr: &str, owner: &str, qtype: u16) -> Option<Vec<(u16, u32, Vec<u8>)>> {
         let name = quorumsign::zone::Name::parse(owner.as_bytes(), None).unwrap();
         self.rt
-            .block_on(quorumsign::serve::client::ask(
+            .block_on(quorumsign::dns::client::ask(
                 addr.parse().unwrap(),
                 &name,
                 qtype,

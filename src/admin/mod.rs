@@ -154,8 +154,7 @@ fn apply_opts(
             cfg.input = format!("file:{file}");
         }
         (None, Some(p)) => {
-            let remote =
-                crate::serve::notify::Remote::parse(p).map_err(|e| format!("primary {e}"))?;
+            let remote = crate::dns::Remote::parse(p).map_err(|e| format!("primary {e}"))?;
             remote
                 .tsig(&node.tsig)
                 .map_err(|e| format!("primary {p}: {e}"))?;
@@ -178,7 +177,7 @@ fn apply_opts(
     }
     if let Some(notify) = o.notify {
         for n in &notify {
-            let r = crate::serve::notify::Remote::parse(n).map_err(|e| format!("notify {e}"))?;
+            let r = crate::dns::Remote::parse(n).map_err(|e| format!("notify {e}"))?;
             r.tsig(&node.tsig).map_err(|e| format!("notify {n}: {e}"))?;
         }
         cfg.notify = notify;

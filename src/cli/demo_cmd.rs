@@ -160,8 +160,8 @@ fn dns_serials(nodes: &[&LabNode]) -> Result<String, String> {
     let origin = crate::zone::Name::parse(ZONE.as_bytes(), None).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for n in nodes {
-        let remote = crate::serve::notify::Remote::parse(&n.dns)?;
-        let s = rt.block_on(crate::serve::client::serial(&remote, None, &origin))?;
+        let remote = crate::dns::Remote::parse(&n.dns)?;
+        let s = rt.block_on(crate::dns::client::serial(&remote, None, &origin))?;
         out.push(format!("node {} ({}) serial {s}", n.id, n.dns));
     }
     Ok(out.join(", "))

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::cluster_cmd::{AdminArgs, gather_status, zone_serials};
 use crate::admin::client::call;
-use crate::serve::notify::Remote;
+use crate::dns::Remote;
 use crate::zone::Name;
 
 #[derive(Subcommand)]
@@ -111,7 +111,7 @@ fn wait<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
 fn dnskeys(rt: &tokio::runtime::Runtime, dns: &str, zone: &str) -> Result<Vec<Vec<u8>>, String> {
     let remote = Remote::parse(dns)?;
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
-    rt.block_on(crate::serve::client::apex_rdatas(
+    rt.block_on(crate::dns::client::apex_rdatas(
         &remote,
         &origin,
         crate::zone::rtype::DNSKEY,

@@ -54,7 +54,7 @@ pub async fn servers(p: &super::Policy, zone: &Name) -> Result<Vec<SocketAddr>, 
         .parent()
         .ok_or_else(|| format!("{} has no parent", zone.to_text()))?;
     let ask = |name: Name, t: u16| async move {
-        tokio::time::timeout(ASK, crate::serve::client::resolve(resolver, &name, t))
+        tokio::time::timeout(ASK, crate::dns::client::resolve(resolver, &name, t))
             .await
             .map_err(|_| format!("resolver {resolver}: no answer in {ASK:?}"))?
     };
@@ -115,13 +115,12 @@ pub async fn ask(servers: &[SocketAddr], zone: &Name) -> ParentView {
     };
     let mut first: Option<Vec<Vec<u8>>> = None;
     for &addr in servers {
-        let got =
-            match tokio::time::timeout(ASK, crate::serve::client::rrset(addr, zone, rtype::DS))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(format!("{addr}: no answer in {ASK:?}")),
-            };
+        let got = match tokio::time::timeout(ASK, crate::dns::client::rrset(addr, zone, rtype::DS))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!("{addr}: no answer in {ASK:?}")),
+        };
         match got {
             Ok((ttl, ds)) => {
                 if let Some(t) = ttl {

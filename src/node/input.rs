@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_lc_rs::digest;
 
+use crate::dns::client::InRr;
 use crate::replica::RrsetVal;
 use crate::replica::state::Owner;
-use crate::serve::client::InRr;
 use crate::zone::{Name, rtype, set_soa_serial, soa_serial};
 
 /// The replicated RRsets of a zone.
@@ -365,7 +365,7 @@ impl Held {
     ) -> Vec<u8> {
         let recs: Vec<(Owner, OwnerRecs)> =
             owners.map(|o| (o.clone(), self.at(content, o))).collect();
-        crate::serve::client::to_text(
+        crate::dns::client::to_text(
             recs.iter()
                 .flat_map(|(o, r)| r.iter().map(move |((t, d), ttl)| (&o.0, *t, *ttl, &d[..]))),
         )
@@ -378,13 +378,13 @@ impl Held {
             .iter()
             .flat_map(|(o, r)| r.iter().map(move |((t, d), ttl)| (&o.0, *t, *ttl, &d[..])));
         if self.whole {
-            return crate::serve::client::to_text(held);
+            return crate::dns::client::to_text(held);
         }
         let rest = content
             .iter()
             .filter(|((o, t), _)| !made_by_signer(*t) && !self.owners.contains_key(o))
             .flat_map(|((o, t), v)| v.rdatas.iter().map(move |d| (&o.0, *t, v.ttl, d)));
-        crate::serve::client::to_text(rest.chain(held))
+        crate::dns::client::to_text(rest.chain(held))
     }
 }
 

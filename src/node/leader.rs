@@ -794,7 +794,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
         .collect();
     let cds = cds_keys(&keyset, &policy);
     let keyset_seq = keyset.seq;
-    let file_input = match crate::serve::notify::primary_of(&cfg.input) {
+    let file_input = match crate::dns::primary_of(&cfg.input) {
         Some(primary) => {
             let reload = current.as_ref().is_some_and(|v| v.reload_seq != reload_seq);
             let fresh_reload = reload && memo.reload_tried != reload_seq;
@@ -1186,7 +1186,7 @@ async fn read_if_changed(
 async fn fetch_from_primary(
     node: &Node,
     zone: &str,
-    primary: &crate::serve::notify::Remote,
+    primary: &crate::dns::Remote,
     current: Option<&Version>,
     reload: bool,
     memo: &mut Memo,
@@ -1261,13 +1261,13 @@ async fn transfer_if_newer(
     node: &Node,
     zone: &str,
     apex: &Owner,
-    primary: &crate::serve::notify::Remote,
+    primary: &crate::dns::Remote,
     reload: bool,
     published: Option<u32>,
     memo: &mut Memo,
     why: &str,
 ) -> Result<(), String> {
-    use crate::serve::client;
+    use crate::dns::client;
     let key = primary.tsig(&node.tsig)?.cloned();
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
     let serial = client::serial(primary, key.as_ref(), &origin).await?;

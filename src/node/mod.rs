@@ -333,7 +333,7 @@ pub struct Node {
     pub keys: KeyResolver,
     pub local: Mutex<Local>,
     /// TSIG keys of `[[tsig]]`.
-    pub tsig: Vec<crate::serve::tsig::TsigKey>,
+    pub tsig: Vec<crate::dns::tsig::TsigKey>,
     /// The last append a leader got this node to accept.
     pub contact: transport::Contact,
     /// How this node reaches the others for control (clock, status, init, forwarded admin

@@ -5,11 +5,9 @@
 //! without re-signing anything. Transfers need a TSIG key and an ACL entry of the zone.
 
 pub mod answer;
-pub mod client;
 pub mod notify;
 pub mod output;
 pub mod tcp;
-pub mod tsig;
 pub mod view;
 pub mod xfr;
 
@@ -20,16 +18,17 @@ use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::NULL;
 use hickory_proto::rr::rdata::tsig::{TSIG, TsigAlgorithm, TsigError, make_tsig_record};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
+use crate::dns::tsig::{self, TsigKey};
+use crate::dns::{hname, our_name};
 use crate::node::Node;
 use crate::replica::state::{ClusterState, ZoneState};
 use crate::zone::Name;
 use answer::Rr;
-use tsig::TsigKey;
 use view::{Overlay, View};
 
 /// Largest message of a transfer, before the TSIG record.
@@ -61,20 +60,6 @@ pub async fn start(node: Arc<Node>, listen: &str) -> Result<(), String> {
 
 pub struct DnsHandler {
     pub node: Arc<Node>,
-}
-
-/// Our name → hickory's.
-pub fn hname(n: &Name) -> hickory_proto::rr::Name {
-    hickory_proto::rr::Name::read(&mut BinDecoder::new(n.as_wire()))
-        .unwrap_or_else(|_| hickory_proto::rr::Name::root())
-}
-
-/// hickory's name → ours.
-pub fn our_name(n: &hickory_proto::rr::Name) -> Option<Name> {
-    let mut n = n.clone();
-    n.set_fqdn(true);
-    let w = n.to_bytes().ok()?;
-    Name::from_wire(&w).ok()
 }
 
 /// A stored record as a hickory record, its rdata passed through as stored.

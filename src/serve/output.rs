@@ -8,9 +8,9 @@
 
 use std::path::Path;
 
+use crate::dns::{Remote, send_notify};
 use crate::node::Node;
 use crate::replica::Token;
-use crate::serve::notify::{Remote, send_notify};
 use crate::zone::Name;
 use crate::zone::write::AtomicFile;
 

@@ -23,7 +23,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Mutex;
 
-use super::{Auth, DnsHandler, our_name, tsig, xfr};
+use super::{Auth, DnsHandler, xfr};
+use crate::dns::{our_name, tsig};
 
 /// An idle connection is closed after this long.
 const IDLE: Duration = Duration::from_secs(30);

@@ -13,9 +13,9 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::notify::{Remote, message, rand_id};
 use super::our_name;
 use super::tsig::{self, TsigKey};
+use super::{Remote, message, rand_id};
 use crate::zone::{Name, rtype};
 
 const CONNECT: Duration = Duration::from_secs(10);
