@@ -39,12 +39,12 @@ fn node_mut<'a>(zone: &'a mut Zone, name: &str) -> &'a mut quorumsign::zone::Nod
 fn a_sound_zone_passes_and_a_broken_chain_is_caught() {
     let now = quorumsign::hsm::soft::now_u32();
     let (_d, _, mut s) = signed(Denial::Nsec);
-    let r = quorumsign::validate::verify_signed(&s, now);
+    let r = s.verify(now);
     assert!(r.valid, "{:?}", r.failures);
     // Plant a bug: one name loses its NSEC record.
     let node = node_mut(&mut s.zone, "mail.example.");
     node.rrsets.retain(|r| r.rtype != rtype::NSEC);
-    let r = quorumsign::validate::verify_signed(&s, now);
+    let r = s.verify(now);
     assert!(!r.valid);
     assert!(
         r.failures
@@ -63,12 +63,12 @@ fn nsec3_chain_and_unsigned_rrsets_are_checked() {
         salt: Vec::new(),
         opt_out: true,
     }));
-    assert!(quorumsign::validate::verify_signed(&s, now).valid);
+    assert!(s.verify(now).valid);
     // An NSEC3 record goes missing, and an RRset loses its signature.
     s.nsec3.remove(1);
     let www = node_mut(&mut s.zone, "www.example.");
     www.sigs.clear();
-    let r = quorumsign::validate::verify_signed(&s, now);
+    let r = s.verify(now);
     assert!(!r.valid);
     assert!(
         r.failures

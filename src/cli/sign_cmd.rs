@@ -141,7 +141,7 @@ pub fn run(a: SignArgs) -> Result<()> {
 
     // The publish gate: nothing is written unless the whole signed zone validates.
     let tv = Instant::now();
-    let report = crate::validate::verify_signed(&signed, opts.now);
+    let report = signed.verify(opts.now);
     if !report.valid {
         for f in report.failures.iter().take(20) {
             tracing::error!("{} {}: {}", f.owner, f.rtype, f.message);

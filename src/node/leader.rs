@@ -1797,7 +1797,7 @@ fn build_version(
         .map_err(|e| BuildError::Transient(e.to_string()))?;
     drop(cache);
     let t_signed = Instant::now();
-    let report = crate::validate::verify_signed(&signed, t);
+    let report = signed.verify(t);
     if !report.valid {
         let f = &report.failures[0];
         return Err(BuildError::Input(format!(

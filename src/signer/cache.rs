@@ -110,7 +110,7 @@ impl SignatureCache {
         }
         // Bounded like every other decode: a corrupt length must not allocate gigabytes.
         let (c, used) =
-            crate::replica::decode_counted(&b[MAGIC.len()..]).map_err(|e| e.to_string())?;
+            crate::codec::decode_counted(&b[MAGIC.len()..]).map_err(|e| e.to_string())?;
         if used != b.len() - MAGIC.len() {
             return Err("trailing bytes after the cache".into());
         }

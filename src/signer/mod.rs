@@ -143,6 +143,13 @@ pub struct SignedZone {
     pub stats: SignStats,
 }
 
+impl SignedZone {
+    /// The publish gate: [`crate::validate::verify_signed`] on this zone and its chain.
+    pub fn verify(&self, now: u32) -> crate::validate::Report {
+        crate::validate::verify_signed(&self.zone, &self.nsec3, now)
+    }
+}
+
 struct Signer {
     key: Arc<dyn SigningKey>,
     id: KeyId,

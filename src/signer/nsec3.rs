@@ -2,39 +2,12 @@
 
 use std::collections::HashSet;
 
-use aws_lc_rs::digest;
 use data_encoding::BASE32HEX_NOPAD;
 
 use crate::zone::rdata::type_bitmap;
 use crate::zone::{Name, Node, NodeKind, Rrset, Zone, rtype};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nsec3Params {
-    pub iterations: u16,
-    pub salt: Vec<u8>,
-    pub opt_out: bool,
-}
-
-/// RFC 5155 §5: H(x) = SHA-1(x || salt), iterated.
-pub fn hash(name: &Name, p: &Nsec3Params) -> [u8; 20] {
-    let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
-    ctx.update(name.as_wire());
-    ctx.update(&p.salt);
-    let mut h: [u8; 20] = ctx.finish().as_ref().try_into().expect("20 bytes");
-    for _ in 0..p.iterations {
-        let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
-        ctx.update(&h);
-        ctx.update(&p.salt);
-        h = ctx.finish().as_ref().try_into().expect("20 bytes");
-    }
-    h
-}
-
-pub fn hashed_owner(h: &[u8; 20], origin: &Name) -> Name {
-    origin
-        .prepend(BASE32HEX_NOPAD.encode(h).to_ascii_lowercase().as_bytes())
-        .expect("hashed owner fits")
-}
+pub use crate::zone::nsec3::{Nsec3Params, hash, hashed_owner};
 
 pub fn nsec3param_rdata(p: &Nsec3Params) -> Vec<u8> {
     let mut v = vec![1, 0];

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use data_encoding::BASE32HEX_NOPAD;
 
 use super::{Failure, failure};
-use crate::signer::nsec3::{self, Nsec3Params};
+use crate::zone::nsec3::{self, Nsec3Params};
 use crate::zone::rdata::bitmap_types;
 use crate::zone::{Name, Node, NodeKind, rtype};
 

@@ -14,6 +14,7 @@
 pub mod civil;
 pub mod generate;
 pub mod name;
+pub mod nsec3;
 pub mod parse;
 pub mod rdata;
 pub mod rdatas;

@@ -156,11 +156,11 @@ mod tests {
         assert!(r.contains(&[]) && !r.contains(&[1]));
         assert!(Rdatas::default().is_empty());
         assert_eq!(Rdatas::default().len(), 0);
-        let bytes = crate::replica::encode(&r);
-        assert_eq!(bytes, crate::replica::encode(&v));
-        let back: Rdatas = crate::replica::decode(&bytes).unwrap();
+        let bytes = crate::codec::encode(&r);
+        assert_eq!(bytes, crate::codec::encode(&v));
+        let back: Rdatas = crate::codec::decode(&bytes).unwrap();
         assert_eq!(back, r);
         let big: Vec<Vec<u8>> = vec![vec![0; 70_000]];
-        assert!(crate::replica::decode::<Rdatas>(&crate::replica::encode(&big)).is_err());
+        assert!(crate::codec::decode::<Rdatas>(&crate::codec::encode(&big)).is_err());
     }
 }
