@@ -13,6 +13,7 @@ pub mod dns;
 pub mod fence;
 pub mod fuzz;
 pub mod hsm;
+pub mod ingest;
 pub mod kasp;
 pub mod keys;
 pub mod node;

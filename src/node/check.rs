@@ -19,8 +19,8 @@ use super::{Node, Readiness};
 use crate::keys::RrsigHeader;
 use crate::replica::state::RrsetVal;
 use crate::replica::state::{Owner, ZoneState, hex};
+use crate::replica::view::{Key, Overlay, View};
 use crate::replica::{KeyRecord, Token, Version};
-use crate::serve::view::{Key, Overlay, View};
 use crate::validate::{VerifyOptions, verify_source};
 use crate::zone::{Name, rtype};
 
@@ -254,7 +254,7 @@ fn validate(
     if !full {
         match incremental(z, &origin, touched.as_ref().expect("touched"), t) {
             // A chain too sparse around the changes for a bounded walk: the full check.
-            Err(e) if e == crate::node::shape::TOO_FAR => {
+            Err(e) if e == crate::signer::incremental::TOO_FAR => {
                 tracing::info!(zone, serial = version.serial, "{e}: checking in full");
             }
             r => return r.map(|()| false),
@@ -614,7 +614,7 @@ pub(crate) fn incremental(
     touched: &BTreeSet<(Name, u16)>,
     now: u32,
 ) -> Result<(), String> {
-    use crate::node::shape::{Chain, View, check_owner, link, signed_here};
+    use crate::signer::incremental::{Chain, View, check_owner, link, signed_here};
     let keys = Keys::of(z, origin)?;
     let dnskey = &z.content[&(Owner(origin.clone()), rtype::DNSKEY)];
     keys.check(origin, rtype::DNSKEY, dnskey, now)?;
@@ -723,7 +723,7 @@ pub(crate) mod testing {
         origin: &Name,
         keys: &[Arc<dyn SigningKey>],
         opts: &SignOptions,
-    ) -> crate::node::input::Content {
+    ) -> crate::ingest::held::Content {
         let popts = ParseOptions {
             origin: origin.clone(),
             limits: Limits::default(),
@@ -860,8 +860,9 @@ mod tests {
         ]
         .into();
         incremental(&z, &origin, &only, t).unwrap();
-        let view = crate::node::shape::View::new(&z.content);
-        let signed = |o: &str, t| crate::node::shape::signed_here(&view, &origin, &name(o), t);
+        let view = crate::signer::incremental::View::new(&z.content);
+        let signed =
+            |o: &str, t| crate::signer::incremental::signed_here(&view, &origin, &name(o), t);
         assert!(!signed("ns.sub.example.", rtype::A));
         assert!(!signed("sub.example.", rtype::NS));
         assert!(signed("sub.example.", rtype::DS));

@@ -21,10 +21,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::file_index::{Edit, FileIndex};
-use super::file_scan::Sums;
-use super::input::{Content, Held, chained_digest, made_by_signer};
 use super::{Node, RunReport};
+use crate::ingest::held::{Content, Held, chained_digest, made_by_signer};
+use crate::ingest::index::{Edit, FileIndex};
+use crate::ingest::scan::Sums;
 use crate::keys::{KeyId, RrsigHeader};
 use crate::replica::state::{Owner, ZoneState, hex};
 use crate::replica::{
@@ -98,7 +98,7 @@ struct Memo {
     /// The same for a changed input file.
     file_as_delta: Option<[u8; 32]>,
     /// The pieces of the input file the current version was built from (a changed file
-    /// is compared with them first: [`crate::node::file_index`]).
+    /// is compared with them first: [`crate::ingest::index`]).
     files: Arc<std::sync::Mutex<FileIndexes>>,
     /// Parent actions already logged: (key, submit?).
     parent_told: HashSet<(KeyId, bool)>,
@@ -270,8 +270,8 @@ enum Input {
     /// A primary's zone as master-file text, and the digest of the records held.
     Text(Vec<u8>, [u8; 32]),
     /// A changed input file: its sums, its text (or the text around its change), whether
-    /// to compare it with the current version first (see [`crate::node::file_index`] and
-    /// [`crate::node::file_delta`]), and the file's index.
+    /// to compare it with the current version first (see [`crate::ingest::index`] and
+    /// [`crate::ingest::delta`]), and the file's index.
     File {
         sums: Sums,
         read: FileRead,
@@ -1606,7 +1606,7 @@ fn build_version(
     let compared = pieces.or_else(|| {
         compare
             .then(|| {
-                use crate::node::file_delta::{compare, content_sums, differing};
+                use crate::ingest::delta::{compare, content_sums, differing};
                 let token_of = |z: &ZoneState| z.current.as_ref().map(|v| v.token);
                 let (token, want) = node.sm.with(|st| {
                     let z = st.zones.get(zone)?;
@@ -2115,7 +2115,7 @@ fn shape_sign(
         Ok(sigs)
     };
     let Some(changes) =
-        crate::node::shape::apply(&z.content, origin, data, mini.denial_ttl(), sign)?
+        crate::signer::incremental::apply(&z.content, origin, data, mini.denial_ttl(), sign)?
     else {
         return Ok(None);
     };

@@ -9,14 +9,9 @@
 //! ```
 
 pub mod check;
-pub mod file_delta;
-pub mod file_index;
-pub mod file_scan;
-pub mod input;
 pub mod lab;
 pub mod leader;
 pub mod restore;
-pub mod shape;
 pub mod sim;
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,7 +50,7 @@ pub struct Local {
         (
             crate::replica::Token,
             crate::replica::Token,
-            Arc<crate::serve::view::Overlay>,
+            Arc<crate::replica::view::Overlay>,
         ),
     >,
     /// Why this leader does not sign or NOTIFY now (no quorum acknowledgement within the

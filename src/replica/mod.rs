@@ -12,6 +12,7 @@
 
 pub mod machine;
 pub mod state;
+pub mod view;
 
 use std::fmt;
 

@@ -198,6 +198,9 @@ impl PartialOrd for Owner {
     }
 }
 
+/// The replicated RRsets of a zone.
+pub type Content = BTreeMap<(Owner, u16), RrsetVal>;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ZoneState {
     pub config: Option<ZoneConfig>,
@@ -1321,7 +1324,7 @@ mod tests {
 
     #[test]
     fn journal_takes_the_content_back_to_an_earlier_version_and_feeds_ixfr() {
-        use crate::serve::view::{View, overlay};
+        use crate::replica::view::{View, overlay};
         let mut st = ClusterState::default();
         let mut idx = 1;
         st.apply(

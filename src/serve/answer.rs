@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
-use super::view::{Key, View};
 use crate::replica::state::{Owner, RrsetVal};
+use crate::replica::view::{Key, View};
 use crate::signer::Nsec3Params;
 use crate::signer::nsec3;
 use crate::zone::{Name, rtype};
@@ -86,28 +86,13 @@ fn push(out: &mut Vec<Rr>, owner: &Name, t: u16, v: &RrsetVal, dnssec: bool) {
     push_rrset(out, owner, t, v, true, dnssec);
 }
 
-/// The NSEC3 parameters of a served version, from its NSEC3PARAM RRset.
-pub(crate) fn nsec3_params(v: &View<'_>, origin: &Name) -> Option<Nsec3Params> {
-    let p = v.get(origin, rtype::NSEC3PARAM)?;
-    let d = p.rdatas.first()?;
-    if d.len() < 5 || d[0] != 1 {
-        return None;
-    }
-    let salt_len = d[4] as usize;
-    Some(Nsec3Params {
-        iterations: u16::from_be_bytes([d[2], d[3]]),
-        salt: d.get(5..5 + salt_len)?.to_vec(),
-        opt_out: false,
-    })
-}
-
 /// Answers `qname`/`qtype` from the version `v` of the zone at `origin`.
 pub fn answer(v: &View<'_>, origin: &Name, qname: &Name, qtype: u16, dnssec: bool) -> Answer {
     let cx = Ctx {
         v,
         origin,
         dnssec,
-        nsec3: nsec3_params(v, origin),
+        nsec3: v.nsec3_params(origin),
     };
     let mut a = Answer {
         aa: true,

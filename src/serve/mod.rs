@@ -8,7 +8,6 @@ pub mod answer;
 pub mod notify;
 pub mod output;
 pub mod tcp;
-pub mod view;
 pub mod xfr;
 
 use std::net::{IpAddr, SocketAddr};
@@ -27,9 +26,9 @@ use crate::dns::tsig::{self, TsigKey};
 use crate::dns::{hname, our_name};
 use crate::node::Node;
 use crate::replica::state::{ClusterState, ZoneState};
+use crate::replica::view::{self, Overlay, View};
 use crate::zone::Name;
 use answer::Rr;
-use view::{Overlay, View};
 
 /// Largest message of a transfer, before the TSIG record.
 pub const XFR_MESSAGE_BYTES: usize = 60_000;

@@ -9,11 +9,11 @@ use hickory_proto::rr::{RData, RecordType};
 use hickory_server::server::Request;
 
 use super::answer::{Rr, push_rrset};
-use super::view::View;
 use super::{Auth, XFR_MESSAGE_BYTES, acl_allows, served};
 use crate::dns::tsig::{self, TsigKey};
 use crate::node::Node;
 use crate::replica::state::{Delta, RrsetVal};
+use crate::replica::view::View;
 use crate::zone::serial;
 use crate::zone::{Name, rtype};
 

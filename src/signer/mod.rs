@@ -15,6 +15,7 @@
 //! All given keys sign: the key-lifecycle engine decides which keys are active.
 
 pub mod cache;
+pub mod incremental;
 pub mod nsec3;
 
 use std::sync::Arc;

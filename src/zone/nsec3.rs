@@ -14,6 +14,21 @@ pub struct Nsec3Params {
     pub opt_out: bool,
 }
 
+impl Nsec3Params {
+    /// The parameters an NSEC3PARAM rdata names (hash algorithm 1 only).
+    pub fn from_nsec3param(d: &[u8]) -> Option<Nsec3Params> {
+        if d.len() < 5 || d[0] != 1 {
+            return None;
+        }
+        let salt_len = d[4] as usize;
+        Some(Nsec3Params {
+            iterations: u16::from_be_bytes([d[2], d[3]]),
+            salt: d.get(5..5 + salt_len)?.to_vec(),
+            opt_out: false,
+        })
+    }
+}
+
 /// RFC 5155 §5: H(x) = SHA-1(x || salt), iterated.
 pub fn hash(name: &Name, p: &Nsec3Params) -> [u8; 20] {
     let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);

@@ -102,3 +102,9 @@ pub fn to_text(t: u16) -> String {
 pub fn is_dnssec_output(t: u16) -> bool {
     matches!(t, RRSIG | NSEC | NSEC3 | NSEC3PARAM)
 }
+
+/// Types the signer makes (DNSSEC output and the DNSKEY RRset): not part of the unsigned
+/// input.
+pub fn made_by_signer(t: u16) -> bool {
+    matches!(t, DNSKEY | RRSIG | NSEC | NSEC3 | NSEC3PARAM)
+}

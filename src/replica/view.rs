@@ -51,6 +51,12 @@ impl<'a> View<'a> {
         self.content.get(&key)
     }
 
+    /// The NSEC3 parameters of this version, from its NSEC3PARAM RRset at `origin`.
+    pub fn nsec3_params(&self, origin: &Name) -> Option<crate::zone::nsec3::Nsec3Params> {
+        let p = self.get(origin, crate::zone::rtype::NSEC3PARAM)?;
+        crate::zone::nsec3::Nsec3Params::from_nsec3param(p.rdatas.first()?)
+    }
+
     /// Entries from `start` on (inclusive), in canonical order.
     pub fn from(&self, start: &Key) -> impl Iterator<Item = (&'a Key, &'a RrsetVal)> + 'a {
         self.range((Bound::Included(start.clone()), Bound::Unbounded), false)

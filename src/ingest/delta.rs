@@ -15,7 +15,7 @@ use std::path::Path;
 
 use aws_lc_rs::digest;
 
-use crate::node::input::made_by_signer;
+use crate::ingest::held::made_by_signer;
 use crate::replica::state::{Owner, ZoneState};
 use crate::zone::parse::for_each_piece;
 use crate::zone::{Name, ParseOptions, Parsed, Record, Zone, rtype};

@@ -27,9 +27,9 @@ use crate::signer::nsec3::{self, Nsec3Params};
 use crate::zone::rdata::type_bitmap;
 use crate::zone::{Name, Node, NodeKind, Rdatas, Rrset, rtype};
 
-pub(crate) use crate::node::input::Content;
-pub(crate) use crate::serve::view::Key;
-use crate::serve::view::Overlay;
+pub(crate) use crate::replica::state::Content;
+pub(crate) use crate::replica::view::Key;
+use crate::replica::view::Overlay;
 
 /// A version's content with changes laid over it (`None`: the RRset is removed), read as
 /// a served version is (`serve::view`).
@@ -50,8 +50,8 @@ impl<'a> View<'a> {
         }
     }
 
-    fn served(&self) -> crate::serve::view::View<'_> {
-        crate::serve::view::View {
+    fn served(&self) -> crate::replica::view::View<'_> {
+        crate::replica::view::View {
             content: self.base,
             overlay: Some(&self.over),
         }
@@ -201,7 +201,9 @@ impl Chain {
         if v.get(origin, rtype::NSEC).is_some() {
             return Ok(Chain::Nsec);
         }
-        let mut params = crate::serve::answer::nsec3_params(&v.served(), origin)
+        let mut params = v
+            .served()
+            .nsec3_params(origin)
             .ok_or("the apex has neither NSEC nor a well-formed NSEC3PARAM")?;
         let apex = nsec3::hashed_owner(&nsec3::hash(origin, &params), origin);
         let flags = v
@@ -619,7 +621,7 @@ mod tests {
     fn data_diff(old: &Content, new: &Content, origin: &Name) -> Vec<DataChange> {
         let unsigned = |c: &Content| -> BTreeMap<Key, (u32, Rdatas)> {
             c.iter()
-                .filter(|((_, t), _)| !crate::node::input::made_by_signer(*t))
+                .filter(|((_, t), _)| !crate::ingest::held::made_by_signer(*t))
                 .map(|(k, v)| (k.clone(), (v.ttl, v.rdatas.clone())))
                 .collect()
         };

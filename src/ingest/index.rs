@@ -27,8 +27,8 @@ use std::sync::Arc;
 
 use aws_lc_rs::digest;
 
-use crate::node::file_scan::{self, Expect, Sums};
-use crate::node::input::{Content, made_by_signer};
+use crate::ingest::held::{Content, made_by_signer};
+use crate::ingest::scan::{self, Expect, Sums};
 use crate::replica::state::Owner;
 use crate::zone::parse::{Piece, content_pieces, content_pieces_from, parse_one};
 use crate::zone::{Name, ParseOptions, Parsed, Zone};
@@ -44,7 +44,7 @@ type PieceId = [u8; 32];
 type TextOf<'t> = dyn Fn(&Piece) -> Option<(&'t [u8], Piece)> + 't;
 
 /// One piece of a file: where it is, its hash (with the `$ORIGIN` and `$TTL` in force),
-/// and a quick sum of its bytes alone ([`file_scan::tag`]) to find it again.
+/// and a quick sum of its bytes alone ([`scan::tag`]) to find it again.
 #[derive(Clone, Debug)]
 struct Span {
     piece: Piece,
@@ -86,7 +86,7 @@ fn span(input: &[u8], at: usize, p: Piece) -> Span {
     ctx.update(bytes);
     Span {
         id: ctx.finish().as_ref().try_into().expect("32 octets"),
-        tag: file_scan::tag(bytes),
+        tag: scan::tag(bytes),
         piece: p,
     }
 }
@@ -284,7 +284,7 @@ impl FileIndex {
                 });
             }
         }
-        let (sums, ok) = file_scan::scan(file, len, &expect)?;
+        let (sums, ok) = scan::scan(file, len, &expect)?;
         let mut found = vec![false; self.order.len()];
         for (j, ok) in at.into_iter().zip(ok) {
             found[j] = ok;
@@ -329,7 +329,7 @@ impl FileIndex {
             return Ok(None);
         }
         let to = to as usize;
-        let Some((base, text)) = file_scan::read_checked(file, from, to, sums)? else {
+        let Some((base, text)) = scan::read_checked(file, from, to, sums)? else {
             return Ok(None);
         };
         let mut read = text.len();
@@ -387,7 +387,7 @@ impl FileIndex {
                 .iter()
                 .any(|(at, t)| s.piece.start >= *at && s.piece.end <= at + t.len());
             if apex && !inside {
-                match file_scan::read_checked(file, s.piece.start, s.piece.end, sums)? {
+                match scan::read_checked(file, s.piece.start, s.piece.end, sums)? {
                     Some(t) => {
                         read += t.1.len();
                         texts.push(t);
@@ -561,7 +561,7 @@ fn has_owner(content: &Content, o: &Name) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::input::made_by_signer;
+    use crate::ingest::held::made_by_signer;
     use crate::replica::state::RrsetVal;
     use crate::zone::{Limits, rtype};
 

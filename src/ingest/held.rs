@@ -11,12 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_lc_rs::digest;
 
 use crate::dns::client::InRr;
-use crate::replica::RrsetVal;
 use crate::replica::state::Owner;
 use crate::zone::{Name, rtype, set_soa_serial, soa_serial};
 
-/// The replicated RRsets of a zone.
-pub type Content = BTreeMap<(Owner, u16), RrsetVal>;
+pub use crate::replica::state::Content;
 /// A record's key within its owner: (type, rdata).
 pub type RecKey = (u16, Box<[u8]>);
 
@@ -90,13 +88,7 @@ impl FromIterator<(RecKey, u32)> for OwnerRecs {
 /// One IXFR delta: records removed, records added (SOAs included).
 pub type Delta = (Vec<InRr>, Vec<InRr>);
 
-/// Types the signer makes: not part of the unsigned input.
-pub fn made_by_signer(t: u16) -> bool {
-    matches!(
-        t,
-        rtype::DNSKEY | rtype::NSEC | rtype::NSEC3 | rtype::NSEC3PARAM | rtype::RRSIG
-    )
-}
+pub use crate::zone::rtype::made_by_signer;
 
 fn hash_record(ctx: &mut digest::Context, owner: &Name, t: u16, ttl: u32, d: &[u8]) {
     ctx.update(owner.as_wire());
@@ -391,6 +383,7 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replica::RrsetVal;
 
     fn n(s: &str) -> Name {
         Name::parse(s.as_bytes(), None).unwrap()
