@@ -16,11 +16,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Node, Readiness};
-use crate::keys::RrsigHeader;
 use crate::replica::state::RrsetVal;
-use crate::replica::state::{Owner, ZoneState, hex};
+use crate::replica::state::{ZoneState, hex};
 use crate::replica::view::{Key, Overlay, View};
 use crate::replica::{KeyRecord, Token, Version};
+use crate::validate::incremental::Refusal;
 use crate::validate::{VerifyOptions, verify_source};
 use crate::zone::{Name, rtype};
 
@@ -252,12 +252,14 @@ fn validate(
     let full = force_full || touched.is_none() || z.content.len() <= FULL_EVERY_VERSION_MAX;
     let t = node.now() as u32;
     if !full {
-        match incremental(z, &origin, touched.as_ref().expect("touched"), t) {
+        let touched = touched.as_ref().expect("touched");
+        match crate::validate::incremental::check(&z.content, &origin, touched, t) {
+            Ok(()) => return Ok(false),
             // A chain too sparse around the changes for a bounded walk: the full check.
-            Err(e) if e == crate::signer::incremental::TOO_FAR => {
+            Err(e @ Refusal::TooSparse) => {
                 tracing::info!(zone, serial = version.serial, "{e}: checking in full");
             }
-            r => return r.map(|()| false),
+            Err(e @ Refusal::Invalid(_)) => return Err(e.to_string()),
         }
     }
     // A version new to this node is checked through the private scalars of the keys
@@ -520,133 +522,15 @@ fn validator_pool() -> &'static rayon::ThreadPool {
     POOL.get_or_init(|| crate::runtime::niced_pool("validate", 10))
 }
 
-/// The apex keys of a zone's current content, with the validator's RRSIG checks.
-pub(crate) struct Keys<'a> {
-    origin: &'a Name,
-    keys: crate::validate::Keys,
-}
-
-fn first(failures: &[crate::validate::Failure]) -> String {
-    let f = &failures[0];
-    format!("{} {}: {}", f.owner, f.rtype, f.message)
-}
-
-impl<'a> Keys<'a> {
-    pub(crate) fn of(z: &ZoneState, origin: &'a Name) -> Result<Keys<'a>, String> {
-        let set = z
-            .content
-            .get(&(Owner(origin.clone()), rtype::DNSKEY))
-            .ok_or("no DNSKEY RRset at the apex")?;
-        let mut failures = Vec::new();
-        let keys = crate::validate::Keys::from_dnskeys(origin, &set.rdatas, &mut failures);
-        if !failures.is_empty() {
-            return Err(first(&failures));
-        }
-        Ok(Keys { origin, keys })
-    }
-
-    /// Every RRSIG of the authoritative RRset `v` at `owner` (the validator's checks:
-    /// signer, labels, original TTL, validity window, key, signature, algorithms).
-    pub(crate) fn check(
-        &self,
-        owner: &Name,
-        t: u16,
-        v: &crate::replica::RrsetVal,
-        now: u32,
-    ) -> Result<(), String> {
-        if v.sigs.is_empty() {
-            return Err(format!(
-                "{} {}: no RRSIG",
-                owner.to_text(),
-                rtype::to_text(t)
-            ));
-        }
-        let mut parsed = Vec::with_capacity(v.sigs.len());
-        for s in &v.sigs {
-            let p = RrsigHeader::parse(s).ok_or_else(|| {
-                format!("{} {}: malformed RRSIG", owner.to_text(), rtype::to_text(t))
-            })?;
-            if p.0.type_covered != t {
-                return Err(format!(
-                    "{} {}: RRSIG covers another type",
-                    owner.to_text(),
-                    rtype::to_text(t)
-                ));
-            }
-            parsed.push(p);
-        }
-        let sigs: Vec<_> = parsed.iter().collect();
-        let set = crate::validate::SignedRrset {
-            origin: self.origin,
-            owner,
-            rtype: t,
-            ttl: v.ttl,
-            rdatas: &v.rdatas,
-        };
-        let opts = VerifyOptions {
-            now,
-            ..Default::default()
-        };
-        let mut failures = Vec::new();
-        crate::validate::check_rrset_sigs(
-            &set,
-            &sigs,
-            &self.keys,
-            &opts,
-            &mut Vec::new(),
-            &mut failures,
-            None,
-        );
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(first(&failures))
-        }
-    }
-}
-
-/// Checks the RRsets in `touched` and the denial chain around every name they are at: each
-/// such name's own NSEC/NSEC3 (there exactly when the chain holds the name, with the bit
-/// map of its types), and every link from a changed chain record or the one before it.
+/// [`crate::validate::incremental::check`] of a zone state, its refusal as text (tests).
+#[cfg(test)]
 pub(crate) fn incremental(
     z: &ZoneState,
     origin: &Name,
     touched: &BTreeSet<(Name, u16)>,
     now: u32,
 ) -> Result<(), String> {
-    use crate::signer::incremental::{Chain, View, check_owner, link, signed_here};
-    let keys = Keys::of(z, origin)?;
-    let dnskey = &z.content[&(Owner(origin.clone()), rtype::DNSKEY)];
-    keys.check(origin, rtype::DNSKEY, dnskey, now)?;
-    let view = View::new(&z.content);
-    let chain = Chain::of(&view, origin)?;
-    let mut owners: BTreeSet<&Name> = BTreeSet::new();
-    for (owner, t) in touched {
-        if !matches!(*t, rtype::NSEC | rtype::NSEC3) {
-            owners.insert(owner);
-        }
-        let Some(v) = z.content.get(&(Owner(owner.clone()), *t)) else {
-            continue;
-        };
-        if !signed_here(&view, origin, owner, *t) {
-            if !v.sigs.is_empty() {
-                return Err(format!(
-                    "{} {}: signed, but not authoritative data here",
-                    owner.to_text(),
-                    rtype::to_text(*t)
-                ));
-            }
-            continue;
-        }
-        keys.check(owner, *t, v, now)?;
-        if matches!(*t, rtype::NSEC | rtype::NSEC3) {
-            link(&view, origin, owner, *t)?;
-        }
-    }
-    for o in owners {
-        check_owner(&view, origin, &chain, o)?;
-    }
-    Ok(())
+    crate::validate::incremental::check(&z.content, origin, touched, now).map_err(|e| e.to_string())
 }
 
 /// Can this node sign right now with every key of the cluster (in use or pooled for a
@@ -781,6 +665,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replica::state::Owner;
     use crate::signer::Denial;
 
     fn signed_state(denial: Denial) -> (ZoneState, Name, u32) {
@@ -860,9 +745,9 @@ mod tests {
         ]
         .into();
         incremental(&z, &origin, &only, t).unwrap();
-        let view = crate::signer::incremental::View::new(&z.content);
-        let signed =
-            |o: &str, t| crate::signer::incremental::signed_here(&view, &origin, &name(o), t);
+        let signed = |o: &str, t| {
+            crate::validate::incremental::signed_here(&z.content, &origin, &name(o), t)
+        };
         assert!(!signed("ns.sub.example.", rtype::A));
         assert!(!signed("sub.example.", rtype::NS));
         assert!(signed("sub.example.", rtype::DS));

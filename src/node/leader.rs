@@ -2039,7 +2039,7 @@ fn quick_sign(
     if fresh.get(&apex_keys) != z.content.get(&apex_keys) {
         return Ok(None); // the DNSKEY RRset would change: the full path runs
     }
-    let verifier = crate::node::check::Keys::of(z, origin)?;
+    let verifier = crate::validate::incremental::Keys::of(&z.content, origin)?;
     let t = opts.now;
     let mut out = Vec::with_capacity(changed.len());
     let mut signed_n = 0;
@@ -2120,7 +2120,7 @@ fn shape_sign(
         return Ok(None);
     };
     // Every new RRSIG is verified as the follower will verify it.
-    let verifier = crate::node::check::Keys::of(z, origin)?;
+    let verifier = crate::validate::incremental::Keys::of(&z.content, origin)?;
     let mut signed = 0;
     for c in &changes {
         if let Some(v) = c.val.as_ref().filter(|v| !v.sigs.is_empty()) {

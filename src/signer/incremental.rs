@@ -105,8 +105,8 @@ impl<'a> View<'a> {
     }
 
     /// The next owner after `o` with an RRset of type `t`, in canonical order, wrapping to
-    /// the first; `Err(TOO_FAR)` when it is more than [`SCAN_MAX`] RRsets away.
-    pub(crate) fn next_with(&self, o: &Name, t: u16) -> Result<Option<&Name>, String> {
+    /// the first; `Err(TooFar)` when it is more than [`SCAN_MAX`] RRsets away.
+    pub(crate) fn next_with(&self, o: &Name, t: u16) -> Result<Option<&Name>, ChainError> {
         let mut left = SCAN_MAX;
         match first_of(self.forward(Some(key(o, u16::MAX))), t, &mut left)? {
             Some(n) => Ok(Some(n)),
@@ -116,7 +116,7 @@ impl<'a> View<'a> {
 
     /// The owner before `o` with an RRset of type `t`, wrapping to the last; as
     /// [`View::next_with`].
-    pub(crate) fn prev_with(&self, o: &Name, t: u16) -> Result<Option<&Name>, String> {
+    pub(crate) fn prev_with(&self, o: &Name, t: u16) -> Result<Option<&Name>, ChainError> {
         let mut left = SCAN_MAX;
         match first_of(self.backward(Some(key(o, 0))), t, &mut left)? {
             Some(n) => Ok(Some(n)),
@@ -130,12 +130,12 @@ fn first_of<'v>(
     it: impl Iterator<Item = (&'v Key, &'v RrsetVal)>,
     t: u16,
     left: &mut usize,
-) -> Result<Option<&'v Name>, String> {
+) -> Result<Option<&'v Name>, ChainError> {
     for (k, _) in it {
         if k.1 == t {
             return Ok(Some(&k.0.0));
         }
-        *left = left.checked_sub(1).ok_or_else(|| TOO_FAR.to_string())?;
+        *left = left.checked_sub(1).ok_or(ChainError::TooFar)?;
     }
     Ok(None)
 }
@@ -145,8 +145,28 @@ fn first_of<'v>(
 /// walk: a follower then checks the version in full, and the leader builds the whole zone.
 const SCAN_MAX: usize = if cfg!(test) { 64 } else { 20_000 };
 
-/// Why a check around a changed name was not made: the chain is too sparse there.
-pub(crate) const TOO_FAR: &str = "the denial chain is too sparse here for a check of the changes";
+/// Why the chain around a changed name was not made or checked here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ChainError {
+    /// The chain is too sparse there for a bounded walk: the whole build is needed.
+    #[error("the denial chain is too sparse here for a check of the changes")]
+    TooFar,
+    /// The chain made is wrong: what, where.
+    #[error("{0}")]
+    Broken(String),
+}
+
+impl From<String> for ChainError {
+    fn from(s: String) -> ChainError {
+        ChainError::Broken(s)
+    }
+}
+
+impl From<ChainError> for String {
+    fn from(e: ChainError) -> String {
+        e.to_string()
+    }
+}
 
 /// What a name is in a view (the zone model's [`NodeKind`], or nothing at all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,10 +278,15 @@ impl Chain {
             (Chain::Nsec, _) => {
                 let mut t = crate::signer::authoritative_types(&node);
                 t.extend([rtype::RRSIG, rtype::NSEC]);
+                planted_fault(&mut t);
                 Some(type_bitmap(&mut t))
             }
             (Chain::Nsec3(p), NodeKind::Delegation) if p.opt_out && !node.has(rtype::DS) => None,
-            (Chain::Nsec3(_), _) => Some(type_bitmap(&mut nsec3::node_types(&node))),
+            (Chain::Nsec3(_), _) => {
+                let mut t = nsec3::node_types(&node);
+                planted_fault(&mut t);
+                Some(type_bitmap(&mut t))
+            }
         })
     }
 
@@ -277,6 +302,21 @@ impl Chain {
                 nsec3::rdata(p, &hash, bitmap)
             }
         })
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests only: a fault planted in the chain this module builds and checks itself (bit
+    /// maps leave TXT out), to show that the followers' independent check refuses what this
+    /// module's self-check lets through.
+    pub(crate) static PLANT_FAULT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn planted_fault(_types: &mut Vec<u16>) {
+    #[cfg(test)]
+    if PLANT_FAULT.with(|p| p.get()) {
+        _types.retain(|t| *t != rtype::TXT);
     }
 }
 
@@ -297,7 +337,7 @@ pub(crate) fn parts(origin: &Name, t: u16, d: &[u8]) -> Option<(Name, Vec<u8>)> 
 
 /// `from`'s chain record of type `t` points to the next record of its chain: the next one
 /// in canonical order (wrapping to the first), nothing skipped.
-pub(crate) fn link(v: &View, origin: &Name, from: &Name, t: u16) -> Result<(), String> {
+pub(crate) fn link(v: &View, origin: &Name, from: &Name, t: u16) -> Result<(), ChainError> {
     let what = rtype::to_text(t);
     let rec = v
         .get(from, t)
@@ -308,28 +348,36 @@ pub(crate) fn link(v: &View, origin: &Name, from: &Name, t: u16) -> Result<(), S
         .and_then(|d| parts(origin, t, d))
         .ok_or_else(|| format!("{}: malformed {what}", from.to_text()))?;
     if v.get(&next, t).is_none() {
-        return Err(format!(
+        return Err(ChainError::Broken(format!(
             "{what} at {} points to {}, which has no {what}",
             from.to_text(),
             next.to_text()
-        ));
+        )));
     }
     match v.next_with(from, t)? {
         Some(n) if *n == next => Ok(()),
-        Some(n) => Err(format!(
+        Some(n) => Err(ChainError::Broken(format!(
             "{what} chain broken: {} → {} skips {}",
             from.to_text(),
             next.to_text(),
             n.to_text()
-        )),
-        None => Err(format!("{what} chain of one record at {}", from.to_text())),
+        ))),
+        None => Err(ChainError::Broken(format!(
+            "{what} chain of one record at {}",
+            from.to_text()
+        ))),
     }
 }
 
 /// The chain around a name that changed: its own record is there exactly when the chain
 /// holds it, with the bit map of the types it has, and both it and the record before it
 /// point to the next record.
-pub(crate) fn check_owner(v: &View, origin: &Name, chain: &Chain, o: &Name) -> Result<(), String> {
+pub(crate) fn check_owner(
+    v: &View,
+    origin: &Name,
+    chain: &Chain,
+    o: &Name,
+) -> Result<(), ChainError> {
     let t = chain.rtype();
     let what = rtype::to_text(t);
     let types = data_types(v, o);
@@ -347,27 +395,27 @@ pub(crate) fn check_owner(v: &View, origin: &Name, chain: &Chain, o: &Name) -> R
                 .and_then(|d| parts(origin, t, d))
                 .ok_or_else(|| format!("{}: malformed {what}", at.to_text()))?;
             if has != bitmap {
-                return Err(format!(
+                return Err(ChainError::Broken(format!(
                     "{what} at {} for {}: its type bit map does not list the types the name has",
                     at.to_text(),
                     o.to_text()
-                ));
+                )));
             }
             link(v, origin, &at, t)?;
         }
         (Some(_), None) => {
-            return Err(format!(
+            return Err(ChainError::Broken(format!(
                 "{} has no {what} (at {})",
                 o.to_text(),
                 at.to_text()
-            ));
+            )));
         }
         (None, Some(_)) => {
-            return Err(format!(
+            return Err(ChainError::Broken(format!(
                 "{what} at {} for {}, which the chain must not hold",
                 at.to_text(),
                 o.to_text()
-            ));
+            )));
         }
         (None, None) => {}
     }
@@ -375,21 +423,6 @@ pub(crate) fn check_owner(v: &View, origin: &Name, chain: &Chain, o: &Name) -> R
         link(v, origin, &prev.clone(), t)?;
     }
     Ok(())
-}
-
-/// Whether the RRset (`o`, `t`) carries RRSIGs in a signed zone, as the signer decides
-/// (`signed_rrsets`): all at the apex and at authoritative names, DS and NSEC at a zone cut,
-/// every denial record, nothing at or below a cut's glue or below a DNAME.
-pub(crate) fn signed_here(v: &View, origin: &Name, o: &Name, t: u16) -> bool {
-    if matches!(t, rtype::NSEC | rtype::NSEC3) {
-        return true;
-    }
-    let types = data_types(v, o);
-    match kind(v, origin, o, &types) {
-        Kind::Is(NodeKind::Apex | NodeKind::Auth) => true,
-        Kind::Is(NodeKind::Delegation) => t == rtype::DS,
-        _ => false,
-    }
 }
 
 /// One RRset of the input that differs from the version: its new TTL and rdatas, or
@@ -586,11 +619,13 @@ pub(crate) fn apply(
             }),
         );
     }
-    // Every changed name is checked as a follower will check it.
+    // Every changed name is checked by the rules it was built by (a self-check; followers
+    // check again with the validator's own walk, `validate::incremental`).
     for Owner(o) in &owners {
         match check_owner(&v, origin, &chain, o) {
-            Err(e) if e == TOO_FAR => return Ok(None),
-            r => r?,
+            Ok(()) => {}
+            Err(ChainError::TooFar) => return Ok(None),
+            Err(e @ ChainError::Broken(_)) => return Err(e.into()),
         }
     }
     let View { over, .. } = v;
@@ -853,8 +888,8 @@ mod tests {
             ..Default::default()
         };
         let touched = [(origin.clone(), rtype::SOA)].into();
-        let e = crate::node::check::incremental(&z, &origin, &touched, now).unwrap_err();
-        assert_eq!(e, TOO_FAR);
+        let e = crate::validate::incremental::check(&z.content, &origin, &touched, now);
+        assert_eq!(e, Err(crate::validate::incremental::Refusal::TooSparse));
     }
 
     #[test]
@@ -891,6 +926,40 @@ mod tests {
             bad.content.insert(k.clone(), z.content[&k].clone());
             let e = crate::node::check::incremental(&bad, &origin, &touched, t).unwrap_err();
             assert!(e.contains("bit map"), "{denial:?}: {e}");
+        }
+    }
+
+    /// A fault planted in this module's chain update (bit maps without TXT) passes its own
+    /// self-check, which shares the rules that made it; the followers' check, which works
+    /// the bit map out by itself, refuses the version.
+    #[test]
+    fn a_fault_in_the_chain_update_is_refused_by_the_independent_check() {
+        let add_txt = |t: &str| format!("{t}mail IN TXT \"x\"\n");
+        let now = crate::runtime::wall() as u32;
+        let origin = Name::parse(b"example.", None).unwrap();
+        for denial in [Denial::Nsec, nsec3(false)] {
+            let check = |after: &ZoneState| {
+                let all = after
+                    .content
+                    .keys()
+                    .map(|(o, t)| (o.0.clone(), *t))
+                    .collect();
+                crate::validate::incremental::check(&after.content, &origin, &all, now)
+            };
+            let (good, _) = both(&denial, &add_txt).unwrap();
+            assert_eq!(check(&good), Ok(()), "{denial:?}: without the fault");
+
+            PLANT_FAULT.with(|p| p.set(true));
+            let planted = both(&denial, &add_txt);
+            PLANT_FAULT.with(|p| p.set(false));
+            let (bad, whole) = planted.expect("the builder's self-check lets the fault through");
+            assert_ne!(bad.content, whole, "{denial:?}: the fault changed nothing");
+            let e = check(&bad).unwrap_err();
+            assert!(
+                matches!(&e, crate::validate::incremental::Refusal::Invalid(m)
+                    if m.contains("mail.example.") && m.contains("bit map")),
+                "{denial:?}: {e}"
+            );
         }
     }
 }

@@ -15,6 +15,7 @@
 //! (dnssec-verify, ldns-verify-zone, kzonecheck) referee both in the tests.
 
 pub mod denial;
+pub mod incremental;
 
 use std::collections::HashMap;
 
