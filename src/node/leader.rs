@@ -972,7 +972,7 @@ async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Result<(), Strin
             rss_mib,
             "published"
         );
-        tokio::spawn(crate::serve::output::after_publish(
+        tokio::spawn(super::publish::after_publish(
             node.clone(),
             zone.to_string(),
             serial,

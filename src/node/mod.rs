@@ -11,6 +11,7 @@
 pub mod check;
 pub mod lab;
 pub mod leader;
+pub mod publish;
 pub mod restore;
 pub mod sim;
 
@@ -341,6 +342,61 @@ pub struct Node {
     pub adopted: std::sync::atomic::AtomicBool,
     /// Why this node grants no vote and acknowledges nothing now ([`restore`]).
     pub hold: transport::Hold,
+}
+
+/// The DNS server's view of this node.
+impl crate::serve::Source for Node {
+    fn state(&self) -> &StateMachine {
+        &self.sm
+    }
+
+    fn tsig(&self) -> &[crate::dns::tsig::TsigKey] {
+        &self.tsig
+    }
+
+    /// The version of `zone` this node serves: its token, and the overlay back to it from
+    /// the content when the newest version is not validated here (yet). None: no validated
+    /// version, or this node is not known to be current ([`Node::stale`]).
+    fn served(
+        &self,
+        zone: &str,
+        z: &crate::replica::state::ZoneState,
+    ) -> Option<crate::serve::Served> {
+        let cur = z.current.as_ref()?;
+        // One lock, no copy of the version: this runs for every query.
+        let mut l = self.local();
+        if self.stale(&mut l, zone, z).is_some() {
+            return None;
+        }
+        let (good_serial, good_token) = l.last_good.get(zone).map(|g| (g.serial, g.token))?;
+        if good_token == cur.token {
+            return Some((cur.serial, cur.token, None));
+        }
+        if let Some((c, g, o)) = l.overlays.get(zone)
+            && *c == cur.token
+            && *g == good_token
+        {
+            return Some((good_serial, good_token, Some(o.clone())));
+        }
+        drop(l);
+        let o = Arc::new(crate::replica::view::overlay(z, good_token)?);
+        self.local()
+            .overlays
+            .insert(zone.to_string(), (cur.token, good_token, o.clone()));
+        Some((good_serial, good_token, Some(o)))
+    }
+
+    fn transfers_stopped(&self) -> bool {
+        self.cfg
+            .dns
+            .as_ref()
+            .is_some_and(|d| d.stop_transfers_when_fenced)
+            && self.local().self_fenced.is_some()
+    }
+
+    fn notified(&self, zone: String) {
+        self.local().notified.insert(zone);
+    }
 }
 
 /// Node-to-node control requests ([`transport::Control`]).

@@ -6,7 +6,6 @@
 
 pub mod answer;
 pub mod notify;
-pub mod output;
 pub mod tcp;
 pub mod xfr;
 
@@ -24,9 +23,9 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::dns::tsig::{self, TsigKey};
 use crate::dns::{hname, our_name};
-use crate::node::Node;
+use crate::replica::machine::StateMachine;
 use crate::replica::state::{ClusterState, ZoneState};
-use crate::replica::view::{self, Overlay, View};
+use crate::replica::view::{Overlay, View};
 use crate::zone::Name;
 use answer::Rr;
 
@@ -34,7 +33,7 @@ use answer::Rr;
 pub const XFR_MESSAGE_BYTES: usize = 60_000;
 
 /// Starts the DNS listeners of `node` (UDP and TCP on `dns.listen`).
-pub async fn start(node: Arc<Node>, listen: &str) -> Result<(), String> {
+pub async fn start(node: Arc<dyn Source>, listen: &str) -> Result<(), String> {
     let addr: SocketAddr = listen
         .parse()
         .map_err(|e| format!("dns.listen {listen:?}: {e}"))?;
@@ -58,7 +57,27 @@ pub async fn start(node: Arc<Node>, listen: &str) -> Result<(), String> {
 }
 
 pub struct DnsHandler {
-    pub node: Arc<Node>,
+    pub node: Arc<dyn Source>,
+}
+
+/// The version of a zone a node serves: its serial and token, and the overlay back to it
+/// from the replicated content when the newest version is not validated there (yet).
+pub type Served = (u32, crate::replica::Token, Option<Arc<Overlay>>);
+
+/// What the DNS server needs of the node it runs in: the replicated state, the TSIG keys,
+/// and the node's judgement of what it may serve.
+pub trait Source: Send + Sync + 'static {
+    /// The replicated state.
+    fn state(&self) -> &StateMachine;
+    /// The TSIG keys of `[[tsig]]`.
+    fn tsig(&self) -> &[TsigKey];
+    /// The version of `zone` (whose state is `z`) to answer from; `None`: do not answer for
+    /// it (no validated version, or this node is not known to be current).
+    fn served(&self, zone: &str, z: &ZoneState) -> Option<Served>;
+    /// Whether transfers out are refused now (a self-fenced leader set to stop them).
+    fn transfers_stopped(&self) -> bool;
+    /// The primary of `zone` sent a NOTIFY: the leader fetches at its next tick.
+    fn notified(&self, zone: String);
 }
 
 /// A stored record as a hickory record, its rdata passed through as stored.
@@ -308,38 +327,6 @@ pub fn acl_allows(entry: &str, ip: IpAddr, key: &str) -> bool {
     }
 }
 
-/// The version of `zone` this node serves: its token, and the overlay back to it from the
-/// content when the newest version is not validated here (yet). None: no validated version,
-/// or this node is not known to be current ([`Node::stale`]).
-pub fn served(
-    node: &Node,
-    zone: &str,
-    z: &ZoneState,
-) -> Option<(u32, crate::replica::Token, Option<Arc<Overlay>>)> {
-    let cur = z.current.as_ref()?;
-    // One lock, no copy of the version: this runs for every query.
-    let mut l = node.local();
-    if node.stale(&mut l, zone, z).is_some() {
-        return None;
-    }
-    let (good_serial, good_token) = l.last_good.get(zone).map(|g| (g.serial, g.token))?;
-    if good_token == cur.token {
-        return Some((cur.serial, cur.token, None));
-    }
-    if let Some((c, g, o)) = l.overlays.get(zone)
-        && *c == cur.token
-        && *g == good_token
-    {
-        return Some((good_serial, good_token, Some(o.clone())));
-    }
-    drop(l);
-    let o = Arc::new(view::overlay(z, good_token)?);
-    node.local()
-        .overlays
-        .insert(zone.to_string(), (cur.token, good_token, o.clone()));
-    Some((good_serial, good_token, Some(o)))
-}
-
 #[async_trait::async_trait]
 impl RequestHandler for DnsHandler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -352,7 +339,7 @@ impl RequestHandler for DnsHandler {
         let auth = if request.signature.is_some() {
             match tsig::verify(
                 request.as_slice(),
-                &self.node.tsig,
+                self.node.tsig(),
                 None,
                 false,
                 crate::runtime::wall(),
@@ -376,7 +363,7 @@ impl RequestHandler for DnsHandler {
         match request.metadata.op_code {
             OpCode::Query => {}
             OpCode::Notify => {
-                return notify::incoming(&self.node, &mut rh, request, &qname, &auth).await;
+                return notify::incoming(&*self.node, &mut rh, request, &qname, &auth).await;
             }
             _ => return error(&mut rh, request, ResponseCode::NotImp, &auth).await,
         }
@@ -438,10 +425,10 @@ impl DnsHandler {
     ) -> ResponseInfo {
         let dnssec = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         let node = &self.node;
-        let built = node.sm.with_quick(|st| {
+        let built = node.state().with_quick(|st| {
             let (zone, origin) = zone_of(st, qname)?;
             let z = st.zones.get(&zone)?;
-            let Some((_, _, overlay)) = served(node, &zone, z) else {
+            let Some((_, _, overlay)) = node.served(&zone, z) else {
                 return Some(Err(zone));
             };
             let v = View {

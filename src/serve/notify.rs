@@ -8,13 +8,13 @@
 use hickory_proto::op::{Metadata, ResponseCode};
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 
+use super::Source;
 use super::{Auth, error, reply};
 use crate::dns::primary_of;
-use crate::node::Node;
 use crate::zone::Name;
 
 pub async fn incoming<R: ResponseHandler>(
-    node: &Node,
+    node: &dyn Source,
     rh: &mut R,
     request: &Request,
     qname: &Name,
@@ -22,7 +22,7 @@ pub async fn incoming<R: ResponseHandler>(
 ) -> ResponseInfo {
     let src = request.src();
     let zone = qname.to_text();
-    let input = node.sm.with(|st| {
+    let input = node.state().with(|st| {
         st.zones
             .get(&zone)
             .and_then(|z| z.config.as_ref())
@@ -47,7 +47,7 @@ pub async fn incoming<R: ResponseHandler>(
         }
     }
     tracing::info!(%src, zone, "NOTIFY from the primary");
-    node.local().notified.insert(zone);
+    node.notified(zone);
     let mut meta = Metadata::response_from_request(&request.metadata);
     meta.authoritative = true;
     reply(rh, request, meta, &[], &[], &[], auth).await

@@ -144,7 +144,7 @@ async fn connection(
             Some(_) => {
                 match tsig::verify(
                     request.as_slice(),
-                    &handler.node.tsig,
+                    handler.node.tsig(),
                     None,
                     false,
                     crate::runtime::wall(),
@@ -167,7 +167,7 @@ async fn connection(
             return Ok(());
         };
         xfr::transfer_tcp(
-            &handler.node,
+            &*handler.node,
             &mut responder,
             &request,
             &qname,

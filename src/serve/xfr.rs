@@ -9,9 +9,8 @@ use hickory_proto::rr::{RData, RecordType};
 use hickory_server::server::Request;
 
 use super::answer::{Rr, push_rrset};
-use super::{Auth, XFR_MESSAGE_BYTES, acl_allows, served};
+use super::{Auth, Source, XFR_MESSAGE_BYTES, acl_allows};
 use crate::dns::tsig::{self, TsigKey};
-use crate::node::Node;
 use crate::replica::state::{Delta, RrsetVal};
 use crate::replica::view::View;
 use crate::zone::serial;
@@ -221,7 +220,7 @@ const BATCH_RRSETS: usize = 20_000;
 /// batches; if the served version changes between batches the transfer is abandoned (the
 /// client sees the connection close without the closing SOA and tries again).
 pub async fn transfer_tcp<S: Sink>(
-    node: &Node,
+    node: &dyn Source,
     sink: &mut S,
     request: &Request,
     qname: &Name,
@@ -254,17 +253,11 @@ pub async fn transfer_tcp<S: Sink>(
         tracing::warn!(%src, zone, "refused {what}: the request is not TSIG-signed");
         return out.send(refuse(5)).await;
     };
-    if node
-        .cfg
-        .dns
-        .as_ref()
-        .is_some_and(|d| d.stop_transfers_when_fenced)
-        && node.local().self_fenced.is_some()
-    {
+    if node.transfers_stopped() {
         tracing::warn!(%src, zone, "refused {what}: this leader is self-fenced");
         return out.send(refuse(5)).await;
     }
-    let acl = node.sm.with(|st| {
+    let acl = node.state().with(|st| {
         st.zones
             .get(&zone)
             .and_then(|z| z.config.as_ref())
@@ -287,9 +280,9 @@ pub async fn transfer_tcp<S: Sink>(
     let mut enc = Encoder::new(id, &origin, qtype);
     // First read: the served version, the opening SOA, and the whole answer when it is an
     // incremental one (small by construction).
-    let first = node.sm.with(|st| {
+    let first = node.state().with(|st| {
         let z = st.zones.get(&zone)?;
-        let (serial, token, overlay) = served(node, &zone, z)?;
+        let (serial, token, overlay) = node.served(&zone, z)?;
         let v = View {
             content: &z.content,
             overlay: overlay.as_deref(),
@@ -337,9 +330,9 @@ pub async fn transfer_tcp<S: Sink>(
             records += 1;
             let mut cursor: Option<(crate::replica::state::Owner, u16)> = None;
             loop {
-                let batch = node.sm.with(|st| {
+                let batch = node.state().with(|st| {
                     let z = st.zones.get(&zone)?;
-                    let (_, t, overlay) = served(node, &zone, z)?;
+                    let (_, t, overlay) = node.served(&zone, z)?;
                     if t != token {
                         return None;
                     }
