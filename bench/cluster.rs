@@ -15,7 +15,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use quorumsign::node::lab;
+use quorumsign::testkit::lab;
 
 #[path = "common.rs"]
 mod common;

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use quorumsign::node::lab;
+use quorumsign::testkit::lab;
 
 #[path = "common.rs"]
 mod common;

@@ -51,7 +51,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use quorumsign::node::lab::{self, LabNode};
+use quorumsign::testkit::lab::{self, LabNode};
 
 use checkers::{Checkers, Observation};
 

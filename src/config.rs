@@ -496,7 +496,7 @@ impl NodeConfig {
                 .parse::<std::net::SocketAddr>()
                 .map_err(|e| format!("peer {}: raft address {:?}: {e}", p.id, p.raft))?;
             if let Some(a) = &p.admin {
-                crate::admin::client::Target::parse(a)
+                crate::access::Target::parse(a)
                     .map_err(|e| format!("peer {}: admin address {a:?}: {e}", p.id))?;
             }
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{p, qs};
 use quorumsign::admin::client::{Credentials, call, call_as};
-use quorumsign::node::lab;
+use quorumsign::testkit::lab;
 use serde_json::{Value, json};
 
 const ZONE: &str = "example.";

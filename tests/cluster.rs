@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{assert_validators_accept, p, qs};
-use quorumsign::node::lab::{self, LabNode, dnskey_lines};
+use quorumsign::testkit::lab::{self, LabNode, dnskey_lines};
 use serde_json::Value;
 
 const ZONE: &str = "example.";

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use common::{assert_validators_accept, p, qs, tool};
 use quorumsign::kasp::sim::{ChildVersion, History, ParentVersion, check};
 use quorumsign::keys::KeyId;
-use quorumsign::node::lab::{self, LabNode, dnskey_lines};
+use quorumsign::testkit::lab::{self, LabNode, dnskey_lines};
 
 const ZONE: &str = "example.";
 

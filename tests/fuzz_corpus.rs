@@ -44,8 +44,8 @@ const ALLOC_MAX: usize = 256 << 20;
 fn the_seeds_made_by_the_code_pass_every_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/fuzz/corpus");
     let write = std::env::var_os("QS_WRITE_SEEDS").is_some();
-    for (name, file, data) in quorumsign::fuzz::seeds() {
-        let (_, target) = quorumsign::fuzz::TARGETS
+    for (name, file, data) in quorumsign::testkit::fuzz::seeds() {
+        let (_, target) = quorumsign::testkit::fuzz::TARGETS
             .iter()
             .find(|(n, _)| *n == name)
             .expect("a target");
@@ -60,7 +60,7 @@ fn the_seeds_made_by_the_code_pass_every_target() {
 #[test]
 fn every_corpus_input_is_refused_or_accepted_without_a_panic() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/fuzz/corpus");
-    for (name, target) in quorumsign::fuzz::TARGETS {
+    for (name, target) in quorumsign::testkit::fuzz::TARGETS {
         let dir = root.join(name);
         let mut n = 0;
         for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {

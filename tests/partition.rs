@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::qs;
-use quorumsign::node::lab::{self, LabNode};
+use quorumsign::testkit::lab::{self, LabNode};
 
 const ZONE: &str = "example.";
 const LAB: &str = "qspart";

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::qs;
-use quorumsign::node::lab;
+use quorumsign::testkit::lab;
 use serde_json::Value;
 
 const ZONE: &str = "example.";

@@ -1,4 +1,4 @@
-//! The deterministic simulation (`quorumsign::node::sim`): many seeds of three real nodes
+//! The deterministic simulation (`quorumsign::testkit::sim`): many seeds of three real nodes
 //! (Raft, store, signing loop, validation) on a simulated network and clock, each with
 //! isolations, one-way cuts, crashes and message loss; none may break an invariant. A
 //! failing seed is replayed with `QS_SIM_SEEDS=<seed> cargo test --test sim`.
@@ -22,7 +22,7 @@ fn simulated_faults_break_no_invariant_on_any_seed() {
     let (mut versions, mut terms, mut checks) = (0, 0, 0);
     for seed in seeds() {
         let dir = tempfile::tempdir().unwrap();
-        let o = quorumsign::node::sim::run(seed, dir.path(), 8);
+        let o = quorumsign::testkit::sim::run(seed, dir.path(), 8);
         versions += o.versions;
         terms += o.terms;
         checks += o.checks;
@@ -56,7 +56,7 @@ fn simulated_faults_break_no_invariant_on_any_seed() {
 fn a_seed_replays_the_same_run() {
     let run = |seed| {
         let dir = tempfile::tempdir().unwrap();
-        let o = quorumsign::node::sim::run(seed, dir.path(), 6);
+        let o = quorumsign::testkit::sim::run(seed, dir.path(), 6);
         (
             o.events,
             o.sim_ms,

@@ -41,61 +41,7 @@ impl Answer {
     }
 }
 
-/// Where the admin API is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Unix(PathBuf),
-    Https { host: String, port: u16 },
-}
-
-impl Target {
-    /// A socket path or `https://HOST:PORT`.
-    pub fn parse(s: &str) -> Result<Target, String> {
-        if let Some(rest) = s.strip_prefix("https://") {
-            let rest = rest.trim_end_matches('/');
-            let (host, port) = rest
-                .rsplit_once(':')
-                .ok_or_else(|| format!("{s:?}: expected https://HOST:PORT"))?;
-            let port: u16 = port
-                .parse()
-                .map_err(|_| format!("{s:?}: port {port:?} is not a number"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let ok_host = host.parse::<std::net::IpAddr>().is_ok()
-                || (!host.is_empty()
-                    && host.len() <= 253
-                    && host
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
-            if !ok_host || port == 0 {
-                return Err(format!("{s:?}: expected https://HOST:PORT"));
-            }
-            return Ok(Target::Https {
-                host: host.to_string(),
-                port,
-            });
-        }
-        if s.contains("://") {
-            return Err(format!(
-                "{s:?}: the admin API is reached through a socket path or https://HOST:PORT"
-            ));
-        }
-        if s.starts_with('/') || s.starts_with("./") || s.ends_with(".sock") {
-            return Ok(Target::Unix(PathBuf::from(s)));
-        }
-        Err(format!(
-            "{s:?}: give the node's admin socket (a path) or https://HOST:PORT"
-        ))
-    }
-
-    /// The Host header this client sends.
-    fn authority(&self) -> String {
-        match self {
-            Target::Unix(_) => "localhost".into(),
-            Target::Https { host, port } if host.contains(':') => format!("[{host}]:{port}"),
-            Target::Https { host, port } => format!("{host}:{port}"),
-        }
-    }
-}
+pub use crate::access::Target;
 
 /// A client certificate, its key and the CA that issued the node's server certificate.
 #[derive(Debug, Clone)]

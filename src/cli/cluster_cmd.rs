@@ -336,7 +336,7 @@ pub fn node(cmd: NodeCmd) -> Result<(), String> {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            rt.block_on(crate::node::run(cfg))
+            rt.block_on(crate::daemon::run(cfg))
         }
         NodeCmd::Add {
             id,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::node::lab::{self, LabNode};
+use crate::testkit::lab::{self, LabNode};
 
 const EXAMPLE_ZONE: &str = include_str!("../../examples/example.zone");
 const ZONE: &str = "example.";

@@ -105,7 +105,7 @@ fn leader_status(admin: &str) -> Result<(Value, u64, Value), String> {
 }
 
 fn wait<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
-    crate::node::lab::wait_for(timeout, f)
+    crate::testkit::lab::wait_for(timeout, f)
 }
 
 fn dnskeys(rt: &tokio::runtime::Runtime, dns: &str, zone: &str) -> Result<Vec<Vec<u8>>, String> {

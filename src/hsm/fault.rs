@@ -126,22 +126,28 @@ impl Mode {
 
 /// A keystore fault switch read from a file (a node's `fault_control`, for chaos runs):
 /// the file's `keystore = MODE` line is reread every 100 ms; a missing file means `ok`.
-/// Its `clock = ±SECONDS` line is handed to `on_clock` (the node's wall-clock offset), and
-/// `disk = fsync-error` makes every flush of the Raft log fail (`store::inject_fsync_errors`),
-/// and `control = drop` (or `drop:ID,…`) drops node-to-node control traffic
-/// (`transport::drop_control`).
+/// The file's other lines are handed to the [`Hooks`] the node wires in.
 pub struct Control {
     mode: std::sync::atomic::AtomicU8,
     clock: std::sync::atomic::AtomicI64,
     other: aws_lc_rs::signature::EcdsaKeyPair,
 }
 
+/// What the other lines of a fault-control file switch, wired in by the node (this module
+/// knows nothing of the clock, the store or the transport).
+pub struct Hooks {
+    /// `clock = ±SECONDS`: the node's wall-clock offset.
+    pub clock: Box<dyn Fn(i64) + Send>,
+    /// `disk = fsync-error`: every flush of the Raft log fails; returns the previous setting.
+    pub fsync_errors: Box<dyn Fn(bool) -> bool + Send>,
+    /// `control = drop` (or `drop:ID,…`): node-to-node control traffic (to those members)
+    /// is dropped; returns whether that changed.
+    pub drop_control: Box<dyn Fn(Option<Vec<u64>>) -> bool + Send>,
+}
+
 impl Control {
     /// Starts the thread that follows `path`.
-    pub fn follow(
-        path: std::path::PathBuf,
-        on_clock: impl Fn(i64) + Send + 'static,
-    ) -> Arc<Control> {
+    pub fn follow(path: std::path::PathBuf, hooks: Hooks) -> Arc<Control> {
         let other = aws_lc_rs::signature::EcdsaKeyPair::generate(
             &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
         )
@@ -175,15 +181,15 @@ impl Control {
                             .collect::<Vec<u64>>(),
                     )
                 });
-                if crate::transport::drop_control(control.clone()) {
+                if (hooks.drop_control)(control.clone()) {
                     tracing::warn!(dropped = ?control, "fault control: node-to-node control traffic");
                 }
-                if fsync_errors != crate::store::inject_fsync_errors(fsync_errors) {
+                if fsync_errors != (hooks.fsync_errors)(fsync_errors) {
                     tracing::warn!(fsync_errors, "fault control: Raft log flushes");
                 }
                 if clock != c.clock.swap(clock, Ordering::SeqCst) {
                     tracing::warn!(offset_s = clock, "fault control: wall clock offset");
-                    on_clock(clock);
+                    (hooks.clock)(clock);
                 }
                 match mode {
                     Some(m) => {

@@ -1,6 +1,6 @@
 //! The async runtime openraft runs on: tokio, except for its random numbers (election
 //! timeouts), which come from a per-thread generator that the deterministic simulation
-//! ([`crate::node::sim`]) seeds, so that a simulated run replays from its seed. Outside a
+//! ([`crate::testkit::sim`]) seeds, so that a simulated run replays from its seed. Outside a
 //! simulation each thread's generator starts from the operating system's entropy.
 
 use std::cell::Cell;

@@ -201,8 +201,8 @@ pub fn generated_zone(dir: &Path, shape: &str, zone: &str, count: usize) -> Path
 
 /// A lab cluster of nodes 1..=n on loopback from `port` in `dir`: started, initialised,
 /// with the example zone (copied to `dir/example.zone`) added and validated on every node.
-pub fn example_lab(dir: &Path, n: u64, port: u16, extra: &str) -> quorumsign::node::lab::Procs {
-    use quorumsign::node::lab;
+pub fn example_lab(dir: &Path, n: u64, port: u16, extra: &str) -> quorumsign::testkit::lab::Procs {
+    use quorumsign::testkit::lab;
     let ids: Vec<u64> = (1..=n).collect();
     let nodes = lab::write(dir, &ids, &ids, port, extra).unwrap();
     let mut procs = lab::Procs::local(nodes, Path::new(env!("CARGO_BIN_EXE_quorumsign")));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| quorumsign::fuzz::node_config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| quorumsign::testkit::fuzz::node_config(data));

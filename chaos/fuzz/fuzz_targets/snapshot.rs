@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| quorumsign::fuzz::snapshot(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| quorumsign::testkit::fuzz::snapshot(data));

@@ -97,7 +97,7 @@ pub fn policy(data: &[u8]) {
 pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let mut out: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
     let zones: [&[u8]; 5] = [
-        include_bytes!("../examples/example.zone"),
+        include_bytes!("../../examples/example.zone"),
         b"$ORIGIN example.\n$TTL 300\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n\
           a\\.b TXT \"x;y\" \"\\065\"\nx TYPE65280 \\# 4 0a000001\nsub NS ns.sub\nns.sub A 192.0.2.2\n",
         b"@ 300 IN SOA ns h ( 1 2\n 3 4 5 ) ; c\n@ NS ns.\n*.w CNAME t\nd DNAME e.\nI IN TXT 1;",
@@ -197,7 +197,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     out.push((
         "node_config",
         "seed-example".into(),
-        include_bytes!("../cluster/node.toml.example").to_vec(),
+        include_bytes!("../../cluster/node.toml.example").to_vec(),
     ));
     out.push((
         "node_config",

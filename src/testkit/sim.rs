@@ -36,8 +36,8 @@ use openraft::raft::{
 };
 use openraft::type_config::async_runtime::WatchReceiver;
 
-use super::{KeyResolver, Local, Node, check, leader, raft_config, watch_lease};
 use crate::config::NodeConfig;
+use crate::node::{KeyResolver, Local, Node, check, leader, raft_config, watch_lease};
 use crate::replica::machine::{Snapshot, StateMachine};
 use crate::replica::{Command, NodeAddr, NodeId, Origin, Raft, TypeConfig, ZoneConfig};
 use crate::runtime::rt;
@@ -184,7 +184,7 @@ struct SimControl {
 }
 
 #[async_trait::async_trait]
-impl super::Peers for SimControl {
+impl crate::node::Peers for SimControl {
     async fn ask(
         &self,
         to: NodeId,
