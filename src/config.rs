@@ -42,6 +42,7 @@
 //! revalidate_s = 3600
 //! readiness_s = 30
 //! max_clock_skew_s = 300             # the leader signs only while its clock agrees with the others'
+//! transfer_timeout_s = 600           # a transfer in from a hidden primary must be whole by then
 //!
 //! [dns]                              # optional: serve the zones (UDP and TCP)
 //! listen = "127.0.0.1:5301"
@@ -318,6 +319,9 @@ pub struct SignerConfig {
     /// Largest difference between the leader's wall clock and the other voters' it signs
     /// with; beyond it the leader raises a clock alarm and hands leadership over.
     pub max_clock_skew_s: u64,
+    /// Longest a transfer from a hidden primary may take, whole (each message also has its
+    /// own 30 s timeout); beyond it the transfer is dropped and retried later.
+    pub transfer_timeout_s: u64,
 }
 
 impl Default for SignerConfig {
@@ -329,6 +333,7 @@ impl Default for SignerConfig {
             kasp_time_scale: 1,
             kasp_epoch: 0,
             max_clock_skew_s: 300,
+            transfer_timeout_s: 600,
         }
     }
 }
@@ -528,6 +533,15 @@ impl NodeConfig {
             return Err(
                 "raft timing: need 0 < heartbeat_ms < election_min_ms < election_max_ms".into(),
             );
+        }
+        let sg = &self.signer;
+        for (what, v) in [
+            ("signer.tick_ms", sg.tick_ms),
+            ("signer.transfer_timeout_s", sg.transfer_timeout_s),
+        ] {
+            if v == 0 {
+                return Err(format!("{what}: must be at least 1"));
+            }
         }
         if let Some(p) = &self.passphrase_file
             && !p.exists()

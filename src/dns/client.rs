@@ -230,16 +230,42 @@ async fn query(
         .collect()
 }
 
-/// AXFR of `zone`, or IXFR from `from` (our serial and SOA rdata) when given.
+/// AXFR of `zone`, or IXFR from `from` (our serial and SOA rdata) when given; refused
+/// when it is not whole within `deadline` (a primary that trickles its answer, each
+/// message just inside the per-message timeout, must not hold the leader for ever).
 pub async fn transfer(
     remote: &Remote,
     key: Option<&TsigKey>,
     zone: &Name,
     max_records: u64,
     from: Option<(u32, &[u8])>,
+    deadline: Duration,
 ) -> Result<Fetched, String> {
     let kind = if from.is_some() { "IXFR" } else { "AXFR" };
     let what = format!("{kind} from {} of {}", remote.addr, zone.to_text());
+    match tokio::time::timeout(
+        deadline,
+        transfer_within(remote, key, zone, max_records, from, &what),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "{what}: not complete within {} s (the transfer deadline, transfer_timeout_s)",
+            deadline.as_secs()
+        )),
+    }
+}
+
+async fn transfer_within(
+    remote: &Remote,
+    key: Option<&TsigKey>,
+    zone: &Name,
+    max_records: u64,
+    from: Option<(u32, &[u8])>,
+    what: &str,
+) -> Result<Fetched, String> {
+    let what = what.to_string();
     let mut c = Conn::open(remote).await?;
     let id = rand_id();
     let mut q = match from {

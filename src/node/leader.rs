@@ -1303,11 +1303,12 @@ async fn transfer_if_newer(
         _ => None,
     };
     let ixfr = from.as_ref().map(|(ps, soa)| (*ps, &soa[..]));
-    let f = match client::transfer(primary, key.as_ref(), &origin, max, ixfr).await {
+    let deadline = Duration::from_secs(node.cfg.signer.transfer_timeout_s);
+    let f = match client::transfer(primary, key.as_ref(), &origin, max, ixfr, deadline).await {
         Ok(f) => f,
         Err(e) if ixfr.is_some() => {
             tracing::warn!(zone, "{e}; trying AXFR");
-            client::transfer(primary, key.as_ref(), &origin, max, None).await?
+            client::transfer(primary, key.as_ref(), &origin, max, None, deadline).await?
         }
         Err(e) => return Err(e),
     };
