@@ -16,6 +16,7 @@ pub mod hsm;
 pub mod ingest;
 pub mod kasp;
 pub mod keys;
+pub mod leader;
 pub mod node;
 pub mod replica;
 pub mod runtime;

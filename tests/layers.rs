@@ -27,6 +27,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["fence"],
     &["node"],
+    &["leader"],
     &["admin"],
     &["daemon"],
     &["testkit"],

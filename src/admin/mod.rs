@@ -463,7 +463,7 @@ pub async fn handle(
             if let Some(c) = req.csk {
                 cfg.csk = c;
             }
-            if let Err(e) = crate::node::leader::denial_of(&cfg) {
+            if let Err(e) = crate::signer::Denial::parse(&cfg.denial) {
                 return error(400, e);
             }
             let opts = ZoneOpts {

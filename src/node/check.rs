@@ -621,9 +621,7 @@ pub(crate) mod testing {
         .unwrap();
         let (zone, _) = Zone::build(parsed, origin, "example.zone", &popts.limits).unwrap();
         let signed = sign_zone(zone, keys, opts, &SignatureCache::default(), &|_, _| {}).unwrap();
-        crate::node::leader::entries_of(signed)
-            .into_iter()
-            .collect()
+        signed.into_entries().into_iter().collect()
     }
 
     /// `signed_example`, with the keys and the options it signed with.
@@ -654,7 +652,7 @@ pub(crate) mod testing {
         opts.denial = denial;
         let signed = sign_zone(zone, &keys, &opts, &SignatureCache::default(), &|_, _| {}).unwrap();
         let mut z = ZoneState::default();
-        for ((o, ty), v) in crate::node::leader::entries_of(signed) {
+        for ((o, ty), v) in signed.into_entries() {
             hash_step(&mut z.hash, &rrset_digest(&o.0, ty, &v), false);
             z.content.insert((o, ty), v);
         }

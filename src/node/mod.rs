@@ -9,7 +9,6 @@
 //! ```
 
 pub mod check;
-pub mod leader;
 pub mod publish;
 pub mod restore;
 

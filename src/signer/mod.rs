@@ -40,6 +40,26 @@ pub enum Denial {
     Nsec3(Nsec3Params),
 }
 
+impl Denial {
+    /// A zone's `denial` setting: `nsec`, `nsec3` or `nsec3-optout` (NSEC3 with the RFC 9276
+    /// parameters: no extra iterations, no salt).
+    pub fn parse(setting: &str) -> Result<Denial, String> {
+        Ok(match setting {
+            "nsec" => Denial::Nsec,
+            "nsec3" | "nsec3-optout" => Denial::Nsec3(Nsec3Params {
+                iterations: 0,
+                salt: Vec::new(),
+                opt_out: setting == "nsec3-optout",
+            }),
+            d => {
+                return Err(format!(
+                    "denial {d:?}: expected nsec, nsec3 or nsec3-optout"
+                ));
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SignOptions {
     /// Unix time the run treats as now.
@@ -148,6 +168,48 @@ impl SignedZone {
     /// The publish gate: [`crate::validate::verify_signed`] on this zone and its chain.
     pub fn verify(&self, now: u32) -> crate::validate::Report {
         crate::validate::verify_signed(&self.zone, &self.nsec3, now)
+    }
+
+    /// The RRsets of a signed zone with their RRSIGs (consumes it: nothing is copied).
+    pub fn into_entries(
+        self,
+    ) -> Vec<(
+        (crate::replica::state::Owner, u16),
+        crate::replica::RrsetVal,
+    )> {
+        use rayon::prelude::*;
+        let SignedZone { zone, nsec3, .. } = self;
+        // Each node on its own, on all cores; the collected order is the nodes' order.
+        let of = |node: crate::zone::Node| {
+            let covered: Vec<u16> = node
+                .sigs
+                .iter()
+                .map(|(_, s)| RrsigHeader::parse(s).map_or(0, |(h, _)| h.type_covered))
+                .collect();
+            let mut out = Vec::with_capacity(node.rrsets.len());
+            for set in node.rrsets {
+                let mut sigs: Vec<_> = node
+                    .sigs
+                    .iter()
+                    .zip(&covered)
+                    .filter(|(_, t)| **t == set.rtype)
+                    .map(|((_, s), _)| s.clone())
+                    .collect();
+                sigs.shrink_to_fit(); // collected from a filter: room for four
+                out.push((
+                    (crate::replica::state::Owner(node.name.clone()), set.rtype),
+                    crate::replica::RrsetVal {
+                        ttl: set.ttl,
+                        rdatas: set.rdatas,
+                        sigs,
+                    },
+                ));
+            }
+            out
+        };
+        let mut out: Vec<_> = zone.nodes.into_par_iter().flat_map_iter(of).collect();
+        out.par_extend(nsec3.into_par_iter().flat_map_iter(of));
+        out
     }
 }
 

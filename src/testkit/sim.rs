@@ -37,7 +37,8 @@ use openraft::raft::{
 use openraft::type_config::async_runtime::WatchReceiver;
 
 use crate::config::NodeConfig;
-use crate::node::{KeyResolver, Local, Node, check, leader, raft_config, watch_lease};
+use crate::leader;
+use crate::node::{KeyResolver, Local, Node, check, raft_config, watch_lease};
 use crate::replica::machine::{Snapshot, StateMachine};
 use crate::replica::{Command, NodeAddr, NodeId, Origin, Raft, TypeConfig, ZoneConfig};
 use crate::runtime::rt;
