@@ -43,6 +43,7 @@
 //! readiness_s = 30
 //! max_clock_skew_s = 300             # the leader signs only while its clock agrees with the others'
 //! transfer_timeout_s = 600           # a transfer in from a hidden primary must be whole by then
+//! zone_tasks = 4                     # zones the leader runs at once
 //!
 //! [dns]                              # optional: serve the zones (UDP and TCP)
 //! listen = "127.0.0.1:5301"
@@ -322,6 +323,9 @@ pub struct SignerConfig {
     /// Longest a transfer from a hidden primary may take, whole (each message also has its
     /// own 30 s timeout); beyond it the transfer is dropped and retried later.
     pub transfer_timeout_s: u64,
+    /// How many zones the leader runs at once (each in a task of its own): a slow zone
+    /// holds one place, the others go on.
+    pub zone_tasks: usize,
 }
 
 impl Default for SignerConfig {
@@ -334,6 +338,7 @@ impl Default for SignerConfig {
             kasp_epoch: 0,
             max_clock_skew_s: 300,
             transfer_timeout_s: 600,
+            zone_tasks: 4,
         }
     }
 }
@@ -538,6 +543,7 @@ impl NodeConfig {
         for (what, v) in [
             ("signer.tick_ms", sg.tick_ms),
             ("signer.transfer_timeout_s", sg.transfer_timeout_s),
+            ("signer.zone_tasks", sg.zone_tasks as u64),
         ] {
             if v == 0 {
                 return Err(format!("{what}: must be at least 1"));

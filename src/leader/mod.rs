@@ -17,137 +17,156 @@
 
 mod build;
 mod duty;
+pub mod engine;
 mod input;
 mod keys;
 mod propose;
 mod quick;
 mod zone;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use self::duty::{clock_agrees, ensure_fenced, hand_over};
+use self::engine::{Duty, Facts, HandOver};
 use self::input::standby_index;
 use self::propose::propose;
 use self::zone::{Memo, step};
 use crate::node::{Node, RunReport};
 use crate::replica::Command;
 
+/// The leader's loop, on every node: each tick it gathers the facts, asks the engine what
+/// this node owes the cluster ([`engine::duty`]) and carries it out. While it leads, each
+/// zone runs in a task of its own ([`engine::schedule`]): a slow zone (a primary that
+/// trickles a transfer, a large zone signed whole) holds up no other.
 pub async fn run(node: Arc<Node>) {
-    let mut memo: HashMap<String, Memo> = HashMap::new();
+    let mut zones = Zones::default();
     let mut started: Option<u64> = None;
     let mut fence_try: Option<(Instant, String)> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(node.cfg.signer.tick_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if !node.is_leader() {
-            started = None;
-            fence_try = None;
-            if node.cfg.witness {
-                memo.clear();
-                continue;
-            }
-            // A standby keeps only the index of the file the current version was built
-            // from, and keeps it up to date: as leader it reads a changed file around its
-            // change at once instead of comparing the whole of it (~11 s at 1M).
-            let zones: Vec<String> = node.sm.with(|st| st.zones.keys().cloned().collect());
-            memo.retain(|z, _| zones.contains(z));
-            for zone in zones {
-                let m = memo.entry(zone.clone()).or_default();
-                *m = m.standby();
-                standby_index(&node, &zone, m);
-            }
-            continue;
+        zones.collect(&node).await;
+        let mut facts = facts(&node, started);
+        let mut duty = engine::duty(&facts);
+        if duty == Duty::CheckClock {
+            facts.clock = Some(clock_agrees(&node).await);
+            duty = engine::duty(&facts);
         }
-        // A witness never signs: it hands leadership on at once. A leader whose keystore
-        // fails its readiness test-sign does the same.
-        let keys_lost = {
-            let l = node.local();
-            l.readiness
-                .problems
-                .iter()
-                .find(|p| p.starts_with("key "))
-                .cloned()
-        };
-        if node.cfg.witness || keys_lost.is_some() {
-            let why = keys_lost.unwrap_or_else(|| "witness".into());
-            if let Err(e) = hand_over(&node, &why).await {
-                tracing::warn!("leader cannot sign ({why}); hand-over: {e}");
-            }
-            continue;
-        }
-        let term = {
-            use openraft::type_config::async_runtime::WatchReceiver;
-            node.raft.metrics().borrow_watched().current_term
-        };
-        // Self-fencing (see `watch_lease`): without recent quorum acknowledgements, no signing;
-        // a leader that lost its quorum in this term resumes only as a follower.
-        if node.may_publish().is_err() {
-            continue;
-        }
-        // A leader whose wall clock disagrees with every other voter that answers would
-        // sign with wrong inception and expiration times: it hands over instead.
-        if let Err(why) = clock_agrees(&node).await {
-            if node.local().clock_alarm.as_deref() != Some(why.as_str()) {
-                tracing::error!("ALARM: {why}; not signing, handing leadership over");
-            }
-            node.local().clock_alarm = Some(why.clone());
-            if let Err(e) = hand_over(&node, &why).await {
-                tracing::warn!("leader with a wrong clock; hand-over: {e}");
-            }
-            continue;
-        }
-        if node.local().clock_alarm.take().is_some() {
+        if let Some(Ok(())) = facts.clock
+            && node.local().clock_alarm.take().is_some()
+        {
             tracing::info!("clock agrees with the other voters again");
         }
-        // (Also when it won a later election before following anyone: it must rejoin first.)
-        if node.local().fenced_term.is_some_and(|t| t <= term) {
-            if let Err(e) = hand_over(&node, "lost its quorum in this term").await {
-                tracing::warn!("self-fenced leader, quorum back; hand-over: {e}");
+        match duty {
+            Duty::Standby => {
+                started = None;
+                fence_try = None;
+                zones.standby(&node);
             }
-            continue;
+            Duty::Idle => {
+                started = None;
+                fence_try = None;
+                zones.memo.clear();
+            }
+            Duty::Wait | Duty::CheckClock => {}
+            Duty::HandOver(why) => {
+                if let HandOver::Clock(alarm) = &why {
+                    if node.local().clock_alarm.as_deref() != Some(alarm.as_str()) {
+                        tracing::error!("ALARM: {alarm}; not signing, handing leadership over");
+                    }
+                    node.local().clock_alarm = Some(alarm.clone());
+                }
+                if let Err(e) = hand_over(&node, &why.to_string()).await {
+                    tracing::warn!("leader cannot sign ({why}); hand-over: {e}");
+                }
+            }
+            Duty::Start(term) => {
+                if start(&node, term, &mut fence_try).await {
+                    started = Some(term);
+                }
+            }
+            Duty::Lead => zones.lead(&node),
         }
-        // A new term: fence the predecessor when it did not hand over, then start.
-        if started != Some(term) {
-            let began = Instant::now();
-            if let Err(e) = ensure_fenced(&node, term, &mut fence_try).await {
-                node.local().fence_block = Some(e);
+    }
+}
+
+/// The facts of this tick, the clock comparison not yet made.
+fn facts(node: &Node, started: Option<u64>) -> Facts {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let l = node.local();
+    Facts {
+        leader: node.is_leader(),
+        witness: node.cfg.witness,
+        key_unusable: l.readiness.key_problems.first().cloned(),
+        may_publish: node.may_publish().is_ok(),
+        clock: None,
+        term: node.raft.metrics().borrow_watched().current_term,
+        fenced_term: l.fenced_term,
+        started,
+    }
+}
+
+/// A new term: fences the predecessor when it did not hand over, then commits
+/// `LeaderStart`. Whether the term started.
+async fn start(node: &Arc<Node>, term: u64, fence_try: &mut Option<(Instant, String)>) -> bool {
+    let began = Instant::now();
+    if let Err(e) = ensure_fenced(node, term, fence_try).await {
+        node.local().fence_block = Some(e);
+        return false;
+    }
+    let cmd = Command::LeaderStart {
+        node: node.id,
+        term,
+    };
+    if propose(node, cmd).await.is_err() {
+        return false;
+    }
+    node.local().fence_block = None;
+    tracing::info!(
+        term,
+        ms = began.elapsed().as_millis() as u64,
+        "leading: predecessor fenced, LeaderStart committed"
+    );
+    true
+}
+
+/// A zone's run in its own task; it hands its memo back when it ends.
+type ZoneRun = tokio::task::JoinHandle<(Memo, Result<(), String>)>;
+
+/// The zones as the loop keeps them: what each remembers between runs, and the runs going on.
+#[derive(Default)]
+struct Zones {
+    memo: HashMap<String, Memo>,
+    running: HashMap<String, ZoneRun>,
+}
+
+impl Zones {
+    /// Takes back the memo of every run that ended, and reports its outcome.
+    async fn collect(&mut self, node: &Node) {
+        let done: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, h)| h.is_finished())
+            .map(|(z, _)| z.clone())
+            .collect();
+        for zone in done {
+            let Some(handle) = self.running.remove(&zone) else {
                 continue;
-            }
-            if propose(
-                &node,
-                Command::LeaderStart {
-                    node: node.id,
-                    term,
-                },
-            )
-            .await
-            .is_err()
-            {
-                continue;
-            }
-            started = Some(term);
-            node.local().fence_block = None;
-            tracing::info!(
-                term,
-                ms = began.elapsed().as_millis() as u64,
-                "leading: predecessor fenced, LeaderStart committed"
-            );
-        }
-        let zones: Vec<String> = node.sm.with(|st| st.zones.keys().cloned().collect());
-        for zone in zones {
-            if node.may_publish().is_err() {
-                break;
-            }
-            let m = memo.entry(zone.clone()).or_default();
-            if let Err(e) = step(&node, &zone, m).await {
+            };
+            let (memo, result) = match handle.await {
+                Ok(x) => x,
+                Err(e) => (Memo::default(), Err(format!("the zone's run ended: {e}"))),
+            };
+            self.memo.insert(zone.clone(), memo);
+            if let Err(e) = result {
                 tracing::warn!(zone, "signing: {e}");
                 node.local().last_run.insert(
-                    zone.clone(),
+                    zone,
                     RunReport {
                         at: node.now(),
                         error: Some(e),
@@ -155,6 +174,37 @@ pub async fn run(node: Arc<Node>) {
                     },
                 );
             }
+        }
+    }
+
+    /// A standby keeps only the index of the file the current version was built from, and
+    /// keeps it up to date: as leader it reads a changed file around its change at once
+    /// instead of comparing the whole of it (~11 s at 1M). (A run still going on from its
+    /// time as leader keeps its memo until it ends.)
+    fn standby(&mut self, node: &Arc<Node>) {
+        let zones: Vec<String> = node.sm.with(|st| st.zones.keys().cloned().collect());
+        self.memo.retain(|z, _| zones.contains(z));
+        for zone in zones.iter().filter(|z| !self.running.contains_key(*z)) {
+            let m = self.memo.entry(zone.clone()).or_default();
+            *m = m.standby();
+            standby_index(node, zone, m);
+        }
+    }
+
+    /// Starts a run of every zone the engine schedules.
+    fn lead(&mut self, node: &Arc<Node>) {
+        let zones: Vec<String> = node.sm.with(|st| st.zones.keys().cloned().collect());
+        self.memo.retain(|z, _| zones.contains(z));
+        let running: HashSet<String> = self.running.keys().cloned().collect();
+        let limit = node.cfg.signer.zone_tasks;
+        for zone in engine::schedule(zones.iter().map(String::as_str), &running, limit) {
+            let mut memo = self.memo.remove(zone).unwrap_or_default();
+            let (node, name) = (node.clone(), zone.to_string());
+            let run = tokio::spawn(async move {
+                let r = step(&node, &name, &mut memo).await;
+                (memo, r)
+            });
+            self.running.insert(zone.to_string(), run);
         }
     }
 }

@@ -1,15 +1,11 @@
 //! Proposing a version: its changes cut into bounded `Stage` entries, proposed a window
 //! at a time, then the `Publish`.
 
-use std::time::Duration;
-
 use crate::node::Node;
 use crate::replica::{Command, Outcome, Part, RrsetChange};
 
 /// Largest encoded size of one `Stage` entry, roughly.
 pub(super) const STAGE_BYTES: usize = 2 << 20;
-/// Longest wait before a failed signing run is tried again.
-pub(super) const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// `changes` cut into parts of about [`STAGE_BYTES`] (at least one part, perhaps empty),
 /// each encoded once, on all cores.

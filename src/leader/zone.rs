@@ -10,11 +10,12 @@ use tokio::time::Instant;
 
 use super::build::{BuildError, KaspUse, build_version, cds_keys};
 use super::duty::{clock_agrees, clock_steady};
+use super::engine::{self, Built, Decision, Phase};
 use super::input::{
     FileIndexes, Input, InputDelta, fetch_from_primary, primary_input, read_if_changed,
 };
 use super::keys::keys_step;
-use super::propose::{RETRY_MAX, encode_parts, propose, propose_all};
+use super::propose::{encode_parts, propose, propose_all};
 use crate::ingest::held::Held;
 use crate::keys::KeyId;
 use crate::node::{Node, RunReport};
@@ -28,11 +29,8 @@ pub(super) const TRIM_AFTER_CHANGES: u64 = crate::runtime::mem::LARGE as u64;
 pub(super) struct Memo {
     pub(super) stat: Option<(SystemTime, u64)>,
     pub(super) digest: [u8; 32],
-    /// An input that was refused (parse, limits, publish gate): not retried until it changes.
-    pub(super) failed: Option<[u8; 32]>,
-    /// A build that failed for a passing reason (a keystore fault, a concurrent version):
-    /// retried at this time, the wait doubling from 1 s up to [`RETRY_MAX`].
-    pub(super) retry: Option<(Instant, Duration)>,
+    /// How the last build ended: a refused input, or a back-off after a passing failure.
+    pub(super) phase: Phase,
     /// A primary's zone as records (an IXFR updates them), its serial, when the primary
     /// was last asked, and how often to ask (its SOA refresh).
     pub(super) input: Option<Held>,
@@ -164,26 +162,27 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
     let t = node.now() as u32;
     let mut key_ids: Vec<KeyId> = keys.iter().map(|k| k.id).collect();
     key_ids.sort();
-    let refresh_due = current
-        .as_ref()
-        .is_some_and(|v| v.min_expiration < t.saturating_add(cfg.refresh_s));
-    let due = match &current {
-        None => Some("first version"),
-        Some(v) if v.input_digest != memo.digest => Some("input changed"),
-        Some(v) if v.reload_seq != reload_seq => Some("reload"),
-        Some(v) if v.keys != key_ids || v.keyset_seq != keyset_seq => Some("key set changed"),
-        Some(_) if refresh_due => Some("signatures due"),
-        Some(_) => None,
+    let shown = current.as_ref().map(|v| engine::Current {
+        input_digest: v.input_digest,
+        reload_seq: v.reload_seq,
+        keys: v.keys.clone(),
+        keyset_seq: v.keyset_seq,
+        min_expiration: v.min_expiration,
+    });
+    let facts = engine::ZoneFacts {
+        current: shown.as_ref(),
+        input: memo.digest,
+        reload_seq,
+        keys: &key_ids,
+        keyset_seq,
+        refresh_s: cfg.refresh_s,
+        now: t,
     };
-    let Some(reason) = due else {
-        return Ok(());
+    let refresh_due = facts.signatures_due();
+    let reason = match engine::decide(&facts, memo.phase, Instant::now()) {
+        Decision::Build(r) => r.as_str(),
+        Decision::Nothing | Decision::NotBefore(_) => return Ok(()),
     };
-    if memo.failed == Some(memo.digest) && !refresh_due {
-        return Ok(());
-    }
-    if memo.retry.is_some_and(|(at, _)| Instant::now() < at) {
-        return Ok(());
-    }
     let started = Instant::now();
     let n = node.clone();
     let z = zone.to_string();
@@ -240,7 +239,9 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
     let (changes, version) = match built {
         Ok(x) => x,
         Err(BuildError::Input(e)) => {
-            memo.failed = Some(memo.digest);
+            memo.phase = memo
+                .phase
+                .after(Built::Refused, memo.digest, Instant::now());
             node.local()
                 .alarms
                 .insert(zone.into(), format!("last input refused: {e}"));
@@ -259,10 +260,12 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
         Err(BuildError::Transient(e)) => {
             // (The file may have changed while it was read: read it again.)
             memo.stat = None;
-            let wait = memo
-                .retry
-                .map_or(Duration::from_secs(1), |(_, w)| (w * 2).min(RETRY_MAX));
-            memo.retry = Some((Instant::now() + wait, wait));
+            memo.phase = memo
+                .phase
+                .after(Built::Passing, memo.digest, Instant::now());
+            let Phase::Backoff { wait, .. } = memo.phase else {
+                unreachable!("a passing failure backs off")
+            };
             node.local().alarms.insert(
                 zone.into(),
                 format!("signing failed: {e}; retrying in {} s", wait.as_secs()),
@@ -270,8 +273,9 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
             return Err(format!("{e}; retrying in {} s", wait.as_secs()));
         }
     };
-    memo.failed = None;
-    memo.retry = None;
+    memo.phase = memo
+        .phase
+        .after(Built::Proposed, memo.digest, Instant::now());
     let base = current.as_ref().map(|v| v.hash);
     let upload = (node.now() << 20) ^ (node.id & 0xfffff) ^ started.elapsed().as_nanos() as u64;
     let n_changes = changes.len() as u64;

@@ -538,6 +538,7 @@ pub(crate) fn incremental(
 pub fn check_readiness(node: &Node) -> Readiness {
     let keys: Vec<KeyRecord> = node.sm.read().keys.to_vec();
     let mut problems = Vec::new();
+    let mut key_problems = Vec::new();
     if node.cfg.witness {
         problems.push("witness: votes, never signs".to_string());
     }
@@ -553,9 +554,10 @@ pub fn check_readiness(node: &Node) -> Readiness {
             }
         });
         if let Err(e) = r {
-            problems.push(format!("key {} of {}: {e}", rec.tag, rec.zone));
+            key_problems.push(format!("key {} of {}: {e}", rec.tag, rec.zone));
         }
     }
+    problems.extend(key_problems.iter().cloned());
     let fence = match &node.cfg.fence {
         None => "none configured".to_string(),
         Some(f) => match crate::fence::check_hook(f) {
@@ -572,6 +574,7 @@ pub fn check_readiness(node: &Node) -> Readiness {
         checked_at: node.now(),
         keys_tested: keys.len(),
         problems,
+        key_problems,
     }
 }
 

@@ -121,6 +121,10 @@ pub struct Readiness {
     pub checked_at: u64,
     pub keys_tested: usize,
     pub problems: Vec<String>,
+    /// The problems with keys this node cannot sign with (also in `problems`): a leader
+    /// with one hands leadership over.
+    #[serde(skip)]
+    pub key_problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
