@@ -1,8 +1,14 @@
 //! Helpers shared by the integration tests: run the real binary and the real peer tools.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
+
+pub mod cluster;
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+pub use cluster::Cluster;
+pub use daemon::{Daemon, unbound};
 
 pub fn qs_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_quorumsign"))
@@ -229,4 +235,25 @@ pub fn example_lab(dir: &Path, n: u64, port: u16, extra: &str) -> quorumsign::te
         .converged("example.", 0, std::time::Duration::from_secs(60))
         .expect("the example zone validated on every node");
     procs
+}
+
+/// Writes `text` to `dir/name`; returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let f = dir.join(name);
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+/// dig against 127.0.0.1:`port` (2 s, 2 tries); stdout and stderr.
+pub fn dig(port: &str, args: &[&str]) -> String {
+    let mut a = vec!["@127.0.0.1", "-p", port, "+time=2", "+tries=2"];
+    a.extend_from_slice(args);
+    let (_, out, err) = tool("dig", &a);
+    out + &err
+}
+
+/// The SOA serial `zone` has at 127.0.0.1:`port`, if it answers.
+pub fn soa_serial(port: &str, zone: &str) -> Option<u64> {
+    let out = dig(port, &["+short", "+norec", zone, "SOA"]);
+    out.split_whitespace().nth(2)?.parse().ok()
 }
