@@ -45,6 +45,7 @@
 //! ```
 
 mod checkers;
+mod primary;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -54,6 +55,7 @@ use clap::{Parser, ValueEnum};
 use quorumsign::testkit::lab::{self, LabNode};
 
 use checkers::{Checkers, Observation};
+use primary::Primary;
 
 const ZONE: &str = "chaos.test.";
 /// Events printed on either side of a violation.
@@ -80,6 +82,8 @@ enum Kind {
     Disk,
     Control,
     Restore,
+    /// The hidden primary of a second zone trickles its transfers for an episode.
+    Trickle,
 }
 
 #[derive(Parser)]
@@ -95,7 +99,7 @@ struct Opts {
     #[arg(long, default_value_t = 30)]
     bound_s: u64,
     /// Fault kinds to draw from (partition needs network namespaces: root).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe, Kind::Clock, Kind::Disk, Kind::Control, Kind::Restore])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Keystore, Kind::Wipe, Kind::Clock, Kind::Disk, Kind::Control, Kind::Restore, Kind::Trickle])]
     kinds: Vec<Kind>,
     /// Without the key-roll workload (ZSK rolls on a key clock 100× real time, checked by R).
     #[arg(long)]
@@ -588,6 +592,25 @@ fn main() -> ExitCode {
         eprintln!("zone add failed");
         return ExitCode::from(2);
     }
+    // A second zone, from a hidden primary that trickles its transfers in `trickle` episodes.
+    let primary_port = o.port + 301;
+    let primary = Primary::start(&listen_host, primary_port);
+    let primary_at = format!("{listen_host}:{primary_port}");
+    if !qs(
+        &exe,
+        &[
+            "zone",
+            "add",
+            primary::ZONE,
+            "--primary",
+            &primary_at,
+            "--admin",
+            &admin,
+        ],
+    ) {
+        eprintln!("zone add {} failed", primary::ZONE);
+        return ExitCode::from(2);
+    }
     let mut rng = Rng(o.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut c = Checkers::default();
     let mut acked: Vec<String> = Vec::new();
@@ -795,6 +818,47 @@ fn main() -> ExitCode {
                 std::fs::write(control(victim), "control = none\n").unwrap();
                 ev(format!("control traffic of node {victim} back"));
             }
+            Kind::Trickle => {
+                // The primary of the second zone trickles every transfer while the episode
+                // lasts, and has a new serial: the leader's run of that zone is held in the
+                // transfer; the workload's zone must be signed and served as ever.
+                primary
+                    .trickle
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                let serial = primary
+                    .serial
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    + 1;
+                let _ = qs(
+                    &exe,
+                    &[
+                        "zone",
+                        "reload",
+                        primary::ZONE,
+                        "--admin",
+                        &lab.procs.node(leader).admin.clone(),
+                    ],
+                );
+                ev(format!(
+                    "the primary of {} trickles its transfers (serial {serial})",
+                    primary::ZONE
+                ));
+                tally.add("trickle: a primary's transfers");
+                let rec = format!("t{fault} TXT \"during the trickle\"");
+                if change(&mut text, &zone_file, &rec, &lab, &exe, &mut acked) {
+                    ev(format!(
+                        "zone changed (t{fault}) during the trickle, reload acknowledged"
+                    ));
+                }
+                watch(&lab, &mut c, &mut keys, EPISODE);
+                primary
+                    .trickle
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                ev(format!(
+                    "the primary of {} sends whole transfers again",
+                    primary::ZONE
+                ));
+            }
             Kind::Disk if rng.below(2) == 0 => {
                 // Every flush of one node's Raft log fails as an fsync returning EIO would:
                 // the node must stop (nothing unflushed acknowledged) and, restarted by its
@@ -918,6 +982,23 @@ fn main() -> ExitCode {
         // NOTIFY carries no serial: P checks the token order here; S checks serials.
         c.notify(at.saturating_sub(start_unix_ms), ZONE, *token, 0);
     }
+    // The zone whose primary trickled catches up once its transfers are whole again.
+    let want = primary.serial.load(std::sync::atomic::Ordering::SeqCst) as u64;
+    let caught = lab::wait_for(Duration::from_secs(2 * o.bound_s), || {
+        let l = lab.leader()?;
+        lab::validated_serial(&lab.admin(l), primary::ZONE).filter(|(s, _)| *s >= want)
+    });
+    let primary_line = format!(
+        "  {}: {} the primary's serial {want} ({} transfers whole, {} trickled)",
+        primary::ZONE,
+        if caught.is_some() {
+            "caught up with"
+        } else {
+            "BEHIND"
+        },
+        primary.whole.load(std::sync::atomic::Ordering::SeqCst),
+        primary.trickled.load(std::sync::atomic::Ordering::SeqCst),
+    );
     let total: u32 = tally
         .0
         .iter()
@@ -925,7 +1006,7 @@ fn main() -> ExitCode {
         .map(|(_, v)| v)
         .sum();
     println!(
-        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}, clock jumps {}, disk faults {}, control drops {}, restores {}) in {:.1} s",
+        "seed {} faults {total} (leader kills {}, leader pauses {}, partitions {}, keystore episodes {}, wiped nodes {}, clock jumps {}, disk faults {}, control drops {}, restores {}, trickles {}) in {:.1} s",
         o.seed,
         tally.of("kill"),
         tally.of("pause"),
@@ -936,11 +1017,13 @@ fn main() -> ExitCode {
         tally.of("disk"),
         tally.of("control"),
         tally.of("restore: a"),
+        tally.of("trickle"),
         start.elapsed().as_secs_f64()
     );
     for (what, n) in &tally.0 {
         println!("  {what}: {n}");
     }
+    println!("{primary_line}");
     if let Some(k) = &keys {
         println!(
             "  key rolls: {} ZSKs served ({:?}), {} DNSKEY/signer versions recorded, DS at the parent for {:?}",

@@ -2,7 +2,7 @@
 //! namespace when the tests run as root), a zone change before each fault, faults of every
 //! kind from a seed (leader kills, pauses, partitions, keystore episodes, wiped nodes, clock
 //! jumps, a full disk, node-to-node control traffic dropped, a node restored from an older copy
-//! of its data dir and rejoined), and
+//! of its data dir and rejoined, a second zone's primary trickling its transfers), and
 //! the key-roll workload (ZSK rolls on a key clock 100× real time), and the invariant
 //! checkers (V S K F L P A R) over what every node serves; the run must end with every kind
 //! applied, checks made and no violation.
@@ -50,6 +50,18 @@ fn smoke_run_of_every_fault_kind_finds_no_violation() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no count of restores:\n{text}"));
     assert!(restores >= 1, "no restore:\n{text}");
+    let trickles: u32 = text
+        .split("trickles ")
+        .nth(1)
+        .and_then(|r| r.split([',', ')']).next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count of trickles:\n{text}"));
+    assert!(trickles >= 1, "no trickling primary:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("slow.: caught up with the primary's serial")),
+        "the zone whose primary trickled caught up:\n{text}"
+    );
     assert!(!text.contains("(restore: not recognised)"), "{text}");
     assert!(!text.contains("(restore: rejoin refused)"), "{text}");
     for inv in ['V', 'S', 'K', 'F', 'L', 'A', 'R'] {
