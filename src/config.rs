@@ -113,8 +113,19 @@ pub struct FenceConfig {
     pub retries: u32,
     /// `block` (default): do not sign until a fence succeeds or an operator confirms one
     /// (`node fence N --manual`); `sign`: record the failure and sign anyway.
-    #[serde(default = "default_on_failure")]
-    pub on_failure: String,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+/// What a new leader does when fencing its predecessor fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Sign nothing until a fence succeeds or an operator confirms one.
+    #[default]
+    Block,
+    /// Record the failure and sign anyway.
+    Sign,
 }
 
 fn default_fence_timeout() -> u64 {
@@ -122,9 +133,6 @@ fn default_fence_timeout() -> u64 {
 }
 fn default_fence_retries() -> u32 {
     2
-}
-fn default_on_failure() -> String {
-    "block".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -480,12 +488,6 @@ impl NodeConfig {
                 return Err(
                     "fence.command: give the program to run (an argv list, no shell)".into(),
                 );
-            }
-            if !matches!(f.on_failure.as_str(), "block" | "sign") {
-                return Err(format!(
-                    "fence.on_failure {:?}: expected \"block\" or \"sign\"",
-                    f.on_failure
-                ));
             }
         }
         for (what, a) in [

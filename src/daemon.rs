@@ -90,9 +90,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         adopted: std::sync::atomic::AtomicBool::new(identity.adopted),
         identity,
         log_store: Some(log_store),
-        hold: Arc::new(Mutex::new(Some(
-            "store check: comparing this store with what the other members record of it".into(),
-        ))),
+        hold: Arc::new(Mutex::new(Some(transport::Held::Checking))),
     });
     let admit_node = node.clone();
     let admit: transport::Admit = Arc::new(move |id| admit_node.admits(id));

@@ -184,7 +184,7 @@ mod tests {
             command: vec![p.display().to_string(), "--lab".into()],
             timeout_s,
             retries,
-            on_failure: "block".into(),
+            on_failure: crate::config::OnFailure::Block,
         };
         (d, c)
     }

@@ -216,7 +216,7 @@ pub fn call_leader(
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let a = call(admin, method, path, body, timeout)?;
-        if a.code != 503 || !a.message().contains("no leader") {
+        if a.code != 503 || a.json()["no_leader"] != Value::Bool(true) {
             return Ok(a);
         }
         if std::time::Instant::now() >= deadline {

@@ -205,8 +205,10 @@ async fn forward(
 ) -> Reply {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let mut last = "no leader (election in progress or no quorum)".to_string();
+    let mut known = false;
     while tokio::time::Instant::now() < deadline {
         let leader = node.raft.metrics().borrow_watched().current_leader;
+        known |= leader.is_some();
         match leader {
             Some(l) if l == node.id => {
                 if node.is_leader() {
@@ -233,7 +235,7 @@ async fn forward(
                         };
                     }
                     Ok(r) => last = format!("leader {l}: unexpected answer {r:?}"),
-                    Err(e) if e.contains(crate::transport::NOT_SENT) => {
+                    Err(e @ crate::transport::ControlError::NotSent { .. }) => {
                         last = format!("leader {l}: {e}")
                     }
                     // Sent, and no answer: it may have been carried out; never twice.
@@ -252,7 +254,10 @@ async fn forward(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    error(503, format!("cannot reach the leader: {last}"))
+    json_reply(
+        503,
+        json!({ "error": format!("cannot reach the leader: {last}"), "no_leader": !known }),
+    )
 }
 
 /// Answers a control request of node `from` (authenticated by its certificate).
@@ -270,10 +275,14 @@ pub async fn answer_control(node: &Arc<Node>, from: NodeId, req: Control) -> Con
             store: node.identity.store.clone(),
             incarnation: node.identity.incarnation,
         },
-        Control::StoreRecord { of } => ControlReply::StoreRecord {
-            record: crate::node::restore::record_of(node, of).await,
-            announced: crate::node::restore::announced(node, of),
-        },
+        Control::StoreRecord { of } => {
+            let (record, as_of) = crate::node::restore::record_of(node, of).await;
+            ControlReply::StoreRecord {
+                record,
+                announced: crate::node::restore::announced(node, of),
+                as_of,
+            }
+        }
         Control::Announce { store, incarnation } => {
             crate::node::restore::remember(node, from, store, incarnation)
         }
@@ -1237,7 +1246,7 @@ pub fn status(node: &Node) -> Value {
                 denial: cfg.denial,
                 serial: z.current.as_ref().map(|v| v.serial),
                 hash: z.current.as_ref().map(|v| hex(&v.hash)),
-                token: z.current.as_ref().map(|v| v.token),
+                token: z.current.as_ref().map(|v| v.token.into()),
                 rrsets: v.rrsets,
                 signed: v.signed,
                 reused: v.reused,
@@ -1312,7 +1321,7 @@ pub fn status(node: &Node) -> Value {
         "now": node.now(),
         "clock_alarm": local.clock_alarm,
         "store": { "id": node.identity.store, "incarnation": format!("{:x}", node.identity.incarnation) },
-        "store_check": node.hold.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        "store_check": node.hold.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|h| h.to_string()),
         "stores": st.stores,
         "fenced": st_fenced,
         "zones": zones,

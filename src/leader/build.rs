@@ -542,7 +542,7 @@ impl Made {
         Version {
             serial: self.serial,
             hash,
-            token: (0, 0),
+            token: crate::replica::Token::default(),
             published_at: at,
             leader: self.leader,
             rrsets,

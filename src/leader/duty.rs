@@ -74,7 +74,7 @@ pub(super) async fn compare_clocks(node: &Arc<Node>) -> Result<(), String> {
                 off.push(format!("node {v} {:+} s", mine as i64 - t as i64))
             }
             Ok(r) => silent.push(format!("node {v}: {r:?}")),
-            Err(e) => silent.push(e),
+            Err(e) => silent.push(e.to_string()),
         }
     }
     if agree >= need {
@@ -223,7 +223,7 @@ pub(super) async fn ensure_fenced(
         return Ok(());
     }
     let why = format!("fence of node {prev} failed: {}", outcome.summary);
-    if cfg.on_failure == "sign" {
+    if cfg.on_failure == crate::config::OnFailure::Sign {
         tracing::error!(prev, "{why}; signing anyway (fence.on_failure = \"sign\")");
         return Ok(());
     }

@@ -329,7 +329,7 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
             reused,
             changes = n_changes,
             ms,
-            token = format!("{}:{}", token.0, token.1),
+            token = %token,
             rss_mib,
             "published"
         );

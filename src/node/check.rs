@@ -102,7 +102,7 @@ pub async fn run(node: Arc<Node>) {
             let res =
                 crate::runtime::spawn_blocking(move || validate(&n, &z, &v, g.as_ref(), stale))
                     .await;
-            let res = res.unwrap_or_else(|e| Err(format!("validator crashed: {e}")));
+            let res = res.unwrap_or_else(|e| Err(format!("validator crashed: {e}").into()));
             let keep = {
                 let mut keep = None;
                 let mut l = node.local();
@@ -127,11 +127,11 @@ pub async fn run(node: Arc<Node>) {
                         }
                         keep = accept(&mut l, zone, version);
                     }
-                    Err(e) if e == SUPERSEDED => {
+                    Err(e @ CheckError::Superseded) => {
                         // A newer version arrived meanwhile: the next round validates that one.
                         tracing::debug!(zone, serial = version.serial, "{e}");
                     }
-                    Err(e) => {
+                    Err(CheckError::Invalid(e)) => {
                         tracing::error!(
                             zone,
                             serial = version.serial,
@@ -150,7 +150,28 @@ pub async fn run(node: Arc<Node>) {
     }
 }
 
-const SUPERSEDED: &str = "superseded while validating";
+/// Why a version was not accepted here.
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    /// A newer version arrived while this one was checked: the next round takes that one.
+    #[error("superseded while validating")]
+    Superseded,
+    /// The version is wrong here: what, where.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for CheckError {
+    fn from(e: String) -> CheckError {
+        CheckError::Invalid(e)
+    }
+}
+
+impl From<&str> for CheckError {
+    fn from(e: &str) -> CheckError {
+        CheckError::Invalid(e.into())
+    }
+}
 
 /// Makes a validated `version` the one this node serves for `zone`, unless this node
 /// served the same serial with another content before: then it stops answering for the
@@ -215,33 +236,34 @@ fn validate(
     version: &Version,
     good: Option<&Version>,
     force_full: bool,
-) -> Result<bool, String> {
+) -> Result<bool, CheckError> {
     let st = node.sm.read();
     let z = st.zones.get(zone).ok_or("zone removed")?;
     let cur = z.current.as_ref().ok_or("no version")?;
     if cur.token != version.token {
-        return Err(SUPERSEDED.into()); // the next round takes the newer one
+        return Err(CheckError::Superseded); // the next round takes the newer one
     }
     if z.hash != cur.hash {
         return Err(format!(
             "content hash {} is not the version's {}",
             hex(&z.hash[..8]),
             hex(&cur.hash[..8])
-        ));
+        )
+        .into());
     }
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
     let touched = good.and_then(|g| {
         let since: Vec<_> = z
             .recent
             .iter()
-            .filter(|(idx, _)| *idx > g.token.1)
+            .filter(|(idx, _)| *idx > g.token.index)
             .collect();
         let first_known = z.recent.front().map(|(i, _)| *i)?;
         // Every version after the last good one must be in `recent`.
         let gap = z
             .history
             .iter()
-            .any(|v| v.token.1 > g.token.1 && v.token.1 < first_known);
+            .any(|v| v.token.index > g.token.index && v.token.index < first_known);
         (!gap && !since.is_empty()).then(|| {
             since
                 .iter()
@@ -259,7 +281,7 @@ fn validate(
             Err(e @ Refusal::TooSparse) => {
                 tracing::info!(zone, serial = version.serial, "{e}: checking in full");
             }
-            Err(e @ Refusal::Invalid(_)) => return Err(e.to_string()),
+            Err(e @ Refusal::Invalid(_)) => return Err(e.to_string().into()),
         }
     }
     // A version new to this node is checked through the private scalars of the keys
@@ -285,7 +307,7 @@ fn validate(
     let src = Pinned::new(&state, version.token, origin, WINDOW)?;
     let report = validator_pool().install(|| verify_source(&src, &opts, &|_, _| {}));
     if src.lost.load(Ordering::Relaxed) {
-        return Err(SUPERSEDED.into());
+        return Err(CheckError::Superseded);
     }
     let rss_mib = crate::runtime::mem::rss_for(rrsets);
     tracing::info!(zone, rss_mib, "full check done");
@@ -297,7 +319,8 @@ fn validate(
             f.owner,
             f.rtype,
             f.message
-        ));
+        )
+        .into());
     }
     Ok(true)
 }
@@ -343,8 +366,8 @@ impl<'a> Pinned<'a> {
         token: Token,
         origin: Name,
         window_size: usize,
-    ) -> Result<Self, String> {
-        let mut out = Err("zone removed".to_string());
+    ) -> Result<Self, CheckError> {
+        let mut out = Err(CheckError::Invalid("zone removed".into()));
         state.with(&mut |z| {
             if let Some(z) = z {
                 out = Pinned::apex_of(z, token, &origin).map(|(apex, nodes)| Pinned {
@@ -366,9 +389,9 @@ impl<'a> Pinned<'a> {
         z: &ZoneState,
         token: Token,
         origin: &Name,
-    ) -> Result<(crate::zone::Node, usize), String> {
+    ) -> Result<(crate::zone::Node, usize), CheckError> {
         if z.current.as_ref().map(|c| c.token) != Some(token) {
-            return Err(SUPERSEDED.into());
+            return Err(CheckError::Superseded);
         }
         let mut apex = crate::zone::Node {
             name: origin.clone(),
@@ -384,10 +407,10 @@ impl<'a> Pinned<'a> {
             add_rrset(&mut apex, *t, v);
         }
         if first.as_ref() != Some(origin) || !apex.has(rtype::SOA) {
-            return Err(format!("no SOA record at the zone apex {origin}"));
+            return Err(format!("no SOA record at the zone apex {origin}").into());
         }
         if apex.rrset(rtype::SOA).is_some_and(|s| s.rdatas.len() != 1) {
-            return Err(format!("{origin} has more than one SOA record"));
+            return Err(format!("{origin} has more than one SOA record").into());
         }
         Ok((apex, z.content.len()))
     }
@@ -842,7 +865,7 @@ mod tests {
         })
     }
 
-    const T1: Token = (1, 10);
+    const T1: Token = Token::new(1, 10);
 
     fn versioned(denial: Denial) -> (ZoneState, Name, u32) {
         let (mut z, origin, t) = signed_state(denial);
@@ -950,7 +973,7 @@ mod tests {
             let (z, origin, t) = versioned(nsec3());
             let state = Locked::new(z);
             let journal = keep_journal.then_some(false);
-            state.at(3, drop_a("mail.example.", T1, (1, 11), journal));
+            state.at(3, drop_a("mail.example.", T1, Token::new(1, 11), journal));
             let found = check_in_windows(&state, &origin, t, 2);
             assert_eq!(
                 found,
@@ -963,8 +986,19 @@ mod tests {
         // a busy zone): what the check saw of the first is kept.
         let (z, origin, t) = versioned(nsec3());
         let state = Locked::new(z);
-        state.at(3, drop_a("mail.example.", T1, (1, 11), Some(false)));
-        state.at(5, drop_a("ns1.example.", (1, 11), (1, 12), Some(true)));
+        state.at(
+            3,
+            drop_a("mail.example.", T1, Token::new(1, 11), Some(false)),
+        );
+        state.at(
+            5,
+            drop_a(
+                "ns1.example.",
+                Token::new(1, 11),
+                Token::new(1, 12),
+                Some(true),
+            ),
+        );
         assert_eq!(check_in_windows(&state, &origin, t, 2), Some(Vec::new()));
         assert!(state.changes.lock().unwrap().is_empty(), "both applied");
     }

@@ -324,6 +324,19 @@ impl KeyResolver {
     }
 }
 
+/// Why this node may not publish (sign, NOTIFY, write file outputs) now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unfit {
+    #[error("not the leader")]
+    NotLeader,
+    /// The quorum stopped acknowledging within the lease: the leader fences itself.
+    #[error("self-fenced: no quorum acknowledgement for {ms} ms (lease {lease_ms} ms)")]
+    QuorumSilent { ms: u64, lease_ms: u64 },
+    /// Right after an election, before the first acknowledgement.
+    #[error("self-fenced: not yet acknowledged by a quorum")]
+    NotYetAcknowledged,
+}
+
 /// A running node.
 pub struct Node {
     pub id: NodeId,
@@ -414,7 +427,7 @@ pub trait Peers: Send + Sync {
         addr: &crate::replica::NodeAddr,
         req: transport::Control,
         ttl: Duration,
-    ) -> Result<transport::ControlReply, String>;
+    ) -> Result<transport::ControlReply, transport::ControlError>;
 }
 
 /// [`Peers`] over the mutual-TLS transport.
@@ -431,7 +444,7 @@ impl Peers for TlsPeers {
         addr: &crate::replica::NodeAddr,
         req: transport::Control,
         ttl: Duration,
-    ) -> Result<transport::ControlReply, String> {
+    ) -> Result<transport::ControlReply, transport::ControlError> {
         transport::control(&self.tls, self.me, to, &addr.raft, req, ttl).await
     }
 }
@@ -512,23 +525,22 @@ impl Node {
     /// acknowledged it within the lease (the election timeout minimum): a leader cut off
     /// from the majority stops signing and NOTIFY before another node can be elected
     /// (self-fencing). Resumes by itself when acknowledgements come back, or as follower.
-    pub fn may_publish(&self) -> Result<(), String> {
+    pub fn may_publish(&self) -> Result<(), Unfit> {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
-            return Err("not the leader".into());
+            return Err(Unfit::NotLeader);
         }
         let lease = Duration::from_millis(self.cfg.raft.election_min_ms);
         let voters = m.membership_config.membership().voter_ids().count();
         match &m.last_quorum_acked {
             _ if voters <= 1 => Ok(()),
             Some(at) if at.elapsed() < lease => Ok(()),
-            Some(at) => Err(format!(
-                "self-fenced: no quorum acknowledgement for {} ms (lease {} ms)",
-                at.elapsed().as_millis(),
-                lease.as_millis()
-            )),
-            None => Err("self-fenced: not yet acknowledged by a quorum".into()),
+            Some(at) => Err(Unfit::QuorumSilent {
+                ms: at.elapsed().as_millis() as u64,
+                lease_ms: lease.as_millis() as u64,
+            }),
+            None => Err(Unfit::NotYetAcknowledged),
         }
     }
 
@@ -538,10 +550,13 @@ impl Node {
         to: NodeId,
         req: transport::Control,
         ttl: Duration,
-    ) -> Result<transport::ControlReply, String> {
+    ) -> Result<transport::ControlReply, transport::ControlError> {
         let addr = self
             .address_of(to)
-            .ok_or_else(|| format!("node {to} is not a member"))?;
+            .ok_or_else(|| transport::ControlError::NotSent {
+                to,
+                why: "not a member".into(),
+            })?;
         self.peers.ask(to, &addr, req, ttl).await
     }
 
@@ -551,7 +566,10 @@ impl Node {
         to: &[NodeId],
         req: transport::Control,
         ttl: Duration,
-    ) -> Vec<(NodeId, Result<transport::ControlReply, String>)> {
+    ) -> Vec<(
+        NodeId,
+        Result<transport::ControlReply, transport::ControlError>,
+    )> {
         let asks = to.iter().map(|id| {
             let req = req.clone();
             async move { (*id, self.ask(*id, req, ttl).await) }
@@ -648,7 +666,7 @@ pub(crate) async fn watch_lease(node: Arc<Node>) {
         };
         match (&was, &now_fenced) {
             // (Right after an election "not yet acknowledged" is normal: not logged.)
-            (None, Some(e)) if e.starts_with("self-fenced: no quorum") => {
+            (None, Some(e @ Unfit::QuorumSilent { .. })) => {
                 tracing::warn!("{e}; signing and NOTIFY stop")
             }
             (Some(_), None) if node.is_leader() => {
@@ -677,7 +695,7 @@ pub(crate) async fn watch_lease(node: Arc<Node>) {
             use openraft::type_config::async_runtime::WatchReceiver;
             l.fenced_term = Some(node.raft.metrics().borrow_watched().current_term);
         }
-        l.self_fenced = now_fenced;
+        l.self_fenced = now_fenced.map(|e| e.to_string());
         drop(l);
         track_currency(&node);
     }

@@ -27,7 +27,7 @@ pub fn file_token(path: &Path) -> Option<Token> {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("token="))?;
     let (t, i) = tok.split_once(':')?;
-    Some((t.parse().ok()?, i.parse().ok()?))
+    Some(Token::new(t.parse().ok()?, i.parse().ok()?))
 }
 
 /// Writes `text` to `path` (temp + fsync + rename) unless the file holds a newer token.
@@ -42,12 +42,8 @@ pub fn write_guarded(
         && have > token
     {
         return Err(format!(
-            "{}: holds token {}:{}, newer than this writer's {}:{}; not overwritten",
+            "{}: holds token {have}, newer than this writer's {token}; not overwritten",
             path.display(),
-            have.0,
-            have.1,
-            token.0,
-            token.1
         ));
     }
     let mut f = AtomicFile::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -55,10 +51,7 @@ pub fn write_guarded(
     // name servers that read it.
     f.set_mode(0o644)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let head = format!(
-        "{HEADER} zone={zone} serial={serial} token={}:{}\n",
-        token.0, token.1
-    );
+    let head = format!("{HEADER} zone={zone} serial={serial} token={token}\n");
     f.write_all(head.as_bytes())
         .and_then(|_| f.write_all(text.as_bytes()))
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -207,7 +200,7 @@ pub async fn after_publish(node: std::sync::Arc<Node>, zone: String, serial: u32
                 continue;
             }
         };
-        match send_notify(&remote, key.as_ref(), &origin, token).await {
+        match send_notify(&remote, key.as_ref(), &origin, token.into()).await {
             Ok(()) => tracing::info!(zone, serial, to = %remote.addr, "NOTIFY sent"),
             Err(e) => tracing::warn!(zone, serial, to = %remote.addr, "NOTIFY failed: {e}"),
         }
@@ -222,12 +215,12 @@ mod tests {
     fn a_lower_token_does_not_overwrite_a_higher_one() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("example.signed");
-        write_guarded(&p, "example.", 5, (3, 100), "new\n").unwrap();
-        assert_eq!(file_token(&p), Some((3, 100)));
-        let e = write_guarded(&p, "example.", 4, (2, 90), "old\n").unwrap_err();
+        write_guarded(&p, "example.", 5, Token::new(3, 100), "new\n").unwrap();
+        assert_eq!(file_token(&p), Some(Token::new(3, 100)));
+        let e = write_guarded(&p, "example.", 4, Token::new(2, 90), "old\n").unwrap_err();
         assert!(e.contains("newer than this writer's 2:90"), "{e}");
         assert!(std::fs::read_to_string(&p).unwrap().ends_with("new\n"));
-        write_guarded(&p, "example.", 6, (3, 120), "newer\n").unwrap();
-        assert_eq!(file_token(&p), Some((3, 120)));
+        write_guarded(&p, "example.", 6, Token::new(3, 120), "newer\n").unwrap();
+        assert_eq!(file_token(&p), Some(Token::new(3, 120)));
     }
 }

@@ -13,7 +13,10 @@
 //!                       index it acknowledged (replicated)
 //!  every node, from its start and every 2 s ─► asks the others what they announced and
 //!     their replicated state record of its own store ─► judge():
-//!        another store recorded for it, once its own was recorded  ┐
+//!        another store recorded for it, once its own was recorded, ┐
+//!          by a peer whose record reaches as far into the log      │
+//!          as this node applied (a peer behind may still name the  │
+//!          store a wiped node replaced)                            │
 //!        an incarnation it never ran as (the copy is older)         ├─► held: no vote, no
 //!        acknowledged up to N, holds less                           ┘   append, alarm
 //!        nothing against it from a majority (itself included) ─► released
@@ -32,7 +35,7 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use super::Node;
 use crate::replica::{Command, NodeId, StoreRecord};
 use crate::store::StoreIdentity;
-use crate::transport::{Control, ControlReply};
+use crate::transport::{Control, ControlReply, Held};
 
 /// How often a node compares its store with what the others record of it.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -44,14 +47,16 @@ pub const REJOIN_MARKER: &str = "REJOIN";
 /// Where a node keeps what the others announced of their stores.
 const ANNOUNCED: &str = "announced";
 
-type Announced = std::collections::BTreeMap<NodeId, (String, u64)>;
+/// Node → (store, incarnation) it announced, and the index this node had applied then.
+type Announced = std::collections::BTreeMap<NodeId, (String, u64, u64)>;
 
 fn load_announced(node: &Node) -> Announced {
     super::kept::load(&node.cfg.data_dir.join(ANNOUNCED))
 }
 
-/// What node `of` last announced of its store to this node.
-pub fn announced(node: &Node, of: NodeId) -> Option<(String, u64)> {
+/// What node `of` last announced of its store to this node, and the index this node had
+/// applied when it kept that.
+pub fn announced(node: &Node, of: NodeId) -> Option<(String, u64, u64)> {
     let _guard = ANNOUNCE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     load_announced(node).remove(&of)
 }
@@ -63,10 +68,13 @@ static ANNOUNCE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn remember(node: &Node, from: NodeId, store: String, incarnation: u64) -> ControlReply {
     let _guard = ANNOUNCE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut all = load_announced(node);
-    if all.get(&from) == Some(&(store.clone(), incarnation)) {
+    if all
+        .get(&from)
+        .is_some_and(|(s, i, _)| *s == store && *i == incarnation)
+    {
         return ControlReply::Done;
     }
-    all.insert(from, (store, incarnation));
+    all.insert(from, (store, incarnation, applied(node)));
     let path = node.cfg.data_dir.join(ANNOUNCED);
     match super::kept::save(&path, &all) {
         Ok(()) => ControlReply::Done,
@@ -76,14 +84,21 @@ pub fn remember(node: &Node, from: NodeId, store: String, incarnation: u64) -> C
 
 /// Whether an announcement `a` by this node's own id, kept by a peer, shows this store to
 /// be an older copy: another store announced since this one was recorded, or an
-/// incarnation this copy never ran as.
-fn judge_announced(me: &StoreIdentity, a: &(String, u64)) -> Result<(), String> {
+/// incarnation this copy never ran as. `behind`: the peer kept it before the index this
+/// node has applied (see [`judge`]).
+fn judge_announced(me: &StoreIdentity, a: &(String, u64, u64), behind: bool) -> Result<(), String> {
     let announced = StoreRecord {
         store: a.0.clone(),
         incarnation: a.1,
         acked: 0,
     };
-    judge(me, 0, &announced)
+    judge(me, 0, &announced, behind)
+}
+
+/// The index of the last entry this node applied.
+fn applied(node: &Node) -> u64 {
+    node.sm
+        .with(|st| st.last_applied.as_ref().map_or(0, |l| l.index()))
 }
 
 /// Whether this store (`me`) can have run as `incarnation`: one it remembers, or one older
@@ -106,9 +121,15 @@ fn ran_as(me: &StoreIdentity, incarnation: u64) -> Result<(), String> {
 
 /// Whether `r`, what a peer's replicated state records of this node's store, shows that
 /// this store (`me`, whose log ends at `holds`) is an older copy. `Err` says why.
-pub fn judge(me: &StoreIdentity, holds: u64, r: &StoreRecord) -> Result<(), String> {
+///
+/// `behind`: the peer's record reaches less far into the log than this node applied. Another
+/// store in such a record proves nothing: it may be the store this one replaced (a wiped or
+/// rejoined node), recorded before this one was. (A copy restored from before another store
+/// was recorded has applied less than where that record was made, so a peer that knows of
+/// it is never behind.)
+pub fn judge(me: &StoreIdentity, holds: u64, r: &StoreRecord, behind: bool) -> Result<(), String> {
     if r.store != me.store {
-        if me.adopted {
+        if me.adopted && !behind {
             return Err(format!(
                 "store restored from an older copy: store {} was recorded for this node since, \
                  this is {}",
@@ -130,31 +151,34 @@ pub fn judge(me: &StoreIdentity, holds: u64, r: &StoreRecord) -> Result<(), Stri
 
 /// What this node knows of node `of`'s store: its applied state's record, updated by the
 /// records in its log beyond what it applied (after a restart a node applies only what it
-/// knew committed; the rest of its log is still what a leader saw of `of`).
-pub async fn record_of(node: &Node, of: NodeId) -> Option<StoreRecord> {
+/// knew committed; the rest of its log is still what a leader saw of `of`); and the last
+/// index that reflects.
+pub async fn record_of(node: &Node, of: NodeId) -> (Option<StoreRecord>, u64) {
     use openraft::storage::RaftLogReader;
     let (mut record, applied) = node.sm.with(|st| {
         (
             st.stores.get(&of).cloned(),
-            st.last_applied.as_ref().map_or(0, |l| l.index() + 1),
+            st.last_applied.as_ref().map(|l| l.index()),
         )
     });
+    let mut as_of = applied.unwrap_or(0);
     let Some(store) = &node.log_store else {
-        return record;
+        return (record, as_of);
     };
     let mut reader = store.clone();
     let entries = reader
-        .try_get_log_entries(applied..)
+        .try_get_log_entries(applied.map_or(0, |i| i + 1)..)
         .await
         .unwrap_or_default();
     for e in entries {
+        as_of = as_of.max(e.log_id.index());
         if let openraft::EntryPayload::Normal(Command::StoreSeen { stores }) = e.payload {
             for (_, r) in stores.into_iter().filter(|(n, _)| *n == of) {
                 record.get_or_insert_with(Default::default).update(r);
             }
         }
     }
-    record
+    (record, as_of)
 }
 
 /// The index this node's log ends at, as Raft reports it or, before it does, as the
@@ -200,20 +224,25 @@ pub async fn check(node: Arc<Node>) {
         let mut agree = 1;
         let mut agreeing = Vec::new();
         for (id, r) in answers {
-            let (record, announced) = match r {
-                Ok(ControlReply::StoreRecord { record, announced }) => (record, announced),
+            let (record, announced, as_of) = match r {
+                Ok(ControlReply::StoreRecord {
+                    record,
+                    announced,
+                    as_of,
+                }) => (record, announced, as_of),
                 _ => continue,
             };
+            let mine = applied(&node);
             // A blank store has nothing to be an older copy of.
             let assess = |holds: u64| -> Result<(), String> {
                 if blank {
                     return Ok(());
                 }
                 if let Some(r) = &record {
-                    judge(&node.identity, holds, r)?;
+                    judge(&node.identity, holds, r, as_of < mine)?;
                 }
                 if let Some(a) = &announced {
-                    judge_announced(&node.identity, a)?;
+                    judge_announced(&node.identity, a, a.2 < mine)?;
                 }
                 Ok(())
             };
@@ -231,14 +260,15 @@ pub async fn check(node: Arc<Node>) {
                     let why = format!("{why} (as node {id} records it)");
                     {
                         let mut h = node.hold.lock().unwrap_or_else(|e| e.into_inner());
-                        if h.as_deref() != Some(why.as_str()) {
+                        let held = Some(Held::Restored(why.clone()));
+                        if *h != held {
                             tracing::error!(
                                 "ALARM: {why}; this node grants no vote and acknowledges nothing: \
                                  run `quorumsign node rejoin {}`",
                                 node.id
                             );
                         }
-                        *h = Some(why);
+                        *h = held;
                     }
                     // Nor does it stand for election: a held node's higher terms would only
                     // depose the leader the others follow.
@@ -418,19 +448,18 @@ pub fn rejoin(node: &Arc<Node>, force: bool) -> ControlReply {
         return ControlReply::Failed("this node is the leader; hand over first".into());
     }
     let held = node.hold.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let regressed = held
-        .as_deref()
-        .is_some_and(|h| h.starts_with("store restored"));
+    let regressed = matches!(held, Some(Held::Restored(_)));
     if !regressed && !force {
         return ControlReply::Failed(format!(
             "node {}'s store is not known to be restored from an older copy ({}); \
              --force wipes it anyway",
             node.id,
-            held.as_deref().unwrap_or("it checks out")
+            held.as_ref()
+                .map_or("it checks out".to_string(), |h| h.to_string())
         ));
     }
     let marker = node.cfg.data_dir.join(REJOIN_MARKER);
-    let why = held.unwrap_or_else(|| "forced by an operator".into());
+    let why = held.map_or("forced by an operator".to_string(), |h| h.to_string());
     if let Err(e) = std::fs::write(&marker, &why) {
         return ControlReply::Failed(format!("{}: {e}", marker.display()));
     }
@@ -473,32 +502,32 @@ mod tests {
 
     #[test]
     fn an_announcement_kept_by_a_peer_shows_an_older_copy() {
-        assert!(judge_announced(&me(true), &("aa".into(), inc(7, 70))).is_ok());
-        assert!(judge_announced(&me(true), &("aa".into(), inc(5, 50))).is_ok());
-        assert!(judge_announced(&me(true), &("aa".into(), inc(7, 72))).is_err());
-        assert!(judge_announced(&me(true), &("bb".into(), inc(1, 1))).is_err());
-        assert!(judge_announced(&me(false), &("bb".into(), inc(1, 1))).is_ok());
+        assert!(judge_announced(&me(true), &("aa".into(), inc(7, 70), 9), false).is_ok());
+        assert!(judge_announced(&me(true), &("aa".into(), inc(5, 50), 9), false).is_ok());
+        assert!(judge_announced(&me(true), &("aa".into(), inc(7, 72), 9), false).is_err());
+        assert!(judge_announced(&me(true), &("bb".into(), inc(1, 1), 9), false).is_err());
+        assert!(judge_announced(&me(false), &("bb".into(), inc(1, 1), 9), false).is_ok());
     }
 
     #[test]
     fn a_copy_is_known_by_incarnation_index_or_identity() {
         // What the cluster saw of this very store, up to what it holds: fine.
-        assert!(judge(&me(true), 13, &rec("aa", inc(6, 60), 13)).is_ok());
-        assert!(judge(&me(true), 13, &rec("aa", inc(7, 70), 10)).is_ok());
+        assert!(judge(&me(true), 13, &rec("aa", inc(6, 60), 13), false).is_ok());
+        assert!(judge(&me(true), 13, &rec("aa", inc(7, 70), 10), false).is_ok());
         // Older than all it remembers: nothing to say.
-        assert!(judge(&me(true), 13, &rec("aa", inc(2, 9), 10)).is_ok());
+        assert!(judge(&me(true), 13, &rec("aa", inc(2, 9), 10), false).is_ok());
         // It acknowledged more than it holds.
-        let e = judge(&me(true), 11, &rec("aa", inc(6, 60), 13)).unwrap_err();
+        let e = judge(&me(true), 11, &rec("aa", inc(6, 60), 13), false).unwrap_err();
         assert!(e.contains("acknowledged up to 13, holds 11"), "{e}");
         // It ran as an incarnation this copy never had: the same counter drawn by another
         // start (the store started again after the copy), or a later counter.
-        let e = judge(&me(true), 13, &rec("aa", inc(7, 71), 5)).unwrap_err();
+        let e = judge(&me(true), 13, &rec("aa", inc(7, 71), 5), false).unwrap_err();
         assert!(e.contains(&format!("{:x}", inc(7, 71))), "{e}");
-        assert!(judge(&me(true), 13, &rec("aa", inc(8, 1), 5)).is_err());
-        assert!(judge(&me(true), 13, &rec("aa", inc(6, 61), 5)).is_err());
+        assert!(judge(&me(true), 13, &rec("aa", inc(8, 1), 5), false).is_err());
+        assert!(judge(&me(true), 13, &rec("aa", inc(6, 61), 5), false).is_err());
         // Another store was recorded for this node after this one was.
-        assert!(judge(&me(true), 13, &rec("bb", inc(1, 1), 1)).is_err());
+        assert!(judge(&me(true), 13, &rec("bb", inc(1, 1), 1), false).is_err());
         // A new store not yet recorded (a wiped node re-learning): fine.
-        assert!(judge(&me(false), 13, &rec("bb", inc(1, 1), 20)).is_ok());
+        assert!(judge(&me(false), 13, &rec("bb", inc(1, 1), 20), false).is_ok());
     }
 }

@@ -47,8 +47,41 @@ openraft::declare_raft_types!(
 pub type Raft = openraft::Raft<TypeConfig, machine::StateMachine>;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 
-/// Fencing token: (term, log index) of the entry that made a version current.
-pub type Token = (u64, u64);
+/// The fencing token of a version: the term and log index of the entry that made it
+/// current. A later version has a greater token; file outputs and NOTIFYs carry it, so a
+/// deposed leader's late write is refused. Encoded as the pair `(term, index)`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(from = "(u64, u64)", into = "(u64, u64)")]
+pub struct Token {
+    pub term: u64,
+    pub index: u64,
+}
+
+impl Token {
+    pub const fn new(term: u64, index: u64) -> Token {
+        Token { term, index }
+    }
+}
+
+impl From<(u64, u64)> for Token {
+    fn from((term, index): (u64, u64)) -> Token {
+        Token { term, index }
+    }
+}
+
+impl From<Token> for (u64, u64) {
+    fn from(t: Token) -> (u64, u64) {
+        (t.term, t.index)
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.term, self.index)
+    }
+}
 
 /// What an operator asked for, kept in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

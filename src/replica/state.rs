@@ -689,7 +689,7 @@ impl ClusterState {
         cmd: Command,
         decoded: Option<std::io::Result<Staged>>,
     ) -> Outcome {
-        let token: Token = (log_id.committed_leader_id().term, log_id.index());
+        let token = Token::new(log_id.committed_leader_id().term, log_id.index());
         match cmd {
             Command::AddZone { zone, origin } => {
                 let out = match self.zones.get(&zone.name) {
@@ -957,7 +957,7 @@ impl ClusterState {
                 }
                 match touched {
                     Some(touched) => {
-                        z.recent.push_back((token.1, touched));
+                        z.recent.push_back((token.index, touched));
                         while z.recent.len() > RECENT_MAX {
                             z.recent.pop_front();
                         }
@@ -1002,7 +1002,7 @@ impl ClusterState {
                 mut origin,
             } => {
                 if ok {
-                    self.fenced.insert(target, token.0);
+                    self.fenced.insert(target, token.term);
                 }
                 origin.command = format!("{} — {}", origin.command, outcome);
                 let out = if ok {
@@ -1047,8 +1047,8 @@ impl ClusterState {
 
     fn audit(&mut self, token: Token, origin: Origin, out: &Outcome) {
         self.audit.push_back(AuditRecord {
-            term: token.0,
-            index: token.1,
+            term: token.term,
+            index: token.index,
             origin,
             outcome: match out {
                 Outcome::Refused(m) => format!("refused: {m}"),
@@ -1555,7 +1555,7 @@ mod tests {
             ),
             Outcome::Published {
                 serial: 10,
-                token: (2, 3)
+                token: Token::new(2, 3)
             }
         );
         let good = st.zones["example."].clone();

@@ -192,17 +192,24 @@ impl crate::node::Peers for SimControl {
         _addr: &NodeAddr,
         req: crate::transport::Control,
         _ttl: Duration,
-    ) -> Result<crate::transport::ControlReply, String> {
+    ) -> Result<crate::transport::ControlReply, crate::transport::ControlError> {
+        use crate::transport::ControlError::{Failed, NotSent};
         let peer = SimPeer {
             me: self.me,
             target: to,
             net: self.net.clone(),
         };
-        peer.there().await.map_err(|e| e.to_string())?;
+        let why = |e: &dyn std::fmt::Display| e.to_string();
+        peer.there()
+            .await
+            .map_err(|e| NotSent { to, why: why(&e) })?;
         let node = lock(&self.net).nodes.get(&to).and_then(|n| n.upgrade());
-        let node = node.ok_or_else(|| format!("node {to} down"))?;
+        let node = node.ok_or_else(|| Failed {
+            to,
+            why: "down".into(),
+        })?;
         let r = crate::admin::answer_control(&node, self.me, req).await;
-        peer.back().await.map_err(|e| e.to_string())?;
+        peer.back().await.map_err(|e| Failed { to, why: why(&e) })?;
         Ok(r)
     }
 }
@@ -364,7 +371,7 @@ async fn stop(n: SimNode, net: &Shared) {
 struct Seen {
     leader_of_term: BTreeMap<u64, NodeId>,
     hash_of_serial: BTreeMap<u32, [u8; 32]>,
-    token_of_serial: BTreeMap<u32, (u64, u64)>,
+    token_of_serial: BTreeMap<u32, crate::replica::Token>,
     serial_of_node: BTreeMap<NodeId, u32>,
     checks: u64,
 }
@@ -420,7 +427,7 @@ impl Seen {
             }
         }
         // Tokens grow with serials.
-        let mut last: Option<(u32, (u64, u64))> = None;
+        let mut last: Option<(u32, crate::replica::Token)> = None;
         for (s, t) in &self.token_of_serial {
             if let Some((ps, pt)) = last
                 && pt >= *t

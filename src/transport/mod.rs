@@ -117,8 +117,12 @@ pub enum ControlReply {
     },
     StoreRecord {
         record: Option<crate::replica::StoreRecord>,
-        /// (store, incarnation) the node last announced to the answering one.
-        announced: Option<(String, u64)>,
+        /// (store, incarnation) the node last announced to the answering one, and the
+        /// index the answering node had applied when it kept that.
+        announced: Option<(String, u64, u64)>,
+        /// The last log index `record` reflects (what the answering node applied, and the
+        /// entries of its log beyond).
+        as_of: u64,
     },
     Failed(String),
 }
@@ -133,8 +137,22 @@ pub type ControlHandler = Arc<
 /// Deadline of one control request (a forwarded admin request may wait for a commit).
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// In a control error: the request never left this node (it may be sent again).
-pub const NOT_SENT: &str = "not sent";
+/// Why a control request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// The request never left this node: it may be sent again.
+    #[error("node {to}: not sent: {why}")]
+    NotSent { to: NodeId, why: String },
+    /// Sent, and no good answer: it may have been carried out.
+    #[error("node {to}: {why}")]
+    Failed { to: NodeId, why: String },
+}
+
+impl From<ControlError> for String {
+    fn from(e: ControlError) -> String {
+        e.to_string()
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 pub enum Response {
@@ -289,7 +307,27 @@ pub type Blank = Arc<std::sync::atomic::AtomicBool>;
 /// Why this node grants no vote and acknowledges no append, while that is so: its store
 /// is being checked against what the others know of it, or it was found restored from an
 /// older copy (`node::restore`).
-pub type Hold = Arc<std::sync::Mutex<Option<String>>>;
+pub type Hold = Arc<std::sync::Mutex<Option<Held>>>;
+
+/// What a [`Hold`] holds a node for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// Its store is being compared with what the other members record of it.
+    Checking,
+    /// Its store was found restored from an older copy: how it was found.
+    Restored(String),
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Held::Checking => f.write_str(
+                "store check: comparing this store with what the other members record of it",
+            ),
+            Held::Restored(why) => f.write_str(why),
+        }
+    }
+}
 
 /// The last append a leader got this node to accept: when, and the leader's commit index
 /// then. Once this node has applied that index it knew itself current at that instant
@@ -459,7 +497,8 @@ pub struct Guards {
 }
 
 fn held(hold: &Hold) -> Option<String> {
-    hold.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    let h = hold.lock().unwrap_or_else(|e| e.into_inner());
+    h.as_ref().map(Held::to_string)
 }
 
 type Stream = tokio_rustls::client::TlsStream<TcpStream>;
@@ -524,16 +563,16 @@ pub async fn control(
     addr: &str,
     req: Control,
     ttl: Duration,
-) -> Result<ControlReply, String> {
+) -> Result<ControlReply, ControlError> {
+    let failed = |why: String| ControlError::Failed { to, why };
     if control_dropped(to) {
-        return Err(format!(
-            "node {to}: control traffic dropped (fault injection)"
-        ));
+        return Err(failed("control traffic dropped (fault injection)".into()));
     }
+    let not_sent = |why: String| ControlError::NotSent { to, why };
     let mut s = match tokio::time::timeout(ttl, dial(tls, me, to, addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("node {to}: {NOT_SENT}: {e}")),
-        Err(_) => return Err(format!("node {to}: {NOT_SENT}: no connection in {ttl:?}")),
+        Ok(Err(e)) => return Err(not_sent(e.to_string())),
+        Err(_) => return Err(not_sent(format!("no connection in {ttl:?}"))),
     };
     let ask = async {
         write_frame(&mut s, &encode(&Request::Control(req))).await?;
@@ -541,11 +580,11 @@ pub async fn control(
         decode::<Response>(&frame)
     };
     match tokio::time::timeout(ttl, ask).await {
-        Err(_) => Err(format!("node {to}: no answer in {ttl:?}")),
-        Ok(Err(e)) => Err(format!("node {to}: {e}")),
+        Err(_) => Err(failed(format!("no answer in {ttl:?}"))),
+        Ok(Err(e)) => Err(failed(e.to_string())),
         Ok(Ok(Response::Control(r))) => Ok(r),
-        Ok(Ok(Response::Failed(m) | Response::Refused(m))) => Err(format!("node {to}: {m}")),
-        Ok(Ok(_)) => Err(format!("node {to}: unexpected reply")),
+        Ok(Ok(Response::Failed(m) | Response::Refused(m))) => Err(failed(m)),
+        Ok(Ok(_)) => Err(failed("unexpected reply".into())),
     }
 }
 
