@@ -184,3 +184,83 @@ fn restored(port: u16, leader_copied: bool) {
         "the old store is kept aside"
     );
 }
+
+/// A wiped node (a new store, recorded by the cluster) restarted while the only other
+/// running member is one that lagged behind since before the wipe: that member's record
+/// still names the store the wipe replaced. It proves nothing (it reaches less far into
+/// the log than the wiped node applied): the node is not held, and the two carry on.
+#[test]
+fn a_wiped_node_is_not_held_by_a_peer_that_lags_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut procs = common::example_lab(d, 3, 23700, "");
+    let zone = d.join("example.zone");
+    let first = procs
+        .converged(ZONE, 0, Duration::from_secs(60))
+        .expect("first version")[0]
+        .0;
+    let leader = procs.agreed_leader(Duration::from_secs(30)).unwrap();
+    let mut others = [1, 2, 3].into_iter().filter(|i| *i != leader);
+    let (w, p) = (others.next().unwrap(), others.next().unwrap());
+
+    eprintln!("phase: P (node {p}) stopped; W (node {w}) wiped and started again");
+    procs.kill(p);
+    procs.kill(w);
+    std::fs::remove_dir_all(d.join(format!("data-{w}"))).unwrap();
+    procs.restart(w).unwrap();
+    let store = lab::wait_for(Duration::from_secs(30), || {
+        let s = status(procs.node(w))?;
+        let id = s["store"]["id"].as_str()?.to_string();
+        let recorded = status(procs.node(leader))?["stores"][w.to_string()]["store"].as_str()
+            == Some(id.as_str());
+        (s["store_check"].is_null() && recorded).then_some(id)
+    })
+    .expect("W's new store passes its check and is recorded");
+    let mut text = std::fs::read_to_string(&zone).unwrap();
+    text.push_str("wiped 300 IN A 192.0.2.98\n");
+    std::fs::write(&zone, text.clone()).unwrap();
+    let (code, out, err) = qs(&["zone", "reload", ZONE, "--admin", &procs.node(w).admin]);
+    assert_eq!(code, 0, "{out}{err}");
+    let second = procs
+        .converged(ZONE, first, Duration::from_secs(60))
+        .expect("second")[0]
+        .0;
+
+    eprintln!("phase: the leader stopped; P (behind, naming W's old store) and W started");
+    procs.kill(leader);
+    procs.kill(w);
+    procs.restart(p).unwrap();
+    procs.restart(w).unwrap();
+    let stale = status(procs.node(p)).and_then(|s| {
+        s["stores"][w.to_string()]["store"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert_ne!(
+        stale.as_deref(),
+        Some(store.as_str()),
+        "P is behind W's new store"
+    );
+    lab::wait_for(Duration::from_secs(30), || {
+        let s = status(procs.node(w))?;
+        s["store_check"].is_null().then_some(())
+    })
+    .unwrap_or_else(|| panic!("W held: {}", status(procs.node(w)).unwrap()["store_check"]));
+
+    eprintln!("phase: W and P elect a leader and publish a change; the old leader catches up");
+    text.push_str("carried 300 IN A 192.0.2.97\n");
+    std::fs::write(&zone, text).unwrap();
+    let (code, out, err) = qs(&["zone", "reload", ZONE, "--admin", &procs.node(p).admin]);
+    assert_eq!(code, 0, "{out}{err}");
+    let third = procs
+        .converged(ZONE, second, Duration::from_secs(60))
+        .expect("third")[0]
+        .0;
+    procs.restart(leader).unwrap();
+    let all = procs
+        .converged(ZONE, third - 1, Duration::from_secs(60))
+        .expect("all three");
+    assert!(all.iter().all(|v| *v == all[0]), "{all:?}");
+    let log = std::fs::read_to_string(&procs.node(w).log).unwrap();
+    assert!(!log.contains("ALARM: store restored"), "W was held:\n{log}");
+}
