@@ -139,7 +139,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     tokio::spawn(restore::record(node.clone()));
     tokio::spawn(crate::admin::server::serve(admin_listeners, node.clone()));
     tokio::spawn(crate::leader::run(node.clone()));
-    tokio::spawn(check::run(node.clone()));
+    tokio::spawn(crate::follower::run(node.clone()));
     tokio::spawn(watch_lease(node.clone()));
     if let Some(dns) = &cfg.dns {
         crate::serve::start(node.clone(), &dns.listen).await?;

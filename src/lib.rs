@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod fence;
+pub mod follower;
 pub mod hsm;
 pub mod ingest;
 pub mod kasp;

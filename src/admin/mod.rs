@@ -917,7 +917,7 @@ pub async fn handle(
                 .store(available, std::sync::atomic::Ordering::SeqCst);
             let n = node.clone();
             if let Ok(r) =
-                tokio::task::spawn_blocking(move || crate::node::check::check_readiness(&n)).await
+                tokio::task::spawn_blocking(move || crate::follower::check_readiness(&n)).await
             {
                 node.local().readiness = r;
             }

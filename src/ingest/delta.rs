@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_changed_file_is_compared_bucket_by_bucket_new_and_gone_rrsets_too() {
-        let (z, origin, _) = crate::node::check::testing::signed_example(Denial::Nsec);
+        let (z, origin, _) = crate::testkit::examples::signed_example(Denial::Nsec);
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.zone");
         let text = std::fs::read_to_string(&path).unwrap();
         let opts = ParseOptions {

@@ -21,6 +21,7 @@ pub mod engine;
 mod input;
 mod keys;
 mod propose;
+pub mod publish;
 mod quick;
 mod zone;
 

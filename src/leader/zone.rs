@@ -333,7 +333,7 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
             rss_mib,
             "published"
         );
-        tokio::spawn(crate::node::publish::after_publish(
+        tokio::spawn(crate::leader::publish::after_publish(
             node.clone(),
             zone.to_string(),
             serial,

@@ -5,11 +5,9 @@
 //!  node run ─► open store + state machine ─► Raft ─┬─► transport::serve (raft_listen)
 //!                                                   ├─► admin::server (socket, admin_listen)
 //!                                                   ├─► leader::run   (signs only while leader)
-//!                                                   └─► check::run    (validate on apply, readiness)
+//!                                                   └─► follower::run (validate on apply, readiness)
 //! ```
 
-pub mod check;
-pub mod publish;
 pub mod restore;
 
 use std::collections::{BTreeMap, HashMap};

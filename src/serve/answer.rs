@@ -440,7 +440,7 @@ mod tests {
     use crate::signer::Denial;
 
     fn signed(denial: Denial) -> (ZoneState, Name) {
-        let (z, origin, _) = crate::node::check::testing::signed_example(denial);
+        let (z, origin, _) = crate::testkit::examples::signed_example(denial);
         (z, origin)
     }
 

@@ -3,6 +3,7 @@
 //! thread ([`sim`]), and the bodies of the fuzz targets ([`fuzz`]). Above every part of the
 //! product; nothing in the product imports it.
 
+pub mod examples;
 pub mod fuzz;
 pub mod lab;
 pub mod sim;

@@ -37,8 +37,9 @@ use openraft::raft::{
 use openraft::type_config::async_runtime::WatchReceiver;
 
 use crate::config::NodeConfig;
+use crate::follower as check;
 use crate::leader;
-use crate::node::{KeyResolver, Local, Node, check, raft_config, watch_lease};
+use crate::node::{KeyResolver, Local, Node, raft_config, watch_lease};
 use crate::replica::machine::{Snapshot, StateMachine};
 use crate::replica::{Command, NodeAddr, NodeId, Origin, Raft, TypeConfig, ZoneConfig};
 use crate::runtime::rt;
