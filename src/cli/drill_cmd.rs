@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::cluster_cmd::{AdminArgs, gather_status, zone_serials};
+use super::cluster_cmd::{AdminArgs, gather_status};
+use super::zone_cmd::zone_serials;
 use crate::admin::client::call;
 use crate::dns::Remote;
 use crate::zone::Name;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::cluster_cmd::{AdminArgs, ok, read_policy};
+use super::cluster_cmd::{AdminArgs, ok};
+use super::zone_cmd::read_policy;
 use crate::admin::api::KeyAction;
 use crate::admin::client::{call, call_leader};
 use crate::kasp::sim::{Run, World, check};

@@ -5,8 +5,10 @@ mod demo_cmd;
 mod drill_cmd;
 mod kasp_cmd;
 mod keys_cmd;
+mod node_cmd;
 mod sign_cmd;
 mod verify_cmd;
+mod zone_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -49,7 +51,7 @@ enum Cmd {
     /// Signer nodes: run one, add or remove one.
     Node {
         #[command(subcommand)]
-        cmd: cluster_cmd::NodeCmd,
+        cmd: node_cmd::NodeCmd,
     },
     /// The cluster: certificates, bootstrap, status, audit log.
     Cluster {
@@ -64,7 +66,7 @@ enum Cmd {
     /// Zones of the cluster.
     Zone {
         #[command(subcommand)]
-        cmd: cluster_cmd::ZoneCmd,
+        cmd: zone_cmd::ZoneCmd,
     },
     /// Failover drills: check, act, report every step with its time.
     Drill {
@@ -115,7 +117,7 @@ pub fn main() -> i32 {
     if !matches!(
         cli.cmd,
         Cmd::Node {
-            cmd: cluster_cmd::NodeCmd::Run { .. }
+            cmd: node_cmd::NodeCmd::Run { .. }
         }
     ) {
         init_tracing(&cli.log);
@@ -125,10 +127,10 @@ pub fn main() -> i32 {
         Cmd::Sign(a) => sign_cmd::run(a),
         Cmd::Verify(a) => return verify_cmd::run(a),
         Cmd::Ds(a) => keys_cmd::ds(a),
-        Cmd::Node { cmd } => cluster_cmd::node(cmd).map_err(anyhow::Error::msg),
+        Cmd::Node { cmd } => node_cmd::node(cmd).map_err(anyhow::Error::msg),
         Cmd::Cluster { cmd } => cluster_cmd::cluster(cmd).map_err(anyhow::Error::msg),
         Cmd::Leader { cmd } => cluster_cmd::leader(cmd).map_err(anyhow::Error::msg),
-        Cmd::Zone { cmd } => cluster_cmd::zone(cmd).map_err(anyhow::Error::msg),
+        Cmd::Zone { cmd } => zone_cmd::zone(cmd).map_err(anyhow::Error::msg),
         Cmd::Demo(a) => demo_cmd::run(a).map_err(anyhow::Error::msg),
         Cmd::Drill { cmd } => drill_cmd::run(cmd).map_err(anyhow::Error::msg),
         Cmd::Backup { cmd } => kasp_cmd::backup(cmd).map_err(anyhow::Error::msg),
