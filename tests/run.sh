@@ -23,4 +23,4 @@ for t in dnssec-verify dnssec-keygen dnssec-dsfromkey ldns-keygen ldns-verify-zo
     command -v "$t" >/dev/null || { echo "missing test tool: $t" >&2; exit 1; }
 done
 
-cargo test --all-targets "$@"
+cargo test --all-targets --features testkit "$@"

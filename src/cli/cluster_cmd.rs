@@ -74,6 +74,7 @@ pub enum ClusterCmd {
         addr: String,
     },
     /// Append to a Raft log store until killed, printing each acknowledged index (crash tests).
+    #[cfg(feature = "testkit")]
     #[command(hide = true)]
     StoreTorture {
         #[arg(long)]
@@ -200,6 +201,7 @@ pub fn cluster(cmd: ClusterCmd) -> Result<(), String> {
                 .map(|_| println!("welcomed by node {to} as node {as_id}"))
                 .map_err(|e| format!("refused: {e}"))
         }
+        #[cfg(feature = "testkit")]
         ClusterCmd::StoreTorture { dir } => store_torture(&dir),
         ClusterCmd::Init { a } => {
             let ans = call(&a.admin, "POST", "/init", None, TIMEOUT)?;
@@ -375,6 +377,7 @@ pub fn format_status(v: &Value) -> String {
 }
 
 /// Appends batches of entries and prints `acked N` once each batch is reported durable.
+#[cfg(feature = "testkit")]
 pub(super) fn store_torture(dir: &std::path::Path) -> Result<(), String> {
     use crate::replica::{Command, Origin, TypeConfig};
     use openraft::alias::{EntryOf, LogIdOf, VoteOf};
