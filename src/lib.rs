@@ -1,8 +1,27 @@
 //! quorumsign: a DNSSEC signer that runs as a high-availability cluster.
 //!
-//! The offline engine: [`zone`] (model and parser), [`keys`] (DNSKEY material and key
-//! files), [`hsm`] (keystores), [`signer`] (RRSIGs, NSEC/NSEC3, signature cache) and
-//! [`validate`] (the independent checker every version passes before publication).
+//! ```text
+//!  input file ─┐                         leader                      every node
+//!  primary ────┴─► ingest ─► leader::engine ─► signer ─► validate ─► replica (Raft)
+//!  (AXFR/IXFR: dns)   what changed   what to do   sign    publish     │ Stage × n, Publish
+//!                                                          gate       ▼
+//!                                              follower: validate again (own chain walk)
+//!                                                          │ only what passed
+//!                                                          ▼
+//!                                   serve (UDP/TCP, AXFR/IXFR out) · leader::publish
+//!                                                              (file output, NOTIFY out)
+//! ```
+//!
+//! The modules by layer, bottom first; each imports only from its own layer and those below
+//! (`tests/layers.rs` checks it):
+//!
+//! | layer | modules |
+//! |---|---|
+//! | runtime | [`runtime`] (clock, thread pools, allocator, openraft's runtime), [`codec`] |
+//! | the offline engine | [`zone`] (model, parser, serials, dates), [`dns`] (the DNS client, TSIG), [`keys`] and [`hsm`] (keys and keystores), [`kasp`] (key lifecycle), [`replica`] (the replicated state), [`validate`] (the independent checker, full and incremental), [`signer`] (RRSIGs, NSEC/NSEC3, the signature cache, incremental signing) |
+//! | the parts a node wires | [`store`] (Raft log), [`access`] (roles), [`transport`] (node-to-node TLS), [`ingest`] (input → changes), [`serve`] (DNS answers and transfers out), [`config`], [`fence`] |
+//! | the node | [`node`] (the shared handles), [`leader`] (the engine and its effects), [`follower`] (validation on apply, readiness) |
+//! | the process | [`admin`] (API), [`daemon`] (starts and wires a node), [`testkit`], [`cli`] |
 
 pub mod access;
 pub mod admin;

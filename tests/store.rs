@@ -229,7 +229,10 @@ async fn a_read_for_sending_is_bounded_in_bytes() {
 /// SIGKILL a process in the middle of heavy appends, five times over one store: every
 /// index it reported as acknowledged (flushed) must be there, intact, after each restart.
 #[test]
-#[cfg_attr(not(feature = "testkit"), ignore = "drives `cluster store-torture`: --features testkit")]
+#[cfg_attr(
+    not(feature = "testkit"),
+    ignore = "drives `cluster store-torture`: --features testkit"
+)]
 fn acknowledged_appends_survive_sigkill() {
     use openraft::entry::RaftEntry;
     use openraft::storage::{RaftLogReader, RaftLogStorage};

@@ -305,7 +305,8 @@ fn validate(
     };
     let state = NodeZone(node, zone);
     let src = Pinned::new(&state, version.token, origin, WINDOW)?;
-    let report = validator_pool().install(|| verify_source(&src, &opts, &|_, _| {}));
+    let report =
+        crate::runtime::validator_pool().install(|| verify_source(&src, &opts, &|_, _| {}));
     if src.lost.load(Ordering::Relaxed) {
         return Err(CheckError::Superseded);
     }
@@ -536,13 +537,6 @@ fn private_keys(
             crate::hsm::scalar_verifier(&*k)?.ok().map(Arc::new)
         })
         .collect()
-}
-
-/// Threads for full validation, at a lower CPU priority (nice 10) than the Raft runtime
-/// and the leader's signing: re-checking a large zone must not delay heartbeats.
-fn validator_pool() -> &'static rayon::ThreadPool {
-    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| crate::runtime::niced_pool("validate", 10))
 }
 
 /// [`crate::validate::incremental::check`] of a zone state, its refusal as text (tests).

@@ -76,7 +76,7 @@ pub(super) fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
     tokio::spawn(async move {
         let t = Instant::now();
         let made = crate::runtime::spawn_blocking(move || {
-            standby_pool().install(|| -> std::io::Result<_> {
+            crate::runtime::standby_pool().install(|| -> std::io::Result<_> {
                 let p = std::path::Path::new(&path);
                 let (sums, read) = read_file(&path, index.as_deref())?;
                 if want.is_some_and(|d| d != sums.digest) {
@@ -120,14 +120,6 @@ pub(super) fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
             g.current = Some(Arc::new(next));
         }
     });
-}
-
-/// Threads for a standby's index of the input, at the lowest CPU priority (nice 19): it
-/// runs while the leader builds the next version and the followers check it, on the
-/// same cores in a lab, and must not delay them.
-pub(super) fn standby_pool() -> &'static rayon::ThreadPool {
-    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| crate::runtime::niced_pool("standby", 19))
 }
 
 /// The index of the file the current version was built from, and the one of the file the

@@ -1,7 +1,9 @@
-//! The leader's signing loop.
+//! The leader: a pure decision engine ([`engine`]) and the effects it asks for. Every tick
+//! the loop gathers the facts and carries out the node's duty (stand by, hand over, start a
+//! term, lead); leading, it runs each zone in a task of its own, a bounded number at once.
 //!
 //! ```text
-//!  every tick, while leader, per zone:
+//!  each zone's run (zone.rs):
 //!   keys  ── key-lifecycle engine (kasp): generate what it asks for (AddKey, exists once
 //!            committed), commit its evaluation (KeyEval) when records move
 //!            (sign with: DNSKEY iff DK ∈ {R,O}, DNSKEY RRset iff KR ∈ {R,O}, data iff RS ∈ {R,O})
@@ -14,6 +16,18 @@
 //! ```
 //! Only committed keys sign; a node that loses leadership mid-run gets its Publish refused
 //! by Raft (not committed) or by the state machine (base moved).
+//!
+//! | file | what |
+//! |---|---|
+//! | `engine.rs` | the decisions, pure: duty, a zone's phase, whether a version is due, scheduling |
+//! | `mod.rs` | the loop: facts in, the duty carried out, zone runs started and collected |
+//! | `zone.rs` | one zone's run and what it remembers between runs |
+//! | `duty.rs` | the clock comparison, hand-over, fencing the predecessor |
+//! | `input.rs` | reading a changed file, asking a hidden primary, the standby's index |
+//! | `build.rs`, `quick.rs` | the build paths: the whole zone, or only what changed |
+//! | `propose.rs` | a version cut into bounded `Stage` entries, then `Publish` |
+//! | `keys.rs` | the KASP step, parent checks |
+//! | `publish.rs` | after a publish: file output and NOTIFY, fenced by the version's token |
 
 mod build;
 mod duty;

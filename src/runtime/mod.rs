@@ -1,6 +1,7 @@
 //! What the rest of the program runs on: the [`clock`], the allocator and memory figures
 //! ([`mem`]), openraft's async runtime ([`rt`]), and the ways blocking work leaves the async
-//! threads (the helpers below and the background thread pools).
+//! threads: the helpers below and the background thread pools (validation, the standby's
+//! index; the signer's rayon work runs on rayon's global pool).
 //!
 //! Everything here is below every other module: it imports none of them.
 
@@ -30,6 +31,21 @@ pub async fn spawn_blocking<T: Send + 'static>(
             .await
             .map_err(|e| e.to_string()),
     }
+}
+
+/// Threads for full validation, at a lower CPU priority (nice 10) than the Raft runtime
+/// and the leader's signing: re-checking a large zone must not delay heartbeats.
+pub fn validator_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| niced_pool("validate", 10))
+}
+
+/// Threads for a standby's index of the input, at the lowest CPU priority (nice 19): it
+/// runs while the leader builds the next version and the followers check it, on the same
+/// cores in a lab, and must not delay them.
+pub fn standby_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| niced_pool("standby", 19))
 }
 
 /// A rayon pool whose threads (`{name}-{i}`) run at CPU priority `nice`: background work

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod daemon;
+pub mod example;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
