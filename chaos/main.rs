@@ -44,7 +44,6 @@
 //! cargo build --release && target/release/quorumsign-chaos --seed 7 --faults 10
 //! ```
 
-mod checkers;
 mod primary;
 
 use std::path::{Path, PathBuf};
@@ -54,8 +53,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use quorumsign::testkit::lab::{self, LabNode};
 
-use checkers::{Checkers, Observation};
 use primary::Primary;
+use quorumsign::testkit::checkers::{Checkers, Observation};
 
 const ZONE: &str = "chaos.test.";
 /// Events printed on either side of a violation.

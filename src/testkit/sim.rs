@@ -367,9 +367,12 @@ async fn stop(n: SimNode, net: &Shared) {
     let _ = n.node.raft.shutdown().await;
 }
 
-/// What the checks remember between looks.
+/// What the checks remember between looks: the shared invariant checkers (the chaos
+/// harness's: V, S, K, F over what each node serves), and what only a simulation can see
+/// (every node's Raft role, the tokens of every version).
 #[derive(Default)]
 struct Seen {
+    checkers: super::checkers::Checkers,
     leader_of_term: BTreeMap<u64, NodeId>,
     hash_of_serial: BTreeMap<u32, [u8; 32]>,
     token_of_serial: BTreeMap<u32, crate::replica::Token>,
@@ -380,6 +383,7 @@ struct Seen {
 impl Seen {
     /// One look at every running node.
     fn look(&mut self, nodes: &BTreeMap<NodeId, SimNode>, at: u64, out: &mut Outcome) {
+        let reported = self.checkers.violations.len();
         for (id, n) in nodes {
             self.checks += 1;
             let (state, term) = {
@@ -399,33 +403,38 @@ impl Seen {
                 let l = n.node.local();
                 (l.last_good.get(ZONE).cloned(), l.alarms.get(ZONE).cloned())
             };
-            if let Some(a) = alarm {
+            if let Some(a) = &alarm {
                 out.violations
                     .push(format!("{at} ms: node {id}: validation alarm: {a}"));
             }
             let Some(v) = good else { continue };
-            match self.hash_of_serial.insert(v.serial, v.hash) {
-                Some(h) if h != v.hash => out.violations.push(format!(
-                    "{at} ms: serial {} has two contents (node {id})",
-                    v.serial
-                )),
-                _ => {}
+            self.hash_of_serial.insert(v.serial, v.hash);
+            self.serial_of_node.insert(*id, v.serial);
+            // (Seen through the journal when the content moved on: its keys are not read.)
+            if let Some(dnskeys) = served_dnskeys(&n.node, &v) {
+                let observation = super::checkers::Observation {
+                    at_ms: at,
+                    node: *id,
+                    zone: ZONE.into(),
+                    serial: v.serial,
+                    hash: crate::replica::state::hex(&v.hash),
+                    dnskeys,
+                    min_expiration: v.min_expiration,
+                    valid: Some(alarm.is_none()),
+                };
+                self.checkers.observe(&observation, n.node.now() as u32, 0);
             }
             match self.token_of_serial.insert(v.serial, v.token) {
                 Some(t) if t != v.token => out.violations.push(format!(
-                    "{at} ms: serial {} published under two tokens {t:?} and {:?}",
+                    "{at} ms: serial {} published under two tokens {t} and {}",
                     v.serial, v.token
                 )),
                 _ => {}
             }
-            if let Some(prev) = self.serial_of_node.insert(*id, v.serial)
-                && prev > v.serial
-            {
-                out.violations.push(format!(
-                    "{at} ms: node {id} went back from serial {prev} to {}",
-                    v.serial
-                ));
-            }
+        }
+        for v in &self.checkers.violations[reported..] {
+            out.violations
+                .push(format!("{at} ms: {}: {}", v.invariant, v.what));
         }
         // Tokens grow with serials.
         let mut last: Option<(u32, crate::replica::Token)> = None;
@@ -434,12 +443,29 @@ impl Seen {
                 && pt >= *t
             {
                 out.violations.push(format!(
-                    "{at} ms: serial {s} has token {t:?}, not above serial {ps}'s {pt:?}"
+                    "{at} ms: serial {s} has token {t}, not above serial {ps}'s {pt}"
                 ));
             }
             last = Some((*s, *t));
         }
     }
+}
+
+/// The DNSKEY RRset of version `v` as node `n` holds it (sorted rdatas), when the content
+/// is that version.
+fn served_dnskeys(n: &Node, v: &crate::replica::Version) -> Option<Vec<Vec<u8>>> {
+    let origin = crate::zone::Name::parse(ZONE.as_bytes(), None).expect("zone name");
+    n.sm.with(|st| {
+        let z = st.zones.get(ZONE)?;
+        (z.current.as_ref()?.token == v.token).then_some(())?;
+        let set = z.content.get(&(
+            crate::replica::state::Owner(origin),
+            crate::zone::rtype::DNSKEY,
+        ))?;
+        let mut keys: Vec<Vec<u8>> = set.rdatas.iter().map(|d| d.to_vec()).collect();
+        keys.sort();
+        Some(keys)
+    })
 }
 
 fn leader_of(nodes: &BTreeMap<NodeId, SimNode>) -> Option<Arc<Node>> {
@@ -619,7 +645,7 @@ async fn simulate(seed: u64, dir: PathBuf, rounds: u32) -> Outcome {
     }
     out.versions = seen.hash_of_serial.len();
     out.terms = seen.leader_of_term.len();
-    out.checks = seen.checks;
+    out.checks = seen.checks + seen.checkers.checks.values().sum::<u64>();
     out.sim_ms = ms();
     for (_, n) in std::mem::take(&mut nodes) {
         stop(n, &net).await;

@@ -215,16 +215,16 @@ impl Checkers {
 
     /// R: the recorded key history (DNSKEY RRsets, who signs, the parent's DS sets) has no
     /// instant at which a validator could see a bogus answer.
-    pub fn removals(&mut self, at_ms: u64, h: &quorumsign::kasp::sim::History) {
+    pub fn removals(&mut self, at_ms: u64, h: &crate::kasp::sim::History) {
         self.count('R');
-        for b in quorumsign::kasp::sim::check(h).into_iter().take(5) {
+        for b in crate::kasp::sim::check(h).into_iter().take(5) {
             // With the versions recorded in the 2000 key-s before it, to replay by hand.
             let around: Vec<String> = h
                 .child
                 .iter()
                 .filter(|v| v.at + 2000 >= b.at && v.at <= b.at + 200)
                 .map(|v| {
-                    let tags = |s: &std::collections::BTreeSet<quorumsign::keys::KeyId>| {
+                    let tags = |s: &std::collections::BTreeSet<crate::keys::KeyId>| {
                         s.iter()
                             .map(|k| u16::from_be_bytes([k.0[0], k.0[1]]).to_string())
                             .collect::<Vec<_>>()
@@ -254,8 +254,8 @@ impl Checkers {
         &mut self,
         at_ms: u64,
         node: u64,
-        h: &mut quorumsign::kasp::sim::History,
-        v: quorumsign::kasp::sim::ChildVersion,
+        h: &mut crate::kasp::sim::History,
+        v: crate::kasp::sim::ChildVersion,
     ) {
         self.count('R');
         if let Err(e) = h.served(v, SLACK) {
@@ -278,8 +278,8 @@ pub const SLACK: u64 = 30;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quorumsign::kasp::sim::{ChildVersion, History, ParentVersion};
-    use quorumsign::keys::KeyId;
+    use crate::kasp::sim::{ChildVersion, History, ParentVersion};
+    use crate::keys::KeyId;
 
     fn obs(node: u64, serial: u32, hash: &str) -> Observation {
         Observation {
