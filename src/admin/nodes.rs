@@ -180,13 +180,13 @@ pub(super) async fn handle(
                 };
                 let term = node.raft.metrics().borrow_watched().current_term;
                 let me = node.id;
-                let o = tokio::task::spawn_blocking(move || {
+                let o = crate::runtime::spawn_blocking(move || {
                     crate::fence::run_hook(&cfg, me, id, &addr, term, "fenced by the operator")
                 })
                 .await
                 .unwrap_or_else(|e| crate::fence::FenceOutcome {
                     ok: false,
-                    summary: e.to_string(),
+                    summary: e,
                 });
                 (o.ok, o.summary)
             };
@@ -335,7 +335,7 @@ pub(super) async fn handle(
                 .store(available, std::sync::atomic::Ordering::SeqCst);
             let n = node.clone();
             if let Ok(r) =
-                tokio::task::spawn_blocking(move || crate::follower::check_readiness(&n)).await
+                crate::runtime::spawn_blocking(move || crate::follower::check_readiness(&n)).await
             {
                 node.local().readiness = r;
             }

@@ -273,9 +273,9 @@ pub async fn serve(l: Listeners, node: Arc<Node>) {
             let who = match cred {
                 Ok(c) => {
                     let a = a.clone();
-                    tokio::task::spawn_blocking(move || unix_caller(&a, id, c.uid()))
+                    crate::runtime::spawn_blocking(move || unix_caller(&a, id, c.uid()))
                         .await
-                        .unwrap_or_else(|e| Err(e.to_string()))
+                        .unwrap_or_else(Err)
                 }
                 Err(e) => Err(format!("peer credentials: {e}")),
             };

@@ -143,7 +143,7 @@ pub async fn after_publish(node: std::sync::Arc<Node>, zone: String, serial: u32
     if let Some(path) = output {
         let n = node.clone();
         let z = zone.clone();
-        let res = tokio::task::spawn_blocking(move || {
+        let res = crate::runtime::spawn_blocking(move || {
             // The text is taken under the same read as the check, so it is that version.
             let text = {
                 let st = n.sm.read();
@@ -155,7 +155,7 @@ pub async fn after_publish(node: std::sync::Arc<Node>, zone: String, serial: u32
             write_guarded(Path::new(&path), &z, serial, token, &text)
         })
         .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+        .unwrap_or_else(Err);
         match res {
             Ok(()) => tracing::info!(zone, serial, "file output written"),
             Err(e) => tracing::warn!(zone, serial, "file output: {e}"),
