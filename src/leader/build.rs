@@ -18,7 +18,7 @@ use crate::replica::state::{Owner, ZoneState, hex};
 use crate::replica::{KeyRecord, RrsetChange, RrsetVal, Version, ZoneConfig};
 use crate::signer::cache::{CacheEntry, CachedRrsig};
 use crate::signer::{Denial, SignOptions, SignatureCache, sign_zone};
-use crate::zone::{Name, Parsed, Zone, rtype};
+use crate::zone::{Name, ParseOptions, Parsed, Zone, rtype};
 
 /// Why no version was built.
 pub(super) enum BuildError {
@@ -119,177 +119,61 @@ pub(super) fn cache_of<'a>(
     cache
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one build of a zone starts from.
+pub(super) struct Build {
+    pub(super) zone: String,
+    pub(super) cfg: ZoneConfig,
+    pub(super) current: Option<Version>,
+    pub(super) reload_seq: u64,
+    /// The keys that sign, and their ids (sorted).
+    pub(super) keys: Vec<KeyRecord>,
+    pub(super) key_ids: Vec<KeyId>,
+    pub(super) input: Input,
+    /// The primary's serial, when the input is a primary's zone.
+    pub(super) input_serial: Option<u32>,
+    /// Whether a build from the changes alone may be tried (no refresh due, same keys).
+    pub(super) quick_ok: bool,
+    pub(super) kasp: KaspUse,
+}
+
+/// What a build made: the RRset changes against the current version and their figures.
+struct Diff {
+    changes: Vec<RrsetChange>,
+    hash: [u8; 32],
+    rrsets: u64,
+    /// RRsets signed, signatures reused, unchanged RRsets re-signed.
+    counts: (u64, u64, u64),
+    min_expiration: u32,
+}
+
+/// Builds the next version of a zone, in three steps: the input made into an unsigned zone
+/// ([`load`]), signed from its changes alone when it can be ([`from_changes`]), else signed
+/// whole ([`whole`]); the version gathers what they made.
 pub(super) fn build_version(
     node: &Node,
-    zone: &str,
-    cfg: &ZoneConfig,
-    current: Option<Version>,
-    reload_seq: u64,
-    keys: &[KeyRecord],
-    key_ids: Vec<KeyId>,
-    input: Input,
-    input_serial: Option<u32>,
-    quick_ok: bool,
-    kasp: KaspUse,
+    b: Build,
 ) -> Result<(Vec<RrsetChange>, Version), BuildError> {
+    let Build {
+        zone,
+        cfg,
+        current,
+        reload_seq,
+        keys,
+        key_ids,
+        input,
+        input_serial,
+        quick_ok,
+        kasp,
+    } = b;
+    let (zone, cfg, keys) = (zone.as_str(), &cfg, &keys[..]);
     let origin = Name::parse(zone.as_bytes(), None).map_err(|e| e.to_string())?;
-    let path = cfg.input.strip_prefix("file:").unwrap_or(&cfg.input);
     let popts = parse_options(origin.clone(), cfg);
     let t_start = Instant::now();
-    let read_whole = || -> Result<(Vec<u8>, Sums), BuildError> {
-        let b = std::fs::read(input_path(cfg)?)
-            .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
-        let sums = Sums::of(&b);
-        Ok((b, sums))
-    };
-    let mut edit = None;
-    let mut around_change = false;
-    let (input, input_digest, mut delta, what, compare, files, sums) = match input {
-        Input::Reread => {
-            let (b, sums) = read_whole()?;
-            (b, sums.digest, None, path, false, None, Some(sums))
-        }
-        Input::Text(b, d) => (b, d, None, path, false, None, None),
-        Input::File {
-            sums,
-            read,
-            compare,
-            files,
-        } => {
-            let b = match read {
-                FileRead::Whole(b) => b,
-                FileRead::Edit(e) => {
-                    edit = Some(e);
-                    around_change = true;
-                    Vec::new()
-                }
-            };
-            (b, sums.digest, None, path, compare, Some(files), Some(sums))
-        }
-        Input::Delta {
-            text,
-            changed,
-            digest,
-            how,
-        } => (text, digest, Some((changed, how)), how, false, None, None),
-    };
-    // The pieces of the file against those of the file the current version was built
-    // from: only new pieces are parsed; the state is read (locked) at the end only.
-    let pieces = files.as_ref().filter(|_| compare).and_then(|f| {
-        let base = current.as_ref()?.input_digest;
-        let index = f.lock().ok()?.current.clone();
-        let index = index.filter(|i| i.sums.digest == base)?;
-        let sums = sums.clone()?;
-        let path = std::path::Path::new(what);
-        let (prepared, how) = match edit.take() {
-            Some(e) => (
-                index.prepare_edit(e, sums, path, &popts)?,
-                "file edit compared",
-            ),
-            None => (
-                index.prepare(&input, sums, path, &popts)?,
-                "file pieces compared",
-            ),
-        };
-        let (mini, touched, index) = node.sm.with(|st| {
-            let z = st
-                .zones
-                .get(zone)
-                .filter(|z| z.current.as_ref().is_some_and(|v| v.input_digest == base))?;
-            prepared.finish(&z.content)
-        })?;
-        f.lock().ok()?.pending = Some(index);
-        Some((mini, touched, how))
-    });
-    // Read around its change but not told apart that way: the whole file, which must be
-    // what was read.
-    let input = match (&pieces, &sums) {
-        (None, Some(read)) if around_change => {
-            let (b, again) = read_whole()?;
-            if again.digest != read.digest {
-                return Err(BuildError::Transient(format!(
-                    "zone {zone}: input {path} changed while it was read"
-                )));
-            }
-            b
-        }
-        _ => input,
-    };
-    let by_pieces = pieces.is_some();
-    // Else the text is read twice without the state; the state is read (locked) only for
-    // the version's sums and for the final comparison, on the same version.
-    let compared = pieces.or_else(|| {
-        compare
-            .then(|| {
-                use crate::ingest::delta::{compare, content_sums, differing};
-                let token_of = |z: &ZoneState| z.current.as_ref().map(|v| v.token);
-                let (token, want) = node.sm.with(|st| {
-                    let z = st.zones.get(zone)?;
-                    Some((token_of(z), content_sums(z, &origin)))
-                })?;
-                let path = std::path::Path::new(what);
-                let (mini, differ) = differing(&input, path, &popts, &want)?;
-                let changed = node.sm.with(|st| {
-                    let z = st.zones.get(zone).filter(|z| token_of(z) == token)?;
-                    compare(z, &origin, &mini, &differ)
-                })?;
-                Some((mini, changed, "file compared"))
-            })
-            .flatten()
-    });
-    // Not compared by its pieces: the file's pieces, for its next change (~2.5 s at 1M
-    // delegations, once per file that is not). A file read whole is parsed by those
-    // pieces, once for both.
-    let index_files = |input: &[u8], keep: bool| -> Option<Parsed> {
-        let f = files.as_ref().filter(|_| !by_pieces)?;
-        let t = Instant::now();
-        let (sums, path) = (
-            sums.clone().expect("a file's sums"),
-            std::path::Path::new(what),
-        );
-        let (index, parsed) = if keep {
-            let (i, p) = FileIndex::build_parsed(input, sums, path, &popts)?;
-            (i, Some(p))
-        } else {
-            (FileIndex::build(input, sums, path, &popts)?, None)
-        };
-        tracing::info!(
-            zone,
-            pieces = index.len(),
-            ms = t.elapsed().as_millis() as u64,
-            "input file indexed by its pieces"
-        );
-        if let Ok(mut g) = f.lock() {
-            g.pending = Some(index);
-        }
-        parsed
-    };
-    let (mut unsigned, warnings) = match compared {
-        Some((mini, changed, how)) => {
-            index_files(&input, false);
-            drop(input);
-            delta = Some((changed, how));
-            (mini, Vec::new())
-        }
-        None => {
-            // The text is let go once parsed, before the records are built into the zone
-            // (at 1M delegations 110 MiB, on top of the content the leader holds).
-            let parsed = match index_files(&input, true) {
-                Some(p) => p,
-                None => {
-                    crate::zone::parse::parse_file_bytes(&input, std::path::Path::new(what), &popts)
-                        .map_err(|e| format!("zone {zone}: {e}"))?
-                }
-            };
-            drop(input);
-            Zone::build(parsed, &origin, what, &popts.limits)
-                .map_err(|e| format!("zone {zone}: {e}"))?
-        }
-    };
-    for w in warnings.iter().take(20) {
-        tracing::warn!(zone, "{w}");
-    }
+    let Loaded {
+        mut unsigned,
+        input_digest,
+        delta,
+    } = load(node, zone, cfg, current.as_ref(), input, &origin, &popts)?;
     let (file_serial, _, _) = unsigned.soa();
     let input_serial = input_serial.unwrap_or(file_serial);
     // A zone removed and added again starts after the serial it was last published with:
@@ -335,185 +219,42 @@ pub(super) fn build_version(
     };
     let from_delta = delta.is_some();
     let how = delta.as_ref().map(|(_, how)| *how);
+    let version = |m: Diff| {
+        let v = made.version(
+            node.now(),
+            m.hash,
+            m.rrsets,
+            m.changes.len() as u64,
+            m.counts,
+            m.min_expiration,
+        );
+        (m.changes, v)
+    };
     if (quick_ok || from_delta)
         && let Some(cur) = &current
     {
-        let t_parsed = Instant::now();
-        let st = node.sm.read();
-        let z = st.zones.get(zone).ok_or("zone removed")?;
-        let (found, touched) = match delta {
-            Some((changed, _)) => (
-                delta_changes(z, &origin, &unsigned, changed.clone()),
-                Some(changed),
-            ),
-            None => (same_shape_changes(z, &unsigned), None),
+        let (signing, opts) = (&signing[..], &opts);
+        let quick = Quick {
+            zone,
+            origin: &origin,
+            cur,
+            keys,
+            signing,
+            opts,
+            quick_ok,
         };
-        let mut quick = match found {
-            Some(found) => quick_sign(z, &origin, &unsigned, found, &signing, &opts, keys)
-                .map_err(BuildError::Transient)?
-                .map(|(c, n)| (c, n, "same shape: only changed RRsets signed")),
-            None => None,
-        };
-        if quick.is_none()
-            && quick_ok
-            && let Some(touched) = touched
-        {
-            quick = shape_sign(z, &origin, &unsigned, touched, &signing, &opts)
-                .map_err(BuildError::Transient)?
-                .map(|(c, n)| {
-                    let what = "names or types came or went: the changed RRsets and the \
-                                denial records around them signed";
-                    (c, n, what)
-                });
-        }
-        if let Some((changes, signed, what)) = quick {
-            let hash = z.hash_after(changes.iter());
-            let min_expiration = changes
-                .iter()
-                .flat_map(|c| c.val.iter().flat_map(|v| v.sigs.iter()))
-                .filter_map(|s| RrsigHeader::parse(s).map(|(h, _)| h.expiration))
-                .fold(cur.min_expiration, u32::min);
-            tracing::info!(
-                zone,
-                serial,
-                changes = changes.len(),
-                signed,
-                load_ms = (t_parsed - t_start).as_millis() as u64,
-                quick_ms = t_parsed.elapsed().as_millis() as u64,
-                input = how.unwrap_or("whole zone"),
-                "version built ({what})"
-            );
-            let rrsets = changes.iter().fold(z.content.len() as i64, |n, c| {
-                let had = z.content.contains_key(&(Owner(c.owner.clone()), c.rtype));
-                n + c.val.is_some() as i64 - had as i64
-            }) as u64;
-            let reused = rrsets.saturating_sub(signed);
-            let version = made.version(
-                node.now(),
-                hash,
-                rrsets,
-                changes.len() as u64,
-                (signed, reused, 0),
-                min_expiration,
-            );
-            return Ok((changes, version));
+        if let Some(m) = from_changes(node, &quick, &unsigned, delta, serial, t_start, how)? {
+            return Ok(version(m));
         }
     }
     if from_delta {
         // The delta holds a few owners, not the zone: never the full path.
         return Err(BuildError::Whole(how.unwrap_or("changes")));
     }
-    let (cache, base_hash) = {
-        let st = node.sm.read();
-        let z = st.zones.get(zone).ok_or("zone removed")?;
-        (cache_from(z, &origin, keys), z.hash)
-    };
-    let t_cache = Instant::now();
-    let signed = sign_zone(unsigned, &signing, &opts, &cache, &|_, _| {})
-        .map_err(|e| BuildError::Transient(e.to_string()))?;
-    drop(cache);
-    let t_signed = Instant::now();
-    let report = signed.verify(t);
-    if !report.valid {
-        let f = &report.failures[0];
-        return Err(BuildError::Input(format!(
-            "publish gate: {} failure(s), first: {} {}: {}",
-            report.failures.len(),
-            f.owner,
-            f.rtype,
-            f.message
-        )));
-    }
-    let stats = signed.stats;
-    let t_gate = Instant::now();
-    let entries = signed.into_entries();
-    let st = node.sm.read();
-    let z = st.zones.get(zone).ok_or("zone removed")?;
-    if z.hash != base_hash {
-        return Err(BuildError::Transient(
-            "the current version changed while signing".into(),
-        ));
-    }
-    // Merge-join in canonical order: the zone's nodes and the NSEC3 chain are two sorted
-    // runs, which a stable sort merges in linear time.
-    let mut entries = entries;
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut changes = Vec::new();
-    let mut resigned_unchanged = 0u64;
-    let mut min_expiration = u32::MAX;
-    let due_by = t.saturating_add(cfg.refresh_s);
-    let expirations = |v: &RrsetVal| {
-        v.sigs
-            .iter()
-            .filter_map(|s| RrsigHeader::parse(s).map(|(h, _)| h.expiration))
-            .min()
-    };
-    let rrsets = entries.len() as u64;
-    let mut old = z.content.iter().peekable();
-    let gone = |k: &(Owner, u16)| RrsetChange {
-        owner: k.0.0.clone(),
-        rtype: k.1,
-        val: None,
-    };
-    for (key, val) in entries {
-        if let Some(e) = expirations(&val) {
-            min_expiration = min_expiration.min(e);
-        }
-        while let Some((ok, _)) = old.next_if(|(ok, _)| **ok < key) {
-            changes.push(gone(ok));
-        }
-        match old.next_if(|(ok, _)| **ok == key) {
-            Some((_, o)) if *o == val => {}
-            Some((_, o)) => {
-                if o.ttl == val.ttl
-                    && o.rdatas == val.rdatas
-                    && key.1 != rtype::SOA
-                    && expirations(o).is_some_and(|e| e >= due_by)
-                {
-                    resigned_unchanged += 1;
-                }
-                changes.push(RrsetChange {
-                    owner: key.0.0,
-                    rtype: key.1,
-                    val: Some(val),
-                });
-            }
-            None => changes.push(RrsetChange {
-                owner: key.0.0,
-                rtype: key.1,
-                val: Some(val),
-            }),
-        }
-    }
-    for (ok, _) in old {
-        changes.push(gone(ok));
-    }
-    let hash = z.hash_after_all(&changes);
-    let ms = |a: Instant, b: Instant| (b - a).as_millis() as u64;
-    let t_end = Instant::now();
-    let rss_mib = crate::runtime::mem::rss_for(rrsets as usize);
-    tracing::info!(
-        zone,
-        serial,
-        changes = changes.len(),
-        hash = hex(&hash[..8]),
-        load_and_cache_ms = ms(t_start, t_cache),
-        sign_ms = ms(t_cache, t_signed),
-        gate_ms = ms(t_signed, t_gate),
-        diff_ms = ms(t_gate, t_end),
-        rss_mib,
-        "version built"
-    );
-    let counts = (stats.signed as u64, stats.reused as u64, resigned_unchanged);
-    let version = made.version(
-        node.now(),
-        hash,
-        rrsets,
-        changes.len() as u64,
-        counts,
-        min_expiration,
-    );
-    Ok((changes, version))
+    let m = whole(
+        node, zone, cfg, &origin, unsigned, &signing, &opts, keys, serial, t_start,
+    )?;
+    Ok(version(m))
 }
 
 /// What every version built in one run shares.
@@ -646,4 +387,405 @@ pub(super) fn cds_keys(set: &crate::kasp::KeySet, p: &crate::kasp::Policy) -> Ve
         .filter(|k| k.rec[DS].shown())
         .map(|k| k.id)
         .collect()
+}
+
+/// A build's input made into an unsigned zone.
+struct Loaded {
+    unsigned: Zone,
+    input_digest: [u8; 32],
+    /// The RRsets that differ from the current version's input, and what found them
+    /// (`None`: the whole zone is at hand).
+    delta: Option<(Vec<(Name, u16)>, &'static str)>,
+}
+
+/// Reads the input: an IXFR's changes, a file compared with the current version by its
+/// pieces or by bucket sums, or the whole text parsed; indexes a file's pieces for its next
+/// change.
+fn load(
+    node: &Node,
+    zone: &str,
+    cfg: &ZoneConfig,
+    current: Option<&Version>,
+    input: Input,
+    origin: &Name,
+    popts: &ParseOptions,
+) -> Result<Loaded, BuildError> {
+    let path = cfg.input.strip_prefix("file:").unwrap_or(&cfg.input);
+    let read_whole = || -> Result<(Vec<u8>, Sums), BuildError> {
+        let b = std::fs::read(input_path(cfg)?)
+            .map_err(|e| format!("zone {zone}: input {path}: {e}"))?;
+        let sums = Sums::of(&b);
+        Ok((b, sums))
+    };
+    let mut edit = None;
+    let mut around_change = false;
+    let (input, input_digest, mut delta, what, compare, files, sums) = match input {
+        Input::Reread => {
+            let (b, sums) = read_whole()?;
+            (b, sums.digest, None, path, false, None, Some(sums))
+        }
+        Input::Text(b, d) => (b, d, None, path, false, None, None),
+        Input::File {
+            sums,
+            read,
+            compare,
+            files,
+        } => {
+            let b = match read {
+                FileRead::Whole(b) => b,
+                FileRead::Edit(e) => {
+                    edit = Some(e);
+                    around_change = true;
+                    Vec::new()
+                }
+            };
+            (b, sums.digest, None, path, compare, Some(files), Some(sums))
+        }
+        Input::Delta {
+            text,
+            changed,
+            digest,
+            how,
+        } => (text, digest, Some((changed, how)), how, false, None, None),
+    };
+    // The pieces of the file against those of the file the current version was built
+    // from: only new pieces are parsed; the state is read (locked) at the end only.
+    let pieces = files.as_ref().filter(|_| compare).and_then(|f| {
+        let base = current?.input_digest;
+        let index = f.lock().ok()?.current.clone();
+        let index = index.filter(|i| i.sums.digest == base)?;
+        let sums = sums.clone()?;
+        let path = std::path::Path::new(what);
+        let (prepared, how) = match edit.take() {
+            Some(e) => (
+                index.prepare_edit(e, sums, path, popts)?,
+                "file edit compared",
+            ),
+            None => (
+                index.prepare(&input, sums, path, popts)?,
+                "file pieces compared",
+            ),
+        };
+        let (mini, touched, index) = node.sm.with(|st| {
+            let z = st
+                .zones
+                .get(zone)
+                .filter(|z| z.current.as_ref().is_some_and(|v| v.input_digest == base))?;
+            prepared.finish(&z.content)
+        })?;
+        f.lock().ok()?.pending = Some(index);
+        Some((mini, touched, how))
+    });
+    // Read around its change but not told apart that way: the whole file, which must be
+    // what was read.
+    let input = match (&pieces, &sums) {
+        (None, Some(read)) if around_change => {
+            let (b, again) = read_whole()?;
+            if again.digest != read.digest {
+                return Err(BuildError::Transient(format!(
+                    "zone {zone}: input {path} changed while it was read"
+                )));
+            }
+            b
+        }
+        _ => input,
+    };
+    let by_pieces = pieces.is_some();
+    // Else the text is read twice without the state; the state is read (locked) only for
+    // the version's sums and for the final comparison, on the same version.
+    let compared = pieces.or_else(|| {
+        compare
+            .then(|| {
+                use crate::ingest::delta::{compare, content_sums, differing};
+                let token_of = |z: &ZoneState| z.current.as_ref().map(|v| v.token);
+                let (token, want) = node.sm.with(|st| {
+                    let z = st.zones.get(zone)?;
+                    Some((token_of(z), content_sums(z, origin)))
+                })?;
+                let path = std::path::Path::new(what);
+                let (mini, differ) = differing(&input, path, popts, &want)?;
+                let changed = node.sm.with(|st| {
+                    let z = st.zones.get(zone).filter(|z| token_of(z) == token)?;
+                    compare(z, origin, &mini, &differ)
+                })?;
+                Some((mini, changed, "file compared"))
+            })
+            .flatten()
+    });
+    // Not compared by its pieces: the file's pieces, for its next change (~2.5 s at 1M
+    // delegations, once per file that is not). A file read whole is parsed by those
+    // pieces, once for both.
+    let index_files = |input: &[u8], keep: bool| -> Option<Parsed> {
+        let f = files.as_ref().filter(|_| !by_pieces)?;
+        let t = Instant::now();
+        let (sums, path) = (
+            sums.clone().expect("a file's sums"),
+            std::path::Path::new(what),
+        );
+        let (index, parsed) = if keep {
+            let (i, p) = FileIndex::build_parsed(input, sums, path, popts)?;
+            (i, Some(p))
+        } else {
+            (FileIndex::build(input, sums, path, popts)?, None)
+        };
+        tracing::info!(
+            zone,
+            pieces = index.len(),
+            ms = t.elapsed().as_millis() as u64,
+            "input file indexed by its pieces"
+        );
+        if let Ok(mut g) = f.lock() {
+            g.pending = Some(index);
+        }
+        parsed
+    };
+    let (unsigned, warnings) = match compared {
+        Some((mini, changed, how)) => {
+            index_files(&input, false);
+            drop(input);
+            delta = Some((changed, how));
+            (mini, Vec::new())
+        }
+        None => {
+            // The text is let go once parsed, before the records are built into the zone
+            // (at 1M delegations 110 MiB, on top of the content the leader holds).
+            let parsed = match index_files(&input, true) {
+                Some(p) => p,
+                None => {
+                    crate::zone::parse::parse_file_bytes(&input, std::path::Path::new(what), popts)
+                        .map_err(|e| format!("zone {zone}: {e}"))?
+                }
+            };
+            drop(input);
+            Zone::build(parsed, origin, what, &popts.limits)
+                .map_err(|e| format!("zone {zone}: {e}"))?
+        }
+    };
+    for w in warnings.iter().take(20) {
+        tracing::warn!(zone, "{w}");
+    }
+    Ok(Loaded {
+        unsigned,
+        input_digest,
+        delta,
+    })
+}
+
+/// The borrowed context of a build from the changes alone.
+struct Quick<'a> {
+    zone: &'a str,
+    origin: &'a Name,
+    cur: &'a Version,
+    keys: &'a [KeyRecord],
+    signing: &'a [Arc<dyn crate::hsm::SigningKey>],
+    opts: &'a SignOptions,
+    quick_ok: bool,
+}
+
+/// The version from the changes alone: the changed RRsets signed, and the denial records
+/// around names or types that came or went, over the current content. `None`: the whole
+/// zone is needed.
+fn from_changes(
+    node: &Node,
+    q: &Quick,
+    unsigned: &Zone,
+    delta: Option<(Vec<(Name, u16)>, &'static str)>,
+    serial: u32,
+    t_start: Instant,
+    how: Option<&'static str>,
+) -> Result<Option<Diff>, BuildError> {
+    let Quick {
+        zone,
+        origin,
+        cur,
+        keys,
+        signing,
+        opts,
+        quick_ok,
+    } = *q;
+    let t_parsed = Instant::now();
+    let st = node.sm.read();
+    let z = st.zones.get(zone).ok_or("zone removed")?;
+    let (found, touched) = match delta {
+        Some((changed, _)) => (
+            delta_changes(z, origin, unsigned, changed.clone()),
+            Some(changed),
+        ),
+        None => (same_shape_changes(z, unsigned), None),
+    };
+    let mut quick = match found {
+        Some(found) => quick_sign(z, origin, unsigned, found, signing, opts, keys)
+            .map_err(BuildError::Transient)?
+            .map(|(c, n)| (c, n, "same shape: only changed RRsets signed")),
+        None => None,
+    };
+    if quick.is_none()
+        && quick_ok
+        && let Some(touched) = touched
+    {
+        quick = shape_sign(z, origin, unsigned, touched, signing, opts)
+            .map_err(BuildError::Transient)?
+            .map(|(c, n)| {
+                let what = "names or types came or went: the changed RRsets and the \
+                            denial records around them signed";
+                (c, n, what)
+            });
+    }
+    if let Some((changes, signed, what)) = quick {
+        let hash = z.hash_after(changes.iter());
+        let min_expiration = changes
+            .iter()
+            .flat_map(|c| c.val.iter().flat_map(|v| v.sigs.iter()))
+            .filter_map(|s| RrsigHeader::parse(s).map(|(h, _)| h.expiration))
+            .fold(cur.min_expiration, u32::min);
+        tracing::info!(
+            zone,
+            serial,
+            changes = changes.len(),
+            signed,
+            load_ms = (t_parsed - t_start).as_millis() as u64,
+            quick_ms = t_parsed.elapsed().as_millis() as u64,
+            input = how.unwrap_or("whole zone"),
+            "version built ({what})"
+        );
+        let rrsets = changes.iter().fold(z.content.len() as i64, |n, c| {
+            let had = z.content.contains_key(&(Owner(c.owner.clone()), c.rtype));
+            n + c.val.is_some() as i64 - had as i64
+        }) as u64;
+        let reused = rrsets.saturating_sub(signed);
+        return Ok(Some(Diff {
+            changes,
+            hash,
+            rrsets,
+            counts: (signed, reused, 0),
+            min_expiration,
+        }));
+    }
+    Ok(None)
+}
+
+/// The version signed whole, reusing every cached signature that is not due; the publish
+/// gate; the RRset changes against the current content (which must not have moved).
+#[allow(clippy::too_many_arguments)]
+fn whole(
+    node: &Node,
+    zone: &str,
+    cfg: &ZoneConfig,
+    origin: &Name,
+    unsigned: Zone,
+    signing: &[Arc<dyn crate::hsm::SigningKey>],
+    opts: &SignOptions,
+    keys: &[KeyRecord],
+    serial: u32,
+    t_start: Instant,
+) -> Result<Diff, BuildError> {
+    let t = opts.now;
+    let (cache, base_hash) = {
+        let st = node.sm.read();
+        let z = st.zones.get(zone).ok_or("zone removed")?;
+        (cache_from(z, origin, keys), z.hash)
+    };
+    let t_cache = Instant::now();
+    let signed = sign_zone(unsigned, signing, opts, &cache, &|_, _| {})
+        .map_err(|e| BuildError::Transient(e.to_string()))?;
+    drop(cache);
+    let t_signed = Instant::now();
+    let report = signed.verify(t);
+    if !report.valid {
+        let f = &report.failures[0];
+        return Err(BuildError::Input(format!(
+            "publish gate: {} failure(s), first: {} {}: {}",
+            report.failures.len(),
+            f.owner,
+            f.rtype,
+            f.message
+        )));
+    }
+    let stats = signed.stats;
+    let t_gate = Instant::now();
+    let entries = signed.into_entries();
+    let st = node.sm.read();
+    let z = st.zones.get(zone).ok_or("zone removed")?;
+    if z.hash != base_hash {
+        return Err(BuildError::Transient(
+            "the current version changed while signing".into(),
+        ));
+    }
+    // Merge-join in canonical order: the zone's nodes and the NSEC3 chain are two sorted
+    // runs, which a stable sort merges in linear time.
+    let mut entries = entries;
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut changes = Vec::new();
+    let mut resigned_unchanged = 0u64;
+    let mut min_expiration = u32::MAX;
+    let due_by = t.saturating_add(cfg.refresh_s);
+    let expirations = |v: &RrsetVal| {
+        v.sigs
+            .iter()
+            .filter_map(|s| RrsigHeader::parse(s).map(|(h, _)| h.expiration))
+            .min()
+    };
+    let rrsets = entries.len() as u64;
+    let mut old = z.content.iter().peekable();
+    let gone = |k: &(Owner, u16)| RrsetChange {
+        owner: k.0.0.clone(),
+        rtype: k.1,
+        val: None,
+    };
+    for (key, val) in entries {
+        if let Some(e) = expirations(&val) {
+            min_expiration = min_expiration.min(e);
+        }
+        while let Some((ok, _)) = old.next_if(|(ok, _)| **ok < key) {
+            changes.push(gone(ok));
+        }
+        match old.next_if(|(ok, _)| **ok == key) {
+            Some((_, o)) if *o == val => {}
+            Some((_, o)) => {
+                if o.ttl == val.ttl
+                    && o.rdatas == val.rdatas
+                    && key.1 != rtype::SOA
+                    && expirations(o).is_some_and(|e| e >= due_by)
+                {
+                    resigned_unchanged += 1;
+                }
+                changes.push(RrsetChange {
+                    owner: key.0.0,
+                    rtype: key.1,
+                    val: Some(val),
+                });
+            }
+            None => changes.push(RrsetChange {
+                owner: key.0.0,
+                rtype: key.1,
+                val: Some(val),
+            }),
+        }
+    }
+    for (ok, _) in old {
+        changes.push(gone(ok));
+    }
+    let hash = z.hash_after_all(&changes);
+    let ms = |a: Instant, b: Instant| (b - a).as_millis() as u64;
+    let t_end = Instant::now();
+    let rss_mib = crate::runtime::mem::rss_for(rrsets as usize);
+    tracing::info!(
+        zone,
+        serial,
+        changes = changes.len(),
+        hash = hex(&hash[..8]),
+        load_and_cache_ms = ms(t_start, t_cache),
+        sign_ms = ms(t_cache, t_signed),
+        gate_ms = ms(t_signed, t_gate),
+        diff_ms = ms(t_gate, t_end),
+        rss_mib,
+        "version built"
+    );
+    Ok(Diff {
+        changes,
+        hash,
+        rrsets,
+        counts: (stats.signed as u64, stats.reused as u64, resigned_unchanged),
+        min_expiration,
+    })
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::build::{BuildError, KaspUse, build_version, cds_keys};
+use super::build::{Build, BuildError, KaspUse, build_version, cds_keys};
 use super::duty::{clock_agrees, clock_steady};
 use super::engine::{self, Built, Decision, Phase};
 use super::input::{
@@ -219,23 +219,21 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
         (None, None) => Input::Reread,
     };
     let file_input = cfg.input.starts_with("file:");
-    let built = crate::runtime::spawn_blocking(move || {
-        build_version(
-            &n,
-            &z,
-            &cfg,
-            cur,
-            reload_seq,
-            &keys,
-            key_ids,
-            input,
-            input_serial,
-            quick_ok,
-            kasp,
-        )
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let build = Build {
+        zone: z,
+        cfg,
+        current: cur,
+        reload_seq,
+        keys,
+        key_ids,
+        input,
+        input_serial,
+        quick_ok,
+        kasp,
+    };
+    let built = crate::runtime::spawn_blocking(move || build_version(&n, build))
+        .await
+        .map_err(|e| e.to_string())?;
     let (changes, version) = match built {
         Ok(x) => x,
         Err(BuildError::Input(e)) => {
