@@ -50,7 +50,9 @@ pub(super) fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
         meta.len(),
     );
     let (index, generation) = {
-        let Ok(mut g) = memo.files.lock() else { return };
+        let Ok(mut g) = memo.file.indexes.lock() else {
+            return;
+        };
         let indexed = match want {
             Some(digest) => g.current.as_ref().is_some_and(|i| i.sums.digest == digest),
             None => g.current.is_some(),
@@ -71,7 +73,7 @@ pub(super) fn standby_index(node: &Arc<Node>, zone: &str, memo: &mut Memo) {
         return;
     };
     let popts = parse_options(origin, &cfg);
-    let files = memo.files.clone();
+    let files = memo.file.indexes.clone();
     let zone = zone.to_string();
     tokio::spawn(async move {
         let t = Instant::now();
@@ -200,7 +202,7 @@ pub(super) async fn primary_input(
     quick_ok: bool,
 ) -> Result<Input, String> {
     let digest = memo.digest;
-    let delta = memo.delta.replace(InputDelta {
+    let delta = memo.primary.delta.replace(InputDelta {
         base: digest,
         rrsets: Default::default(),
     });
@@ -210,7 +212,11 @@ pub(super) async fn primary_input(
         && !d.rrsets.is_empty()
         && let Ok(origin) = Name::parse(zone.as_bytes(), None)
     {
-        let held = memo.input.as_ref().expect("a primary's zone is held");
+        let held = memo
+            .primary
+            .held
+            .as_ref()
+            .expect("a primary's zone is held");
         // (Names or types that came or went are built the same way: `shape_sign`.)
         let text = node.sm.with(|st| {
             let z = st.zones.get(zone)?;
@@ -235,11 +241,11 @@ pub(super) async fn primary_input(
     // as text, parsed again, took the leader's memory to ~2 GiB).
     if quick_ok
         && current.is_some()
-        && memo.whole_as_delta != Some(digest)
-        && let Some(held) = memo.input.as_ref().filter(|h| h.is_whole())
+        && memo.primary.whole_as_delta != Some(digest)
+        && let Some(held) = memo.primary.held.as_ref().filter(|h| h.is_whole())
         && let Ok(origin) = Name::parse(zone.as_bytes(), None)
     {
-        memo.whole_as_delta = Some(digest);
+        memo.primary.whole_as_delta = Some(digest);
         let apex = Owner(origin);
         // A walk over the whole content: off the runtime's workers (see `transfer_if_newer`).
         let text = crate::runtime::blocking(|| {
@@ -267,7 +273,7 @@ pub(super) async fn primary_input(
         }
     }
     // The whole zone, rendered off the runtime (a large zone takes a while).
-    let held = memo.input.take().expect("a primary's zone is held");
+    let held = memo.primary.held.take().expect("a primary's zone is held");
     let (n, z) = (node.clone(), zone.to_string());
     let (held, text) = crate::runtime::spawn_blocking(move || {
         let text = if held.is_whole() {
@@ -279,7 +285,7 @@ pub(super) async fn primary_input(
     })
     .await
     .map_err(|e| e.to_string())?;
-    memo.input = Some(held);
+    memo.primary.held = Some(held);
     Ok(Input::Text(text, digest))
 }
 
@@ -338,10 +344,15 @@ pub(super) async fn read_if_changed(
         meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         meta.len(),
     );
-    if memo.stat == Some(stat) {
+    if memo.file.stat == Some(stat) {
         return Ok(None);
     }
-    let index = memo.files.lock().ok().and_then(|g| g.current.clone());
+    let index = memo
+        .file
+        .indexes
+        .lock()
+        .ok()
+        .and_then(|g| g.current.clone());
     let p = path.clone();
     let t = Instant::now();
     let (sums, read) = crate::runtime::spawn_blocking(move || read_file(&p, index.as_deref()))
@@ -360,7 +371,7 @@ pub(super) async fn read_if_changed(
         "input file read"
     );
     memo.digest = sums.digest;
-    memo.stat = Some(stat);
+    memo.file.stat = Some(stat);
     Ok(Some((sums, read)))
 }
 
@@ -379,7 +390,7 @@ pub(super) async fn fetch_from_primary(
     // A new leader starts from the input the current version was made from (replicated),
     // so it can re-sign even while the primary is unreachable: nothing is copied but the
     // apex, the content is the rest.
-    if memo.input.is_none()
+    if memo.primary.held.is_none()
         && let Some(cur) = current
     {
         let held = node.sm.with(|st| {
@@ -388,37 +399,40 @@ pub(super) async fn fetch_from_primary(
                 .map(|z| Held::over(apex.clone(), &z.content, cur.input_serial))
         });
         if let Some(held) = held {
-            memo.input = Some(held);
+            memo.primary.held = Some(held);
             memo.digest = cur.input_digest;
-            memo.delta = Some(InputDelta {
+            memo.primary.delta = Some(InputDelta {
                 base: cur.input_digest,
                 rrsets: Default::default(),
             });
-            memo.primary_serial = Some(cur.input_serial);
+            memo.primary.serial = Some(cur.input_serial);
         }
     }
     // A whole transfer stops being held once a version built from it is published.
-    if let (Some(held), Some(cur)) = (memo.input.as_mut(), current)
+    if let (Some(held), Some(cur)) = (memo.primary.held.as_mut(), current)
         && held.is_whole()
         && cur.input_digest == memo.digest
     {
         held.lean();
     }
     let notified = node.local().notified.remove(zone);
-    if let Some((at, why)) = &memo.fetch_failed
+    if let Some((at, why)) = &memo.primary.failed
         && at.elapsed() < RETRY_FAILED
         && !notified
         && !reload
     {
         return Err(why.clone());
     }
-    let poll_due = memo.polled.is_none_or(|t| t.elapsed() >= memo.refresh);
-    if memo.input.is_some() && !notified && !poll_due && !reload {
+    let poll_due = memo
+        .primary
+        .polled
+        .is_none_or(|t| t.elapsed() >= memo.primary.refresh);
+    if memo.primary.held.is_some() && !notified && !poll_due && !reload {
         return Ok(());
     }
-    memo.polled = Some(Instant::now());
-    if memo.refresh.is_zero() {
-        memo.refresh = Duration::from_secs(60);
+    memo.primary.polled = Some(Instant::now());
+    if memo.primary.refresh.is_zero() {
+        memo.primary.refresh = Duration::from_secs(60);
     }
     let why = if notified {
         "NOTIFY"
@@ -430,11 +444,11 @@ pub(super) async fn fetch_from_primary(
     let published = current.map(|v| v.input_serial);
     match transfer_if_newer(node, zone, &apex, primary, reload, published, memo, why).await {
         Ok(()) => {
-            memo.fetch_failed = None;
+            memo.primary.failed = None;
             Ok(())
         }
         Err(e) => {
-            memo.fetch_failed = Some((Instant::now(), e.clone()));
+            memo.primary.failed = Some((Instant::now(), e.clone()));
             Err(e)
         }
     }
@@ -457,7 +471,7 @@ pub(super) async fn transfer_if_newer(
     let serial = client::serial(primary, key.as_ref(), &origin).await?;
     // Backwards from the input of the published version (or, before one exists, from the
     // last transfer); "nothing new" against the last transfer.
-    let known = published.or(memo.primary_serial).filter(|s| *s != 0);
+    let known = published.or(memo.primary.serial).filter(|s| *s != 0);
     let backwards = |k: u32, s: u32| {
         format!(
             "zone {zone}: the primary's serial went backwards from {k} to {s}; keeping the \
@@ -469,7 +483,7 @@ pub(super) async fn transfer_if_newer(
             return Err(backwards(k, serial));
         }
     }
-    if memo.primary_serial == Some(serial) && memo.input.is_some() && !reload {
+    if memo.primary.serial == Some(serial) && memo.primary.held.is_some() && !reload {
         return Ok(());
     }
     let max = node
@@ -482,8 +496,10 @@ pub(super) async fn transfer_if_newer(
         })
         .unwrap_or(u64::MAX);
     // IXFR from what we hold when we hold it; AXFR on reload, or when the IXFR fails.
-    let from = match (&memo.input, memo.primary_serial) {
-        (Some(held), Some(ps)) if !reload && !memo.force_axfr => held.soa(ps).map(|soa| (ps, soa)),
+    let from = match (&memo.primary.held, memo.primary.serial) {
+        (Some(held), Some(ps)) if !reload && !memo.primary.force_axfr => {
+            held.soa(ps).map(|soa| (ps, soa))
+        }
         _ => None,
     };
     let ixfr = from.as_ref().map(|(ps, soa)| (*ps, &soa[..]));
@@ -503,7 +519,7 @@ pub(super) async fn transfer_if_newer(
     }
     let kind = match f.transfer {
         client::Transfer::UpToDate => {
-            memo.primary_serial = Some(f.serial);
+            memo.primary.serial = Some(f.serial);
             return Ok(());
         }
         client::Transfer::Full(recs) => {
@@ -515,30 +531,31 @@ pub(super) async fn transfer_if_newer(
                 (held, digest)
             });
             memo.digest = digest;
-            memo.input = Some(held);
-            memo.delta = None;
-            memo.force_axfr = false;
+            memo.primary.held = Some(held);
+            memo.primary.delta = None;
+            memo.primary.force_axfr = false;
             "AXFR"
         }
         client::Transfer::Incremental(deltas) => {
             let held = memo
-                .input
+                .primary
+                .held
                 .as_mut()
                 .ok_or("IXFR without a zone to apply it to")?;
-            let from = memo.primary_serial.unwrap_or(0);
+            let from = memo.primary.serial.unwrap_or(0);
             let digest = chained_digest(&memo.digest, &deltas);
             let applied = with_content(node, zone, |c| held.apply(c, deltas, from));
             match applied {
                 Ok(touched) => {
-                    if let Some(d) = &mut memo.delta {
+                    if let Some(d) = &mut memo.primary.delta {
                         d.rrsets.extend(touched);
                     }
                 }
                 Err(e) => {
                     // The zone is held as it was, so it can still be re-signed; the next
                     // transfer is a whole one.
-                    memo.force_axfr = true;
-                    memo.polled = None;
+                    memo.primary.force_axfr = true;
+                    memo.primary.polled = None;
                     return Err(format!("zone {zone}: {e}; the next transfer is a full one"));
                 }
             }
@@ -554,7 +571,7 @@ pub(super) async fn transfer_if_newer(
         reason = why,
         "transferred from the primary"
     );
-    memo.refresh = Duration::from_secs(f.refresh.clamp(1, 86_400) as u64);
-    memo.primary_serial = Some(f.serial);
+    memo.primary.refresh = Duration::from_secs(f.refresh.clamp(1, 86_400) as u64);
+    memo.primary.serial = Some(f.serial);
     Ok(())
 }

@@ -49,7 +49,7 @@ pub(super) async fn keys_step(
             }
             Action::SubmitDs { key, tag } | Action::RetractDs { key, tag } => {
                 let submit = matches!(a, Action::SubmitDs { .. });
-                if memo.parent_told.insert((*key, submit)) {
+                if memo.parent.told.insert((*key, submit)) {
                     let ds = records
                         .iter()
                         .find(|r| r.id == *key)
@@ -76,7 +76,7 @@ pub(super) async fn keys_step(
         }
     }
     let mut notes = ev.notes.clone();
-    notes.extend(memo.parent_note.clone());
+    notes.extend(memo.parent.note.clone());
     node.local().keys_notes.insert(zone.into(), notes);
     if made {
         return Ok(None);
@@ -127,15 +127,15 @@ pub(super) async fn check_parent(
     let every = Duration::from_secs(
         (policy.parent_check_interval as u64 / node.cfg.signer.kasp_time_scale.max(1)).max(1),
     );
-    if memo.parent_asked.is_some_and(|t| t.elapsed() < every) {
+    if memo.parent.asked.is_some_and(|t| t.elapsed() < every) {
         return Some(set);
     }
-    memo.parent_asked = Some(Instant::now());
+    memo.parent.asked = Some(Instant::now());
     let origin = Name::parse(zone.as_bytes(), None).ok()?;
     let servers = match parent::servers(policy, &origin).await {
         Ok(s) => s,
         Err(e) => {
-            memo.parent_note = Some(format!("parent servers: {e}; waiting"));
+            memo.parent.note = Some(format!("parent servers: {e}; waiting"));
             return Some(set);
         }
     };
@@ -149,13 +149,13 @@ pub(super) async fn check_parent(
                 Err(e) => format!("{a}: {e}"),
             })
             .collect();
-        memo.parent_note = Some(format!(
+        memo.parent.note = Some(format!(
             "parent servers do not agree (or did not all answer): {}; waiting",
             said.join("; ")
         ));
         return Some(set);
     }
-    memo.parent_note = None;
+    memo.parent.note = None;
     if let Some(ttl) = view
         .ttl
         .filter(|t| *t > policy.ds_ttl.max(set.ds_ttl_observed))

@@ -25,42 +25,66 @@ use crate::replica::{Command, KeyRecord, Outcome};
 /// proposing (see [`crate::runtime::mem::trim`]).
 pub(super) const TRIM_AFTER_CHANGES: u64 = crate::runtime::mem::LARGE as u64;
 
+/// What the leader remembers of a zone between its runs. A zone's input is a file or a
+/// hidden primary; each has its own part, the other stays at its default.
 #[derive(Default, Clone)]
 pub(super) struct Memo {
-    pub(super) stat: Option<(SystemTime, u64)>,
+    /// The input this memo is about (`zone set` may change it: then it starts afresh).
+    pub(super) input_of: String,
+    /// The digest of the input as last read.
     pub(super) digest: [u8; 32],
     /// How the last build ended: a refused input, or a back-off after a passing failure.
     pub(super) phase: Phase,
-    /// A primary's zone as records (an IXFR updates them), its serial, when the primary
-    /// was last asked, and how often to ask (its SOA refresh).
-    pub(super) input: Option<Held>,
+    pub(super) file: FileInput,
+    pub(super) primary: PrimaryInput,
+    pub(super) parent: ParentChecks,
+}
+
+/// A zone whose input is a file.
+#[derive(Default, Clone)]
+pub(super) struct FileInput {
+    /// The file's mtime and size when last read (unchanged: not read again).
+    pub(super) stat: Option<(SystemTime, u64)>,
+    /// The changed file (by digest) a build was last tried from by comparing it with the
+    /// current version: tried once, then the next build reads the whole file.
+    pub(super) as_delta: Option<[u8; 32]>,
+    /// The pieces of the file the current version was built from (a changed file is
+    /// compared with them first: [`crate::ingest::index`]).
+    pub(super) indexes: Arc<std::sync::Mutex<FileIndexes>>,
+}
+
+/// A zone whose input is a hidden primary.
+#[derive(Default, Clone)]
+pub(super) struct PrimaryInput {
+    /// The primary's zone as records (an IXFR updates them).
+    pub(super) held: Option<Held>,
     /// The RRsets the IXFRs since the input at `base` changed: a build from a delta signs
     /// only those. `None` after a whole transfer (the next build compares everything).
     pub(super) delta: Option<InputDelta>,
-    pub(super) primary_serial: Option<u32>,
+    /// The primary's serial as last transferred.
+    pub(super) serial: Option<u32>,
+    /// When the primary was last asked, and how often to ask (its SOA refresh).
     pub(super) polled: Option<Instant>,
     pub(super) refresh: Duration,
     /// The last failed transfer: when, and why (retried after `RETRY_FAILED`).
-    pub(super) fetch_failed: Option<(Instant, String)>,
+    pub(super) failed: Option<(Instant, String)>,
     /// The zone reload the last transfer answered (a new reload fetches at once).
     pub(super) reload_tried: u64,
-    /// The input this memo is about (`zone set` may change it: then it starts afresh).
-    pub(super) input_of: String,
     /// An IXFR could not be applied: the next transfer is a whole one.
     pub(super) force_axfr: bool,
     /// The whole transfer (by digest) a build was last tried from as a delta against the
     /// current version: tried once, then the next build reads the whole zone.
     pub(super) whole_as_delta: Option<[u8; 32]>,
-    /// The same for a changed input file.
-    pub(super) file_as_delta: Option<[u8; 32]>,
-    /// The pieces of the input file the current version was built from (a changed file
-    /// is compared with them first: [`crate::ingest::index`]).
-    pub(super) files: Arc<std::sync::Mutex<FileIndexes>>,
+}
+
+/// The checks of the parent's DS.
+#[derive(Default, Clone)]
+pub(super) struct ParentChecks {
     /// Parent actions already logged: (key, submit?).
-    pub(super) parent_told: HashSet<(KeyId, bool)>,
+    pub(super) told: HashSet<(KeyId, bool)>,
     /// When the parent's servers were last asked, and what was wrong then.
-    pub(super) parent_asked: Option<Instant>,
-    pub(super) parent_note: Option<String>,
+    pub(super) asked: Option<Instant>,
+    pub(super) note: Option<String>,
 }
 
 impl Memo {
@@ -68,7 +92,10 @@ impl Memo {
     pub(super) fn standby(&self) -> Memo {
         Memo {
             input_of: self.input_of.clone(),
-            files: self.files.clone(),
+            file: FileInput {
+                indexes: self.file.indexes.clone(),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -152,8 +179,8 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
     let file_input = match crate::dns::primary_of(&cfg.input) {
         Some(primary) => {
             let reload = current.as_ref().is_some_and(|v| v.reload_seq != reload_seq);
-            let fresh_reload = reload && memo.reload_tried != reload_seq;
-            memo.reload_tried = reload_seq;
+            let fresh_reload = reload && memo.primary.reload_tried != reload_seq;
+            memo.primary.reload_tried = reload_seq;
             fetch_from_primary(node, zone, &primary?, current.as_ref(), fresh_reload, memo).await?;
             None
         }
@@ -197,14 +224,14 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
         dnskey_ttl: policy.dnskey_ttl,
         keyset_seq,
     };
-    let input_serial = memo.primary_serial;
-    let input = match (file_input, &memo.input) {
+    let input_serial = memo.primary.serial;
+    let input = match (file_input, &memo.primary.held) {
         (Some((sums, read)), _) => {
             // Compared piece by piece once per input; a build from that which fails
             // (a keystore fault, a key change) is retried from the whole file.
-            let compare = quick_ok && memo.file_as_delta != Some(memo.digest);
+            let compare = quick_ok && memo.file.as_delta != Some(memo.digest);
             if compare {
-                memo.file_as_delta = Some(memo.digest);
+                memo.file.as_delta = Some(memo.digest);
             }
             // (Read around its change but not compared: the build reads it whole and
             // checks that it is what was read.)
@@ -212,7 +239,7 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
                 sums,
                 read,
                 compare,
-                files: memo.files.clone(),
+                files: memo.file.indexes.clone(),
             }
         }
         (None, Some(_)) => primary_input(node, zone, memo, current.as_ref(), quick_ok).await?,
@@ -257,7 +284,7 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
         }
         Err(BuildError::Transient(e)) => {
             // (The file may have changed while it was read: read it again.)
-            memo.stat = None;
+            memo.file.stat = None;
             memo.phase = memo
                 .phase
                 .after(Built::Passing, memo.digest, Instant::now());
@@ -338,7 +365,7 @@ pub(super) async fn step(node: &Arc<Node>, zone: &str, memo: &mut Memo) -> Resul
             token,
         ));
         if file_input {
-            index_file(&memo.files, memo.digest);
+            index_file(&memo.file.indexes, memo.digest);
         }
     }
     node.local().last_run.insert(
