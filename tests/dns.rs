@@ -28,12 +28,46 @@ fn ksk_anchor(zone_text: &str) -> (String, String) {
     (format!("{} {} {}", f[4], f[5], f[6]), key)
 }
 
+const NAMED: &str = "18700";
+const KNOT: &str = "18710";
+const UNBOUND: &str = "18720";
+
+/// What the phases of the secondaries test share.
+struct Sec {
+    c: Cluster,
+    d: std::path::PathBuf,
+    secret: String,
+    zone_file: std::path::PathBuf,
+    output: std::path::PathBuf,
+}
+
 #[test]
 fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
-    let mut c = Cluster::start(18500);
+    eprintln!("phase: two zones signed: example. (NSEC3) and example.org. (NSEC)");
+    let (mut s, serial, leader) = two_zones_signed();
+    eprintln!("phase: referrals");
+    referrals_carry_the_ds_or_the_proof_of_none(&s);
+    eprintln!("phase: answers and the file output");
+    every_node_answers_and_the_file_output_validates(&s, serial);
+    eprintln!("phase: transfers need TSIG");
+    transfers_need_tsig(&s);
+    eprintln!("phase: BIND and Knot as secondaries");
+    let (named, knot) = named_and_knot_pull_the_zone(&s, serial);
+    eprintln!("phase: delv and Unbound validate");
+    resolvers_validate_from_the_ksk(&s);
+    eprintln!("phase: a change, by NOTIFY and IXFR");
+    let serial2 = a_change_goes_to_the_secondaries_by_ixfr(&s, &named, &knot, serial);
+    eprintln!("phase: the leader dies");
+    the_leader_dies_and_the_new_one_notifies(&mut s, named, knot, leader, serial2);
+}
+
+/// The cluster with example. (NSEC3) and example.org. (NSEC), both signed; the first
+/// serial of example., and the leader.
+fn two_zones_signed() -> (Sec, u64, u64) {
+    let c = Cluster::start(18500);
     let d = c.dir.path().to_path_buf();
     let secret = c.secret();
-    let (named_port, knot_port, unbound_port) = ("18700", "18710", "18720");
+    let (named_port, knot_port) = (NAMED, KNOT);
     let zone_file = d.join("example.zone");
     std::fs::copy(common::example_zone(), &zone_file).unwrap();
     let output = d.join("example.signed");
@@ -77,7 +111,18 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
     let serial = c.converged(ZONE, 0);
     c.converged("example.org.", 0);
     let leader = c.leader();
+    let s = Sec {
+        c,
+        d,
+        secret,
+        zone_file,
+        output,
+    };
+    (s, serial, leader)
+}
 
+fn referrals_carry_the_ds_or_the_proof_of_none(s: &Sec) {
+    let Sec { c, .. } = s;
     // Referrals: a secure delegation carries its DS and RRSIG, an insecure one the proof
     // that it has no DS (NSEC3 in example., NSEC in example.org.); glue in additional.
     let port = c.dns_port(2);
@@ -130,7 +175,10 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
             && out.contains("ANSWER SECTION: sub.example. 3600 IN DS 12345"),
         "DS is answered by the parent:\n{out}"
     );
+}
 
+fn every_node_answers_and_the_file_output_validates(s: &Sec, serial: u64) {
+    let Sec { c, output, .. } = s;
     // Every node answers, authoritatively, with RRSIGs under +dnssec.
     for id in 1..=3 {
         let out = dig(&c.dns_port(id), &["+dnssec", "+norec", "www.example.", "A"]);
@@ -158,7 +206,10 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
         "token in the first line"
     );
     assert_validators_accept(ZONE, &output, false);
+}
 
+fn transfers_need_tsig(s: &Sec) {
+    let Sec { c, secret, .. } = s;
     // A transfer without TSIG is refused; with the key it works (dig and kdig).
     let port1 = c.dns_port(1);
     let out = dig(&port1, &["example.", "AXFR"]);
@@ -196,7 +247,11 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
         !out.contains("XFR size"),
         "a wrong secret gets no zone:\n{out}"
     );
+}
 
+fn named_and_knot_pull_the_zone(s: &Sec, serial: u64) -> (Daemon, Daemon) {
+    let Sec { c, d, secret, .. } = s;
+    let (named_port, knot_port) = (NAMED, KNOT);
     // BIND and Knot as secondaries.
     let nd = d.join("named");
     std::fs::create_dir_all(&nd).unwrap();
@@ -281,6 +336,13 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
         "knot:\n{out}"
     );
 
+    (named, knot)
+}
+
+fn resolvers_validate_from_the_ksk(s: &Sec) {
+    let Sec { c, d, output, .. } = s;
+    let unbound_port = UNBOUND;
+    let port1 = c.dns_port(1);
     // delv validates from the KSK.
     let signed = std::fs::read_to_string(&output).unwrap();
     let (flags, key) = ksk_anchor(&signed);
@@ -378,7 +440,23 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
             "unbound {name} must be secure (AD):\n{out}"
         );
     }
+}
 
+fn a_change_goes_to_the_secondaries_by_ixfr(
+    s: &Sec,
+    named: &Daemon,
+    knot: &Daemon,
+    serial: u64,
+) -> u64 {
+    let Sec {
+        c,
+        secret,
+        zone_file,
+        ..
+    } = s;
+    let (named_port, knot_port) = (NAMED, KNOT);
+    let port1 = c.dns_port(1);
+    let key_arg = format!("hmac-sha256:xfr-key:{secret}");
     // A change: the leader NOTIFYs; named takes it by IXFR, knot too; both serve it.
     let t = std::fs::read_to_string(&zone_file).unwrap();
     std::fs::write(&zone_file, t.replace("192.0.2.25", "192.0.2.26")).unwrap();
@@ -430,6 +508,23 @@ fn secondaries_pull_with_tsig_resolvers_validate_and_failover_keeps_serving() {
         "IXFR from {serial} holds the removed and added record only:\n{out}"
     );
 
+    serial2
+}
+
+fn the_leader_dies_and_the_new_one_notifies(
+    s: &mut Sec,
+    _named: Daemon,
+    knot: Daemon,
+    leader: u64,
+    serial2: u64,
+) {
+    let Sec {
+        c,
+        zone_file,
+        output,
+        ..
+    } = s;
+    let (named_port, knot_port) = (NAMED, KNOT);
     // The leader dies while the secondaries keep pulling; the new leader's NOTIFY follows.
     c.kill(leader);
     let t = std::fs::read_to_string(&zone_file).unwrap();
