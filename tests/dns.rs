@@ -258,25 +258,11 @@ fn named_and_knot_pull_the_zone(s: &Sec, serial: u64) -> (Daemon, Daemon) {
     let primaries: String = (1..=3)
         .map(|id| format!("127.0.0.1 port {} key xfr-key; ", c.dns_port(id)))
         .collect();
-    let conf = write(
-        &nd,
-        "named.conf",
-        &format!(
-            "options {{ directory \"{nd}\"; listen-on port {named_port} {{ 127.0.0.1; }}; \
-             listen-on-v6 {{ none; }}; pid-file \"{nd}/named.pid\"; recursion no; \
-             dnssec-validation no; notify no; session-keyfile \"{nd}/session.key\"; \
-             managed-keys-directory \"{nd}\"; }};\n\
-             key \"xfr-key\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n\
-             zone \"example.\" {{ type secondary; primaries {{ {primaries} }}; \
-             file \"example.db\"; masterfile-format text; allow-notify {{ 127.0.0.1; }}; }};\n",
-            nd = nd.display()
-        ),
+    let zones = format!(
+        "zone \"example.\" {{ type secondary; primaries {{ {primaries} }}; \
+         file \"example.db\"; masterfile-format text; allow-notify {{ 127.0.0.1; }}; }};\n"
     );
-    let named = Daemon::start(
-        "named",
-        Command::new("named").args(["-g", "-c", p(&conf)]),
-        d.join("named.log"),
-    );
+    let named = common::named(&nd, named_port, secret, "notify no; ", &zones);
     let kd = d.join("knot");
     std::fs::create_dir_all(&kd).unwrap();
     let addrs: Vec<String> = (1..=3)

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Cluster, Daemon, assert_validators_accept, dig, p, qs_ok, soa_serial, write};
@@ -139,26 +138,12 @@ fn hidden_primaries_feed_zones_and_bad_transfers_keep_the_last_good_version() {
     let also: String = (1..=3)
         .map(|id| format!("127.0.0.1 port {} key xfr-key; ", c.dns_port(id)))
         .collect();
-    let conf = write(
-        &nd,
-        "named.conf",
-        &format!(
-            "options {{ directory \"{nd}\"; listen-on port {named_port} {{ 127.0.0.1; }}; \
-             listen-on-v6 {{ none; }}; pid-file \"{nd}/named.pid\"; recursion no; \
-             dnssec-validation no; session-keyfile \"{nd}/session.key\"; \
-             managed-keys-directory \"{nd}\"; }};\n\
-             key \"xfr-key\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n\
-             zone \"hidden.\" {{ type primary; file \"{}\"; notify explicit; ixfr-from-differences yes; max-ixfr-ratio unlimited; \
-             also-notify {{ {also} }}; allow-transfer {{ key xfr-key; }}; }};\n",
-            hidden.display(),
-            nd = nd.display()
-        ),
+    let zones = format!(
+        "zone \"hidden.\" {{ type primary; file \"{}\"; notify explicit; ixfr-from-differences yes; \
+         max-ixfr-ratio unlimited; also-notify {{ {also} }}; allow-transfer {{ key xfr-key; }}; }};\n",
+        hidden.display()
     );
-    let named = Daemon::start(
-        "named",
-        Command::new("named").args(["-g", "-c", p(&conf)]),
-        d.join("named.log"),
-    );
+    let named = common::named(&nd, named_port, &secret, "", &zones);
     lab::wait_for(Duration::from_secs(20), || {
         soa_serial(named_port, "hidden.").map(|_| ())
     })

@@ -50,6 +50,24 @@ struct Conn {
 }
 
 impl Conn {
+    /// Sends the query `q` (id `id`, signed with `key` when given, its MAC in `prior`) and
+    /// reads the one message that answers it, checked.
+    async fn exchange(
+        &mut self,
+        q: &[u8],
+        id: u16,
+        key: Option<&TsigKey>,
+        prior: &mut Option<Vec<u8>>,
+        what: &str,
+    ) -> Result<Message, String> {
+        self.send(q).await?;
+        let raw = self
+            .recv()
+            .await?
+            .ok_or(format!("{what}: connection closed"))?;
+        check(&raw, id, key, prior, true, what)
+    }
+
     async fn open(remote: &Remote) -> Result<Conn, String> {
         let s = tokio::time::timeout(CONNECT, TcpStream::connect(remote.addr))
             .await
@@ -138,12 +156,7 @@ pub async fn serial(remote: &Remote, key: Option<&TsigKey>, zone: &Name) -> Resu
     let id = rand_id();
     let mut q = message(id, 0, zone, rtype::SOA, None);
     let mut prior = key.map(|k| tsig::sign(&mut q, k, None, false, crate::runtime::wall()));
-    c.send(&q).await?;
-    let raw = c
-        .recv()
-        .await?
-        .ok_or(format!("{what}: connection closed"))?;
-    let m = check(&raw, id, key, &mut prior, true, &what)?;
+    let m = c.exchange(&q, id, key, &mut prior, &what).await?;
     m.answers
         .iter()
         .find_map(soa_serial)
@@ -218,12 +231,7 @@ async fn query(
         q.extend_from_slice(&0x0000_8000u32.to_be_bytes()); // DO
         q.extend_from_slice(&0u16.to_be_bytes());
     }
-    c.send(&q).await?;
-    let raw = c
-        .recv()
-        .await?
-        .ok_or(format!("{what}: connection closed"))?;
-    let m = check(&raw, id, None, &mut None, true, &what)?;
+    let m = c.exchange(&q, id, None, &mut None, &what).await?;
     m.answers
         .iter()
         .map(|r| in_rr(r).map(|(_, t, ttl, d)| (t, ttl, d.to_vec())))

@@ -221,6 +221,8 @@ pub async fn check(node: Arc<Node>) {
                 Duration::from_secs(1),
             )
             .await;
+        // How far this node's own state reaches: a peer's record short of it may be stale.
+        let mine = applied(&node);
         let mut agree = 1;
         let mut agreeing = Vec::new();
         for (id, r) in answers {
@@ -232,7 +234,6 @@ pub async fn check(node: Arc<Node>) {
                 }) => (record, announced, as_of),
                 _ => continue,
             };
-            let mine = applied(&node);
             // A blank store has nothing to be an older copy of.
             let assess = |holds: u64| -> Result<(), String> {
                 if blank {

@@ -72,3 +72,26 @@ pub fn unbound(dir: &Path, port: &str, server: &str, zones: &str) -> Daemon {
         dir.join("unbound.log"),
     )
 }
+
+/// BIND's named on 127.0.0.1:`port`, its files in `dir`, with the TSIG key `xfr-key` of
+/// `secret`; `options` are added to its options, `zones` follow them.
+pub fn named(dir: &Path, port: &str, secret: &str, options: &str, zones: &str) -> Daemon {
+    std::fs::create_dir_all(dir).unwrap();
+    let conf = write(
+        dir,
+        "named.conf",
+        &format!(
+            "options {{ directory \"{nd}\"; listen-on port {port} {{ 127.0.0.1; }}; \
+             listen-on-v6 {{ none; }}; pid-file \"{nd}/named.pid\"; recursion no; \
+             dnssec-validation no; {options}session-keyfile \"{nd}/session.key\"; \
+             managed-keys-directory \"{nd}\"; }};\n\
+             key \"xfr-key\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n{zones}",
+            nd = dir.display()
+        ),
+    );
+    Daemon::start(
+        "named",
+        Command::new("named").args(["-g", "-c", p(&conf)]),
+        dir.join("named.log"),
+    )
+}

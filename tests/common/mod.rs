@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub use cluster::Cluster;
-pub use daemon::{Daemon, unbound};
+pub use daemon::{Daemon, named, unbound};
 
 pub fn qs_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_quorumsign"))
