@@ -341,9 +341,14 @@ impl Chain {
     /// The chain record at `from` names the next record of the chain in canonical order
     /// (wrapping to the first), and that record exists.
     fn link(&self, content: &Content, origin: &Name, from: &Name) -> Result<(), Refusal> {
+        let rec = self.record(content, origin, from)?;
+        self.links(content, from, &rec)
+    }
+
+    /// [`Chain::link`] of the record `rec` at `from`, already read.
+    fn links(&self, content: &Content, from: &Name, rec: &Record) -> Result<(), Refusal> {
         let t = self.rtype();
         let what = rtype::to_text(t);
-        let rec = self.record(content, origin, from)?;
         if get(content, &rec.next, t).is_none() {
             return Err(Refusal::Invalid(format!(
                 "{what} at {} points to {}, which has no {what}",
@@ -394,7 +399,7 @@ impl Chain {
                         list(&types)
                     )));
                 }
-                self.link(content, origin, &at)?;
+                self.links(content, &at, &rec)?;
             }
             // RFC 5155 §6: under opt-out an insecure delegation need not be in the chain.
             (Some(_), None) if opt_out_insecure => {}
